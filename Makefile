@@ -1,0 +1,69 @@
+# parley: the two commands a new machine needs are `make run` and `make test`.
+# Everything else (venv, pinned packages, certificates, the virtual display for
+# GUI tests) is set up by these targets themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CERTS  := certs
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test certs client lint format screenshots bench sysdeps clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $(STAMP)
+
+# Certificates are generated only when missing; `make certs` forces nothing either
+# (use `python -m certs --out certs --force` or `--renew` by hand).
+$(CERTS)/server.pem: | $(STAMP)
+	$(PY) -m certs --out $(CERTS)
+
+certs: $(STAMP)
+	$(PY) -m certs --out $(CERTS)
+
+# Start the server on its defaults: 127.0.0.1:5555, history in parley.db.
+# Serve the LAN with: make run ARGS="--host 0.0.0.0"
+run: $(STAMP) $(CERTS)/server.pem
+	$(PY) -m server $(ARGS)
+
+client: $(STAMP)
+	$(PY) -m client.gui $(ARGS)
+
+# System packages the GUI tests need: installed when root and missing, otherwise named.
+sysdeps:
+	@missing=""; \
+	command -v Xvfb >/dev/null 2>&1 || missing="$$missing xvfb"; \
+	command -v xdotool >/dev/null 2>&1 || missing="$$missing xdotool"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing fonts-dejavu-core >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing (install them: sudo apt-get install$$missing)" >&2; exit 1; \
+	  fi; \
+	fi
+
+test: $(STAMP) sysdeps
+	env -u DISPLAY $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+
+screenshots: $(STAMP) sysdeps
+	env -u DISPLAY $(PY) -m pytest -q tests/client/gui -k screenshot --screenshots=artifacts
+
+bench: $(STAMP) $(CERTS)/server.pem
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts
