@@ -1,0 +1,229 @@
+# server/app.py: ChatServer, which wires config, store, hub, TLS, listener and
+# connections together and owns the start-up and shutdown order.
+#
+# Start: lock the database (one server per database), migrate it (backing up
+# a non-empty database first), start the writer, end sessions a crash left
+# open, build the TLS context, bind, accept.
+# Stop: stop accepting, tell every client, let their threads finish (bounded),
+# flush the writer, release the lock. Nothing acked is lost: acks are sent
+# only after COMMIT, and the writer drains before it stops.
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import resource
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+from protocol import Error, ErrorCode
+
+from . import store as store_pkg
+from .auth import LoginThrottle, PasswordHasher
+from .commands import Commands, utcnow
+from .config import ServerConfig
+from .connection import Connection
+from .errors import DatabaseLocked
+from .hub import Hub
+from .listener import Listener, bind
+from .store import Store, writes
+from .tls import server_context
+
+log = logging.getLogger("parley.server")
+
+#: How often session rows get their last_active_at refreshed.
+_TOUCH_INTERVAL = 30.0
+
+
+def _raise_nofile_limit() -> None:
+    # Each connection needs two or three descriptors (socket + wake-up pair).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+
+
+class ChatServer:
+    """One parley server. start() returns once it is listening; stop() shuts it down."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.hub = Hub()
+        self.hasher = PasswordHasher(
+            config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
+        )
+        self.throttle = LoginThrottle(config.login_failures, config.login_failure_window)
+        self.store: Store = Store(config.db_url, group_max=config.group_max)
+        self.commands = Commands(self)
+        self.ssl_context = server_context(config)
+        self.migration: store_pkg.MigrationReport | None = None
+        self._lock_file: IO[str] | None = None
+        self._listener: Listener | None = None
+        self._conns: set[Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._conns_lock = threading.Lock()
+        self._handshakes = threading.BoundedSemaphore(config.max_handshakes)
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Lock and migrate the database, start the writer, bind and accept."""
+        _raise_nofile_limit()
+        self._lock_database()
+        try:
+            self.migration = store_pkg.upgrade_to_head(
+                self.config.db_url, backup=self.config.backup_before_migrate
+            )
+            self.store.start()
+            ended = self.store.submit(
+                lambda s: writes.end_open_sessions(s, "server restart", utcnow())
+            ).result(30)
+            if ended:
+                log.info("ended %d session(s) left open by an earlier run", ended)
+            sock = bind(self.config.host, self.config.port)
+        except BaseException:
+            self.store.close()
+            self._unlock_database()
+            raise
+        self._listener = Listener(sock, self._accept)
+        self._listener.start()
+        self._maintenance.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) the server listens on (the real port when configured with 0)."""
+        assert self._listener is not None, "start() the server first"
+        return self._listener.address
+
+    def serve_forever(self) -> None:
+        """Block until stop() is called (from a signal handler or another thread)."""
+        self._stopped.wait()
+
+    def stop(self) -> None:
+        """Stop accepting, tell clients, close connections, flush the writer."""
+        if self._stopping.is_set():
+            self._stopped.wait()
+            return
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.stop()
+        with self._conns_lock:
+            conns = list(self._conns)
+        notice = Error(code=ErrorCode.SHUTDOWN, message="the server is shutting down")
+        for conn in conns:
+            conn.close_soon("server shutdown", notice)
+        deadline = time.monotonic() + self.config.shutdown_grace
+        for conn in conns:
+            conn.join(max(0.0, deadline - time.monotonic()))
+        self._maintenance.join(2)
+        self.store.close()
+        self._unlock_database()
+        self._stopped.set()
+        log.info("server stopped")
+
+    # --- one server per database -----------------------------------------------------------
+
+    def _lock_database(self) -> None:
+        path = Path(self.store.database_path)
+        lock_path = path.with_name(path.name + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the server's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise DatabaseLocked(
+                f"another parley server ({holder}) is already using {path}; "
+                "stop it first, or give this one its own --db"
+            ) from exc
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def _unlock_database(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _accept(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        # Runs on the accept thread: bookkeeping only, never I/O on the socket.
+        if self._stopping.is_set() or not self._handshakes.acquire(blocking=False):
+            sock.close()  # overloaded with handshakes in flight: shed load at once
+            return
+        ip = peer[0]
+        with self._conns_lock:
+            self._per_ip[ip] += 1
+            over = self._per_ip[ip] > self.config.max_connections_per_ip
+            conn = Connection(
+                self, sock, peer, refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None
+            )
+            self._conns.add(conn)
+        conn.start()
+
+    def handshake_done(self, conn: Connection) -> None:
+        """Called once by each connection when its handshake ended (either way)."""
+        self._handshakes.release()
+
+    def connection_finished(self, conn: Connection, reason: str) -> None:
+        """Called by each connection's thread as it ends: presence, session row, counters."""
+        with self._conns_lock:
+            self._conns.discard(conn)
+            self._per_ip[conn.peer_ip] -= 1
+            if self._per_ip[conn.peer_ip] <= 0:
+                del self._per_ip[conn.peer_ip]
+        if conn.user_id is None or conn.session_id is None:
+            log.debug("%s closed before login: %s", conn.peer, reason)
+            return
+        log.info("%s (%s) disconnected: %s", conn.peer, conn.nick, reason)
+        session_id, nick = conn.session_id, conn.nick
+        self.store.submit(lambda s: writes.end_session(s, session_id, reason[:200], utcnow()))
+        rooms = self.hub.detach(conn, conn.user_id)
+        if rooms is None or self._stopping.is_set():
+            return
+        # The user's last connection is gone: tell the rooms.
+        why = reason if not reason.startswith("bye") else "quit"
+        for room in rooms:
+            self.commands.post_system(
+                room,
+                f"{nick} left ({why})",
+                after=lambda room=room: self.hub.publish_presence(room, left=nick),
+            )
+
+    def connection_count(self) -> int:
+        """Open connections (logged in or not)."""
+        with self._conns_lock:
+            return len(self._conns)
+
+    def _maintain(self) -> None:
+        # Refresh sessions.last_active_at for connections that spoke recently.
+        touched: dict[int, float] = {}
+        while not self._stopping.wait(_TOUCH_INTERVAL):
+            with self._conns_lock:
+                conns = list(self._conns)
+            fresh = [
+                c.session_id
+                for c in conns
+                if c.session_id is not None and c.last_rx > touched.get(c.session_id, 0.0)
+            ]
+            if fresh:
+                now_mono = time.monotonic()
+                for sid in fresh:
+                    touched[sid] = now_mono
+                self.store.submit(lambda s, ids=fresh: writes.touch_sessions(s, ids, utcnow()))

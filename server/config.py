@@ -1,0 +1,188 @@
+# server/config.py: every setting of the server, in one frozen dataclass.
+#
+# Rules this module keeps:
+# 1. ServerConfig.from_args() is the only code in the server that reads the
+#    command line or the environment; everything else receives the object.
+# 2. Every limit and deadline is a field with a sane default, so tests pass
+#    their own values (ServerConfig.for_tests) and the defaults have tests of
+#    their own.
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from protocol import MAX_LINE_BYTES, MAX_TEXT_CHARS
+
+DEFAULT_DB_URL = "sqlite:///parley.db"
+DEFAULT_PORT = 5555
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """All settings of one server. Limits (defaults in brackets):
+
+    Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
+    max_handshakes [64] concurrent TLS handshakes, handshake_timeout [10 s],
+    login_timeout [30 s] from TCP accept to a successful hello, idle_ping_after [60 s]
+    of silence before the server pings, idle_close_after [90 s] of silence before it
+    closes, send_queue_bytes [1 MiB] queued for one client before it is dropped
+    ("send queue exceeded").
+    Frames: max_line_bytes [64 KiB], max_text_chars [4000], max_bad_frames [20]
+    protocol errors before the connection is closed.
+    Flood: flood_burst [10] messages at once, then flood_rate [5/s]; excess input
+    is delayed (the connection's reads pause), and a client with more than
+    flood_backlog [200] unprocessed frames is disconnected.
+    Accounts: registration_open [True] (the operator can override it in the
+    database with `python -m server.admin`), scrypt_n [2**17] (scrypt_r 8,
+    scrypt_p 1), max_concurrent_hashes [2], login_failures [5] per
+    login_failure_window [300 s] per (nick, address), token_ttl [14 days].
+    History: replay_cap [500], fresh_room_messages [50], fresh_private_messages [50].
+    Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
+    backup_before_migrate [True].
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    db_url: str = DEFAULT_DB_URL
+    certs_dir: Path = field(default_factory=lambda: Path("certs"))
+    server_name: str = "parley"
+
+    max_connections_per_ip: int = 16
+    max_handshakes: int = 64
+    handshake_timeout: float = 10.0
+    login_timeout: float = 30.0
+    idle_ping_after: float = 60.0
+    idle_close_after: float = 90.0
+    send_queue_bytes: int = 1024 * 1024
+
+    max_line_bytes: int = MAX_LINE_BYTES
+    max_text_chars: int = 4000
+    max_bad_frames: int = 20
+
+    flood_burst: int = 10
+    flood_rate: float = 5.0
+    flood_backlog: int = 200
+
+    registration_open: bool = True
+    scrypt_n: int = 2**17
+    scrypt_r: int = 8
+    scrypt_p: int = 1
+    max_concurrent_hashes: int = 2
+    login_failures: int = 5
+    login_failure_window: float = 300.0
+    token_ttl: float = 14 * 24 * 3600.0
+
+    replay_cap: int = 500
+    fresh_room_messages: int = 50
+    fresh_private_messages: int = 50
+
+    group_max: int = 512
+    backup_before_migrate: bool = True
+    shutdown_grace: float = 5.0
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
+            raise ValueError(f"max_text_chars must be 1..{MAX_TEXT_CHARS}")
+        if not 1024 <= self.max_line_bytes <= MAX_LINE_BYTES:
+            raise ValueError(f"max_line_bytes must be 1024..{MAX_LINE_BYTES}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+        for name in ("handshake_timeout", "login_timeout", "idle_ping_after", "idle_close_after"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.idle_close_after <= self.idle_ping_after:
+            raise ValueError("idle_close_after must be longer than idle_ping_after")
+
+    @property
+    def cert_file(self) -> Path:
+        """The server certificate (PEM) in certs_dir."""
+        return self.certs_dir / "server.pem"
+
+    @property
+    def key_file(self) -> Path:
+        """The server's private key (PEM) in certs_dir."""
+        return self.certs_dir / "server.key"
+
+    def replace(self, **changes: object) -> ServerConfig:
+        """A copy with *changes* applied (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def for_tests(cls, db_url: str, certs_dir: Path | str, **overrides: object) -> ServerConfig:
+        """A config for tests: any free port, cheap scrypt, short deadlines, generous limits."""
+        values: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "db_url": db_url,
+            "certs_dir": Path(certs_dir),
+            "scrypt_n": 2**4,
+            "handshake_timeout": 5.0,
+            "login_timeout": 10.0,
+            "max_connections_per_ip": 64,
+            "flood_burst": 10_000,
+            "flood_rate": 10_000.0,
+            "backup_before_migrate": False,
+            "shutdown_grace": 2.0,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_args(
+        cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> ServerConfig:
+        """Build the config from command-line flags, falling back to PARLEY_* variables, then defaults."""
+        env = os.environ if environ is None else environ
+        parser = argparse.ArgumentParser(
+            prog="python -m server",
+            description="parley: a TLS-only chat server for a local network.",
+        )
+        parser.add_argument(
+            "--host",
+            default=env.get("PARLEY_HOST", "127.0.0.1"),
+            help="address to listen on; 0.0.0.0 serves the LAN (default 127.0.0.1, env PARLEY_HOST)",
+        )
+        parser.add_argument(
+            "--port",
+            type=int,
+            default=int(env.get("PARLEY_PORT", DEFAULT_PORT)),
+            help=f"TCP port (default {DEFAULT_PORT}, env PARLEY_PORT)",
+        )
+        parser.add_argument(
+            "--db",
+            default=env.get("PARLEY_DB", DEFAULT_DB_URL),
+            help=f"SQLAlchemy database URL (default {DEFAULT_DB_URL}, env PARLEY_DB)",
+        )
+        parser.add_argument(
+            "--certs",
+            default=env.get("PARLEY_CERTS", "certs"),
+            help="directory holding server.pem and server.key (default certs, env PARLEY_CERTS)",
+        )
+        parser.add_argument(
+            "--registration",
+            choices=("open", "closed"),
+            default=None,
+            help="whether new accounts can register (default open; the operator's setting "
+            "stored with `python -m server.admin registration` takes precedence)",
+        )
+        parser.add_argument("--scrypt-n", type=int, default=None, help="scrypt cost (power of two)")
+        parser.add_argument("--log-level", default=env.get("PARLEY_LOG_LEVEL", "INFO"))
+        args = parser.parse_args(argv)
+        values: dict[str, object] = {
+            "host": args.host,
+            "port": args.port,
+            "db_url": args.db,
+            "certs_dir": Path(args.certs),
+            "log_level": args.log_level.upper(),
+        }
+        if args.registration is not None:
+            values["registration_open"] = args.registration == "open"
+        if args.scrypt_n is not None:
+            values["scrypt_n"] = args.scrypt_n
+        return cls(**values)  # type: ignore[arg-type]

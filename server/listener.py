@@ -1,0 +1,104 @@
+# server/listener.py: the accept loop.
+#
+# Rules this module keeps:
+# 1. The accept thread only accepts: no TLS, no reads. Each socket is handed
+#    to its own Connection thread, which does the handshake under a deadline,
+#    so a client that never handshakes cannot stall anyone else.
+# 2. Connections per address and concurrent handshakes are capped (a thread
+#    per silent socket is exactly what an attacker would try to exhaust).
+# 3. Running out of descriptors (EMFILE and friends) is logged and retried
+#    after a pause, like trio's serve_listeners; other errors stop the loop.
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import AddressInUse
+
+log = logging.getLogger("parley.listener")
+
+_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_CAPACITY_PAUSE = 0.1
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port). Raises AddressInUse with a clear message."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Reuse TIME_WAIT addresses after a restart, but never steal a live listener
+        # (Linux refuses a second bind on a listening port even with SO_REUSEADDR).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(
+                f"{host}:{port} is already in use (another parley server, or another "
+                "program); stop it or choose another port with --port"
+            ) from exc
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
+
+
+class Listener:
+    """Accepts on a bound socket and calls `on_accept(sock, peer)` for each connection."""
+
+    def __init__(
+        self, sock: socket.socket, on_accept: Callable[[socket.socket, tuple[str, int]], None]
+    ) -> None:
+        self._sock = sock
+        self._on_accept = on_accept
+        self._stopping = threading.Event()
+        # A short timeout lets the loop notice stop() without closing the socket
+        # under a thread that may be blocked in accept().
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="accept", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port)."""
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def start(self) -> None:
+        """Start the accept thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting and close the listening socket."""
+        self._stopping.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stopping.is_set():
+                    return
+                if exc.errno in _CAPACITY_ERRNOS:
+                    log.error(
+                        "accept returned %s (%s); retrying in %s s",
+                        errno.errorcode.get(exc.errno),
+                        exc.strerror,
+                        _CAPACITY_PAUSE,
+                    )
+                    time.sleep(_CAPACITY_PAUSE)
+                    continue
+                log.exception("accept failed; the listener stops")
+                return
+            try:
+                self._on_accept(conn, peer[:2])
+            except Exception:
+                log.exception("could not start a connection from %s", peer)
+                conn.close()
