@@ -1,0 +1,152 @@
+# client/events.py: what the client library tells its user, as frozen dataclasses
+# put on ChatClient.events (a queue.Queue).
+#
+# The terminal client, the desktop client and the benchmarks all consume this
+# one stream. Events are produced on the library's I/O thread; consumers read
+# them on their own thread (the GUI drains the queue with after()).
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Logged in. `resumed` is True when the login used the resume token.
+
+    `tls_version` is e.g. "TLSv1.3"; `fingerprint` the SHA-256 of the server
+    certificate as 64 lowercase hex digits.
+    """
+
+    nick: str
+    rooms: tuple[str, ...]
+    server: str
+    created: bool
+    resumed: bool
+    tls_version: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A message to show. `batch` is None for live messages, else "replay",
+    "history" or "search" (the batch it arrived in). Live and replayed messages
+    are de-duplicated by id before they get here; history and search results
+    are not (the user asked for them).
+    """
+
+    message: Message
+    batch: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStarted:
+    """A batch of messages begins. `gap` (replay only): older missed messages were
+    left out past the server's cap; page back with history() to fill it."""
+
+    kind: str
+    tag: str | None
+    target: str | None
+    gap: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEnded:
+    """A batch ends. `more`: older history exists before the first message sent.
+    `count`: messages in the batch."""
+
+    kind: str
+    tag: str | None
+    target: str | None
+    more: bool
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The server committed a message this client sent (`client_id` from send_text)."""
+
+    client_id: str
+    id: int
+    ts: str
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """Who is online in `room`: `online` is the full list (sorted, case-insensitively)
+    after the change; `joined` / `left` name who changed, when one did."""
+
+    room: str
+    online: tuple[str, ...]
+    joined: str | None = None
+    left: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsListed:
+    """Answer to rooms(): (name, member count, whether this user is a member)."""
+
+    rooms: tuple[tuple[str, int, bool], ...]
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomJoined:
+    """This user is now a member of `room` (after join(), on any of its connections)."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLeft:
+    """This user left `room`."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServerError:
+    """The server refused a request. `code` is a protocol.ErrorCode value;
+    `ref` the client id of the send it refers to, if any."""
+
+    code: str
+    message: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection is gone. `will_retry`: an automatic reconnect follows
+    (Reconnecting events announce each attempt). `by_user`: close() or /exit."""
+
+    reason: str
+    will_retry: bool
+    by_user: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """Attempt number `attempt` starts in `delay` seconds (exponential backoff with jitter)."""
+
+    attempt: int
+    delay: float
+
+
+ClientEvent = (
+    Connected
+    | MessageReceived
+    | BatchStarted
+    | BatchEnded
+    | Acked
+    | PresenceChanged
+    | RoomsListed
+    | RoomJoined
+    | RoomLeft
+    | ServerError
+    | Disconnected
+    | Reconnecting
+)

@@ -1,0 +1,57 @@
+# Shared fixtures: certificates from the project's own script, a temp SQLite
+# database, and a real TLS server on an ephemeral loopback port.
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from certs import generate
+from server.app import ChatServer
+from server.config import ServerConfig
+
+
+@pytest.fixture(scope="session")
+def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA and server certificate made by `certs.generate`, once per test session."""
+    out = tmp_path_factory.mktemp("certs")
+    generate(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ca_file(certs_dir: Path) -> Path:
+    """The CA certificate clients trust."""
+    return certs_dir / "ca.pem"
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A fresh SQLite file database for one test."""
+    return f"sqlite:///{tmp_path / 'chat.db'}"
+
+
+@pytest.fixture
+def make_server(db_url: str, certs_dir: Path) -> Iterator[Callable[..., ChatServer]]:
+    """Start servers with test config overrides; all are stopped at teardown."""
+    started: list[ChatServer] = []
+
+    def _make(**overrides: object) -> ChatServer:
+        url = str(overrides.pop("db_url", db_url))
+        cfg = ServerConfig.for_tests(url, certs_dir, **overrides)
+        server = ChatServer(cfg)
+        server.start()
+        started.append(server)
+        return server
+
+    yield _make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Callable[..., ChatServer]) -> ChatServer:
+    """One running server with the test defaults."""
+    return make_server()

@@ -1,0 +1,58 @@
+# Tests for server/config.py: the defaults, the flags, validation.
+
+from pathlib import Path
+
+import pytest
+
+from server.config import DEFAULT_DB_URL, ServerConfig
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = ServerConfig()
+    assert (cfg.host, cfg.port, cfg.db_url) == ("127.0.0.1", 5555, DEFAULT_DB_URL)
+    assert cfg.certs_dir == Path("certs")
+    assert cfg.max_line_bytes == 64 * 1024
+    assert cfg.max_text_chars == 4000
+    assert cfg.handshake_timeout == 10.0 and cfg.login_timeout == 30.0
+    assert cfg.idle_ping_after < cfg.idle_close_after
+    assert cfg.send_queue_bytes == 1024 * 1024
+    assert cfg.replay_cap == 500 and cfg.fresh_room_messages == 50
+    assert cfg.scrypt_n == 2**17 and cfg.login_failures == 5
+    assert cfg.registration_open is True
+
+
+def test_flags_override_environment_which_overrides_defaults():
+    env = {"PARLEY_PORT": "6000", "PARLEY_DB": "sqlite:///env.db"}
+    cfg = ServerConfig.from_args(["--host", "0.0.0.0"], env)
+    assert (cfg.host, cfg.port, cfg.db_url) == ("0.0.0.0", 6000, "sqlite:///env.db")
+    cfg = ServerConfig.from_args(
+        ["--port", "7000", "--registration", "closed", "--certs", "/c"], env
+    )
+    assert cfg.port == 7000 and cfg.registration_open is False and cfg.certs_dir == Path("/c")
+    assert cfg.cert_file == Path("/c/server.pem") and cfg.key_file == Path("/c/server.key")
+
+
+def test_config_is_frozen():
+    with pytest.raises(AttributeError):
+        ServerConfig().port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"max_text_chars": 0},
+        {"max_text_chars": 20_000},
+        {"max_line_bytes": 10},
+        {"port": 70000},
+        {"handshake_timeout": 0},
+        {"idle_ping_after": 10, "idle_close_after": 5},
+    ],
+)
+def test_invalid_values_are_refused(bad):
+    with pytest.raises(ValueError):
+        ServerConfig(**bad)
+
+
+def test_for_tests_is_cheap_and_uses_any_free_port(tmp_path):
+    cfg = ServerConfig.for_tests("sqlite:///x.db", tmp_path, replay_cap=7)
+    assert cfg.port == 0 and cfg.scrypt_n <= 2**6 and cfg.replay_cap == 7

@@ -1,0 +1,145 @@
+# A raw protocol client for integration tests: real TLS, frames by hand.
+#
+# Used from one test thread only (one thread per TLS socket, as everywhere).
+# Every read has a deadline.
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from protocol import (
+    PROTOCOL_VERSION,
+    Frame,
+    Hello,
+    LineDecoder,
+    Welcome,
+    decode_server_line,
+    encode,
+)
+
+DEFAULT_TIMEOUT = 10.0
+
+
+class RawClient:
+    """A TLS connection speaking frames directly, for testing the server."""
+
+    def __init__(
+        self, address: tuple[str, int], ca_file: Path, hostname: str = "localhost"
+    ) -> None:
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+        raw = socket.create_connection(address, timeout=DEFAULT_TIMEOUT)
+        self.sock = ctx.wrap_socket(raw, server_hostname=hostname)
+        self._decoder = LineDecoder()
+        self._frames: deque[Frame] = deque()
+        self.closed = False
+
+    def send(self, frame: Frame | bytes) -> None:
+        """Send a frame (or raw bytes, for malformed input)."""
+        self.sock.sendall(frame if isinstance(frame, bytes) else encode(frame))
+
+    def recv(self, timeout: float = DEFAULT_TIMEOUT) -> Frame:
+        """The next frame; TimeoutError past the deadline, EOFError when the server closed."""
+        deadline = time.monotonic() + timeout
+        while not self._frames:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no frame from the server in time")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except (TimeoutError, socket.timeout) as exc:
+                raise TimeoutError("no frame from the server in time") from exc
+            except (ssl.SSLError, ConnectionError) as exc:
+                self.closed = True
+                raise EOFError(f"connection closed: {exc}") from exc
+            if not data:
+                self.closed = True
+                raise EOFError("connection closed by the server")
+            for line in self._decoder.feed(data):
+                self._frames.append(decode_server_line(line))
+        return self._frames.popleft()
+
+    def recv_until(
+        self, predicate: Callable[[Frame], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> list[Frame]:
+        """Frames up to and including the first that satisfies *predicate*."""
+        deadline = time.monotonic() + timeout
+        seen: list[Frame] = []
+        while True:
+            frame = self.recv(max(0.0, deadline - time.monotonic()))
+            seen.append(frame)
+            if predicate(frame):
+                return seen
+
+    def expect(
+        self, frame_type: type[Frame], timeout: float = DEFAULT_TIMEOUT, **fields: object
+    ) -> Frame:
+        """Skip frames until one of *frame_type* whose fields match; return it."""
+
+        def matches(f: Frame) -> bool:
+            return isinstance(f, frame_type) and all(getattr(f, k) == v for k, v in fields.items())
+
+        return self.recv_until(matches, timeout)[-1]
+
+    def drain(self, quiet: float = 0.3) -> list[Frame]:
+        """Every frame that arrives until the connection is quiet for *quiet* seconds."""
+        out: list[Frame] = []
+        while True:
+            try:
+                out.append(self.recv(quiet))
+            except TimeoutError:
+                return out
+
+    def expect_closed(self, timeout: float = DEFAULT_TIMEOUT) -> list[Frame]:
+        """Read until the server closes the connection; return the frames it sent first."""
+        deadline = time.monotonic() + timeout
+        frames: list[Frame] = []
+        while True:
+            try:
+                frames.append(self.recv(max(0.0, deadline - time.monotonic())))
+            except EOFError:
+                return frames
+
+    def login(
+        self,
+        nick: str,
+        password: str = "secret-pw",
+        *,
+        register: bool = True,
+        last_seen: int | None = None,
+        token: str | None = None,
+    ) -> tuple[Welcome, list[Frame]]:
+        """Send hello; return the welcome and the replay batch's frames (open..close)."""
+        self.send(
+            Hello(
+                version=PROTOCOL_VERSION,
+                nick=nick,
+                password=None if token else password,
+                token=token,
+                register=register,
+                last_seen=last_seen,
+            )
+        )
+        welcome = self.recv()
+        if not isinstance(welcome, Welcome):
+            raise AssertionError(f"login as {nick} refused: {welcome}")
+        batch = self.recv_until(lambda f: f.TYPE == "batch" and f.state == "close")  # type: ignore[attr-defined]
+        return welcome, batch
+
+    def close(self) -> None:
+        """Close without a bye (like a dropped connection)."""
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def messages_in(frames: list[Frame]) -> list[Frame]:
+    """Only the `message` frames."""
+    return [f for f in frames if f.TYPE == "message"]
