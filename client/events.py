@@ -78,12 +78,14 @@ class Acked:
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """Who is online in `room`: `online` is the full list (sorted, case-insensitively)
-    after the change; `joined` / `left` name who changed, when one did."""
+    after the change; `joined` / `left` name who changed, when one did. `tag` is
+    the one given to who(), when this answers it."""
 
     room: str
     online: tuple[str, ...]
     joined: str | None = None
     left: str | None = None
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,64 @@
+# client: everything a person runs to chat, on one network library.
+#
+# connection (ChatClient: TLS, one I/O thread, events, acks, resume, reconnect),
+# tls (the client SSLContext and the display-only certificate probe), errors,
+# events, and cli (the terminal client). The desktop app lives in client.gui and
+# nothing here imports it.
+
+from .connection import ChatClient, backoff_delay
+from .errors import (
+    CertificateNotTrusted,
+    ClientError,
+    ConnectionLost,
+    HostnameMismatch,
+    LoginRefused,
+    ServerUnreachable,
+    TLSVerificationFailed,
+    TrustStoreError,
+)
+from .events import (
+    Acked,
+    BatchEnded,
+    BatchStarted,
+    ClientEvent,
+    Connected,
+    Disconnected,
+    MessageReceived,
+    PresenceChanged,
+    Reconnecting,
+    RoomJoined,
+    RoomLeft,
+    RoomsListed,
+    ServerError,
+)
+from .tls import ProbedCertificate, client_context, fingerprint_of, probe_server_certificate
+
+__all__ = [
+    "Acked",
+    "BatchEnded",
+    "BatchStarted",
+    "CertificateNotTrusted",
+    "ChatClient",
+    "ClientError",
+    "ClientEvent",
+    "Connected",
+    "ConnectionLost",
+    "Disconnected",
+    "HostnameMismatch",
+    "LoginRefused",
+    "MessageReceived",
+    "PresenceChanged",
+    "ProbedCertificate",
+    "Reconnecting",
+    "RoomJoined",
+    "RoomLeft",
+    "RoomsListed",
+    "ServerError",
+    "ServerUnreachable",
+    "TLSVerificationFailed",
+    "TrustStoreError",
+    "backoff_delay",
+    "client_context",
+    "fingerprint_of",
+    "probe_server_certificate",
+]

@@ -1,0 +1,98 @@
+# client/tls.py: the one place a client-side ssl.SSLContext is built, and the
+# certificate probe used to SHOW a person which certificate a server offers.
+#
+# Rules this module keeps:
+# 1. Every context verifies the server's certificate and its host name. There
+#    is no verify=False path for connections that carry credentials or chat.
+# 2. The trust anchor is exactly one thing: the CA file the certs script made,
+#    or (trust on first use, as SSH does) one pinned server certificate. The
+#    system's CA store is never consulted: a LAN chat server is not on the web PKI.
+# 3. probe_server_certificate() is the only unverified connection, and it sends
+#    no application data at all: it fetches the certificate to display its
+#    fingerprint and hangs up.
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TrustStoreError
+
+
+def client_context(
+    ca_file: Path | str | None = None, pinned_cert_pem: str | None = None
+) -> ssl.SSLContext:
+    """A TLS client context that trusts *ca_file* or exactly *pinned_cert_pem*.
+
+    Exactly one of the two must be given (ValueError otherwise). The context
+    requires TLS 1.2 or later, a certificate that verifies, and a host name
+    that matches it. Raises TrustStoreError when the anchor cannot be loaded.
+    """
+    if (ca_file is None) == (pinned_cert_pem is None):
+        raise ValueError("give exactly one of ca_file or pinned_cert_pem")
+    # PROTOCOL_TLS_CLIENT already sets check_hostname=True and CERT_REQUIRED;
+    # they are set again below so the guarantees are visible here.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        if ca_file is not None:
+            ctx.load_verify_locations(cafile=str(ca_file))
+        else:
+            ctx.load_verify_locations(cadata=pinned_cert_pem)
+            # The pinned certificate is a leaf, not a CA. PARTIAL_CHAIN lets a
+            # trusted non-self-signed certificate in the store end the chain, so
+            # the leaf anchors itself; the host name is still checked.
+            ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    except FileNotFoundError as exc:
+        raise TrustStoreError(f"the CA file {ca_file} does not exist") from exc
+    except OSError as exc:
+        raise TrustStoreError(f"cannot read the CA file {ca_file}: {exc.strerror}") from exc
+    except (ssl.SSLError, ValueError) as exc:
+        what = f"the CA file {ca_file}" if ca_file is not None else "the pinned certificate"
+        raise TrustStoreError(f"{what} is not a valid PEM certificate: {exc}") from exc
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class ProbedCertificate:
+    """A certificate as a server offered it, UNVERIFIED: for display and pinning by a person."""
+
+    pem: str
+    fingerprint: str
+
+
+def fingerprint_of(der: bytes) -> str:
+    """SHA-256 of a DER certificate as 64 lowercase hex digits (what the server prints at start)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def probe_server_certificate(host: str, port: int, timeout: float = 5.0) -> ProbedCertificate:
+    """Fetch the certificate *host*:*port* offers, WITHOUT verifying it.
+
+    WARNING: the result proves nothing about who the server is. It exists only
+    so a person can compare the fingerprint with the one the server's operator
+    printed, and then choose to pin it (client_context(pinned_cert_pem=...)).
+    The probe carries no credentials and sends no application data: it does the
+    TLS handshake, reads the offered certificate and closes. Never use it to
+    decide to trust a server by itself.
+
+    Raises OSError / ssl.SSLError / TimeoutError when no handshake is possible.
+    """
+    # An unverified context, used for this read-only handshake and nothing else.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with (
+        socket.create_connection((host, port), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as sock,
+    ):
+        der = sock.getpeercert(binary_form=True)
+    if not der:
+        raise ssl.SSLError("the server offered no certificate")
+    return ProbedCertificate(pem=ssl.DER_cert_to_PEM_cert(der), fingerprint=fingerprint_of(der))
