@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the migration report says it once
     try:
         server = ChatServer(cfg)
         server.start()

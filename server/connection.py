@@ -61,6 +61,21 @@ _MAX_READ_AHEAD_LINES = 64
 _CLOSE_FLUSH_DEADLINE = 2.0
 
 
+def _refuse_plaintext(raw: socket.socket) -> None:
+    # Send the refusal, then read (bounded) what the client already sent before
+    # closing: closing with unread bytes makes the kernel send RST, and the
+    # client would see "connection reset" instead of our message.
+    try:
+        raw.sendall(PLAINTEXT_REFUSAL)
+        raw.shutdown(socket.SHUT_WR)
+        raw.settimeout(0.5)
+        for _ in range(16):
+            if not raw.recv(4096):
+                break
+    except OSError:
+        pass
+
+
 class Connection:
     """A client connection. Create it on the accept thread, then start() it."""
 
@@ -256,10 +271,7 @@ class Connection:
             if first[0] != _TLS_HANDSHAKE_RECORD:
                 # Not TLS: say so in plaintext, once, and hang up.
                 log.info("%s: plaintext client on the TLS port, refused", self.peer)
-                try:
-                    raw.sendall(PLAINTEXT_REFUSAL)
-                except OSError:
-                    pass
+                _refuse_plaintext(raw)
                 raise ClosedByServer("plaintext client refused")
             sock = self._server.ssl_context.wrap_socket(
                 raw, server_side=True, do_handshake_on_connect=False

@@ -52,7 +52,7 @@ class RawClient:
             self.sock.settimeout(remaining)
             try:
                 data = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 raise TimeoutError("no frame from the server in time") from exc
             except (ssl.SSLError, ConnectionError) as exc:
                 self.closed = True

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import sqlite3
+import string
 import time
 
 import pytest
@@ -246,11 +248,12 @@ def test_join_and_leave_notices_are_system_messages(server, ca_file):
 
 def test_who_lists_online_users(server, ca_file):
     alice = online(server, ca_file, "alice")
-    online(server, ca_file, "bob")
+    bob = online(server, ca_file, "bob")  # keep a reference: a dropped client disconnects
     alice.drain()
     alice.send(Who(tag="w1"))
     answer = alice.expect(Presence, tag="w1")
     assert answer.online == ["alice", "bob"]
+    bob.close()
 
 
 def test_one_user_on_two_connections_gets_everything_on_both(server, ca_file):
@@ -432,14 +435,16 @@ def test_full_disk_refuses_without_ack_and_recovers(server, ca_file):
             + str(s.connection().exec_driver_sql("PRAGMA page_count").scalar())
         )
     ).result(5)
-    alice.send(Send(id="full", text="x" * 3000, room="#lobby"))
+    # Varied text: its trigram index entries need new pages (a run of one letter would not).
+    text = "".join(random.Random(7).choices(string.ascii_lowercase + string.digits, k=3000))
+    alice.send(Send(id="full", text=text, room="#lobby"))
     err = alice.expect(Error)
     assert (err.code, err.ref) == (ErrorCode.STORE_FAILED, "full")
     assert _rows(server, "SELECT count(*) FROM messages WHERE client_msg_id='full'") == [(0,)]
     server.store.submit(
         lambda s: s.connection().exec_driver_sql("PRAGMA max_page_count = 1073741823")
     ).result(5)
-    alice.send(Send(id="full", text="x" * 3000, room="#lobby"))
+    alice.send(Send(id="full", text=text, room="#lobby"))
     assert alice.expect(Ack).ref == "full"
 
 

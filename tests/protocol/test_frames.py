@@ -66,7 +66,10 @@ def test_python_keyword_fields_use_wire_names():
             {"type": "hello", "version": 1, "nick": "al", "password": "p", "token": "t"},
             ErrorCode.BAD_FRAME,
         ),
-        ({"type": "hello", "version": 1, "nick": "\u0410lice", "password": "p"}, ErrorCode.BAD_NICK),
+        (
+            {"type": "hello", "version": 1, "nick": "\u0410lice", "password": "p"},
+            ErrorCode.BAD_NICK,
+        ),
         ({"type": "hello", "version": 1, "nick": "x" * 25, "password": "p"}, ErrorCode.BAD_NICK),
         ({"type": "hello", "version": True, "nick": "al", "password": "p"}, ErrorCode.BAD_FRAME),
         ({"type": "history", "room": "#a", "limit": 201}, ErrorCode.BAD_FRAME),

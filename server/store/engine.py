@@ -1,0 +1,56 @@
+# server/store/engine.py: the one place SQLAlchemy engines are built, with the
+# durability settings every connection needs (see reliability.md section 3):
+# WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not pysqlite's
+# legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it never
+# meets SQLITE_BUSY_SNAPSHOT half-way through a transaction.
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+BUSY_TIMEOUT_MS = 5000
+_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=FULL",
+    f"busy_timeout={BUSY_TIMEOUT_MS}",
+    "foreign_keys=ON",
+)
+
+
+def database_path(url: str) -> Path | None:
+    """The file behind a SQLite URL (None for in-memory or other databases)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    db = u.database
+    if db.startswith("file:"):
+        db = db[5:].split("?", 1)[0]
+    return Path(db)
+
+
+def make_engine(url: str, *, writer: bool) -> Engine:
+    """An engine for the writer thread (one connection, BEGIN IMMEDIATE) or for readers."""
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+    if writer:
+        kwargs.update(pool_size=1, max_overflow=0)
+    else:
+        kwargs.update(pool_size=5, max_overflow=20)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # SQLAlchemy decides when to BEGIN
+        cur = dbapi_conn.cursor()
+        for pragma in _PRAGMAS:
+            cur.execute("PRAGMA " + pragma)
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+    return engine

@@ -1,0 +1,146 @@
+# server/store/models.py: the typed SQLAlchemy 2.x models: the schema's source
+# of truth for Python. Alembic migrations create exactly this (a test compares
+# them); the chat_log view and the FTS5 index live in the migrations only,
+# because SQLAlchemy has no model for either.
+#
+# Times are naive UTC datetimes (SQLite has no time zones); the wire adds "Z".
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints make migrations (and SQLite batch mode) deterministic.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MESSAGE_KINDS = ("public", "private", "system")
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    """An account. `nick_key` is the case-folded nick, unique; NULL once deleted,
+    so a deleted account's nick can be registered again while its messages stay
+    attributed to the removed account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nick: Mapped[str] = mapped_column(String(24))
+    nick_key: Mapped[str | None] = mapped_column(String(24), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ResumeToken(Base):
+    """A resume token: only its SHA-256 is stored. Expires; revoked on password reset."""
+
+    __tablename__ = "resume_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ChatSession(Base):
+    """One connection's login: who, from where, when, and why it ended.
+
+    Named ChatSession so it never shadows SQLAlchemy's Session."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("resume_tokens.id"))
+    peer: Mapped[str] = mapped_column(String(64))
+    client: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_active_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    end_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Room(Base):
+    """A room. `name_key` is the case-folded name, unique."""
+
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(33))
+    name_key: Mapped[str] = mapped_column(String(33), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RoomMember(Base):
+    """Membership: persists across sessions, so a rejoin restores a user's rooms."""
+
+    __tablename__ = "room_members"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    joined_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Message(Base):
+    """Every message: public (room), private (recipient) or system (room).
+
+    AUTOINCREMENT keeps ids strictly increasing even after deletes, which
+    replay ("everything after id N") depends on. UNIQUE(sender_id,
+    client_msg_id) makes a re-sent message a duplicate, never a second row.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("sender_id", "client_msg_id"),
+        CheckConstraint("kind IN ('public', 'private', 'system')", name="kind"),
+        CheckConstraint("(room_id IS NULL) <> (recipient_id IS NULL)", name="one_target"),
+        CheckConstraint("(kind = 'private') = (recipient_id IS NOT NULL)", name="private_target"),
+        Index("ix_messages_room_id_id", "room_id", "id"),
+        Index("ix_messages_recipient_id_id", "recipient_id", "id"),
+        Index("ix_messages_sender_id_id", "sender_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    body: Mapped[str] = mapped_column(Text)
+    client_msg_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class ServerSetting(Base):
+    """Operator settings that outlive a restart (e.g. registration_open)."""
+
+    __tablename__ = "server_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(200))

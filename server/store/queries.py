@@ -1,0 +1,292 @@
+# server/store/queries.py: every read the server makes. Each function takes an
+# open Session (from Store.read()) and returns records, never ORM objects.
+#
+# Visibility lives here, in one place: a user sees the messages of the rooms
+# they are a member of and the private messages they sent or received. Every
+# path a chat user can reach (replay, history, search) goes through
+# _visible_to(), so a private message cannot leak through one of them.
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    bindparam,
+    column,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    table,
+)
+from sqlalchemy.orm import Session, aliased
+
+from protocol import fold
+
+from .models import Message, ResumeToken, Room, RoomMember, ServerSetting, User
+from .records import RoomInfo, StoredMessage, UserRecord
+
+_Sender = aliased(User, name="sender")
+_Recipient = aliased(User, name="recipient")
+
+#: The FTS5 index over message bodies (made by the migrations; no ORM model).
+_FTS = table("messages_fts", column("rowid"))
+
+#: The trigram tokenizer cannot match anything shorter than three characters.
+TRIGRAM = 3
+
+
+def user_record(u: User) -> UserRecord:
+    """The record of an ORM user."""
+    return UserRecord(
+        id=u.id,
+        nick=u.nick,
+        password_hash=u.password_hash,
+        created_at=u.created_at,
+        deleted=u.deleted_at is not None,
+    )
+
+
+def message_select() -> Select[Any]:
+    """SELECT of messages with room, sender and recipient names resolved."""
+    return (
+        select(
+            Message.id,
+            Message.created_at,
+            Message.kind,
+            Room.name,
+            _Sender.nick,
+            _Recipient.nick,
+            Message.body,
+            Message.client_msg_id,
+        )
+        .outerjoin(Room, Room.id == Message.room_id)
+        .outerjoin(_Sender, _Sender.id == Message.sender_id)
+        .outerjoin(_Recipient, _Recipient.id == Message.recipient_id)
+    )
+
+
+def to_records(rows: Sequence[Any]) -> list[StoredMessage]:
+    """Rows of message_select() as records."""
+    return [StoredMessage(*row) for row in rows]
+
+
+def get_message(s: Session, message_id: int) -> StoredMessage | None:
+    """One message by id (no visibility check: for the server's own use)."""
+    rows = s.execute(message_select().where(Message.id == message_id)).all()
+    return to_records(rows)[0] if rows else None
+
+
+def get_user(s: Session, nick: str) -> UserRecord | None:
+    """The live account with this nick (case-insensitive), or None."""
+    u = s.scalar(select(User).where(User.nick_key == fold(nick)))
+    return user_record(u) if u is not None else None
+
+
+def list_users(s: Session) -> list[UserRecord]:
+    """Every account, deleted ones included, oldest first."""
+    return [user_record(u) for u in s.scalars(select(User).order_by(User.id))]
+
+
+def user_by_token(s: Session, token_hash: str, now: datetime) -> tuple[UserRecord, int] | None:
+    """The user a valid (unexpired, unrevoked) resume token belongs to, and the token's id."""
+    row = s.execute(
+        select(User, ResumeToken.id)
+        .join(ResumeToken, ResumeToken.user_id == User.id)
+        .where(
+            ResumeToken.token_hash == token_hash,
+            ResumeToken.revoked_at.is_(None),
+            ResumeToken.expires_at > now,
+            User.deleted_at.is_(None),
+        )
+    ).first()
+    return (user_record(row[0]), row[1]) if row is not None else None
+
+
+def rooms_of(s: Session, user_id: int) -> list[str]:
+    """The names of the rooms the user is a member of, sorted."""
+    return list(
+        s.scalars(
+            select(Room.name)
+            .join(RoomMember, RoomMember.room_id == Room.id)
+            .where(RoomMember.user_id == user_id)
+            .order_by(Room.name_key)
+        )
+    )
+
+
+def list_rooms(s: Session) -> list[RoomInfo]:
+    """Every room with its member count, by name."""
+    rows = s.execute(
+        select(Room.name, func.count(RoomMember.user_id))
+        .outerjoin(RoomMember, RoomMember.room_id == Room.id)
+        .group_by(Room.id)
+        .order_by(Room.name_key)
+    ).all()
+    return [RoomInfo(name=name, members=n) for name, n in rows]
+
+
+def room_exists(s: Session, name: str) -> str | None:
+    """The canonical spelling of a room's name, or None if there is no such room."""
+    return s.scalar(select(Room.name).where(Room.name_key == fold(name)))
+
+
+def get_setting(s: Session, key: str) -> str | None:
+    """A stored server setting, or None when unset."""
+    return s.scalar(select(ServerSetting.value).where(ServerSetting.key == key))
+
+
+def _member_rooms(user_id: int) -> Select[Any]:
+    return select(RoomMember.room_id).where(RoomMember.user_id == user_id)
+
+
+def _visible_to(user_id: int) -> ColumnElement[bool]:
+    """The one rule: messages of the user's rooms, and the user's own private messages."""
+    return or_(
+        Message.room_id.in_(_member_rooms(user_id)),
+        and_(
+            Message.kind == "private",
+            or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+        ),
+    )
+
+
+def replay_after(
+    s: Session, user_id: int, after_id: int, limit: int
+) -> tuple[list[StoredMessage], bool]:
+    """What the user missed after *after_id*, oldest first, in one query.
+
+    Join/leave notices are left out (users find them noise). Past *limit* the
+    newest *limit* are returned and the second value (gap) is True.
+    """
+    rows = s.execute(
+        message_select()
+        .where(Message.id > after_id, Message.kind != "system", _visible_to(user_id))
+        .order_by(Message.id.desc())
+        .limit(limit + 1)
+    ).all()
+    gap = len(rows) > limit
+    return to_records(rows[:limit])[::-1], gap
+
+
+def latest_for_user(
+    s: Session, user_id: int, *, per_room: int, private_limit: int
+) -> list[StoredMessage]:
+    """For a fresh login: the latest messages of each of the user's rooms and of
+    their private conversations, oldest first (notices left out, as in replay)."""
+    ranked = (
+        select(
+            Message.id.label("id"),
+            func.row_number()
+            .over(partition_by=Message.room_id, order_by=Message.id.desc())
+            .label("n"),
+        )
+        .where(Message.room_id.in_(_member_rooms(user_id)), Message.kind != "system")
+        .subquery()
+    )
+    room_ids = select(ranked.c.id).where(ranked.c.n <= per_room)
+    private_ids = (
+        select(Message.id)
+        .where(
+            Message.kind == "private",
+            or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+        )
+        .order_by(Message.id.desc())
+        .limit(private_limit)
+    )
+    rows = s.execute(
+        message_select()
+        .where(or_(Message.id.in_(room_ids), Message.id.in_(private_ids.scalar_subquery())))
+        .order_by(Message.id)
+    ).all()
+    return to_records(rows)
+
+
+def history(
+    s: Session,
+    user_id: int,
+    *,
+    room: str | None = None,
+    peer: str | None = None,
+    before: int | None = None,
+    limit: int = 50,
+) -> tuple[list[StoredMessage], bool]:
+    """A page of a room's messages or of a private conversation, oldest first,
+    and whether older ones exist. Only what *user_id* may see: a room they are a
+    member of, or their own conversation with *peer*."""
+    if (room is None) == (peer is None):
+        raise ValueError("history needs exactly one of room and peer")
+    q = message_select().where(_visible_to(user_id))
+    if room is not None:
+        q = q.where(Room.name_key == fold(room))
+    else:
+        assert peer is not None
+        other = select(User.id).where(User.nick_key == fold(peer)).scalar_subquery()
+        q = q.where(
+            Message.kind == "private",
+            or_(
+                and_(Message.sender_id == user_id, Message.recipient_id == other),
+                and_(Message.sender_id == other, Message.recipient_id == user_id),
+            ),
+        )
+    if before is not None:
+        q = q.where(Message.id < before)
+    rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
+    return to_records(rows[:limit])[::-1], len(rows) > limit
+
+
+_TOKEN = re.compile(r"\S+")
+
+
+def search_terms(words: str) -> tuple[list[str], list[str]]:
+    """Split what the user typed into FTS terms (3+ characters) and short terms.
+
+    Nothing the user types is ever FTS syntax: each term becomes one quoted
+    phrase ("" doubles a quote), so `example.com`, `C++` and `"` just work.
+    """
+    long_terms, short_terms = [], []
+    for t in _TOKEN.findall(words):
+        (long_terms if len(t) >= TRIGRAM else short_terms).append(t)
+    return long_terms, short_terms
+
+
+def fts_query(terms: Sequence[str]) -> str:
+    """An FTS5 MATCH string where every term is a quoted phrase (implicit AND)."""
+    return " ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+def like_pattern(term: str) -> str:
+    """A LIKE pattern matching *term* anywhere, with LIKE's wildcards escaped."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_condition(words: str) -> ColumnElement[bool]:
+    """Messages whose text contains every word (substring, case-insensitive)."""
+    long_terms, short_terms = search_terms(words)
+    conds: list[ColumnElement[bool]] = []
+    if long_terms:
+        match = literal_column(_FTS.name).op("MATCH")(bindparam("fts", fts_query(long_terms)))
+        conds.append(Message.id.in_(select(_FTS.c.rowid).where(match)))
+    conds.extend(Message.body.like(like_pattern(t), escape="\\") for t in short_terms)
+    return and_(*conds) if conds else false()
+
+
+def search(
+    s: Session, user_id: int, words: str, *, before: int | None = None, limit: int = 50
+) -> tuple[list[StoredMessage], bool]:
+    """Messages visible to the user containing every word, newest first, and
+    whether more (older) matches exist. Trigram FTS5 for terms of 3+ characters,
+    LIKE for shorter ones (the trigram tokenizer cannot match them)."""
+    q = message_select().where(_visible_to(user_id), search_condition(words))
+    if before is not None:
+        q = q.where(Message.id < before)
+    rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
+    return to_records(rows[:limit]), len(rows) > limit

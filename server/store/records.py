@@ -1,0 +1,42 @@
+# server/store/records.py: plain frozen records the store hands out.
+#
+# Nothing outside the store sees an ORM object: sessions end, objects expire,
+# and a record can safely cross threads (the writer hands them to the hub).
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """An account. `password_hash` is the scrypt string; never the password."""
+
+    id: int
+    nick: str
+    password_hash: str
+    created_at: datetime
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A committed message, with names resolved. `created_at` is naive UTC."""
+
+    id: int
+    created_at: datetime
+    kind: str  # "public" | "private" | "system"
+    room: str | None
+    sender: str | None
+    recipient: str | None
+    body: str
+    client_msg_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """A room and how many members it has."""
+
+    name: str
+    members: int

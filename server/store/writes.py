@@ -1,0 +1,232 @@
+# server/store/writes.py: every write the server makes, as functions of an open
+# Session. They run on the writer thread (Store.submit), each inside its own
+# SAVEPOINT of a group-committed transaction, and may be re-run alone if a
+# neighbour in the group fails, so they must not have effects outside the
+# database: callbacks after COMMIT do the rest.
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from protocol import DEFAULT_ROOM, fold
+
+from .errors import NickTaken, NoSuchRoom, NoSuchUser, NotVisible
+from .models import ChatSession, Message, ResumeToken, Room, RoomMember, ServerSetting, User
+from .queries import get_message, user_record
+from .records import StoredMessage, UserRecord
+
+
+def _room(s: Session, name: str) -> Room | None:
+    return s.scalar(select(Room).where(Room.name_key == fold(name)))
+
+
+def _ensure_room(s: Session, name: str, now: datetime) -> Room:
+    room = _room(s, name)
+    if room is None:
+        room = Room(name=name, name_key=fold(name), created_at=now)
+        s.add(room)
+        s.flush()
+    return room
+
+
+def _live_user(s: Session, nick: str) -> User:
+    user = s.scalar(select(User).where(User.nick_key == fold(nick)))
+    if user is None:
+        raise NoSuchUser(f"no account named {nick}")
+    return user
+
+
+def create_user(s: Session, nick: str, password_hash: str, now: datetime) -> UserRecord:
+    """A new account, a member of the default room. NickTaken if the nick is in use."""
+    if s.scalar(select(User.id).where(User.nick_key == fold(nick))) is not None:
+        raise NickTaken(f"the nick {nick} is already taken")
+    user = User(nick=nick, nick_key=fold(nick), password_hash=password_hash, created_at=now)
+    s.add(user)
+    s.flush()
+    lobby = _ensure_room(s, DEFAULT_ROOM, now)
+    s.add(RoomMember(room_id=lobby.id, user_id=user.id, joined_at=now))
+    s.flush()
+    return user_record(user)
+
+
+def revoke_tokens(s: Session, user_id: int, now: datetime) -> int:
+    """Revoke every live resume token of a user; returns how many."""
+    result = s.execute(
+        update(ResumeToken)
+        .where(ResumeToken.user_id == user_id, ResumeToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def set_password(s: Session, nick: str, password_hash: str, now: datetime) -> UserRecord:
+    """Replace a password hash and revoke the user's resume tokens."""
+    user = _live_user(s, nick)
+    user.password_hash = password_hash
+    revoke_tokens(s, user.id, now)
+    s.flush()
+    return user_record(user)
+
+
+def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
+    """Delete an account: it can no longer log in and its nick is free again.
+
+    Its messages stay, attributed to the removed account (chat_log shows
+    "nick (removed)"). Memberships and tokens go."""
+    user = _live_user(s, nick)
+    user.deleted_at = now
+    user.nick_key = None
+    user.password_hash = ""
+    revoke_tokens(s, user.id, now)
+    s.execute(delete(RoomMember).where(RoomMember.user_id == user.id))
+    s.flush()
+    return user_record(user)
+
+
+def add_message(
+    s: Session,
+    *,
+    kind: str,
+    body: str,
+    now: datetime,
+    room: str | None = None,
+    sender_id: int | None = None,
+    recipient_id: int | None = None,
+    client_msg_id: str | None = None,
+) -> tuple[StoredMessage, bool]:
+    """Store a message; returns it and whether it was a duplicate.
+
+    A (sender, client id) pair already stored returns the original message and
+    True: a re-sent message is stored once. A public message needs the sender
+    to be a member of the room (NotVisible otherwise).
+    """
+    if sender_id is not None and client_msg_id is not None:
+        existing = s.scalar(
+            select(Message.id).where(
+                Message.sender_id == sender_id, Message.client_msg_id == client_msg_id
+            )
+        )
+        if existing is not None:
+            found = get_message(s, existing)
+            assert found is not None
+            return found, True
+    room_id = None
+    if room is not None:
+        target = _room(s, room)
+        if target is None:
+            raise NoSuchRoom(f"there is no room {room}")
+        if sender_id is not None and s.get(RoomMember, (target.id, sender_id)) is None:
+            raise NotVisible(f"you are not in {target.name}; join it first")
+        room_id = target.id
+    msg = Message(
+        created_at=now,
+        kind=kind,
+        room_id=room_id,
+        sender_id=sender_id,
+        recipient_id=recipient_id,
+        body=body,
+        client_msg_id=client_msg_id,
+    )
+    s.add(msg)
+    s.flush()
+    stored = get_message(s, msg.id)
+    assert stored is not None
+    return stored, False
+
+
+def issue_token(
+    s: Session, user_id: int, token_hash: str, now: datetime, expires_at: datetime
+) -> int:
+    """Store a resume token's hash; returns the token row's id."""
+    token = ResumeToken(
+        user_id=user_id, token_hash=token_hash, created_at=now, expires_at=expires_at
+    )
+    s.add(token)
+    s.flush()
+    return token.id
+
+
+def open_session(
+    s: Session,
+    *,
+    user_id: int,
+    peer: str,
+    client: str | None,
+    token_id: int | None,
+    now: datetime,
+) -> int:
+    """Record a logged-in connection; returns the session id."""
+    row = ChatSession(
+        user_id=user_id,
+        token_id=token_id,
+        peer=peer[:64],
+        client=client[:64] if client else None,
+        started_at=now,
+        last_active_at=now,
+    )
+    s.add(row)
+    s.flush()
+    return row.id
+
+
+def touch_sessions(s: Session, ids: list[int], now: datetime) -> None:
+    """Refresh last_active_at of open sessions."""
+    if ids:
+        s.execute(
+            update(ChatSession)
+            .where(ChatSession.id.in_(ids), ChatSession.ended_at.is_(None))
+            .values(last_active_at=now)
+        )
+
+
+def end_session(s: Session, session_id: int, reason: str, now: datetime) -> None:
+    """Close a session row with its reason (first reason wins)."""
+    s.execute(
+        update(ChatSession)
+        .where(ChatSession.id == session_id, ChatSession.ended_at.is_(None))
+        .values(ended_at=now, last_active_at=now, end_reason=reason[:200])
+    )
+
+
+def end_open_sessions(s: Session, reason: str, now: datetime) -> int:
+    """Close every session still open (left by a crash); returns how many."""
+    result = s.execute(
+        update(ChatSession)
+        .where(ChatSession.ended_at.is_(None))
+        .values(ended_at=now, end_reason=reason[:200])
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def join_room(s: Session, user_id: int, room: str, now: datetime) -> bool:
+    """Make the user a member (creating the room on first join). False if already one."""
+    target = _ensure_room(s, room, now)
+    if s.get(RoomMember, (target.id, user_id)) is not None:
+        return False
+    s.add(RoomMember(room_id=target.id, user_id=user_id, joined_at=now))
+    s.flush()
+    return True
+
+
+def leave_room(s: Session, user_id: int, room: str) -> bool:
+    """End a membership. False if the user was not a member."""
+    target = _room(s, room)
+    if target is None:
+        return False
+    result = s.execute(
+        delete(RoomMember).where(RoomMember.room_id == target.id, RoomMember.user_id == user_id)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def set_setting(s: Session, key: str, value: str) -> None:
+    """Store an operator setting (insert or replace)."""
+    row = s.get(ServerSetting, key)
+    if row is None:
+        s.add(ServerSetting(key=key, value=value))
+    else:
+        row.value = value
+    s.flush()

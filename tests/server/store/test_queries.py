@@ -1,0 +1,147 @@
+# Reads: replay, history, search and the one visibility rule behind them all.
+# A third user must never see another pair's private messages by any path.
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from server.store import queries, writes
+from server.store.queries import fts_query, like_pattern, search_terms
+from tests.server.store.conftest import NOW, post
+
+
+def _ids(msgs):
+    return [m.id for m in msgs]
+
+
+@pytest.fixture
+def chat(store, users):
+    """A little history: lobby and #dev chatter, a private alice<->bob exchange."""
+    a, b, c = users["alice"], users["bob"], users["carol"]
+    m = {
+        "lobby1": post(store, kind="public", body="hello lobby", room="#lobby", sender_id=a),
+        "dev1": post(store, kind="public", body="dev talk about C++", room="#dev", sender_id=b),
+        "pm1": post(
+            store, kind="private", body="secret plan example.com", sender_id=a, recipient_id=b
+        ),
+        "sys": post(store, kind="system", body="carol joined", room="#lobby"),
+        "pm2": post(store, kind="private", body="reply to the secret", sender_id=b, recipient_id=a),
+        "lobby2": post(store, kind="public", body='she said "hi" ok', room="#lobby", sender_id=c),
+    }
+    return m
+
+
+def test_replay_is_what_the_user_may_see_oldest_first_without_notices(store, users, chat):
+    with store.read() as s:
+        got, gap = queries.replay_after(s, users["alice"], 0, 500)
+        assert _ids(got) == _ids([chat[k] for k in ("lobby1", "dev1", "pm1", "pm2", "lobby2")])
+        assert not gap
+        carol, _ = queries.replay_after(s, users["carol"], 0, 500)
+        assert _ids(carol) == [chat["lobby1"].id, chat["lobby2"].id]
+
+
+def test_replay_past_the_cap_sends_the_newest_and_reports_the_gap(store, users, chat):
+    with store.read() as s:
+        got, gap = queries.replay_after(s, users["alice"], 0, 2)
+    assert gap and _ids(got) == [chat["pm2"].id, chat["lobby2"].id]
+
+
+def test_history_pages_back_without_overlap(store, users):
+    a = users["alice"]
+    posted = [
+        post(store, kind="public", body=f"n{i}", room="#lobby", sender_id=a) for i in range(7)
+    ]
+    seen, before, more = [], None, True
+    with store.read() as s:
+        while more:
+            page, more = queries.history(s, a, room="#lobby", before=before, limit=3)
+            seen = page + seen
+            before = page[0].id
+    assert _ids(seen) == _ids(posted)
+
+
+def test_history_of_a_private_conversation_is_only_its_two_parties(store, users, chat):
+    with store.read() as s:
+        mine, _ = queries.history(s, users["alice"], peer="bob")
+        assert _ids(mine) == [chat["pm1"].id, chat["pm2"].id]
+        nosy, _ = queries.history(s, users["carol"], peer="bob")
+        assert nosy == []
+        nosy_room, _ = queries.history(s, users["carol"], room="#dev")
+        assert nosy_room == []
+
+
+def test_search_is_substring_and_never_leaks_private_messages(store, users, chat):
+    with store.read() as s:
+        assert _ids(queries.search(s, users["alice"], "secret")[0]) == [
+            chat["pm2"].id,
+            chat["pm1"].id,
+        ]  # newest first
+        assert queries.search(s, users["carol"], "secret")[0] == []
+        assert queries.search(s, users["carol"], "C++")[0] == []  # #dev is not carol's
+        assert _ids(queries.search(s, users["bob"], "C++")[0]) == [chat["dev1"].id]
+        assert _ids(queries.search(s, users["bob"], "example.com")[0]) == [chat["pm1"].id]
+        assert _ids(queries.search(s, users["carol"], '"')[0]) == [chat["lobby2"].id]
+        assert _ids(queries.search(s, users["carol"], "hi")[0]) == [chat["lobby2"].id]
+        assert _ids(queries.search(s, users["alice"], "SECRET plan")[0]) == [chat["pm1"].id]
+        assert queries.search(s, users["alice"], "   ")[0] == []
+        assert queries.search(s, users["alice"], "OR AND NEAR(")[0] == []  # not FTS syntax
+
+
+def test_search_pages_with_before(store, users):
+    a = users["alice"]
+    for i in range(5):
+        post(store, kind="public", body=f"needle {i}", room="#lobby", sender_id=a)
+    with store.read() as s:
+        first, more = queries.search(s, a, "needle", limit=3)
+        rest, more2 = queries.search(s, a, "needle", before=first[-1].id, limit=3)
+    assert more and not more2
+    assert [m.body for m in first + rest] == [f"needle {i}" for i in range(4, -1, -1)]
+
+
+def test_latest_for_a_fresh_login(store, users, chat):
+    with store.read() as s:
+        got = queries.latest_for_user(s, users["alice"], per_room=1, private_limit=1)
+    assert _ids(got) == [chat["dev1"].id, chat["pm2"].id, chat["lobby2"].id]
+
+
+def test_search_terms_are_quoted_never_parsed():
+    assert search_terms('a "b" example.com C++') == (['"b"', "example.com", "C++"], ["a"])
+    assert fts_query(['say "x"']) == '"say ""x"""'
+    assert like_pattern("50%_off") == "%50\\%\\_off%"
+
+
+def test_tokens_expire_and_are_revoked_by_a_password_reset(store, users):
+    a = users["alice"]
+    store.submit(lambda s: writes.issue_token(s, a, "h1", NOW, NOW + timedelta(days=1))).result(5)
+    with store.read() as s:
+        assert queries.user_by_token(s, "h1", NOW)[0].nick == "alice"
+        assert queries.user_by_token(s, "h1", NOW + timedelta(days=2)) is None
+    store.submit(lambda s: writes.set_password(s, "alice", "new", NOW)).result(5)
+    with store.read() as s:
+        assert queries.user_by_token(s, "h1", NOW) is None
+
+
+def test_deleted_user_frees_the_nick_and_keeps_messages(store, users, chat):
+    store.submit(lambda s: writes.delete_user(s, "carol", NOW)).result(5)
+    with store.read() as s:
+        assert queries.get_user(s, "carol") is None
+        rows = (
+            s.connection()
+            .exec_driver_sql("SELECT sender FROM chat_log WHERE id = ?", (chat["lobby2"].id,))
+            .all()
+        )
+    assert rows == [("carol (removed)",)]
+    again = store.submit(lambda s: writes.create_user(s, "Carol", "h", NOW)).result(5)
+    assert again.nick == "Carol"
+
+
+def test_rooms_and_members(store, users):
+    with store.read() as s:
+        assert queries.rooms_of(s, users["alice"]) == ["#dev", "#lobby"]
+        infos = {r.name: r.members for r in queries.list_rooms(s)}
+        assert infos == {"#dev": 2, "#lobby": 3}
+        assert queries.room_exists(s, "#DEV") == "#dev"
+    assert store.submit(lambda s: writes.leave_room(s, users["bob"], "#Dev")).result(5)
+    assert not store.submit(lambda s: writes.leave_room(s, users["bob"], "#dev")).result(5)

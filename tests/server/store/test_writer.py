@@ -1,0 +1,109 @@
+# The writer: durability pragmas on every connection, group commit, a failing
+# operation failing alone, callbacks after commit and in order.
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from server.store import NickTaken, NoSuchRoom, StoreError, queries, writes
+from server.store.engine import make_engine
+from tests.server.store.conftest import NOW, post
+
+
+def test_every_connection_is_wal_with_synchronous_full(db_url, store):
+    for writer in (True, False):
+        engine = make_engine(db_url, writer=writer)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        engine.dispose()
+
+
+def test_writes_are_group_committed_and_callbacks_run_in_order(store, users):
+    order: list[int] = []
+    gate = threading.Event()
+    # Hold the writer so the next 50 submissions queue up and share one commit.
+    store.submit(lambda s: gate.wait(5))
+    futures = [
+        store.submit(
+            lambda s, i=i: writes.add_message(
+                s, kind="public", body=f"m{i}", now=NOW, room="#lobby", sender_id=users["alice"]
+            ),
+            lambda result, exc, i=i: order.append(i),
+        )
+        for i in range(50)
+    ]
+    gate.set()
+    ids = [f.result(5)[0].id for f in futures]
+    assert order == list(range(50))
+    assert ids == sorted(ids)
+
+
+def test_a_conflict_fails_only_its_own_operation(store, users):
+    gate = threading.Event()
+    store.submit(lambda s: gate.wait(5))
+    ok1 = store.submit(lambda s: writes.create_user(s, "dave", "h", NOW))
+    clash = store.submit(lambda s: writes.create_user(s, "ALICE", "h", NOW))
+    ok2 = store.submit(lambda s: writes.create_user(s, "erin", "h", NOW))
+    gate.set()
+    assert ok1.result(5).nick == "dave" and ok2.result(5).nick == "erin"
+    with pytest.raises(NickTaken):
+        clash.result(5)
+
+
+def test_a_database_error_reports_a_store_error_and_keeps_the_rest(store, users):
+    gate = threading.Event()
+    store.submit(lambda s: gate.wait(5))
+    good = store.submit(
+        lambda s: writes.add_message(s, kind="system", body="ok", now=NOW, room="#lobby")
+    )
+    bad = store.submit(lambda s: s.execute(text("INSERT INTO no_such_table VALUES (1)")))
+    gate.set()
+    assert good.result(5)[0].body == "ok"
+    with pytest.raises(StoreError, match="no_such_table"):
+        bad.result(5)
+
+
+def test_duplicate_client_id_is_stored_once(store, users):
+    first = store.submit(
+        lambda s: writes.add_message(
+            s,
+            kind="public",
+            body="once",
+            now=NOW,
+            room="#lobby",
+            sender_id=users["bob"],
+            client_msg_id="c1",
+        )
+    ).result(5)
+    second = store.submit(
+        lambda s: writes.add_message(
+            s,
+            kind="public",
+            body="once",
+            now=NOW,
+            room="#lobby",
+            sender_id=users["bob"],
+            client_msg_id="c1",
+        )
+    ).result(5)
+    assert (first[1], second[1]) == (False, True)
+    assert first[0].id == second[0].id
+
+
+def test_closed_store_refuses_writes(db_url, store):
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.submit(lambda s: None).result(1)
+
+
+def test_nothing_of_a_failed_message_stays(store, users):
+    with pytest.raises(NoSuchRoom):
+        post(store, kind="public", body="x", room="#nowhere", sender_id=users["alice"])
+    with store.read() as s:
+        assert queries.search(s, users["alice"], "x")[0] == []
