@@ -211,3 +211,26 @@ def test_rooms_persist_and_list_member_counts(server, ca_file):
     assert bob.expect(Presence, tag="w").online == ["alice", "bob"]
     bob.send(b'{"type":"join","room":"#no spaces"}\n')
     assert bob.expect(Error).code in (ErrorCode.BAD_ROOM, ErrorCode.BAD_FRAME)
+
+
+def test_a_replay_is_written_as_one_coalesced_write(make_server, ca_file, monkeypatch):
+    from server.connection import Connection
+
+    server = make_server(replay_cap=50)
+    alice = online(server, ca_file, "alice")
+    for i in range(60):
+        alice.send(Send(id=f"m{i}", text=f"n{i}", room="#lobby"))
+        alice.expect(Ack)
+    writes: list[bytes] = []
+    original = Connection.send_bytes
+
+    def recording(self, data):
+        if b'"kind":"replay"' in data:
+            writes.append(data)
+        return original(self, data)
+
+    monkeypatch.setattr(Connection, "send_bytes", recording)
+    bob = RawClient(server.address, ca_file)
+    _, frames = bob.login("bob", last_seen=1)
+    assert len(messages_in(frames)) == 50
+    assert len(writes) == 1 and writes[0].count(b'"type":"message"') == 50

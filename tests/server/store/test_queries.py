@@ -145,3 +145,26 @@ def test_rooms_and_members(store, users):
         assert queries.room_exists(s, "#DEV") == "#dev"
     assert store.submit(lambda s: writes.leave_room(s, users["bob"], "#Dev")).result(5)
     assert not store.submit(lambda s: writes.leave_room(s, users["bob"], "#dev")).result(5)
+
+
+def test_a_replay_is_one_sql_statement(store, users):
+    from sqlalchemy import event
+
+    a = users["alice"]
+    for i in range(30):
+        post(store, kind="public", body=f"r{i}", room="#lobby", sender_id=a)
+    selects: list[str] = []
+
+    def record(_conn, _cursor, statement, *_rest):
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    engine = store._reader_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with store.read() as s:
+            got, gap = queries.replay_after(s, users["bob"], 0, 20)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(got) == 20 and gap
+    assert len(selects) == 1
