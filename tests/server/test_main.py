@@ -1,0 +1,111 @@
+# `python -m server` as a user runs it: one "listening" line with the address,
+# TLS versions and fingerprint; clear errors and exit 2 for a busy database or
+# missing certificates; SIGTERM stops it cleanly. And `alembic upgrade head` by hand.
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from certs import fingerprint_sha256
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    # readline() blocks, so it runs in a thread and the test waits with a deadline.
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError("the server printed nothing in time") from None
+    assert line, f"server exited {proc.poll()}: {proc.stderr.read() if proc.stderr else ''}"
+    return line.rstrip("\n")
+
+
+def test_server_prints_listening_then_refuses_a_second_one_and_stops_on_sigterm(
+    tmp_path, certs_dir
+):
+    db = f"sqlite:///{tmp_path / 'main.db'}"
+    args = ["--port", "0", "--db", db, "--certs", str(certs_dir), "--scrypt-n", "16"]
+    proc = _start(args)
+    try:
+        line = _first_line(proc)
+        assert line.startswith("parley listening on 127.0.0.1:")
+        assert "TLS 1.2, TLS 1.3" in line or "TLSv1.2" in line
+        assert fingerprint_sha256((certs_dir / "server.pem").read_bytes()) in line
+        second = subprocess.run(
+            [sys.executable, "-m", "server", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2
+        assert "already using" in second.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(30)
+        finally:
+            proc.kill()
+    assert rc == 0
+
+
+def test_missing_certificates_are_a_clear_error(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--port",
+            "0",
+            "--db",
+            f"sqlite:///{tmp_path}/x.db",
+            "--certs",
+            str(tmp_path / "none"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "python -m certs" in out.stderr or "make certs" in out.stderr
+
+
+def test_alembic_upgrade_head_by_hand(tmp_path):
+    db = tmp_path / "by-hand.db"
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-x", f"db=sqlite:///{db}", "upgrade", "head"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    con = sqlite3.connect(db)
+    try:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    finally:
+        con.close()
+    assert {"users", "messages", "chat_log", "messages_fts"} <= names
