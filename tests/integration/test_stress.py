@@ -30,6 +30,18 @@ def test_twenty_clients_at_full_speed(server, ca_file):
     failures: list[str] = []
     all_sent = threading.Barrier(CLIENTS)
 
+    def receive(i: int) -> int:
+        """Read one frame for client i; returns how many of its sends it acked."""
+        frame = clients[i].recv(10)
+        if isinstance(frame, Ack):
+            acked[i].add(frame.id)
+            return 1
+        if isinstance(frame, Message):
+            received[i][frame.id] += 1
+        elif isinstance(frame, Error):
+            failures.append(f"client {i}: {frame.code} {frame.message}")
+        return 0
+
     def run(i: int) -> None:
         c = clients[i]
         inflight = 0
@@ -41,21 +53,9 @@ def test_twenty_clients_at_full_speed(server, ca_file):
                     c.send(Send(id=f"c{i}-{n}", text=f"load {i} {n}", room="#lobby"))
                     inflight += 1
                     n += 1
-                frame = c.recv(10)
-                if isinstance(frame, Ack):
-                    acked[i].add(frame.id)
-                    inflight -= 1
-                elif isinstance(frame, Message):
-                    received[i][frame.id] += 1
-                elif isinstance(frame, Error):
-                    failures.append(f"client {i}: {frame.code} {frame.message}")
+                inflight -= receive(i)
             while inflight:
-                frame = c.recv(10)
-                if isinstance(frame, Ack):
-                    acked[i].add(frame.id)
-                    inflight -= 1
-                elif isinstance(frame, Message):
-                    received[i][frame.id] += 1
+                inflight -= receive(i)
             all_sent.wait(30)
             # Every client's acks are in; read until all of them have arrived here.
             expected = set().union(*acked)

@@ -70,8 +70,8 @@ def test_a_database_error_reports_a_store_error_and_keeps_the_rest(store, users)
 
 
 def test_duplicate_client_id_is_stored_once(store, users):
-    first = store.submit(
-        lambda s: writes.add_message(
+    def send(s):
+        return writes.add_message(
             s,
             kind="public",
             body="once",
@@ -80,18 +80,8 @@ def test_duplicate_client_id_is_stored_once(store, users):
             sender_id=users["bob"],
             client_msg_id="c1",
         )
-    ).result(5)
-    second = store.submit(
-        lambda s: writes.add_message(
-            s,
-            kind="public",
-            body="once",
-            now=NOW,
-            room="#lobby",
-            sender_id=users["bob"],
-            client_msg_id="c1",
-        )
-    ).result(5)
+
+    first, second = store.submit(send).result(5), store.submit(send).result(5)
     assert (first[1], second[1]) == (False, True)
     assert first[0].id == second[0].id
 
