@@ -1,11 +1,14 @@
-# bench/__main__.py: `python -m bench` (make bench) runs the server benchmarks.
+# bench/__main__.py: `python -m bench` (make bench) runs the server benchmarks:
+# replay timing (10k and 1M messages) and throughput under load.
 # The desktop client's lag benchmark needs a display: `python -m bench.gui_lag`.
 
 from __future__ import annotations
 
 import sys
 
-from bench import replay
+from bench import load, replay
 
 if __name__ == "__main__":
-    sys.exit(replay.main(sys.argv[1:]))
+    rc = replay.main([])
+    print()
+    sys.exit(rc or load.main([]))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from protocol import DEFAULT_ROOM, fold
 
 from .errors import NickTaken, NoSuchRoom, NoSuchUser, NotVisible
-from .models import ChatSession, Message, ResumeToken, Room, RoomMember, ServerSetting, User
+from .models import ChatSession, ResumeToken, Room, RoomMember, ServerSetting, User
 from .queries import get_message, user_record
 from .records import StoredMessage, UserRecord
 
@@ -86,6 +86,27 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
     return user_record(user)
 
 
+# add_message is the hot path (every chat line), so it speaks SQL directly:
+# three short statements instead of the ORM's dozen, which measured ~4x faster
+# (bench/load.py). The text is still the store's alone.
+_ROOM_AND_MEMBERSHIP = (
+    "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
+    " WHERE m.room_id = r.id AND m.user_id = ?) FROM rooms AS r WHERE r.name_key = ?"
+)
+_NICKS = "SELECT (SELECT nick FROM users WHERE id = ?), (SELECT nick FROM users WHERE id = ?)"
+_INSERT = (
+    "INSERT INTO messages (created_at, kind, room_id, sender_id, recipient_id, body,"
+    " client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
+)
+_EXISTING = "SELECT id FROM messages WHERE sender_id = ? AND client_msg_id = ?"
+
+
+def db_time(now: datetime) -> str:
+    """A naive UTC datetime in the text form SQLAlchemy's DateTime keeps in SQLite."""
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def add_message(
     s: Session,
     *,
@@ -103,37 +124,49 @@ def add_message(
     True: a re-sent message is stored once. A public message needs the sender
     to be a member of the room (NotVisible otherwise).
     """
-    if sender_id is not None and client_msg_id is not None:
-        existing = s.scalar(
-            select(Message.id).where(
-                Message.sender_id == sender_id, Message.client_msg_id == client_msg_id
-            )
-        )
-        if existing is not None:
-            found = get_message(s, existing)
-            assert found is not None
-            return found, True
-    room_id = None
+    conn = s.connection()
+
+    def duplicate() -> tuple[StoredMessage, bool] | None:
+        if sender_id is None or client_msg_id is None:
+            return None
+        found = conn.exec_driver_sql(_EXISTING, (sender_id, client_msg_id)).scalar()
+        if found is None:
+            return None
+        original = get_message(s, found)
+        assert original is not None
+        return original, True
+
+    room_id, room_name = None, None
     if room is not None:
-        target = _room(s, room)
-        if target is None:
+        row = conn.exec_driver_sql(_ROOM_AND_MEMBERSHIP, (sender_id, fold(room))).first()
+        if row is None:
             raise NoSuchRoom(f"there is no room {room}")
-        if sender_id is not None and s.get(RoomMember, (target.id, sender_id)) is None:
-            raise NotVisible(f"you are not in {target.name}; join it first")
-        room_id = target.id
-    msg = Message(
+        room_id, room_name, member = row
+        if sender_id is not None and not member:
+            # A re-send of a message stored before the sender left still gets its ack.
+            again = duplicate()
+            if again is not None:
+                return again
+            raise NotVisible(f"you are not in {room_name}; join it first")
+    new_id = conn.exec_driver_sql(
+        _INSERT,
+        (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id),
+    ).scalar()
+    if new_id is None:  # the UNIQUE (sender, client id) pair exists: a re-send
+        again = duplicate()
+        assert again is not None
+        return again
+    sender, recipient = conn.exec_driver_sql(_NICKS, (sender_id, recipient_id)).one()
+    stored = StoredMessage(
+        id=new_id,
         created_at=now,
         kind=kind,
-        room_id=room_id,
-        sender_id=sender_id,
-        recipient_id=recipient_id,
+        room=room_name,
+        sender=sender,
+        recipient=recipient,
         body=body,
         client_msg_id=client_msg_id,
     )
-    s.add(msg)
-    s.flush()
-    stored = get_message(s, msg.id)
-    assert stored is not None
     return stored, False
 
 
