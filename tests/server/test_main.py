@@ -109,3 +109,36 @@ def test_alembic_upgrade_head_by_hand(tmp_path):
     finally:
         con.close()
     assert {"users", "messages", "chat_log", "messages_fts"} <= names
+
+
+def test_every_acked_message_survives_kill_9(tmp_path, certs_dir, ca_file):
+    from protocol import Ack, Send
+    from tests.support import RawClient
+
+    db = tmp_path / "kill.db"
+    proc = _start(
+        ["--port", "0", "--db", f"sqlite:///{db}", "--certs", str(certs_dir), "--scrypt-n", "16"]
+    )
+    acked: list[int] = []
+    try:
+        line = _first_line(proc)
+        port = int(line.split()[3].rsplit(":", 1)[1])
+        client = RawClient(("127.0.0.1", port), ca_file)
+        client.login("durable")
+        # The real defaults apply here (flood control: a burst of 10, then 5 per second).
+        for i in range(30):
+            client.send(Send(id=f"d{i}", text=f"keep {i}", room="#lobby"))
+        while len(acked) < 12:  # kill mid-stream, with sends still in flight
+            frame = client.recv()
+            if isinstance(frame, Ack):
+                acked.append(frame.id)
+    finally:
+        proc.kill()  # SIGKILL: no shutdown, no flush
+        proc.wait(30)
+    con = sqlite3.connect(db)
+    try:
+        stored = {r[0] for r in con.execute("SELECT id FROM messages")}
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        con.close()
+    assert set(acked) <= stored
