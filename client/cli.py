@@ -1,0 +1,509 @@
+# client/cli.py: the terminal client, `python -m client.cli`, built on ChatClient.
+#
+# Rules this module keeps:
+# 1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
+#    never from the command line (it would show in `ps` and shell history) and
+#    never from the chat input.
+# 2. stdout carries only messages, one line each (continuation lines of a
+#    multi-line text indented by four spaces), so it can be piped and grepped;
+#    status, answers to commands and errors go to stderr.
+# 3. Two threads: the main thread reads stdin and issues requests; a printer
+#    thread consumes ChatClient.events and prints. Neither touches the socket.
+# 4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import TextIO
+
+from protocol import DEFAULT_ROOM, MAX_PAGE, LocalProtocolError, Message, fold, parse_ts, valid_nick
+
+from .connection import ChatClient
+from .errors import (
+    ClientError,
+    LoginRefused,
+    ServerUnreachable,
+    TLSVerificationFailed,
+    TrustStoreError,
+)
+from .events import (
+    BatchEnded,
+    BatchStarted,
+    ClientEvent,
+    Connected,
+    Disconnected,
+    MessageReceived,
+    PresenceChanged,
+    Reconnecting,
+    RoomJoined,
+    RoomLeft,
+    RoomsListed,
+    ServerError,
+)
+
+EXIT_OK = 0  #: everything sent was acknowledged
+EXIT_ERROR = 1  #: any other error
+EXIT_USAGE = 2  #: bad arguments, no password, unreadable CA file
+EXIT_UNREACHABLE = 3  #: no connection to the server
+EXIT_TLS = 4  #: the server's certificate was not trusted or names another host
+EXIT_LOGIN = 5  #: the server refused the login
+EXIT_UNACKED = 6  #: the connection was lost with messages left unacknowledged
+
+PASSWORD_ENV = "PARLEY_PASSWORD"
+#: How long /exit (or end of input) waits for the server to ack what was sent.
+EXIT_ACK_WAIT = 10.0
+#: How long /join waits for the server before going on.
+JOIN_WAIT = 5.0
+DEFAULT_HISTORY = 20
+
+EPILOG = f"""\
+The password is read from the environment variable {PASSWORD_ENV}, or asked for
+when standard input is a terminal. It is never a command-line argument.
+
+Type a line to say it in the current room (#lobby at first). Commands:
+  /msg NICK TEXT      private message
+  /join #ROOM         join (or create) a room and talk there
+  /leave [#ROOM]      leave a room (default: the current one)
+  /who [#ROOM]        who is online in a room
+  /rooms              all rooms
+  /history [N]        the last N messages of the current room (default {DEFAULT_HISTORY})
+  /search WORDS       search the messages you can see
+  /rejoin             reconnect and replay what you missed
+  /help               this list
+  /exit               leave (end of input does the same)
+A line starting with // sends the rest literally, starting with one /.
+
+Messages go to stdout, one line each:
+  HH:MM:SS #room <nick> text        public
+  HH:MM:SS *alice -> bob* text      private
+  HH:MM:SS #room -!- text           system notice
+Continuation lines of a multi-line text are indented by four spaces; lines from
+another day start with the date. Status and errors go to stderr.
+
+exit codes:
+  {EXIT_OK}  ok: everything sent was acknowledged
+  {EXIT_ERROR}  other error
+  {EXIT_USAGE}  usage error, no password available, or the CA file cannot be read
+  {EXIT_UNREACHABLE}  the server cannot be reached
+  {EXIT_TLS}  TLS verification failed (certificate not trusted, or host name mismatch);
+     the fingerprint the server offered is printed for comparison
+  {EXIT_LOGIN}  login refused (the server's code and message are printed)
+  {EXIT_UNACKED}  messages were left unacknowledged when the client ended
+"""
+
+HELP_TEXT = EPILOG.split("\n\n")[1]
+
+# Anything that could move a terminal's cursor or change its state. The server
+# refuses such text, but the client does not trust what it prints.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub("\ufffd", text)
+
+
+def format_message(message: Message, now: datetime | None = None) -> str:
+    """The stdout form of *message*: one line, plus indented continuation lines.
+
+    Time is local; a message from another day than *now* (default: today) gets
+    its date in front.
+    """
+    when = parse_ts(message.ts).astimezone()
+    today = (now or datetime.now().astimezone()).date()
+    stamp = when.strftime("%H:%M:%S" if when.date() == today else "%Y-%m-%d %H:%M:%S")
+    if message.kind == "private":
+        head = f"*{message.from_} -> {message.to}*"
+    elif message.kind == "system" or message.from_ is None:
+        head = f"{message.room or ''} -!-".lstrip()
+    else:
+        head = f"{message.room} <{message.from_}>"
+    first, *rest = message.text.split("\n")
+    lines = [f"{stamp} {head} {first}"] + [f"    {line}" for line in rest]
+    return "\n".join(_printable(line) for line in lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (its --help lists commands and exit codes)."""
+
+    def nick_arg(value: str) -> str:
+        if not valid_nick(value):
+            raise argparse.ArgumentTypeError("a nick is 1 to 24 letters, digits, '_' or '-'")
+        return value
+
+    parser = argparse.ArgumentParser(
+        prog="python -m client.cli",
+        description="parley terminal client: chat over TLS from a terminal or a script.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5555, help="server port (default 5555)")
+    parser.add_argument(
+        "--ca",
+        default="certs/ca.pem",
+        help="the CA certificate that signed the server's certificate (default certs/ca.pem)",
+    )
+    parser.add_argument("--nick", required=True, type=nick_arg, help="your nick")
+    parser.add_argument(
+        "--register",
+        action="store_true",
+        help="create the account if the nick is free (otherwise log in)",
+    )
+    return parser
+
+
+def read_password(
+    nick: str,
+    environ: Mapping[str, str],
+    stdin: TextIO,
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> str | None:
+    """The password from PARLEY_PASSWORD, else a prompt when *stdin* is a terminal, else None."""
+    value = environ.get(PASSWORD_ENV)
+    if value:
+        return value
+    if stdin.isatty():
+        try:
+            return prompt(f"password for {nick}: ") or None
+        except (EOFError, KeyboardInterrupt):
+            return None
+    return None
+
+
+class _Printer:
+    """Consumes the client's events on its own thread and prints them."""
+
+    STOP = object()
+
+    def __init__(self, client: ChatClient, out: TextIO, err: TextIO) -> None:
+        self._client = client
+        self._out = out
+        self._err = err
+        self._lock = threading.Lock()  # one writer per stream at a time
+        self._join_wanted: str | None = None
+        self._join_result: str | None = None
+        self._join_done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="cli-printer", daemon=True)
+
+    def start(self) -> None:
+        """Start printing events."""
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Print what is left in the queue, then end."""
+        self._client.events.put(self.STOP)  # type: ignore[arg-type]
+        self.thread.join(timeout)
+
+    def expect_join(self, room: str) -> threading.Event:
+        """Arm a wait for RoomJoined(room) (or a server error); returns the event to wait on."""
+        with self._lock:
+            self._join_wanted = fold(room)
+            self._join_result = None
+            self._join_done.clear()
+        return self._join_done
+
+    @property
+    def joined_room(self) -> str | None:
+        """The room name the last expected join ended with (None if it failed)."""
+        return self._join_result
+
+    def out(self, text: str) -> None:
+        """A line (or lines) on stdout."""
+        with self._lock:
+            print(text, file=self._out, flush=True)
+
+    def err(self, text: str) -> None:
+        """A status line on stderr."""
+        with self._lock:
+            print(text, file=self._err, flush=True)
+
+    def _run(self) -> None:
+        while True:
+            event = self._client.events.get()
+            if event is self.STOP:
+                return
+            try:
+                self.show(event)
+            except Exception as exc:  # a display problem must not stop the printing
+                self.err(f"(could not show an event: {exc})")
+
+    def show(self, event: ClientEvent) -> None:
+        """Print one event where it belongs."""
+        client = self._client
+        if isinstance(event, MessageReceived):
+            self.out(format_message(event.message))
+        elif isinstance(event, Connected):
+            how = "resumed session" if event.resumed else "logged in"
+            created = ", account created" if event.created else ""
+            self.err(
+                f"connected as {event.nick} to {client.host}:{client.port} "
+                f"({event.tls_version}, {how}{created}; server certificate SHA-256 "
+                f"{event.fingerprint})"
+            )
+        elif isinstance(event, BatchStarted):
+            if event.kind == "replay" and event.gap:
+                self.err("(older messages were left out: /history pages back)")
+            elif event.kind == "history":
+                self.err(f"-- history of {event.target} --")
+            elif event.kind == "search":
+                self.err("-- search results, newest first --")
+        elif isinstance(event, BatchEnded):
+            if event.kind == "replay" and event.target != "latest" and event.count:
+                self.err(f"-- {event.count} missed message(s) replayed --")
+            elif event.kind in ("history", "search"):
+                more = ", more before" if event.more else ""
+                self.err(f"-- end of {event.kind} ({event.count} message(s){more}) --")
+        elif isinstance(event, PresenceChanged):
+            if event.tag == "who":
+                self.err(f"online in {event.room}: {', '.join(event.online) or 'nobody'}")
+        elif isinstance(event, RoomsListed):
+            for name, members, joined in event.rooms:
+                mark = " (joined)" if joined else ""
+                self.err(f"{name}: {members} member(s){mark}")
+        elif isinstance(event, RoomJoined):
+            self.err(f"joined {event.room}")
+            with self._lock:
+                if self._join_wanted == fold(event.room):
+                    self._join_result = event.room
+                    self._join_wanted = None
+                    self._join_done.set()
+        elif isinstance(event, RoomLeft):
+            self.err(f"left {event.room}")
+        elif isinstance(event, ServerError):
+            self.err(f"error {event.code}: {event.message}")
+            with self._lock:
+                if self._join_wanted is not None and event.ref is None:
+                    self._join_wanted = None
+                    self._join_done.set()
+        elif isinstance(event, Disconnected):
+            if event.by_user:
+                return
+            if event.will_retry:
+                self.err(f"disconnected: {event.reason}")
+            else:
+                self.err(f"disconnected: {event.reason} (type /rejoin to connect again)")
+        elif isinstance(event, Reconnecting):
+            self.err(f"reconnecting in {event.delay:.1f} s (attempt {event.attempt})")
+
+
+class _Session:
+    """The main thread's side: reads lines, runs commands, keeps the current room."""
+
+    def __init__(self, client: ChatClient, printer: _Printer) -> None:
+        self.client = client
+        self.printer = printer
+        self.room = DEFAULT_ROOM
+
+    def handle(self, line: str) -> bool:
+        """Act on one input line. Returns False when the user asked to leave."""
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return True
+        if line.startswith("//"):
+            return self._say(line[1:])
+        if not line.startswith("/"):
+            return self._say(line)
+        command, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        handler = self._commands().get(command.lower())
+        if handler is None:
+            self.printer.err(f"unknown command /{command} (type /help for the list)")
+            return True
+        try:
+            return handler(arg)
+        except LocalProtocolError as exc:
+            self.printer.err(f"error {exc.code}: {exc.message}")
+        except ClientError as exc:
+            self.printer.err(f"error: {exc}")
+        return True
+
+    def _commands(self) -> dict[str, Callable[[str], bool]]:
+        return {
+            "msg": self._msg,
+            "join": self._join,
+            "leave": self._leave,
+            "who": self._who,
+            "rooms": self._rooms,
+            "history": self._history,
+            "search": self._search,
+            "rejoin": self._rejoin,
+            "help": self._help,
+            "exit": self._exit,
+            "quit": self._exit,
+        }
+
+    def _say(self, text: str) -> bool:
+        try:
+            self.client.send_text(text, room=self.room)
+        except LocalProtocolError as exc:
+            self.printer.err(f"not sent: {exc.message}")
+            return True
+        if not self.client.connected:
+            self.printer.err("(not connected: the message is kept and sent after reconnecting)")
+        return True
+
+    def _msg(self, arg: str) -> bool:
+        nick, _, text = arg.partition(" ")
+        if not nick or not text.strip():
+            self.printer.err("usage: /msg NICK TEXT")
+            return True
+        self.client.send_text(text, to=nick)
+        return True
+
+    def _join(self, arg: str) -> bool:
+        if not arg:
+            self.printer.err("usage: /join #ROOM")
+            return True
+        room = arg if arg.startswith("#") else f"#{arg}"
+        known = {fold(r): r for r in self.client.joined_rooms}
+        if fold(room) in known:
+            self.room = known[fold(room)]
+            self.printer.err(f"talking in {self.room}")
+            return True
+        done = self.printer.expect_join(room)
+        self.client.join(room)
+        # Wait for the server, so the next line really goes to the new room.
+        if done.wait(JOIN_WAIT) and self.printer.joined_room is not None:
+            self.room = self.printer.joined_room
+            self.printer.err(f"talking in {self.room}")
+        elif not done.is_set():
+            self.printer.err(f"no answer to /join yet; still talking in {self.room}")
+        return True
+
+    def _leave(self, arg: str) -> bool:
+        room = arg or self.room
+        if not room.startswith("#"):
+            room = f"#{room}"
+        self.client.leave(room)
+        if fold(room) == fold(self.room) and fold(room) != fold(DEFAULT_ROOM):
+            self.room = DEFAULT_ROOM
+            self.printer.err(f"talking in {self.room}")
+        return True
+
+    def _who(self, arg: str) -> bool:
+        self.client.who(arg or self.room, tag="who")
+        return True
+
+    def _rooms(self, arg: str) -> bool:
+        self.client.rooms(tag="rooms")
+        return True
+
+    def _history(self, arg: str) -> bool:
+        try:
+            limit = int(arg) if arg else DEFAULT_HISTORY
+        except ValueError:
+            self.printer.err("usage: /history [N]")
+            return True
+        self.client.history(room=self.room, limit=max(1, min(MAX_PAGE, limit)), tag="history")
+        return True
+
+    def _search(self, arg: str) -> bool:
+        if not arg:
+            self.printer.err("usage: /search WORDS")
+            return True
+        self.client.search(arg, tag="search")
+        return True
+
+    def _rejoin(self, arg: str) -> bool:
+        self.printer.err("rejoining...")
+        self.client.rejoin()
+        return True
+
+    def _help(self, arg: str) -> bool:
+        self.printer.err(HELP_TEXT)
+        return True
+
+    def _exit(self, arg: str) -> bool:
+        return False
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Run the terminal client; returns the exit code."""
+    stdin = stdin or sys.stdin
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+
+    def fail(code: int, text: str) -> int:
+        print(text, file=stderr, flush=True)
+        return code
+
+    password = read_password(args.nick, env, stdin)
+    if password is None:
+        return fail(
+            EXIT_USAGE,
+            f"no password: set {PASSWORD_ENV} in the environment, or run on a terminal "
+            "to be asked for it",
+        )
+    try:
+        client = ChatClient(
+            args.host,
+            args.port,
+            nick=args.nick,
+            password=password,
+            ca_file=args.ca,
+            register=args.register,
+            client_name="parley-cli",
+        )
+    except TrustStoreError as exc:
+        return fail(EXIT_USAGE, f"cannot use the CA file: {exc}")
+    except ValueError as exc:
+        return fail(EXIT_USAGE, str(exc))
+
+    try:
+        client.connect()
+    except ServerUnreachable as exc:
+        return fail(EXIT_UNREACHABLE, f"server unreachable: {exc}")
+    except TLSVerificationFailed as exc:
+        offered = exc.fingerprint or "unknown (could not fetch it)"
+        return fail(
+            EXIT_TLS,
+            f"TLS verification failed: {exc}\n"
+            f"the server offered a certificate with SHA-256 fingerprint {offered}\n"
+            f"compare it with the one the server printed at start; check --ca and --host",
+        )
+    except LoginRefused as exc:
+        return fail(EXIT_LOGIN, f"login refused: {exc.code}: {exc.message}")
+    except ClientError as exc:
+        return fail(EXIT_ERROR, f"cannot connect: {exc}")
+
+    printer = _Printer(client, stdout, stderr)
+    printer.start()
+    session = _Session(client, printer)
+    try:
+        while True:
+            line = stdin.readline()
+            if not line or not session.handle(line):
+                break
+    except KeyboardInterrupt:
+        pass
+    all_acked = client.close(reason="bye", timeout=EXIT_ACK_WAIT)
+    left = len(client.pending)
+    printer.stop()
+    if not all_acked:
+        print(
+            f"{left} message(s) were not acknowledged by the server and may not have been stored",
+            file=stderr,
+            flush=True,
+        )
+    print("goodbye", file=stderr, flush=True)
+    return EXIT_OK if all_acked else EXIT_UNACKED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
