@@ -1,0 +1,777 @@
+# server/logs.py: `python -m server.logs`, the operator's chat-logs tool: ad-hoc
+# SQL, export, search, statistics and online backups of the server's database.
+#
+# Rules this module keeps:
+# 1. It is the OPERATOR's tool. The operator owns the database file and sees
+#    everything in it, private messages and password hashes included; the
+#    visibility rules of server/store/queries.py protect chat users from each
+#    other and do not apply here (DESIGN.md section 5).
+# 2. Read-only by construction, not by convention: every subcommand but
+#    `backup` reads through ReadOnlyDatabase, which opens the file with
+#    `mode=ro`, sets `query_only`, allows no attached databases, and installs
+#    an authorizer that lets SELECT, reads, functions and recursive CTEs
+#    through and refuses everything else before it runs. `backup` writes only
+#    its target file.
+# 3. It never creates a database: a missing file is an error.
+# 4. Output that can be large streams (export, csv and json query output);
+#    only the aligned table is built in memory, because its widths depend on
+#    every row.
+#
+# This is the one module outside server/store/ that writes SQL by hand: that
+# is its purpose (the operator's SQL over the documented schema, docs/schema.md).
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from .config import DEFAULT_DB_URL
+from .logs_format import FORMATS, parse_time, write_rows, write_table
+from .store.engine import BUSY_TIMEOUT_MS, database_path
+from .store.queries import fts_query, like_pattern, search_terms
+
+#: Exit codes: 0 done, 1 an error (missing file, bad SQL), 2 usage or a refused write.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+#: Rows fetched from SQLite at a time while streaming.
+FETCH_ROWS = 1000
+
+#: An export of at least this many rows shows a progress bar even when stderr
+#: is not a terminal (a long export in a cron job or a pipe still reports).
+LARGE_EXPORT_ROWS = 100_000
+
+#: The columns of the chat_log view, in order (docs/schema.md).
+CHAT_LOG_COLUMNS = ("id", "ts", "room", "sender", "recipient", "kind", "text")
+
+_PROG = "python -m server.logs"
+
+
+class LogsError(Exception):
+    """The command could not be done (missing database, bad SQL). Exit code 1."""
+
+    exit_code = EXIT_ERROR
+
+
+class ReadOnlyViolation(LogsError):
+    """A statement tried to change something and was refused before it ran. Exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(LogsError):
+    """The command line asks for something impossible (nothing to search for). Exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+# --- the read-only connection -----------------------------------------------------------
+
+# sqlite3_set_authorizer action codes and how a refusal names them.
+_ACTION_NAMES: dict[int, str] = {
+    sqlite3.SQLITE_CREATE_INDEX: "CREATE INDEX",
+    sqlite3.SQLITE_CREATE_TABLE: "CREATE TABLE",
+    sqlite3.SQLITE_CREATE_TEMP_INDEX: "CREATE TEMP INDEX",
+    sqlite3.SQLITE_CREATE_TEMP_TABLE: "CREATE TEMP TABLE",
+    sqlite3.SQLITE_CREATE_TEMP_TRIGGER: "CREATE TEMP TRIGGER",
+    sqlite3.SQLITE_CREATE_TEMP_VIEW: "CREATE TEMP VIEW",
+    sqlite3.SQLITE_CREATE_TRIGGER: "CREATE TRIGGER",
+    sqlite3.SQLITE_CREATE_VIEW: "CREATE VIEW",
+    sqlite3.SQLITE_DELETE: "DELETE",
+    sqlite3.SQLITE_DROP_INDEX: "DROP INDEX",
+    sqlite3.SQLITE_DROP_TABLE: "DROP TABLE",
+    sqlite3.SQLITE_DROP_TEMP_INDEX: "DROP TEMP INDEX",
+    sqlite3.SQLITE_DROP_TEMP_TABLE: "DROP TEMP TABLE",
+    sqlite3.SQLITE_DROP_TEMP_TRIGGER: "DROP TEMP TRIGGER",
+    sqlite3.SQLITE_DROP_TEMP_VIEW: "DROP TEMP VIEW",
+    sqlite3.SQLITE_DROP_TRIGGER: "DROP TRIGGER",
+    sqlite3.SQLITE_DROP_VIEW: "DROP VIEW",
+    sqlite3.SQLITE_INSERT: "INSERT",
+    sqlite3.SQLITE_PRAGMA: "PRAGMA",
+    sqlite3.SQLITE_READ: "READ",
+    sqlite3.SQLITE_SELECT: "SELECT",
+    sqlite3.SQLITE_TRANSACTION: "TRANSACTION",
+    sqlite3.SQLITE_UPDATE: "UPDATE",
+    sqlite3.SQLITE_ATTACH: "ATTACH",
+    sqlite3.SQLITE_DETACH: "DETACH",
+    sqlite3.SQLITE_ALTER_TABLE: "ALTER TABLE",
+    sqlite3.SQLITE_REINDEX: "REINDEX",
+    sqlite3.SQLITE_ANALYZE: "ANALYZE",
+    sqlite3.SQLITE_CREATE_VTABLE: "CREATE VIRTUAL TABLE",
+    sqlite3.SQLITE_DROP_VTABLE: "DROP VIRTUAL TABLE",
+    sqlite3.SQLITE_FUNCTION: "FUNCTION",
+    sqlite3.SQLITE_SAVEPOINT: "SAVEPOINT",
+    sqlite3.SQLITE_RECURSIVE: "RECURSIVE",
+}
+
+#: What a query may do: start a SELECT, read a column, call a function, recurse.
+_ALLOWED_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+
+#: Refused although function calls are allowed: load_extension could load
+#: native code. It is off in the sqlite3 module by default; this keeps it off
+#: whatever the build.
+_REFUSED_FUNCTIONS = frozenset({"load_extension"})
+
+# The statement's own kind (`CREATE TEMP TABLE`, `VACUUM`), after comments.
+_STATEMENT_KIND = re.compile(
+    r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*"
+    r"((?:CREATE|DROP)(?:\s+(?:TEMP|TEMPORARY|UNIQUE|VIRTUAL))?\s+(?:TABLE|VIEW|INDEX|TRIGGER)"
+    r"|[A-Za-z]+)",
+    re.DOTALL | re.IGNORECASE,
+)
+
+# Statements whose first refused action is SQLite's bookkeeping (an INSERT into
+# sqlite_schema for CREATE or ANALYZE, an ATTACH for VACUUM), so a refusal
+# names the statement too.
+_NAMED_STATEMENTS = ("CREATE", "DROP", "VACUUM", "ANALYZE")
+
+
+def _describe(action: int, arg1: str | None, arg2: str | None) -> str:
+    """A refused authorizer action in words, e.g. `INSERT on messages`."""
+    name = _ACTION_NAMES.get(action, f"action {action}")
+    if action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_UPDATE, sqlite3.SQLITE_DELETE):
+        return f"{name} on {arg1}"
+    if action == sqlite3.SQLITE_PRAGMA:
+        return f"PRAGMA {arg1}" + (f"={arg2}" if arg2 is not None else "")
+    if action == sqlite3.SQLITE_ATTACH:
+        return f"ATTACH {arg1!r}"
+    if action == sqlite3.SQLITE_TRANSACTION:
+        return f"{arg1} (transaction control)"
+    if action == sqlite3.SQLITE_SAVEPOINT:
+        return f"SAVEPOINT {arg2}"
+    if action == sqlite3.SQLITE_FUNCTION:
+        return f"the function {arg2}()"
+    return f"{name} {arg1}" if arg1 else name
+
+
+class _ReadOnlyGuard:
+    """The authorizer: allows reading, refuses everything else and remembers what it refused.
+
+    SQLite stops preparing at the first refusal, so that is the one named.
+    """
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def reset(self) -> None:
+        """Forget an earlier refusal (before each statement)."""
+        self.refused = None
+
+    def __call__(
+        self,
+        action: int,
+        arg1: str | None,
+        arg2: str | None,
+        _db: str | None,
+        _trigger: str | None,
+    ) -> int:
+        if action in _ALLOWED_ACTIONS:
+            if action != sqlite3.SQLITE_FUNCTION or (arg2 or "").lower() not in _REFUSED_FUNCTIONS:
+                return sqlite3.SQLITE_OK
+        # FTS5 reads `PRAGMA data_version` (no value: a read) on each query to
+        # know whether its cached index structure is stale; without it every
+        # MATCH would be refused. Setting it is impossible anyway.
+        elif action == sqlite3.SQLITE_PRAGMA and arg1 == "data_version" and arg2 is None:
+            return sqlite3.SQLITE_OK
+        if self.refused is None:
+            self.refused = _describe(action, arg1, arg2)
+        return sqlite3.SQLITE_DENY
+
+
+def resolve_database(url: str) -> Path:
+    """The existing SQLite file behind *url*; LogsError if there is none (never creates one)."""
+    path = database_path(url)
+    if path is None:
+        raise LogsError(f"{url} is not a SQLite file database; the logs tool reads SQLite files")
+    if not path.exists():
+        raise LogsError(
+            f"no database at {path} (check --db or PARLEY_DB; the server creates it when it "
+            "first starts)"
+        )
+    if not path.is_file():
+        raise LogsError(f"{path} is not a file")
+    return path
+
+
+class ReadOnlyDatabase:
+    """A connection to the server's SQLite file that cannot change anything.
+
+    Layers, each enough on its own for most statements: the file is opened
+    with `mode=ro` (SQLite refuses writes), `PRAGMA query_only=ON`, no database
+    may be attached (`VACUUM INTO` and `ATTACH` write or open other files),
+    and an authorizer refuses every action but SELECT, column reads, function
+    calls and recursive CTEs, at prepare time, before anything runs.
+    Works while the server runs: in WAL mode readers never block the writer.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        uri = path.resolve().as_uri() + "?mode=ro"
+        try:
+            self._conn = sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise LogsError(f"cannot open {path}: {exc}") from exc
+        try:
+            # Our own settings first: the authorizer refuses every PRAGMA afterwards.
+            self._conn.execute("PRAGMA query_only=ON")
+            self._connect_virtual_tables()
+            self._conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+            self._guard = _ReadOnlyGuard()
+            self._conn.set_authorizer(self._guard)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise LogsError(f"cannot read {path} as a SQLite database: {exc}") from exc
+
+    def _connect_virtual_tables(self) -> None:
+        # A virtual table's constructor declares its columns through a path the
+        # authorizer reports as an UPDATE of sqlite_schema, so a first MATCH
+        # under the authorizer would be refused. Connecting each virtual table
+        # (messages_fts) once now keeps it connected for this connection.
+        names = [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT name FROM sqlite_schema "
+                "WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'"
+            )
+        ]
+        for name in names:
+            quoted = '"' + name.replace('"', '""') + '"'
+            try:
+                self._conn.execute(f"SELECT * FROM {quoted} LIMIT 0").fetchall()
+            except sqlite3.Error:
+                pass  # an unknown module: a query that uses it will say so itself
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> ReadOnlyDatabase:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _translate(self, exc: Exception, sql: str) -> LogsError:
+        refused = self._guard.refused
+        if refused is not None:
+            match = _STATEMENT_KIND.match(sql)
+            kind = " ".join(match.group(1).upper().split()) if match else ""
+            if kind.startswith(_NAMED_STATEMENTS):
+                refused = f"{kind} (it would {refused})"
+            elif refused == "UPDATE on sqlite_master":
+                # What connecting a virtual table looks like to the authorizer.
+                refused = (
+                    "a table-valued PRAGMA function or virtual table such as pragma_table_info "
+                    "(read sqlite_schema for the schema instead)"
+                )
+            return ReadOnlyViolation(
+                f"refused: {refused}. The logs tool is read-only: only SELECT queries "
+                "run, and nothing was changed."
+            )
+        return LogsError(f"SQL error: {exc}")
+
+    def rows(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """Column names and a lazy iterator over the rows of one statement.
+
+        ReadOnlyViolation if the statement would change anything (raised at
+        once, or while iterating for refusals that happen inside a running
+        query); LogsError for any other SQL error.
+        """
+        self._guard.reset()
+        try:
+            cur = self._conn.execute(sql, params)
+        except (sqlite3.Error, sqlite3.Warning) as exc:
+            raise self._translate(exc, sql) from exc
+        headers = [d[0] for d in cur.description or ()]
+
+        def iterate() -> Iterator[tuple[Any, ...]]:
+            try:
+                while batch := cur.fetchmany(FETCH_ROWS):
+                    yield from batch
+            except sqlite3.Error as exc:
+                raise self._translate(exc, sql) from exc
+            finally:
+                cur.close()
+
+        return headers, iterate()
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None when there are no rows)."""
+        _headers, it = self.rows(sql, params)
+        try:
+            row = next(it, None)
+        finally:
+            it.close()  # type: ignore[attr-defined]  # a generator: closes the cursor
+        return None if row is None else row[0]
+
+
+# --- query ---------------------------------------------------------------------------------
+
+
+def run_query(db: ReadOnlyDatabase, sql: str, out: TextIO, fmt: str = "table") -> int:
+    """Run one read-only statement and print its rows in *fmt*; returns the row count."""
+    headers, rows = db.rows(sql)
+    return write_rows(out, fmt, headers, rows)
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFilter:
+    """Which chat_log rows to export: a room, and a time range (since inclusive, until exclusive)."""
+
+    room: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """A WHERE clause (or '') and its parameters over chat_log."""
+        conds, params = [], []
+        if self.room is not None:
+            # Room names are unique case-insensitively (ASCII), as NOCASE compares.
+            room = self.room if self.room.startswith("#") else "#" + self.room
+            conds.append("room = ? COLLATE NOCASE")
+            params.append(room)
+        if self.since is not None:
+            conds.append("ts >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            conds.append("ts < ?")
+            params.append(self.until)
+        return (" WHERE " + " AND ".join(conds) if conds else ""), params
+
+
+def _jsonl_writer(out: TextIO) -> Callable[[tuple[Any, ...]], None]:
+    def write(row: tuple[Any, ...]) -> None:
+        out.write(json.dumps(dict(zip(CHAT_LOG_COLUMNS, row, strict=True)), ensure_ascii=False))
+        out.write("\n")
+
+    return write
+
+
+def export(
+    db: ReadOnlyDatabase,
+    out: TextIO,
+    fmt: str,
+    filt: ExportFilter,
+    *,
+    progress: bool | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Stream the chat_log rows *filt* selects to *out* as jsonl or csv, oldest first.
+
+    *progress*: True/False forces the tqdm bar on stderr on or off; None shows it
+    when stderr is a terminal or the export has LARGE_EXPORT_ROWS or more.
+    Returns the number of rows written.
+    """
+    err = sys.stderr if err is None else err
+    where, params = filt.where()
+    total = int(db.scalar(f"SELECT count(*) FROM chat_log{where}", params) or 0)
+    tty = err.isatty()
+    show = progress if progress is not None else (tty or total >= LARGE_EXPORT_ROWS)
+    # One SELECT is one read snapshot (WAL), so the export is consistent even
+    # while the server writes; the count above is only the bar's estimate.
+    _headers, rows = db.rows(
+        f"SELECT {', '.join(CHAT_LOG_COLUMNS)} FROM chat_log{where} ORDER BY id", params
+    )
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(CHAT_LOG_COLUMNS)
+        write: Callable[[tuple[Any, ...]], Any] = writer.writerow
+    elif fmt == "jsonl":
+        write = _jsonl_writer(out)
+    else:
+        raise UsageError(f"unknown export format {fmt!r}; use jsonl or csv")
+    n = 0
+    # Off a terminal the bar prints a line per update, so it updates rarely there.
+    with tqdm(
+        total=total,
+        unit="msg",
+        unit_scale=True,
+        file=err,
+        disable=not show,
+        mininterval=0.5 if tty else 10.0,
+        desc="export",
+    ) as bar:
+        pending = 0
+        for row in rows:
+            write(row)
+            n += 1
+            pending += 1
+            if pending == FETCH_ROWS:
+                bar.update(pending)
+                pending = 0
+        bar.update(pending)
+    return n
+
+
+def _private_file(target: Path) -> tuple[Path, TextIO]:
+    """A new temporary file beside *target*, mode 0600 (logs hold private messages)."""
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return tmp, open(fd, "w", encoding="utf-8", newline="")  # closed by the caller
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def export_to_file(
+    db: ReadOnlyDatabase,
+    target: Path,
+    fmt: str,
+    filt: ExportFilter,
+    *,
+    progress: bool | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """export() into *target*, written under a temporary name and renamed when
+    complete, so an interrupted export never leaves a truncated file behind."""
+    for sibling in ("", "-wal", "-shm"):
+        if _same_file(target, db.path.with_name(db.path.name + sibling)):
+            raise UsageError(f"refusing to export over the database itself ({target})")
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory")
+    tmp, handle = _private_file(target)
+    try:
+        with handle:
+            n = export(db, handle, fmt, filt, progress=progress, err=err)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
+
+
+# --- search --------------------------------------------------------------------------------
+
+
+def search(db: ReadOnlyDatabase, text: str, limit: int = 50) -> tuple[list[tuple[Any, ...]], bool]:
+    """Messages containing every word of *text* (substring, case-insensitive), newest first.
+
+    All messages, private ones included (the operator's view). Words of three
+    or more characters go through the messages_fts trigram index, each quoted
+    as an FTS phrase so `example.com`, `C++` or `"` are never FTS syntax;
+    shorter words, which trigrams cannot match, use LIKE with its wildcards
+    escaped. Returns up to *limit* rows and whether there were more.
+    """
+    long_terms, short_terms = search_terms(text)
+    if not long_terms and not short_terms:
+        raise UsageError("nothing to search for")
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    conds: list[str] = []
+    params: list[Any] = []
+    if long_terms:
+        conds.append("id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)")
+        params.append(fts_query(long_terms))
+    for term in short_terms:
+        conds.append("text LIKE ? ESCAPE '\\'")
+        params.append(like_pattern(term))
+    _headers, rows = db.rows(
+        f"SELECT {', '.join(CHAT_LOG_COLUMNS)} FROM chat_log WHERE {' AND '.join(conds)} "
+        "ORDER BY id DESC LIMIT ?",
+        [*params, limit + 1],
+    )
+    found = list(rows)
+    return found[:limit], len(found) > limit
+
+
+# --- stats ---------------------------------------------------------------------------------
+
+#: The three stats tables: title and SQL. Users and rooms without messages are
+#: listed with zeros (a removed account shows as "nick (removed)", as in chat_log).
+STATS_QUERIES: tuple[tuple[str, str], ...] = (
+    (
+        "Messages per room",
+        """SELECT r.name AS room,
+                  count(m.id) AS messages,
+                  coalesce(sum(m.kind = 'public'), 0) AS public,
+                  coalesce(sum(m.kind = 'system'), 0) AS system,
+                  max(m.created_at) AS last
+           FROM rooms AS r LEFT JOIN messages AS m ON m.room_id = r.id
+           GROUP BY r.id ORDER BY messages DESC, r.name_key""",
+    ),
+    (
+        "Messages per user",
+        """SELECT u.nick || CASE WHEN u.deleted_at IS NOT NULL THEN ' (removed)' ELSE '' END
+                    AS user,
+                  count(m.id) AS messages,
+                  coalesce(sum(m.kind = 'public'), 0) AS public,
+                  coalesce(sum(m.kind = 'private'), 0) AS private,
+                  max(m.created_at) AS last
+           FROM users AS u LEFT JOIN messages AS m ON m.sender_id = u.id
+           GROUP BY u.id ORDER BY messages DESC, u.nick""",
+    ),
+    (
+        "Messages per day (UTC)",
+        """SELECT substr(created_at, 1, 10) AS day,
+                  count(*) AS messages,
+                  sum(kind = 'public') AS public,
+                  sum(kind = 'private') AS private,
+                  sum(kind = 'system') AS system
+           FROM messages GROUP BY day ORDER BY day""",
+    ),
+)
+
+
+def stats(db: ReadOnlyDatabase) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
+    """The three statistics tables: (title, headers, rows) per room, per user and per day."""
+    out = []
+    for title, sql in STATS_QUERIES:
+        headers, rows = db.rows(sql)
+        out.append((title, headers, list(rows)))
+    return out
+
+
+# --- backup --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackupReport:
+    """What backup() wrote: the file, its size, and how many messages it holds."""
+
+    target: Path
+    size: int
+    messages: int | None
+
+
+def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
+    """A consistent copy of the live database *source* at *target*.
+
+    Uses SQLite's online backup API in one step: the copy is one read snapshot,
+    taken while the server keeps writing (WAL readers never block the writer).
+    The copy is written under a temporary name with mode 0600 (it holds
+    password hashes and private messages), checked with `PRAGMA quick_check`,
+    switched to the rollback journal so it is one self-contained file, and
+    renamed into place. Nothing but the target is written.
+    """
+    if _same_file(source, target):
+        raise UsageError("the backup target is the database itself")
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory; name the backup file")
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
+    if not target.parent.is_dir():
+        raise LogsError(f"the directory {target.parent} does not exist")
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    try:
+        src = sqlite3.connect(
+            source.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        dst = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            src.backup(dst)  # pages=-1: every page in one step, hence one snapshot
+            dst.execute("PRAGMA journal_mode=DELETE")
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            has_messages = dst.execute(
+                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'messages'"
+            ).fetchone()
+            messages = (
+                dst.execute("SELECT count(*) FROM messages").fetchone()[0] if has_messages else None
+            )
+        finally:
+            dst.close()
+            src.close()
+        if check != "ok":
+            raise LogsError(f"the copy failed its integrity check: {check}")
+        os.replace(tmp, target)
+    except sqlite3.Error as exc:
+        _remove_partial(tmp)
+        raise LogsError(f"backup failed: {exc}") from exc
+    except BaseException:
+        _remove_partial(tmp)
+        raise
+    return BackupReport(target=target, size=target.stat().st_size, messages=messages)
+
+
+def _remove_partial(tmp: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def _time_arg(end_of_day: bool) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        try:
+            return parse_time(text, end_of_day=end_of_day)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    return parse
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser of `python -m server.logs`."""
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description=(
+            "The OPERATOR's tools for parley's chat logs: read-only SQL, export, search, "
+            "statistics and online backups. The operator owns the database and sees "
+            "everything in it, private messages included. Every subcommand but `backup` "
+            "only reads; all of them work while the server runs. Schema and example "
+            "queries: docs/schema.md."
+        ),
+    )
+    parser.add_argument(
+        "--db",
+        default=env.get("PARLEY_DB", DEFAULT_DB_URL),
+        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    q = sub.add_parser(
+        "query",
+        help="run one read-only SQL statement",
+        description="Run one SELECT over the database. Anything that would change a file "
+        "(INSERT, UPDATE, DELETE, CREATE, DROP, ATTACH, PRAGMA, VACUUM ...) is refused "
+        "before it runs, with exit code 2. In the table format NULL is an empty cell; "
+        "use --format json to tell NULL (null) from an empty string.",
+    )
+    q.add_argument("sql", help='the statement, e.g. "SELECT * FROM chat_log LIMIT 10"')
+    q.add_argument("--format", choices=FORMATS, default="table", help="output (default table)")
+
+    e = sub.add_parser(
+        "export",
+        help="export chat_log rows as jsonl or csv",
+        description="Stream chat_log (id, ts, room, sender, recipient, kind, text) oldest "
+        "first. Times are ISO 8601 in UTC (a time without an offset is UTC). --since is "
+        "inclusive, --until exclusive; a date alone for --until means the end of that day.",
+    )
+    e.add_argument("--format", choices=("jsonl", "csv"), required=True)
+    e.add_argument("--room", help="only this room (case-insensitive; the # is optional)")
+    e.add_argument("--since", type=_time_arg(False), metavar="T", help="from this time on")
+    e.add_argument("--until", type=_time_arg(True), metavar="T", help="before this time")
+    e.add_argument(
+        "--out", type=Path, metavar="FILE", help="write to FILE (mode 0600) instead of stdout"
+    )
+    e.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal or the export "
+        f"has {LARGE_EXPORT_ROWS:,} rows or more)",
+    )
+
+    s = sub.add_parser(
+        "search",
+        help="find messages containing every word",
+        description="Substring search over every message (private ones included), newest "
+        "first. Each word must appear, case-insensitively; punctuation is literal.",
+    )
+    s.add_argument("text", nargs="+", help="the words to find")
+    s.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
+
+    sub.add_parser(
+        "stats",
+        help="messages per room, per user and per day",
+        description="Three tables: messages per room, per user and per day (UTC).",
+    )
+
+    b = sub.add_parser(
+        "backup",
+        help="a consistent copy of the database, safe while the server runs",
+        description="Copy the live database with SQLite's online backup API to FILE "
+        "(mode 0600), check it and rename it into place. Only FILE is written.",
+    )
+    b.add_argument("file", type=Path, metavar="FILE")
+    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    return parser
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    path = resolve_database(args.db)
+    if args.command == "backup":
+        report = backup(path, args.file, force=args.force)
+        held = f", {report.messages} messages" if report.messages is not None else ""
+        print(f"backup of {path} written to {report.target} ({report.size} bytes{held})", file=out)
+        return EXIT_OK
+    with ReadOnlyDatabase(path) as db:
+        if args.command == "query":
+            n = run_query(db, args.sql, out, args.format)
+            if args.format == "table":
+                print(f"({n} row{'s' if n != 1 else ''})", file=err)
+        elif args.command == "export":
+            filt = ExportFilter(room=args.room, since=args.since, until=args.until)
+            if args.out is None:
+                n = export(db, out, args.format, filt, progress=args.progress, err=err)
+            else:
+                n = export_to_file(db, args.out, args.format, filt, progress=args.progress, err=err)
+                print(f"exported {n} message(s) to {args.out}", file=err)
+        elif args.command == "search":
+            rows, more = search(db, " ".join(args.text), args.limit)
+            write_table(out, CHAT_LOG_COLUMNS, rows)
+            if more:
+                print(f"(more than {args.limit} matches; raise --limit to see more)", file=err)
+        elif args.command == "stats":
+            for i, (title, headers, rows) in enumerate(stats(db)):
+                if i:
+                    out.write("\n")
+                out.write(f"{title}\n\n")
+                write_table(out, headers, rows)
+    return EXIT_OK
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run `python -m server.logs`; returns the exit code (0 ok, 1 error, 2 usage or refused)."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    parser = build_parser(environ)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage message
+        return int(exc.code or 0)
+    try:
+        return _run(args, out, err)
+    except LogsError as exc:
+        print(f"{_PROG}: {exc}", file=err)
+        return exc.exit_code
+    except BrokenPipeError:
+        # `... | head`: the reader left; stop quietly, and keep Python's exit
+        # flush from complaining about the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
