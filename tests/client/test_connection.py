@@ -1,0 +1,566 @@
+# Tests of client/connection.py. The first part drives the pure pieces (backoff,
+# de-duplication, frame -> event handling) without sockets; the rest runs real
+# ChatClients over real TLS against a real server and a real SQLite file.
+# Every wait has a deadline: events are read from the queue with timeouts.
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import socket
+import sqlite3
+import ssl
+import time
+from collections.abc import Callable
+
+import pytest
+
+from client import (
+    Acked,
+    BatchEnded,
+    ChatClient,
+    Connected,
+    Disconnected,
+    LoginRefused,
+    MessageReceived,
+    PresenceChanged,
+    Reconnecting,
+    RoomJoined,
+    RoomLeft,
+    RoomsListed,
+    ServerError,
+    backoff_delay,
+)
+from client.connection import SeenIds
+from client.events import BatchStarted, ClientEvent
+from protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
+from tests.support import RawClient
+
+PASSWORD = "secret-pw"
+TIMEOUT = 15.0
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def collect_until(
+    client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = TIMEOUT
+) -> list[ClientEvent]:
+    """Events from *client* up to and including the first matching *predicate*."""
+    deadline = time.monotonic() + timeout
+    seen: list[ClientEvent] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
+        try:
+            event = client.events.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        seen.append(event)
+        if predicate(event):
+            return seen
+
+
+def wait_for_event(
+    client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = TIMEOUT
+) -> ClientEvent:
+    """The first event from *client* matching *predicate* (others are skipped)."""
+    return collect_until(client, predicate, timeout)[-1]
+
+
+def drain(client: ChatClient, quiet: float = 0.5, limit: float = TIMEOUT) -> list[ClientEvent]:
+    """Every event until none arrives for *quiet* seconds (at most *limit* in all)."""
+    deadline = time.monotonic() + limit
+    out: list[ClientEvent] = []
+    while time.monotonic() < deadline:
+        try:
+            out.append(client.events.get(timeout=quiet))
+        except queue.Empty:
+            break
+    return out
+
+
+def is_replay_end(event: ClientEvent) -> bool:
+    return isinstance(event, BatchEnded) and event.kind == "replay"
+
+
+def texts(events: list[ClientEvent], sender: str | None = None) -> list[str]:
+    return [
+        e.message.text
+        for e in events
+        if isinstance(e, MessageReceived) and (sender is None or e.message.from_ == sender)
+    ]
+
+
+def rows(server, sql: str, *args: object) -> list[tuple]:
+    con = sqlite3.connect(str(server.store.database_path))
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def kill_socket(client: ChatClient) -> None:
+    """Break the client's connection from outside, as a network failure would.
+
+    shutdown() acts on the file descriptor only (no TLS state is touched), so
+    calling it from the test thread does not break the one-thread rule.
+    """
+    link = client._link
+    assert link is not None, "the client has no live connection"
+    link.sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def clients(server, ca_file):
+    """A factory of logged-in ChatClients on the test server; all are closed at teardown."""
+    made: list[ChatClient] = []
+
+    def make(nick: str, *, connect: bool = True, **kwargs: object) -> ChatClient:
+        host, port = server.address
+        kwargs.setdefault("password", PASSWORD)
+        kwargs.setdefault("register", True)
+        kwargs.setdefault("ca_file", ca_file)
+        client = ChatClient(host, port, nick=nick, **kwargs)  # type: ignore[arg-type]
+        made.append(client)
+        if connect:
+            client.connect()
+            collect_until(client, is_replay_end)
+        return client
+
+    yield make
+    for client in made:
+        client.close(timeout=2.0)
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_from_base_up_to_cap_with_jitter():
+    assert backoff_delay(1, 0.5, 30.0, rand=1.0) == 0.5
+    assert backoff_delay(1, 0.5, 30.0, rand=0.0) == 0.25
+    assert backoff_delay(4, 0.5, 30.0, rand=1.0) == 4.0
+    assert backoff_delay(20, 0.5, 30.0, rand=1.0) == 30.0
+    assert backoff_delay(10_000, 0.5, 30.0, rand=0.0) == 15.0
+    for attempt in range(1, 12):
+        delay = backoff_delay(attempt, 0.5, 30.0)
+        ceiling = min(30.0, 0.5 * 2 ** (attempt - 1))
+        assert ceiling / 2 <= delay <= ceiling
+
+
+def test_seen_ids_drop_duplicates_and_everything_below_the_floor():
+    seen = SeenIds(floor=10, keep=3)
+    assert not seen.add(10) and not seen.add(3)
+    assert seen.add(11) and not seen.add(11)
+    assert seen.add(13) and seen.add(12) and seen.add(14)
+    # Only 3 are kept: the oldest (11) folds into the floor and stays "seen".
+    assert seen.floor == 11
+    assert not seen.add(11) and not seen.add(12) and seen.add(15)
+
+
+class _FakeLink:
+    drop_reason: str | None = None
+
+
+def _offline_client(ca_file, **kwargs: object) -> ChatClient:
+    return ChatClient("127.0.0.1", 9, nick="alice", password=PASSWORD, ca_file=ca_file, **kwargs)  # type: ignore[arg-type]
+
+
+def _msg(id: int, text: str = "hi", **kwargs: object) -> Message:
+    kwargs.setdefault("room", "#lobby")
+    kwargs.setdefault("from_", "bob")
+    return Message(id=id, ts="2026-11-24T09:30:00.000Z", kind="public", text=text, **kwargs)  # type: ignore[arg-type]
+
+
+def _events(client: ChatClient) -> list[ClientEvent]:
+    out = []
+    while True:
+        try:
+            out.append(client.events.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def test_constructor_checks_credentials_and_nick(ca_file):
+    with pytest.raises(ValueError):
+        ChatClient("127.0.0.1", 1, nick="alice", ca_file=ca_file)
+    with pytest.raises(ValueError):
+        ChatClient("127.0.0.1", 1, nick="bad nick", password="x", ca_file=ca_file)
+    with pytest.raises(ValueError):
+        ChatClient("127.0.0.1", 1, nick="alice", password="", ca_file=ca_file)
+
+
+def test_live_and_replayed_messages_are_delivered_once_and_move_last_seen(ca_file):
+    client = _offline_client(ca_file, last_seen=4)
+    link = _FakeLink()
+    client._handle(link, _msg(4))  # at or below the starting last_seen: already shown
+    client._handle(link, _msg(5))
+    client._handle(link, Batch(state="open", kind="replay"))
+    client._handle(link, _msg(5))
+    client._handle(link, _msg(6))
+    client._handle(link, Batch(state="close", kind="replay", count=2))
+    client._handle(link, _msg(6))
+    client._handle(link, _msg(7))
+    got = [(e.message.id, e.batch) for e in _events(client) if isinstance(e, MessageReceived)]
+    assert got == [(5, None), (6, "replay"), (7, None)]
+    assert client.last_seen == 7
+
+
+def test_history_and_search_pages_always_pass_and_leave_last_seen_alone(ca_file):
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    client._handle(link, _msg(9))
+    for kind in ("history", "search"):
+        client._handle(link, Batch(state="open", kind=kind, tag="t"))
+        client._handle(link, _msg(3))
+        client._handle(link, _msg(9))
+        client._handle(link, Batch(state="close", kind=kind, tag="t", count=2))
+    got = [
+        (e.message.id, e.batch, e.tag) for e in _events(client) if isinstance(e, MessageReceived)
+    ]
+    assert got == [
+        (9, None, None),
+        (3, "history", "t"),
+        (9, "history", "t"),
+        (3, "search", "t"),
+        (9, "search", "t"),
+    ]
+    assert client.last_seen == 9
+
+
+def test_a_send_is_resolved_once_by_its_echo_or_its_ack(ca_file):
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    first = client.send_text("one")
+    second = client.send_text("two", to="bob")
+    assert list(client.pending) == [first, second]
+    assert not client.connected  # kept until a login sends it
+    # The echo (message with ref) arrives before the ack, e.g. in a replay.
+    client._handle(link, _msg(20, "one", from_="alice", ref=first))
+    client._handle(link, Ack(ref=first, id=20, ts="2026-11-24T09:30:00.000Z", duplicate=True))
+    client._handle(link, Ack(ref=second, id=21, ts="2026-11-24T09:30:00.000Z"))
+    acked = [e for e in _events(client) if isinstance(e, Acked)]
+    assert [(a.client_id, a.id) for a in acked] == [(first, 20), (second, 21)]
+    assert client.pending == {}
+
+
+def test_refused_sends_leave_pending_but_store_failures_stay(ca_file):
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    refused = client.send_text("x", room="#nowhere")
+    kept = client.send_text("y")
+    client._handle(link, Error(code="not-in-room", message="join first", ref=refused))
+    client._handle(link, Error(code="store-failed", message="disk full", ref=kept))
+    assert list(client.pending) == [kept]
+    errors = [e for e in _events(client) if isinstance(e, ServerError)]
+    assert [e.code for e in errors] == ["not-in-room", "store-failed"]
+
+
+def test_send_text_refuses_what_the_protocol_refuses(ca_file):
+    client = _offline_client(ca_file)
+    with pytest.raises(LocalProtocolError):
+        client.send_text("   ")
+    with pytest.raises(LocalProtocolError):
+        client.send_text("bell\x07")
+    with pytest.raises(LocalProtocolError):
+        client.send_text("x" * (client.max_text + 1))
+    assert client.pending == {}
+
+
+def test_own_presence_changes_become_room_events(ca_file):
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    client._handle(link, Presence(room="#dev", online=["alice"], joined="alice"))
+    client._handle(link, Presence(room="#dev", online=["alice", "bob"], joined="bob"))
+    client._handle(link, Presence(room="#DEV", online=["alice"], joined="ALICE"))  # again: no event
+    client._handle(link, Presence(room="#dev", online=["bob"], left="alice"))
+    events = _events(client)
+    assert [type(e) for e in events if isinstance(e, RoomJoined | RoomLeft)] == [
+        RoomJoined,
+        RoomLeft,
+    ]
+    assert sum(isinstance(e, PresenceChanged) for e in events) == 4
+    assert client.joined_rooms == ()
+
+
+# --- against a real server ---------------------------------------------------------------------
+
+
+def test_connect_logs_in_and_reports_tls(server, clients, certs_dir):
+    alice = clients("Alice", connect=False)
+    alice.connect()
+    events = collect_until(alice, is_replay_end)
+    connected = events[0]
+    assert isinstance(connected, Connected)
+    assert connected.nick == "Alice" and connected.created and not connected.resumed
+    assert connected.rooms == ("#lobby",)
+    assert connected.tls_version in ("TLSv1.2", "TLSv1.3")
+    leaf = (certs_dir / "server.pem").read_text().split("-----END CERTIFICATE-----")[0]
+    der = ssl.PEM_cert_to_DER_cert(leaf + "-----END CERTIFICATE-----\n")
+    assert connected.fingerprint == hashlib.sha256(der).hexdigest() == alice.fingerprint
+    assert alice.connected and alice.token and alice.tls_version == connected.tls_version
+    assert isinstance(events[1], BatchStarted) and events[1].kind == "replay"
+    ((count,),) = rows(server, "SELECT count(*) FROM sessions WHERE ended_at IS NULL")
+    assert count == 1
+
+
+def test_wrong_password_is_login_refused(clients):
+    clients("alice").close()
+    intruder = clients("alice", connect=False, password="wrong-password", register=False)
+    with pytest.raises(LoginRefused) as info:
+        intruder.connect()
+    assert info.value.code == "auth-failed"
+    assert not intruder.connected
+
+
+def test_unknown_nick_without_register_is_refused(clients):
+    ghost = clients("ghost", connect=False, register=False)
+    with pytest.raises(LoginRefused) as info:
+        ghost.connect()
+    assert info.value.code == "no-such-account"
+
+
+def test_a_stale_token_falls_back_to_the_password(clients):
+    clients("alice").close()
+    alice = clients("alice", connect=False, token="not-a-real-token")
+    alice.connect()
+    connected = wait_for_event(alice, lambda e: isinstance(e, Connected))
+    assert not connected.resumed and alice.token != "not-a-real-token"
+
+
+def test_public_and_private_messages_between_clients(clients):
+    alice, bob, carol = clients("alice"), clients("bob"), clients("carol")
+    public_id = alice.send_text("hello, lobby")
+    private_id = alice.send_text("just for you", to="bob")
+    acked = collect_until(alice, lambda e: isinstance(e, Acked) and e.client_id == private_id)
+    acks = [e for e in acked if isinstance(e, Acked)]
+    assert [a.client_id for a in acks] == [public_id, private_id]
+    assert acks[0].id < acks[1].id and not acks[0].duplicate
+    assert alice.pending == {}
+
+    got = collect_until(
+        bob, lambda e: isinstance(e, MessageReceived) and e.message.kind == "private"
+    )
+    received = [e.message for e in got if isinstance(e, MessageReceived) and e.message.from_]
+    assert [(m.kind, m.text, m.room, m.to) for m in received] == [
+        ("public", "hello, lobby", "#lobby", None),
+        ("private", "just for you", None, "bob"),
+    ]
+    assert all(m.ref is None for m in received)  # refs are for the sender only
+
+    # carol sees the public message, never the private one.
+    alice.send_text("marker")
+    seen = collect_until(
+        carol, lambda e: isinstance(e, MessageReceived) and e.message.text == "marker"
+    )
+    assert texts(seen, "alice") == ["hello, lobby", "marker"]
+
+
+def test_rooms_join_leave_who_history_and_search(clients):
+    alice, bob = clients("alice"), clients("bob")
+    alice.join("#dev")
+    assert wait_for_event(alice, lambda e: isinstance(e, RoomJoined)).room == "#dev"
+    assert "#dev" in alice.joined_rooms
+    alice.send_text("kettle is on", room="#dev")
+    wait_for_event(alice, lambda e: isinstance(e, Acked))
+    alice.who("#dev", tag="w1")
+    who = wait_for_event(alice, lambda e: isinstance(e, PresenceChanged) and e.tag == "w1")
+    assert who.online == ("alice",)
+    alice.rooms(tag="r1")
+    listed = wait_for_event(alice, lambda e: isinstance(e, RoomsListed))
+    assert listed.tag == "r1" and ("#dev", 1, True) in listed.rooms
+    alice.history(room="#dev", tag="h1")
+    page = collect_until(alice, lambda e: isinstance(e, BatchEnded) and e.tag == "h1")
+    hist = [e for e in page if isinstance(e, MessageReceived) and e.batch == "history"]
+    assert "kettle is on" in [e.message.text for e in hist] and all(e.tag == "h1" for e in hist)
+    alice.search("kettle", tag="s1")
+    found = collect_until(alice, lambda e: isinstance(e, BatchEnded) and e.tag == "s1")
+    assert texts([e for e in found if isinstance(e, MessageReceived) and e.batch == "search"]) == [
+        "kettle is on"
+    ]
+    # bob is not in #dev: sending there is refused and never stays pending.
+    refused = bob.send_text("let me in", room="#dev")
+    err = wait_for_event(bob, lambda e: isinstance(e, ServerError))
+    assert err.code == "not-in-room" and err.ref == refused and bob.pending == {}
+    alice.leave("#dev")
+    assert wait_for_event(alice, lambda e: isinstance(e, RoomLeft)).room == "#dev"
+    alice.leave("#lobby")
+    assert wait_for_event(alice, lambda e: isinstance(e, ServerError)).code == "cannot-leave"
+
+
+def test_dropped_connection_reconnects_and_replays_missed_messages_once_in_order(clients):
+    alice = clients("alice", reconnect_base=2.0)
+    bob = clients("bob")
+    kill_socket(alice)
+    dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    assert dropped.will_retry and not dropped.by_user
+    retry = wait_for_event(alice, lambda e: isinstance(e, Reconnecting))
+    assert retry.attempt == 1 and 1.0 <= retry.delay <= 2.0
+    # While alice is away (at least a second), bob talks.
+    sent = [f"missed {i}" for i in range(5)]
+    ids = [bob.send_text(t) for t in sent]
+    collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == ids[-1])
+
+    events = collect_until(alice, is_replay_end)
+    connected = next(e for e in events if isinstance(e, Connected))
+    assert connected.resumed
+    replayed = [e for e in events if isinstance(e, MessageReceived) and e.message.from_ == "bob"]
+    assert [e.message.text for e in replayed] == sent
+    assert all(e.batch == "replay" for e in replayed)
+    # Live delivery goes on, and nothing arrives twice.
+    bob.send_text("live again")
+    later = collect_until(
+        alice, lambda e: isinstance(e, MessageReceived) and e.message.text == "live again"
+    )
+    later += drain(alice)
+    assert texts(later, "bob") == ["live again"]
+    delivered = [e.message.id for e in events + later if isinstance(e, MessageReceived)]
+    assert alice.connected and alice.last_seen == max(delivered)
+
+
+def test_a_send_caught_by_a_drop_is_resent_and_stored_once(server, clients):
+    alice = clients("alice", reconnect_base=0.2)
+    before = alice.send_text("in flight")
+    kill_socket(alice)  # the send may or may not have left: either way, once
+    wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    during = alice.send_text("typed while offline")
+    assert during in alice.pending
+    events = collect_until(alice, lambda e: isinstance(e, Acked) and e.client_id == during)
+    events += drain(alice)
+    acked = [e.client_id for e in events if isinstance(e, Acked)]
+    assert sorted(acked) == sorted([before, during]) and alice.pending == {}
+    for client_id in (before, during):
+        assert rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = ?", client_id) == [
+            (1,)
+        ]
+    echoes = [e.message.ref for e in events if isinstance(e, MessageReceived) and e.message.ref]
+    assert echoes.count(during) == 1 and echoes.count(before) <= 1
+
+
+def test_a_stored_send_whose_ack_was_lost_is_resent_with_its_original_id(server, clients, ca_file):
+    alice = clients("alice")
+    assert alice.close()
+    # Another connection of alice's stores client id "lost-ack-1", as if this
+    # client had sent it and the ack was lost with its connection.
+    raw = RawClient(server.address, ca_file)
+    raw.login("alice", PASSWORD)
+    raw.send(Send(id="lost-ack-1", room="#lobby", text="exactly once"))
+    raw.expect(Ack, ref="lost-ack-1")
+    raw.close()
+    alice._pending["lost-ack-1"] = Send(id="lost-ack-1", room="#lobby", text="exactly once")
+
+    alice.rejoin()
+    events = collect_until(alice, lambda e: isinstance(e, Acked))
+    events += drain(alice)
+    assert [e.client_id for e in events if isinstance(e, Acked)] == ["lost-ack-1"]
+    assert alice.pending == {}
+    assert rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = 'lost-ack-1'") == [
+        (1,)
+    ]
+
+
+def test_rejoin_after_close_replays_exactly_what_was_missed(clients):
+    alice, bob = clients("alice"), clients("bob")
+    drain(alice, quiet=0.2)
+    assert alice.close() and not alice.connected
+    closed = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    assert closed.by_user and not closed.will_retry
+    last_seen = alice.last_seen
+
+    sent = []
+    for i in range(30):
+        text = f"while away {i}"
+        sent.append(text)
+        # Every third one is private to alice; the rest go to #lobby.
+        last = bob.send_text(text, to="alice" if i % 3 == 2 else None)
+    collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == last)
+
+    alice.rejoin()
+    events = collect_until(alice, is_replay_end)
+    connected = next(e for e in events if isinstance(e, Connected))
+    assert connected.resumed
+    replayed = [e.message for e in events if isinstance(e, MessageReceived)]
+    assert [m.text for m in replayed] == sent
+    assert all(m.id > last_seen for m in replayed)
+    assert [m.kind for m in replayed].count("private") == 10
+    events += drain(alice)
+    ids = [e.message.id for e in events if isinstance(e, MessageReceived)]
+    assert len(ids) == len(set(ids))
+    assert texts(events, "bob") == sent
+
+
+def test_the_server_ping_is_answered_so_an_idle_client_stays(make_server, ca_file):
+    server = make_server(idle_ping_after=0.3, idle_close_after=0.9)
+    host, port = server.address
+    alice = ChatClient(host, port, nick="alice", password=PASSWORD, ca_file=ca_file, register=True)
+    alice.connect()
+    try:
+        # Three times the server's idle deadline without a word from alice.
+        with pytest.raises(AssertionError, match="no matching event"):
+            wait_for_event(alice, lambda e: isinstance(e, Disconnected), timeout=2.7)
+        assert alice.connected
+        ref = alice.send_text("still here")
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == ref)
+    finally:
+        assert alice.close()
+
+
+def test_client_pings_keep_a_quiet_connection_alive(make_server, ca_file):
+    # The server would ping at 60 s and close at 90 s; the client pings every 0.2 s
+    # and would drop the connection if a pong took longer than 0.5 s.
+    server = make_server()
+    host, port = server.address
+    alice = ChatClient(
+        host,
+        port,
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+        ping_interval=0.2,
+        ping_timeout=0.5,
+    )
+    alice.connect()
+    try:
+        with pytest.raises(AssertionError, match="no matching event"):
+            wait_for_event(alice, lambda e: isinstance(e, Disconnected), timeout=1.5)
+        assert alice.connected
+    finally:
+        assert alice.close()
+
+
+def test_server_shutdown_is_reported_and_close_stops_the_retries(make_server, ca_file):
+    server = make_server()
+    host, port = server.address
+    alice = ChatClient(
+        host,
+        port,
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+        reconnect_base=0.1,
+    )
+    alice.connect()
+    server.stop()
+    dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    assert dropped.will_retry and dropped.reason.startswith("shutdown")
+    wait_for_event(alice, lambda e: isinstance(e, Reconnecting) and e.attempt >= 2)
+    pending = alice.send_text("nobody will ack this")
+    started = time.monotonic()
+    assert alice.close(timeout=0.5) is False
+    assert time.monotonic() - started < 5.0
+    assert pending in alice.pending
+    final = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    assert final.by_user and not final.will_retry
+
+
+def test_without_auto_reconnect_a_drop_is_final(clients):
+    alice = clients("alice", auto_reconnect=False)
+    kill_socket(alice)
+    dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+    assert not dropped.will_retry and not dropped.by_user
+    assert not alice.connected
+    alice.rejoin()
+    assert wait_for_event(alice, lambda e: isinstance(e, Connected)).resumed
