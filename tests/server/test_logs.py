@@ -125,10 +125,10 @@ def populate(url: str) -> dict[str, int]:
             run(op)
 
         session("alice", at(D1, "08:59"), at(D1, "18:00"), "bye")
-        session("bob", at(D1, "09:04"), at(D2, "10:30"), "idle timeout")
+        session("bob", at(D1, "09:04"), at(D2, "10:30"), "ping timeout")
         session("carol", at(D2, "10:59"), at(D3, "09:05"), "server restart")
         session("dave", at(D2, "09:00"), at(D2, "09:10"), "bye")
-        session("eve", at(D2, "11:59"), at(D2, "12:01"), "bye")
+        session("eve", at(D2, "11:59"), at(D2, "12:01"), "client closed the connection")
         session("alice", at(D3, "07:55"), None, "")
         run(
             lambda s: writes.issue_token(
