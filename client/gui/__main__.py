@@ -1,0 +1,78 @@
+# client/gui/__main__.py: `python -m client.gui` (make client): the desktop client.
+#
+# Command-line values override the remembered ones for this run (and are
+# remembered once used to connect). The password is never a command-line
+# argument (other users could read it in the process list): PARLEY_PASSWORD,
+# when set, makes the app connect at once, for scripts and tests.
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from .settings import CONFIG_DIR_ENV, SettingsStore, config_dir
+
+PASSWORD_ENV = "PARLEY_PASSWORD"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(
+        prog="python -m client.gui",
+        description="parley desktop client. Values given here fill the connect form.",
+        epilog=f"Settings live in $XDG_CONFIG_HOME/parley (override with {CONFIG_DIR_ENV}). "
+        f"With {PASSWORD_ENV} set, the app connects at once (for scripts and tests).",
+    )
+    parser.add_argument("--host", help="server address")
+    parser.add_argument("--port", type=int, help="server port (parley's default is 5555)")
+    parser.add_argument(
+        "--ca", help="the server's CA certificate; an empty value means trust on first use"
+    )
+    parser.add_argument("--nick", help="your nick")
+    parser.add_argument(
+        "--register", action="store_true", help="create the account if the nick is free"
+    )
+    parser.add_argument("--title", default="parley", help="window title (default parley)")
+    parser.add_argument("--appearance", choices=("light", "dark"), help="light or dark")
+    parser.add_argument("--geometry", help="window size, e.g. 1200x760")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Run the desktop client until its window closes; return the exit code."""
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    store = SettingsStore(config_dir(env))
+    settings = store.load()
+    if args.host is not None:
+        settings.host = args.host
+    if args.port is not None:
+        settings.port = args.port
+    if args.ca is not None:
+        settings.ca_file = args.ca
+    if args.nick is not None:
+        settings.nick = args.nick
+    if args.register:
+        settings.register = True
+    if args.appearance is not None:
+        settings.appearance = args.appearance
+    if args.geometry is not None:
+        settings.geometry = args.geometry
+
+    from .app import App  # customtkinter needs a display only from here on
+
+    try:
+        app = App(
+            store, settings=settings, title=args.title, password=env.get(PASSWORD_ENV) or None
+        )
+    except Exception as exc:  # no display, most likely
+        print(f"parley: cannot open the window: {exc}", file=sys.stderr)
+        return 1
+    app.mainloop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,897 @@
+# client/gui/app.py: App, the root window. It owns the ChatClient, wires the
+# views to the model, and runs the one pump that brings the network's events
+# into the Tk thread.
+#
+# THE RULES:
+# 1. Only the Tk thread touches widgets. The network lives on ChatClient's own
+#    I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
+#    run on short-lived worker threads that touch nothing but the client and
+#    hand their result back through `_calls`, a queue.Queue of callables.
+# 2. One pump, re-armed with after(), drains both queues in bounded slices:
+#    at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
+#    of messages never stalls the event loop. A backlog re-arms it after 1 ms
+#    (input and redraws get their turn in between); otherwise every 15 ms.
+# 3. Events only change the model (client/gui/model.py) and mark views dirty;
+#    each tick then updates each dirty view once: all new lines of the open
+#    conversation go in with one text insert.
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import customtkinter as ctk
+
+from client import (
+    Acked,
+    BatchEnded,
+    BatchStarted,
+    ChatClient,
+    ClientEvent,
+    Connected,
+    Disconnected,
+    MessageReceived,
+    PresenceChanged,
+    ProbedCertificate,
+    Reconnecting,
+    RoomJoined,
+    RoomLeft,
+    RoomsListed,
+    ServerError,
+    probe_server_certificate,
+)
+from protocol import DEFAULT_ROOM, Message, ProtocolError, fold
+
+from . import commands, theme
+from .chat_view import ChatView
+from .composer import Composer
+from .connect_dialog import ConnectDialog
+from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
+from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
+from .settings import Pin, Settings, SettingsStore
+from .sidebar import Sidebar
+from .statusbar import StatusBar
+from .userlist import UserList
+
+log = logging.getLogger("parley.gui")
+
+#: At most this many events are handled per pump tick ...
+PUMP_MAX_EVENTS = 200
+#: ... and at most this long is spent on them (seconds).
+PUMP_SLICE = 0.015
+#: The pump's period when the queues are empty (milliseconds).
+PUMP_IDLE_MS = 15
+#: How often the last shown message id is written to disk, at most (seconds).
+LAST_SEEN_SAVE_INTERVAL = 1.0
+#: Messages fetched per "load older" page, and for context after a restart.
+PAGE = 50
+
+
+class App(ctk.CTk):
+    """The parley desktop client window.
+
+    *store* holds the settings files; *settings* overrides what it remembers
+    (command-line values); *title* is the window title's base; *password*, when
+    given, connects at once with the form's values (scripts and tests only).
+    """
+
+    def __init__(
+        self,
+        store: SettingsStore | None = None,
+        *,
+        settings: Settings | None = None,
+        title: str = "parley",
+        password: str | None = None,
+    ) -> None:
+        self.store = store or SettingsStore()
+        self.settings = settings or self.store.load()
+        ctk.set_appearance_mode(self.settings.appearance)  # never "system" (it polls)
+        super().__init__(fg_color=theme.pair("chat_bg"))
+        self._base_title = title
+        self.title(title)
+        self.geometry(self.settings.geometry)
+        self.minsize(860, 540)
+        self.grid_columnconfigure(0, weight=1)
+        self.grid_rowconfigure(0, weight=1)
+
+        self._calls: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._client: ChatClient | None = None
+        self._form: ConnectForm | None = None  # the last form used (password blanked)
+        self._pin: Pin | None = None
+        self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
+        self._changed_pin: ConnectForm | None = None
+        self.model = ChatModel()
+        self._reset_session_state()
+        self._ever_connected = False
+        self._pump_id: str | None = None
+        self._save_size_id: str | None = None
+        self._closed = False
+
+        self._build()
+        self._show_connect_page()
+        self.protocol("WM_DELETE_WINDOW", self.on_close)
+        self.bind("<FocusIn>", self._on_focus_in, add=True)
+        self.bind("<Configure>", self._on_configure, add=True)
+        self.bind("<Control-f>", lambda _e: self.chat_view.search_entry.focus_set(), add=True)
+        self.bind("<Alt-Up>", lambda _e: self._cycle(-1), add=True)
+        self.bind("<Alt-Down>", lambda _e: self._cycle(1), add=True)
+        self._pump_id = self.after(PUMP_IDLE_MS, self._pump)
+        if password:
+            self.connect_page.password.insert(0, password)
+            self.after(10, self.connect_page.submit)
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.connect_page = ConnectDialog(
+            self,
+            on_connect=self.connect,
+            on_trust=self._trust_accepted,
+            on_cancel=self._trust_cancelled,
+            on_forget_pin=self._forget_pin,
+        )
+        self.connect_page.set_values(self.settings)
+
+        page = self.chat_page = ctk.CTkFrame(self, corner_radius=0, fg_color=theme.pair("chat_bg"))
+        page.grid_columnconfigure(2, weight=1)
+        page.grid_rowconfigure(0, weight=1)
+        self.sidebar = Sidebar(
+            page,
+            on_select=self.select,
+            on_new_room=self._prompt_join,
+            on_toggle_theme=self.toggle_appearance,
+            on_sign_out=self.sign_out,
+        )
+        self.sidebar.grid(row=0, column=0, sticky="ns")
+        self.sidebar.set_theme_icon(self.settings.appearance)
+        ctk.CTkFrame(page, width=1, corner_radius=0, fg_color=theme.pair("border")).grid(
+            row=0, column=1, sticky="ns"
+        )
+        center = ctk.CTkFrame(page, corner_radius=0, fg_color=theme.pair("chat_bg"))
+        center.grid(row=0, column=2, sticky="nsew")
+        center.grid_columnconfigure(0, weight=1)
+        center.grid_rowconfigure(0, weight=1)
+        self.chat_view = ChatView(
+            center,
+            on_load_older=self.load_older,
+            on_search=self.search,
+            mode=self.settings.appearance,
+        )
+        self.chat_view.grid(row=0, column=0, sticky="nsew")
+        self.composer = Composer(center, on_submit=self.submit, on_banner_action=self.rejoin)
+        self.composer.grid(row=1, column=0, sticky="ew")
+        ctk.CTkFrame(page, width=1, corner_radius=0, fg_color=theme.pair("border")).grid(
+            row=0, column=3, sticky="ns"
+        )
+        self.userlist = UserList(page, on_open=self.open_private)
+        self.userlist.grid(row=0, column=4, sticky="ns")
+        self.statusbar = StatusBar(page)
+        self.statusbar.grid(row=1, column=0, columnspan=5, sticky="ew")
+
+    def _show_connect_page(self) -> None:
+        self.chat_page.grid_remove()
+        self.connect_page.grid(row=0, column=0, sticky="nsew")
+        self.connect_page.focus_first_empty()
+
+    def _show_chat_page(self) -> None:
+        self.connect_page.grid_remove()
+        self.chat_page.grid(row=0, column=0, sticky="nsew")
+
+    # --- connecting ---------------------------------------------------------------------------
+
+    def connect(self, form: ConnectForm) -> None:
+        """Connect with *form*: check it, settle trust (CA file, pin, or ask), log in."""
+        problem = check_form(form)
+        if problem is not None:
+            self.connect_page.show_problem(problem)
+            return
+        self._remember_form(form)
+        self.connect_page.hide_panel()
+        if form.uses_ca:
+            self._login(form, None)
+            return
+        pin = self.store.get_pin(form.host, form.port)
+        if pin is not None:
+            self._login(form, pin)
+            return
+        # First use: fetch the certificate (display only) and ask.
+        self.connect_page.set_busy("Fetching the server's certificate\u2026")
+
+        def done(probed: ProbedCertificate | None, exc: BaseException | None) -> None:
+            if exc is not None or probed is None:
+                self.connect_page.show_problem(
+                    Problem(
+                        f"Can't reach {form.where}",
+                        f"{_reason(exc)}. Check the address and port, and that the server "
+                        "is running.",
+                    )
+                )
+                return
+            self._trusting = (form, probed)
+            self.connect_page.show_trust_prompt(form.where, probed.fingerprint)
+
+        self._background("probe", lambda: probe_server_certificate(form.host, form.port), done)
+
+    def _trust_accepted(self) -> None:
+        if self._trusting is None:
+            return
+        form, probed = self._trusting
+        self._trusting = None
+        pin = Pin(pem=probed.pem, fingerprint=probed.fingerprint)
+        try:
+            self.store.set_pin(form.host, form.port, pin)
+        except ValueError as exc:  # a pin appeared meanwhile: never overwrite one
+            self.connect_page.show_problem(Problem("Already pinned", str(exc)))
+            return
+        self._login(form, pin)
+
+    def _trust_cancelled(self) -> None:
+        self._trusting = None
+        self._changed_pin = None
+        self.connect_page.hide_panel()
+        self.connect_page.set_busy(None)
+
+    def _forget_pin(self) -> None:
+        form = self._changed_pin
+        self._changed_pin = None
+        if form is None:
+            return
+        self.store.forget_pin(form.host, form.port)
+        self.connect_page.show_problem(
+            Problem(
+                "The old certificate is forgotten",
+                "Press Connect to see the new fingerprint. Trust it only if it matches the "
+                "one the server's operator gives you.",
+            )
+        )
+
+    def _login(self, form: ConnectForm, pin: Pin | None) -> None:
+        last_seen = self.store.get_last_seen(form.host, form.port, form.nick)
+        try:
+            client = build_client(form, pin=pin, last_seen=last_seen)
+        except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
+            self.connect_page.show_problem(describe_failure(exc, form, pin))
+            return
+        self.connect_page.set_busy("Connecting\u2026")
+
+        def done(_result: object, exc: BaseException | None) -> None:
+            if self._closed:
+                if exc is None:
+                    client.close(timeout=0.5)
+                return
+            if exc is not None:
+                problem = describe_failure(exc, form, pin)
+                if problem.severity == "danger":
+                    self._changed_pin = form
+                self.connect_page.show_problem(problem)
+                return
+            self._attach(client, form, pin)
+
+        self._background("connect", client.connect, done)
+
+    def _attach(self, client: ChatClient, form: ConnectForm, pin: Pin | None) -> None:
+        old = self._client
+        if old is not None:
+            self._background("close", lambda: old.close(timeout=1.0), lambda _r, _e: None)
+        self._client = client
+        self._form = dataclasses.replace(form, password="")
+        self._pin = pin
+        self.model = ChatModel(client.nick)
+        self._reset_session_state()
+        self.connect_page.set_busy(None)
+        self.connect_page.hide_panel()
+        self.connect_page.password.delete(0, "end")
+        self._show_chat_page()
+        self.composer.hide_banner()
+        self.composer.focus_input()
+
+    def _remember_form(self, form: ConnectForm) -> None:
+        s = self.settings
+        s.host, s.port, s.ca_file, s.nick, s.register = (
+            form.host,
+            form.port,
+            form.ca_file,
+            form.nick,
+            form.register,
+        )
+        self.store.save(s)  # Settings has no password field: it is never written
+
+    def _reset_session_state(self) -> None:
+        self._pending_lines: list[Line] = []
+        self._view_dirty = True
+        self._sidebar_dirty = True
+        self._users_dirty = True
+        self._title_dirty = True
+        self._title_unread = 0
+        self._batches: dict[str, list[Message]] = {}
+        self._history_tags: dict[str, tuple[str, bool]] = {}  # tag -> (key, user asked)
+        self._search_tags: dict[str, str] = {}
+        self._who_tags: set[str] = set()
+        self._tag_seq = 0
+        self._join_wanted: str | None = None
+        self._leaving = False
+        self._rejoining = False
+        self._replay_missed = False
+        self._logins = 0
+        self._saved_last_seen: int | None = None
+        self._last_seen_saved_at = 0.0
+
+    # --- the pump (rule 2) -----------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        self._pump_id = None
+        deadline = time.perf_counter() + PUMP_SLICE
+        while True:
+            try:
+                call = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                call()
+            except Exception:
+                log.exception("a background result could not be applied")
+        backlog = False
+        client = self._client
+        if client is not None:
+            handled = 0
+            while client is self._client:
+                if handled >= PUMP_MAX_EVENTS or time.perf_counter() >= deadline:
+                    backlog = True
+                    break
+                try:
+                    event = client.events.get_nowait()
+                except queue.Empty:
+                    break
+                handled += 1
+                try:
+                    self._dispatch(event)
+                except Exception:
+                    log.exception("could not handle %r", event)
+        self._refresh()
+        self._maybe_save_last_seen()
+        if not self._closed:
+            self._pump_id = self.after(1 if backlog else PUMP_IDLE_MS, self._pump)
+
+    def pump_now(self) -> None:
+        """Run one pump tick at once (tests drive the app with this and update())."""
+        if self._pump_id is not None:
+            self.after_cancel(self._pump_id)
+        self._pump()
+
+    def _dispatch(self, event: ClientEvent) -> None:
+        handler = self._HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _refresh(self) -> None:
+        conv = self.model.current_conversation
+        if conv is not None:
+            if self._view_dirty:
+                self.chat_view.show(conv, self._subtitle(conv))
+                self._pending_lines.clear()
+                self._view_dirty = False
+            elif self._pending_lines:
+                self.chat_view.append(self._pending_lines)
+                self._pending_lines = []
+        if self._sidebar_dirty:
+            self._sidebar_dirty = False
+            search = self.model.conversations.get(SEARCH_KEY)
+            self.sidebar.update_conversations(
+                self.model.rooms(), self.model.dms(), search, self.model.current
+            )
+            self._title_dirty = True
+        if self._users_dirty:
+            self._users_dirty = False
+            room = self._user_list_room()
+            rc = self.model.conversations.get(room_key(room))
+            self.userlist.show(room, rc.online if rc else (), self.model.me)
+            if conv is not None:
+                self.chat_view.set_header(conv, self._subtitle(conv))
+        if self._title_dirty:
+            self._title_dirty = False
+            self._update_title()
+
+    # --- events -> model -------------------------------------------------------------------------
+
+    def _on_connected(self, ev: Connected) -> None:
+        self._logins += 1
+        self._ever_connected = True
+        self._rejoining = self._leaving = False
+        self.model.set_me(ev.nick)
+        rooms = {room_key(r) for r in ev.rooms}
+        for room in ev.rooms:
+            self.model.ensure_room(room)
+        for conv in self.model.rooms():
+            if conv.key not in rooms:
+                self.model.remove(conv.key)
+        if self.model.current not in self.model.conversations:
+            self.model.current = room_key(DEFAULT_ROOM)
+            self._view_dirty = True
+        form = self._form
+        where = form.where if form else "?"
+        self.statusbar.set_connected(
+            f"Connected as {ev.nick} to {where}", ev.tls_version, ev.fingerprint
+        )
+        self.sidebar.set_user(ev.nick, f"{ev.server} \u00b7 {where}", "Online")
+        self.composer.hide_banner()
+        if ev.created:
+            self._note(f"Welcome, {ev.nick}! Your account has been created.", "notice")
+        self._sidebar_dirty = self._users_dirty = self._title_dirty = True
+
+    def _on_message(self, ev: MessageReceived) -> None:
+        m = ev.message
+        if ev.batch in ("history", "search"):
+            self._batches.setdefault(ev.tag or "", []).append(m)
+            return
+        known = len(self.model.conversations)
+        added = self.model.add(m, replayed=ev.batch == "replay")
+        if added is None:
+            return
+        if len(self.model.conversations) != known:
+            self._sidebar_dirty = True  # a new private conversation
+        if added.key == self.model.current:
+            if added.rerender:
+                self._view_dirty = True
+            else:
+                self._pending_lines.extend(added.lines)
+        else:
+            self._sidebar_dirty = True
+        if added.notify and ev.batch is None and not self.window_has_focus():
+            self._title_unread += 1
+            self._title_dirty = True
+            self.bell()
+
+    def _on_batch_started(self, ev: BatchStarted) -> None:
+        if ev.kind == "replay":
+            # With last_seen the replay is what was missed; a fresh login's
+            # replay (target "latest") is recent history and gets no divider.
+            self._replay_missed = ev.target != "latest"
+            self.model.begin_replay(self._replay_missed)
+            if ev.gap and self._replay_missed:
+                self._note(
+                    "More was missed than the server replays: use \u201cLoad older "
+                    "messages\u201d to page back through the rest.",
+                    "notice",
+                )
+        elif ev.tag is not None:
+            self._batches[ev.tag] = []
+
+    def _on_batch_ended(self, ev: BatchEnded) -> None:
+        if ev.kind == "replay":
+            self.model.end_replay()
+            if self._replay_missed and self._logins == 1:
+                # A restart replayed only what was missed: fetch some context above it.
+                for conv in self.model.rooms():
+                    self._request_history(conv, user_asked=False, limit=30)
+            return
+        messages = self._batches.pop(ev.tag or "", [])
+        if ev.kind == "history" and ev.tag in self._history_tags:
+            key, user_asked = self._history_tags.pop(ev.tag)
+            conv = self.model.conversations.get(key)
+            if conv is None:
+                return
+            anchor = conv.oldest_id
+            fresh = self.model.add_history(key, messages, ev.more)
+            if key == self.model.current:
+                if fresh:
+                    self._flush_pending()
+                    self.chat_view.rerender(conv, anchor if user_asked else None)
+                else:
+                    self.chat_view.set_older_state(conv)
+        elif ev.kind == "search" and ev.tag in self._search_tags:
+            words = self._search_tags.pop(ev.tag)
+            self.model.set_search(words, messages, ev.more)
+            self.select(SEARCH_KEY)
+
+    def _on_presence(self, ev: PresenceChanged) -> None:
+        if self.model.set_online(ev.room, ev.online):
+            self._users_dirty = True
+        if ev.tag is not None and ev.tag in self._who_tags:
+            self._who_tags.discard(ev.tag)
+            names = ", ".join(ev.online) or "nobody"
+            self._note(f"Online in {ev.room} ({len(ev.online)}): {names}", "notice")
+
+    def _on_room_joined(self, ev: RoomJoined) -> None:
+        conv = self.model.ensure_room(ev.room)
+        self._sidebar_dirty = True
+        self._request_history(conv, user_asked=False)
+        if self._join_wanted == conv.key:
+            self._join_wanted = None
+            self.select(conv.key)
+
+    def _on_room_left(self, ev: RoomLeft) -> None:
+        self.model.remove(room_key(ev.room))
+        self._view_dirty = self._sidebar_dirty = self._users_dirty = True
+        self._note(f"You left {ev.room}.", "notice")
+
+    def _on_server_error(self, ev: ServerError) -> None:
+        self._note(ev.message, "error")
+
+    def _on_disconnected(self, ev: Disconnected) -> None:
+        where = self._form.where if self._form else ""
+        if ev.by_user:
+            if self._rejoining:
+                self.statusbar.set_offline("Rejoining\u2026")
+                return
+            self._leaving = False
+            self.statusbar.set_offline("Offline: you left the chat")
+            self.sidebar.set_user(self.model.me, where, "Offline")
+            self._note("You left the chat. Press Rejoin (or type /rejoin) to come back.", "notice")
+            self.composer.show_banner(
+                "You left the chat. Rejoin to see what was said meanwhile.", "Rejoin"
+            )
+        elif ev.will_retry:
+            self._note(f"Connection lost: {ev.reason}. Reconnecting\u2026", "error")
+            self.statusbar.set_offline("Connection lost")
+            self.sidebar.set_user(self.model.me, where, "Reconnecting\u2026")
+        else:
+            self.statusbar.set_offline(f"Offline: {ev.reason}")
+            self.sidebar.set_user(self.model.me, where, "Offline")
+            loud = "certificate" in ev.reason
+            prefix = "WARNING: " if loud else ""
+            self._note(f"{prefix}Disconnected: {ev.reason}", "error")
+            self.composer.show_banner(f"{prefix}Disconnected: {ev.reason}", "Reconnect")
+
+    def _on_reconnecting(self, ev: Reconnecting) -> None:
+        self.statusbar.set_reconnecting(ev.attempt, ev.delay)
+
+    def _ignore(self, _ev: object) -> None:
+        pass
+
+    _HANDLERS: dict[type, Callable[[App, Any], None]] = {
+        Connected: _on_connected,
+        MessageReceived: _on_message,
+        BatchStarted: _on_batch_started,
+        BatchEnded: _on_batch_ended,
+        PresenceChanged: _on_presence,
+        RoomJoined: _on_room_joined,
+        RoomLeft: _on_room_left,
+        ServerError: _on_server_error,
+        Disconnected: _on_disconnected,
+        Reconnecting: _on_reconnecting,
+        Acked: _ignore,
+        RoomsListed: _ignore,
+    }
+
+    # --- user actions ------------------------------------------------------------------------------
+
+    def submit(self, text: str) -> None:
+        """Handle one line from the input: a message or a command (commands.py)."""
+        action = commands.parse(text)
+        if action is None:
+            return
+        if isinstance(action, commands.Invalid):
+            self._note(action.message, "error")
+        elif isinstance(action, commands.Say):
+            self._say(action.text)
+        elif isinstance(action, commands.PrivateMessage):
+            self.open_private(action.nick)
+            self._send(action.text, to=action.nick)
+        elif isinstance(action, commands.JoinRoom):
+            key = room_key(action.room)
+            if key in self.model.conversations:
+                self.select(key)
+            else:
+                self._join_wanted = key
+                self._request(lambda c: c.join(action.room))
+        elif isinstance(action, commands.LeaveRoom):
+            room = action.room or self._current_room()
+            if room is None:
+                self._note("This is not a room: /leave #room", "error")
+            else:
+                self._request(lambda c: c.leave(room))
+        elif isinstance(action, commands.Who):
+            room = action.room or self._user_list_room()
+            tag = self._next_tag("w")
+            self._who_tags.add(tag)
+            self._request(lambda c: c.who(room, tag=tag))
+        elif isinstance(action, commands.SearchMessages):
+            self.search(action.words)
+        elif isinstance(action, commands.Help):
+            self._note("Commands:\n" + "\n".join(commands.help_lines()), "notice")
+        elif isinstance(action, commands.Exit):
+            self.exit_chat()
+        elif isinstance(action, commands.Rejoin):
+            self.rejoin()
+
+    def select(self, key: str) -> None:
+        """Open conversation *key*."""
+        if key not in self.model.conversations:
+            return
+        self._flush_pending()
+        conv = self.model.select(key)
+        self._pending_lines = []
+        self.chat_view.show(conv, self._subtitle(conv))
+        self._view_dirty = False
+        self._sidebar_dirty = self._users_dirty = self._title_dirty = True
+        if conv.kind == "room":
+            self.composer.set_placeholder(f"Message {conv.name}")
+        elif conv.kind == "dm":
+            self.composer.set_placeholder(f"Message {conv.name} privately")
+        else:
+            self.composer.set_placeholder("Pick a conversation to write in")
+
+    def open_private(self, nick: str) -> None:
+        """Open (creating it if new) the private conversation with *nick*."""
+        if self.model.is_me(nick):
+            return
+        conv = self.model.ensure_dm(nick)
+        if not conv.lines and conv.has_more and not conv.loading:
+            self._request_history(conv, user_asked=False)
+        self.select(conv.key)
+
+    def load_older(self) -> None:
+        """Ask for the page of history before the oldest message shown."""
+        conv = self.model.current_conversation
+        if conv is not None:
+            self._request_history(conv, user_asked=True)
+
+    def search(self, words: str) -> None:
+        """Search the messages this user may see (results open as a conversation)."""
+        tag = self._next_tag("s")
+        self._search_tags[tag] = words
+        self._request(lambda c: c.search(words, tag=tag))
+
+    def exit_chat(self) -> None:
+        """/exit: leave gracefully; the window stays, with a Rejoin button."""
+        client = self._client
+        if client is None or self._leaving:
+            return
+        self._leaving = True
+        self._note("Leaving the chat\u2026", "notice")
+        self._background("exit", lambda: client.close("exit"), lambda _r, _e: None)
+
+    def rejoin(self) -> None:
+        """/rejoin: connect again with the resume token; the server replays what was missed."""
+        client = self._client
+        if client is None:
+            self._show_connect_page()
+            return
+        if self._rejoining:
+            return
+        self._rejoining = True
+        self.composer.hide_banner()
+        self.statusbar.set_offline("Rejoining\u2026")
+        form, pin = self._form, self._pin
+
+        def done(_result: object, exc: BaseException | None) -> None:
+            if exc is None:
+                return
+            self._rejoining = False
+            problem = (
+                describe_failure(exc, form, pin) if form else Problem("Rejoin failed", str(exc))
+            )
+            self._note(f"{problem.title}. {problem.detail}", "error")
+            self.statusbar.set_offline(f"Offline: {problem.title}")
+            self.composer.show_banner(problem.title, "Rejoin")
+
+        self._background("rejoin", client.rejoin, done)
+
+    def sign_out(self) -> None:
+        """Leave the chat and go back to the connect screen."""
+        client = self._client
+        self._client = None
+        if client is not None:
+            self._background("sign-out", lambda: client.close("sign out"), lambda _r, _e: None)
+        self._save_last_seen(force=True)
+        self.model = ChatModel()
+        self._reset_session_state()
+        self.statusbar.set_offline("Not connected")
+        self._show_connect_page()
+
+    def toggle_appearance(self) -> None:
+        """Switch between light and dark, and remember the choice."""
+        self.set_appearance("dark" if self.settings.appearance == "light" else "light")
+
+    def set_appearance(self, mode: str) -> None:
+        """Use appearance *mode* ("light" or "dark")."""
+        self.settings.appearance = mode
+        ctk.set_appearance_mode(mode)
+        self.chat_view.apply_theme(mode)
+        self.sidebar.set_theme_icon(mode)
+        self.store.save(self.settings)
+
+    def window_has_focus(self) -> bool:
+        """True while this window has the keyboard focus."""
+        try:
+            return self.focus_displayof() is not None
+        except KeyError:  # a focused widget of a dialog being destroyed
+            return False
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    def _say(self, text: str) -> None:
+        conv = self.model.current_conversation
+        if conv is None or conv.kind == "search":
+            self._note("Open a room or a conversation to write in it.", "error")
+        elif conv.kind == "room":
+            self._send(text, room=conv.name)
+        else:
+            self._send(text, to=conv.name)
+
+    def _send(self, text: str, room: str | None = None, to: str | None = None) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.send_text(text, room=room, to=to)
+        except (ProtocolError, ValueError) as exc:
+            self._note(f"Not sent: {getattr(exc, 'message', exc)}", "error")
+            return
+        if not client.connected:
+            self._note("You are offline: this message will be sent when you rejoin.", "notice")
+
+    def _request(self, call: Callable[[ChatClient], None]) -> None:
+        client = self._client
+        if client is None:
+            return
+        try:
+            call(client)
+        except (ProtocolError, ValueError) as exc:
+            self._note(str(getattr(exc, "message", exc)), "error")
+
+    def _request_history(self, conv: Conversation, *, user_asked: bool, limit: int = PAGE) -> None:
+        if conv.kind == "search" or conv.loading or not conv.has_more or self._client is None:
+            return
+        tag = self._next_tag("h")
+        self._history_tags[tag] = (conv.key, user_asked)
+        conv.loading = True
+        before = conv.oldest_id
+        if conv.kind == "room":
+            self._request(lambda c: c.history(room=conv.name, before=before, limit=limit, tag=tag))
+        else:
+            self._request(lambda c: c.history(with_=conv.name, before=before, limit=limit, tag=tag))
+        if conv.key == self.model.current:
+            self.chat_view.set_older_state(conv)
+
+    def _note(self, text: str, kind: str) -> None:
+        added = self.model.note(text, kind)
+        if added is None:
+            return
+        if added.rerender:
+            self._view_dirty = True
+        else:
+            self._pending_lines.extend(added.lines)
+
+    def _flush_pending(self) -> None:
+        if self._pending_lines:
+            self.chat_view.append(self._pending_lines)
+            self._pending_lines = []
+
+    def _next_tag(self, prefix: str) -> str:
+        self._tag_seq += 1
+        return f"{prefix}{self._tag_seq}"
+
+    def _current_room(self) -> str | None:
+        conv = self.model.current_conversation
+        return conv.name if conv is not None and conv.kind == "room" else None
+
+    def _user_list_room(self) -> str:
+        # Private conversations and search show the lobby: everyone is in it.
+        return self._current_room() or DEFAULT_ROOM
+
+    def _subtitle(self, conv: Conversation) -> str:
+        if conv.kind == "room":
+            n = len(conv.online)
+            return f"{n} online" if n else ""
+        if conv.kind == "dm":
+            lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
+            online = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
+            return "private conversation \u00b7 " + ("online" if online else "offline")
+        return ""
+
+    def _cycle(self, step: int) -> None:
+        keys = [c.key for c in (*self.model.rooms(), *self.model.dms())]
+        if self.model.current in keys:
+            self.select(keys[(keys.index(self.model.current) + step) % len(keys)])
+
+    def _prompt_join(self) -> None:
+        self.composer.entry.delete(0, "end")
+        self.composer.entry.insert(0, "/join #")
+        self.composer.focus_input()
+        self.composer.entry._entry.icursor("end")
+
+    def _update_title(self) -> None:
+        conv = self.model.current_conversation
+        parts = []
+        if self._title_unread:
+            parts.append(f"({self._title_unread})")
+        if self._client is not None and conv is not None:
+            name = conv.name if conv.kind != "dm" else f"@{conv.name}"
+            parts.append(f"{name} \u2014 {self._base_title}")
+        else:
+            parts.append(self._base_title)
+        title = " ".join(parts)
+        if self.title() != title:
+            self.title(title)
+
+    def _on_focus_in(self, _event: object) -> None:
+        if self._title_unread:
+            self._title_unread = 0
+            self._title_dirty = True
+
+    def _on_configure(self, event: Any) -> None:
+        if event.widget is not self or self._closed:
+            return
+        if self._save_size_id is not None:
+            self.after_cancel(self._save_size_id)
+        self._save_size_id = self.after(500, self._save_size)
+
+    def _save_size(self) -> None:
+        self._save_size_id = None
+        size = f"{self.winfo_width()}x{self.winfo_height()}"
+        if self.winfo_width() > 1 and size != self.settings.geometry:
+            self.settings.geometry = size
+            self.store.save(self.settings)
+
+    def _maybe_save_last_seen(self) -> None:
+        if time.monotonic() - self._last_seen_saved_at >= LAST_SEEN_SAVE_INTERVAL:
+            self._save_last_seen()
+
+    def _save_last_seen(self, force: bool = False) -> None:
+        self._last_seen_saved_at = time.monotonic()
+        form, last = self._form, self.model.last_shown_id
+        if form is None or last is None or (last == self._saved_last_seen and not force):
+            return
+        self.store.set_last_seen(form.host, form.port, form.nick, last)
+        self._saved_last_seen = last
+
+    def _background(
+        self,
+        name: str,
+        work: Callable[[], Any],
+        done: Callable[[Any, BaseException | None], None],
+    ) -> None:
+        """Run blocking *work* on a worker thread; *done*(result, exc) runs on the Tk thread."""
+
+        def run() -> None:
+            try:
+                result, error = work(), None
+            except BaseException as exc:
+                result, error = None, exc
+            self._calls.put(lambda: done(result, error))
+
+        threading.Thread(target=run, name=f"parley-gui-{name}", daemon=True).start()
+
+    # --- shutting down -------------------------------------------------------------------------------
+
+    def on_close(self) -> None:
+        """The window is closing: remember size and last seen, leave gracefully, go."""
+        self.shutdown(timeout=2.0)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Save state, close the connection (waiting up to *timeout*), destroy the window."""
+        if self._closed:
+            return
+        if self.winfo_exists():
+            self._save_size()
+        self._save_last_seen(force=True)
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            client.close("window closed", timeout=timeout)
+        self.destroy()
+
+    def destroy(self) -> None:
+        """Cancel every pending after() (ours and customtkinter's), then destroy."""
+        self._closed = True
+        try:
+            for after_id in self.tk.eval("after info").split():
+                self.tk.call("after", "cancel", after_id)
+        except Exception:
+            pass
+        super().destroy()
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) if exc else "no answer"

@@ -1,0 +1,417 @@
+# client/gui/connect_dialog.py: the connect screen: host, port, CA file (with a
+# file picker), nick, password, "create account", and one panel under the
+# Connect button that explains a failure, asks to trust a fingerprint on
+# first use, or warns loudly that a pinned certificate changed.
+#
+# It only collects and shows; the app decides what happens (callbacks), so
+# nothing here touches the network or the settings files.
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from tkinter import filedialog
+
+import customtkinter as ctk
+
+from . import theme
+from .connecting import ConnectForm, Problem, format_fingerprint
+from .settings import Settings
+
+_ENTRY = {
+    "height": 38,
+    "corner_radius": 8,
+    "border_width": 1,
+    "border_color": theme.pair("border"),
+    "fg_color": theme.pair("chat_bg"),
+    "text_color": theme.pair("text"),
+    "font": (theme.FONT_FAMILY, theme.SIZE_BODY),
+}
+
+
+class ConnectDialog(ctk.CTkFrame):
+    """The connect form, centred on the window. Callbacks: *on_connect* (ConnectForm),
+    *on_trust* (accept the fingerprint shown), *on_cancel* (dismiss the panel),
+    *on_forget_pin* (remove a pin after a changed-certificate warning)."""
+
+    def __init__(
+        self,
+        master: ctk.CTkBaseClass,
+        *,
+        on_connect: Callable[[ConnectForm], None],
+        on_trust: Callable[[], None],
+        on_cancel: Callable[[], None],
+        on_forget_pin: Callable[[], None],
+    ) -> None:
+        super().__init__(master, corner_radius=0, fg_color=theme.pair("side_bg"))
+        self._on_connect = on_connect
+        self.grid_columnconfigure(0, weight=1)
+        self.grid_rowconfigure(0, weight=1)
+        self.grid_rowconfigure(2, weight=1)
+
+        card = ctk.CTkFrame(
+            self,
+            width=480,
+            corner_radius=16,
+            fg_color=theme.pair("chat_bg"),
+            border_width=1,
+            border_color=theme.pair("border"),
+        )
+        card.grid(row=1, column=0, padx=24, pady=24)
+        card.grid_columnconfigure(0, weight=1)
+        card.grid_columnconfigure(1, weight=0)
+        self.card = card
+
+        top = ctk.CTkFrame(card, fg_color="transparent")
+        top.grid(row=0, column=0, columnspan=2, sticky="ew", padx=36, pady=(32, 4))
+        ctk.CTkLabel(
+            top,
+            text="p",
+            width=44,
+            height=44,
+            corner_radius=12,
+            fg_color=theme.pair("accent"),
+            text_color="#ffffff",
+            font=(theme.FONT_FAMILY, 26, "bold"),
+        ).grid(row=0, column=0, rowspan=2, padx=(0, 14))
+        ctk.CTkLabel(
+            top,
+            text="Sign in to parley",
+            anchor="w",
+            height=26,
+            font=(theme.FONT_FAMILY, 22, "bold"),
+            text_color=theme.pair("text"),
+        ).grid(row=0, column=1, sticky="w")
+        ctk.CTkLabel(
+            top,
+            text="Secure chat on your local network",
+            anchor="w",
+            height=18,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1),
+            text_color=theme.pair("muted"),
+        ).grid(row=1, column=1, sticky="w")
+
+        form = ctk.CTkFrame(card, fg_color="transparent")
+        form.grid(row=1, column=0, columnspan=2, sticky="ew", padx=36, pady=(18, 0))
+        form.grid_columnconfigure(0, weight=1)
+        form.grid_columnconfigure(1, weight=0)
+
+        self.host = self._field(form, "Server", 0, 0, width=290)
+        self.port = self._field(form, "Port", 0, 1, width=100)
+        ca_row = self._label(form, "CA certificate", 2, 0)
+        ca_row.grid(columnspan=2)
+        ca_box = ctk.CTkFrame(form, fg_color="transparent")
+        ca_box.grid(row=3, column=0, columnspan=2, sticky="ew")
+        ca_box.grid_columnconfigure(0, weight=1)
+        self.ca_file = ctk.CTkEntry(ca_box, placeholder_text="none: trust on first use", **_ENTRY)
+        self.ca_file.grid(row=0, column=0, sticky="ew")
+        self.browse_button = ctk.CTkButton(
+            ca_box,
+            text="Browse\u2026",
+            width=90,
+            height=38,
+            corner_radius=8,
+            fg_color=theme.pair("side_bg"),
+            hover_color=theme.pair("hover_bg"),
+            text_color=theme.pair("text"),
+            border_width=1,
+            border_color=theme.pair("border"),
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY),
+            command=self._browse,
+        )
+        self.browse_button.grid(row=0, column=1, padx=(8, 0))
+        ctk.CTkLabel(
+            form,
+            text="The ca.pem your server's operator gave you. Leave it empty to check\n"
+            "the server's fingerprint yourself the first time (like SSH).",
+            justify="left",
+            anchor="w",
+            font=(theme.FONT_FAMILY, 11),
+            text_color=theme.pair("muted"),
+        ).grid(row=4, column=0, columnspan=2, sticky="w", pady=(4, 0))
+        self.nick = self._field(form, "Nick", 5, 0, width=290, columnspan=2)
+        self.password = self._field(form, "Password", 7, 0, width=290, columnspan=2, show="\u2022")
+        self.register = ctk.CTkCheckBox(
+            form,
+            text="Create account (registers this nick if it is free)",
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1),
+            text_color=theme.pair("text"),
+            checkbox_width=20,
+            checkbox_height=20,
+            corner_radius=5,
+            border_width=2,
+            fg_color=theme.pair("accent"),
+            hover_color=theme.pair("accent_hover"),
+        )
+        self.register.grid(row=9, column=0, columnspan=2, sticky="w", pady=(14, 0))
+
+        self.connect_button = ctk.CTkButton(
+            card,
+            text="Connect",
+            height=42,
+            corner_radius=10,
+            fg_color=theme.pair("accent"),
+            hover_color=theme.pair("accent_hover"),
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY + 1, "bold"),
+            command=self.submit,
+        )
+        self.connect_button.grid(row=2, column=0, columnspan=2, sticky="ew", padx=36, pady=(20, 0))
+
+        # the panel: a failure, a first-use trust prompt, or a changed-certificate warning
+        self.panel = ctk.CTkFrame(card, corner_radius=10)
+        self.panel.grid_columnconfigure(0, weight=1)
+        self.panel_title = ctk.CTkLabel(
+            self.panel,
+            text="",
+            anchor="w",
+            justify="left",
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold"),
+        )
+        self.panel_title.grid(row=0, column=0, sticky="ew", padx=14, pady=(12, 2))
+        self.panel_detail = ctk.CTkLabel(
+            self.panel,
+            text="",
+            anchor="w",
+            justify="left",
+            wraplength=376,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1),
+        )
+        self.panel_detail.grid(row=1, column=0, sticky="ew", padx=14)
+        self.panel_fingerprint = ctk.CTkLabel(
+            self.panel,
+            text="",
+            anchor="w",
+            justify="left",
+            font=(theme.MONO_FAMILY, 12),
+        )
+        self.panel_buttons = ctk.CTkFrame(self.panel, fg_color="transparent")
+        self.trust_button = self._panel_button("Trust and connect", on_trust, primary=True)
+        self.forget_button = self._panel_button("Forget the old certificate", on_forget_pin)
+        self.cancel_button = self._panel_button("Cancel", on_cancel)
+        self._panel_kind = ""
+        card.grid_rowconfigure(4, minsize=32)
+
+        for entry in (self.host, self.port, self.ca_file, self.nick, self.password):
+            entry.bind("<Return>", lambda _e: self.submit())
+
+    # --- building ------------------------------------------------------------------------
+
+    @staticmethod
+    def _label(master: ctk.CTkFrame, text: str, row: int, column: int) -> ctk.CTkLabel:
+        label = ctk.CTkLabel(
+            master,
+            text=text,
+            anchor="w",
+            height=20,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL, "bold"),
+            text_color=theme.pair("muted"),
+        )
+        label.grid(
+            row=row, column=column, sticky="w", pady=(12, 4), padx=(0 if column == 0 else 10, 0)
+        )
+        return label
+
+    def _field(
+        self,
+        master: ctk.CTkFrame,
+        label: str,
+        row: int,
+        column: int,
+        *,
+        width: int,
+        columnspan: int = 1,
+        show: str = "",
+    ) -> ctk.CTkEntry:
+        self._label(master, label, row, column).grid(columnspan=columnspan)
+        entry = ctk.CTkEntry(master, width=width, show=show, **_ENTRY)
+        entry.grid(
+            row=row + 1,
+            column=column,
+            columnspan=columnspan,
+            sticky="ew",
+            padx=(0 if column == 0 else 10, 0),
+        )
+        return entry
+
+    def _panel_button(
+        self, text: str, command: Callable[[], None], primary: bool = False
+    ) -> ctk.CTkButton:
+        if primary:
+            colours = {
+                "fg_color": theme.pair("accent"),
+                "hover_color": theme.pair("accent_hover"),
+                "text_color": "#ffffff",
+            }
+        else:
+            colours = {
+                "fg_color": "transparent",
+                "hover_color": theme.pair("hover_bg"),
+                "text_color": theme.pair("text"),
+                "border_width": 1,
+                "border_color": theme.pair("border"),
+            }
+        return ctk.CTkButton(
+            self.panel_buttons,
+            text=text,
+            height=32,
+            corner_radius=8,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1, "bold"),
+            command=command,
+            **colours,  # type: ignore[arg-type]
+        )
+
+    # --- values ----------------------------------------------------------------------------
+
+    def set_values(self, settings: Settings) -> None:
+        """Fill the form from remembered *settings* (the password stays empty)."""
+        for entry, value in (
+            (self.host, settings.host),
+            (self.port, str(settings.port)),
+            (self.ca_file, settings.ca_file),
+            (self.nick, settings.nick),
+        ):
+            entry.delete(0, "end")
+            if value:
+                entry.insert(0, value)
+        self.password.delete(0, "end")
+        if settings.register:
+            self.register.select()
+        else:
+            self.register.deselect()
+
+    def get_form(self) -> ConnectForm:
+        """The form's values (an unparsable port comes back as 0)."""
+        try:
+            port = int(self.port.get().strip())
+        except ValueError:
+            port = 0
+        return ConnectForm(
+            host=self.host.get().strip(),
+            port=port,
+            ca_file=self.ca_file.get().strip(),
+            nick=self.nick.get().strip(),
+            password=self.password.get(),
+            register=bool(self.register.get()),
+        )
+
+    def submit(self) -> None:
+        """Connect with the form's values (the button and Enter come here)."""
+        if self.connect_button.cget("state") == "disabled":
+            return
+        self._on_connect(self.get_form())
+
+    def focus_first_empty(self) -> None:
+        """Focus the first field the user still has to fill (usually the password)."""
+        for entry in (self.host, self.port, self.nick, self.password):
+            if not entry.get():
+                entry.focus_set()
+                return
+        self.password.focus_set()
+
+    # --- states ------------------------------------------------------------------------------
+
+    def set_busy(self, text: str | None) -> None:
+        """Disable the form while connecting (*text* on the button), or enable it (None)."""
+        if text is None:
+            self.connect_button.configure(state="normal", text="Connect")
+        else:
+            self.connect_button.configure(state="disabled", text=text)
+
+    def hide_panel(self) -> None:
+        """Remove the panel."""
+        self._panel_kind = ""
+        self.panel.grid_remove()
+
+    def show_problem(self, problem: Problem) -> None:
+        """Explain a failure; a changed certificate gets the loud version."""
+        self.set_busy(None)
+        if problem.severity == "danger":
+            kind, buttons = "danger", [self.forget_button, self.cancel_button]
+            lines = []
+            if problem.pinned_fingerprint:
+                lines.append("Trusted before:\n" + format_fingerprint(problem.pinned_fingerprint))
+            if problem.fingerprint:
+                lines.append("Offered now:\n" + format_fingerprint(problem.fingerprint))
+            fingerprint = "\n".join(lines)
+        else:
+            kind, buttons = "error", []
+            fingerprint = (
+                "SHA-256 of the certificate offered:\n" + format_fingerprint(problem.fingerprint)
+                if problem.fingerprint
+                else ""
+            )
+        self._show_panel(kind, problem.title, problem.detail, fingerprint, buttons)
+
+    def show_trust_prompt(self, where: str, fingerprint: str) -> None:
+        """Ask whether to trust the certificate *where* offered, by its fingerprint."""
+        self.set_busy(None)
+        self._show_panel(
+            "warn",
+            f"First connection to {where}",
+            "Compare this fingerprint with the one the server printed when it started "
+            "(ask its operator). Trust it only if they match: parley will remember this "
+            "certificate and refuse any other from this server.",
+            "SHA-256:\n" + format_fingerprint(fingerprint),
+            [self.trust_button, self.cancel_button],
+        )
+
+    @property
+    def panel_kind(self) -> str:
+        """ "error", "warn" (trust prompt), "danger" (changed certificate) or "" (hidden)."""
+        return self._panel_kind
+
+    def panel_text(self) -> str:
+        """Everything the panel says (for tests)."""
+        if not self._panel_kind:
+            return ""
+        return "\n".join(
+            str(w.cget("text"))
+            for w in (self.panel_title, self.panel_detail, self.panel_fingerprint)
+        )
+
+    def _show_panel(
+        self,
+        kind: str,
+        title: str,
+        detail: str,
+        fingerprint: str,
+        buttons: list[ctk.CTkButton],
+    ) -> None:
+        self._panel_kind = kind
+        if kind == "warn":
+            bg, fg = theme.pair("warn_bg"), theme.pair("warn_text")
+        else:
+            bg, fg = theme.pair("danger_bg"), theme.pair("danger_text")
+        border = 2 if kind == "danger" else 0
+        self.panel.configure(fg_color=bg, border_width=border, border_color=theme.pair("error"))
+        self.panel_title.configure(
+            text=title,
+            text_color=fg,
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY + (2 if kind == "danger" else 0), "bold"),
+        )
+        self.panel_detail.configure(text=detail, text_color=fg)
+        if fingerprint:
+            self.panel_fingerprint.configure(text=fingerprint, text_color=fg)
+            self.panel_fingerprint.grid(row=2, column=0, sticky="ew", padx=14, pady=(8, 0))
+        else:
+            self.panel_fingerprint.configure(text="")
+            self.panel_fingerprint.grid_remove()
+        for button in (self.trust_button, self.forget_button, self.cancel_button):
+            button.grid_remove()
+        for i, button in enumerate(buttons):
+            button.grid(row=0, column=i, padx=(0, 8))
+        if buttons:
+            self.panel_buttons.grid(row=3, column=0, sticky="w", padx=14, pady=(10, 0))
+        else:
+            self.panel_buttons.grid_remove()
+        self.panel.grid(row=3, column=0, columnspan=2, sticky="ew", padx=36, pady=(16, 0))
+        self.panel.grid_rowconfigure(4, minsize=12)
+
+    def _browse(self) -> None:
+        path = filedialog.askopenfilename(
+            parent=self,
+            title="Choose the server's CA certificate",
+            filetypes=[("PEM certificates", "*.pem *.crt"), ("All files", "*")],
+        )
+        if path:
+            self.ca_file.delete(0, "end")
+            self.ca_file.insert(0, path)

@@ -1,0 +1,221 @@
+# client/gui/connecting.py: what the connect form asks for, how the server is
+# trusted, and what each failure tells the user to do. No Tk.
+#
+# Trust, in the order it is decided:
+# 1. A CA file in the form: the server must present a certificate it signed,
+#    for the host name typed (client/tls.py). Nothing else is consulted.
+# 2. No CA file, and a certificate pinned for this host and port: the server
+#    must present exactly that certificate. A different one is refused, loudly,
+#    and never re-pinned without the user explicitly forgetting the old pin.
+# 3. No CA file and no pin (first use, as SSH does): the app fetches the
+#    certificate with the display-only probe, shows its fingerprint, and pins
+#    it only if the user accepts. The real connection then verifies against
+#    that pin, so a server that swaps certificates between the probe and the
+#    login is refused too.
+# Credentials are only ever sent on a connection that passed one of these.
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from client import (
+    CertificateNotTrusted,
+    ChatClient,
+    ConnectionLost,
+    HostnameMismatch,
+    LoginRefused,
+    ServerUnreachable,
+    TrustStoreError,
+)
+from protocol import valid_nick
+
+from .settings import Pin
+
+#: The name the desktop client gives the server in `hello`.
+CLIENT_NAME = "parley-desktop"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectForm:
+    """The connect form's values. `ca_file` empty means trust on first use."""
+
+    host: str
+    port: int
+    ca_file: str
+    nick: str
+    password: str
+    register: bool = False
+
+    @property
+    def uses_ca(self) -> bool:
+        """True when a CA file decides trust (else the pinned certificate does)."""
+        return bool(self.ca_file.strip())
+
+    @property
+    def where(self) -> str:
+        """host:port, for messages."""
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A failure explained for people: what went wrong and what to do.
+
+    `severity` is "error" for ordinary failures and "danger" for a changed
+    certificate (shown as a loud warning). `fingerprint` is the SHA-256 of the
+    certificate the server offered, when that matters.
+    """
+
+    title: str
+    detail: str
+    fingerprint: str | None = None
+    severity: str = "error"
+    pinned_fingerprint: str | None = None
+
+
+def check_form(form: ConnectForm) -> Problem | None:
+    """A Problem when the form cannot be used as it is, else None."""
+    if not form.host.strip():
+        return Problem(
+            "Enter the server's address", "Type the host name or IP address of the server."
+        )
+    if not 0 < form.port < 65536:
+        return Problem("Check the port", "The port is a number from 1 to 65535 (parley uses 5555).")
+    if not valid_nick(form.nick):
+        return Problem(
+            "Choose a valid nick",
+            "A nick is 1 to 24 letters, digits, '_' or '-', with no spaces.",
+        )
+    if not form.password:
+        return Problem("Enter your password", "The password of your account (or of the new one).")
+    if form.uses_ca and not Path(form.ca_file).expanduser().is_file():
+        return Problem(
+            "CA file not found",
+            f"There is no file at {form.ca_file}. Choose the ca.pem the server's operator gave "
+            "you, or clear the field to check the server's fingerprint yourself (trust on first use).",
+        )
+    return None
+
+
+def build_client(form: ConnectForm, *, pin: Pin | None, last_seen: int | None) -> ChatClient:
+    """A ChatClient for *form*, trusting its CA file or else *pin* (one is required)."""
+    if form.uses_ca:
+        trust: dict[str, object] = {"ca_file": Path(form.ca_file).expanduser()}
+    elif pin is not None:
+        trust = {"pinned_cert_pem": pin.pem}
+    else:
+        raise ValueError("no CA file and no pinned certificate: nothing to trust")
+    return ChatClient(
+        form.host.strip(),
+        form.port,
+        nick=form.nick,
+        password=form.password,
+        register=form.register,
+        last_seen=last_seen,
+        client_name=CLIENT_NAME,
+        **trust,  # type: ignore[arg-type]
+    )
+
+
+def format_fingerprint(fingerprint: str) -> str:
+    """A SHA-256 fingerprint on two lines of 32 hex digits, as the server prints it
+    but split so it fits a dialog (whitespace aside, the same characters)."""
+    return f"{fingerprint[:32]}\n{fingerprint[32:]}"
+
+
+def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = None) -> Problem:
+    """What a failed connect means for the user, and what they can do about it."""
+    if isinstance(exc, ServerUnreachable):
+        return Problem(
+            f"Can't reach {form.where}",
+            f"{exc}. Check the address and port, that the server is running, and that no "
+            "firewall is in the way.",
+        )
+    if isinstance(exc, HostnameMismatch):
+        return Problem(
+            "The certificate is for another name",
+            f"The server's certificate is valid but does not name \u201c{form.host}\u201d. "
+            "Connect with a name or address the certificate covers, or ask the operator to "
+            f"reissue it with --san {form.host}. Nothing was sent.",
+            fingerprint=exc.fingerprint,
+        )
+    if isinstance(exc, CertificateNotTrusted):
+        if not form.uses_ca and pin is not None:
+            return Problem(
+                "WARNING: the server's certificate has changed",
+                f"{form.where} presented a different certificate from the one you trusted "
+                "before. Someone may be intercepting the connection, or the operator replaced "
+                "the certificate. The connection was refused and nothing was sent. Ask the "
+                "operator which fingerprint the server prints at start; only if it matches "
+                "the new one, forget the old pin and connect again.",
+                fingerprint=exc.fingerprint,
+                severity="danger",
+                pinned_fingerprint=pin.fingerprint,
+            )
+        return Problem(
+            "The server's certificate is not trusted",
+            f"It is not signed by the CA in {form.ca_file}, so nothing was sent (not even your "
+            "password). Get the server's ca.pem from its operator, or clear the CA file field "
+            "and compare the fingerprint below with the one the server printed at start.",
+            fingerprint=exc.fingerprint,
+        )
+    if isinstance(exc, TrustStoreError):
+        return Problem(
+            "Can't use the CA file",
+            f"{exc}. Choose the ca.pem the server's operator gave you, or clear the field to "
+            "trust the server on first use.",
+        )
+    if isinstance(exc, LoginRefused):
+        return _login_problem(exc, form)
+    if isinstance(exc, ConnectionLost):
+        return Problem(
+            "The connection broke while logging in",
+            f"{exc}. Try again; if it keeps happening, the server may be overloaded or not a "
+            "parley server.",
+        )
+    if isinstance(exc, OSError):
+        return Problem(
+            f"Can't reach {form.where}",
+            f"{exc.strerror or exc}. Check the address and port and that the server is running.",
+        )
+    return Problem("Could not connect", str(exc) or type(exc).__name__)
+
+
+def _login_problem(exc: LoginRefused, form: ConnectForm) -> Problem:
+    nick = form.nick
+    code = exc.code
+    if code == "auth-failed":
+        return Problem(
+            "Wrong password",
+            f"The password for {nick} is not right. Check it and try again (after 5 wrong "
+            "tries the server makes you wait a few minutes).",
+        )
+    if code == "nick-taken":
+        return Problem(
+            f"The nick {nick} is taken",
+            "Someone already has an account with that nick. Choose another nick, or if the "
+            "account is yours, enter its password.",
+        )
+    if code == "registration-closed":
+        return Problem(
+            "Registration is closed",
+            "This server does not accept new accounts. Log in with an existing account, or "
+            "ask the operator to create one for you.",
+        )
+    if code == "no-such-account":
+        return Problem(
+            f"There is no account named {nick}",
+            "Tick \u201cCreate account\u201d to register this nick, or check its spelling.",
+        )
+    if code == "throttled":
+        return Problem(
+            "Too many wrong passwords",
+            "The server is refusing more attempts for a few minutes. Wait, then try again "
+            "with the right password.",
+        )
+    if code == "bad-nick":
+        return Problem("The server refused this nick", exc.message)
+    if code in ("shutdown", "too-many-connections", "timeout", "internal"):
+        return Problem("The server is busy", f"{exc.message}. Try again in a moment.")
+    return Problem("The server refused the login", exc.message)

@@ -1,0 +1,375 @@
+# client/gui/model.py: the desktop client's state without any widget: the
+# conversations (rooms, private conversations, search results), their lines,
+# unread counts, who is online, de-duplication, the "new since you left"
+# divider and the history paging state. Pure: testable without a display.
+#
+# Rules this module keeps:
+# 1. A message is shown at most once per conversation: every conversation keeps
+#    the ids it holds, and anything already there is dropped (live, replay,
+#    history pages that overlap).
+# 2. The divider goes right before the first message a "missed" replay brings
+#    into a conversation (a rejoin, a reconnect, a restart with a stored
+#    last_seen); there is at most one divider per conversation.
+# 3. The last message id shown (live or replayed, never history or search) is
+#    tracked here, so the app can persist exactly what the user has seen.
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+from protocol import DEFAULT_ROOM, Message, fold, parse_ts
+
+#: The key of the search results pseudo-conversation.
+SEARCH_KEY = "?search"
+
+#: Consecutive messages from one sender within this many seconds are grouped
+#: under one header (nick and time), as chat apps do.
+GROUP_SECONDS = 5 * 60
+
+#: Lines kept per conversation; past it the oldest go (history can bring them back).
+MAX_LINES = 10_000
+_TRIM_TO = 8_000
+
+DIVIDER_TEXT = "new since you left"
+
+
+def room_key(room: str) -> str:
+    """The conversation key of a room."""
+    return fold(room)
+
+
+def dm_key(nick: str) -> str:
+    """The conversation key of the private conversation with *nick*."""
+    return "@" + fold(nick)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One entry in a conversation: a message, a notice, or the divider.
+
+    `kind` is a message kind (public, private, system), a local one (notice,
+    error), or "divider". `epoch` is the server time as a Unix timestamp (0 for
+    local lines); `where` names the conversation on search results.
+    """
+
+    kind: str
+    text: str
+    id: int | None = None
+    sender: str | None = None
+    epoch: float = 0.0
+    own: bool = False
+    mention: bool = False
+    where: str | None = None
+
+    @property
+    def is_message(self) -> bool:
+        """True for lines that came from the server (they have an id)."""
+        return self.id is not None
+
+
+def continues(prev: Line | None, line: Line) -> bool:
+    """True when *line* belongs under *prev*'s header: same sender and kind,
+    close in time, and both ordinary messages."""
+    return (
+        prev is not None
+        and prev.is_message
+        and line.is_message
+        and line.kind in ("public", "private")
+        and prev.kind == line.kind
+        and prev.sender is not None
+        and prev.sender == line.sender
+        and prev.where == line.where
+        and 0 <= line.epoch - prev.epoch <= GROUP_SECONDS
+    )
+
+
+def local_time(epoch: float, tz: tzinfo | None = None) -> datetime:
+    """The local (or *tz*) time of a Unix timestamp."""
+    return datetime.fromtimestamp(epoch, tz) if tz is not None else datetime.fromtimestamp(epoch)
+
+
+def format_time(epoch: float, tz: tzinfo | None = None) -> str:
+    """Hours and minutes in local time: 09:30."""
+    return local_time(epoch, tz).strftime("%H:%M")
+
+
+def format_day(epoch: float, now: float, tz: tzinfo | None = None) -> str:
+    """The day heading for *epoch*: Today, Yesterday, or e.g. Monday 23 November."""
+    day = local_time(epoch, tz).date()
+    today = local_time(now, tz).date()
+    delta = (today - day).days
+    if delta == 0:
+        return "Today"
+    if delta == 1:
+        return "Yesterday"
+    text = f"{day:%A} {day.day} {day:%B}"
+    return text if day.year == today.year else f"{text} {day.year}"
+
+
+@dataclass(slots=True)
+class Conversation:
+    """A room, a private conversation, or the search results."""
+
+    key: str
+    name: str  # "#lobby", the other nick, or "Search"
+    kind: str  # "room", "dm" or "search"
+    lines: list[Line] = field(default_factory=list)
+    ids: set[int] = field(default_factory=set)
+    unread: int = 0
+    mentioned: bool = False
+    has_more: bool = True  # older history may exist on the server
+    loading: bool = False  # a history page is on its way
+    online: tuple[str, ...] = ()
+
+    @property
+    def oldest_id(self) -> int | None:
+        """The smallest message id shown, the `before` of the next history page."""
+        return min(self.ids) if self.ids else None
+
+    @property
+    def title(self) -> str:
+        """What the sidebar and the header call it."""
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What one incoming message changed. `lines` were appended to conversation
+    `key` (the divider, then the message); `notify`: a private message or a
+    mention from someone else; `rerender`: lines already shown changed (an
+    older divider was removed, or the oldest lines were trimmed), so redraw."""
+
+    key: str
+    lines: tuple[Line, ...]
+    notify: bool
+    rerender: bool = False
+
+
+class ChatModel:
+    """All conversations of one logged-in user, and which one is open."""
+
+    def __init__(self, me: str = "") -> None:
+        self.me = me
+        self.conversations: dict[str, Conversation] = {}
+        self.current: str = room_key(DEFAULT_ROOM)
+        self.last_shown_id: int | None = None
+        self._mention_re: re.Pattern[str] | None = None
+        self._replay_missed = False  # a "missed" replay batch is open
+        self._divided: set[str] = set()  # conversations that got a divider in it
+        self.set_me(me)
+
+    # --- identity and conversations -------------------------------------------------
+
+    def set_me(self, nick: str) -> None:
+        """The user's nick (the account's spelling after login)."""
+        self.me = nick
+        self._mention_re = (
+            re.compile(rf"(?<![\w-]){re.escape(nick)}(?![\w-])", re.IGNORECASE) if nick else None
+        )
+
+    def is_me(self, nick: str | None) -> bool:
+        """True if *nick* is this user."""
+        return nick is not None and bool(self.me) and fold(nick) == fold(self.me)
+
+    def mentions_me(self, text: str) -> bool:
+        """True if *text* names the user's nick as a word."""
+        return self._mention_re is not None and self._mention_re.search(text) is not None
+
+    def ensure_room(self, room: str) -> Conversation:
+        """The conversation of *room*, created if new."""
+        key = room_key(room)
+        conv = self.conversations.get(key)
+        if conv is None:
+            conv = self.conversations[key] = Conversation(key, room, "room")
+        return conv
+
+    def ensure_dm(self, nick: str) -> Conversation:
+        """The private conversation with *nick*, created if new."""
+        key = dm_key(nick)
+        conv = self.conversations.get(key)
+        if conv is None:
+            conv = self.conversations[key] = Conversation(key, nick, "dm")
+        return conv
+
+    def remove(self, key: str) -> None:
+        """Forget a conversation (after leaving a room); the lobby opens if it was open."""
+        self.conversations.pop(key, None)
+        if self.current == key:
+            self.current = room_key(DEFAULT_ROOM)
+
+    def select(self, key: str) -> Conversation:
+        """Open conversation *key*: it becomes current and its unread count resets."""
+        conv = self.conversations[key]
+        self.current = key
+        conv.unread = 0
+        conv.mentioned = False
+        return conv
+
+    @property
+    def current_conversation(self) -> Conversation | None:
+        """The open conversation, if it exists."""
+        return self.conversations.get(self.current)
+
+    def rooms(self) -> list[Conversation]:
+        """The room conversations, lobby first, then by name."""
+        rooms = [c for c in self.conversations.values() if c.kind == "room"]
+        return sorted(rooms, key=lambda c: (c.key != room_key(DEFAULT_ROOM), c.key))
+
+    def dms(self) -> list[Conversation]:
+        """The private conversations, by nick."""
+        return sorted(
+            (c for c in self.conversations.values() if c.kind == "dm"), key=lambda c: c.key
+        )
+
+    def key_of(self, m: Message) -> str:
+        """The conversation a message belongs to."""
+        if m.room is not None:
+            return room_key(m.room)
+        other = m.to if self.is_me(m.from_) else m.from_
+        return dm_key(other or "")
+
+    def total_unread(self) -> int:
+        """Unread messages over every conversation but the open one."""
+        return sum(c.unread for k, c in self.conversations.items() if k != self.current)
+
+    # --- incoming messages --------------------------------------------------------------
+
+    def begin_replay(self, missed: bool) -> None:
+        """A replay batch opens. *missed*: it holds what was missed since last_seen
+        (so a divider goes before it), rather than a fresh login's recent history."""
+        self._replay_missed = missed
+        self._divided = set()
+
+    def end_replay(self) -> None:
+        """The replay batch closed."""
+        self._replay_missed = False
+        self._divided = set()
+
+    def line_of(self, m: Message, where: str | None = None) -> Line:
+        """The line showing message *m*."""
+        own = self.is_me(m.from_)
+        return Line(
+            kind=m.kind,
+            text=m.text,
+            id=m.id,
+            sender=m.from_,
+            epoch=parse_ts(m.ts).timestamp(),
+            own=own,
+            mention=not own and m.kind != "system" and self.mentions_me(m.text),
+            where=where,
+        )
+
+    def add(self, m: Message, *, replayed: bool = False) -> Added | None:
+        """A live or replayed message arrives. Returns what changed, or None when
+        it was already shown."""
+        key = self.key_of(m)
+        if m.room is not None:
+            conv = self.ensure_room(m.room)
+        else:
+            conv = self.ensure_dm(m.to if self.is_me(m.from_) else (m.from_ or "?"))
+        if self.last_shown_id is None or m.id > self.last_shown_id:
+            self.last_shown_id = m.id
+        if m.id in conv.ids:
+            return None
+        line = self.line_of(m)
+        lines: list[Line] = []
+        moved = False
+        if replayed and self._replay_missed and key not in self._divided:
+            self._divided.add(key)
+            moved = self._drop_divider(conv)
+            divider = Line(kind="divider", text=DIVIDER_TEXT, epoch=line.epoch)
+            lines.append(divider)
+        lines.append(line)
+        conv.lines.extend(lines)
+        conv.ids.add(m.id)
+        counts = m.kind != "system" and not line.own
+        if key != self.current and counts:
+            conv.unread += 1
+            conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
+        trimmed = self._trim(conv)
+        notify = counts and (m.kind == "private" or line.mention)
+        return Added(key, tuple(lines), notify, moved or trimmed)
+
+    def add_history(self, key: str, messages: list[Message], more: bool) -> int:
+        """A history page (oldest first) for conversation *key* arrived: put the
+        new ones before what is shown. Returns how many were new."""
+        conv = self.conversations.get(key)
+        if conv is None:
+            return 0
+        conv.loading = False
+        conv.has_more = more
+        fresh = [m for m in messages if m.id not in conv.ids]
+        oldest = conv.oldest_id
+        older = [m for m in fresh if oldest is None or m.id < oldest]
+        if len(older) != len(fresh):
+            # Not older than what is shown (a page racing live messages): merge by id.
+            merged = [ln for ln in conv.lines if ln.id is not None] + [
+                self.line_of(m) for m in fresh
+            ]
+            merged.sort(key=lambda ln: ln.id or 0)
+            conv.lines = merged
+        else:
+            conv.lines[:0] = [self.line_of(m) for m in older]
+        conv.ids.update(m.id for m in fresh)
+        return len(fresh)
+
+    def set_search(self, words: str, messages: list[Message], more: bool) -> Conversation:
+        """Show search results (newest first, as the server sends them)."""
+        conv = self.conversations.get(SEARCH_KEY)
+        if conv is None:
+            conv = self.conversations[SEARCH_KEY] = Conversation(SEARCH_KEY, "Search", "search")
+        found = f"{len(messages)}{'+' if more else ''} found"
+        conv.lines = [
+            Line(kind="heading", text=f"Search results for \u201c{words}\u201d \u00b7 {found}")
+        ]
+        for m in messages:
+            conv.lines.append(self.line_of(m, where=self.where(m)))
+        if not messages:
+            conv.lines.append(Line(kind="notice", text="No messages match."))
+        conv.ids = {m.id for m in messages}
+        conv.has_more = False
+        return conv
+
+    def where(self, m: Message) -> str:
+        """Where a message was posted, for search results: #room, or "alice → bob"."""
+        if m.room is not None:
+            return m.room
+        return f"{m.from_} \u2192 {m.to}"
+
+    def note(self, text: str, kind: str = "notice", key: str | None = None) -> Added | None:
+        """A local notice (help, a refused command) in conversation *key* (default: the open one)."""
+        key = key or self.current
+        conv = self.conversations.get(key)
+        if conv is None:
+            return None
+        line = Line(kind=kind, text=text)
+        conv.lines.append(line)
+        return Added(key, (line,), False, self._trim(conv))
+
+    def set_online(self, room: str, online: tuple[str, ...]) -> bool:
+        """Who is online in *room*; True if it changed (and the room is known)."""
+        conv = self.conversations.get(room_key(room))
+        if conv is None or conv.online == online:
+            return False
+        conv.online = online
+        return True
+
+    # --- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _drop_divider(conv: Conversation) -> bool:
+        before = len(conv.lines)
+        conv.lines = [ln for ln in conv.lines if ln.kind != "divider"]
+        return len(conv.lines) != before
+
+    @staticmethod
+    def _trim(conv: Conversation) -> bool:
+        if len(conv.lines) <= MAX_LINES:
+            return False
+        dropped = conv.lines[: len(conv.lines) - _TRIM_TO]
+        del conv.lines[: len(conv.lines) - _TRIM_TO]
+        conv.ids.difference_update(ln.id for ln in dropped if ln.id is not None)
+        conv.has_more = True
+        return True

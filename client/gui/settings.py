@@ -1,0 +1,192 @@
+# client/gui/settings.py: everything the desktop client remembers between runs,
+# as small JSON files in one per-user directory. Pure: no Tk, no sockets.
+#
+# Files (in config_dir()):
+#   settings.json       the connect form's last values, appearance, window size
+#   known_servers.json  certificates pinned on first use, per host and port
+#   last_seen.json      the id of the last message shown, per server and nick
+#
+# Rules this module keeps:
+# 1. The password is never written: Settings has no field for it, and save()
+#    writes only Settings' own fields.
+# 2. Every write is atomic (temp file + rename), so a crash never leaves half a
+#    file; a missing or unreadable file reads as empty, never as an error that
+#    stops the app from starting.
+# 3. A pin is only ever replaced by an explicit forget_pin() then set_pin(): the
+#    caller decides, with the user, never this module.
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from protocol import fold
+
+#: Overrides the settings directory (tests and scripts point it at a temp dir).
+CONFIG_DIR_ENV = "PARLEY_CONFIG_DIR"
+
+SETTINGS_FILE = "settings.json"
+KNOWN_SERVERS_FILE = "known_servers.json"
+LAST_SEEN_FILE = "last_seen.json"
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The settings directory: $PARLEY_CONFIG_DIR, else $XDG_CONFIG_HOME/parley,
+    else ~/.config/parley."""
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_DIR_ENV):
+        return Path(env[CONFIG_DIR_ENV])
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "parley"
+
+
+def server_key(host: str, port: int) -> str:
+    """The key a server is remembered under: `host:port` (host lower-cased,
+    IPv6 literals in brackets)."""
+    host = host.strip().lower()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+@dataclass(slots=True)
+class Settings:
+    """The values the app remembers. There is deliberately no password field."""
+
+    host: str = "127.0.0.1"
+    port: int = 5555
+    ca_file: str = "certs/ca.pem"
+    nick: str = ""
+    register: bool = False
+    appearance: str = "light"  # "light" or "dark"
+    geometry: str = "1120x720"  # "WIDTHxHEIGHT" of the main window
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Settings:
+        """Settings from a decoded settings.json; unknown keys and values of the
+        wrong type are ignored (defaults stand in for them)."""
+        values: dict[str, Any] = {}
+        defaults = cls()
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            wanted = type(getattr(defaults, f.name))
+            if wanted is int and isinstance(value, bool):
+                continue
+            if isinstance(value, wanted):
+                values[f.name] = value
+        settings = cls(**values)
+        if settings.appearance not in ("light", "dark"):
+            settings.appearance = defaults.appearance
+        if not 0 < settings.port < 65536:
+            settings.port = defaults.port
+        return settings
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A server certificate pinned on first use."""
+
+    pem: str
+    fingerprint: str  # SHA-256, 64 lowercase hex digits
+
+
+class SettingsStore:
+    """Reads and writes the files in one settings directory (created on first write)."""
+
+    def __init__(self, directory: Path | str | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else config_dir()
+
+    # --- the connect form and window -------------------------------------------------
+
+    def load(self) -> Settings:
+        """The remembered settings (defaults when there are none)."""
+        return Settings.from_json(self._read(SETTINGS_FILE))
+
+    def save(self, settings: Settings) -> None:
+        """Remember *settings* (never a password: Settings has none)."""
+        self._write(SETTINGS_FILE, asdict(settings))
+
+    # --- trust on first use ------------------------------------------------------------
+
+    def get_pin(self, host: str, port: int) -> Pin | None:
+        """The certificate pinned for *host*:*port*, if any."""
+        entry = self._read(KNOWN_SERVERS_FILE).get(server_key(host, port))
+        if not isinstance(entry, dict):
+            return None
+        pem, fingerprint = entry.get("pem"), entry.get("fingerprint")
+        if not isinstance(pem, str) or not isinstance(fingerprint, str):
+            return None
+        return Pin(pem=pem, fingerprint=fingerprint)
+
+    def set_pin(self, host: str, port: int, pin: Pin) -> None:
+        """Pin *pin* for *host*:*port*. Refuses (ValueError) to overwrite a different
+        pin: a changed certificate must be forgotten explicitly first."""
+        data = self._read(KNOWN_SERVERS_FILE)
+        key = server_key(host, port)
+        old = data.get(key)
+        if isinstance(old, dict) and old.get("fingerprint") not in (None, pin.fingerprint):
+            raise ValueError(f"{key} already has a different pinned certificate; forget it first")
+        data[key] = {"pem": pin.pem, "fingerprint": pin.fingerprint}
+        self._write(KNOWN_SERVERS_FILE, data)
+
+    def forget_pin(self, host: str, port: int) -> bool:
+        """Remove the pin of *host*:*port*; True if there was one."""
+        data = self._read(KNOWN_SERVERS_FILE)
+        if data.pop(server_key(host, port), None) is None:
+            return False
+        self._write(KNOWN_SERVERS_FILE, data)
+        return True
+
+    # --- replay across restarts -----------------------------------------------------------
+
+    def get_last_seen(self, host: str, port: int, nick: str) -> int | None:
+        """The id of the last message shown to *nick* on *host*:*port*, if known."""
+        value = self._read(LAST_SEEN_FILE).get(_seen_key(host, port, nick))
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def set_last_seen(self, host: str, port: int, nick: str, message_id: int) -> None:
+        """Remember *message_id* as the last shown to *nick* on *host*:*port*."""
+        data = self._read(LAST_SEEN_FILE)
+        key = _seen_key(host, port, nick)
+        if data.get(key) == message_id:
+            return
+        data[key] = message_id
+        self._write(LAST_SEEN_FILE, data)
+
+    # --- files ------------------------------------------------------------------------------
+
+    @property
+    def known_servers_path(self) -> Path:
+        """Where pinned certificates are kept (shown to the user in warnings)."""
+        return self.directory / KNOWN_SERVERS_FILE
+
+    def _read(self, name: str) -> dict[str, Any]:
+        try:
+            data = json.loads((self.directory / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, name: str, data: Mapping[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.directory / name
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _seen_key(host: str, port: int, nick: str) -> str:
+    return f"{fold(nick)}@{server_key(host, port)}"

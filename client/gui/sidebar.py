@@ -1,0 +1,290 @@
+# client/gui/sidebar.py: the left column: the brand and server, the rooms and
+# private conversations with their unread counts, and the user's own card
+# (status, light/dark switch, sign out).
+#
+# Rows are created once per conversation and then only reconfigured when what
+# they show changes (a cached state per row), so a busy room costs the sidebar
+# nothing while its count does not move.
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import customtkinter as ctk
+
+from . import theme
+from .model import Conversation
+
+
+def make_avatar(master: ctk.CTkBaseClass, nick: str, size: int = 28) -> ctk.CTkLabel:
+    """A round avatar with *nick*'s initial on its own colour."""
+    return ctk.CTkLabel(
+        master,
+        text=(nick[:1] or "?").upper(),
+        width=size,
+        height=size,
+        corner_radius=size // 2,
+        fg_color=theme.avatar_colour(nick),
+        text_color="#ffffff",
+        font=(theme.FONT_FAMILY, max(11, size // 2), "bold"),
+    )
+
+
+class _Row:
+    """One conversation row: a button with the name, and an unread badge."""
+
+    def __init__(
+        self, master: ctk.CTkBaseClass, key: str, on_select: Callable[[str], None]
+    ) -> None:
+        self.frame = ctk.CTkFrame(master, fg_color="transparent", corner_radius=6, height=34)
+        self.frame.grid_columnconfigure(0, weight=1)
+        self.button = ctk.CTkButton(
+            self.frame,
+            text="",
+            anchor="w",
+            height=32,
+            corner_radius=6,
+            fg_color="transparent",
+            hover_color=theme.pair("hover_bg"),
+            text_color=theme.pair("muted"),
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY),
+            command=lambda: on_select(key),
+        )
+        self.button.grid(row=0, column=0, columnspan=2, sticky="ew")
+        self.badge = ctk.CTkLabel(
+            self.frame,
+            text="",
+            width=22,
+            height=18,
+            corner_radius=9,
+            fg_color=theme.pair("badge_bg"),
+            text_color=theme.pair("badge_text"),
+            font=(theme.FONT_FAMILY, 11, "bold"),
+        )
+        self.state: tuple[object, ...] | None = None
+
+    def show(self, label: str, unread: int, selected: bool) -> None:
+        state = (label, unread, selected)
+        if state == self.state:
+            return
+        self.state = state
+        strong = selected or unread > 0
+        self.button.configure(
+            text=label,
+            fg_color=theme.pair("selected_bg") if selected else "transparent",
+            text_color=theme.pair("text") if strong else theme.pair("muted"),
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold" if strong else "normal"),
+        )
+        if unread > 0:
+            self.badge.configure(text=str(unread) if unread < 100 else "99+")
+            self.badge.grid(row=0, column=1, padx=(0, 8))
+            self.badge.lift()
+        else:
+            self.badge.grid_remove()
+
+
+class Sidebar(ctk.CTkFrame):
+    """Rooms and private conversations. Callbacks: *on_select* (conversation key),
+    *on_new_room*, *on_toggle_theme*, *on_sign_out* (no arguments)."""
+
+    def __init__(
+        self,
+        master: ctk.CTkBaseClass,
+        *,
+        on_select: Callable[[str], None],
+        on_new_room: Callable[[], None],
+        on_toggle_theme: Callable[[], None],
+        on_sign_out: Callable[[], None],
+    ) -> None:
+        super().__init__(master, corner_radius=0, width=240, fg_color=theme.pair("side_bg"))
+        self._on_select = on_select
+        self.grid_propagate(False)
+        self.grid_columnconfigure(0, weight=1)
+        self.grid_rowconfigure(1, weight=1)
+
+        brand = ctk.CTkFrame(self, fg_color="transparent")
+        brand.grid(row=0, column=0, sticky="ew", padx=16, pady=(16, 8))
+        logo = ctk.CTkLabel(
+            brand,
+            text="p",
+            width=34,
+            height=34,
+            corner_radius=9,
+            fg_color=theme.pair("accent"),
+            text_color="#ffffff",
+            font=(theme.FONT_FAMILY, 20, "bold"),
+        )
+        logo.grid(row=0, column=0, rowspan=2, padx=(0, 10))
+        ctk.CTkLabel(
+            brand,
+            text="parley",
+            anchor="w",
+            font=(theme.FONT_FAMILY, theme.SIZE_TITLE + 1, "bold"),
+            text_color=theme.pair("text"),
+            height=18,
+        ).grid(row=0, column=1, sticky="w")
+        self.server_label = ctk.CTkLabel(
+            brand,
+            text="",
+            anchor="w",
+            height=16,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL),
+            text_color=theme.pair("muted"),
+        )
+        self.server_label.grid(row=1, column=1, sticky="w")
+
+        self.list = ctk.CTkScrollableFrame(
+            self,
+            fg_color="transparent",
+            corner_radius=0,
+            scrollbar_button_color=theme.pair("side_bg"),
+            scrollbar_button_hover_color=theme.pair("border"),
+        )
+        self.list.grid(row=1, column=0, sticky="nsew", padx=(8, 0))
+        self.list.grid_columnconfigure(0, weight=1)
+        self._rooms_header = self._section("ROOMS", on_new_room)
+        self._dms_header = self._section("DIRECT MESSAGES", None)
+        self._search_header = self._section("SEARCH", None)
+        self._rows: dict[str, _Row] = {}
+        self._order: list[str] | None = None
+
+        # the user's card
+        card = ctk.CTkFrame(self, fg_color=theme.pair("rail_bg"), corner_radius=0, height=60)
+        card.grid(row=2, column=0, sticky="ew")
+        card.grid_columnconfigure(1, weight=1)
+        self._card = card
+        self.avatar: ctk.CTkLabel | None = None
+        self.nick_label = ctk.CTkLabel(
+            card,
+            text="",
+            anchor="w",
+            height=18,
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold"),
+            text_color=theme.pair("text"),
+        )
+        self.nick_label.grid(row=0, column=1, sticky="sw", pady=(10, 0))
+        self.presence_label = ctk.CTkLabel(
+            card,
+            text="",
+            anchor="w",
+            height=16,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL),
+            text_color=theme.pair("muted"),
+        )
+        self.presence_label.grid(row=1, column=1, sticky="nw", pady=(0, 10))
+        icon = {
+            "width": 32,
+            "height": 32,
+            "corner_radius": 8,
+            "fg_color": "transparent",
+            "hover_color": theme.pair("hover_bg"),
+            "text_color": theme.pair("muted"),
+            "font": (theme.FONT_FAMILY, 16),
+        }
+        self.theme_button = ctk.CTkButton(card, text="\u263e", command=on_toggle_theme, **icon)
+        self.theme_button.grid(row=0, column=2, rowspan=2, padx=(0, 2))
+        self.sign_out_button = ctk.CTkButton(card, text="\u21e5", command=on_sign_out, **icon)
+        self.sign_out_button.grid(row=0, column=3, rowspan=2, padx=(0, 10))
+
+    def _section(self, title: str, on_add: Callable[[], None] | None) -> ctk.CTkFrame:
+        frame = ctk.CTkFrame(self.list, fg_color="transparent", height=28)
+        frame.grid_columnconfigure(0, weight=1)
+        ctk.CTkLabel(
+            frame,
+            text=title,
+            anchor="w",
+            height=24,
+            font=(theme.FONT_FAMILY, 11, "bold"),
+            text_color=theme.pair("muted"),
+        ).grid(row=0, column=0, sticky="w", padx=(10, 0))
+        if on_add is not None:
+            ctk.CTkButton(
+                frame,
+                text="+",
+                width=24,
+                height=24,
+                corner_radius=6,
+                fg_color="transparent",
+                hover_color=theme.pair("hover_bg"),
+                text_color=theme.pair("muted"),
+                font=(theme.FONT_FAMILY, 16),
+                command=on_add,
+            ).grid(row=0, column=1, padx=(0, 6))
+        return frame
+
+    def set_user(self, nick: str, server: str, status: str) -> None:
+        """Show who is logged in where, and the connection state in words."""
+        if self.avatar is None or self.nick_label.cget("text") != nick:
+            if self.avatar is not None:
+                self.avatar.destroy()
+            self.avatar = make_avatar(self._card, nick or "?", 34)
+            self.avatar.grid(row=0, column=0, rowspan=2, padx=(14, 10), pady=10)
+            self.nick_label.configure(text=nick)
+        if self.server_label.cget("text") != server:
+            self.server_label.configure(text=server)
+        if self.presence_label.cget("text") != status:
+            self.presence_label.configure(text=status)
+
+    def set_theme_icon(self, mode: str) -> None:
+        """The switch shows the mode it switches to: a moon in light mode, a sun in dark."""
+        self.theme_button.configure(text="\u263e" if mode == "light" else "\u2600")
+
+    def update_conversations(
+        self,
+        rooms: Sequence[Conversation],
+        dms: Sequence[Conversation],
+        search: Conversation | None,
+        current: str,
+    ) -> None:
+        """Show these conversations, *current* selected, each with its unread count."""
+        keys = [c.key for c in rooms] + [c.key for c in dms] + ([search.key] if search else [])
+        for key in list(self._rows):
+            if key not in keys:
+                self._rows.pop(key).frame.destroy()
+        for conv in [*rooms, *dms, *([search] if search else [])]:
+            row = self._rows.get(conv.key)
+            if row is None:
+                row = self._rows[conv.key] = _Row(self.list, conv.key, self._on_select)
+            row.show(self.label_of(conv), conv.unread, conv.key == current)
+        order = ["rooms", *(c.key for c in rooms), "dms", *(c.key for c in dms)]
+        if search is not None:
+            order += ["search", search.key]
+        if order == self._order:
+            return
+        self._order = order
+        for i, key in enumerate(order):
+            if key == "rooms":
+                widget = self._rooms_header
+            elif key == "dms":
+                widget = self._dms_header
+                if not dms:
+                    widget.grid_remove()
+                    continue
+            elif key == "search":
+                widget = self._search_header
+            else:
+                widget = self._rows[key].frame
+            widget.grid(
+                row=i, column=0, sticky="ew", pady=(10 if key in ("dms", "search") else 1, 1)
+            )
+        if search is None:
+            self._search_header.grid_remove()
+
+    @staticmethod
+    def label_of(conv: Conversation) -> str:
+        """The text of a conversation's row."""
+        if conv.kind == "room":
+            return f"#  {conv.name.lstrip('#')}"
+        if conv.kind == "dm":
+            return f"@  {conv.name}"
+        return "\u2315  Results"
+
+    def row_button(self, key: str) -> ctk.CTkButton:
+        """The button of conversation *key* (tests click it)."""
+        return self._rows[key].button
+
+    def badge_text(self, key: str) -> str:
+        """The unread badge of conversation *key* ("" when hidden)."""
+        row = self._rows[key]
+        unread = int(row.state[1]) if row.state else 0  # type: ignore[call-overload]
+        return str(row.badge.cget("text")) if unread > 0 else ""

@@ -1,0 +1,149 @@
+# GUI fixtures: the real desktop window on a virtual X display, in-process,
+# against a real server (tests/conftest.py: certs_dir, ca_file, make_server).
+#
+# Rules (shared/reference/gui-testing.md):
+# - never mainloop(): pump() drives Tk with update() until a predicate holds
+#   or its deadline passes; every wait in these tests has a deadline;
+# - every window is closed at teardown, its after() callbacks cancelled;
+# - appearance is always set explicitly ("system" would poll gsettings).
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import ChatClient
+from tests.client.gui.helpers import pump
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # The root conftest does not define it; `make screenshots` passes it.
+    parser.addoption(
+        "--screenshots",
+        action="store",
+        default=None,
+        metavar="DIR",
+        help="save GUI screenshots (PNG) into DIR (tests whose name contains 'screenshot')",
+    )
+
+
+@pytest.fixture(scope="session")
+def display() -> Iterator[str]:
+    """The X display: pytest-xvfb's (DISPLAY is set), else an Xvfb of our own."""
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        pytest.fail("Xvfb is missing: run `make sysdeps` (apt-get install xvfb xdotool)")
+    r, w = os.pipe()  # -displayfd: Xvfb picks a free :N and writes it once ready
+    proc = subprocess.Popen(
+        [xvfb, "-displayfd", str(w), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(w)
+    with os.fdopen(r) as fh:
+        os.environ["DISPLAY"] = ":" + fh.readline().strip()
+    yield os.environ["DISPLAY"]
+    del os.environ["DISPLAY"]
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def ctk(display: str) -> Any:
+    """customtkinter, configured for reproducible tests."""
+    import customtkinter
+
+    customtkinter.set_appearance_mode("light")
+    customtkinter.set_widget_scaling(1.0)
+    customtkinter.set_window_scaling(1.0)
+    return customtkinter
+
+
+@pytest.fixture
+def gui_server(make_server: Callable[..., Any]) -> Any:
+    """A running server for GUI tests."""
+    return make_server()
+
+
+@pytest.fixture
+def open_app(
+    ctk: Any, gui_server: Any, ca_file: Path, tmp_path: Path
+) -> Iterator[Callable[..., Any]]:
+    """Open desktop windows: open_app(nick, ...) returns a logged-in App (or, with
+    connected=False, one that is still on the connect screen)."""
+    from client.gui.app import App
+    from client.gui.settings import Settings, SettingsStore
+
+    apps: list[Any] = []
+
+    def _open(
+        nick: str,
+        *,
+        password: str | None = "secret-pw",
+        server: Any = None,
+        ca: str | None = None,
+        config: Path | None = None,
+        connected: bool = True,
+        appearance: str = "light",
+        geometry: str = "1100x700",
+        title: str | None = None,
+    ) -> Any:
+        srv = server or gui_server
+        host, port = srv.address
+        store = SettingsStore(config or tmp_path / f"config-{nick}")
+        settings = store.load()
+        settings = Settings(
+            host=host,
+            port=port,
+            ca_file=str(ca_file) if ca is None else ca,
+            nick=nick,
+            register=True,
+            appearance=appearance,
+            geometry=geometry if config is None else settings.geometry,
+        )
+        app = App(store, settings=settings, title=title or f"parley-{nick}", password=password)
+        app.geometry(f"+{40 * len(apps)}+{30 * len(apps)}")
+        apps.append(app)
+        if connected:
+            pump(
+                app,
+                lambda: app.statusbar.state == "connected" and app.model.current_conversation,
+                what=f"{nick} connected",
+            )
+        return app
+
+    yield _open
+    for app in apps:
+        try:
+            app.shutdown(timeout=0.5)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def chat_client(gui_server: Any, ca_file: Path) -> Iterator[Callable[..., ChatClient]]:
+    """Connected ChatClients (not windows): chat_client(nick)."""
+    clients: list[ChatClient] = []
+
+    def _make(nick: str, password: str = "secret-pw", server: Any = None) -> ChatClient:
+        host, port = (server or gui_server).address
+        client = ChatClient(
+            host, port, nick=nick, password=password, ca_file=ca_file, register=True
+        )
+        client.connect()
+        clients.append(client)
+        return client
+
+    yield _make
+    for client in clients:
+        client.close(timeout=0.5)
