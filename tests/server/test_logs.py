@@ -455,20 +455,34 @@ def test_export_streams_a_large_log_with_a_progress_bar(tmp_path, monkeypatch):
         store.submit(many).result(60)
     finally:
         store.close()
-    # Rows arrive in batches of FETCH_ROWS: count how many rows SQLite hands out
-    # before the first one is written, to show nothing is loaded in full.
-    monkeypatch.setattr(logs, "FETCH_ROWS", 100)
-    seen_before_first_write: list[int] = []
+    # Streaming: count the rows export() has pulled from the cursor when it
+    # writes its first line; a list() of everything first would show 2500.
+    pulled = [0]
+    pulled_at_first_write: list[int] = []
+    real_rows = logs.ReadOnlyDatabase.rows
+
+    def counting_rows(self, sql, params=()):  # type: ignore[no-untyped-def]
+        headers, it = real_rows(self, sql, params)
+
+        def counted():  # type: ignore[no-untyped-def]
+            for row in it:
+                pulled[0] += 1
+                yield row
+
+        return headers, counted()
 
     class Out(io.StringIO):
         def write(self, s: str) -> int:
-            if not seen_before_first_write:
-                seen_before_first_write.append(1)
+            if not pulled_at_first_write:
+                pulled_at_first_write.append(pulled[0])
             return super().write(s)
 
+    monkeypatch.setattr(logs.ReadOnlyDatabase, "rows", counting_rows)
+    monkeypatch.setattr(logs, "FETCH_ROWS", 100)
     with logs.ReadOnlyDatabase(logs.resolve_database(url)) as db:
         out, err = Out(), io.StringIO()
         n = logs.export(db, out, "jsonl", logs.ExportFilter(), progress=True, err=err)
+    assert pulled_at_first_write == [2]  # the count(*) row, then the first message
     assert n == 2500
     assert len(out.getvalue().splitlines()) == 2500
     assert "export" in err.getvalue() and "2.50k" in err.getvalue()  # the tqdm bar
