@@ -156,6 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create the account if the nick is free (otherwise log in)",
     )
+    parser.add_argument(
+        "--ack-wait",
+        type=float,
+        default=EXIT_ACK_WAIT,
+        metavar="SECONDS",
+        help="at exit, how long to wait for the server to acknowledge what was sent "
+        f"(default {EXIT_ACK_WAIT:.0f})",
+    )
     return parser
 
 
@@ -492,7 +500,7 @@ def main(
                 break
     except KeyboardInterrupt:
         pass
-    all_acked = client.close(reason="bye", timeout=EXIT_ACK_WAIT)
+    all_acked = client.close(reason="bye", timeout=max(0.0, args.ack_wait))
     left = len(client.pending)
     printer.stop()
     if not all_acked:

@@ -108,8 +108,12 @@ def kill_socket(client: ChatClient) -> None:
     calling it from the test thread does not break the one-thread rule.
     """
     link = client._link
-    assert link is not None, "the client has no live connection"
-    link.sock.shutdown(socket.SHUT_RDWR)
+    assert link is not None and link.sock.fileno() != -1, (
+        f"the client has no live connection: {drain(client)}"
+    )
+    # The plain socket's shutdown: SSLSocket.shutdown would also reset the TLS
+    # object that the I/O thread is using.
+    socket.socket.shutdown(link.sock, socket.SHUT_RDWR)
 
 
 @pytest.fixture
