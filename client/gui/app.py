@@ -248,6 +248,7 @@ class App(ctk.CTk):
                 "The old certificate is forgotten",
                 "Press Connect to see the new fingerprint. Trust it only if it matches the "
                 "one the server's operator gives you.",
+                severity="info",
             )
         )
 

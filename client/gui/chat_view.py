@@ -40,6 +40,7 @@ _FONTS: dict[str, tuple[object, ...]] = {
     "day": (theme.FONT_FAMILY, -12, "bold"),
     "divider": (theme.FONT_FAMILY, -12, "bold"),
     "sysline": (theme.FONT_FAMILY, -13, "italic"),
+    "local": (theme.FONT_FAMILY, -13, "italic"),
     "heading": (theme.FONT_FAMILY, -theme.SIZE_TITLE, "bold"),
     "where": (theme.FONT_FAMILY, -12, "bold"),
 }
@@ -48,19 +49,18 @@ _INDENT = "  "
 
 
 def segments(
-    line: Line, prev: Line | None, now: float | None = None
+    line: Line, prev: Line | None, prev_epoch: float = 0.0, now: float | None = None
 ) -> list[tuple[str, tuple[str, ...]]]:
     """The (text, tags) runs that draw *line* after *prev* in the text widget.
 
-    Day headings go before the first line of each local day; consecutive
-    messages of one sender share one header (nick and time).
+    *prev_epoch* is the time of the last dated line drawn (0 for none): a day
+    heading goes before the first line of each local day. Consecutive messages
+    of one sender share one header (nick and time).
     """
     now = time.time() if now is None else now
     out: list[tuple[str, tuple[str, ...]]] = []
     if line.epoch and (
-        prev is None
-        or not prev.epoch
-        or local_time(prev.epoch).date() != local_time(line.epoch).date()
+        not prev_epoch or local_time(prev_epoch).date() != local_time(line.epoch).date()
     ):
         out.append((f"{format_day(line.epoch, now)}\n", ("day",)))
         prev = None
@@ -113,6 +113,7 @@ class ChatView(ctk.CTkFrame):
         self._on_load_older = on_load_older
         self._on_search = on_search
         self._last: Line | None = None  # the last line drawn, for grouping
+        self._last_epoch = 0.0  # the time of the last dated line drawn, for day headings
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(2, weight=1)
 
@@ -254,15 +255,7 @@ class ChatView(ctk.CTkFrame):
         if not lines:
             return
         follow = self.at_bottom()
-        args: list[object] = []
-        prev = self._last
-        now = time.time()
-        for line in lines:
-            for text, tags in segments(line, prev, now):
-                args.append(text)
-                args.append(tags)
-            prev = line
-        self._last = prev
+        args = self._runs(lines, time.time())
         self._tk_text.insert("end", *args)  # type: ignore[arg-type]
         if follow:
             self._tk_text.see("end")
@@ -286,25 +279,34 @@ class ChatView(ctk.CTkFrame):
     def _render(self, lines: Sequence[Line], anchor_id: int | None = None) -> str | None:
         self._tk_text.delete("1.0", "end")
         self._show_jump(False)
+        self._last, self._last_epoch = None, 0.0
         now = time.time()
-        args: list[object] = []
-        prev: Line | None = None
+        split = len(lines)
+        if anchor_id is not None:
+            split = next((i for i, ln in enumerate(lines) if ln.id == anchor_id), len(lines))
         anchor_index: str | None = None
-        for line in lines:
-            if anchor_id is not None and line.id == anchor_id:
-                # Insert what comes before the anchor, note where the anchor starts.
-                if args:
-                    self._tk_text.insert("end", *args)  # type: ignore[arg-type]
-                    args = []
+        # What comes before the anchor goes in first, so we learn where it starts.
+        for part, is_tail in ((lines[:split], False), (lines[split:], True)):
+            if is_tail and split < len(lines):
                 anchor_index = self._tk_text.index("end-1c")
-            for text, tags in segments(line, prev, now):
+            args = self._runs(part, now)
+            if args:
+                self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+        return anchor_index
+
+    def _runs(self, lines: Sequence[Line], now: float) -> list[object]:
+        """The insert arguments (text, tags, text, tags, ...) drawing *lines* after
+        what is already shown."""
+        args: list[object] = []
+        prev, prev_epoch = self._last, self._last_epoch
+        for line in lines:
+            for text, tags in segments(line, prev, prev_epoch, now):
                 args.append(text)
                 args.append(tags)
             prev = line
-        if args:
-            self._tk_text.insert("end", *args)  # type: ignore[arg-type]
-        self._last = prev
-        return anchor_index
+            prev_epoch = line.epoch or prev_epoch
+        self._last, self._last_epoch = prev, prev_epoch
+        return args
 
     def content(self) -> str:
         """All the text shown (for tests and copying)."""

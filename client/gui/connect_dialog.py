@@ -90,7 +90,7 @@ class ConnectDialog(ctk.CTkFrame):
             text_color=theme.pair("muted"),
         ).grid(row=1, column=1, sticky="w")
 
-        form = ctk.CTkFrame(card, fg_color="transparent")
+        form = self.form = ctk.CTkFrame(card, fg_color="transparent")
         form.grid(row=1, column=0, columnspan=2, sticky="ew", padx=36, pady=(18, 0))
         form.grid_columnconfigure(0, weight=1)
         form.grid_columnconfigure(1, weight=0)
@@ -181,7 +181,7 @@ class ConnectDialog(ctk.CTkFrame):
             text="",
             anchor="w",
             justify="left",
-            font=(theme.MONO_FAMILY, 12),
+            font=(theme.MONO_FAMILY, 13),
         )
         self.panel_buttons = ctk.CTkFrame(self.panel, fg_color="transparent")
         self.trust_button = self._panel_button("Trust and connect", on_trust, primary=True)
@@ -320,6 +320,7 @@ class ConnectDialog(ctk.CTkFrame):
         """Remove the panel."""
         self._panel_kind = ""
         self.panel.grid_remove()
+        self._show_form()
 
     def show_problem(self, problem: Problem) -> None:
         """Explain a failure; a changed certificate gets the loud version."""
@@ -333,7 +334,7 @@ class ConnectDialog(ctk.CTkFrame):
                 lines.append("Offered now:\n" + format_fingerprint(problem.fingerprint))
             fingerprint = "\n".join(lines)
         else:
-            kind, buttons = "error", []
+            kind, buttons = ("info" if problem.severity == "info" else "error"), []
             fingerprint = (
                 "SHA-256 of the certificate offered:\n" + format_fingerprint(problem.fingerprint)
                 if problem.fingerprint
@@ -377,7 +378,15 @@ class ConnectDialog(ctk.CTkFrame):
         buttons: list[ctk.CTkButton],
     ) -> None:
         self._panel_kind = kind
-        if kind == "warn":
+        if kind in ("warn", "danger"):
+            # A decision about trust replaces the form until it is made.
+            self.form.grid_remove()
+            self.connect_button.grid_remove()
+            place = {"row": 1, "pady": (22, 0)}
+        else:
+            self._show_form()
+            place = {"row": 3, "pady": (16, 0)}
+        if kind in ("warn", "info"):
             bg, fg = theme.pair("warn_bg"), theme.pair("warn_text")
         else:
             bg, fg = theme.pair("danger_bg"), theme.pair("danger_text")
@@ -403,8 +412,12 @@ class ConnectDialog(ctk.CTkFrame):
             self.panel_buttons.grid(row=3, column=0, sticky="w", padx=14, pady=(10, 0))
         else:
             self.panel_buttons.grid_remove()
-        self.panel.grid(row=3, column=0, columnspan=2, sticky="ew", padx=36, pady=(16, 0))
+        self.panel.grid(column=0, columnspan=2, sticky="ew", padx=36, **place)  # type: ignore[arg-type]
         self.panel.grid_rowconfigure(4, minsize=12)
+
+    def _show_form(self) -> None:
+        self.form.grid()
+        self.connect_button.grid()
 
     def _browse(self) -> None:
         path = filedialog.askopenfilename(

@@ -62,8 +62,8 @@ class ConnectForm:
 class Problem:
     """A failure explained for people: what went wrong and what to do.
 
-    `severity` is "error" for ordinary failures and "danger" for a changed
-    certificate (shown as a loud warning). `fingerprint` is the SHA-256 of the
+    `severity` is "error" for ordinary failures, "danger" for a changed
+    certificate (shown as a loud warning) and "info" for advice that is no failure. `fingerprint` is the SHA-256 of the
     certificate the server offered, when that matters.
     """
 

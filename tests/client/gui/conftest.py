@@ -97,6 +97,7 @@ def open_app(
         appearance: str = "light",
         geometry: str = "1100x700",
         title: str | None = None,
+        register: bool = True,
     ) -> Any:
         srv = server or gui_server
         host, port = srv.address
@@ -107,7 +108,7 @@ def open_app(
             port=port,
             ca_file=str(ca_file) if ca is None else ca,
             nick=nick,
-            register=True,
+            register=register,
             appearance=appearance,
             geometry=geometry if config is None else settings.geometry,
         )

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -279,3 +280,28 @@ def test_status_bar_counts_down_while_reconnecting(
     assert re.match(r"Reconnecting( in \d+ s)? \(attempt \d+\)", alice.statusbar.text())
     make_server(port=port)
     pump(alice, lambda: alice.statusbar.state == "connected", timeout=20, what="reconnected")
+
+
+def test_reopening_the_app_replays_exactly_what_was_missed(open_app, chat_client, tmp_path):
+    config = tmp_path / "config-alice"
+    alice = open_app("alice", config=config)
+    bob = chat_client("bob")
+    seen = send_and_wait(bob, "seen before closing")
+    pump(alice, lambda: shows(alice, "seen before closing"))
+    alice.shutdown(timeout=0.5)
+    last_seen = json.loads((config / "last_seen.json").read_text())
+    assert seen in last_seen.values()
+    for text in ("missed while closed 1", "missed while closed 2"):
+        send_and_wait(bob, text)
+    again = open_app("alice", config=config)
+    pump(again, lambda: shows(again, "missed while closed 2"), what="the replay after restart")
+    # Context from before appears above the divider once the history page lands.
+    pump(again, lambda: shows(again, "seen before closing"), what="context above the divider")
+    text = again.chat_view.content()
+    assert text.count("missed while closed 1") == 1 and text.count("seen before closing") == 1
+    assert (
+        text.index("seen before closing")
+        < text.index(DIVIDER_TEXT)
+        < text.index("missed while closed 1")
+        < text.index("missed while closed 2")
+    )

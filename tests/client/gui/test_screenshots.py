@@ -1,0 +1,112 @@
+# Screenshots for review: the connect dialog and the main window with a
+# conversation in it, light and dark, saved as PNGs under --screenshots=DIR
+# (`make screenshots` writes them to artifacts/). Skipped without the option.
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import Acked
+from client.gui import theme
+from client.gui.model import dm_key, room_key
+from tests.client.gui.helpers import pump, settle, type_into, wait_event
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Path:
+    where = request.config.getoption("--screenshots", default=None)
+    if not where:
+        pytest.skip("no --screenshots=DIR given (make screenshots)")
+    path = Path(where)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def grab(app: Any, path: Path) -> Any:
+    """Save the window's pixels as *path* and check the image is not blank."""
+    from PIL import ImageGrab
+
+    app.lift()
+    settle(app, 0.3)  # let customtkinter finish drawing
+    x, y = app.winfo_rootx(), app.winfo_rooty()
+    w, h = app.winfo_width(), app.winfo_height()
+    image = ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=os.environ["DISPLAY"])
+    image.save(path)
+    assert path.stat().st_size > 10_000, path
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    assert len(colours) > 50, f"{path} looks blank ({len(colours)} colours)"
+    return image
+
+
+def rgb(colour: str) -> tuple[int, int, int]:
+    value = colour.lstrip("#")
+    return (int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16))
+
+
+def has_colour(image: Any, colour: str) -> bool:
+    return any(c[1][:3] == rgb(colour) for c in image.getcolors(maxcolors=1 << 20))
+
+
+def post(client: Any, text: str, **where: str) -> None:
+    cid = client.send_text(text, **where)
+    wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == cid)
+
+
+def test_screenshot_connect_dialog_light_dark_and_trust_prompt(shots, open_app, ctk):
+    app = open_app("alice", password=None, connected=False, geometry="1180x740")
+    app.geometry("+0+0")
+    try:
+        grab(app, shots / "connect-light.png")
+        app.set_appearance("dark")
+        grab(app, shots / "connect-dark.png")
+    finally:
+        ctk.set_appearance_mode("light")
+        app.shutdown(timeout=0.5)
+    prompt = open_app("alice", ca="", connected=False, geometry="1180x740")
+    prompt.geometry("+0+0")
+    pump(prompt, lambda: prompt.connect_page.panel_kind == "warn")
+    grab(prompt, shots / "connect-trust-prompt-light.png")
+    for name in ("connect-light.png", "connect-dark.png", "connect-trust-prompt-light.png"):
+        assert (shots / name).exists()
+
+
+def test_screenshot_main_window_with_a_conversation_light_and_dark(
+    shots, open_app, chat_client, ctk
+):
+    bob = chat_client("bob")
+    carol = chat_client("carol")
+    post(bob, "Morning all! The 2.4 build is green.")
+    post(carol, "Nice. I'll start on the release notes.")
+    alice = open_app("alice", geometry="1180x740")
+    alice.geometry("+0+0")
+    type_into(alice, "/join #release")
+    pump(alice, lambda: alice.model.current == room_key("#release"))
+    alice.select(room_key("#lobby"))
+    type_into(alice, "Great work, both of you. Ship it after lunch?")
+    post(bob, "@alice yes, 13:30 works for me")
+    post(carol, "Can you review my changelog PR before then?", to="alice")
+    pump(alice, lambda: dm_key("carol") in alice.model.conversations)
+    type_into(alice, "/exit")
+    pump(alice, lambda: alice.composer.banner_visible)
+    post(bob, "Release notes draft is in the wiki.")
+    post(carol, "Tagging v2.4.0 now. Fingers crossed!")
+    type_into(alice, "/rejoin")
+    pump(alice, lambda: "Fingers crossed" in alice.chat_view.content())
+    pump(alice, lambda: alice.statusbar.state == "connected")
+    pump(alice, lambda: alice.sidebar.badge_text(dm_key("carol")) == "1")
+    try:
+        light = grab(alice, shots / "main-light.png")
+        p = theme.palette("light")
+        assert has_colour(light, p.public)
+        alice.set_appearance("dark")
+        dark = grab(alice, shots / "main-dark.png")
+        p = theme.palette("dark")
+        assert has_colour(dark, p.public)
+    finally:
+        ctk.set_appearance_mode("light")

@@ -1,0 +1,92 @@
+# Out-of-process smoke test: `python -m client.gui` as a real process on the
+# virtual display, driven with real X key events (xdotool), checked by another
+# client on the server. Slow (about a second), so just one.
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from client import MessageReceived, PresenceChanged
+from tests.client.gui.helpers import wait_event
+
+pytestmark = pytest.mark.gui
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def xdotool(*args: str, timeout: float = 20.0) -> str:
+    result = subprocess.run(
+        ["xdotool", *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("xdotool") is None, reason="xdotool missing: make sysdeps")
+def test_typing_in_the_real_process_reaches_another_client(
+    display, gui_server, ca_file, chat_client, tmp_path
+):
+    host, port = gui_server.address
+    watcher = chat_client("watcher")
+    title = f"parley-smoke-{os.getpid()}-{time.monotonic_ns()}"
+    env = {
+        **os.environ,
+        "DISPLAY": display,
+        "PARLEY_CONFIG_DIR": str(tmp_path / "config"),
+        "PARLEY_PASSWORD": "smoke-secret",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "client.gui",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--ca",
+            str(ca_file),
+            "--nick",
+            "smoky",
+            "--register",
+            "--title",
+            title,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        window = xdotool("search", "--sync", "--onlyvisible", "--name", f"^.*{title}$").split()[0]
+        # Logged in once the watcher sees smoky come online (the input then has the focus).
+        wait_event(
+            watcher,
+            lambda e: isinstance(e, PresenceChanged) and e.joined == "smoky",
+            timeout=20,
+        )
+        xdotool("windowfocus", "--sync", window)
+        xdotool("type", "--delay", "15", "hello from a real keyboard")
+        xdotool("key", "Return")
+        event = wait_event(
+            watcher,
+            lambda e: isinstance(e, MessageReceived) and e.message.kind == "public",
+            timeout=20,
+        )
+        assert event.message.text == "hello from a real keyboard"
+        assert event.message.from_ == "smoky"
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert b"Traceback" not in out, out.decode(errors="replace")
