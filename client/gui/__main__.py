@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -70,6 +71,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except Exception as exc:  # no display, most likely
         print(f"parley: cannot open the window: {exc}", file=sys.stderr)
         return 1
+
+    def _graceful(_signum: int, _frame: object) -> None:
+        # Runs on the main (Tk) thread between Tk events: close as the window would.
+        app.after(0, app.on_close)
+
+    signal.signal(signal.SIGTERM, _graceful)
+    signal.signal(signal.SIGINT, _graceful)
     app.mainloop()
     return 0
 

@@ -391,7 +391,8 @@ class App(ctk.CTk):
             self._users_dirty = False
             room = self._user_list_room()
             rc = self.model.conversations.get(room_key(room))
-            self.userlist.show(room, rc.online if rc else (), self.model.me)
+            offline = self.statusbar.state != "connected"
+            self.userlist.show(room, rc.online if rc else (), self.model.me, offline)
             if conv is not None:
                 self.chat_view.set_header(conv, self._subtitle(conv))
         if self._title_dirty:
@@ -515,14 +516,17 @@ class App(ctk.CTk):
         self._note(ev.message, "error")
 
     def _on_disconnected(self, ev: Disconnected) -> None:
-        where = self._form.where if self._form else ""
+        # Who is online is unknown until the next login's presence lists.
+        for conv in self.model.conversations.values():
+            conv.online = ()
+        self._users_dirty = True
         if ev.by_user:
             if self._rejoining:
                 self.statusbar.set_offline("Rejoining\u2026")
                 return
             self._leaving = False
             self.statusbar.set_offline("Offline: you left the chat")
-            self.sidebar.set_user(self.model.me, where, "Offline")
+            self.sidebar.set_user(self.model.me, None, "Offline")
             self._note("You left the chat. Press Rejoin (or type /rejoin) to come back.", "notice")
             self.composer.show_banner(
                 "You left the chat. Rejoin to see what was said meanwhile.", "Rejoin"
@@ -530,10 +534,10 @@ class App(ctk.CTk):
         elif ev.will_retry:
             self._note(f"Connection lost: {ev.reason}. Reconnecting\u2026", "error")
             self.statusbar.set_offline("Connection lost")
-            self.sidebar.set_user(self.model.me, where, "Reconnecting\u2026")
+            self.sidebar.set_user(self.model.me, None, "Reconnecting\u2026")
         else:
             self.statusbar.set_offline(f"Offline: {ev.reason}")
-            self.sidebar.set_user(self.model.me, where, "Offline")
+            self.sidebar.set_user(self.model.me, None, "Offline")
             loud = "certificate" in ev.reason
             prefix = "WARNING: " if loud else ""
             self._note(f"{prefix}Disconnected: {ev.reason}", "error")

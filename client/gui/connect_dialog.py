@@ -18,7 +18,7 @@ from .connecting import ConnectForm, Problem, format_fingerprint
 from .settings import Settings
 
 _ENTRY = {
-    "height": 38,
+    "height": 36,
     "corner_radius": 8,
     "border_width": 1,
     "border_color": theme.pair("border"),
@@ -56,13 +56,13 @@ class ConnectDialog(ctk.CTkFrame):
             border_width=1,
             border_color=theme.pair("border"),
         )
-        card.grid(row=1, column=0, padx=24, pady=24)
+        card.grid(row=1, column=0, padx=24, pady=16)
         card.grid_columnconfigure(0, weight=1)
         card.grid_columnconfigure(1, weight=0)
         self.card = card
 
         top = ctk.CTkFrame(card, fg_color="transparent")
-        top.grid(row=0, column=0, columnspan=2, sticky="ew", padx=36, pady=(32, 4))
+        top.grid(row=0, column=0, columnspan=2, sticky="ew", padx=36, pady=(26, 0))
         ctk.CTkLabel(
             top,
             text="p",
@@ -91,7 +91,7 @@ class ConnectDialog(ctk.CTkFrame):
         ).grid(row=1, column=1, sticky="w")
 
         form = self.form = ctk.CTkFrame(card, fg_color="transparent")
-        form.grid(row=1, column=0, columnspan=2, sticky="ew", padx=36, pady=(18, 0))
+        form.grid(row=1, column=0, columnspan=2, sticky="ew", padx=36, pady=(8, 0))
         form.grid_columnconfigure(0, weight=1)
         form.grid_columnconfigure(1, weight=0)
 
@@ -108,7 +108,7 @@ class ConnectDialog(ctk.CTkFrame):
             ca_box,
             text="Browse\u2026",
             width=90,
-            height=38,
+            height=36,
             corner_radius=8,
             fg_color=theme.pair("side_bg"),
             hover_color=theme.pair("hover_bg"),
@@ -121,15 +121,18 @@ class ConnectDialog(ctk.CTkFrame):
         self.browse_button.grid(row=0, column=1, padx=(8, 0))
         ctk.CTkLabel(
             form,
-            text="The ca.pem your server's operator gave you. Leave it empty to check\n"
-            "the server's fingerprint yourself the first time (like SSH).",
+            text="Empty: check the server's fingerprint yourself on first use (like SSH).",
             justify="left",
             anchor="w",
             font=(theme.FONT_FAMILY, 11),
             text_color=theme.pair("muted"),
         ).grid(row=4, column=0, columnspan=2, sticky="w", pady=(4, 0))
-        self.nick = self._field(form, "Nick", 5, 0, width=290, columnspan=2)
-        self.password = self._field(form, "Password", 7, 0, width=290, columnspan=2, show="\u2022")
+        # Nick and password side by side, in equal halves.
+        who = ctk.CTkFrame(form, fg_color="transparent")
+        who.grid(row=5, column=0, columnspan=2, sticky="ew")
+        who.grid_columnconfigure((0, 1), weight=1, uniform="who")
+        self.nick = self._field(who, "Nick", 0, 0, width=150)
+        self.password = self._field(who, "Password", 0, 1, width=150, show="\u2022")
         self.register = ctk.CTkCheckBox(
             form,
             text="Create account (registers this nick if it is free)",
@@ -142,7 +145,7 @@ class ConnectDialog(ctk.CTkFrame):
             fg_color=theme.pair("accent"),
             hover_color=theme.pair("accent_hover"),
         )
-        self.register.grid(row=9, column=0, columnspan=2, sticky="w", pady=(14, 0))
+        self.register.grid(row=9, column=0, columnspan=2, sticky="w", pady=(12, 0))
 
         self.connect_button = ctk.CTkButton(
             card,
@@ -150,11 +153,12 @@ class ConnectDialog(ctk.CTkFrame):
             height=42,
             corner_radius=10,
             fg_color=theme.pair("accent"),
+            text_color="#ffffff",
             hover_color=theme.pair("accent_hover"),
             font=(theme.FONT_FAMILY, theme.SIZE_BODY + 1, "bold"),
             command=self.submit,
         )
-        self.connect_button.grid(row=2, column=0, columnspan=2, sticky="ew", padx=36, pady=(20, 0))
+        self.connect_button.grid(row=2, column=0, columnspan=2, sticky="ew", padx=36, pady=(16, 0))
 
         # the panel: a failure, a first-use trust prompt, or a changed-certificate warning
         self.panel = ctk.CTkFrame(card, corner_radius=10)
@@ -188,7 +192,7 @@ class ConnectDialog(ctk.CTkFrame):
         self.forget_button = self._panel_button("Forget the old certificate", on_forget_pin)
         self.cancel_button = self._panel_button("Cancel", on_cancel)
         self._panel_kind = ""
-        card.grid_rowconfigure(4, minsize=32)
+        card.grid_rowconfigure(4, minsize=28)
 
         for entry in (self.host, self.port, self.ca_file, self.nick, self.password):
             entry.bind("<Return>", lambda _e: self.submit())
@@ -206,7 +210,7 @@ class ConnectDialog(ctk.CTkFrame):
             text_color=theme.pair("muted"),
         )
         label.grid(
-            row=row, column=column, sticky="w", pady=(12, 4), padx=(0 if column == 0 else 10, 0)
+            row=row, column=column, sticky="w", pady=(10, 3), padx=(0 if column == 0 else 10, 0)
         )
         return label
 
@@ -385,7 +389,7 @@ class ConnectDialog(ctk.CTkFrame):
             place = {"row": 1, "pady": (22, 0)}
         else:
             self._show_form()
-            place = {"row": 3, "pady": (16, 0)}
+            place = {"row": 3, "pady": (12, 0)}
         if kind in ("warn", "info"):
             bg, fg = theme.pair("warn_bg"), theme.pair("warn_text")
         else:

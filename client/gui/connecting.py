@@ -155,9 +155,9 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
             )
         return Problem(
             "The server's certificate is not trusted",
-            f"It is not signed by the CA in {form.ca_file}, so nothing was sent (not even your "
-            "password). Get the server's ca.pem from its operator, or clear the CA file field "
-            "and compare the fingerprint below with the one the server printed at start.",
+            "It is not signed by the CA file you chose, so nothing was sent (not even your "
+            "password). Get the server's ca.pem from its operator, or clear the CA field and "
+            "compare this fingerprint with the one the server printed at start.",
             fingerprint=exc.fingerprint,
         )
     if isinstance(exc, TrustStoreError):

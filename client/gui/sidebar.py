@@ -212,15 +212,16 @@ class Sidebar(ctk.CTkFrame):
             ).grid(row=0, column=1, padx=(0, 6))
         return frame
 
-    def set_user(self, nick: str, server: str, status: str) -> None:
-        """Show who is logged in where, and the connection state in words."""
+    def set_user(self, nick: str, server: str | None, status: str) -> None:
+        """Show who is logged in where (None keeps the server shown), and the
+        connection state in words."""
         if self.avatar is None or self.nick_label.cget("text") != nick:
             if self.avatar is not None:
                 self.avatar.destroy()
             self.avatar = make_avatar(self._card, nick or "?", 34)
             self.avatar.grid(row=0, column=0, rowspan=2, padx=(14, 10), pady=10)
             self.nick_label.configure(text=nick)
-        if self.server_label.cget("text") != server:
+        if server is not None and self.server_label.cget("text") != server:
             self.server_label.configure(text=server)
         if self.presence_label.cget("text") != status:
             self.presence_label.configure(text=status)

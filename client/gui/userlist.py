@@ -72,15 +72,19 @@ class UserList(ctk.CTkFrame):
         self.rows: dict[str, _UserRow] = {}
         self._shown: tuple[str, ...] | None = None
         self._room = ""
+        self._offline = False
 
-    def show(self, room: str, online: Sequence[str], me: str) -> None:
-        """List *online* (already sorted by the server) as the users of *room*."""
-        online = tuple(online)
-        if room == self._room and online == self._shown:
+    def show(self, room: str, online: Sequence[str], me: str, offline: bool = False) -> None:
+        """List *online* (already sorted by the server) as the users of *room*;
+        *offline*: this user is not connected, so nobody is known to be online."""
+        online = () if offline else tuple(online)
+        if room == self._room and online == self._shown and offline == self._offline:
             return
-        self._room = room
-        self._shown = online
-        self.header.configure(text=f"ONLINE IN {room.upper()} \u2014 {len(online)}")
+        self._room, self._shown, self._offline = room, online, offline
+        if offline:
+            self.header.configure(text="OFFLINE")
+        else:
+            self.header.configure(text=f"ONLINE IN {room.upper()} \u2014 {len(online)}")
         for nick in list(self.rows):
             if nick not in online:
                 self.rows.pop(nick).frame.destroy()

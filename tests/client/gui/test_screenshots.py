@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from certs import fingerprint_sha256, generate
 from client import Acked
 from client.gui import theme
 from client.gui.model import dm_key, room_key
+from client.gui.settings import Pin, SettingsStore
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui
@@ -58,7 +60,9 @@ def post(client: Any, text: str, **where: str) -> None:
     wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == cid)
 
 
-def test_screenshot_connect_dialog_light_dark_and_trust_prompt(shots, open_app, ctk):
+def test_screenshot_connect_dialog_light_dark_and_trust_prompts(
+    shots, open_app, gui_server, ctk, tmp_path
+):
     app = open_app("alice", password=None, connected=False, geometry="1180x740")
     app.geometry("+0+0")
     try:
@@ -72,7 +76,37 @@ def test_screenshot_connect_dialog_light_dark_and_trust_prompt(shots, open_app, 
     prompt.geometry("+0+0")
     pump(prompt, lambda: prompt.connect_page.panel_kind == "warn")
     grab(prompt, shots / "connect-trust-prompt-light.png")
-    for name in ("connect-light.png", "connect-dark.png", "connect-trust-prompt-light.png"):
+    prompt.shutdown(timeout=0.5)
+
+    # A CA that did not sign the server's certificate.
+    other = generate(tmp_path / "other")
+    untrusted = open_app("alice", ca=str(other.ca_cert), connected=False, geometry="1180x740")
+    untrusted.geometry("+0+0")
+    pump(untrusted, lambda: untrusted.connect_page.panel_kind == "error")
+    grab(untrusted, shots / "connect-untrusted-light.png")
+    untrusted.shutdown(timeout=0.5)
+
+    # A pinned certificate that is not the one the server now presents.
+    config = tmp_path / "config-pinned"
+    host, port = gui_server.address
+    pem = other.server_cert.read_text()
+    SettingsStore(config).set_pin(host, port, Pin(pem=pem, fingerprint=fingerprint_sha256(pem)))
+    changed = open_app(
+        "alice", ca="", config=config, connected=False, geometry="1180x740", appearance="dark"
+    )
+    changed.geometry("+0+0")
+    try:
+        pump(changed, lambda: changed.connect_page.panel_kind == "danger")
+        grab(changed, shots / "connect-changed-certificate-dark.png")
+    finally:
+        ctk.set_appearance_mode("light")
+    for name in (
+        "connect-light.png",
+        "connect-dark.png",
+        "connect-trust-prompt-light.png",
+        "connect-untrusted-light.png",
+        "connect-changed-certificate-dark.png",
+    ):
         assert (shots / name).exists()
 
 
@@ -94,6 +128,7 @@ def test_screenshot_main_window_with_a_conversation_light_and_dark(
     pump(alice, lambda: dm_key("carol") in alice.model.conversations)
     type_into(alice, "/exit")
     pump(alice, lambda: alice.composer.banner_visible)
+    grab(alice, shots / "main-left-light.png")
     post(bob, "Release notes draft is in the wiki.")
     post(carol, "Tagging v2.4.0 now. Fingers crossed!")
     type_into(alice, "/rejoin")

@@ -90,3 +90,4 @@ def test_typing_in_the_real_process_reaches_another_client(
             proc.kill()
             out, _ = proc.communicate()
     assert b"Traceback" not in out, out.decode(errors="replace")
+    assert proc.returncode == 0  # SIGTERM closes the window gracefully

@@ -1,0 +1,79 @@
+# client/gui/connecting.py: the form's checks and what each failure tells the
+# user (no display, no network).
+
+from __future__ import annotations
+
+from client import (
+    CertificateNotTrusted,
+    ConnectionLost,
+    HostnameMismatch,
+    LoginRefused,
+    ServerUnreachable,
+    TrustStoreError,
+)
+from client.gui.connecting import ConnectForm, check_form, describe_failure, format_fingerprint
+from client.gui.settings import Pin
+
+FP = "ab" * 32
+
+
+def form(**changes) -> ConnectForm:
+    values = {
+        "host": "chat.lan",
+        "port": 5555,
+        "ca_file": "",
+        "nick": "alice",
+        "password": "pw",
+        "register": False,
+    }
+    values.update(changes)
+    return ConnectForm(**values)
+
+
+def test_form_checks(tmp_path):
+    assert check_form(form()) is None
+    assert "address" in check_form(form(host=" ")).title
+    assert "port" in check_form(form(port=0)).title
+    assert "nick" in check_form(form(nick="no spaces")).title
+    assert "password" in check_form(form(password="")).title
+    missing = check_form(form(ca_file=str(tmp_path / "nope.pem")))
+    assert missing.title == "CA file not found" and "trust on first use" in missing.detail
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    assert check_form(form(ca_file=str(ca))) is None
+
+
+def test_each_failure_says_what_to_do():
+    f = form(ca_file="certs/ca.pem")
+    cases = {
+        ServerUnreachable("cannot connect to chat.lan:5555: Connection refused"): "Can't reach",
+        HostnameMismatch("not valid for the name", FP): "another name",
+        CertificateNotTrusted("not trusted", FP): "not trusted",
+        TrustStoreError("the CA file x does not exist"): "Can't use the CA file",
+        LoginRefused("auth-failed", "wrong password"): "Wrong password",
+        LoginRefused("nick-taken", "taken"): "is taken",
+        LoginRefused("registration-closed", "closed"): "Registration is closed",
+        LoginRefused("no-such-account", "register first"): "no account",
+        LoginRefused("throttled", "wait"): "Too many",
+        ConnectionLost("reset"): "broke",
+    }
+    for exc, words in cases.items():
+        problem = describe_failure(exc, f)
+        assert words in problem.title, (exc, problem)
+        assert problem.detail
+        assert problem.severity == "error"
+    untrusted = describe_failure(CertificateNotTrusted("x", FP), f)
+    assert untrusted.fingerprint == FP and "nothing was sent" in untrusted.detail
+
+
+def test_a_changed_pinned_certificate_is_a_loud_warning():
+    pin = Pin(pem="pem", fingerprint="cd" * 32)
+    problem = describe_failure(CertificateNotTrusted("x", FP), form(), pin)
+    assert problem.severity == "danger"
+    assert problem.title.startswith("WARNING")
+    assert problem.fingerprint == FP and problem.pinned_fingerprint == "cd" * 32
+
+
+def test_fingerprint_is_shown_whole_on_two_lines():
+    shown = format_fingerprint(FP)
+    assert shown.replace("\n", "") == FP and shown.count("\n") == 1
