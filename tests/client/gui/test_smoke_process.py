@@ -65,13 +65,16 @@ def test_typing_in_the_real_process_reaches_another_client(
         stderr=subprocess.STDOUT,
     )
     try:
-        window = xdotool("search", "--sync", "--onlyvisible", "--name", f"^.*{title}$").split()[0]
-        # Logged in once the watcher sees smoky come online (the input then has the focus).
         wait_event(
             watcher,
             lambda e: isinstance(e, PresenceChanged) and e.joined == "smoky",
             timeout=20,
         )
+        # The server knows smoky before the window has caught up: the title names
+        # the open room once the window shows the chat (and its input has the focus).
+        window = xdotool(
+            "search", "--sync", "--onlyvisible", "--name", f"lobby .*{title}$"
+        ).split()[0]
         xdotool("windowfocus", "--sync", window)
         xdotool("type", "--delay", "15", "hello from a real keyboard")
         xdotool("key", "Return")
