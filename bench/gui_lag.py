@@ -36,7 +36,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table; return the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m bench.gui_lag", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gui_lag",
+        description="Event-loop lag of the desktop client while a sender floods #lobby.",
+    )
     parser.add_argument("--rate", type=int, default=200, help="messages per second (200)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to send (10)")
     parser.add_argument("--geometry", default="1180x740", help="window size")
@@ -186,7 +189,9 @@ def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
     print(f"messages shown  {shown_count} (in order, once each: {'yes' if in_order else 'NO'})")
     if send_times:
         print(f"send duration   {send_times[0]:.2f} s")
-        print(f"all shown       {drain * 1000:.0f} ms after the last send")
+        print(
+            f"all shown       within {drain * 1000:.0f} ms of the last send (checked every 50 ms)"
+        )
     if lags:
         print(f"mean load lag   {statistics.fmean(lags):.2f} ms")
     return 0 if shown_count == total else 1
