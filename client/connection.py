@@ -307,6 +307,7 @@ class ChatClient:
         self._fingerprint: str | None = None
         self._max_text = MAX_TEXT_CHARS
         self._batch: _OpenBatch | None = None
+        self._acked_max = 0  # greatest message id the server acked to us
         self._retry_at: dict[str, float] = {}  # I/O thread only
 
         # Shared between threads, under _lock.
@@ -418,8 +419,9 @@ class ChatClient:
         self.connect()
 
     def close(self, reason: str = "bye", timeout: float = 5.0) -> bool:
-        """End gracefully: wait (until *timeout*) for pending sends to be acked, send
-        `bye`, wait for the server to close, stop the I/O thread. No reconnect follows.
+        """End gracefully: wait (until *timeout*) for pending sends to be acked and their
+        own copies to come back, send `bye`, wait for the server to close, stop the I/O
+        thread. No reconnect follows.
 
         Returns True when nothing sent was left unacked.
         """
@@ -427,7 +429,9 @@ class ChatClient:
         thread = self._thread
         if thread is not None and thread.is_alive():
             with self._changed:
-                while self._pending and thread.is_alive():
+                # Also wait for the echoes of acked sends (the server acks, then
+                # fans out): a bye sent between the two could cut the echo off.
+                while (self._pending or self._echo_missing()) and thread.is_alive():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -435,6 +439,9 @@ class ChatClient:
             self._stop_thread(reason, deadline)
         with self._lock:
             return not self._pending
+
+    def _echo_missing(self) -> bool:
+        return self._acked_max > (self._last_seen or 0)
 
     def __enter__(self) -> ChatClient:
         self.connect()
@@ -912,6 +919,8 @@ class ChatClient:
         if isinstance(frame, Message):
             self._on_message(frame)
         elif isinstance(frame, Ack):
+            if frame.id > self._acked_max and not frame.duplicate:
+                self._acked_max = frame.id
             self._resolve(frame.ref, frame.id, frame.ts, frame.duplicate)
         elif isinstance(frame, Batch):
             self._on_batch(frame)
@@ -948,7 +957,9 @@ class ChatClient:
         if not self._seen.add(m.id):
             return
         if self._last_seen is None or m.id > self._last_seen:
-            self._last_seen = m.id
+            with self._changed:
+                self._last_seen = m.id
+                self._changed.notify_all()  # close() may wait for this echo
         if batch is None:
             self._emit(MessageReceived(m, None, None))
         else:

@@ -249,6 +249,18 @@ def test_a_send_is_resolved_once_by_its_echo_or_its_ack(ca_file):
     assert client.pending == {}
 
 
+def test_an_acked_send_counts_as_done_for_close_only_once_its_echo_arrived(ca_file):
+    # The server acks, then fans out; close() waits for both so a bye sent in
+    # between cannot cut the sender's own copy off.
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    ref = client.send_text("mine")
+    client._handle(link, Ack(ref=ref, id=30, ts="2026-11-24T09:30:00.000Z"))
+    assert client.pending == {} and client._echo_missing()
+    client._handle(link, _msg(30, "mine", from_="alice", ref=ref))
+    assert not client._echo_missing()
+
+
 def test_refused_sends_leave_pending_but_store_failures_stay(ca_file):
     client = _offline_client(ca_file)
     link = _FakeLink()
