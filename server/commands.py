@@ -377,9 +377,12 @@ class Commands:
             conn.send_frame(Error(code=code, message=message, ref=f.id))
             return
         msg, duplicate = result
-        conn.send_frame(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
+        # Fan out first, then ack: the sender's own copy is queued ahead of the
+        # ack on its connection, so a client that says bye right after the ack
+        # has already been sent everything.
         if not duplicate:
             self.hub.deliver_message(msg, conn.user_id, f.id)
+        conn.send_frame(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
 
     # --- rooms ----------------------------------------------------------------------------
 

@@ -158,7 +158,8 @@ def test_public_message_is_acked_after_storage_and_broadcast(server, ca_file):
     alice, bob = online(server, ca_file, "alice"), online(server, ca_file, "bob")
     alice.drain()
     alice.send(Send(id="c1", text="hello lobby", room="#lobby"))
-    ack = alice.expect(Ack)
+    before_ack = alice.recv_until(lambda f: isinstance(f, Ack))
+    ack = before_ack[-1]
     assert ack.ref == "c1" and not ack.duplicate
     got = bob.expect(Message, id=ack.id)
     assert (got.kind, got.from_, got.room, got.text, got.ref) == (
@@ -168,8 +169,8 @@ def test_public_message_is_acked_after_storage_and_broadcast(server, ca_file):
         "hello lobby",
         None,
     )
-    echo = alice.expect(Message, id=ack.id)
-    assert echo.ref == "c1", "the sender's own copy carries its client id"
+    (echo,) = [f for f in before_ack if isinstance(f, Message) and f.id == ack.id]
+    assert echo.ref == "c1", "the sender's own copy carries its client id, ahead of the ack"
     assert _rows(server, "SELECT sender, kind, text FROM chat_log WHERE id = ?", ack.id) == [
         ("alice", "public", "hello lobby")
     ]
@@ -467,7 +468,9 @@ def test_encode_once_frames_reach_twenty_clients(server, ca_file):
     for c in clients:
         c.drain(0.2)
     clients[0].send(Send(id="all", text="hello everyone", room="#lobby"))
-    ack = clients[0].expect(Ack)
-    for c in clients:
+    own = clients[0].recv_until(lambda f: isinstance(f, Ack))
+    ack = own[-1]
+    assert [f.text for f in own if isinstance(f, Message) and f.id == ack.id] == ["hello everyone"]
+    for c in clients[1:]:
         assert c.expect(Message, id=ack.id).text == "hello everyone"
     _ = encode  # the frames above are built with the shared codec
