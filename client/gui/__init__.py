@@ -4,8 +4,10 @@
 # aside). It builds on client.connection.ChatClient and only consumes that
 # library's events, on the Tk thread, through an after() pump (app.py).
 #
-# Modules, one concern each: app (the window, wiring and the pump), model
-# (conversations, unread counts, de-duplication; no widgets), settings (the
-# per-user files), connecting (trust and failure messages), commands (the
-# input line's /commands), theme (colours per kind per mode), and the views:
-# connect_dialog, sidebar, chat_view, userlist, composer, statusbar.
+# Modules, one concern each: app (the window, wiring and the pump), jobs
+# (blocking work off the Tk thread), connect_flow (from Connect to a logged-in
+# client), model (conversations, unread counts, de-duplication; no widgets),
+# settings (the per-user files), connecting (trust policy and failure
+# messages), commands (the input line's /commands), theme (colours per kind
+# per mode), and the views: connect_dialog, sidebar, chat_view, userlist,
+# composer, statusbar.

@@ -5,8 +5,9 @@
 # THE RULES:
 # 1. Only the Tk thread touches widgets. The network lives on ChatClient's own
 #    I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
-#    run on short-lived worker threads that touch nothing but the client and
-#    hand their result back through `_calls`, a queue.Queue of callables.
+#    run on short-lived worker threads (jobs.py) that touch nothing but the
+#    client and never hold a reference to a Tk object; their results come back
+#    to the Tk thread through a queue.
 # 2. One pump, re-armed with after(), drains both queues in bounded slices:
 #    at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
 #    of messages never stalls the event loop. A backlog re-arms it after 1 ms
@@ -20,8 +21,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import ssl
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -38,13 +37,11 @@ from client import (
     Disconnected,
     MessageReceived,
     PresenceChanged,
-    ProbedCertificate,
     Reconnecting,
     RoomJoined,
     RoomLeft,
     RoomsListed,
     ServerError,
-    probe_server_certificate,
 )
 from protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
@@ -52,7 +49,9 @@ from . import commands, theme
 from .chat_view import ChatView
 from .composer import Composer
 from .connect_dialog import ConnectDialog
-from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
+from .connect_flow import ConnectFlow
+from .connecting import ConnectForm, Problem, describe_failure
+from .jobs import Jobs
 from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
 from .settings import Pin, Settings, SettingsStore
 from .sidebar import Sidebar
@@ -100,12 +99,10 @@ class App(ctk.CTk):
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(0, weight=1)
 
-        self._calls: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.jobs = Jobs()  # blocking work off the Tk thread (rule 1)
         self._client: ChatClient | None = None
         self._form: ConnectForm | None = None  # the last form used (password blanked)
         self._pin: Pin | None = None
-        self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
-        self._changed_pin: ConnectForm | None = None
         self.model = ChatModel()
         self._reset_session_state()
         self._ever_connected = False
@@ -132,11 +129,18 @@ class App(ctk.CTk):
         self.connect_page = ConnectDialog(
             self,
             on_connect=self.connect,
-            on_trust=self._trust_accepted,
-            on_cancel=self._trust_cancelled,
-            on_forget_pin=self._forget_pin,
+            on_trust=lambda: self.flow.trust_accepted(),
+            on_cancel=lambda: self.flow.cancel(),
+            on_forget_pin=lambda: self.flow.forget_pin(),
         )
         self.connect_page.set_values(self.settings)
+        self.flow = ConnectFlow(
+            self.connect_page,
+            self.store,
+            self.jobs,
+            on_form_used=self._remember_form,
+            on_logged_in=self._attach,
+        )
 
         page = self.chat_page = ctk.CTkFrame(self, corner_radius=0, fg_color=theme.pair("chat_bg"))
         page.grid_columnconfigure(2, weight=1)
@@ -186,107 +190,19 @@ class App(ctk.CTk):
     # --- connecting ---------------------------------------------------------------------------
 
     def connect(self, form: ConnectForm) -> None:
-        """Connect with *form*: check it, settle trust (CA file, pin, or ask), log in."""
-        problem = check_form(form)
-        if problem is not None:
-            self.connect_page.show_problem(problem)
-            return
-        self._remember_form(form)
-        self.connect_page.hide_panel()
-        if form.uses_ca:
-            self._login(form, None)
-            return
-        pin = self.store.get_pin(form.host, form.port)
-        if pin is not None:
-            self._login(form, pin)
-            return
-        # First use: fetch the certificate (display only) and ask.
-        self.connect_page.set_busy("Fetching the server's certificate\u2026")
-
-        def done(probed: ProbedCertificate | None, exc: BaseException | None) -> None:
-            if exc is not None or probed is None:
-                self.connect_page.show_problem(
-                    Problem(
-                        f"Can't reach {form.where}",
-                        f"{_reason(exc)}. Check the address and port, and that the server "
-                        "is running.",
-                    )
-                )
-                return
-            self._trusting = (form, probed)
-            self.connect_page.show_trust_prompt(form.where, probed.fingerprint)
-
-        self._background("probe", lambda: probe_server_certificate(form.host, form.port), done)
-
-    def _trust_accepted(self) -> None:
-        if self._trusting is None:
-            return
-        form, probed = self._trusting
-        self._trusting = None
-        pin = Pin(pem=probed.pem, fingerprint=probed.fingerprint)
-        try:
-            self.store.set_pin(form.host, form.port, pin)
-        except ValueError as exc:  # a pin appeared meanwhile: never overwrite one
-            self.connect_page.show_problem(Problem("Already pinned", str(exc)))
-            return
-        self._login(form, pin)
-
-    def _trust_cancelled(self) -> None:
-        self._trusting = None
-        self._changed_pin = None
-        self.connect_page.hide_panel()
-        self.connect_page.set_busy(None)
-
-    def _forget_pin(self) -> None:
-        form = self._changed_pin
-        self._changed_pin = None
-        if form is None:
-            return
-        self.store.forget_pin(form.host, form.port)
-        self.connect_page.show_problem(
-            Problem(
-                "The old certificate is forgotten",
-                "Press Connect to see the new fingerprint. Trust it only if it matches the "
-                "one the server's operator gives you.",
-                severity="info",
-            )
-        )
-
-    def _login(self, form: ConnectForm, pin: Pin | None) -> None:
-        last_seen = self.store.get_last_seen(form.host, form.port, form.nick)
-        try:
-            client = build_client(form, pin=pin, last_seen=last_seen)
-        except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
-            self.connect_page.show_problem(describe_failure(exc, form, pin))
-            return
-        self.connect_page.set_busy("Connecting\u2026")
-
-        def done(_result: object, exc: BaseException | None) -> None:
-            if self._closed:
-                if exc is None:
-                    client.close(timeout=0.5)
-                return
-            if exc is not None:
-                problem = describe_failure(exc, form, pin)
-                if problem.severity == "danger":
-                    self._changed_pin = form
-                self.connect_page.show_problem(problem)
-                return
-            self._attach(client, form, pin)
-
-        self._background("connect", client.connect, done)
+        """Connect with *form* (as the Connect button does)."""
+        self.flow.connect(form)
 
     def _attach(self, client: ChatClient, form: ConnectForm, pin: Pin | None) -> None:
+        """Logged in: adopt *client* and show the chat."""
         old = self._client
         if old is not None:
-            self._background("close", lambda: old.close(timeout=1.0), lambda _r, _e: None)
+            self.jobs.start("close", lambda: old.close(timeout=1.0), lambda _r, _e: None)
         self._client = client
         self._form = dataclasses.replace(form, password="")
         self._pin = pin
         self.model = ChatModel(client.nick)
         self._reset_session_state()
-        self.connect_page.set_busy(None)
-        self.connect_page.hide_panel()
         self.connect_page.password.delete(0, "end")
         self._show_chat_page()
         self.composer.hide_banner()
@@ -328,15 +244,7 @@ class App(ctk.CTk):
     def _pump(self) -> None:
         self._pump_id = None
         deadline = time.perf_counter() + PUMP_SLICE
-        while True:
-            try:
-                call = self._calls.get_nowait()
-            except queue.Empty:
-                break
-            try:
-                call()
-            except Exception:
-                log.exception("a background result could not be applied")
+        self.jobs.finish()
         backlog = False
         client = self._client
         if client is not None:
@@ -650,7 +558,7 @@ class App(ctk.CTk):
             return
         self._leaving = True
         self._note("Leaving the chat\u2026", "notice")
-        self._background("exit", lambda: client.close("exit"), lambda _r, _e: None)
+        self.jobs.start("exit", lambda: client.close("exit"), lambda _r, _e: None)
 
     def rejoin(self) -> None:
         """/rejoin: connect again with the resume token; the server replays what was missed."""
@@ -676,14 +584,14 @@ class App(ctk.CTk):
             self.statusbar.set_offline(f"Offline: {problem.title}")
             self.composer.show_banner(problem.title, "Rejoin")
 
-        self._background("rejoin", client.rejoin, done)
+        self.jobs.start("rejoin", client.rejoin, done)
 
     def sign_out(self) -> None:
         """Leave the chat and go back to the connect screen."""
         client = self._client
         self._client = None
         if client is not None:
-            self._background("sign-out", lambda: client.close("sign out"), lambda _r, _e: None)
+            self.jobs.start("sign-out", lambda: client.close("sign out"), lambda _r, _e: None)
         self._save_last_seen(force=True)
         self.model = ChatModel()
         self._reset_session_state()
@@ -847,23 +755,6 @@ class App(ctk.CTk):
         self.store.set_last_seen(form.host, form.port, form.nick, last)
         self._saved_last_seen = last
 
-    def _background(
-        self,
-        name: str,
-        work: Callable[[], Any],
-        done: Callable[[Any, BaseException | None], None],
-    ) -> None:
-        """Run blocking *work* on a worker thread; *done*(result, exc) runs on the Tk thread."""
-
-        def run() -> None:
-            try:
-                result, error = work(), None
-            except BaseException as exc:
-                result, error = None, exc
-            self._calls.put(lambda: done(result, error))
-
-        threading.Thread(target=run, name=f"parley-gui-{name}", daemon=True).start()
-
     # --- shutting down -------------------------------------------------------------------------------
 
     def on_close(self) -> None:
@@ -892,11 +783,3 @@ class App(ctk.CTk):
         except Exception:
             pass
         super().destroy()
-
-
-def _reason(exc: BaseException | None) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed: {exc.reason or exc}"
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc) if exc else "no answer"

@@ -189,6 +189,7 @@ class ChatView(ctk.CTkFrame):
         # Read-only for the user, without state="disabled" (rule 4): swallow
         # keys that edit, keep selection and copying.
         self._tk_text.bind("<Key>", self._readonly_key)
+        self._tk_text.bind("<Control-a>", self._select_all)
         self._tk_text.bind("<<Paste>>", lambda _e: "break")
         self._tk_text.bind("<<Cut>>", lambda _e: "break")
         self._tk_text.configure(insertwidth=0, takefocus=False)
@@ -377,6 +378,10 @@ class ChatView(ctk.CTkFrame):
         words = self.search_entry.get().strip()
         if words:
             self._on_search(words)
+        return "break"
+
+    def _select_all(self, _event: object = None) -> str:
+        self._tk_text.tag_add("sel", "1.0", "end-1c")
         return "break"
 
     @staticmethod

@@ -92,6 +92,10 @@ class Composer(ctk.CTkFrame):
         self.entry.bind("<Up>", lambda _e: self._recall(-1))
         self.entry.bind("<Down>", lambda _e: self._recall(1))
         self.entry.bind("<Escape>", lambda _e: self.entry.delete(0, "end"))
+        # Alt+Up/Down belong to the window (switch conversation): without these
+        # more specific bindings, the plain Up/Down above would catch them.
+        self.entry.bind("<Alt-Up>", lambda _e: None)
+        self.entry.bind("<Alt-Down>", lambda _e: None)
         self._history: list[str] = []
         self._recall_pos = 0
 

@@ -133,15 +133,15 @@ class Sidebar(ctk.CTkFrame):
         )
         self.server_label.grid(row=1, column=1, sticky="w")
 
-        self.list = ctk.CTkScrollableFrame(
+        self.scroll = ctk.CTkScrollableFrame(
             self,
             fg_color="transparent",
             corner_radius=0,
             scrollbar_button_color=theme.pair("side_bg"),
             scrollbar_button_hover_color=theme.pair("border"),
         )
-        self.list.grid(row=1, column=0, sticky="nsew", padx=(8, 0))
-        self.list.grid_columnconfigure(0, weight=1)
+        self.scroll.grid(row=1, column=0, sticky="nsew", padx=(8, 0))
+        self.scroll.grid_columnconfigure(0, weight=1)
         self._rooms_header = self._section("ROOMS", on_new_room)
         self._dms_header = self._section("DIRECT MESSAGES", None)
         self._search_header = self._section("SEARCH", None)
@@ -187,7 +187,7 @@ class Sidebar(ctk.CTkFrame):
         self.sign_out_button.grid(row=0, column=3, rowspan=2, padx=(0, 10))
 
     def _section(self, title: str, on_add: Callable[[], None] | None) -> ctk.CTkFrame:
-        frame = ctk.CTkFrame(self.list, fg_color="transparent", height=28)
+        frame = ctk.CTkFrame(self.scroll, fg_color="transparent", height=28)
         frame.grid_columnconfigure(0, weight=1)
         ctk.CTkLabel(
             frame,
@@ -245,7 +245,7 @@ class Sidebar(ctk.CTkFrame):
         for conv in [*rooms, *dms, *([search] if search else [])]:
             row = self._rows.get(conv.key)
             if row is None:
-                row = self._rows[conv.key] = _Row(self.list, conv.key, self._on_select)
+                row = self._rows[conv.key] = _Row(self.scroll, conv.key, self._on_select)
             row.show(self.label_of(conv), conv.unread, conv.key == current)
         order = ["rooms", *(c.key for c in rooms), "dms", *(c.key for c in dms)]
         if search is not None:

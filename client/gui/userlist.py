@@ -51,15 +51,15 @@ class UserList(ctk.CTkFrame):
             text_color=theme.pair("muted"),
         )
         self.header.grid(row=0, column=0, sticky="ew", padx=18, pady=(20, 4))
-        self.list = ctk.CTkScrollableFrame(
+        self.scroll = ctk.CTkScrollableFrame(
             self,
             fg_color="transparent",
             corner_radius=0,
             scrollbar_button_color=theme.pair("side_bg"),
             scrollbar_button_hover_color=theme.pair("border"),
         )
-        self.list.grid(row=1, column=0, sticky="nsew", padx=(6, 0))
-        self.list.grid_columnconfigure(0, weight=1)
+        self.scroll.grid(row=1, column=0, sticky="nsew", padx=(6, 0))
+        self.scroll.grid_columnconfigure(0, weight=1)
         self.hint = ctk.CTkLabel(
             self,
             text="Double-click a name to\nmessage them privately",
@@ -91,7 +91,7 @@ class UserList(ctk.CTkFrame):
         for i, nick in enumerate(online):
             row = self.rows.get(nick)
             if row is None:
-                row = self.rows[nick] = _UserRow(self.list, nick, me=nick.lower() == me.lower())
+                row = self.rows[nick] = _UserRow(self.scroll, nick, me=nick.lower() == me.lower())
                 for widget in (row.frame, row.label, row.avatar):
                     widget.bind("<Double-Button-1>", lambda _e, n=nick: self._on_open(n))
             row.frame.grid(row=i, column=0, sticky="ew", pady=1)

@@ -305,3 +305,24 @@ def test_reopening_the_app_replays_exactly_what_was_missed(open_app, chat_client
         < text.index("missed while closed 1")
         < text.index("missed while closed 2")
     )
+
+
+def test_keyboard_shortcuts(open_app):
+    alice = open_app("alice")
+    type_into(alice, "/join #dev")
+    pump(alice, lambda: alice.model.current == room_key("#dev"))
+    entry = alice.composer.entry._entry
+    entry.focus_force()
+    pump(alice)
+    entry.event_generate("<Alt-KeyPress-Up>")
+    pump(alice, lambda: alice.model.current == room_key("#lobby"), what="Alt+Up switches")
+    entry.focus_force()
+    pump(alice)
+    entry.event_generate("<KeyPress-Up>")  # plain Up recalls the last line
+    pump(alice)
+    assert alice.composer.entry.get() == "/join #dev"
+    entry.event_generate("<KeyPress-Escape>")
+    pump(alice)
+    assert alice.composer.entry.get() == ""
+    entry.event_generate("<Control-KeyPress-f>")
+    pump(alice, lambda: alice.focus_get() is alice.chat_view.search_entry._entry)

@@ -1,0 +1,142 @@
+# client/gui/connect_flow.py: the steps from the Connect button to a logged-in
+# ChatClient: check the form, settle trust (CA file, pinned certificate, or
+# ask the user on first use), log in on a worker thread, explain failures.
+#
+# The trust policy itself is written down in connecting.py; this module only
+# sequences it. It runs on the Tk thread; blocking steps go through Jobs.
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from client import ChatClient, ProbedCertificate, probe_server_certificate
+
+from .connect_dialog import ConnectDialog
+from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
+from .jobs import Jobs
+from .settings import Pin, SettingsStore
+
+
+class ConnectFlow:
+    """Drives *dialog*. *on_form_used* (form) is called when a form is used, so
+    the app can remember it; *on_logged_in* (client, form, pin) gets the client
+    once connect() succeeded."""
+
+    def __init__(
+        self,
+        dialog: ConnectDialog,
+        store: SettingsStore,
+        jobs: Jobs,
+        *,
+        on_form_used: Callable[[ConnectForm], None],
+        on_logged_in: Callable[[ChatClient, ConnectForm, Pin | None], None],
+    ) -> None:
+        self._dialog = dialog
+        self._store = store
+        self._jobs = jobs
+        self._on_form_used = on_form_used
+        self._on_logged_in = on_logged_in
+        self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
+        self._changed_pin: ConnectForm | None = None
+
+    def connect(self, form: ConnectForm) -> None:
+        """Check *form*, settle trust (CA file, pin, or ask), then log in."""
+        problem = check_form(form)
+        if problem is not None:
+            self._dialog.show_problem(problem)
+            return
+        self._on_form_used(form)
+        self._dialog.hide_panel()
+        if form.uses_ca:
+            self._login(form, None)
+            return
+        pin = self._store.get_pin(form.host, form.port)
+        if pin is not None:
+            self._login(form, pin)
+            return
+        # First use: fetch the certificate (display only; nothing is sent) and ask.
+        self._dialog.set_busy("Fetching the server's certificate\u2026")
+        host, port = form.host, form.port
+
+        def done(probed: ProbedCertificate | None, exc: BaseException | None) -> None:
+            if exc is not None or probed is None:
+                self._dialog.show_problem(
+                    Problem(
+                        f"Can't reach {form.where}",
+                        f"{_reason(exc)}. Check the address and port, and that the server "
+                        "is running.",
+                    )
+                )
+                return
+            self._trusting = (form, probed)
+            self._dialog.show_trust_prompt(form.where, probed.fingerprint)
+
+        self._jobs.start("probe", lambda: probe_server_certificate(host, port), done)
+
+    def trust_accepted(self) -> None:
+        """The user accepted the fingerprint shown: pin it and log in against the pin."""
+        if self._trusting is None:
+            return
+        form, probed = self._trusting
+        self._trusting = None
+        pin = Pin(pem=probed.pem, fingerprint=probed.fingerprint)
+        try:
+            self._store.set_pin(form.host, form.port, pin)
+        except ValueError as exc:  # a pin appeared meanwhile: never overwrite one
+            self._dialog.show_problem(Problem("Already pinned", str(exc)))
+            return
+        self._login(form, pin)
+
+    def cancel(self) -> None:
+        """The user dismissed the panel (trust prompt or warning)."""
+        self._trusting = None
+        self._changed_pin = None
+        self._dialog.hide_panel()
+        self._dialog.set_busy(None)
+
+    def forget_pin(self) -> None:
+        """After a changed-certificate warning: remove the old pin (and trust nothing yet)."""
+        form = self._changed_pin
+        self._changed_pin = None
+        if form is None:
+            return
+        self._store.forget_pin(form.host, form.port)
+        self._dialog.show_problem(
+            Problem(
+                "The old certificate is forgotten",
+                "Press Connect to see the new fingerprint. Trust it only if it matches the "
+                "one the server's operator gives you.",
+                severity="info",
+            )
+        )
+
+    def _login(self, form: ConnectForm, pin: Pin | None) -> None:
+        last_seen = self._store.get_last_seen(form.host, form.port, form.nick)
+        try:
+            client = build_client(form, pin=pin, last_seen=last_seen)
+        except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
+            self._dialog.show_problem(describe_failure(exc, form, pin))
+            return
+        self._dialog.set_busy("Connecting\u2026")
+
+        def done(_result: object, exc: BaseException | None) -> None:
+            if exc is not None:
+                problem = describe_failure(exc, form, pin)
+                if problem.severity == "danger":
+                    self._changed_pin = form
+                self._dialog.show_problem(problem)
+                return
+            self._dialog.set_busy(None)
+            self._dialog.hide_panel()
+            self._on_logged_in(client, form, pin)
+
+        self._jobs.start("connect", client.connect, done)
+
+
+def _reason(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc) if exc else "no answer"

@@ -1,0 +1,51 @@
+# client/gui/jobs.py: blocking work on worker threads, callbacks on the caller's thread.
+
+from __future__ import annotations
+
+import threading
+import time
+
+from client.gui.jobs import Jobs
+
+
+def finish_all(jobs: Jobs, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while jobs.pending:
+        jobs.finish()
+        assert time.monotonic() < deadline, "jobs did not finish in time"
+        time.sleep(0.005)
+
+
+def test_results_and_errors_come_back_on_the_thread_that_calls_finish():
+    jobs = Jobs()
+    seen: list[tuple[object, object, str]] = []
+    workers: list[str] = []
+
+    def work() -> int:
+        workers.append(threading.current_thread().name)
+        return 42
+
+    def fail() -> None:
+        raise OSError("boom")
+
+    jobs.start("answer", work, lambda r, e: seen.append((r, e, threading.current_thread().name)))
+    jobs.start("broken", fail, lambda r, e: seen.append((r, e, threading.current_thread().name)))
+    finish_all(jobs)
+    here = threading.current_thread().name
+    assert workers == ["parley-gui-answer"]
+    results = sorted(seen, key=lambda item: item[0] is None)
+    assert results[0] == (42, None, here)
+    assert results[1][0] is None and isinstance(results[1][1], OSError) and results[1][2] == here
+
+
+def test_a_failing_callback_does_not_stop_the_others():
+    jobs = Jobs()
+    ran: list[int] = []
+
+    def bad(_r: object, _e: object) -> None:
+        raise RuntimeError("bug in a callback")
+
+    jobs.start("a", lambda: 1, bad)
+    jobs.start("b", lambda: 2, lambda r, _e: ran.append(r))
+    finish_all(jobs)
+    assert ran == [2]
