@@ -390,7 +390,7 @@ class App(ctk.CTk):
             fresh = self.model.add_history(key, messages, ev.more)
             if key == self.model.current:
                 if fresh:
-                    self._flush_pending()
+                    self._pending_lines = []  # rerender() draws everything from the model
                     self.chat_view.rerender(conv, anchor if user_asked else None)
                 else:
                     self.chat_view.set_older_state(conv)
@@ -517,9 +517,8 @@ class App(ctk.CTk):
         """Open conversation *key*."""
         if key not in self.model.conversations:
             return
-        self._flush_pending()
         conv = self.model.select(key)
-        self._pending_lines = []
+        self._pending_lines = []  # show() draws everything from the model
         self.chat_view.show(conv, self._subtitle(conv))
         self._view_dirty = False
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
@@ -671,11 +670,6 @@ class App(ctk.CTk):
             self._view_dirty = True
         else:
             self._pending_lines.extend(added.lines)
-
-    def _flush_pending(self) -> None:
-        if self._pending_lines:
-            self.chat_view.append(self._pending_lines)
-            self._pending_lines = []
 
     def _next_tag(self, prefix: str) -> str:
         self._tag_seq += 1

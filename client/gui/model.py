@@ -285,7 +285,10 @@ class ChatModel:
         conv.lines.extend(lines)
         conv.ids.add(m.id)
         counts = m.kind != "system" and not line.own
-        if key != self.current and counts:
+        # A fresh login's recent history is not news: only live and missed
+        # messages make a conversation unread.
+        unread = counts and (not replayed or self._replay_missed)
+        if key != self.current and unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
         trimmed = self._trim(conv)

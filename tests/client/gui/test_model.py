@@ -84,6 +84,19 @@ def test_unread_counts_skip_the_open_conversation_own_messages_and_notices():
     assert m.conversations["#dev"].unread == 0
 
 
+def test_a_fresh_logins_recent_history_is_not_unread_but_missed_messages_are():
+    m = model()
+    m.ensure_room("#dev")
+    m.begin_replay(missed=False)
+    m.add(msg(1, room="#dev"), replayed=True)
+    m.end_replay()
+    assert m.conversations["#dev"].unread == 0
+    m.begin_replay(missed=True)
+    m.add(msg(2, room="#dev"), replayed=True)
+    m.end_replay()
+    assert m.conversations["#dev"].unread == 1
+
+
 def test_private_messages_and_mentions_notify():
     m = model()
     assert m.add(msg(1, "hello everyone")).notify is False
