@@ -13,6 +13,17 @@ from server.app import ChatServer
 from server.config import ServerConfig
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Here, not in tests/client/gui, so the option works whatever paths pytest is given.
+    parser.addoption(
+        "--screenshots",
+        action="store",
+        default=None,
+        metavar="DIR",
+        help="save the GUI screenshots (PNG) into DIR (make screenshots: artifacts/)",
+    )
+
+
 @pytest.fixture(scope="session")
 def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA and server certificate made by `certs.generate`, once per test session."""

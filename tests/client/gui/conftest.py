@@ -23,17 +23,6 @@ from client import ChatClient
 from tests.client.gui.helpers import pump
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    # The root conftest does not define it; `make screenshots` passes it.
-    parser.addoption(
-        "--screenshots",
-        action="store",
-        default=None,
-        metavar="DIR",
-        help="save GUI screenshots (PNG) into DIR (tests whose name contains 'screenshot')",
-    )
-
-
 @pytest.fixture(autouse=True)
 def tk_garbage_on_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     """Free the windows a test made on this (the Tk) thread, never on another.
