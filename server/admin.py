@@ -188,8 +188,8 @@ class Admin:
         stored_nick, revoked = self._write(op)
         self.out.write(
             f"changed the password of {stored_nick} and revoked its {revoked} resume token(s): "
-            "its clients must log in again with the new password. Connections open now stay "
-            "open until they end.\n"
+            "its clients must log in again with the new password. A running server ends its "
+            "open connections within seconds.\n"
         )
         return revoked
 
@@ -208,7 +208,7 @@ class Admin:
         self.out.write(
             f"deleted the account {stored_nick}: it can no longer log in, its {sent} message(s) "
             f"stay, attributed to '{stored_nick} (removed)', and the nick {stored_nick} can be "
-            "registered again. A connection open now stays open until it ends.\n"
+            "registered again. A running server ends its open connections within seconds.\n"
         )
         return True
 

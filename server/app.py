@@ -31,7 +31,7 @@ from .connection import Connection
 from .errors import DatabaseLocked
 from .hub import Hub
 from .listener import Listener, bind
-from .store import Store, writes
+from .store import Store, queries, writes
 from .tls import server_context
 
 log = logging.getLogger("parley.server")
@@ -212,18 +212,45 @@ class ChatServer:
             return len(self._conns)
 
     def _maintain(self) -> None:
-        # Refresh sessions.last_active_at for connections that spoke recently.
+        # Every few seconds: end the connections of sessions the operator revoked
+        # (a password reset or a deleted account revokes the login's token). Every
+        # 30 s: refresh sessions.last_active_at for connections that spoke recently.
         touched: dict[int, float] = {}
-        while not self._stopping.wait(_TOUCH_INTERVAL):
+        last_touch = time.monotonic()
+        while not self._stopping.wait(self.config.revocation_check_interval):
             with self._conns_lock:
-                conns = list(self._conns)
+                conns = [c for c in self._conns if c.session_id is not None]
+            self._end_revoked(conns)
+            if time.monotonic() - last_touch < _TOUCH_INTERVAL:
+                continue
+            last_touch = time.monotonic()
             fresh = [
                 c.session_id
                 for c in conns
                 if c.session_id is not None and c.last_rx > touched.get(c.session_id, 0.0)
             ]
             if fresh:
-                now_mono = time.monotonic()
                 for sid in fresh:
-                    touched[sid] = now_mono
+                    touched[sid] = last_touch
                 self.store.submit(lambda s, ids=fresh: writes.touch_sessions(s, ids, utcnow()))
+
+    def _end_revoked(self, conns: list[Connection]) -> None:
+        if not conns:
+            return
+        try:
+            with self.store.read() as s:
+                revoked = queries.revoked_sessions(s, [c.session_id for c in conns])  # type: ignore[misc]
+        except Exception:  # a busy or failing database must not stop maintenance
+            log.exception("could not check for revoked sessions")
+            return
+        for conn in conns:
+            if conn.session_id in revoked:
+                log.info("%s (%s): session revoked by the operator", conn.peer, conn.nick)
+                conn.close_soon(
+                    "account changed by the operator",
+                    Error(
+                        code=ErrorCode.AUTH_FAILED,
+                        message="the operator reset your password or removed your account; "
+                        "log in again with the new password",
+                    ),
+                )

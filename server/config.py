@@ -76,6 +76,9 @@ class ServerConfig:
     login_failures: int = 5
     login_failure_window: float = 300.0
     token_ttl: float = 14 * 24 * 3600.0
+    #: How often open sessions are checked against the operator's changes: a
+    #: password reset or a deleted account ends that user's open connections.
+    revocation_check_interval: float = 5.0
 
     replay_cap: int = 500
     fresh_room_messages: int = 50

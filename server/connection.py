@@ -198,9 +198,11 @@ class Connection:
             self._wake()
 
     def close_soon(self, reason: str, error: Error | None = None) -> None:
-        """Ask the I/O thread to close (after sending *error*, if given)."""
+        """Ask the I/O thread to close (after sending *error*, if given).
+
+        From any thread; only the first request counts."""
         with self._lock:
-            if self._dead:
+            if self._dead or self._close_request is not None:
                 return
             if error is not None:
                 self._append_locked(encode(error))

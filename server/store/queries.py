@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, aliased
 
 from protocol import fold
 
-from .models import Message, ResumeToken, Room, RoomMember, ServerSetting, User
+from .models import ChatSession, Message, ResumeToken, Room, RoomMember, ServerSetting, User
 from .records import RoomInfo, StoredMessage, UserRecord
 
 _Sender = aliased(User, name="sender")
@@ -108,6 +108,20 @@ def user_by_token(s: Session, token_hash: str, now: datetime) -> tuple[UserRecor
         )
     ).first()
     return (user_record(row[0]), row[1]) if row is not None else None
+
+
+def revoked_sessions(s: Session, session_ids: Sequence[int]) -> set[int]:
+    """Those of *session_ids* whose login token the operator revoked since
+    (password reset, deleted account): their connections must end."""
+    if not session_ids:
+        return set()
+    return set(
+        s.scalars(
+            select(ChatSession.id)
+            .join(ResumeToken, ResumeToken.id == ChatSession.token_id)
+            .where(ChatSession.id.in_(session_ids), ResumeToken.revoked_at.is_not(None))
+        )
+    )
 
 
 def rooms_of(s: Session, user_id: int) -> list[str]:

@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import string
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -474,3 +475,21 @@ def test_encode_once_frames_reach_twenty_clients(server, ca_file):
     for c in clients[1:]:
         assert c.expect(Message, id=ack.id).text == "hello everyone"
     _ = encode  # the frames above are built with the shared codec
+
+
+def test_a_password_reset_by_the_operator_ends_open_connections(make_server, ca_file):
+    from server.store import writes
+
+    server = make_server(revocation_check_interval=0.1)
+    alice, bob = online(server, ca_file, "alice"), online(server, ca_file, "bob")
+    server.store.submit(
+        lambda s: writes.set_password(
+            s, "alice", "scrypt$new", datetime.now(UTC).replace(tzinfo=None)
+        )
+    ).result(5)
+    frames = alice.expect_closed()
+    errors = [f for f in frames if isinstance(f, Error)]
+    assert [e.code for e in errors] == [ErrorCode.AUTH_FAILED]
+    assert "operator" in errors[0].message
+    bob.send(Ping(token="still-here"))
+    assert bob.expect(Pong).token == "still-here"  # others are untouched
