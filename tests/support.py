@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import queue
 import socket
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from protocol import (
     PROTOCOL_VERSION,
@@ -145,3 +147,42 @@ class RawClient:
 def messages_in(frames: list[Frame]) -> list[Frame]:
     """Only the `message` frames."""
     return [f for f in frames if f.TYPE == "message"]
+
+
+# --- waiting on a ChatClient's event queue (every wait has a deadline) -------------
+
+
+def collect_until(
+    client: Any, predicate: Callable[[Any], bool], timeout: float = 15.0
+) -> list[Any]:
+    """Events from *client* up to and including the first matching *predicate*."""
+    deadline = time.monotonic() + timeout
+    seen: list[Any] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
+        try:
+            event = client.events.get(timeout=remaining)
+        except queue.Empty:
+            continue
+        seen.append(event)
+        if predicate(event):
+            return seen
+
+
+def wait_for_event(client: Any, predicate: Callable[[Any], bool], timeout: float = 15.0) -> Any:
+    """The first event from *client* matching *predicate* (others are skipped)."""
+    return collect_until(client, predicate, timeout)[-1]
+
+
+def drain_events(client: Any, quiet: float = 0.5, limit: float = 15.0) -> list[Any]:
+    """Every event until none arrives for *quiet* seconds (at most *limit* in all)."""
+    deadline = time.monotonic() + limit
+    out: list[Any] = []
+    while time.monotonic() < deadline:
+        try:
+            out.append(client.events.get(timeout=quiet))
+        except queue.Empty:
+            break
+    return out

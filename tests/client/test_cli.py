@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,8 +32,9 @@ from client.cli import (
     format_message,
     read_password,
 )
-from client.events import BatchEnded, ClientEvent
+from client.events import BatchEnded
 from protocol import Message, format_ts
+from tests.support import collect_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "secret-pw"
@@ -143,24 +143,6 @@ def run_cli(
         cwd=ROOT,
         env=cli_env(password),
     )
-
-
-def collect_until(
-    client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = 15.0
-) -> list[ClientEvent]:
-    deadline = time.monotonic() + timeout
-    seen: list[ClientEvent] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
-        try:
-            event = client.events.get(timeout=remaining)
-        except queue.Empty:
-            continue
-        seen.append(event)
-        if predicate(event):
-            return seen
 
 
 @pytest.fixture

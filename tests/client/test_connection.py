@@ -11,7 +11,6 @@ import socket
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -34,51 +33,14 @@ from client import (
 from client.connection import SeenIds
 from client.events import BatchStarted, ClientEvent
 from protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
-from tests.support import RawClient
+from tests.support import RawClient, collect_until, wait_for_event
+from tests.support import drain_events as drain
 
 PASSWORD = "secret-pw"
 TIMEOUT = 15.0
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def collect_until(
-    client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = TIMEOUT
-) -> list[ClientEvent]:
-    """Events from *client* up to and including the first matching *predicate*."""
-    deadline = time.monotonic() + timeout
-    seen: list[ClientEvent] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError(f"no matching event within {timeout} s; saw {seen}")
-        try:
-            event = client.events.get(timeout=remaining)
-        except queue.Empty:
-            continue
-        seen.append(event)
-        if predicate(event):
-            return seen
-
-
-def wait_for_event(
-    client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = TIMEOUT
-) -> ClientEvent:
-    """The first event from *client* matching *predicate* (others are skipped)."""
-    return collect_until(client, predicate, timeout)[-1]
-
-
-def drain(client: ChatClient, quiet: float = 0.5, limit: float = TIMEOUT) -> list[ClientEvent]:
-    """Every event until none arrives for *quiet* seconds (at most *limit* in all)."""
-    deadline = time.monotonic() + limit
-    out: list[ClientEvent] = []
-    while time.monotonic() < deadline:
-        try:
-            out.append(client.events.get(timeout=quiet))
-        except queue.Empty:
-            break
-    return out
 
 
 def is_replay_end(event: ClientEvent) -> bool:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import queue
 import time
 from collections.abc import Callable
 from typing import Any
 
 from client import ChatClient, ClientEvent
+from tests.support import wait_for_event
 
 #: Default deadline of every wait, in seconds.
 DEFAULT_WAIT = 10.0
@@ -43,17 +43,7 @@ def wait_event(
     client: ChatClient, predicate: Callable[[ClientEvent], bool], timeout: float = DEFAULT_WAIT
 ) -> ClientEvent:
     """The first event from *client* satisfying *predicate* (others are dropped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise AssertionError("the expected client event did not arrive in time")
-        try:
-            event = client.events.get(timeout=remaining)
-        except queue.Empty:
-            continue
-        if predicate(event):
-            return event
+    return wait_for_event(client, predicate, timeout)
 
 
 def type_into(app: Any, text: str) -> None:
