@@ -13,20 +13,13 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from server.store.models import Base
+from server.store.models import Base, compared_with_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
-
-
-def include_object(
-    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
-) -> bool:
-    """Leave the hand-made FTS5 tables out of autogenerate comparisons."""
-    return not (type_ == "table" and name is not None and name.startswith("messages_fts"))
 
 
 def _url() -> str:
@@ -42,7 +35,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
-        include_object=include_object,
+        include_object=compared_with_models,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -67,7 +60,7 @@ def _run(connection: Any) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
-        include_object=include_object,
+        include_object=compared_with_models,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -37,7 +37,6 @@ from tests.support import RawClient, collect_until, wait_for_event
 from tests.support import drain_events as drain
 
 PASSWORD = "secret-pw"
-TIMEOUT = 15.0
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 
 from server.store import current_revision, head_revision, upgrade_to_head
 from server.store.engine import database_path
-from server.store.models import Base
+from server.store.models import Base, compared_with_models
 
 
 def test_empty_database_upgrades_to_head_and_models_match(db_url):
@@ -21,14 +21,10 @@ def test_empty_database_upgrades_to_head_and_models_match(db_url):
     engine = create_engine(db_url)
     with engine.connect() as conn:
         ctx = MigrationContext.configure(
-            conn, opts={"include_object": _include_object, "render_as_batch": True}
+            conn, opts={"include_object": compared_with_models, "render_as_batch": True}
         )
         assert compare_metadata(ctx, Base.metadata) == []
     engine.dispose()
-
-
-def _include_object(obj, name, type_, reflected, compare_to):
-    return not (type_ == "table" and name is not None and name.startswith("messages_fts"))
 
 
 def test_view_index_and_default_room_exist(db_url):
