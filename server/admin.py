@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from protocol import DEFAULT_ROOM, valid_nick
 
 from .auth import PasswordHasher
-from .config import DEFAULT_DB_URL, ServerConfig
+from .config import ServerConfig, add_db_argument
 from .logs_format import short_time, write_table
 from .store import NoSuchUser, Store, StoreConflict, StoreError, queries, upgrade_to_head, writes
 from .store.engine import database_path
@@ -249,11 +249,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             "from PARLEY_PASSWORD or a prompt, never from the command line."
         ),
     )
-    parser.add_argument(
-        "--db",
-        default=env.get("PARLEY_DB", DEFAULT_DB_URL),
-        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
-    )
+    add_db_argument(parser, env)
     parser.add_argument(
         "--scrypt-n",
         type=int,

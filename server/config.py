@@ -157,11 +157,7 @@ class ServerConfig:
             default=int(env.get("PARLEY_PORT", DEFAULT_PORT)),
             help=f"TCP port (default {DEFAULT_PORT}, env PARLEY_PORT)",
         )
-        parser.add_argument(
-            "--db",
-            default=env.get("PARLEY_DB", DEFAULT_DB_URL),
-            help=f"SQLAlchemy database URL (default {DEFAULT_DB_URL}, env PARLEY_DB)",
-        )
+        add_db_argument(parser, env)
         parser.add_argument(
             "--certs",
             default=env.get("PARLEY_CERTS", "certs"),
@@ -189,3 +185,12 @@ class ServerConfig:
         if args.scrypt_n is not None:
             values["scrypt_n"] = args.scrypt_n
         return cls(**values)  # type: ignore[arg-type]
+
+
+def add_db_argument(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The --db option every parley command shares (server, admin, logs): one default."""
+    parser.add_argument(
+        "--db",
+        default=environ.get("PARLEY_DB", DEFAULT_DB_URL),
+        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
+    )

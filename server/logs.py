@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from .config import DEFAULT_DB_URL
+from .config import add_db_argument
 from .logs_format import FORMATS, parse_time, write_rows, write_table
 from .store.engine import BUSY_TIMEOUT_MS, database_path
 from .store.queries import fts_query, like_pattern, search_terms
@@ -644,11 +644,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             "queries: docs/schema.md."
         ),
     )
-    parser.add_argument(
-        "--db",
-        default=env.get("PARLEY_DB", DEFAULT_DB_URL),
-        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
-    )
+    add_db_argument(parser, env)
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
 
     q = sub.add_parser(
