@@ -115,6 +115,7 @@ class Connection:
         self._out_bytes = 0
         self._holding = False
         self._held: list[tuple[int | None, bytes]] = []
+        self._held_bytes = 0
         self._close_request: tuple[type[ConnectionClosed], str] | None = None
         self._dead = False
 
@@ -149,13 +150,14 @@ class Connection:
         with self._lock:
             if self._dead:
                 return
+            # Held bytes count against the same limit as queued ones: both are
+            # owed to this client.
+            if self._out_bytes + self._held_bytes + len(data) > self._cfg.send_queue_bytes:
+                self._overflow_locked()
+                return
             if self._holding:
                 self._held.append((message_id, data))
-                if sum(len(d) for _, d in self._held) > self._cfg.send_queue_bytes:
-                    self._overflow_locked()
-                return
-            if self._out_bytes + len(data) > self._cfg.send_queue_bytes:
-                self._overflow_locked()
+                self._held_bytes += len(data)
                 return
             wake = self._append_locked(data)
         if wake:
@@ -190,6 +192,7 @@ class Connection:
         """Send what was held, skipping messages the replay already contained."""
         with self._lock:
             held, self._held, self._holding = self._held, [], False
+            self._held_bytes = 0
             wake = False
             for message_id, data in held:
                 if message_id is None or message_id > replayed_up_to:
@@ -223,6 +226,7 @@ class Connection:
         self._dead = True
         self._out.clear()
         self._held.clear()
+        self._held_bytes = 0
         self._close_request = (SendQueueExceeded, "send queue exceeded")
         try:
             self._wake_w.send(b"\0")
