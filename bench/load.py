@@ -1,6 +1,6 @@
 # bench/load.py: throughput and latency of the server under many busy clients.
 #
-# N real TLS clients (one thread each, owning its socket, all in a child
+# N real TLS clients (ChatClient, the client library, all in a child
 # process so they do not share the server's GIL) send to #lobby for a
 # fixed time, each keeping a few messages in flight. Reported: messages
 # committed and acked per second, deliveries per second (every message reaches
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import queue
 import statistics
 import tempfile
 import threading
@@ -20,10 +21,9 @@ import time
 from pathlib import Path
 
 from certs import generate
-from protocol import Ack, Message, Send
+from client import Acked, ChatClient, MessageReceived
 from server.app import ChatServer
 from server.config import ServerConfig
-from tests.support import RawClient
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -37,16 +37,25 @@ def _drive(
     clients: int,
     seconds: float,
     window: int,
-    out: multiprocessing.Queue,
-) -> None:  # type: ignore[type-arg]
-    """The clients, in their own process so they do not share the server's GIL."""
+    out: multiprocessing.Queue,  # type: ignore[type-arg]
+) -> None:
+    """The clients, in their own process so they do not share the server's GIL.
+
+    Each is a ChatClient (its own I/O thread); one thread per client keeps
+    *window* sends in flight and reads that client's events.
+    """
+    host, port = address
     conns = []
     for i in range(clients):
-        c = RawClient(address, ca)
-        c.login(f"load{i}")
+        c = ChatClient(host, port, nick=f"load{i}", password="load-pw", ca_file=ca, register=True)
+        c.connect()
         conns.append(c)
-    for c in conns:
-        c.drain(0.3)
+    for c in conns:  # settle: the logins' replays and join notices
+        while True:
+            try:
+                c.events.get(timeout=0.3)
+            except queue.Empty:
+                break
     sent_at: dict[str, float] = {}
     ack_lat: list[float] = []
     deliver_lat: list[float] = []
@@ -60,25 +69,28 @@ def _drive(
         while True:
             now = time.perf_counter()
             while now < stop and inflight < window:
-                cid = f"{i}-{n}"
-                sent_at[cid] = time.perf_counter()
-                c.send(Send(id=cid, text=f"load {cid}", room="#lobby"))
+                key = f"{i}-{n}"
+                sent_at[key] = time.perf_counter()
+                cid = c.send_text(f"load {key}", room="#lobby")
+                sent_at[cid] = sent_at[key]
                 inflight, n = inflight + 1, n + 1
             if now >= stop and inflight == 0:
                 return
-            frame = c.recv(30)
+            event = c.events.get(timeout=30)
             t = time.perf_counter()
-            if isinstance(frame, Ack):
+            if isinstance(event, Acked):
                 inflight -= 1
                 with lock:
-                    ack_lat.append(t - sent_at[frame.ref])
-            elif isinstance(frame, Message) and frame.ref is None and frame.from_:
-                # Another client's message: its send time is in sent_at.
-                cid = frame.text.removeprefix("load ")
-                with lock:
-                    delivered[0] += 1
-                    if cid in sent_at:
-                        deliver_lat.append(t - sent_at[cid])
+                    ack_lat.append(t - sent_at[event.client_id])
+            elif isinstance(event, MessageReceived) and event.message.ref is None:
+                m = event.message
+                if m.from_ and m.from_ != c.nick:
+                    # Another client's message: its text names its send time's key.
+                    key = m.text.removeprefix("load ")
+                    with lock:
+                        delivered[0] += 1
+                        if key in sent_at:
+                            deliver_lat.append(t - sent_at[key])
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -87,7 +99,7 @@ def _drive(
         t.join(seconds + 60)
     elapsed = time.perf_counter() - start
     for c in conns:
-        c.close()
+        c.close(timeout=2)
     out.put(
         {
             "acked/s": len(ack_lat) / elapsed,

@@ -3,10 +3,10 @@
 #
 # The database is filled with plain INSERTs in large transactions (the FTS
 # triggers run, as in production), then a real server replays to a real TLS
-# client. Reported: the replay query alone (through the store, the same call
-# the server makes), and the whole rejoin as a user sees it: hello sent ->
-# last message of the replay batch received, with the number of SQL
-# statements the replay query issued and the number of socket writes.
+# client (the client library, as users run it). Reported: the replay query
+# alone (through the store, the same call the server makes), the whole rejoin
+# as a user sees it (TLS connect, login, the end of the replay batch received
+# as events), and the number of SQL statements the replay query issued.
 #
 #   python -m bench.replay [--sizes 10000 1000000] [--runs 20]
 
@@ -24,11 +24,11 @@ from pathlib import Path
 from sqlalchemy import event
 
 from certs import generate
+from client import BatchEnded, ChatClient, MessageReceived
 from server.app import ChatServer
 from server.auth import PasswordHasher
 from server.config import ServerConfig
 from server.store import Store, queries, upgrade_to_head
-from tests.support import RawClient
 
 REPLAY = 500
 USERS = 50
@@ -146,11 +146,26 @@ def measure(db_url: str, certs_dir: Path, runs: int) -> tuple[str, str, int, int
     replayed = 0
     try:
         for _ in range(runs):
-            client = RawClient(server.address, certs_dir / "ca.pem")
+            host, port = server.address
+            client = ChatClient(
+                host,
+                port,
+                nick="u0",
+                password="secret-pw",
+                ca_file=certs_dir / "ca.pem",
+                last_seen=after - REPLAY,
+                auto_reconnect=False,
+            )
             t = time.perf_counter()
-            _, frames = client.login("u0", register=False, last_seen=after - REPLAY)
+            client.connect()  # TLS connect, handshake, login; the replay follows
+            replayed = 0
+            while True:
+                got = client.events.get(timeout=30)
+                if isinstance(got, MessageReceived) and got.batch == "replay":
+                    replayed += 1
+                elif isinstance(got, BatchEnded) and got.kind == "replay":
+                    break
             rejoin_times.append(time.perf_counter() - t)
-            replayed = sum(1 for f in frames if f.TYPE == "message")
             client.close()
     finally:
         server.stop()
