@@ -429,8 +429,9 @@ class ChatClient:
         thread = self._thread
         if thread is not None and thread.is_alive():
             with self._changed:
-                # Also wait for the echoes of acked sends (the server acks, then
-                # fans out): a bye sent between the two could cut the echo off.
+                # Also wait for the echoes of acked sends. Our server sends the
+                # echo before the ack, so this wait ends at once there; it keeps
+                # a bye from cutting an echo off with a server that does not.
                 while (self._pending or self._echo_missing()) and thread.is_alive():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

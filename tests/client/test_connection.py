@@ -211,8 +211,8 @@ def test_a_send_is_resolved_once_by_its_echo_or_its_ack(ca_file):
 
 
 def test_an_acked_send_counts_as_done_for_close_only_once_its_echo_arrived(ca_file):
-    # The server acks, then fans out; close() waits for both so a bye sent in
-    # between cannot cut the sender's own copy off.
+    # close() waits for both the ack and the echo, whatever order they come in
+    # (parley's server sends the echo first), so a bye cannot cut the echo off.
     client = _offline_client(ca_file)
     link = _FakeLink()
     ref = client.send_text("mine")
