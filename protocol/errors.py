@@ -63,6 +63,11 @@ class ErrorCode(StrEnum):
     #: The message could not be stored (disk full, read-only database); it was NOT
     #: accepted, no ack follows, and the client may retry later with the same id.
     STORE_FAILED = "store-failed"
+    #: A `send` reused a client id of an earlier message with another text or
+    #: target; the new message was NOT stored. Use a fresh id for a new message.
+    ID_REUSED = "id-reused"
+    #: A cap on rooms was reached (rooms per user, or rooms on the server).
+    TOO_MANY_ROOMS = "too-many-rooms"
     #: Too many connections from this address.
     TOO_MANY_CONNECTIONS = "too-many-connections"
     #: The connection was silent or unauthenticated past a deadline.
