@@ -318,6 +318,11 @@ class ChatClient:
         self._deferred: list[bytes] = []  # requests made while no link was live
         self._live = False
         self._rooms: dict[str, str] = {}  # fold(room) -> room name
+        # Who is online per room, kept from the server's full lists and deltas
+        # (I/O thread only): fold(room) -> {fold(nick): nick}.
+        self._online: dict[str, dict[str, str]] = {}
+        self._online_pages: dict[str, list[str]] = {}  # a paged list being received
+        self._room_pages: list[tuple[str, int, bool]] = []  # a paged `rooms` answer
 
         self._stop = threading.Event()
         self._close_reason = "bye"
@@ -688,6 +693,7 @@ class ChatClient:
         self._link = link
         with self._lock:
             self._rooms = {fold(r): r for r in welcome.rooms}
+            self._online, self._online_pages, self._room_pages = {}, {}, []
             # Resends first, in their original order and with their original ids,
             # then requests made while offline. Flipping _live under the same lock
             # keeps any send_text racing with this in order behind them.
@@ -928,15 +934,13 @@ class ChatClient:
         elif isinstance(frame, Presence):
             self._on_presence(frame)
         elif isinstance(frame, RoomList):
-            self._emit(
-                RoomsListed(
-                    rooms=tuple(
-                        (str(r.get("name", "")), int(r.get("members", 0)), bool(r.get("joined")))
-                        for r in frame.rooms
-                    ),
-                    tag=frame.tag,
-                )
+            self._room_pages.extend(
+                (str(r.get("name", "")), int(r.get("members", 0)), bool(r.get("joined")))
+                for r in frame.rooms
             )
+            if not frame.more:  # a paged list is shown once, whole
+                rooms, self._room_pages = tuple(self._room_pages), []
+                self._emit(RoomsListed(rooms=rooms, tag=frame.tag))
         elif isinstance(frame, Error):
             self._on_error(link, frame)
         elif isinstance(frame, Ping):
@@ -977,6 +981,12 @@ class ChatClient:
 
     def _on_batch(self, f: Batch) -> None:
         if f.state == "open":
+            if f.kind == "replay" and not f.gap and self._last_seen is None:
+                # A complete replay (nothing left out) when this client had seen
+                # nothing: whatever follows is new, so a later rejoin asks for
+                # everything after it, even if the replay turns out empty.
+                with self._lock:
+                    self._last_seen = 0
             self._batch = _OpenBatch(f.kind, f.tag, f.target)
             self._emit(BatchStarted(f.kind, f.tag, f.target, f.gap))
         else:
@@ -997,10 +1007,26 @@ class ChatClient:
                 gone = self._rooms.pop(key, None) is not None
             if gone:
                 self._emit(RoomLeft(f.room))
+        if f.online is not None:
+            # A full list (at login, or the answer to who), maybe in pages.
+            pages = self._online_pages.setdefault(key, [])
+            pages.extend(f.online)
+            if f.more:
+                return
+            del self._online_pages[key]
+            self._online[key] = {fold(n): n for n in pages}
+        else:
+            # A delta: one user came online in the room, or left it.
+            members = self._online.setdefault(key, {})
+            if f.joined is not None:
+                members[fold(f.joined)] = f.joined
+            if f.left is not None:
+                members.pop(fold(f.left), None)
+            if f.left is not None and fold(f.left) == me:
+                self._online.pop(key, None)
+        online = tuple(sorted(self._online.get(key, {}).values(), key=fold))
         self._emit(
-            PresenceChanged(
-                room=f.room, online=tuple(f.online or ()), joined=f.joined, left=f.left, tag=f.tag
-            )
+            PresenceChanged(room=f.room, online=online, joined=f.joined, left=f.left, tag=f.tag)
         )
 
     def _on_error(self, link: _Link, f: Error) -> None:

@@ -337,7 +337,12 @@ class Batch(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Presence(Frame):
-    """Who is online in a room: {room, online? | joined? | left?, tag?}."""
+    """Who is online in a room: {room, online? (+ more?) | joined? | left?, tag?}.
+
+    `joined` / `left` alone are deltas sent to a room's members; `online` is the
+    full list, sent at login and in answer to `who`, paged with `more: true` on
+    every page but the last.
+    """
 
     TYPE: ClassVar[str] = "presence"
     room: str
@@ -345,6 +350,8 @@ class Presence(Frame):
     joined: str | None = None
     left: str | None = None
     tag: str | None = None
+    #: True: the `online` list continues in the next `presence` frame (big rooms are paged).
+    more: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +361,8 @@ class RoomList(Frame):
     TYPE: ClassVar[str] = "rooms"
     rooms: list[dict[str, Any]]
     tag: str | None = None
+    #: True: the list continues in the next `rooms` frame (many rooms are paged).
+    more: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,14 +25,17 @@ from protocol import Error, ErrorCode
 
 from . import store as store_pkg
 from .auth import LoginThrottle, PasswordHasher
-from .commands import Commands, utcnow
+from .commands import MAX_REASON_CHARS, Commands, utcnow
 from .config import ServerConfig
 from .connection import Connection
 from .errors import DatabaseLocked
+from .handshake import Handshaker
 from .hub import Hub
 from .listener import Listener, bind
+from .loop import IOLoop
 from .store import Store, queries, writes
 from .tls import server_context
+from .workers import WorkerPool
 
 log = logging.getLogger("parley.server")
 
@@ -59,20 +62,40 @@ class ChatServer:
         self.hasher = PasswordHasher(
             config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
         )
-        self.throttle = LoginThrottle(config.login_failures, config.login_failure_window)
         self.store: Store = Store(config.db_url, group_max=config.group_max)
-        self.commands = Commands(self)
+        self._login_pool = WorkerPool("login", config.login_workers)
+        self._request_pool = WorkerPool("request", config.request_workers)
+        self.commands = Commands(
+            config,
+            self.store,
+            self.hub,
+            self.hasher,
+            login_pool=self._login_pool,
+            request_pool=self._request_pool,
+        )
         self.ssl_context = server_context(config)
         self.migration: store_pkg.MigrationReport | None = None
         self._lock_file: IO[str] | None = None
         self._listener: Listener | None = None
+        self._loops = [IOLoop(f"io-{i}") for i in range(config.io_threads)]
+        self._next_loop = 0
+        self._handshaker = Handshaker(
+            self.ssl_context, config.handshake_timeout, self._handshaken, self._handshake_failed
+        )
         self._conns: set[Connection] = set()
         self._per_ip: Counter[str] = Counter()
+        self._handshakes_per_ip: Counter[str] = Counter()
+        self._handshakes = 0
+        self._in_handshake: set[Connection] = set()
         self._conns_lock = threading.Lock()
-        self._handshakes = threading.BoundedSemaphore(config.max_handshakes)
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+
+    @property
+    def throttle(self) -> LoginThrottle:
+        """The failed-login throttle per (nick, address)."""
+        return self.commands.throttle
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -90,11 +113,16 @@ class ChatServer:
             ).result(30)
             if ended:
                 log.info("ended %d session(s) left open by an earlier run", ended)
-            sock = bind(self.config.host, self.config.port)
+            sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
         except BaseException:
             self.store.close()
             self._unlock_database()
             raise
+        for loop in self._loops:
+            loop.start()
+        self._login_pool.start()
+        self._request_pool.start()
+        self._handshaker.start()
         self._listener = Listener(sock, self._accept)
         self._listener.start()
         self._maintenance.start()
@@ -117,6 +145,7 @@ class ChatServer:
         self._stopping.set()
         if self._listener is not None:
             self._listener.stop()
+        self._handshaker.stop()
         with self._conns_lock:
             conns = list(self._conns)
         notice = Error(code=ErrorCode.SHUTDOWN, message="the server is shutting down")
@@ -124,7 +153,11 @@ class ChatServer:
             conn.close_soon("server shutdown", notice)
         deadline = time.monotonic() + self.config.shutdown_grace
         for conn in conns:
-            conn.join(max(0.0, deadline - time.monotonic()))
+            conn.wait_closed(max(0.0, deadline - time.monotonic()))
+        self._login_pool.stop(2)
+        self._request_pool.stop(2)
+        for loop in self._loops:
+            loop.stop()
         self._maintenance.join(2)
         self.store.close()
         self._unlock_database()
@@ -164,47 +197,82 @@ class ChatServer:
 
     def _accept(self, sock: socket.socket, peer: tuple[str, int]) -> None:
         # Runs on the accept thread: bookkeeping only, never I/O on the socket.
-        if self._stopping.is_set() or not self._handshakes.acquire(blocking=False):
-            sock.close()  # overloaded with handshakes in flight: shed load at once
-            return
         ip = peer[0]
+        cfg = self.config
         with self._conns_lock:
+            # An address's handshakes are capped before it may take a global slot,
+            # so silent sockets from one address never starve anyone else.
+            if (
+                self._stopping.is_set()
+                or self._handshakes >= cfg.max_handshakes
+                or self._handshakes_per_ip[ip] >= cfg.max_handshakes_per_ip
+            ):
+                sock.close()  # shed load at once: nothing was spent on it yet
+                return
+            self._handshakes += 1
+            self._handshakes_per_ip[ip] += 1
+            over = self._per_ip[ip] >= cfg.max_connections_per_ip
             self._per_ip[ip] += 1
-            over = self._per_ip[ip] > self.config.max_connections_per_ip
             conn = Connection(
-                self, sock, peer, refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None
+                cfg,
+                sock,
+                peer,
+                dispatch=self.commands.dispatch,
+                finished=self._connection_finished,
+                refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None,
             )
             self._conns.add(conn)
-        conn.start()
+            self._in_handshake.add(conn)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        self._handshaker.add(conn)
 
-    def handshake_done(self, conn: Connection) -> None:
-        """Called once by each connection when its handshake ended (either way)."""
-        self._handshakes.release()
-
-    def connection_finished(self, conn: Connection, reason: str) -> None:
-        """Called by each connection's thread as it ends: presence, session row, counters."""
+    def _handshake_ended(self, conn: Connection) -> None:
         with self._conns_lock:
-            self._conns.discard(conn)
-            self._per_ip[conn.peer_ip] -= 1
-            if self._per_ip[conn.peer_ip] <= 0:
-                del self._per_ip[conn.peer_ip]
+            if conn in self._in_handshake:
+                self._in_handshake.discard(conn)
+                self._handshakes -= 1
+                self._handshakes_per_ip[conn.peer_ip] -= 1
+                if self._handshakes_per_ip[conn.peer_ip] <= 0:
+                    del self._handshakes_per_ip[conn.peer_ip]
+
+    def _handshaken(self, conn: Connection) -> None:
+        # On the handshake thread: give the connection to the least busy loop.
+        self._handshake_ended(conn)
+        loop = min(self._loops, key=lambda lp: lp.connection_count())
+        loop.adopt(conn)
+
+    def _handshake_failed(self, conn: Connection, reason: str) -> None:
+        self._handshake_ended(conn)
+        conn.finish(reason)
+
+    def _connection_finished(self, conn: Connection, reason: str) -> None:
+        # On the connection's loop thread (or the handshake thread): presence,
+        # session row, counters. Cheap: the session row goes through the writer.
+        self._handshake_ended(conn)
+        with self._conns_lock:
+            if conn in self._conns:
+                self._conns.discard(conn)
+                self._per_ip[conn.peer_ip] -= 1
+                if self._per_ip[conn.peer_ip] <= 0:
+                    del self._per_ip[conn.peer_ip]
         if conn.user_id is None or conn.session_id is None:
             log.debug("%s closed before login: %s", conn.peer, reason)
             return
         log.info("%s (%s) disconnected: %s", conn.peer, conn.nick, reason)
         session_id, nick = conn.session_id, conn.nick
-        self.store.submit(lambda s: writes.end_session(s, session_id, reason[:200], utcnow()))
+        self.store.submit(
+            lambda s: writes.end_session(s, session_id, reason[:MAX_REASON_CHARS], utcnow())
+        )
         rooms = self.hub.detach(conn, conn.user_id)
         if rooms is None or self._stopping.is_set():
             return
-        # The user's last connection is gone: tell the rooms.
-        why = reason if not reason.startswith("bye") else "quit"
-        for room in rooms:
-            self.commands.post_system(
-                room,
-                f"{nick} left ({why})",
-                after=lambda room=room: self.hub.publish_presence(room, left=nick),
-            )
+        # The user's last connection is gone: tell the rooms (presence only).
+        with self.hub.batch():
+            for room in rooms:
+                self.hub.publish_presence(room, left=nick)
 
     def connection_count(self) -> int:
         """Open connections (logged in or not)."""

@@ -78,11 +78,15 @@ class PasswordHasher:
 
 
 class LoginThrottle:
-    """Counts failed logins per key (nick, address) in a sliding window.
+    """Counts failed logins per key in a sliding window, attempts in flight included.
 
-    `allowed(key)` is checked before hashing; `failed(key)` records a failure;
-    `succeeded(key)` clears the key. Thread-safe; memory is bounded by pruning
-    stale keys whenever the table grows past `max_keys`.
+    `begin(key)` is called before hashing and reserves an attempt: it is refused
+    while recorded failures plus attempts still being hashed reach the limit,
+    so sixteen concurrent guesses cost at most `max_failures` hashes, not
+    sixteen. Each reservation ends with `failed(key)` or `succeeded(key)` (or
+    `release(key)` when the attempt ended for another reason). Thread-safe;
+    memory is bounded by pruning stale keys whenever the table grows past
+    `max_keys`.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class LoginThrottle:
         self._clock = clock
         self._max_keys = max_keys
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._in_flight: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
@@ -105,13 +110,31 @@ class LoginThrottle:
             stamps.popleft()
         return stamps
 
+    def _used(self, key: tuple[str, str], now: float) -> int:
+        return len(self._recent(key, now)) + self._in_flight.get(key, 0)
+
     def allowed(self, key: tuple[str, str]) -> bool:
-        """False while *key* has reached the failure limit within the window."""
+        """False while *key* has reached the limit (failures plus attempts in flight)."""
         with self._lock:
-            return len(self._recent(key, self._clock())) < self._max
+            return self._used(key, self._clock()) < self._max
+
+    def begin(self, key: tuple[str, str]) -> bool:
+        """Reserve one attempt for *key*; False (nothing reserved) when throttled."""
+        with self._lock:
+            if self._used(key, self._clock()) >= self._max:
+                return False
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+            return True
+
+    def _end(self, key: tuple[str, str]) -> None:
+        left = self._in_flight.get(key, 0) - 1
+        if left > 0:
+            self._in_flight[key] = left
+        else:
+            self._in_flight.pop(key, None)
 
     def retry_after(self, key: tuple[str, str]) -> float:
-        """Seconds until *key* may try again (0 if allowed now)."""
+        """Seconds until *key* may try again (0 if allowed now, or once attempts in flight end)."""
         with self._lock:
             now = self._clock()
             stamps = self._recent(key, now)
@@ -120,9 +143,10 @@ class LoginThrottle:
             return max(0.0, stamps[0] + self._window - now)
 
     def failed(self, key: tuple[str, str]) -> None:
-        """Record one failed attempt for *key*."""
+        """Record one failed attempt for *key* (ending its reservation, if any)."""
         with self._lock:
             now = self._clock()
+            self._end(key)
             self._recent(key, now).append(now)
             if len(self._failures) > self._max_keys:
                 for k in [
@@ -131,9 +155,69 @@ class LoginThrottle:
                     del self._failures[k]
 
     def succeeded(self, key: tuple[str, str]) -> None:
-        """Forget the failures of *key* after a successful login."""
+        """Forget the failures of *key* after a successful login (ending its reservation)."""
         with self._lock:
+            self._end(key)
             self._failures.pop(key, None)
+
+    def release(self, key: tuple[str, str]) -> None:
+        """End a reservation that was neither a failure nor a success."""
+        with self._lock:
+            self._end(key)
+
+
+class RateWindow:
+    """At most `limit` events per key in a sliding `window` (e.g. accounts created per address).
+
+    Thread-safe; stale keys are pruned when the table grows past `max_keys`.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 10_000,
+    ) -> None:
+        self._limit = limit
+        self._window = window
+        self._clock = clock
+        self._max_keys = max_keys
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> bool:
+        """Record one event for *key* if under the limit; False (nothing recorded) if not."""
+        with self._lock:
+            now = self._clock()
+            stamps = self._events.setdefault(key, deque())
+            while stamps and stamps[0] <= now - self._window:
+                stamps.popleft()
+            if len(stamps) >= self._limit:
+                return False
+            stamps.append(now)
+            if len(self._events) > self._max_keys:
+                for k in [
+                    k for k, v in self._events.items() if not v or v[-1] <= now - self._window
+                ]:
+                    del self._events[k]
+            return True
+
+    def give_back(self, key: str) -> None:
+        """Undo the newest event of *key* (the action it counted did not happen)."""
+        with self._lock:
+            stamps = self._events.get(key)
+            if stamps:
+                stamps.pop()
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until *key* may act again (0 if it may now)."""
+        with self._lock:
+            now = self._clock()
+            stamps = self._events.get(key)
+            if not stamps or len(stamps) < self._limit:
+                return 0.0
+            return max(0.0, stamps[0] + self._window - now)
 
 
 def new_token() -> tuple[str, str]:

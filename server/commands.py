@@ -2,23 +2,31 @@
 #
 # Rules this module keeps:
 # 1. Dispatch is a table (HANDLERS) whose guards are data: whether a frame
-#    needs a logged-in session is declared next to its handler.
+#    needs a logged-in session, and where its handler runs, are declared next
+#    to it. Handlers that only touch memory and enqueue writes run on the
+#    connection's I/O loop; handlers that hash a password, read the database or
+#    wait for a commit run on a worker pool, one job per connection at a time,
+#    so an I/O loop never blocks and a connection's frames keep their order.
 # 2. Each handler goes validate -> store -> hub. Writes go through the store's
 #    single writer; a message is acked and fanned out only from the writer's
 #    after-commit callback, so nothing is delivered that is not stored.
 # 3. The sender of every message is the session's user, never a field the
 #    client sent.
-# 4. Handlers run on the connection's own I/O thread (reads and logins may
-#    block it briefly; that delays only this client). After-commit callbacks
-#    run on the writer thread and only enqueue bytes.
+# 4. Handlers see a connection only through the Client protocol below, and get
+#    their collaborators (config, store, hub, hasher, throttles, pools) when
+#    Commands is built: no service locator.
+# 5. No client input reaches an `internal` error: every input is validated at
+#    decode (protocol/) or here, and store failures answer `store-failed`.
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from protocol import (
     DEFAULT_ROOM,
@@ -47,24 +55,70 @@ from protocol import (
     format_ts,
 )
 
-from .auth import new_token, token_hash
-from .hub import message_frame
-from .store import StoreConflict, StoreError, queries, writes
+from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
+from .config import ServerConfig
+from .flood import TokenBucket
+from .hub import Hub, message_frame, presence_pages
+from .store import Store, StoreConflict, StoreError, queries, writes
 from .store.records import StoredMessage, UserRecord
-
-if TYPE_CHECKING:
-    from .app import ChatServer
-    from .connection import Connection
+from .workers import WorkerPool
 
 log = logging.getLogger("parley.commands")
 
 #: How long a login waits for the writer (account creation, session row).
-_WRITE_WAIT = 30.0
+WRITE_WAIT = 30.0
+#: A replay is queued in parts of about this size, each sent once the previous
+#: one has drained (Connection.send_replay).
+REPLAY_PART_BYTES = 64 * 1024
+#: Session end reasons are stored up to this many characters.
+MAX_REASON_CHARS = 200
 
 
 def utcnow() -> datetime:
     """Naive UTC now, the form the store keeps."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Client(Protocol):
+    """What a handler needs of a connection (server.connection.Connection is one)."""
+
+    peer: str
+    peer_ip: str
+    user_id: int | None
+    nick: str | None
+    session_id: int | None
+    tls_version: str | None
+
+    @property
+    def logged_in(self) -> bool:
+        """True once a hello was accepted."""
+
+    def send_frame(self, frame: Frame) -> None:
+        """Queue a reply."""
+
+    def send_bytes(self, data: bytes) -> None:
+        """Queue encoded replies."""
+
+    def send_replay(self, parts: list[bytes], replayed_up_to: int) -> None:
+        """Stream a replay batch, then release held live messages."""
+
+    def hold_live(self) -> None:
+        """Hold live deliveries back until the replay has been sent."""
+
+    def deliver(self, data: bytes, message_id: int | None = None) -> None:
+        """Queue unsolicited bytes."""
+
+    def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue several unsolicited byte strings."""
+
+    def close_after_flush(self, reason: str, error: Error | None = None) -> None:
+        """Send *error*, flush, close."""
+
+    def begin_job(self) -> None:
+        """An off-loop handler starts: hold the connection's next frames."""
+
+    def end_job(self) -> None:
+        """The off-loop handler ended."""
 
 
 class LoginFailed(Exception):
@@ -76,36 +130,82 @@ class LoginFailed(Exception):
         self.message = message
 
 
-Handler = Callable[["Commands", "Connection", Any], None]
+Handler = Callable[["Commands", Client, Any], None]
+
+#: Where a handler runs: on the connection's loop, or on one of the pools.
+LOOP, LOGIN, REQUEST = "loop", "login", "request"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSpec:
+    """A table entry: the handler, whether it needs a login, and where it runs."""
+
+    handler: Handler
+    needs_login: bool
+    runs_on: str | Callable[[Any], str]
 
 
 class Commands:
-    """The handlers, bound to one server's store, hub and settings."""
+    """The handlers, bound to one server's collaborators."""
 
-    def __init__(self, server: ChatServer) -> None:
-        self.server = server
-        self.cfg = server.config
-        self.store = server.store
-        self.hub = server.hub
+    def __init__(
+        self,
+        cfg: ServerConfig,
+        store: Store,
+        hub: Hub,
+        hasher: PasswordHasher,
+        *,
+        login_pool: WorkerPool,
+        request_pool: WorkerPool,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.hub = hub
+        self.hasher = hasher
+        self.throttle = LoginThrottle(cfg.login_failures, cfg.login_failure_window)
+        self.ip_throttle = LoginThrottle(cfg.login_failures_per_ip, cfg.login_failure_window)
+        self.registrations = RateWindow(cfg.registrations_per_ip, cfg.registration_window)
+        self._pools = {LOGIN: login_pool, REQUEST: request_pool}
+        self._join_lock = threading.Lock()
+        self._join_buckets: dict[int, TokenBucket] = {}
 
-    def dispatch(self, conn: Connection, frame: Frame) -> None:
-        """Run the handler for *frame*; unexpected failures become an `internal` error frame."""
-        handler, needs_login = HANDLERS[type(frame)]
-        if needs_login and not conn.logged_in:
+    def dispatch(self, conn: Client, frame: Frame) -> None:
+        """Run the handler for *frame* (inline or on its pool). Called on the I/O loop."""
+        spec = HANDLERS[type(frame)]
+        if spec.needs_login and not conn.logged_in:
             conn.send_frame(
                 Error(
                     code=ErrorCode.NOT_LOGGED_IN,
                     message="log in first with a hello frame",
-                    ref=getattr(frame, "id", None) if isinstance(frame, Send) else None,
+                    ref=frame.id if isinstance(frame, Send) else None,
                 )
             )
             return
+        where = spec.runs_on if isinstance(spec.runs_on, str) else spec.runs_on(frame)
+        if where == LOOP:
+            self._run(spec.handler, conn, frame)
+            return
+        conn.begin_job()
+
+        def job() -> None:
+            try:
+                self._run(spec.handler, conn, frame)
+            finally:
+                conn.end_job()
+
+        self._pools[where].submit(job)
+
+    def _run(self, handler: Handler, conn: Client, frame: Frame) -> None:
         try:
             handler(self, conn, frame)
         except StoreError as exc:
             log.error("store failure handling %s from %s: %s", frame.TYPE, conn.peer, exc)
             conn.send_frame(
-                Error(code=ErrorCode.STORE_FAILED, message=f"the server's database failed: {exc}")
+                Error(
+                    code=ErrorCode.STORE_FAILED,
+                    message=f"the server's database failed: {exc}",
+                    ref=frame.id if isinstance(frame, Send) else None,
+                )
             )
         except Exception:
             log.exception("handler for %s failed", frame.TYPE)
@@ -113,7 +213,7 @@ class Commands:
 
     # --- login ------------------------------------------------------------------
 
-    def hello(self, conn: Connection, f: Hello) -> None:
+    def hello(self, conn: Client, f: Hello) -> None:
         """hello {version, nick, password | token, register?, last_seen?, client?}"""
         if conn.logged_in:
             conn.send_frame(Error(code=ErrorCode.ALREADY_LOGGED_IN, message="already logged in"))
@@ -142,9 +242,11 @@ class Commands:
             value = queries.get_setting(s, "registration_open")
         return self.cfg.registration_open if value is None else value == "true"
 
-    def _authenticate(self, conn: Connection, f: Hello) -> tuple[UserRecord, bool]:
+    def _authenticate(self, conn: Client, f: Hello) -> tuple[UserRecord, bool]:
         now = utcnow()
         if f.token is not None:
+            # A resume token is checked without hashing, so it is never throttled:
+            # the owner's own client gets in even while someone guesses the password.
             with self.store.read() as s:
                 found = queries.user_by_token(s, token_hash(f.token), now)
             if found is None or fold(found[0].nick) != fold(f.nick):
@@ -155,16 +257,40 @@ class Commands:
 
         assert f.password is not None
         key = (fold(f.nick), conn.peer_ip)
-        throttle = self.server.throttle
-        # Checked before any hashing: a guesser cannot make us burn scrypt at will.
-        if not throttle.allowed(key):
-            wait = throttle.retry_after(key)
+        ip_key = ("*", conn.peer_ip)
+        # Reserved before any hashing, attempts in flight included: a guesser
+        # cannot make us burn scrypt at will, not even with concurrent tries.
+        if not self.throttle.begin(key):
+            wait = self.throttle.retry_after(key)
             raise LoginFailed(
-                ErrorCode.THROTTLED, f"too many failed logins; try again in {wait:.0f} s"
+                ErrorCode.THROTTLED, f"too many failed logins; try again in {max(wait, 1):.0f} s"
             )
+        if not self.ip_throttle.begin(ip_key):
+            self.throttle.release(key)
+            wait = self.ip_throttle.retry_after(ip_key)
+            raise LoginFailed(
+                ErrorCode.THROTTLED,
+                f"too many failed logins from your address; try again in {max(wait, 1):.0f} s",
+            )
+        try:
+            user, created = self._check_password(conn, f, now)
+        except _Failed:
+            self.throttle.failed(key)
+            self.ip_throttle.failed(ip_key)
+            raise
+        except BaseException:
+            self.throttle.release(key)
+            self.ip_throttle.release(ip_key)
+            raise
+        self.throttle.succeeded(key)
+        # One nick's success says nothing of the address's other guesses.
+        self.ip_throttle.release(ip_key)
+        return user, created
+
+    def _check_password(self, conn: Client, f: Hello, now: datetime) -> tuple[UserRecord, bool]:
+        assert f.password is not None
         with self.store.read() as s:
             user = queries.get_user(s, f.nick)
-        hasher = self.server.hasher
         if user is None:
             if not f.register:
                 raise LoginFailed(
@@ -177,29 +303,37 @@ class Commands:
                     ErrorCode.REGISTRATION_CLOSED,
                     "registration is closed on this server; ask its operator for an account",
                 )
-            password_hash = hasher.hash(f.password)
+            if not self.registrations.take(conn.peer_ip):
+                wait = self.registrations.retry_after(conn.peer_ip)
+                raise LoginFailed(
+                    ErrorCode.THROTTLED,
+                    f"too many accounts created from your address; try again in {wait:.0f} s",
+                )
+            password_hash = self.hasher.hash(f.password)
             future = self.store.submit(
                 partial(writes.create_user, nick=f.nick, password_hash=password_hash, now=now)
             )
             try:
-                return future.result(_WRITE_WAIT), True
+                return future.result(WRITE_WAIT), True
             except StoreConflict as exc:  # someone registered the nick a moment ago
+                self.registrations.give_back(conn.peer_ip)
                 raise LoginFailed(
                     ErrorCode.NICK_TAKEN, f"the nick {f.nick} is already taken; choose another"
                 ) from exc
-        if not hasher.verify(f.password, user.password_hash):
-            throttle.failed(key)
+            except StoreError:
+                self.registrations.give_back(conn.peer_ip)
+                raise
+        if not self.hasher.verify(f.password, user.password_hash):
             if f.register:
-                raise LoginFailed(
+                raise _Failed(
                     ErrorCode.NICK_TAKEN,
                     f"the nick {user.nick} is already registered and the password does not "
                     "match: choose another nick, or type that account's password",
                 )
-            raise LoginFailed(ErrorCode.AUTH_FAILED, f"wrong password for {user.nick}")
-        throttle.succeeded(key)
+            raise _Failed(ErrorCode.AUTH_FAILED, f"wrong password for {user.nick}")
         return user, False
 
-    def _start_session(self, conn: Connection, f: Hello, user: UserRecord, created: bool) -> None:
+    def _start_session(self, conn: Client, f: Hello, user: UserRecord, created: bool) -> None:
         now = utcnow()
         token, hashed = new_token()
         expires = now + timedelta(seconds=self.cfg.token_ttl)
@@ -210,7 +344,7 @@ class Commands:
                 s, user_id=user.id, peer=conn.peer, client=f.client, token_id=token_id, now=now
             )
 
-        session_id = self.store.submit(open_session).result(_WRITE_WAIT)
+        session_id = self.store.submit(open_session).result(WRITE_WAIT)
         conn.user_id, conn.nick, conn.session_id = user.id, user.nick, session_id
         with self.store.read() as s:
             rooms = queries.rooms_of(s, user.id)
@@ -246,10 +380,11 @@ class Commands:
                 # A fresh login shows recent history; older messages exist if
                 # the first one shown is not the user's very first.
                 gap, target = bool(messages), "latest"
-        conn.send_bytes(self._batch("replay", messages, user, gap=gap, target=target))
-        conn.release_held(max((m.id for m in messages), default=0))
+        parts, up_to = self._replay_parts(messages, user.nick, gap=gap, target=target)
+        conn.send_replay(parts, up_to)
         for room in rooms:
-            conn.send_frame(Presence(room=room, online=self.hub.online_in(room)))
+            for page in presence_pages(room, self.hub.online_in(room)):
+                conn.send_bytes(page)
         log.info(
             "%s logged in as %s (%s, session %d, %d replayed)",
             conn.peer,
@@ -259,27 +394,62 @@ class Commands:
             len(messages),
         )
         if first:
+            # Coming online is presence, not history: a delta to each room's
+            # members, nothing stored (reconnects would fill every room's log).
             for room in rooms:
-                self.post_system(
-                    room,
-                    f"{user.nick} joined",
-                    after=partial(self.hub.publish_presence, room, joined=user.nick),
-                )
+                self.hub.publish_presence(room, joined=user.nick)
+
+    def _replay_parts(
+        self,
+        messages: list[StoredMessage],
+        nick: str,
+        *,
+        gap: bool,
+        target: str | None,
+    ) -> tuple[list[bytes], int]:
+        """A replay batch in parts, bounded by replay_max_bytes (newest kept), and its last id."""
+        me = fold(nick)
+        lines: list[bytes] = []
+        budget = self.cfg.replay_max_bytes
+        # Newest first, so the budget keeps the latest messages and drops the oldest.
+        for m in reversed(messages):
+            ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
+            line = encode(message_frame(m, ref))
+            if len(line) > budget:
+                gap = True
+                break
+            budget -= len(line)
+            lines.append(line)
+        lines.reverse()
+        up_to = max((m.id for m in messages), default=0)
+        head = encode(Batch(state="open", kind="replay", target=target, gap=gap))
+        tail = encode(Batch(state="close", kind="replay", target=target, count=len(lines)))
+        parts: list[bytes] = []
+        current = [head]
+        size = len(head)
+        for line in lines:
+            if size + len(line) > REPLAY_PART_BYTES:
+                parts.append(b"".join(current))
+                current, size = [], 0
+            current.append(line)
+            size += len(line)
+        current.append(tail)
+        parts.append(b"".join(current))
+        return parts, up_to
 
     def _batch(
         self,
         kind: str,
         messages: Iterable[StoredMessage],
-        user_nick_of: UserRecord | str,
+        nick: str,
         *,
         tag: str | None = None,
         target: str | None = None,
-        gap: bool = False,
         more: bool = False,
     ) -> bytes:
-        """One coalesced write: batch open, the messages, batch close."""
-        me = fold(user_nick_of.nick if isinstance(user_nick_of, UserRecord) else user_nick_of)
-        parts = [encode(Batch(state="open", kind=kind, tag=tag, target=target, gap=gap))]
+        """One coalesced write: batch open, the messages, batch close (history, search)."""
+        me = fold(nick)
+        parts = [encode(Batch(state="open", kind=kind, tag=tag, target=target))]
         count = 0
         for m in messages:
             ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
@@ -290,26 +460,9 @@ class Commands:
         )
         return b"".join(parts)
 
-    # --- system notices -------------------------------------------------------------
-
-    def post_system(self, room: str, text: str, after: Callable[[], None] | None = None) -> None:
-        """Store a system notice in *room*, then deliver it (and run *after*)."""
-
-        def done(result: Any, exc: BaseException | None) -> None:
-            if exc is not None:
-                log.warning("could not store system notice in %s: %s", room, exc)
-            else:
-                self.hub.deliver_message(result[0], None, None)
-            if after is not None:
-                after()
-
-        self.store.submit(
-            partial(writes.add_message, kind="system", body=text, now=utcnow(), room=room), done
-        )
-
     # --- messages ---------------------------------------------------------------------
 
-    def send(self, conn: Connection, f: Send) -> None:
+    def send(self, conn: Client, f: Send) -> None:
         """send {id, room | to, text}: store, then ack and fan out after commit."""
         assert conn.user_id is not None
         if len(f.text) > self.cfg.max_text_chars:
@@ -362,7 +515,7 @@ class Commands:
             )
         self.store.submit(op, partial(self._committed, conn, f))
 
-    def _committed(self, conn: Connection, f: Send, result: Any, exc: BaseException | None) -> None:
+    def _committed(self, conn: Client, f: Send, result: Any, exc: BaseException | None) -> None:
         # Runs on the writer thread, after COMMIT (or its failure).
         if exc is not None:
             if isinstance(exc, StoreError):
@@ -377,28 +530,58 @@ class Commands:
             conn.send_frame(Error(code=code, message=message, ref=f.id))
             return
         msg, duplicate = result
-        # Fan out first, then ack: the sender's own copy is queued ahead of the
-        # ack on its connection, so a client that says bye right after the ack
-        # has already been sent everything.
-        if not duplicate:
-            self.hub.deliver_message(msg, conn.user_id, f.id)
-        conn.send_frame(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
+        ack = encode(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
+        # Fan out first, then ack, in one batch: the sender's own copy is queued
+        # ahead of the ack on its connection, so a client that says bye right
+        # after the ack has already been sent everything.
+        with self.hub.batch():
+            if not duplicate:
+                self.hub.deliver_message(msg, conn.user_id, f.id)
+            self.hub.reply(conn, ack)
 
     # --- rooms ----------------------------------------------------------------------------
 
-    def join(self, conn: Connection, f: Join) -> None:
+    def _join_allowed(self, user_id: int) -> bool:
+        with self._join_lock:
+            bucket = self._join_buckets.get(user_id)
+            if bucket is None:
+                if len(self._join_buckets) > 10_000:
+                    self._join_buckets.clear()  # bounded memory; a full bucket is the default
+                bucket = TokenBucket(self.cfg.join_burst, self.cfg.join_rate)
+                self._join_buckets[user_id] = bucket
+            return bucket.take()
+
+    def join(self, conn: Client, f: Join) -> None:
         """join {room}: become a member (creating the room if new)."""
         uid, nick = conn.user_id, conn.nick
         assert uid is not None and nick is not None
         current = self.hub.room_name(uid, f.room)
         if current is not None:
-            conn.send_frame(Presence(room=current, online=self.hub.online_in(current), joined=nick))
+            conn.send_frame(Presence(room=current, joined=nick))
+            return
+        if self.hub.room_count(uid) >= self.cfg.max_rooms_per_user:
+            conn.send_frame(
+                Error(
+                    code=ErrorCode.TOO_MANY_ROOMS,
+                    message=f"you are in {self.cfg.max_rooms_per_user} rooms, the most allowed; "
+                    "leave one first",
+                )
+            )
+            return
+        if not self._join_allowed(uid):
+            conn.send_frame(
+                Error(code=ErrorCode.FLOOD, message="joining rooms too fast; wait a moment")
+            )
             return
         now = utcnow()
+        max_rooms = self.cfg.max_rooms
 
         def op(s: Any) -> tuple[str, StoredMessage | None]:
+            canonical = queries.room_exists(s, f.room)
+            if canonical is None and queries.room_count(s) >= max_rooms:
+                raise _RoomCap(f"the server has {max_rooms} rooms, the most allowed")
             joined = writes.join_room(s, uid, f.room, now)
-            canonical = queries.room_exists(s, f.room) or f.room
+            canonical = canonical or f.room
             if not joined:
                 return canonical, None
             msg, _ = writes.add_message(
@@ -407,6 +590,9 @@ class Commands:
             return canonical, msg
 
         def done(result: Any, exc: BaseException | None) -> None:
+            if isinstance(exc, _RoomCap):
+                conn.send_frame(Error(code=ErrorCode.TOO_MANY_ROOMS, message=str(exc)))
+                return
             if exc is not None:
                 conn.send_frame(
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not join: {exc}")
@@ -414,13 +600,16 @@ class Commands:
                 return
             room, msg = result
             self.hub.joined(uid, room)
-            if msg is not None:
-                self.hub.deliver_message(msg, None, None)
-            self.hub.publish_presence(room, joined=nick)
+            with self.hub.batch():
+                if msg is not None:
+                    self.hub.deliver_message(msg, None, None)
+                self.hub.publish_presence(room, joined=nick)
+                for page in presence_pages(room, self.hub.online_in(room)):
+                    self.hub.reply(conn, page)
 
         self.store.submit(op, done)
 
-    def leave(self, conn: Connection, f: Leave) -> None:
+    def leave(self, conn: Client, f: Leave) -> None:
         """leave {room}: stop being a member. The default room cannot be left."""
         uid, nick = conn.user_id, conn.nick
         assert uid is not None and nick is not None
@@ -449,18 +638,16 @@ class Commands:
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not leave: {exc}")
                 )
                 return
-            self.hub.left(uid, room)
-            if result is not None:
-                self.hub.deliver_message(result, None, None)
-            self.hub.publish_presence(room, left=nick)
-            # The leaver is no longer in the room, so tell its connections directly.
-            self.hub.send_to_user(
-                uid, encode(Presence(room=room, online=self.hub.online_in(room), left=nick))
-            )
+            with self.hub.batch():
+                if result is not None:
+                    self.hub.deliver_message(result, None, None)
+                self.hub.left(uid, room)
+                # The leaver is no longer a member, so its connections are told directly.
+                self.hub.publish_presence(room, left=nick, extra_user=uid)
 
         self.store.submit(op, done)
 
-    def who(self, conn: Connection, f: Who) -> None:
+    def who(self, conn: Client, f: Who) -> None:
         """who {room?, tag?}: the online members of a room (default: the default room)."""
         room = f.room or DEFAULT_ROOM
         with self.store.read() as s:
@@ -468,27 +655,30 @@ class Commands:
         if canonical is None:
             conn.send_frame(Error(code=ErrorCode.NO_SUCH_ROOM, message=f"there is no room {room}"))
             return
-        conn.send_frame(Presence(room=canonical, online=self.hub.online_in(canonical), tag=f.tag))
+        for page in presence_pages(canonical, self.hub.online_in(canonical), tag=f.tag):
+            conn.send_bytes(page)
 
-    def rooms(self, conn: Connection, f: ListRooms) -> None:
-        """rooms {tag?}: every room with its member count, and whether the user is in it."""
+    def rooms(self, conn: Client, f: ListRooms) -> None:
+        """rooms {tag?}: every room with its member count and whether the user is in it, paged."""
         assert conn.user_id is not None
         with self.store.read() as s:
             infos = queries.list_rooms(s)
         mine = {fold(r) for r in self.hub.rooms_of(conn.user_id)}
-        conn.send_frame(
-            RoomList(
-                rooms=[
-                    {"name": r.name, "members": r.members, "joined": fold(r.name) in mine}
-                    for r in infos
-                ],
-                tag=f.tag,
+        entries = [
+            {"name": r.name, "members": r.members, "joined": fold(r.name) in mine} for r in infos
+        ]
+        size = self.cfg.rooms_page
+        pages = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+        conn.send_bytes(
+            b"".join(
+                encode(RoomList(rooms=page, tag=f.tag, more=True if i < len(pages) - 1 else None))
+                for i, page in enumerate(pages)
             )
         )
 
     # --- history and search --------------------------------------------------------------
 
-    def history(self, conn: Connection, f: History) -> None:
+    def history(self, conn: Client, f: History) -> None:
         """history {room | with, before?, limit?, tag?}: a page of older messages, oldest first."""
         uid, nick = conn.user_id, conn.nick
         assert uid is not None and nick is not None
@@ -517,7 +707,7 @@ class Commands:
             target = peer.nick
         conn.send_bytes(self._batch("history", messages, nick, tag=f.tag, target=target, more=more))
 
-    def search(self, conn: Connection, f: Search) -> None:
+    def search(self, conn: Client, f: Search) -> None:
         """search {words, before?, limit?, tag?}: visible messages matching, newest first."""
         uid, nick = conn.user_id, conn.nick
         assert uid is not None and nick is not None
@@ -527,30 +717,43 @@ class Commands:
 
     # --- keepalive and exit ----------------------------------------------------------------
 
-    def ping(self, conn: Connection, f: Ping) -> None:
+    def ping(self, conn: Client, f: Ping) -> None:
         """ping {token?}: answered with pong {token}."""
         conn.send_frame(Pong(token=f.token))
 
-    def pong(self, conn: Connection, f: Pong) -> None:
+    def pong(self, conn: Client, f: Pong) -> None:
         """pong {token?}: nothing to do; any frame counts as activity."""
 
-    def bye(self, conn: Connection, f: Bye) -> None:
+    def bye(self, conn: Client, f: Bye) -> None:
         """bye {reason?}: end the session gracefully, storing the reason."""
         reason = f"bye: {f.reason}" if f.reason else "bye"
-        conn.close_after_flush(reason[:200])
+        conn.close_after_flush(reason[:MAX_REASON_CHARS])
 
 
-HANDLERS: dict[type[Frame], tuple[Handler, bool]] = {
-    # frame type: (handler, requires login)
-    Hello: (Commands.hello, False),
-    Ping: (Commands.ping, False),
-    Pong: (Commands.pong, False),
-    Bye: (Commands.bye, False),
-    Send: (Commands.send, True),
-    Join: (Commands.join, True),
-    Leave: (Commands.leave, True),
-    Who: (Commands.who, True),
-    ListRooms: (Commands.rooms, True),
-    History: (Commands.history, True),
-    Search: (Commands.search, True),
+class _Failed(LoginFailed):
+    """A wrong password: counted by the throttle (unlike other refusals)."""
+
+
+class _RoomCap(StoreConflict):
+    """The server-wide room cap was reached (raised inside the join's write)."""
+
+
+def _send_runs_on(f: Send) -> str:
+    # A public send touches only memory; a private one looks its recipient up.
+    return LOOP if f.room is not None else REQUEST
+
+
+HANDLERS: dict[type[Frame], HandlerSpec] = {
+    # frame type: (handler, requires login, runs on)
+    Hello: HandlerSpec(Commands.hello, False, LOGIN),
+    Ping: HandlerSpec(Commands.ping, False, LOOP),
+    Pong: HandlerSpec(Commands.pong, False, LOOP),
+    Bye: HandlerSpec(Commands.bye, False, LOOP),
+    Send: HandlerSpec(Commands.send, True, _send_runs_on),
+    Join: HandlerSpec(Commands.join, True, LOOP),
+    Leave: HandlerSpec(Commands.leave, True, LOOP),
+    Who: HandlerSpec(Commands.who, True, REQUEST),
+    ListRooms: HandlerSpec(Commands.rooms, True, REQUEST),
+    History: HandlerSpec(Commands.history, True, REQUEST),
+    Search: HandlerSpec(Commands.search, True, REQUEST),
 }

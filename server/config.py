@@ -27,11 +27,13 @@ class ServerConfig:
     """All settings of one server. Limits (defaults in brackets):
 
     Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
-    max_handshakes [64] concurrent TLS handshakes, handshake_timeout [10 s],
+    max_handshakes [64] concurrent TLS handshakes, max_handshakes_per_ip [8] of them
+    from one address, listen_backlog [1024], io_threads [2] selector loops,
+    login_workers [4] and request_workers [4] threads, handshake_timeout [10 s],
     login_timeout [30 s] from TCP accept to a successful hello, idle_ping_after [60 s]
     of silence before the server pings, idle_close_after [90 s] of silence before it
     closes, send_queue_bytes [1 MiB] queued for one client before it is dropped
-    ("send queue exceeded").
+    ("send queue exceeded"), max_reply_queue_bytes [8 MiB] of replies to its own requests.
     Frames: max_line_bytes [64 KiB], max_text_chars [4000], max_bad_frames [20]
     protocol errors before the connection is closed.
     Flood: flood_burst [10] messages at once, then flood_rate [5/s]; excess input
@@ -40,8 +42,13 @@ class ServerConfig:
     Accounts: registration_open [True] (the operator can override it in the
     database with `python -m server.admin`), scrypt_n [2**17] (scrypt_r 8,
     scrypt_p 1), max_concurrent_hashes [2], login_failures [5] per
-    login_failure_window [300 s] per (nick, address), token_ttl [14 days].
-    History: replay_cap [500], fresh_room_messages [50], fresh_private_messages [50].
+    login_failure_window [300 s] per (nick, address) and login_failures_per_ip [30]
+    per address, registrations_per_ip [30] per registration_window [600 s],
+    token_ttl [14 days].
+    Rooms: max_rooms_per_user [100], max_rooms [1000], join_burst [10] then
+    join_rate [0.5/s] per user, rooms_page [500] rooms per `rooms` frame.
+    History: replay_cap [500] and replay_max_bytes [1 MiB], fresh_room_messages [50],
+    fresh_private_messages [50].
     Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
     backup_before_migrate [True].
     """
@@ -54,11 +61,26 @@ class ServerConfig:
 
     max_connections_per_ip: int = 16
     max_handshakes: int = 64
+    #: Handshakes one address may have in flight: its share of max_handshakes,
+    #: so silent sockets from one address can never starve everyone else.
+    max_handshakes_per_ip: int = 8
+    #: The listening socket's accept queue: a classroom logging in at once
+    #: (a thousand SYNs within a second) must not be dropped and retried.
+    listen_backlog: int = 1024
+    #: I/O threads, each serving many connections through one selector.
+    io_threads: int = 2
+    #: Threads for logins (password hashing, session rows, replay reads).
+    login_workers: int = 4
+    #: Threads for other requests that read the database (history, search, who, rooms).
+    request_workers: int = 4
     handshake_timeout: float = 10.0
     login_timeout: float = 30.0
     idle_ping_after: float = 60.0
     idle_close_after: float = 90.0
     send_queue_bytes: int = 1024 * 1024
+    #: Replies to a client's own requests (history pages, search results) may
+    #: queue up to this much before the client is dropped for not reading.
+    max_reply_queue_bytes: int = 8 * 1024 * 1024
 
     max_line_bytes: int = MAX_LINE_BYTES
     max_text_chars: int = 4000
@@ -75,12 +97,27 @@ class ServerConfig:
     max_concurrent_hashes: int = 2
     login_failures: int = 5
     login_failure_window: float = 300.0
+    #: Failed logins one address may make across all nicks per window (nick spraying).
+    login_failures_per_ip: int = 30
+    #: Accounts one address may create per registration_window (Ergo: 30 per 10 min).
+    registrations_per_ip: int = 30
+    registration_window: float = 600.0
     token_ttl: float = 14 * 24 * 3600.0
     #: How often open sessions are checked against the operator's changes: a
     #: password reset or a deleted account ends that user's open connections.
     revocation_check_interval: float = 5.0
 
     replay_cap: int = 500
+    #: A replay (fresh login or rejoin) carries at most this many bytes; older
+    #: messages past it are left out and marked as a gap (history pages them in).
+    replay_max_bytes: int = 1024 * 1024
+    #: Rooms a user may be a member of, rooms on the server, and the pace of joins.
+    max_rooms_per_user: int = 100
+    max_rooms: int = 1000
+    join_burst: int = 10
+    join_rate: float = 0.5
+    #: Rooms per `rooms` frame: the list is paged so every frame fits the line cap.
+    rooms_page: int = 500
     fresh_room_messages: int = 50
     fresh_private_messages: int = 50
 
@@ -101,6 +138,9 @@ class ServerConfig:
                 raise ValueError(f"{name} must be positive")
         if self.idle_close_after <= self.idle_ping_after:
             raise ValueError("idle_close_after must be longer than idle_ping_after")
+        for name in ("io_threads", "login_workers", "request_workers", "rooms_page"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
 
     @property
     def cert_file(self) -> Path:

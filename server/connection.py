@@ -1,20 +1,24 @@
-# server/connection.py: one client connection: one I/O thread that owns the
-# TLS socket, and a bounded send queue.
+# server/connection.py: one client connection: its TLS stream, its bounded
+# outbound queue, its flood bucket and deadlines. It has no thread of its own:
+# the handshake stage (server/handshake.py) prepares it, then one IOLoop
+# (server/loop.py) serves it until it closes.
 #
-# THE RULE: exactly one thread touches a given TLS socket. Python 3.11's ssl
-# module has no per-socket lock; a recv in one thread while another thread
-# sends on the same SSLSocket corrupts the TLS stream or crashes the process
-# (DESIGN.md section 3). So:
-#   1. The connection's own thread does the handshake, every recv and every send.
-#   2. Other threads (the writer's commit callbacks, other connections' fan-out)
-#      only call deliver()/send_frame(), which append bytes to a queue under a
-#      lock and wake the I/O thread through a socketpair.
+# THE RULE: exactly one thread touches a given TLS socket at a time. Before
+# adopt() that is the handshake thread; afterwards only the loop's thread. Any
+# other thread (the store's writer running after-commit callbacks, a worker
+# answering a history request, another connection's fan-out) only calls
+# deliver() / send_bytes() / close_soon(), which append under a lock and
+# notify the loop.
 #
-# The send queue's contract (after Ergo's socket.go):
+# The outbound queue's contract (after Ergo's socket.go):
 #   1. deliver() MUST NOT block, and MUST NOT reorder frames.
-#   2. Queued frames are coalesced into one write.
+#   2. Everything queued when the loop gets to the connection is coalesced into
+#      one write (one TLS record per 16 KiB, not one per frame).
 #   3. A peer that stops reading fills its own queue and is dropped with
 #      "send queue exceeded"; nobody else ever waits for it.
+#   4. A replay is streamed: the next part is queued only once what was queued
+#      before has drained below a low-water mark, so a big history never
+#      overflows the user's own queue; frames queued after it wait behind it.
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol import (
@@ -38,61 +43,62 @@ from protocol import (
     decode_client_line,
     encode,
 )
+from transport import StreamClosed, TLSStream
 
-from .errors import ClosedByServer, ConnectionClosed, PeerGone, SendQueueExceeded
+from .config import ServerConfig
+from .errors import ClosedByServer, PeerGone, SendQueueExceeded
 from .flood import TokenBucket
 
 if TYPE_CHECKING:
-    from .app import ChatServer
+    from .loop import IOLoop
 
 log = logging.getLogger("parley.connection")
 
-#: Sent in plaintext to a client that does not start a TLS handshake.
-PLAINTEXT_REFUSAL = (
-    b'{"type":"error","code":"tls-required","message":"this port speaks TLS only: '
-    b"connect with a parley client that trusts the server's ca.pem\"}\n"
-)
-_TLS_HANDSHAKE_RECORD = 0x16
-_READ_CHUNK = 64 * 1024
-_WRITE_CHUNK = 256 * 1024
-# Stop reading ahead once this many lines wait to be processed; TCP then
-# pushes back on the client instead of us buffering.
-_MAX_READ_AHEAD_LINES = 64
-_CLOSE_FLUSH_DEADLINE = 2.0
+#: Stop reading ahead once this many lines wait to be processed; TCP then
+#: pushes back on the client instead of us buffering.
+MAX_READ_AHEAD_LINES = 64
+#: Bytes read from one connection per loop turn, so one fast sender cannot
+#: starve the others on its loop.
+READ_BUDGET = 256 * 1024
+#: A streamed replay queues its next part when less than this is left to send.
+STREAM_LOW_WATER = 64 * 1024
+#: How long a closing connection may take to flush its last frames.
+CLOSE_FLUSH_DEADLINE = 2.0
+
+Dispatch = Callable[["Connection", Frame], None]
+Finished = Callable[["Connection", str], None]
 
 
-def _refuse_plaintext(raw: socket.socket) -> None:
-    # Send the refusal, then read (bounded) what the client already sent before
-    # closing: closing with unread bytes makes the kernel send RST, and the
-    # client would see "connection reset" instead of our message.
-    try:
-        raw.sendall(PLAINTEXT_REFUSAL)
-        raw.shutdown(socket.SHUT_WR)
-        raw.settimeout(0.5)
-        for _ in range(16):
-            if not raw.recv(4096):
-                break
-    except OSError:
-        pass
+class _Replay:
+    """A replay being streamed: its parts, and the id it replays up to."""
+
+    __slots__ = ("parts", "up_to")
+
+    def __init__(self, parts: list[bytes], up_to: int) -> None:
+        self.parts = deque(parts)
+        self.up_to = up_to
 
 
 class Connection:
-    """A client connection. Create it on the accept thread, then start() it."""
+    """A client connection. Built on the accept thread, handshaken, then adopted by a loop."""
 
     def __init__(
         self,
-        server: ChatServer,
+        cfg: ServerConfig,
         raw: socket.socket,
         peer: tuple[str, int],
+        *,
+        dispatch: Dispatch,
+        finished: Finished,
         refuse: ErrorCode | None = None,
     ) -> None:
-        self._server = server
-        self._cfg = server.config
-        self._raw = raw
-        self._sock: ssl.SSLSocket | None = None
+        self._cfg = cfg
+        self.raw = raw
         self.peer_ip = peer[0]
         self.peer = f"{peer[0]}:{peer[1]}"
-        self._refuse = refuse
+        self.refuse = refuse
+        self._dispatch = dispatch
+        self._finished = finished
         self.accepted_at = time.monotonic()
         self.last_rx = self.accepted_at
         self.tls_version: str | None = None
@@ -102,43 +108,57 @@ class Connection:
         self.nick: str | None = None
         self.session_id: int | None = None
 
-        self._decoder = LineDecoder(self._cfg.max_line_bytes)
+        # Owned by the loop thread.
+        self._stream: TLSStream | None = None
+        self._loop: IOLoop | None = None
+        self._decoder = LineDecoder(cfg.max_line_bytes)
         self._backlog: deque[bytes] = deque()
-        self._bucket = TokenBucket(self._cfg.flood_burst, self._cfg.flood_rate)
-        self._paused_until = 0.0
+        self._bucket = TokenBucket(cfg.flood_burst, cfg.flood_rate)
+        self.paused_until = 0.0
         self._bad_frames = 0
         self._ping_sent = False
+        self._closing: str | None = None
+        self._closing_deadline = 0.0
+        self._replay: _Replay | None = None
+        self._ended = False
 
         # Shared with other threads, under _lock.
         self._lock = threading.Lock()
-        self._out: deque[bytes] = deque()
-        self._out_bytes = 0
+        self._queue: deque[bytes | _Replay] = deque()
+        self._queued_bytes = 0
         self._holding = False
         self._held: list[tuple[int | None, bytes]] = []
         self._held_bytes = 0
-        self._close_request: tuple[type[ConnectionClosed], str] | None = None
+        self._close_request: tuple[str, bool] | None = None  # (reason, flush first)
         self._dead = False
+        self._busy = False
+        #: Bytes the TLS stream still holds, as last seen by the loop (read
+        #: without the lock by other threads: an int is read atomically).
+        self._wire_pending = 0
+        self._done = threading.Event()
 
-        # Owned by the I/O thread.
-        self._wbuf = b""
-        self._wpos = 0
-        self._closing: str | None = None
-        self._closing_deadline = 0.0
+    # --- set-up, from the handshake stage -------------------------------------------
 
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._thread = threading.Thread(target=self._run, name=f"conn-{self.peer}", daemon=True)
+    def handshaken(self, sock: ssl.SSLSocket) -> None:
+        """The TLS handshake succeeded on *sock* (already non-blocking)."""
+        self._stream = TLSStream(sock)
+        self.tls_version = sock.version()
+        if self.refuse is not None:
+            self.close_soon(
+                "too many connections from this address",
+                Error(code=self.refuse, message="too many connections from your address"),
+            )
 
-    # --- called from any thread ---------------------------------------------------
+    def attach_loop(self, loop: IOLoop) -> None:
+        """Called by the loop that adopts this connection, on its thread."""
+        self._loop = loop
 
-    def start(self) -> None:
-        """Start the I/O thread (handshake, then the loop)."""
-        self._thread.start()
+    def fileno_obj(self) -> socket.socket:
+        """The object the loop's selector waits on."""
+        assert self._stream is not None
+        return self._stream.sock
 
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for the I/O thread to end."""
-        self._thread.join(timeout)
+    # --- called from any thread -----------------------------------------------------
 
     @property
     def logged_in(self) -> bool:
@@ -150,18 +170,36 @@ class Connection:
         with self._lock:
             if self._dead:
                 return
-            # Held bytes count against the same limit as queued ones: both are
-            # owed to this client.
-            if self._out_bytes + self._held_bytes + len(data) > self._cfg.send_queue_bytes:
+            # Held and queued bytes count against the one limit: both are owed.
+            owed = self._queued_bytes + self._held_bytes + self._wire_pending + len(data)
+            if owed > self._cfg.send_queue_bytes:
                 self._overflow_locked()
-                return
-            if self._holding:
+            elif self._holding:
                 self._held.append((message_id, data))
                 self._held_bytes += len(data)
                 return
-            wake = self._append_locked(data)
-        if wake:
-            self._wake()
+            else:
+                self._queue.append(data)
+                self._queued_bytes += len(data)
+        self._notify()
+
+    def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue several unsolicited byte strings at once (a committed group's share)."""
+        size = sum(len(d) for _, d in chunks)
+        with self._lock:
+            if self._dead:
+                return
+            owed = self._queued_bytes + self._held_bytes + self._wire_pending + size
+            if owed > self._cfg.send_queue_bytes:
+                self._overflow_locked()
+            elif self._holding:
+                self._held.extend(chunks)
+                self._held_bytes += size
+                return
+            else:
+                self._queue.extend(d for _, d in chunks)
+                self._queued_bytes += size
+        self._notify()
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a reply to this client's own request."""
@@ -171,311 +209,293 @@ class Connection:
         """Queue solicited bytes (replies, history pages).
 
         These are bounded by page sizes rather than by the send queue limit,
-        but a client that keeps asking without reading is dropped past 8x it.
+        but a client that keeps asking without reading is dropped past
+        max_reply_queue_bytes.
         """
         with self._lock:
             if self._dead:
                 return
-            if self._out_bytes + len(data) > 8 * self._cfg.send_queue_bytes:
+            if (
+                self._queued_bytes + self._wire_pending + len(data)
+                > self._cfg.max_reply_queue_bytes
+            ):
                 self._overflow_locked()
+            else:
+                self._queue.append(data)
+                self._queued_bytes += len(data)
+        self._notify()
+
+    def send_replay(self, parts: list[bytes], replayed_up_to: int) -> None:
+        """Stream *parts* (a replay batch, in order), then release held live messages.
+
+        Frames queued after this wait behind the replay. Live messages held
+        since hold_live() are sent after it, minus those the replay contained.
+        """
+        with self._lock:
+            if self._dead:
                 return
-            wake = self._append_locked(data)
-        if wake:
-            self._wake()
+            self._queue.append(_Replay(parts, replayed_up_to))
+        self._notify()
 
     def hold_live(self) -> None:
-        """Keep live deliveries back (while a replay is being sent)."""
+        """Keep live deliveries back (while a replay is being read and sent)."""
         with self._lock:
             self._holding = True
 
-    def release_held(self, replayed_up_to: int) -> None:
-        """Send what was held, skipping messages the replay already contained."""
-        with self._lock:
-            held, self._held, self._holding = self._held, [], False
-            self._held_bytes = 0
-            wake = False
-            for message_id, data in held:
-                if message_id is None or message_id > replayed_up_to:
-                    wake = self._append_locked(data) or wake
-        if wake:
-            self._wake()
-
     def close_soon(self, reason: str, error: Error | None = None) -> None:
-        """Ask the I/O thread to close (after sending *error*, if given).
+        """Close after sending what is queued (and *error*, if given). Any thread.
 
-        From any thread; only the first request counts."""
+        Only the first request counts."""
         with self._lock:
             if self._dead or self._close_request is not None:
                 return
             if error is not None:
-                self._append_locked(encode(error))
-            self._close_request = (ClosedByServer, reason)
-        self._wake()
+                data = encode(error)
+                self._queue.append(data)
+                self._queued_bytes += len(data)
+            self._close_request = (reason, True)
+        self._notify()
 
-    # --- queue internals (caller holds _lock) ---------------------------------------
+    def close_after_flush(self, reason: str, error: Error | None = None) -> None:
+        """Send *error* (if given), flush, then close. Same as close_soon()."""
+        self.close_soon(reason, error)
 
-    def _append_locked(self, data: bytes) -> bool:
-        was_empty = not self._out
-        self._out.append(data)
-        self._out_bytes += len(data)
-        # Waking is needed only when the I/O thread may be asleep with nothing
-        # to write, and never from the I/O thread itself (it flushes next).
-        return was_empty and threading.get_ident() != self._thread.ident
+    def begin_job(self) -> None:
+        """A handler runs off the loop for this connection: hold its next frames."""
+        with self._lock:
+            self._busy = True
+
+    def end_job(self) -> None:
+        """The off-loop handler is done: process the connection's next frames."""
+        with self._lock:
+            self._busy = False
+        self._notify()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the connection has closed. True if it did in time."""
+        return self._done.wait(timeout)
+
+    # --- queue internals (caller holds _lock) -----------------------------------------
 
     def _overflow_locked(self) -> None:
         self._dead = True
-        self._out.clear()
+        self._queue.clear()
+        self._queued_bytes = 0
         self._held.clear()
         self._held_bytes = 0
-        self._close_request = (SendQueueExceeded, "send queue exceeded")
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            pass
+        self._close_request = ("send queue exceeded", False)
 
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up byte is already pending, or we are closing
+    def _notify(self) -> None:
+        loop = self._loop
+        if loop is not None:  # before adoption the loop serves it as it adopts it
+            loop.notify(self)
 
-    # --- the I/O thread ------------------------------------------------------------------
+    # --- the loop thread ------------------------------------------------------------------
 
-    def _run(self) -> None:
-        reason = "connection closed"
-        try:
-            self._handshake()
-            if self._refuse is not None:
-                self._refuse_and_close()
-            else:
-                self._loop()
-        except ConnectionClosed as exc:
-            reason = exc.reason
-        except Exception:
-            log.exception("connection %s failed", self.peer)
-            reason = "internal server error"
-        finally:
-            with self._lock:
-                self._dead = True
-            self._server.connection_finished(self, reason)
-            for s in (self._sock, self._raw, self._wake_r, self._wake_w):
-                if s is not None:
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
+    def interest(self) -> int:
+        """The selector events this connection waits for now (0: none)."""
+        if self._ended:
+            return 0
+        stream = self._stream
+        assert stream is not None
+        want = 0
+        if self._reading_allowed():
+            want |= selectors.EVENT_READ
+        if stream.wants_write:
+            want |= selectors.EVENT_WRITE
+        # 0 unregisters the socket: while reading is paused a level-triggered
+        # selector would otherwise report it readable on every turn. A hang-up
+        # is then noticed as soon as reading resumes.
+        return want
 
-    def _handshake(self) -> None:
-        raw = self._raw
-        deadline = self.accepted_at + self._cfg.handshake_timeout
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            raw.settimeout(max(0.01, deadline - time.monotonic()))
-            first = raw.recv(1, socket.MSG_PEEK)
-            if not first:
-                raise PeerGone("closed before the TLS handshake")
-            if first[0] != _TLS_HANDSHAKE_RECORD:
-                # Not TLS: say so in plaintext, once, and hang up.
-                log.info("%s: plaintext client on the TLS port, refused", self.peer)
-                _refuse_plaintext(raw)
-                raise ClosedByServer("plaintext client refused")
-            sock = self._server.ssl_context.wrap_socket(
-                raw, server_side=True, do_handshake_on_connect=False
-            )
-            self._sock = sock
-            # Since Python 3.5 the timeout bounds the whole handshake, not each byte.
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            sock.do_handshake()
-        except TimeoutError as exc:
-            log.info("%s: no TLS handshake within %.0f s", self.peer, self._cfg.handshake_timeout)
-            raise ClosedByServer("TLS handshake timed out") from exc
-        except ssl.SSLError as exc:
-            log.info("%s: TLS handshake failed: %s", self.peer, exc.reason or exc)
-            raise PeerGone(f"TLS handshake failed: {exc.reason or exc}") from exc
-        except OSError as exc:
-            raise PeerGone(f"network error during handshake: {exc}") from exc
-        finally:
-            self._server.handshake_done(self)
-        self.tls_version = sock.version()
-        sock.setblocking(False)
+    def wants_another_turn(self) -> bool:
+        """True if the loop must serve this connection again without waiting for an event."""
+        stream = self._stream
+        if stream is None or self._ended:
+            return False
+        if stream.has_buffered and self._reading_allowed():
+            return True
+        return bool(self._backlog) and not self._is_busy() and not self.paused_until
 
-    def _refuse_and_close(self) -> None:
-        code = self._refuse or ErrorCode.TOO_MANY_CONNECTIONS
-        self.send_frame(Error(code=code, message="too many connections from your address"))
-        self._begin_close("too many connections from this address")
-        self._loop()
+    def _reading_allowed(self) -> bool:
+        return (
+            self._closing is None
+            and not self.paused_until
+            and len(self._backlog) < MAX_READ_AHEAD_LINES
+        )
 
-    def _begin_close(self, reason: str) -> None:
-        if self._closing is None:
-            self._closing = reason
-            self._closing_deadline = time.monotonic() + _CLOSE_FLUSH_DEADLINE
-
-    def close_after_flush(self, reason: str, error: Error | None = None) -> None:
-        """From the I/O thread (command handlers): send *error*, flush, then close."""
-        if error is not None:
-            self.send_frame(error)
-        self._begin_close(reason)
-
-    def _loop(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self._wake_r, selectors.EVENT_READ)
-        registered = 0
-        try:
-            while True:
-                now = time.monotonic()
-                self._check_requests()
-                if self._closing is not None and (
-                    not self._has_output() or now >= self._closing_deadline
-                ):
-                    raise ClosedByServer(self._closing)
-                want = 0
-                reading = self._closing is None and now >= self._paused_until
-                if reading and len(self._backlog) < _MAX_READ_AHEAD_LINES:
-                    want |= selectors.EVENT_READ
-                if self._has_output():
-                    want |= selectors.EVENT_WRITE
-                if want != registered:
-                    if registered:
-                        if want:
-                            sel.modify(sock, want)
-                        else:
-                            sel.unregister(sock)
-                    elif want:
-                        sel.register(sock, want)
-                    registered = want
-                for key, _mask in sel.select(self._next_timeout(now)):
-                    if key.fileobj is self._wake_r:
-                        self._drain_wake()
-                if reading:
-                    self._read()
-                self._process_backlog()
-                self._flush()
-                self._check_timers()
-        finally:
-            sel.close()
-
-    def _has_output(self) -> bool:
-        return bool(self._wbuf) or bool(self._out)
-
-    def _check_requests(self) -> None:
+    def _is_busy(self) -> bool:
         with self._lock:
-            request = self._close_request
-        if request is not None:
-            cls, reason = request
-            if cls is SendQueueExceeded:
-                raise SendQueueExceeded(reason)
-            self._begin_close(reason)
+            return self._busy
 
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def _next_timeout(self, now: float) -> float:
-        deadlines = []
-        if not self.logged_in:
-            deadlines.append(self.accepted_at + self._cfg.login_timeout)
-        deadlines.append(self.last_rx + self._cfg.idle_ping_after)
-        deadlines.append(self.last_rx + self._cfg.idle_close_after)
-        if self._paused_until > now:
-            deadlines.append(self._paused_until)
-        if self._closing is not None:
-            deadlines.append(self._closing_deadline)
-        future = [d for d in deadlines if d > now]
-        return max(0.0, min(future) - now) if future else 0.05
-
-    def _read(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        # Drain everything readable, including bytes OpenSSL already decrypted
-        # into its own buffer (sock.pending()), which select() cannot see.
-        while len(self._backlog) < _MAX_READ_AHEAD_LINES:
+    def on_readable(self, now: float) -> None:
+        """Read what arrived and process the frames it completes."""
+        stream = self._stream
+        assert stream is not None
+        if self.paused_until and now >= self.paused_until:
+            self.paused_until = 0.0
+        if self._reading_allowed():
             try:
-                data = sock.recv(_READ_CHUNK)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return
-            except ssl.SSLZeroReturnError as exc:
-                raise PeerGone("client closed the connection") from exc
-            except (ssl.SSLError, OSError) as exc:
-                raise PeerGone(f"network error: {exc}") from exc
-            if not data:
-                raise PeerGone("client closed the connection")
-            self.last_rx = time.monotonic()
-            self._ping_sent = False
-            try:
-                self._backlog.extend(self._decoder.feed(data))
-            except StreamError as exc:
-                self._backlog.clear()
-                self.close_after_flush("line too long", Error(code=exc.code, message=exc.message))
-                return
+                data = stream.read(READ_BUDGET)
+            except StreamClosed as exc:
+                raise PeerGone(exc.reason) from exc
+            if data:
+                self.last_rx = now
+                self._ping_sent = False
+                try:
+                    self._backlog.extend(self._decoder.feed(data))
+                except StreamError as exc:
+                    self._backlog.clear()
+                    self._begin_close("line too long", Error(code=exc.code, message=exc.message))
+        self._process_backlog(now)
 
-    def _process_backlog(self) -> None:
-        while self._backlog and self._closing is None:
-            if self.logged_in and not self._bucket.take():
-                # Fakelag: stop reading until a token is due; TCP pushes back on the client.
-                self._paused_until = time.monotonic() + self._bucket.wait_time()
+    def _process_backlog(self, now: float) -> None:
+        while self._backlog and self._closing is None and not self._is_busy():
+            if not self._bucket.take():
+                # Fakelag: stop reading until a token is due; TCP pushes back on
+                # the client. Applies before login too: a connection that never
+                # logs in must not get unlimited answers either.
+                self.paused_until = now + max(0.001, self._bucket.wait_time())
                 if len(self._backlog) > self._cfg.flood_backlog:
-                    self.close_after_flush(
+                    self._begin_close(
                         "flooding", Error(code=ErrorCode.FLOOD, message="too many messages")
                     )
                 return
+            self.paused_until = 0.0
             line = self._backlog.popleft()
             try:
                 frame = decode_client_line(line)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc)
                 continue
-            self._server.commands.dispatch(self, frame)
+            self._dispatch(self, frame)
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         self._bad_frames += 1
         self.send_frame(Error(code=exc.code, message=exc.message, ref=exc.ref))
         if self._bad_frames > self._cfg.max_bad_frames:
-            self.close_after_flush("too many invalid frames")
+            self._begin_close("too many invalid frames")
 
-    def _flush(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        while True:
-            if not self._wbuf:
-                with self._lock:
-                    if not self._out:
-                        return
-                    self._wbuf = b"".join(self._out)
-                    self._out.clear()
-                    self._out_bytes = 0
-                self._wpos = 0
+    def _begin_close(self, reason: str, error: Error | None = None) -> None:
+        if error is not None:
+            self.send_frame(error)
+        if self._closing is None:
+            self._closing = reason
+            self._closing_deadline = time.monotonic() + CLOSE_FLUSH_DEADLINE
+
+    def service(self, now: float) -> None:
+        """Apply close requests, move queued bytes to the stream, write."""
+        stream = self._stream
+        assert stream is not None
+        with self._lock:
+            request = self._close_request
+            self._move_queued_locked(stream)
+        if request is not None:
+            reason, flush = request
+            if not flush:
+                stream.discard_output()
+                raise SendQueueExceeded(reason)
+            if self._closing is None:
+                self._closing = reason
+                self._closing_deadline = now + CLOSE_FLUSH_DEADLINE
+        try:
+            done = stream.flush()
+        except StreamClosed as exc:
+            raise PeerGone(exc.reason) from exc
+        if self._replay is not None and stream.pending_bytes < STREAM_LOW_WATER:
+            # The stream drained: queue the replay's next part (and what waits behind it).
+            with self._lock:
+                self._move_queued_locked(stream)
             try:
-                # After SSLWantWriteError OpenSSL needs the same bytes again;
-                # Python allows the buffer to move, and we resend from _wpos.
-                sent = sock.send(memoryview(self._wbuf)[self._wpos : self._wpos + _WRITE_CHUNK])
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                return
-            except (ssl.SSLError, OSError) as exc:
-                raise PeerGone(f"network error: {exc}") from exc
-            self._wpos += sent
-            if self._wpos >= len(self._wbuf):
-                self._wbuf = b""
-
-    def _check_timers(self) -> None:
-        now = time.monotonic()
+                done = stream.flush()
+            except StreamClosed as exc:
+                raise PeerGone(exc.reason) from exc
+        self._wire_pending = stream.pending_bytes
         if self._closing is not None:
+            with self._lock:
+                empty = not self._queue
+            if (done and empty and self._replay is None) or now >= self._closing_deadline:
+                raise ClosedByServer(self._closing)
+        if self._backlog and not self._is_busy() and not self.paused_until:
+            self._process_backlog(now)
+            with self._lock:
+                self._move_queued_locked(stream)
+            try:
+                stream.flush()
+            except StreamClosed as exc:
+                raise PeerGone(exc.reason) from exc
+            self._wire_pending = stream.pending_bytes
+
+    def _move_queued_locked(self, stream: TLSStream) -> None:
+        # Moves queued bytes into the TLS stream, in order, stopping at a replay
+        # that has not finished streaming.
+        queue = self._queue
+        while True:
+            replay = self._replay
+            if replay is not None:
+                while replay.parts and stream.pending_bytes < STREAM_LOW_WATER:
+                    stream.queue(replay.parts.popleft())
+                if replay.parts:
+                    return
+                self._replay = None
+                self._release_held_locked(replay.up_to)
+            if not queue:
+                return
+            item = queue.popleft()
+            if isinstance(item, _Replay):
+                self._replay = item
+                continue
+            self._queued_bytes -= len(item)
+            stream.queue(item)
+
+    def _release_held_locked(self, replayed_up_to: int) -> None:
+        held, self._held, self._holding = self._held, [], False
+        self._held_bytes = 0
+        for message_id, data in held:
+            if message_id is None or message_id > replayed_up_to:
+                self._queue.append(data)
+                self._queued_bytes += len(data)
+
+    def check_timers(self, now: float) -> None:
+        """Login deadline, idle ping and close, close-flush deadline."""
+        if self._closing is not None:
+            if now >= self._closing_deadline:
+                raise ClosedByServer(self._closing)
             return
         if not self.logged_in and now - self.accepted_at >= self._cfg.login_timeout:
-            self.close_after_flush(
+            self._begin_close(
                 "login timed out",
                 Error(code=ErrorCode.TIMEOUT, message="no successful login in time"),
             )
             return
         idle = now - self.last_rx
         if idle >= self._cfg.idle_close_after:
-            self.close_after_flush(
+            self._begin_close(
                 "ping timeout", Error(code=ErrorCode.TIMEOUT, message="no data from you in time")
             )
         elif idle >= self._cfg.idle_ping_after and not self._ping_sent:
             self._ping_sent = True
             self.send_frame(Ping(token=str(int(now))))
+
+    def finish(self, reason: str) -> None:
+        """Close the socket and report the end (once). On the loop thread, or at shutdown."""
+        if self._ended:
+            return
+        self._ended = True
+        with self._lock:
+            self._dead = True
+            self._queue.clear()
+            self._held.clear()
+        if self._stream is not None:
+            self._stream.close()
+        else:
+            try:
+                self.raw.close()
+            except OSError:
+                pass
+        try:
+            self._finished(self, reason)
+        except Exception:
+            log.exception("cleaning up after %s failed", self.peer)
+        finally:
+            self._done.set()

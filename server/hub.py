@@ -3,23 +3,35 @@
 # Rules this module keeps:
 # 1. All state lives under one lock, held only for in-memory work: never
 #    across SQL, a socket call or a wait. Connections are only *enqueued to*
-#    (Connection.deliver never blocks).
-# 2. A broadcast encodes the frame once and hands the same bytes to every
-#    recipient connection.
-# 3. A private message reaches the connections of its sender and its
+#    (Peer.deliver never blocks), and outside the lock.
+# 2. A message is encoded once and the same bytes go to every recipient.
+# 3. Inside batch() (the store's writer wraps each committed group in one),
+#    deliveries are gathered per connection and handed over once at the end:
+#    one queue append and at most one loop wake-up per connection per group,
+#    and so one coalesced TLS write, instead of one per message.
+# 4. A private message reaches the connections of its sender and its
 #    recipient, and nobody else.
-# 4. The hub tracks room membership only for users who are online; the
+# 5. Presence travels as deltas (`joined` / `left`) to a room's members; the
+#    full list goes only to one connection that asks (login, `who`), in pages
+#    that each fit the line cap.
+# 6. The hub tracks room membership only for users who are online; the
 #    database is the truth for everyone else.
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from protocol import Message, Presence, encode, fold, format_ts
 
 from .store.records import StoredMessage
+
+#: Nicks per `presence` page: 2,000 nicks of at most 24 characters, quoted and
+#: comma-separated, stay under 56 KB, inside the 64 KiB line cap.
+PRESENCE_PAGE = 2000
 
 
 class Peer(Protocol):
@@ -28,8 +40,11 @@ class Peer(Protocol):
     def deliver(self, data: bytes, message_id: int | None = None) -> None:
         """Queue *data* for sending; never blocks. *message_id* lets a replay de-duplicate."""
 
+    def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue several (message id, bytes) in order; never blocks."""
 
-@dataclass
+
+@dataclass(eq=False)
 class _User:
     user_id: int
     nick: str
@@ -51,6 +66,19 @@ def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
     )
 
 
+def presence_pages(room: str, online: list[str], tag: str | None = None) -> list[bytes]:
+    """The full online list of *room* as encoded `presence` frames, PRESENCE_PAGE nicks each.
+
+    Every page but the last carries `more: true`; a client replaces its list
+    with the first page and extends it with the rest.
+    """
+    pages = [online[i : i + PRESENCE_PAGE] for i in range(0, len(online), PRESENCE_PAGE)] or [[]]
+    return [
+        encode(Presence(room=room, online=page, tag=tag, more=True if i < len(pages) - 1 else None))
+        for i, page in enumerate(pages)
+    ]
+
+
 class Hub:
     """Online users, their rooms and their connections; delivers encoded frames."""
 
@@ -58,6 +86,8 @@ class Hub:
         self._lock = threading.Lock()
         self._users: dict[int, _User] = {}
         self._by_nick: dict[str, int] = {}  # fold(nick) -> user id, online users only
+        self._members: dict[str, dict[int, _User]] = {}  # fold(room) -> online members
+        self._local = threading.local()
 
     # --- presence -----------------------------------------------------------
 
@@ -70,6 +100,8 @@ class Hub:
                 user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
                 self._users[user_id] = user
                 self._by_nick[fold(nick)] = user_id
+                for key in user.rooms:
+                    self._members.setdefault(key, {})[user_id] = user
             user.conns.add(conn)
             return first
 
@@ -84,6 +116,12 @@ class Hub:
                 return None
             del self._users[user_id]
             self._by_nick.pop(fold(user.nick), None)
+            for key in user.rooms:
+                members = self._members.get(key)
+                if members is not None:
+                    members.pop(user_id, None)
+                    if not members:
+                        del self._members[key]
             return list(user.rooms.values())
 
     def is_online(self, nick: str) -> bool:
@@ -97,6 +135,12 @@ class Hub:
             user = self._users.get(user_id)
             return sorted(user.rooms.values(), key=fold) if user else []
 
+    def room_count(self, user_id: int) -> int:
+        """How many rooms an online user is in."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return len(user.rooms) if user else 0
+
     def room_name(self, user_id: int, room: str) -> str | None:
         """The canonical name of *room* if the online user is a member, else None."""
         with self._lock:
@@ -105,12 +149,10 @@ class Hub:
 
     def online_in(self, room: str) -> list[str]:
         """Nicks online in *room*, sorted case-insensitively."""
-        key = fold(room)
         with self._lock:
-            return self._online_in_locked(key)
-
-    def _online_in_locked(self, key: str) -> list[str]:
-        return sorted((u.nick for u in self._users.values() if key in u.rooms), key=fold)
+            members = self._members.get(fold(room))
+            nicks = [u.nick for u in members.values()] if members else []
+        return sorted(nicks, key=fold)
 
     def online_count(self) -> int:
         """How many users are online."""
@@ -129,16 +171,53 @@ class Hub:
         with self._lock:
             user = self._users.get(user_id)
             if user is not None:
-                user.rooms[fold(room)] = room
+                key = fold(room)
+                user.rooms[key] = room
+                self._members.setdefault(key, {})[user_id] = user
 
     def left(self, user_id: int, room: str) -> None:
         """Record that an online user left *room* (after the database did)."""
         with self._lock:
             user = self._users.get(user_id)
             if user is not None:
-                user.rooms.pop(fold(room), None)
+                key = fold(room)
+                user.rooms.pop(key, None)
+                members = self._members.get(key)
+                if members is not None:
+                    members.pop(user_id, None)
+                    if not members:
+                        del self._members[key]
 
     # --- fan-out --------------------------------------------------------------
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Gather this thread's deliveries and hand them over per connection at the end."""
+        if getattr(self._local, "pending", None) is not None:
+            yield  # already batching: the outer batch flushes
+            return
+        pending: dict[Peer, list[tuple[int | None, bytes]]] = {}
+        self._local.pending = pending
+        try:
+            yield
+        finally:
+            self._local.pending = None
+            for conn, chunks in pending.items():
+                if len(chunks) == 1:
+                    conn.deliver(chunks[0][1], chunks[0][0])
+                else:
+                    conn.deliver_many(chunks)
+
+    def _send(self, conn: Peer, data: bytes, message_id: int | None = None) -> None:
+        pending = getattr(self._local, "pending", None)
+        if pending is None:
+            conn.deliver(data, message_id)
+        else:
+            pending.setdefault(conn, []).append((message_id, data))
+
+    def reply(self, conn: Peer, data: bytes) -> None:
+        """Queue *data* for one connection, in order with this batch's deliveries."""
+        self._send(conn, data)
 
     def publish_presence(
         self,
@@ -146,22 +225,23 @@ class Hub:
         *,
         joined: str | None = None,
         left: str | None = None,
-        extra: Peer | None = None,
+        extra_user: int | None = None,
     ) -> None:
-        """Send the room's online list (with who changed) to everyone online in it.
+        """Tell everyone online in *room* who joined or left it (a delta).
 
-        *extra* also receives it (a connection that just left the room and must
-        learn that it did).
+        *extra_user*'s connections also get it (a user who just left the room
+        and must learn that they did).
         """
-        key = fold(room)
+        data = encode(Presence(room=room, joined=joined, left=left))
         with self._lock:
-            online = self._online_in_locked(key)
-            data = encode(Presence(room=room, online=online, joined=joined, left=left))
-            targets = {c for u in self._users.values() if key in u.rooms for c in u.conns}
-        if extra is not None:
-            targets.add(extra)
+            members = self._members.get(fold(room))
+            targets = [c for u in members.values() for c in u.conns] if members else []
+            if extra_user is not None:
+                extra = self._users.get(extra_user)
+                if extra is not None and (members is None or extra_user not in members):
+                    targets.extend(extra.conns)
         for conn in targets:
-            conn.deliver(data)
+            self._send(conn, data)
 
     def deliver_message(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
         """Fan a committed message out to every connection allowed to see it.
@@ -173,20 +253,23 @@ class Hub:
         own = encode(message_frame(msg, ref)) if ref is not None else plain
         with self._lock:
             if msg.room is not None:
-                key = fold(msg.room)
-                users = [u for u in self._users.values() if key in u.rooms]
+                members = self._members.get(fold(msg.room))
+                users = list(members.values()) if members else []
             else:
-                users = [
-                    u
-                    for u in self._users.values()
-                    if u.user_id == sender_id
-                    or (msg.recipient is not None and fold(u.nick) == fold(msg.recipient))
-                ]
+                users = []
+                sender = self._users.get(sender_id) if sender_id is not None else None
+                if sender is not None:
+                    users.append(sender)
+                if msg.recipient is not None:
+                    rid = self._by_nick.get(fold(msg.recipient))
+                    recipient = self._users.get(rid) if rid is not None else None
+                    if recipient is not None and recipient is not sender:
+                        users.append(recipient)
             targets = [
                 (c, own if u.user_id == sender_id else plain) for u in users for c in u.conns
             ]
         for conn, data in targets:
-            conn.deliver(data, msg.id)
+            self._send(conn, data, msg.id)
         return len(targets)
 
     def send_to_user(self, user_id: int, data: bytes) -> None:
@@ -195,4 +278,4 @@ class Hub:
             user = self._users.get(user_id)
             conns = list(user.conns) if user else []
         for conn in conns:
-            conn.deliver(data)
+            self._send(conn, data)

@@ -2,10 +2,10 @@
 #
 # Rules this module keeps:
 # 1. The accept thread only accepts: no TLS, no reads. Each socket is handed
-#    to its own Connection thread, which does the handshake under a deadline,
-#    so a client that never handshakes cannot stall anyone else.
-# 2. Connections per address and concurrent handshakes are capped (a thread
-#    per silent socket is exactly what an attacker would try to exhaust).
+#    to the handshake stage (server/handshake.py), which does the handshake
+#    under a deadline, so a client that never handshakes stalls nobody.
+# 2. Connections and handshakes per address, and handshakes overall, are
+#    capped by the callback (ChatServer._accept) before anything is spent.
 # 3. Running out of descriptors (EMFILE and friends) is logged and retried
 #    after a pause, like trio's serve_listeners; other errors stop the loop.
 
@@ -26,7 +26,7 @@ _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _CAPACITY_PAUSE = 0.1
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
     """A listening TCP socket on (host, port). Raises AddressInUse with a clear message."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -35,7 +35,7 @@ def bind(host: str, port: int) -> socket.socket:
         # (Linux refuses a second bind on a listening port even with SO_REUSEADDR).
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:

@@ -304,3 +304,8 @@ def search(
         q = q.where(Message.id < before)
     rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
     return to_records(rows[:limit]), len(rows) > limit
+
+
+def room_count(s: Session) -> int:
+    """How many rooms exist (for the server-wide room cap)."""
+    return int(s.scalar(select(func.count()).select_from(Room)) or 0)

@@ -261,6 +261,23 @@ def test_own_presence_changes_become_room_events(ca_file):
     assert client.joined_rooms == ()
 
 
+def test_presence_deltas_and_pages_keep_a_full_online_list(ca_file):
+    client = _offline_client(ca_file)
+    link = _FakeLink()
+    client._handle(link, Presence(room="#lobby", online=["alice", "bob"], more=True))
+    client._handle(link, Presence(room="#lobby", online=["carol"]))
+    client._handle(link, Presence(room="#lobby", joined="Dave"))
+    client._handle(link, Presence(room="#lobby", left="bob"))
+    changes = [e for e in _events(client) if isinstance(e, PresenceChanged)]
+    # A paged list is reported once, whole; each delta then gives the new full list.
+    assert [c.online for c in changes] == [
+        ("alice", "bob", "carol"),
+        ("alice", "bob", "carol", "Dave"),
+        ("alice", "carol", "Dave"),
+    ]
+    assert (changes[1].joined, changes[2].left) == ("Dave", "bob")
+
+
 # --- against a real server ---------------------------------------------------------------------
 
 

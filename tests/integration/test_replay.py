@@ -222,14 +222,13 @@ def test_a_replay_is_written_as_one_coalesced_write(make_server, ca_file, monkey
         alice.send(Send(id=f"m{i}", text=f"n{i}", room="#lobby"))
         alice.expect(Ack)
     writes: list[bytes] = []
-    original = Connection.send_bytes
+    original = Connection.send_replay
 
-    def recording(self, data):
-        if b'"kind":"replay"' in data:
-            writes.append(data)
-        return original(self, data)
+    def recording(self, parts, up_to):
+        writes.extend(parts)
+        return original(self, parts, up_to)
 
-    monkeypatch.setattr(Connection, "send_bytes", recording)
+    monkeypatch.setattr(Connection, "send_replay", recording)
     bob = RawClient(server.address, ca_file)
     _, frames = bob.login("bob", last_seen=1)
     assert len(messages_in(frames)) == 50

@@ -11,8 +11,16 @@ class FakePeer:
     def __init__(self):
         self.frames = []
 
+        self.calls = 0
+
     def deliver(self, data, message_id=None):
+        self.calls += 1
         self.frames.append(json.loads(data))
+
+    def deliver_many(self, chunks):
+        self.calls += 1
+        for _, data in chunks:
+            self.frames.append(json.loads(data))
 
 
 def _msg(id_, kind="public", room="#lobby", sender="alice", recipient=None, cid=None):
@@ -70,13 +78,42 @@ def test_presence_and_detach():
     assert hub.detach(peers["alice2"], 1) == ["#lobby"]
     assert hub.online_in("#lobby") == ["bob", "carol"]
     hub.publish_presence("#lobby", left="alice")
-    assert peers["bob"].frames[-1] == {
-        "type": "presence",
-        "room": "#lobby",
-        "online": ["bob", "carol"],
-        "left": "alice",
-    }
+    # A delta: who left, not the whole list (a join storm stays linear in bytes).
+    assert peers["bob"].frames[-1] == {"type": "presence", "room": "#lobby", "left": "alice"}
     assert not peers["alice"].frames
+
+
+def test_a_leaver_is_told_about_its_own_leave_through_extra_user():
+    hub, peers = _hub_with_three()
+    hub.left(2, "#dev")
+    hub.publish_presence("#dev", left="bob", extra_user=2)
+    assert peers["bob"].frames[-1] == {"type": "presence", "room": "#dev", "left": "bob"}
+    assert not peers["carol"].frames
+
+
+def test_a_batch_hands_each_connection_its_share_once_in_order():
+    hub, peers = _hub_with_three()
+    with hub.batch():
+        for i in range(5):
+            hub.deliver_message(_msg(10 + i), sender_id=None, ref=None)
+        hub.reply(peers["bob"], b'{"type":"ack","ref":"x","id":14,"ts":"t"}\n')
+        assert peers["bob"].calls == 0, "nothing is handed over before the batch ends"
+    assert peers["bob"].calls == 1
+    assert [f.get("id") for f in peers["bob"].frames] == [10, 11, 12, 13, 14, 14]
+    assert peers["bob"].frames[-1]["type"] == "ack"
+    assert peers["carol"].calls == 1 and len(peers["carol"].frames) == 5
+
+
+def test_presence_pages_split_big_rooms_and_mark_all_but_the_last():
+    from server.hub import PRESENCE_PAGE, presence_pages
+
+    nicks = [f"user{i:05d}" for i in range(PRESENCE_PAGE * 2 + 3)]
+    pages = [json.loads(p) for p in presence_pages("#lobby", nicks)]
+    assert [len(p["online"]) for p in pages] == [PRESENCE_PAGE, PRESENCE_PAGE, 3]
+    assert [p.get("more") for p in pages] == [True, True, None]
+    assert sum((p["online"] for p in pages), []) == nicks
+    longest = [f"{i:0>24}" for i in range(PRESENCE_PAGE)]  # nicks of the maximum length
+    assert all(len(p) < 64 * 1024 for p in presence_pages("#lobby", longest))
 
 
 def test_join_and_leave_update_membership():

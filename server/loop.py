@@ -1,0 +1,242 @@
+# server/loop.py: IOLoop, one thread that serves many connections through one
+# selector.
+#
+# Rules this module keeps:
+# 1. A connection belongs to exactly one loop from the end of its handshake to
+#    its close, and only that loop's thread touches its TLS socket (DESIGN.md
+#    section 3: Python's ssl has no per-socket lock).
+# 2. Other threads never do I/O: they append bytes to a connection's queue and
+#    call notify(conn). notify() wakes the loop at most once until the loop has
+#    run again (the `_wake_pending` flag), so a committed group of messages for
+#    a thousand connections costs one wake-up per loop, not one per delivery.
+# 3. A loop never blocks on anything but its selector: no SQL, no password
+#    hashing, no blocking socket call. Handlers that need those run on a worker
+#    pool (server/workers.py).
+# 4. A failure in one connection's code closes that connection, never the loop.
+
+from __future__ import annotations
+
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+log = logging.getLogger("parley.loop")
+
+#: How often every connection's timers (login deadline, idle ping and close,
+#: close-flush deadline) are checked. Finer than any of those deadlines needs.
+TIMER_TICK = 0.25
+
+
+class IOLoop:
+    """One I/O thread, its selector, its wake-up socket pair and its connections."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._adopted: list[Connection] = []
+        self._dirty: set[Connection] = set()
+        self._wake_pending = False
+        self._stopping = False
+        # Owned by the loop thread.
+        self._conns: dict[Connection, int] = {}  # connection -> registered event mask
+        self._again: set[Connection] = set()  # must be served next turn without an event
+        self._paused: set[Connection] = set()  # flood-paused: read again at paused_until
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    # --- from any thread ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop; connections still on it are closed without a flush."""
+        with self._lock:
+            self._stopping = True
+        self._wake()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def adopt(self, conn: Connection) -> None:
+        """Take over a connection whose TLS handshake is done."""
+        with self._lock:
+            self._adopted.append(conn)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            self._wake()
+
+    def notify(self, conn: Connection) -> None:
+        """*conn* has new output or a request: serve it soon. Never blocks."""
+        if threading.get_ident() == self._thread.ident:
+            # On the loop thread: the loop looks at _dirty before it sleeps.
+            with self._lock:
+                self._dirty.add(conn)
+            return
+        with self._lock:
+            self._dirty.add(conn)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        self._wake()
+
+    @property
+    def thread_ident(self) -> int | None:
+        """The loop thread's identity (to tell whether code runs on it)."""
+        return self._thread.ident
+
+    def connection_count(self) -> int:
+        """Connections on this loop (approximate: read without the loop's help)."""
+        return len(self._conns)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up byte is already waiting, or we are shutting down
+
+    # --- the loop thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + TIMER_TICK
+        try:
+            while True:
+                now = time.monotonic()
+                with self._lock:
+                    queued = bool(self._dirty or self._adopted)
+                if self._again or queued:
+                    timeout = 0.0
+                else:
+                    timeout = max(0.0, min(next_tick, self._next_pause()) - now)
+                events = self._sel.select(timeout)
+                readable: set[Connection] = set()
+                serve: set[Connection] = set()
+                for key, mask in events:
+                    conn = key.data
+                    if conn is None:
+                        self._drain_wake()
+                        continue
+                    if mask & selectors.EVENT_READ:
+                        readable.add(conn)
+                    serve.add(conn)
+                with self._lock:
+                    stopping = self._stopping
+                    adopted, self._adopted = self._adopted, []
+                    dirty, self._dirty = self._dirty, set()
+                    self._wake_pending = False
+                if stopping:
+                    break
+                for conn in adopted:
+                    self._conns[conn] = 0
+                    conn.attach_loop(self)
+                    readable.add(conn)
+                    serve.add(conn)
+                if self._again:
+                    readable |= self._again
+                    serve |= self._again
+                    self._again = set()
+                serve |= dirty
+                now = time.monotonic()
+                for conn in [c for c in self._paused if c.paused_until <= now]:
+                    self._paused.discard(conn)
+                    readable.add(conn)
+                    serve.add(conn)
+                for conn in readable:
+                    if conn in self._conns:
+                        self._guard(conn, conn.on_readable, now)
+                for conn in serve:
+                    if conn in self._conns:
+                        self._guard(conn, conn.service, now)
+                if now >= next_tick:
+                    next_tick = now + TIMER_TICK
+                    for conn in list(self._conns):
+                        self._guard(conn, conn.check_timers, now)
+                        if conn in self._conns:
+                            self._guard(conn, conn.service, now)
+        except Exception:  # a bug in the loop itself: log it, close what it held
+            log.exception("I/O loop %s failed", self.name)
+        finally:
+            for conn in list(self._conns):
+                self._finish(conn, "server shutdown")
+            self._sel.close()
+            for s in (self._wake_r, self._wake_w):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _guard(self, conn: Connection, step: object, now: float) -> None:
+        from .errors import ConnectionClosed
+
+        try:
+            step(now)  # type: ignore[operator]
+        except ConnectionClosed as exc:
+            self._finish(conn, exc.reason)
+            return
+        except Exception:
+            log.exception("connection %s failed", conn.peer)
+            self._finish(conn, "internal server error")
+            return
+        self._update_interest(conn)
+
+    def _update_interest(self, conn: Connection) -> None:
+        if conn.paused_until:
+            self._paused.add(conn)
+        want = conn.interest()
+        have = self._conns.get(conn)
+        if have is None or want == have:
+            if conn.wants_another_turn():
+                self._again.add(conn)
+            return
+        sock = conn.fileno_obj()
+        try:
+            if have == 0:
+                self._sel.register(sock, want, conn)
+            elif want == 0:
+                self._sel.unregister(sock)
+            else:
+                self._sel.modify(sock, want, conn)
+        except (KeyError, ValueError, OSError):
+            self._finish(conn, "network error: socket closed")
+            return
+        self._conns[conn] = want
+        if conn.wants_another_turn():
+            self._again.add(conn)
+
+    def _finish(self, conn: Connection, reason: str) -> None:
+        mask = self._conns.pop(conn, None)
+        self._again.discard(conn)
+        self._paused.discard(conn)
+        if mask:
+            try:
+                self._sel.unregister(conn.fileno_obj())
+            except (KeyError, ValueError, OSError):
+                pass
+        conn.finish(reason)
+
+    def _next_pause(self) -> float:
+        # The earliest time a flood-paused connection may read again.
+        soonest = float("inf")
+        for conn in self._paused:
+            until = conn.paused_until
+            if until and until < soonest:
+                soonest = until
+        return soonest
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
