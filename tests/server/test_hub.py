@@ -111,7 +111,7 @@ def test_presence_pages_split_big_rooms_and_mark_all_but_the_last():
     pages = [json.loads(p) for p in presence_pages("#lobby", nicks)]
     assert [len(p["online"]) for p in pages] == [PRESENCE_PAGE, PRESENCE_PAGE, 3]
     assert [p.get("more") for p in pages] == [True, True, None]
-    assert sum((p["online"] for p in pages), []) == nicks
+    assert [n for p in pages for n in p["online"]] == nicks
     longest = [f"{i:0>24}" for i in range(PRESENCE_PAGE)]  # nicks of the maximum length
     assert all(len(p) < 64 * 1024 for p in presence_pages("#lobby", longest))
 
