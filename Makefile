@@ -10,7 +10,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client lint format screenshots bench sysdeps clean
+.PHONY: run test certs client lint format screenshots bench sysdeps sslyze clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ $(CERTS)/server.pem: | $(STAMP)
 
 certs: $(STAMP)
 	$(PY) -m certs --out $(CERTS)
+
+# sslyze, for the TLS profile gate (tests/server/test_tls_profile.py), lives in
+# its own venv: it pins cryptography<47 and brings nassl (its own OpenSSL) and
+# pydantic, none of which the project's venv should inherit. The stamp names the
+# pin, so changing SSLYZE_VERSION reinstalls.
+SSLYZE_VENV    := .venv-sslyze
+SSLYZE_VERSION := 6.3.1
+SSLYZE_STAMP   := $(SSLYZE_VENV)/.installed-$(SSLYZE_VERSION)
+
+$(SSLYZE_STAMP):
+	$(PYTHON) -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/python -m pip install -q sslyze==$(SSLYZE_VERSION)
+	touch $(SSLYZE_STAMP)
+
+sslyze: $(SSLYZE_STAMP)
 
 # Start the server on its defaults: 127.0.0.1:5555, history in parley.db.
 # Serve the LAN with: make run ARGS="--host 0.0.0.0"
@@ -49,7 +64,7 @@ sysdeps:
 	  fi; \
 	fi
 
-test: $(STAMP) sysdeps
+test: $(STAMP) sysdeps $(SSLYZE_STAMP)
 	env -u DISPLAY $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -66,4 +81,4 @@ bench: $(STAMP) $(CERTS)/server.pem
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) $(SSLYZE_VENV) .pytest_cache artifacts

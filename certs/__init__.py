@@ -2,8 +2,8 @@
 # made) signs a short-lived server certificate whose names cover every way a
 # LAN client may reach this machine. Built on `cryptography`, like trustme.
 #
-# Files (all PEM): ca.pem, ca.key (the CA), server.pem (leaf then CA, a full
-# chain), server.key. Keys are written 0600, atomically.
+# Files (all PEM): ca.pem, ca.key (the CA), server.pem (the server certificate
+# alone), server.key. Keys are written 0600, atomically.
 
 from __future__ import annotations
 
@@ -232,7 +232,10 @@ def generate(
         names = list(dict.fromkeys([*default_names(), *extra_sans]))
         cert, key = _make_server(ca_cert, ca_key, names, days, now)
         _write_atomic(paths["server.key"], _key_pem(key), 0o600)
-        _write_atomic(paths["server.pem"], _pem(cert) + _pem(ca_cert), 0o644)
+        # The leaf alone: the CA signs it directly, and clients must already hold
+        # ca.pem to trust anything, so sending the anchor in every handshake only
+        # costs bytes (RFC 8446 4.4.2 lets it be left out; sslyze warns about it).
+        _write_atomic(paths["server.pem"], _pem(cert), 0o644)
         created_server = True
     return CertPaths(
         ca_cert=paths["ca.pem"],

@@ -10,6 +10,8 @@
 # 3. Two threads: the main thread reads stdin and issues requests; a printer
 #    thread consumes ChatClient.events and prints. Neither touches the socket.
 # 4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
+# 5. Nothing a message holds can move the time, room or nick of its line, in
+#    a terminal that lays out bidirectional text (isolate_text, docs/cli.md).
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 import re
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
@@ -109,24 +112,113 @@ def _printable(text: str) -> str:
     return _UNPRINTABLE.sub("\ufffd", text)
 
 
+# Bidirectional text (Unicode UAX #9). Terminals that run the bidi algorithm
+# (VTE, Konsole, mlterm) reorder each line by its letters and direction
+# controls: a U+202E RIGHT-TO-LEFT OVERRIDE in a message would reverse what
+# follows it, and right-to-left text on a line with no left-to-right letter
+# before it flips the whole line. The time, room and nick must never move, so:
+# - embeddings and overrides (LRE RLE PDF LRO RLO) are shown, not obeyed: chat
+#   has no use for them but spoofing, and since Unicode 6.3 isolates do their
+#   job. The line and paragraph separators too (U+2029 ends a bidi paragraph,
+#   and with it any isolation);
+# - isolates (LRI RLI FSI ... PDI) are kept when paired, shown when not: a
+#   stray PDI would close the isolate wrapped around the text;
+# - marks (LRM, RLM, ALM) and zero-width characters are kept: right-to-left
+#   writers need the marks and emoji and Persian need ZWJ/ZWNJ, and none of
+#   them can reach out of an isolated run;
+# - text with anything right-to-left left in it becomes one isolated run,
+#   FSI (U+2068) ... PDI (U+2069), both invisible: the run takes its direction
+#   from its own first letter, and the line from the head (the algorithm skips
+#   isolated runs when it picks a line's direction). Plain left-to-right text
+#   is printed as it is, so pipes and greps see exactly what was sent.
+_EMBEDDINGS_AND_SEPARATORS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2028\u2029")
+_ISOLATE_OPENERS = frozenset("\u2066\u2067\u2068")
+_FSI = "\u2068"
+_PDI = "\u2069"
+#: Bidi classes that can change a line's order: right-to-left letters, Arabic
+#: digits, and the explicit controls (UAX #9 table 4).
+_REORDERING_CLASSES = frozenset(
+    {"R", "AL", "AN", "LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI"}
+)
+#: Nicks and room names are printable ASCII by protocol; anything else in them
+#: comes from a broken or hostile server and is shown as a code.
+_NOT_NAME_CHARACTER = re.compile(r"[^\x20-\x7e]")
+
+
+def _code(ch: str) -> str:
+    return f"<U+{ord(ch):04X}>"
+
+
+def neutralise_bidi(text: str) -> str:
+    """*text* (one line) with the direction controls that could act beyond it shown as codes.
+
+    Embeddings and overrides (U+202A-U+202E) and the separators U+2028/U+2029
+    always become e.g. `<U+202E>`; isolates (U+2066-U+2069) only when they are
+    not paired. Marks and zero-width characters are left alone.
+    """
+    out: list[str] = []
+    open_at: list[int] = []  # where the still-unpaired isolate initiators are in out
+    for ch in text:
+        if ch in _EMBEDDINGS_AND_SEPARATORS:
+            out.append(_code(ch))
+        elif ch in _ISOLATE_OPENERS:
+            open_at.append(len(out))
+            out.append(ch)
+        elif ch == _PDI:
+            if open_at:
+                open_at.pop()
+                out.append(ch)
+            else:
+                out.append(_code(ch))
+        else:
+            out.append(ch)
+    for i in open_at:
+        out[i] = _code(out[i])
+    return "".join(out)
+
+
+def isolate_text(text: str) -> str:
+    """One line of message text, safe to print after a time and a nick (docs/cli.md).
+
+    Controls are neutralised (neutralise_bidi); if anything right-to-left is
+    left, the line is wrapped in FSI ... PDI so it cannot reorder or flip what
+    surrounds it. Left-to-right text comes back unchanged.
+    """
+    safe = neutralise_bidi(text)
+    if any(unicodedata.bidirectional(ch) in _REORDERING_CLASSES for ch in safe):
+        return f"{_FSI}{safe}{_PDI}"
+    return safe
+
+
+def _name(value: str | None) -> str:
+    return _NOT_NAME_CHARACTER.sub(lambda m: _code(m.group()), value or "")
+
+
+def status_text(text: str) -> str:
+    """A stderr status text: control characters replaced, direction controls neutralised."""
+    return "\n".join(neutralise_bidi(line) for line in _printable(text).split("\n"))
+
+
 def format_message(message: Message, now: datetime | None = None) -> str:
     """The stdout form of *message*: one line, plus indented continuation lines.
 
     Time is local; a message from another day than *now* (default: today) gets
-    its date in front.
+    its date in front. The text never moves the time, room or nick: each of its
+    lines is an isolated run (isolate_text), and the names are ASCII or codes.
     """
     when = parse_ts(message.ts).astimezone()
     today = (now or datetime.now().astimezone()).date()
     stamp = when.strftime("%H:%M:%S" if when.date() == today else "%Y-%m-%d %H:%M:%S")
     if message.kind == "private":
-        head = f"*{message.from_} -> {message.to}*"
+        head = f"*{_name(message.from_)} -> {_name(message.to)}*"
     elif message.kind == "system" or message.from_ is None:
-        head = f"{message.room or ''} -!-".lstrip()
+        head = f"{_name(message.room)} -!-".lstrip()
     else:
-        head = f"{message.room} <{message.from_}>"
-    first, *rest = message.text.split("\n")
-    lines = [f"{stamp} {head} {first}"] + [f"    {line}" for line in rest]
-    return "\n".join(_printable(line) for line in lines)
+        head = f"{_name(message.room)} <{_name(message.from_)}>"
+    first, *rest = _printable(message.text).split("\n")
+    lines = [f"{stamp} {head} {isolate_text(first)}"]
+    lines += [f"    {isolate_text(line)}" for line in rest]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,9 +320,9 @@ class _Printer:
             print(text, file=self._out, flush=True)
 
     def err(self, text: str) -> None:
-        """A status line on stderr."""
+        """A status line on stderr (room names and server messages in it are made safe)."""
         with self._lock:
-            print(text, file=self._err, flush=True)
+            print(status_text(text), file=self._err, flush=True)
 
     def _run(self) -> None:
         while True:
@@ -448,7 +540,7 @@ def main(
     args = build_parser().parse_args(argv)
 
     def fail(code: int, text: str) -> int:
-        print(text, file=stderr, flush=True)
+        print(status_text(text), file=stderr, flush=True)
         return code
 
     password = read_password(args.nick, env, stdin)

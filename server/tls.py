@@ -1,8 +1,10 @@
 # server/tls.py: the one place the server builds an ssl.SSLContext.
 #
 # Every departure from Python's defaults carries its reason. The result is
-# Mozilla "intermediate" compliant with a <= 365-day certificate (probed with
-# sslyze; see ../shared/reference/reliability.md section 5).
+# Mozilla "intermediate" compliant with the <= 365-day certificate the certs
+# script makes; tests/server/test_tls_profile.py runs sslyze against a real
+# server to keep it so (the profile, and why P-256 only: docs/decisions.md,
+# "TLS profile").
 
 from __future__ import annotations
 
@@ -23,6 +25,15 @@ def server_context(cfg: ServerConfig) -> ssl.SSLContext:
     ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
     # Client-initiated renegotiation is a DoS lever and nothing here needs it.
     ctx.options |= ssl.OP_NO_RENEGOTIATION
+    # Key exchange groups. OpenSSL 3.0's default list adds X448 and secp521r1 to
+    # the profile's X25519, P-256 and P-384, and sslyze fails the profile on them.
+    # Python 3.11 can set only ONE group (set_ecdh_curve; SSLContext.set_groups
+    # arrives in 3.15), for TLS 1.2 and 1.3 alike. P-256 it is: our certificate
+    # is ECDSA P-256, so every client able to verify it implements P-256, and
+    # TLS 1.3 makes P-256 mandatory (RFC 8446 section 9.1). Cost: a TLS 1.3
+    # client that guesses an X25519 key share (OpenSSL's default) gets one
+    # HelloRetryRequest, about 0.2 ms of CPU plus one round trip per connection.
+    ctx.set_ecdh_curve("prime256v1")
     # No TLS 1.3 session tickets: they go out as extra records after the handshake
     # and cost a login ~35 ms on a 2-core machine; clients here do not resume TLS.
     ctx.num_tickets = 0

@@ -20,7 +20,15 @@ from collections.abc import Callable, Sequence
 import customtkinter as ctk
 
 from . import theme
-from .model import Conversation, Line, continues, format_day, format_time, local_time
+from .model import (
+    Conversation,
+    Line,
+    continues,
+    display_text,
+    format_day,
+    format_time,
+    local_time,
+)
 
 #: Tag options that do not depend on the mode (colours come from theme.tag_colours).
 _LAYOUT_TAGS: dict[str, dict[str, object]] = {
@@ -55,9 +63,13 @@ def segments(
 
     *prev_epoch* is the time of the last dated line drawn (0 for none): a day
     heading goes before the first line of each local day. Consecutive messages
-    of one sender share one header (nick and time).
+    of one sender share one header (nick and time). Every text and name goes
+    through display_text, so direction controls cannot move the nick or time.
     """
     now = time.time() if now is None else now
+    text_of = display_text(line.text)
+    sender = display_text(line.sender or "")
+    where = display_text(line.where or "")
     out: list[tuple[str, tuple[str, ...]]] = []
     if line.epoch and (
         not prev_epoch or local_time(prev_epoch).date() != local_time(line.epoch).date()
@@ -66,13 +78,13 @@ def segments(
         prev = None
     if line.kind == "divider":
         rule = "\u2500" * 12
-        out.append((f"{rule}  {line.text}  {rule}\n", ("divider",)))
+        out.append((f"{rule}  {text_of}  {rule}\n", ("divider",)))
         return out
     if line.kind == "heading":
-        out.append((f"{line.text}\n", ("heading",)))
+        out.append((f"{text_of}\n", ("heading",)))
         return out
     if line.kind in ("notice", "error"):
-        for text in line.text.split("\n"):
+        for text in text_of.split("\n"):
             out.append((f"{_INDENT}{text}\n", (line.kind, "local")))
         return out
     base: tuple[str, ...] = ("msg",)
@@ -82,17 +94,17 @@ def segments(
         base += ("mention",)
     when = format_time(line.epoch) if line.epoch else ""
     if line.kind == "system":
-        out.append((f"{_INDENT}\u2192 {line.text}", ("system", "sysline", *base)))
+        out.append((f"{_INDENT}\u2192 {text_of}", ("system", "sysline", *base)))
         out.append((f"   {when}\n", ("ts", "sysline", *base)))
         return out
     if prev is None or prev.kind == "divider" or not continues(prev, line):
-        if line.where:
-            out.append((f"{_INDENT}{line.where}  ", ("where", "head", *base)))
-            out.append((f"{line.sender or ''}", (line.kind, "nick", "head", *base)))
+        if where:
+            out.append((f"{_INDENT}{where}  ", ("where", "head", *base)))
+            out.append((sender, (line.kind, "nick", "head", *base)))
         else:
-            out.append((f"{_INDENT}{line.sender or ''}", (line.kind, "nick", "head", *base)))
+            out.append((f"{_INDENT}{sender}", (line.kind, "nick", "head", *base)))
         out.append((f"   {when}\n", ("ts", "head", *base)))
-    for text in line.text.split("\n"):
+    for text in text_of.split("\n"):
         out.append((f"{_INDENT}{text}\n", (line.kind, "body", *base)))
     return out
 

@@ -35,6 +35,27 @@ _TRIM_TO = 8_000
 DIVIDER_TEXT = "new since you left"
 
 
+#: Explicit direction controls (UAX #9): embeddings and overrides U+202A-U+202E,
+#: isolates U+2066-U+2069, and the line/paragraph separators U+2028/U+2029.
+_DIRECTION_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def display_text(text: str) -> str:
+    """*text* as the chat view draws it: direction controls shown as codes, e.g. `<U+202E>`.
+
+    Tk 8.6 draws text in logical order (no bidi algorithm: a U+202E moves
+    nothing there, and isolates come out as boxes), so today nothing a message
+    holds can move a nick or a time. Showing the controls as codes keeps it so
+    under a renderer that does reorder, shows the reader an override that is
+    there to disguise text, and keeps the controls out of what a user copies
+    into other programs (which may obey them). Marks (LRM, RLM, ALM) and
+    zero-width characters stay: they are invisible and reorder nothing outside
+    their own text, and emoji and Persian need ZWJ/ZWNJ. The terminal client
+    keeps paired isolates instead (docs/cli.md): bidi terminals honour them.
+    """
+    return _DIRECTION_CONTROLS.sub(lambda m: f"<U+{ord(m.group()):04X}>", text)
+
+
 def room_key(room: str) -> str:
     """The conversation key of a room."""
     return fold(room)

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from certs import generate
 from client import Acked, ChatClient, MessageReceived
@@ -30,7 +32,10 @@ from client.cli import (
     EXIT_USAGE,
     PASSWORD_ENV,
     format_message,
+    isolate_text,
+    neutralise_bidi,
     read_password,
+    status_text,
 )
 from client.events import BatchEnded
 from protocol import Message, format_ts
@@ -81,6 +86,103 @@ def test_format_multiline_other_day_and_control_characters():
         id=2, ts=format_ts(moment), kind="public", text="a\x1b[2Jb", from_="x\x1b", room="#lobby"
     )
     assert "\x1b" not in format_message(evil, local)
+
+
+# Bidi: U+2068 FSI ... U+2069 PDI wrap a text run; codes replace what must not act.
+FSI, PDI, RLO, LRE, PDF, RLI = "\u2068", "\u2069", "\u202e", "\u202a", "\u202c", "\u2067"
+RLM, ALM, ZWJ, ZWNJ, ZWSP = "\u200f", "\u061c", "\u200d", "\u200c", "\u200b"
+HEBREW = "\u05e9\u05dc\u05d5\u05dd"
+
+
+def test_neutralise_bidi_shows_embeddings_overrides_and_unpaired_isolates():
+    assert neutralise_bidi(f"pay {RLO}gnp.exe") == "pay <U+202E>gnp.exe"
+    assert neutralise_bidi(f"{LRE}a{PDF}") == "<U+202A>a<U+202C>"
+    assert neutralise_bidi(f"a{PDI}b") == "a<U+2069>b"  # would close our isolate early
+    assert neutralise_bidi(f"a{RLI}b") == "a<U+2067>b"  # never closed
+    assert neutralise_bidi(f"{PDI}{RLI}x{PDI}{RLI}") == f"<U+2069>{RLI}x{PDI}<U+2067>"
+    assert neutralise_bidi("a\u2029b\u2028c") == "a<U+2029>b<U+2028>c"
+    # Kept: paired isolates, marks, zero-width characters (emoji, Persian).
+    kept = f"{RLI}{HEBREW}{PDI} {RLM}{ALM} \U0001f468{ZWJ}\U0001f469 \u0645{ZWNJ}\u06cc {ZWSP}"
+    assert neutralise_bidi(kept) == kept
+
+
+def test_isolate_text_wraps_only_text_that_can_reorder():
+    assert isolate_text("plain text, 12:30 (ok)") == "plain text, 12:30 (ok)"
+    assert isolate_text(f"emoji \U0001f468{ZWJ}\U0001f469") == f"emoji \U0001f468{ZWJ}\U0001f469"
+    assert isolate_text(HEBREW) == f"{FSI}{HEBREW}{PDI}"
+    assert isolate_text(f"x{RLM}") == f"{FSI}x{RLM}{PDI}"
+    assert isolate_text("\u0661\u0662") == f"{FSI}\u0661\u0662{PDI}"  # Arabic-Indic digits
+    # Neutralised to codes, nothing right-to-left is left: no wrapping needed.
+    assert isolate_text(f"{RLO}abc") == "<U+202E>abc"
+
+
+def test_bidi_text_never_moves_the_time_room_or_nick():
+    moment = datetime(2026, 11, 24, 9, 30, 2, tzinfo=UTC)
+    local = moment.astimezone()
+    stamp = f"{local:%H:%M:%S}"
+    ts = format_ts(moment)
+    text = f"see {RLO}gnp.exe\n{HEBREW} {PDI}\nplain"
+    public = _message(text, ts=ts, from_="bob", room="#dev")
+    assert format_message(public, local).split("\n") == [
+        f"{stamp} #dev <bob> see <U+202E>gnp.exe",
+        f"    {FSI}{HEBREW} <U+2069>{PDI}",
+        "    plain",
+    ]
+    # A room-less notice has no left-to-right letter before the text: without the
+    # isolate, a bidi terminal would give the whole line a right-to-left direction.
+    notice = _message(HEBREW, ts=ts, kind="system", to="bob")
+    assert format_message(notice, local) == f"{stamp} -!- {FSI}{HEBREW}{PDI}"
+    # Names are ASCII by protocol; a server sending others gets them as codes.
+    forged = _message("hi", ts=ts, from_=f"ali{RLO}ec", room=f"#a{HEBREW[0]}")
+    assert format_message(forged, local) == f"{stamp} #a<U+05E9> <ali<U+202E>ec> hi"
+
+
+_BIDI_ALPHABET = (
+    "ab1 .\n"
+    + HEBREW[:2]
+    + "\u0661"
+    + RLM
+    + ZWJ
+    + "".join(chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029])
+)
+
+
+def _isolates_balanced(line: str) -> bool:
+    depth = 0
+    for ch in line:
+        if ch in "\u2066\u2067\u2068":
+            depth += 1
+        elif ch == PDI:
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(alphabet=_BIDI_ALPHABET, max_size=40))
+def test_any_text_prints_as_balanced_isolated_runs_after_an_unchanged_head(text):
+    # UAX #9: an isolated run whose isolates pair up, with no embedding, override
+    # or paragraph separator in it, cannot change the order or direction of what
+    # is outside it. So this property is what "never moves the nick" means.
+    moment = datetime(2026, 11, 24, 9, 30, 2, tzinfo=UTC)
+    local = moment.astimezone()
+    lines = format_message(_message(text, ts=format_ts(moment), from_="bob", room="#x"), local)
+    first, *rest = lines.split("\n")
+    head = f"{local:%H:%M:%S} #x <bob> "
+    assert first.startswith(head)
+    assert all(line.startswith("    ") for line in rest)
+    assert len(rest) == text.count("\n")
+    for body in [first[len(head) :], *(line[4:] for line in rest)]:
+        assert not set(body) & set("\u202a\u202b\u202c\u202d\u202e\u2028\u2029"), body
+        assert _isolates_balanced(body), repr(body)
+
+
+def test_status_lines_are_neutralised_too():
+    assert status_text(f"error bad-room: no {RLO}room\x1b[2J") == (
+        "error bad-room: no <U+202E>room\ufffd[2J"
+    )
+    assert status_text("joined #dev\nsecond") == "joined #dev\nsecond"
 
 
 class _Tty(io.StringIO):
@@ -193,6 +295,24 @@ def test_lines_in_messages_out(server, ca_file, bob):
     )
     private = [e.message for e in got if isinstance(e, MessageReceived)][-1]
     assert (private.from_, private.to, private.text) == ("alice", "bob", "are you there?")
+
+
+def test_bidi_controls_arrive_verbatim_and_print_as_isolated_runs(server, ca_file, bob):
+    # The server stores what was sent (only C0/C1 controls are refused); the
+    # terminal client decides how to show it.
+    last = bob.send_text(f"see {RLO}gnp.exe\n{HEBREW}")
+    got = collect_until(bob, lambda e: isinstance(e, MessageReceived) and e.message.ref == last)
+    echoed = [e.message for e in got if isinstance(e, MessageReceived)][-1]
+    assert echoed.text == f"see {RLO}gnp.exe\n{HEBREW}"
+
+    result = run_cli(cli_args(server, ca_file, "carol", "--register"), ["/exit"])
+    assert result.returncode == EXIT_OK, result.stderr
+    out = result.stdout.splitlines()
+    first = next((i for i, ln in enumerate(out) if ln.endswith("<bob> see <U+202E>gnp.exe")), None)
+    assert first is not None, out
+    assert re.fullmatch(rf"{TIME} #lobby <bob> see <U\+202E>gnp\.exe", out[first])
+    assert out[first + 1] == f"    {FSI}{HEBREW}{PDI}"
+    assert RLO not in result.stdout
 
 
 def test_no_password_and_no_terminal_exits_2(server, ca_file):
