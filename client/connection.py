@@ -79,6 +79,7 @@ from protocol import (
     fold,
     valid_nick,
 )
+from transport import PeerClosed, StreamClosed, TLSStream
 
 from .errors import (
     CertificateNotTrusted,
@@ -109,10 +110,9 @@ from .tls import client_context, fingerprint_of, probe_server_certificate
 log = logging.getLogger("parley.client")
 
 _READ_CHUNK = 64 * 1024
-_WRITE_CHUNK = 256 * 1024
-# Reads per loop turn before writes get their turn; select() (or pending())
-# brings the loop straight back for the rest.
-_MAX_READS_PER_TURN = 64
+# Bytes read per loop turn before writes get their turn; the loop comes
+# straight back for the rest (TLSStream.has_buffered).
+_READ_BUDGET = 4 * 1024 * 1024
 # Delivered ids remembered for de-duplication; older ones fold into a floor.
 _SEEN_IDS_KEPT = 10_000
 # A send the server could not store (store-failed) is tried again after this.
@@ -197,8 +197,8 @@ class _Link:
         self.fingerprint = fingerprint_of(sock.getpeercert(binary_form=True) or b"")
         self.decoder = LineDecoder()
         self.frames: deque[Frame] = deque()
-        self.wbuf = b""
-        self.wpos = 0
+        # Created when the link goes non-blocking (after the login handshake).
+        self.stream: TLSStream | None = None
         self.last_rx = time.monotonic()
         self.ping_sent_at: float | None = None
         self.ping_count = 0
@@ -587,6 +587,7 @@ class ChatClient:
             link.sock.sendall(encode(hello))
             welcome = self._await_welcome(link, deadline)
             link.sock.setblocking(False)
+            link.stream = TLSStream(link.sock)
         except TimeoutError as exc:
             link.close()
             raise ConnectionLost(
@@ -778,13 +779,16 @@ class ChatClient:
                         return "closed", True
                     return link.drop_reason or exc.reason, False
                 want = selectors.EVENT_READ
-                if link.wbuf or self._out:
+                assert link.stream is not None
+                if link.stream.wants_write or self._out:
                     want |= selectors.EVENT_WRITE
                 if want != registered:
                     sel.modify(sock, want)
                     registered = want
                 # Bytes OpenSSL already decrypted are invisible to select().
-                timeout = 0.0 if sock.pending() else self._next_timeout(link, time.monotonic())
+                # Bytes OpenSSL already decrypted are invisible to select().
+                buffered = link.stream.has_buffered or sock.pending()
+                timeout = 0.0 if buffered else self._next_timeout(link, time.monotonic())
                 for key, _mask in sel.select(timeout):
                     if key.fileobj is wake_r:
                         _drain(wake_r)
@@ -792,41 +796,29 @@ class ChatClient:
             sel.close()
 
     def _read(self, link: _Link) -> None:
-        for _ in range(_MAX_READS_PER_TURN):
-            try:
-                data = link.sock.recv(_READ_CHUNK)
-            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                return
-            except ssl.SSLZeroReturnError as exc:
-                raise _Dropped("the server closed the connection") from exc
-            except (ssl.SSLError, OSError) as exc:
-                raise _Dropped(f"network error: {exc}") from exc
-            if not data:
-                raise _Dropped("the server closed the connection")
+        assert link.stream is not None
+        try:
+            data = link.stream.read(_READ_BUDGET)
+        except PeerClosed as exc:
+            raise _Dropped("the server closed the connection") from exc
+        except StreamClosed as exc:
+            raise _Dropped(exc.reason) from exc
+        if data:
             link.last_rx = time.monotonic()
             link.ping_sent_at = None
             link.feed(data)
 
     def _flush(self, link: _Link) -> None:
-        while True:
-            if not link.wbuf:
-                with self._lock:
-                    if not self._out:
-                        return
-                    link.wbuf = b"".join(self._out)
-                    self._out.clear()
-                link.wpos = 0
-            try:
-                # After SSLWantWriteError OpenSSL needs the same bytes again;
-                # resending the same slice from wpos satisfies that.
-                sent = link.sock.send(memoryview(link.wbuf)[link.wpos : link.wpos + _WRITE_CHUNK])
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                return
-            except (ssl.SSLError, OSError) as exc:
-                raise _Dropped(f"network error: {exc}") from exc
-            link.wpos += sent
-            if link.wpos >= len(link.wbuf):
-                link.wbuf = b""
+        stream = link.stream
+        assert stream is not None
+        with self._lock:
+            if self._out:
+                stream.queue_many(list(self._out))
+                self._out.clear()
+        try:
+            stream.flush()
+        except StreamClosed as exc:
+            raise _Dropped(exc.reason) from exc
 
     def _enqueue(self, frame: Frame) -> None:
         # From the I/O thread: no wake needed, the loop flushes next.

@@ -83,10 +83,13 @@ def test_private_message_is_purple_and_reaches_its_recipient_only(open_app):
 
 def test_join_notice_is_green(open_app, chat_client):
     alice = open_app("alice")
-    chat_client("dave")
-    pump(alice, lambda: shows(alice, "dave joined"), what="join notice")
-    assert alice.chat_view.colour_at_text("dave joined") == LIGHT.system
-    pump(alice, lambda: "dave" in alice.userlist.nicks())
+    type_into(alice, "/join #dev")
+    pump(alice, lambda: shows(alice, "alice joined #dev"), what="own join notice")
+    dave = chat_client("dave")
+    dave.join("#dev")
+    pump(alice, lambda: shows(alice, "dave joined #dev"), what="join notice")
+    assert alice.chat_view.colour_at_text("dave joined #dev") == LIGHT.system
+    pump(alice, lambda: "dave" in alice.userlist.nicks(), what="dave in the user list")
 
 
 def test_exit_then_rejoin_replays_what_was_missed_once_in_order_under_the_divider(
