@@ -225,6 +225,8 @@ class ChatServer:
             self._in_handshake.add(conn)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if cfg.socket_send_buffer:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
         except OSError:
             pass
         self._handshaker.add(conn)

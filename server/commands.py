@@ -396,8 +396,9 @@ class Commands:
         if first:
             # Coming online is presence, not history: a delta to each room's
             # members, nothing stored (reconnects would fill every room's log).
-            for room in rooms:
-                self.hub.publish_presence(room, joined=user.nick)
+            with self.hub.batch():
+                for room in rooms:
+                    self.hub.publish_presence(room, joined=user.nick, skip_user=user.id)
 
     def _replay_parts(
         self,

@@ -33,7 +33,8 @@ class ServerConfig:
     login_timeout [30 s] from TCP accept to a successful hello, idle_ping_after [60 s]
     of silence before the server pings, idle_close_after [90 s] of silence before it
     closes, send_queue_bytes [1 MiB] queued for one client before it is dropped
-    ("send queue exceeded"), max_reply_queue_bytes [8 MiB] of replies to its own requests.
+    ("send queue exceeded"), max_reply_queue_bytes [8 MiB] of replies to its own requests,
+    socket_send_buffer [256 KiB] of kernel send buffer per connection.
     Frames: max_line_bytes [64 KiB], max_text_chars [4000], max_bad_frames [20]
     protocol errors before the connection is closed.
     Flood: flood_burst [10] messages at once, then flood_rate [5/s]; excess input
@@ -78,6 +79,11 @@ class ServerConfig:
     idle_ping_after: float = 60.0
     idle_close_after: float = 90.0
     send_queue_bytes: int = 1024 * 1024
+    #: The kernel's send buffer per connection (SO_SNDBUF; 0 keeps the kernel's
+    #: autotuning, which lets each socket buffer up to 4 MB). Bounded, so that a
+    #: reader that stops reading is seen in send_queue_bytes instead of hiding
+    #: megabytes in the kernel, and a thousand connections cannot pin gigabytes.
+    socket_send_buffer: int = 256 * 1024
     #: Replies to a client's own requests (history pages, search results) may
     #: queue up to this much before the client is dropped for not reading.
     max_reply_queue_bytes: int = 8 * 1024 * 1024
@@ -170,6 +176,9 @@ class ServerConfig:
             "max_connections_per_ip": 64,
             "flood_burst": 10_000,
             "flood_rate": 10_000.0,
+            "registrations_per_ip": 100_000,
+            "max_handshakes_per_ip": 64,
+            "join_burst": 1_000,
             "backup_before_migrate": False,
             "shutdown_grace": 2.0,
         }

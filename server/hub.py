@@ -226,16 +226,22 @@ class Hub:
         joined: str | None = None,
         left: str | None = None,
         extra_user: int | None = None,
+        skip_user: int | None = None,
     ) -> None:
         """Tell everyone online in *room* who joined or left it (a delta).
 
         *extra_user*'s connections also get it (a user who just left the room
-        and must learn that they did).
+        and must learn that they did); *skip_user*'s do not (a user who just
+        came online has the full list already).
         """
         data = encode(Presence(room=room, joined=joined, left=left))
         with self._lock:
             members = self._members.get(fold(room))
-            targets = [c for u in members.values() for c in u.conns] if members else []
+            targets = (
+                [c for u in members.values() if u.user_id != skip_user for c in u.conns]
+                if members
+                else []
+            )
             if extra_user is not None:
                 extra = self._users.get(extra_user)
                 if extra is not None and (members is None or extra_user not in members):

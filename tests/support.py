@@ -41,6 +41,8 @@ class RawClient:
         self._decoder = LineDecoder()
         self._frames: deque[Frame] = deque()
         self.closed = False
+        #: Bytes of TLS plaintext received so far (what the server wrote to us).
+        self.received_bytes = 0
 
     def send(self, frame: Frame | bytes) -> None:
         """Send a frame (or raw bytes, for malformed input)."""
@@ -64,6 +66,7 @@ class RawClient:
             if not data:
                 self.closed = True
                 raise EOFError("connection closed by the server")
+            self.received_bytes += len(data)
             for line in self._decoder.feed(data):
                 self._frames.append(decode_server_line(line))
         return self._frames.popleft()
