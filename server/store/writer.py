@@ -520,7 +520,8 @@ class Store:
 
         Returns each job's (result, exception); an exception here is the job's
         own and was rolled back to its savepoint. _GroupFailed if the
-        transaction as a whole failed: then nothing was committed.
+        transaction as a whole failed: then nothing was committed. A commit
+        that changed rows marks the database writable again.
         """
         assert self._writer_engine is not None
         outcomes: list[tuple[Any, BaseException | None]] = []
@@ -528,7 +529,9 @@ class Store:
         try:
             try:
                 s.begin()
-                s.connection()  # BEGIN IMMEDIATE now: a refusal here means no op ran
+                # BEGIN IMMEDIATE now: a refusal here means no op ran.
+                raw = s.connection().connection.dbapi_connection
+                before = getattr(raw, "total_changes", None)
             except Exception as exc:
                 raise _GroupFailed(exc, database_wide=is_database_wide(exc), at_begin=True) from exc
             for job in jobs:
@@ -542,12 +545,17 @@ class Store:
                     outcomes.append((None, exc))
                 else:
                     outcomes.append((result, None))
+            # Only a commit that changed rows proves writes work: on a read-only
+            # database a group of conflicts and reads commits fine too.
+            after = getattr(raw, "total_changes", None)
             try:
                 s.commit()
             except Exception as exc:
                 raise _GroupFailed(
                     exc, database_wide=is_database_wide(exc), at_begin=False
                 ) from exc
+            if before is None or after is None or after > before:
+                self._note_success()
         finally:
             try:
                 s.close()  # rolls back whatever was not committed
@@ -565,7 +573,9 @@ class Store:
                 for job in jobs:
                     self._fail(job, failure)
                 return
-            log.warning(
+            # A database-wide failure was logged once, when writes stopped working.
+            log.log(
+                logging.DEBUG if failure.database_wide else logging.WARNING,
                 "a group of %d writes failed (%s); retrying one per transaction",
                 len(jobs),
                 _reason(failure.cause),
@@ -576,7 +586,6 @@ class Store:
                 else:
                     self._commit_group([job])
             return
-        self._note_success()
         for job, (result, exc) in zip(jobs, outcomes, strict=True):
             if exc is None:
                 self._settle(job, True)
@@ -688,7 +697,6 @@ class Store:
                 self._note_failure(failure)
                 return []  # still refused: keep them all, in order
         else:
-            self._note_success()
             return outcomes
         # One op broke the whole transaction (not the database): one at a time.
         outcomes = []
@@ -700,8 +708,6 @@ class Store:
                     self._note_failure(single)
                     break
                 outcomes.append((None, single.cause))
-            else:
-                self._note_success()
         return outcomes
 
     @staticmethod

@@ -19,6 +19,7 @@ from sqlalchemy import event
 
 from server.store import (
     DEFERRED,
+    NoSuchRoom,
     Store,
     StoreRejected,
     StoreUnwritable,
@@ -124,6 +125,12 @@ def test_logins_and_reads_go_on_while_the_database_refuses_writes(quick_store):
     )
     with pytest.raises(StoreUnwritable, match="readonly"):
         failed.result(WAIT)
+    # A transaction that wrote nothing commits even now; it proves nothing.
+    nowhere = store.submit(
+        lambda s: writes.add_message(s, kind="system", body="x", now=NOW, room="#nowhere")
+    )
+    assert isinstance(nowhere.exception(WAIT), NoSuchRoom)
+    assert not store.writable
     with store.read() as s:
         assert queries.get_user(s, "alice") is not None
         assert [m.body for m in queries.replay_after(s, uid, 0, 10)[0]] == ["before the outage"]
