@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -276,5 +277,32 @@ def test_a_store_on_a_read_only_file_starts_and_serves_reads(db_url, tmp_path):
             assert [m.body for m in queries.replay_after(s, uid, 0, 10)[0]] == ["kept"]
             assert queries.get_user(s, "dave").id == uid
         assert store.user_by_token(f"{6:064x}", NOW) is not None
+    finally:
+        store.close()
+
+
+def test_a_read_only_database_not_in_wal_mode_still_serves_reads(db_url):
+    # A backup restored onto a read-only mount is in rollback-journal mode and
+    # cannot be switched to WAL: connections must still open, and reads work.
+    upgrade_to_head(db_url, backup=False)
+    setup = Store(db_url)
+    setup.start()
+    uid = setup.submit(lambda s: writes.create_user(s, "erin", "h", NOW)).result(WAIT).id
+    setup.close()
+    path = database_path(db_url)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode=DELETE").fetchone() == ("delete",)
+    con.close()
+    store = Store(f"sqlite:///file:{path}?mode=ro&uri=true")
+    store.start()
+    try:
+        with store.read() as s:
+            assert queries.user_by_id(s, uid).nick == "erin"
+        failed = store.submit(lambda s: writes.set_setting(s, "k", "v"))
+        assert isinstance(failed.exception(WAIT), StoreUnwritable)
+        assert (
+            store.submit_bookkeeping(lambda s: writes.set_setting(s, "k", "v")).result(WAIT)
+            is DEFERRED
+        )
     finally:
         store.close()
