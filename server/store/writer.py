@@ -22,7 +22,9 @@
 # can, and otherwise keeps the operation, in order, in a bounded backlog that
 # the writer retries every `retry_interval` seconds and before each group.
 # Session and token ids come from the store (new_session_id, new_token_id), not
-# from an INSERT, so a login gets its ids even on a read-only database.
+# from an INSERT, so a login gets its ids even on a read-only database. A
+# bookkeeping future resolves (DEFERRED) as soon as its op is queued in the
+# backlog, possibly before earlier jobs' callbacks; those stay in order.
 
 from __future__ import annotations
 
@@ -74,20 +76,15 @@ BACKLOG_CHUNK: Final = 500
 
 
 class _Deferred:
-    """The type of DEFERRED."""
+    """The type of DEFERRED (one instance; compare with `is`)."""
 
-    _instance: _Deferred | None = None
-
-    def __new__(cls) -> _Deferred:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return "DEFERRED"
 
     def __bool__(self) -> bool:
-        return False
+        return False  # like "0 rows": `if ended:` reads naturally for a count
 
 
 #: What a submit_bookkeeping() future resolves to when the database refused the
@@ -501,7 +498,9 @@ class Store:
         except Exception:  # never let the writer die: that would hang every caller
             log.exception("the store writer failed (a bug)")
             for job in jobs:
-                self._finish(job, None, StoreError("internal store error"))
+                if not job.finished:  # a deferred one still waits in the backlog
+                    self._settle(job, False)
+                    self._finish(job, None, StoreError("internal store error"))
 
     def _process(self, jobs: list[_Job]) -> None:
         if self._backlog:
