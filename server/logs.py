@@ -12,6 +12,11 @@
 #    an authorizer that lets SELECT, reads, functions and recursive CTEs
 #    through and refuses everything else before it runs. `backup` writes only
 #    its target file.
+# 2b. No command that writes a file (backup, export --out) ever writes over
+#    the database or its sidecars (-wal, -shm, -journal, the server's .lock),
+#    however the target is spelled: symlinks and hard links are seen through
+#    (refuse_database_files). Writing a backup over the live -wal lost
+#    acknowledged messages after a crash.
 # 3. It never creates a database: a missing file is an error.
 # 4. Output that can be large streams (export, csv and json query output);
 #    only the aligned table is built in memory, because its widths depend on
@@ -429,8 +434,55 @@ def _private_file(target: Path) -> tuple[Path, TextIO]:
     return tmp, open(fd, "w", encoding="utf-8", newline="")  # closed by the caller
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
+# --- never write over the live database ------------------------------------------------
+
+#: What lives beside the database and must never be written over by a logs
+#: command, with what it is. Writing a backup over `-wal` while the server runs
+#: throws away every committed message not yet checkpointed into the main
+#: file: the next start finds no valid log and those acked messages are gone.
+#: Pre-migration backups (`<db>.before-*.bak`) are ordinary copies and are not
+#: listed: an operator may replace one on purpose (backup --force).
+DATABASE_FILES: tuple[tuple[str, str], ...] = (
+    ("", "the database itself"),
+    ("-wal", "the database's write-ahead log, which holds its latest committed messages"),
+    ("-shm", "the database's shared-memory index of its write-ahead log"),
+    ("-journal", "the database's rollback journal"),
+    (".lock", "the running server's lock file"),
+)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file *path* names, following symlinks; None if none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def refuse_database_files(database: Path, target: Path) -> None:
+    """UsageError (exit code 2) if writing *target* would write over the database
+    or one of its sidecar files (DATABASE_FILES).
+
+    Compared after resolving symlinks (also a dangling one, or a sidecar that
+    does not exist yet), and by device and inode, which also catches a hard
+    link. Sidecars are looked for beside the database both as named and as
+    resolved, since SQLite may name them after either.
+    """
+    target_path = target.resolve()
+    target_id = _identity(target)
+    bases = {database, database.resolve()}
+    for base in bases:
+        for suffix, what in DATABASE_FILES:
+            protected = base.with_name(base.name + suffix)
+            same_path = target_path == protected.resolve()
+            same_file = target_id is not None and target_id == _identity(protected)
+            if same_path or same_file:
+                raise UsageError(
+                    f"refusing to write {target}: it is {what} ({protected}). Writing there "
+                    "could lose committed messages; choose a file outside the database's own "
+                    "(nothing was written)"
+                )
 
 
 def export_to_file(
@@ -444,9 +496,7 @@ def export_to_file(
 ) -> int:
     """export() into *target*, written under a temporary name and renamed when
     complete, so an interrupted export never leaves a truncated file behind."""
-    for sibling in ("", "-wal", "-shm"):
-        if _same_file(target, db.path.with_name(db.path.name + sibling)):
-            raise UsageError(f"refusing to export over the database itself ({target})")
+    refuse_database_files(db.path, target)
     if target.is_dir():
         raise UsageError(f"{target} is a directory")
     tmp, handle = _private_file(target)
@@ -563,8 +613,7 @@ def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
     switched to the rollback journal so it is one self-contained file, and
     renamed into place. Nothing but the target is written.
     """
-    if _same_file(source, target):
-        raise UsageError("the backup target is the database itself")
+    refuse_database_files(source, target)
     if target.is_dir():
         raise UsageError(f"{target} is a directory; name the backup file")
     if target.exists() and not force:

@@ -7,8 +7,12 @@
 # 2. Table cells are made safe for a terminal: a newline or tab inside a
 #    message would break the table, and any other control character (possible
 #    in a hand-edited database) must never reach the operator's terminal, where
-#    it could move the cursor or retitle the window. CSV and JSON are data
-#    formats and keep values exactly.
+#    it could move the cursor or retitle the window. Invisible format
+#    characters are shown as escapes too: bidi controls (U+202E RIGHT-TO-LEFT
+#    OVERRIDE and friends) would reorder the columns on screen, and
+#    zero-width ones would hide text, e.g. make two different nicks look
+#    alike. Chat users may send any of them, and the store keeps them
+#    verbatim. CSV and JSON are data formats and keep values exactly.
 # 3. NULL is an empty cell in tables and CSV, and `null` in JSON (use JSON to
 #    tell NULL from an empty string).
 
@@ -28,23 +32,40 @@ DB_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 #: Output formats of `query` (export has its own: jsonl and csv).
 FORMATS = ("table", "csv", "json")
 
-# Control characters that would disturb a terminal (C0, DEL, C1).
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Candidates for escaping: everything but printable ASCII. Which of them are
+# escaped is decided by Unicode category (below), so new format characters in
+# a newer Unicode are covered without a list to keep up to date.
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")
 _NAMED_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+#: Unicode categories a table shows as escapes: controls (C0, DEL, C1), format
+#: characters (bidi controls U+202A-U+202E, U+2066-U+2069, U+200E, U+200F,
+#: U+061C; zero-width U+200B-U+200D, U+2060, U+FEFF; soft hyphen; tags), line
+#: and paragraph separators (a terminal may break the line), and surrogates.
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
 
 
 def _escape(match: re.Match[str]) -> str:
     ch = match.group()
-    return _NAMED_ESCAPES.get(ch, f"\\x{ord(ch):02x}")
+    named = _NAMED_ESCAPES.get(ch)
+    if named is not None:
+        return named
+    if unicodedata.category(ch) not in UNSAFE_CATEGORIES:
+        return ch
+    code = ord(ch)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def cell_text(value: Any) -> str:
-    """One value as table text: NULL is empty, bytes are hex, control characters escaped."""
+    """One value as table text: NULL is empty, bytes are hex, and control and
+    invisible format characters are escaped (`\\n`, `\\x1b`, `\\u202e`)."""
     if value is None:
         return ""
     if isinstance(value, bytes):
         return "x'" + value.hex() + "'"
-    return _CONTROL.sub(_escape, str(value))
+    return _NOT_PRINTABLE_ASCII.sub(_escape, str(value))
 
 
 def display_width(text: str) -> int:

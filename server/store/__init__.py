@@ -1,14 +1,28 @@
 # server/store/: everything that touches the database. The rest of the server
-# calls `writes.*` through Store.submit() and `queries.*` inside Store.read();
-# nothing outside this package writes SQL.
+# calls `writes.*` through Store.submit() (or Store.submit_bookkeeping() for
+# session rows and tokens, which may wait for a writable database) and
+# `queries.*` inside Store.read(); nothing outside this package writes SQL.
 
 from . import queries, writes
-from .errors import NickTaken, NoSuchRoom, NoSuchUser, NotVisible, StoreConflict, StoreError
+from .errors import (
+    IdReused,
+    NickTaken,
+    NoSuchRoom,
+    NoSuchUser,
+    NotVisible,
+    StoreConflict,
+    StoreError,
+    StoreRejected,
+    StoreUnwritable,
+)
 from .migrate import MigrationReport, current_revision, head_revision, upgrade_to_head
 from .records import RoomInfo, StoredMessage, UserRecord
-from .writer import Store
+from .writer import DEFERRED, LoginRecord, Store, is_database_wide
 
 __all__ = [
+    "DEFERRED",
+    "IdReused",
+    "LoginRecord",
     "MigrationReport",
     "NickTaken",
     "NoSuchRoom",
@@ -18,10 +32,13 @@ __all__ = [
     "Store",
     "StoreConflict",
     "StoreError",
+    "StoreRejected",
+    "StoreUnwritable",
     "StoredMessage",
     "UserRecord",
     "current_revision",
     "head_revision",
+    "is_database_wide",
     "queries",
     "upgrade_to_head",
     "writes",

@@ -2,15 +2,20 @@
 # durability settings every connection needs (see reliability.md section 3):
 # WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not pysqlite's
 # legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it never
-# meets SQLITE_BUSY_SNAPSHOT half-way through a transaction.
+# meets SQLITE_BUSY_SNAPSHOT half-way through a transaction. A read-only
+# database still opens (reads must keep working when writes cannot).
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+log = logging.getLogger("parley.store")
 
 BUSY_TIMEOUT_MS = 5000
 _PRAGMAS = (
@@ -19,6 +24,14 @@ _PRAGMAS = (
     f"busy_timeout={BUSY_TIMEOUT_MS}",
     "foreign_keys=ON",
 )
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of *exc* (None if it carries none)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF
+    return sqlite3.SQLITE_READONLY if "readonly" in str(exc) else None
 
 
 def database_path(url: str) -> Path | None:
@@ -45,9 +58,19 @@ def make_engine(url: str, *, writer: bool) -> Engine:
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy decides when to BEGIN
         cur = dbapi_conn.cursor()
-        for pragma in _PRAGMAS:
-            cur.execute("PRAGMA " + pragma)
-        cur.close()
+        try:
+            for pragma in _PRAGMAS:
+                try:
+                    cur.execute("PRAGMA " + pragma)
+                except sqlite3.OperationalError as exc:
+                    # A read-only file not in WAL mode (a restored backup on a
+                    # read-only mount) cannot be switched to WAL; reads work in
+                    # its own journal mode, and writes fail clearly anyway.
+                    if pragma != _PRAGMAS[0] or _code(exc) != sqlite3.SQLITE_READONLY:
+                        raise
+                    log.warning("cannot switch a read-only database to WAL mode: %s", exc)
+        finally:
+            cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:

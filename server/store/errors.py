@@ -2,16 +2,35 @@
 #
 # StoreError: the database failed (disk full, I/O error, locked): the server's
 # problem; the operation did not happen and may be retried.
+#   StoreUnwritable: the database refuses writes at the moment (read-only,
+#   full, I/O error, locked): reads still work, and bookkeeping writes wait in
+#   the writer's backlog (Store.submit_bookkeeping).
 # StoreConflict: the request contradicts what is stored (nick taken, no such
-# user or room, not a member): the caller's problem; retrying will not help.
+# user or room, not a member, a client id reused): the caller's problem;
+# retrying will not help.
+# StoreRejected: the input itself cannot be stored (a lone surrogate in a text,
+# an integer beyond SQLite's 64 bits, a value of an unsupported type): the
+# caller's problem; retrying the same input will not help either.
+#
+# Every one of them means: nothing of that operation was written, and no other
+# caller's operation was affected.
 
 
 class StoreError(Exception):
     """The database could not do the work (disk full, I/O error). Nothing was written."""
 
 
+class StoreUnwritable(StoreError):
+    """The database refuses writes (read-only, full, I/O error, locked); reads still work."""
+
+
 class StoreConflict(Exception):
     """The request contradicts the stored state. Nothing was written."""
+
+
+class StoreRejected(Exception):
+    """The input could not be stored (e.g. text with a lone surrogate, an integer
+    beyond 64 bits). The caller's fault, not the database's. Nothing was written."""
 
 
 class NickTaken(StoreConflict):
@@ -28,3 +47,8 @@ class NoSuchRoom(StoreConflict):
 
 class NotVisible(StoreConflict):
     """The user may not read or post there (not a member of the room)."""
+
+
+class IdReused(StoreConflict):
+    """A message with this sender's client id is stored with another kind, target
+    or text: the new message was not stored (use a fresh id for a new message)."""

@@ -42,6 +42,10 @@ _FTS = table("messages_fts", column("rowid"))
 #: The trigram tokenizer cannot match anything shorter than three characters.
 TRIGRAM = 3
 
+#: The largest id SQLite can store (a signed 64-bit INTEGER). Python ints
+#: beyond it cannot even be bound (OverflowError), so bounds are clamped here.
+MAX_ID = 2**63 - 1
+
 
 def user_record(u: User) -> UserRecord:
     """The record of an ORM user."""
@@ -82,6 +86,19 @@ def get_message(s: Session, message_id: int) -> StoredMessage | None:
     """One message by id (no visibility check: for the server's own use)."""
     rows = s.execute(message_select().where(Message.id == message_id)).all()
     return to_records(rows)[0] if rows else None
+
+
+def user_by_id(s: Session, user_id: int) -> UserRecord | None:
+    """The account with this id (deleted ones too: see UserRecord.deleted), or None."""
+    if not 0 < user_id <= MAX_ID:
+        return None
+    u = s.get(User, user_id)
+    return user_record(u) if u is not None else None
+
+
+def token_exists(s: Session, token_hash: str) -> bool:
+    """Whether a resume token with this hash is stored at all (valid or not)."""
+    return s.scalar(select(ResumeToken.id).where(ResumeToken.token_hash == token_hash)) is not None
 
 
 def get_user(s: Session, nick: str) -> UserRecord | None:
@@ -172,6 +189,14 @@ def _visible_to(user_id: int) -> ColumnElement[bool]:
     )
 
 
+def _before(q: Select[Any], before: int | None) -> Select[Any]:
+    """*q* limited to ids below *before*; a bound beyond the largest possible id
+    limits nothing (and binding it would raise OverflowError)."""
+    if before is None or before > MAX_ID:
+        return q
+    return q.where(Message.id < max(before, 0))  # ids start at 1: below 0 is nothing
+
+
 def replay_after(
     s: Session, user_id: int, after_id: int, limit: int
 ) -> tuple[list[StoredMessage], bool]:
@@ -180,6 +205,9 @@ def replay_after(
     Join/leave notices are left out (users find them noise). Past *limit* the
     newest *limit* are returned and the second value (gap) is True.
     """
+    if after_id >= MAX_ID:
+        return [], False  # no id is larger
+    after_id = max(after_id, 0)  # ids start at 1; this keeps the bound bindable
     rows = s.execute(
         message_select()
         .where(Message.id > after_id, Message.kind != "system", _visible_to(user_id))
@@ -250,8 +278,7 @@ def history(
                 and_(Message.sender_id == other, Message.recipient_id == user_id),
             ),
         )
-    if before is not None:
-        q = q.where(Message.id < before)
+    q = _before(q, before)
     rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
     return to_records(rows[:limit])[::-1], len(rows) > limit
 
@@ -299,9 +326,9 @@ def search(
     """Messages visible to the user containing every word, newest first, and
     whether more (older) matches exist. Trigram FTS5 for terms of 3+ characters,
     LIKE for shorter ones (the trigram tokenizer cannot match them)."""
-    q = message_select().where(_visible_to(user_id), search_condition(words))
-    if before is not None:
-        q = q.where(Message.id < before)
+    q = _before(
+        q=message_select().where(_visible_to(user_id), search_condition(words)), before=before
+    )
     rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
     return to_records(rows[:limit]), len(rows) > limit
 

@@ -1,76 +1,320 @@
 # server/store/writer.py: Store, the owner of the database connections: one
-# writer thread that group-commits every write, and a pool of readers.
+# writer thread that group-commits every write, a pool of readers, and the
+# backlog of bookkeeping writes that wait while the database refuses writes.
 #
 # Why one writer: SQLite allows one writer at a time anyway, and a commit under
 # synchronous=FULL costs an fsync; taking every pending write into one
-# transaction (group commit) gives ~30x the single-row rate. Each operation
-# runs in its own SAVEPOINT, so a conflict (nick taken) fails that operation
-# alone. A database error (disk full) may abort the whole transaction, so the
-# group is then rolled back and re-run one operation per transaction: each
-# caller learns the truth about its own write. Callbacks run after COMMIT, in
-# submission order: nothing is acked or delivered before it is durable.
+# transaction (group commit) gives ~30x the single-row rate.
+#
+# Isolation: each operation runs in its own SAVEPOINT. Whatever one operation
+# raises (a conflict, a lone surrogate in a text, an int beyond 64 bits, a bad
+# parameter type, a bug) fails that operation alone: it is rolled back to its
+# savepoint and the group goes on. Only a database-wide failure (read-only,
+# full, I/O error, locked, corrupt) may have aborted SQLite's whole
+# transaction; then the group is rolled back and re-run one operation per
+# transaction, so each caller learns the truth about its own write. An
+# operation may therefore run more than once: it must only touch the database
+# (writes.py keeps that rule); each job's callback and future complete exactly
+# once, after COMMIT (or the final failure), in submission order.
+#
+# Bookkeeping (session rows, resume tokens) must not stop logins when the
+# database refuses writes: submit_bookkeeping() writes like submit() when it
+# can, and otherwise keeps the operation, in order, in a bounded backlog that
+# the writer retries every `retry_interval` seconds and before each group.
+# Session and token ids come from the store (new_session_id, new_token_id), not
+# from an INSERT, so a login gets its ids even on a read-only database. A
+# bookkeeping future resolves (DEFERRED) as soon as its op is queued in the
+# backlog, possibly before earlier jobs' callbacks; those stay in order.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
+import sqlite3
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
 from sqlalchemy.orm import Session
 
+from . import queries, writes
 from .engine import database_path, make_engine
-from .errors import StoreConflict, StoreError
+from .errors import StoreConflict, StoreError, StoreRejected, StoreUnwritable
+from .models import ChatSession, ResumeToken
+from .records import UserRecord
 
 log = logging.getLogger("parley.store")
 
 Op = Callable[[Session], Any]
 Done = Callable[[Any, BaseException | None], None]
 
+#: Bookkeeping writes kept while the database refuses writes; beyond this the
+#: newest are dropped (and logged): memory stays bounded through a long outage.
+BACKLOG_MAX: Final = 10_000
+
+#: Seconds between retries of the backlog while it is not empty.
+RETRY_INTERVAL: Final = 2.0
+
+#: Backlog operations per transaction when catching up.
+BACKLOG_CHUNK: Final = 500
+
+
+class _Deferred:
+    """The type of DEFERRED (one instance; compare with `is`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+    def __bool__(self) -> bool:
+        return False  # like "0 rows": `if ended:` reads naturally for a count
+
+
+#: What a submit_bookkeeping() future resolves to when the database refused the
+#: write and it waits in the backlog (it will be stored when writes work again).
+DEFERRED: Final = _Deferred()
+
 
 @dataclass(slots=True)
 class _Job:
     op: Op
     on_done: Done | None
+    what: str
+    bookkeeping: bool = False
+    #: Bookkeeping only: runs on the writer thread once the op is committed
+    #: (True) or given up (False), whenever that is.
+    on_settled: Callable[[bool], None] | None = None
     future: Future[Any] = field(default_factory=Future)
+    finished: bool = False
 
 
 _STOP = object()
 
+# SQLite primary result codes that concern the database as a whole, not one
+# statement: after them SQLite may have rolled the transaction back itself
+# (sqlite.org/lang_transaction.html, "Response To Errors Within A Transaction").
+_DATABASE_WIDE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_ABORT,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_INTERRUPT,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+# The same, by message, for an error without a code (a hand-made one).
+_DATABASE_WIDE_TEXT = (
+    "readonly database",
+    "disk is full",
+    "disk i/o error",
+    "database is locked",
+    "database table is locked",
+    "unable to open",
+    "malformed",
+    "not a database",
+    "out of memory",
+)
+
+
+def is_database_wide(exc: BaseException) -> bool:
+    """True when *exc* says the database cannot write at all (read-only, full,
+    I/O error, locked, corrupt), not that one statement or its input was bad."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.Error):
+        if isinstance(orig, sqlite3.InterfaceError | sqlite3.ProgrammingError):
+            return False  # binding a parameter failed: the input's fault
+        code = getattr(orig, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            return (code & 0xFF) in _DATABASE_WIDE_CODES  # extended codes keep the primary low byte
+        text = str(orig).lower()
+        return any(t in text for t in _DATABASE_WIDE_TEXT)
+    # Another database (PostgreSQL): its OperationalError is about the server.
+    return isinstance(exc, OperationalError)
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    """True when *exc* says the values could not be bound or encoded."""
+    if isinstance(exc, DBAPIError):
+        return isinstance(exc.orig, sqlite3.InterfaceError | sqlite3.ProgrammingError)
+    if isinstance(exc, StatementError):  # a Python error while processing parameters
+        return True
+    # UnicodeEncodeError (a lone surrogate), OverflowError (> 2**63-1) and
+    # ValueError / TypeError from a value the driver cannot take.
+    return isinstance(exc, ValueError | OverflowError | TypeError)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError) and exc.orig:
+        orig = exc.orig
+    return f"{type(orig).__name__}: {orig}"
+
+
+def _op_name(op: Op) -> str:
+    while isinstance(op, partial):
+        op = op.func
+    return getattr(op, "__name__", type(op).__name__)
+
 
 class _GroupFailed(Exception):
-    """A database error inside a group: roll back and re-run its jobs one by one."""
+    """A transaction could not be completed; nothing of it was committed."""
+
+    def __init__(self, cause: BaseException, *, database_wide: bool, at_begin: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.database_wide = database_wide
+        #: The failure came before any operation ran (BEGIN was refused).
+        self.at_begin = at_begin
+
+    def error(self) -> StoreError:
+        """What each caller whose operation was in the failed transaction is told."""
+        orig = self.cause.orig if isinstance(self.cause, DBAPIError) else self.cause
+        if self.database_wide:
+            return StoreUnwritable(f"the database refuses writes: {orig}")
+        return StoreError(f"database error: {orig}")
 
 
-def _store_error(exc: BaseException) -> StoreError:
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    return StoreError(f"database error: {orig}")
+def _transaction_usable(s: Session) -> bool:
+    """Whether the group's transaction is still open in SQLite.
+
+    SQLite rolls a transaction back by itself after some errors; statements
+    after that would run outside any transaction (each committing alone), so
+    the group must stop and be retried instead."""
+    try:
+        if not s.in_transaction():
+            return False
+        raw = s.connection().connection.dbapi_connection
+        return raw is None or bool(getattr(raw, "in_transaction", True))
+    except Exception:
+        return False
+
+
+class _IdSource:
+    """Ids for rows the store inserts later (sessions, resume tokens): above
+    both the table's largest id and every id handed out before. The server is
+    the only writer of these tables (one server per database: the lock)."""
+
+    def __init__(self, store: Store, column: Any) -> None:
+        self._store = store
+        self._column = column
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        stored = 0
+        try:
+            # Re-read each time: rows inserted without an explicit id (tests,
+            # older callers) take max(id) + 1 from SQLite; never hand that out.
+            with self._store.read() as s:
+                stored = s.scalar(select(func.max(self._column))) or 0
+        except Exception as exc:  # a read failure must not stop a login
+            log.warning("could not read the largest %s: %s", self._column, exc)
+        with self._lock:
+            self._last = max(self._last, stored) + 1
+            return self._last
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingToken:
+    user_id: int
+    token_id: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecord:
+    """What record_login() returns: the session's and the token's ids at once,
+    and a future that resolves when the rows are stored (DEFERRED if they wait
+    for the database to accept writes again)."""
+
+    session_id: int
+    token_id: int
+    stored: Future[Any]
 
 
 class Store:
-    """The database: `submit()` writes through the writer thread, `read()` reads."""
+    """The database: `submit()` writes through the writer thread, `read()` reads,
+    `submit_bookkeeping()` writes what may wait for a writable database."""
 
-    def __init__(self, url: str, *, group_max: int = 512) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        group_max: int = 512,
+        retry_interval: float = RETRY_INTERVAL,
+        backlog_max: int = BACKLOG_MAX,
+    ) -> None:
         self.url = url
         self.group_max = group_max
+        self.retry_interval = retry_interval
+        self.backlog_max = backlog_max
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._writer_engine: Engine | None = None
         self._reader_engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
+        # Writer-thread state.
+        self._backlog: deque[_Job] = deque()
+        self._dropped = 0
+        self._writable = True
+        self._last_write_error: str | None = None
+        # Ids and tokens of logins whose rows may not be stored yet.
+        self._session_ids = _IdSource(self, ChatSession.id)
+        self._token_ids = _IdSource(self, ResumeToken.id)
+        self._pending_tokens: dict[str, _PendingToken] = {}
+        self._pending_lock = threading.Lock()
 
     @property
     def database_path(self) -> Path | None:
         """The SQLite file (None for a non-file database)."""
         return database_path(self.url)
+
+    @property
+    def writable(self) -> bool:
+        """Whether the last write attempt succeeded (True until one fails).
+
+        False while the database refuses writes (read-only, full, I/O error,
+        locked); it turns True again with the next successful commit, for
+        example the backlog's periodic retry. Reads work either way."""
+        return self._writable
+
+    @property
+    def last_write_error(self) -> str | None:
+        """Why writes fail, while `writable` is False (None otherwise)."""
+        return None if self._writable else self._last_write_error
+
+    @property
+    def pending_bookkeeping(self) -> int:
+        """How many bookkeeping writes wait in the backlog for a writable database."""
+        return len(self._backlog)
 
     def start(self) -> None:
         """Open the engines and start the writer thread."""
@@ -80,7 +324,8 @@ class Store:
         self._thread.start()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Finish every submitted write, then stop the writer and close connections."""
+        """Finish every submitted write, try the backlog once more, then stop the
+        writer and close connections."""
         with self._lock:
             if self._closed.is_set():
                 return
@@ -92,18 +337,110 @@ class Store:
             if engine is not None:
                 engine.dispose()
 
-    def submit(self, op: Op, on_done: Done | None = None) -> Future[Any]:
+    def submit(
+        self, op: Op, on_done: Done | None = None, *, what: str | None = None
+    ) -> Future[Any]:
         """Run `op(session)` on the writer thread in a group-committed transaction.
 
         After COMMIT (or failure), `on_done(result, exc)` runs on the writer
-        thread, then the returned future resolves. Errors: StoreConflict (the
-        caller's) or StoreError (the database's); nothing of a failed op stays.
+        thread, then the returned future resolves. Errors: StoreConflict or
+        StoreRejected (the caller's: the request contradicts the stored state,
+        or the input cannot be stored), StoreError (the database's;
+        StoreUnwritable when it refuses writes). Nothing of a failed op stays,
+        and no other caller's op fails with it. *what* names the op in logs.
+        `op` may run more than once (see the module comment): database only.
         """
-        job = _Job(op, on_done)
+        return self._enqueue(_Job(op, on_done, what or _op_name(op)))
+
+    def submit_bookkeeping(self, op: Op, *, what: str | None = None) -> Future[Any]:
+        """Write *op* now if the database accepts writes, or later, in order.
+
+        For writes no caller must wait on to go on working (session rows,
+        resume tokens). Operations run in submission order, also relative to
+        each other across an outage: while any wait, a new one queues behind
+        them. The future resolves to the op's result once committed, or to
+        DEFERRED when the database refused (read-only, full, I/O error,
+        locked) and the op waits in the backlog; the writer retries the
+        backlog every `retry_interval` seconds and before each group until it
+        is stored. Errors: StoreConflict / StoreRejected / StoreError as for
+        submit() when the op itself fails (it is then dropped, not retried),
+        StoreUnwritable when the backlog is full (the op is dropped).
+        """
+        return self._enqueue(_Job(op, None, what or _op_name(op), bookkeeping=True))
+
+    def new_session_id(self) -> int:
+        """An id for a session row not stored yet (writes.open_session(session_id=...))."""
+        return self._session_ids.next()
+
+    def new_token_id(self) -> int:
+        """An id for a resume token row not stored yet (writes.issue_token(token_id=...))."""
+        return self._token_ids.next()
+
+    def record_login(
+        self,
+        *,
+        user_id: int,
+        peer: str,
+        client: str | None,
+        token_hash: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> LoginRecord:
+        """Issue a resume token and open a session row, as one bookkeeping write.
+
+        Returns the ids at once, whether or not the database accepts writes;
+        until the rows are stored, user_by_token() knows the token, so the
+        client can resume with it even during the outage.
+        """
+        session_id, token_id = self.new_session_id(), self.new_token_id()
+        with self._pending_lock:
+            self._pending_tokens[token_hash] = _PendingToken(user_id, token_id, expires_at)
+
+        def login(s: Session) -> int:
+            writes.issue_token(s, user_id, token_hash, now, expires_at, token_id=token_id)
+            return writes.open_session(
+                s,
+                user_id=user_id,
+                peer=peer,
+                client=client,
+                token_id=token_id,
+                now=now,
+                session_id=session_id,
+            )
+
+        def settled(_stored: bool) -> None:
+            # Stored: the database answers from now on. Given up: forget it.
+            with self._pending_lock:
+                self._pending_tokens.pop(token_hash, None)
+
+        job = _Job(login, None, "login", bookkeeping=True, on_settled=settled)
+        return LoginRecord(session_id, token_id, self._enqueue(job))
+
+    def user_by_token(self, token_hash: str, now: datetime) -> tuple[UserRecord, int] | None:
+        """The user a valid resume token belongs to, and the token's id, or None.
+
+        queries.user_by_token, plus the tokens record_login() issued that are
+        not stored yet (the database refused writes): a client can resume with
+        the token of a login made during an outage."""
+        with self._pending_lock:
+            pending = self._pending_tokens.get(token_hash)  # before the read: see below
+        with self.read() as s:
+            found = queries.user_by_token(s, token_hash, now)
+            if found is not None or pending is None or pending.expires_at <= now:
+                return found
+            # Taken before this snapshot: if the row is stored (and perhaps
+            # revoked since), this snapshot shows it and the database decides.
+            if queries.token_exists(s, token_hash):
+                return None
+            user = queries.user_by_id(s, pending.user_id)
+        if user is None or user.deleted:
+            return None
+        return user, pending.token_id
+
+    def _enqueue(self, job: _Job) -> Future[Any]:
         with self._lock:
             if self._closed.is_set() or self._thread is None:
-                exc = StoreError("the store is closed")
-                self._finish(job, None, exc)
+                self._finish(job, None, StoreError("the store is closed"))
                 return job.future
             self._queue.put(job)
         return job.future
@@ -124,7 +461,11 @@ class Store:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self.retry_interval if self._backlog else None)
+            except queue.Empty:
+                self._guarded(self._drain_backlog, [])
+                continue
             if first is _STOP:
                 break
             jobs: list[_Job] = [first]  # type: ignore[list-item]
@@ -137,48 +478,252 @@ class Store:
                     stopping = True
                     break
                 jobs.append(item)  # type: ignore[arg-type]
-            try:
-                self._commit_group(jobs)
-            except Exception:  # never let the writer die: that would hang every caller
-                log.exception("writer failed on a group of %d", len(jobs))
-                for job in jobs:
-                    if not job.future.done():
-                        self._finish(job, None, StoreError("internal store error"))
+            self._guarded(self._process, jobs)
+        if self._backlog:
+            self._guarded(self._drain_backlog, [])
+        if self._backlog:
+            log.error(
+                "closing with %d bookkeeping write(s) the database refused (%s); they are "
+                "lost: sessions left open are ended at the next start",
+                len(self._backlog),
+                self._last_write_error,
+            )
+            for job in self._backlog:
+                self._settle(job, False)
+            self._backlog.clear()
 
-    def _commit_group(self, jobs: list[_Job]) -> None:
+    def _guarded(self, step: Callable[[list[_Job]], None], jobs: list[_Job]) -> None:
+        try:
+            step(jobs)
+        except Exception:  # never let the writer die: that would hang every caller
+            log.exception("the store writer failed (a bug)")
+            for job in jobs:
+                if not job.finished:  # a deferred one still waits in the backlog
+                    self._settle(job, False)
+                    self._finish(job, None, StoreError("internal store error"))
+
+    def _process(self, jobs: list[_Job]) -> None:
+        if self._backlog:
+            self._drain_backlog([])  # older bookkeeping first, when writes work again
+        now: list[_Job] = []
+        for job in jobs:
+            if job.bookkeeping and self._backlog:
+                self._defer(job)  # behind the ones already waiting: order is kept
+            else:
+                now.append(job)
+        if now:
+            self._commit_group(now)
+
+    def _attempt(self, jobs: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+        """Run *jobs* in one transaction, each in a SAVEPOINT, and commit.
+
+        Returns each job's (result, exception); an exception here is the job's
+        own and was rolled back to its savepoint. _GroupFailed if the
+        transaction as a whole failed: then nothing was committed. A commit
+        that changed rows marks the database writable again.
+        """
         assert self._writer_engine is not None
         outcomes: list[tuple[Any, BaseException | None]] = []
+        s = Session(self._writer_engine, expire_on_commit=False)
         try:
-            with Session(self._writer_engine, expire_on_commit=False) as s, s.begin():
+            try:
+                s.begin()
+                # BEGIN IMMEDIATE now: a refusal here means no op ran.
+                raw = s.connection().connection.dbapi_connection
+                before = getattr(raw, "total_changes", None)
+            except Exception as exc:
+                raise _GroupFailed(exc, database_wide=is_database_wide(exc), at_begin=True) from exc
+            for job in jobs:
+                try:
+                    with s.begin_nested():
+                        result = job.op(s)
+                except Exception as exc:
+                    wide = is_database_wide(exc)
+                    if wide or not _transaction_usable(s):
+                        raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc
+                    outcomes.append((None, exc))
+                else:
+                    outcomes.append((result, None))
+            # Only a commit that changed rows proves writes work: on a read-only
+            # database a group of conflicts and reads commits fine too.
+            after = getattr(raw, "total_changes", None)
+            try:
+                s.commit()
+            except Exception as exc:
+                raise _GroupFailed(
+                    exc, database_wide=is_database_wide(exc), at_begin=False
+                ) from exc
+            if before is None or after is None or after > before:
+                self._note_success()
+        finally:
+            try:
+                s.close()  # rolls back whatever was not committed
+            except Exception as exc:
+                log.warning("rolling back a failed write transaction failed: %s", exc)
+        return outcomes
+
+    def _commit_group(self, jobs: list[_Job]) -> None:
+        try:
+            outcomes = self._attempt(jobs)
+        except _GroupFailed as failure:
+            self._note_failure(failure)
+            if failure.at_begin or len(jobs) == 1:
+                # Nothing ran, or nothing is left to tell apart: the same answer for all.
                 for job in jobs:
-                    try:
-                        with s.begin_nested():
-                            outcomes.append((job.op(s), None))
-                    except StoreConflict as exc:
-                        outcomes.append((None, exc))
-                    except IntegrityError as exc:
-                        if len(jobs) > 1:
-                            raise _GroupFailed from exc
-                        outcomes.append(
-                            (None, StoreConflict(f"conflicts with stored data: {exc.orig}"))
-                        )
-                    except SQLAlchemyError as exc:
-                        raise _GroupFailed from exc
-        except (_GroupFailed, SQLAlchemyError) as exc:
-            cause = exc.__cause__ if isinstance(exc, _GroupFailed) else exc
-            if len(jobs) > 1:
-                log.warning("group of %d failed (%s); retrying one by one", len(jobs), cause)
-                for job in jobs:
-                    self._commit_group([job])
+                    self._fail(job, failure)
                 return
-            log.error("write failed: %s", cause)
-            self._finish(jobs[0], None, _store_error(cause or exc))
+            # A database-wide failure was logged once, when writes stopped working.
+            log.log(
+                logging.DEBUG if failure.database_wide else logging.WARNING,
+                "a group of %d writes failed (%s); retrying one per transaction",
+                len(jobs),
+                _reason(failure.cause),
+            )
+            for job in jobs:
+                if job.bookkeeping and self._backlog:
+                    self._defer(job)
+                else:
+                    self._commit_group([job])
             return
         for job, (result, exc) in zip(jobs, outcomes, strict=True):
-            self._finish(job, result, exc)
+            if exc is None:
+                self._settle(job, True)
+                self._finish(job, result, None)
+            else:
+                self._settle(job, False)
+                self._finish(job, None, self._op_error(job, exc))
+
+    def _fail(self, job: _Job, failure: _GroupFailed) -> None:
+        if job.bookkeeping and failure.database_wide:
+            self._defer(job)
+            return
+        if not failure.database_wide:  # database-wide ones were logged once by _note_failure
+            log.error("write failed (%s): %s", job.what, _reason(failure.cause))
+        self._settle(job, False)
+        self._finish(job, None, failure.error())
+
+    def _op_error(self, job: _Job, exc: BaseException) -> BaseException:
+        """The error the caller of a failed (rolled back) operation gets, logged once."""
+        if isinstance(exc, StoreConflict):
+            return exc  # routine: nick taken, not a member; the caller says so
+        if isinstance(exc, IntegrityError):
+            log.warning("write refused (%s): %s", job.what, _reason(exc))
+            return StoreConflict(f"conflicts with stored data: {exc.orig}")
+        if isinstance(exc, StoreRejected) or _is_bad_input(exc):
+            log.warning("write rejected (%s): %s", job.what, _reason(exc))
+            if isinstance(exc, StoreRejected):
+                return exc
+            rejected = StoreRejected(f"the input could not be stored: {_reason(exc)}")
+            rejected.__cause__ = exc
+            return rejected
+        if isinstance(exc, StoreError | SQLAlchemyError):
+            # The database refused this statement alone (no such table: a bug
+            # or a schema mismatch). The server's fault, not the input's.
+            log.error("write failed (%s): %s", job.what, _reason(exc))
+            if isinstance(exc, StoreError):
+                return exc
+            return StoreError(f"database error: {exc.orig if isinstance(exc, DBAPIError) else exc}")
+        # A bug in the operation: its own exception, so the caller sees what it was.
+        log.error("write failed (%s) with an unexpected error", job.what, exc_info=exc)
+        return exc
+
+    def _note_failure(self, failure: _GroupFailed) -> None:
+        if not failure.database_wide:
+            return
+        reason = _reason(failure.cause)
+        if self._writable:
+            log.error(
+                "the database refuses writes (%s): writes fail, reads still work, and "
+                "bookkeeping waits in a backlog retried every %g s",
+                reason,
+                self.retry_interval,
+            )
+        self._writable = False
+        self._last_write_error = reason
+
+    def _note_success(self) -> None:
+        if not self._writable:
+            log.warning("the database accepts writes again")
+        self._writable = True
+        self._last_write_error = None
+
+    # --- the bookkeeping backlog --------------------------------------------------
+
+    def _defer(self, job: _Job) -> None:
+        if len(self._backlog) >= self.backlog_max:
+            self._dropped += 1
+            if self._dropped == 1:
+                log.error(
+                    "the bookkeeping backlog is full (%d writes); dropping new ones until "
+                    "the database accepts writes again",
+                    self.backlog_max,
+                )
+            self._settle(job, False)
+            self._finish(job, None, StoreUnwritable("the database refuses writes, backlog full"))
+            return
+        self._backlog.append(job)
+        self._finish(job, DEFERRED, None)
+
+    def _drain_backlog(self, _jobs: list[_Job]) -> None:
+        """Store the backlog, oldest first, as far as the database lets us."""
+        stored = 0
+        while self._backlog:
+            chunk = list(itertools.islice(self._backlog, BACKLOG_CHUNK))
+            outcomes = self._attempt_backlog(chunk)
+            for _result, exc in outcomes:
+                job = self._backlog.popleft()
+                if exc is not None:
+                    log.warning("bookkeeping write dropped (%s): %s", job.what, _reason(exc))
+                self._settle(job, exc is None)
+                stored += exc is None
+            if len(outcomes) < len(chunk):
+                break  # the database refused again: the rest waits for the next retry
+        if stored and not self._backlog:
+            dropped, self._dropped = self._dropped, 0
+            log.warning(
+                "caught up %d deferred bookkeeping write(s)%s",
+                stored,
+                f"; {dropped} were dropped while the backlog was full" if dropped else "",
+            )
+
+    def _attempt_backlog(self, chunk: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+        """The outcomes of the leading jobs of *chunk* that the database answered
+        (all of them, or fewer when it refused writes again)."""
+        try:
+            outcomes = self._attempt(chunk)
+        except _GroupFailed as failure:
+            if failure.database_wide or failure.at_begin:
+                self._note_failure(failure)
+                return []  # still refused: keep them all, in order
+        else:
+            return outcomes
+        # One op broke the whole transaction (not the database): one at a time.
+        outcomes = []
+        for job in chunk:
+            try:
+                outcomes.extend(self._attempt([job]))
+            except _GroupFailed as single:
+                if single.database_wide or single.at_begin:
+                    self._note_failure(single)
+                    break
+                outcomes.append((None, single.cause))
+        return outcomes
+
+    @staticmethod
+    def _settle(job: _Job, stored: bool) -> None:
+        if job.on_settled is None:
+            return
+        callback, job.on_settled = job.on_settled, None
+        try:
+            callback(stored)
+        except Exception:
+            log.exception("a bookkeeping callback failed")
 
     @staticmethod
     def _finish(job: _Job, result: Any, exc: BaseException | None) -> None:
+        if job.finished:  # exactly once, whatever path the job took
+            return
+        job.finished = True
         if job.on_done is not None:
             try:
                 job.on_done(result, exc)

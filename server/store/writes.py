@@ -1,8 +1,9 @@
 # server/store/writes.py: every write the server makes, as functions of an open
-# Session. They run on the writer thread (Store.submit), each inside its own
-# SAVEPOINT of a group-committed transaction, and may be re-run alone if a
-# neighbour in the group fails, so they must not have effects outside the
-# database: callbacks after COMMIT do the rest.
+# Session. They run on the writer thread (Store.submit, or
+# Store.submit_bookkeeping for session rows and tokens), each inside its own
+# SAVEPOINT of a group-committed transaction, and may be re-run alone if the
+# database fails the group, or later from the bookkeeping backlog, so they
+# must not have effects outside the database: callbacks after COMMIT do the rest.
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from protocol import DEFAULT_ROOM, fold
 
-from .errors import NickTaken, NoSuchRoom, NoSuchUser, NotVisible
+from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
 from .models import ChatSession, ResumeToken, Room, RoomMember, ServerSetting, User
 from .queries import get_message, user_record
 from .records import StoredMessage, UserRecord
@@ -99,7 +100,10 @@ _INSERT = (
     " client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
 )
-_EXISTING = "SELECT id FROM messages WHERE sender_id = ? AND client_msg_id = ?"
+_EXISTING = (
+    "SELECT id, kind, room_id, recipient_id, body FROM messages"
+    " WHERE sender_id = ? AND client_msg_id = ?"
+)
 
 
 def db_time(now: datetime) -> str:
@@ -120,18 +124,26 @@ def add_message(
 ) -> tuple[StoredMessage, bool]:
     """Store a message; returns it and whether it was a duplicate.
 
-    A (sender, client id) pair already stored returns the original message and
-    True: a re-sent message is stored once. A public message needs the sender
-    to be a member of the room (NotVisible otherwise).
+    A (sender, client id) pair already stored with the same kind, target and
+    body returns the original message and True: a re-sent message is stored
+    once. The same pair with another kind, target or body raises IdReused: the
+    new message is not stored and must not be acked as the old one. A public
+    message needs the sender to be a member of the room (NotVisible otherwise).
     """
     conn = s.connection()
 
-    def duplicate() -> tuple[StoredMessage, bool] | None:
+    def duplicate(room_id: int | None) -> tuple[StoredMessage, bool] | None:
         if sender_id is None or client_msg_id is None:
             return None
-        found = conn.exec_driver_sql(_EXISTING, (sender_id, client_msg_id)).scalar()
-        if found is None:
+        row = conn.exec_driver_sql(_EXISTING, (sender_id, client_msg_id)).first()
+        if row is None:
             return None
+        found, old_kind, old_room, old_recipient, old_body = row
+        if (old_kind, old_room, old_recipient, old_body) != (kind, room_id, recipient_id, body):
+            raise IdReused(
+                f"the id {client_msg_id} belongs to another message of yours; "
+                "use a fresh id for a new message"
+            )
         original = get_message(s, found)
         assert original is not None
         return original, True
@@ -144,7 +156,7 @@ def add_message(
         room_id, room_name, member = row
         if sender_id is not None and not member:
             # A re-send of a message stored before the sender left still gets its ack.
-            again = duplicate()
+            again = duplicate(room_id)
             if again is not None:
                 return again
             raise NotVisible(f"you are not in {room_name}; join it first")
@@ -153,7 +165,7 @@ def add_message(
         (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id),
     ).scalar()
     if new_id is None:  # the UNIQUE (sender, client id) pair exists: a re-send
-        again = duplicate()
+        again = duplicate(room_id)
         assert again is not None
         return again
     sender, recipient = conn.exec_driver_sql(_NICKS, (sender_id, recipient_id)).one()
@@ -171,11 +183,20 @@ def add_message(
 
 
 def issue_token(
-    s: Session, user_id: int, token_hash: str, now: datetime, expires_at: datetime
+    s: Session,
+    user_id: int,
+    token_hash: str,
+    now: datetime,
+    expires_at: datetime,
+    *,
+    token_id: int | None = None,
 ) -> int:
-    """Store a resume token's hash; returns the token row's id."""
+    """Store a resume token's hash; returns the token row's id.
+
+    *token_id* is one from Store.new_token_id() when the row may be stored
+    later (bookkeeping); None lets the database choose."""
     token = ResumeToken(
-        user_id=user_id, token_hash=token_hash, created_at=now, expires_at=expires_at
+        id=token_id, user_id=user_id, token_hash=token_hash, created_at=now, expires_at=expires_at
     )
     s.add(token)
     s.flush()
@@ -190,9 +211,14 @@ def open_session(
     client: str | None,
     token_id: int | None,
     now: datetime,
+    session_id: int | None = None,
 ) -> int:
-    """Record a logged-in connection; returns the session id."""
+    """Record a logged-in connection; returns the session id.
+
+    *session_id* is one from Store.new_session_id() when the row may be
+    stored later (bookkeeping); None lets the database choose."""
     row = ChatSession(
+        id=session_id,
         user_id=user_id,
         token_id=token_id,
         peer=peer[:64],

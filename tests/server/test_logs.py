@@ -16,6 +16,8 @@ import stat
 import subprocess
 import sys
 import threading
+import unicodedata
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -678,3 +680,231 @@ def test_parse_time_is_utc_text():
     assert parse_time("2026-11-25T01:00:00-02:00") == "2026-11-25 03:00:00.000000"
     with pytest.raises(ValueError):
         parse_time("tomorrow")
+
+
+# --- display safety ----------------------------------------------------------------------
+
+#: Invisible characters a chat message may carry, and how a table shows them.
+INVISIBLE = {
+    **{chr(c): f"\\u{c:04x}" for c in range(0x202A, 0x202F)},  # LRE RLE PDF LRO RLO
+    **{chr(c): f"\\u{c:04x}" for c in range(0x2066, 0x206A)},  # LRI RLI FSI PDI
+    "\u200e": "\\u200e",  # LRM
+    "\u200f": "\\u200f",  # RLM
+    "\u061c": "\\u061c",  # ALM
+    "\u200b": "\\u200b",  # zero-width space
+    "\u200c": "\\u200c",  # ZWNJ
+    "\u200d": "\\u200d",  # ZWJ
+    "\u2060": "\\u2060",  # word joiner
+    "\ufeff": "\\ufeff",  # BOM / ZWNBSP
+    "\u00ad": "\\xad",  # soft hyphen (Cf)
+    "\u2028": "\\u2028",  # line separator
+    "\u2029": "\\u2029",  # paragraph separator
+    "\U000e0041": "\\U000e0041",  # a tag character (Cf, astral)
+    "\x85": "\\x85",  # NEL (C1)
+    "\x7f": "\\x7f",  # DEL
+    "\x00": "\\x00",
+}
+
+
+@pytest.mark.parametrize("ch", list(INVISIBLE), ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+def test_table_cells_show_invisible_characters_as_escapes(ch):
+    assert cell_text(f"a{ch}b") == f"a{INVISIBLE[ch]}b"
+
+
+def test_table_cells_keep_visible_text_as_it_is():
+    text = "héllo 日本語 Ελληνικά עברית العربية 👍 e\u0301 \u00a0nbsp"
+    assert cell_text(text) == text
+    assert cell_text("tab\there\r\n") == "tab\\there\\r\\n"
+
+
+@pytest.fixture
+def bidi_db(tmp_path: Path) -> tuple[str, Path]:
+    """A database whose messages carry bidi overrides and zero-width characters."""
+    path = tmp_path / "bidi.db"
+    url = f"sqlite:///{path}"
+    upgrade_to_head(url, backup=False)
+    store = Store(url)
+    store.start()
+    try:
+        uid = (
+            store.submit(lambda s: writes.create_user(s, "mallory", "h", at(D1, "00:00")))
+            .result(10)
+            .id
+        )
+        for body in ("evil \u202etxt.exe\u202c", "ad\u200bmin", "\u2066rtl\u2069 \ufeffbom"):
+            store.submit(
+                lambda s, b=body: writes.add_message(s, kind="public", body=b, now=at(D1, "09:00"), room="#lobby", sender_id=uid)
+            ).result(10)  # fmt: skip
+    finally:
+        store.close()
+    return url, path
+
+
+def test_query_tables_escape_bidi_controls_but_csv_and_json_keep_them(bidi_db):
+    url, _path = bidi_db
+    sql = "SELECT id, sender, text FROM chat_log ORDER BY id"
+    code, out, _err = run_main("--db", url, "query", sql)
+    assert code == 0
+    assert "evil \\u202etxt.exe\\u202c" in out and "ad\\u200bmin" in out
+    assert "\\u2066rtl\\u2069 \\ufeffbom" in out
+    assert all(unicodedata.category(ch) != "Cf" for ch in out)
+    # The columns stay in place: every row's sender column starts at the same offset.
+    lines = out.splitlines()
+    offsets = {line.index("mallory") for line in lines[2:]}
+    assert len(offsets) == 1
+    code, out, _err = run_main("--db", url, "query", sql, "--format", "json")
+    assert json.loads(out)[0]["text"] == "evil \u202etxt.exe\u202c"
+    code, out, _err = run_main("--db", url, "query", sql, "--format", "csv")
+    assert "ad\u200bmin" in out
+    code, out, _err = run_main("--db", url, "export", "--format", "jsonl")
+    assert [r["text"] for r in _jsonl(out)][2] == "\u2066rtl\u2069 \ufeffbom"
+    code, out, _err = run_main("--db", url, "search", "admin")
+    assert code == 0 and out.count("\n") == 2  # the zero-width space splits the word: no match
+    code, out, _err = run_main("--db", url, "search", "exe")
+    assert code == 0 and "\\u202etxt.exe\\u202c" in out and "\u202e" not in out
+
+
+# --- never writing over the database's own files ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """A populated database held open by a running Store, so its -wal and -shm
+    exist; with a -journal and a server lock file beside it. Shared: the tests
+    using it must leave it as they found it."""
+    path = tmp_path_factory.mktemp("live") / "live.db"
+    url = f"sqlite:///{path}"
+    populate(url)
+    store = Store(url)
+    store.start()
+    with store.read() as s:
+        s.connection().exec_driver_sql("SELECT count(*) FROM messages").scalar()
+    (path.parent / "live.db.lock").write_text("pid 1\n")
+    (path.parent / "live.db-journal").write_bytes(b"")
+    yield url, path
+    store.close()
+
+
+def _identities(directory: Path) -> dict[str, tuple[int, int, int]]:
+    return {
+        p.name: (p.lstat().st_ino, p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in directory.iterdir()
+    }
+
+
+def _writers(url: str, target: Path) -> list[list[str]]:
+    return [
+        ["--db", url, "backup", str(target)],
+        ["--db", url, "backup", str(target), "--force"],
+        ["--db", url, "export", "--format", "csv", "--out", str(target)],
+        ["--db", url, "export", "--format", "jsonl", "--out", str(target)],
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal", ".lock"])
+@pytest.mark.parametrize("spelling", ["direct", "symlink", "hardlink", "dotdot"])
+def test_no_command_writes_over_the_database_or_its_sidecars(live_db, tmp_path, suffix, spelling):
+    url, path = live_db
+    protected = path.with_name(path.name + suffix)
+    assert protected.exists()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if spelling == "direct":
+        target = protected
+    elif spelling == "symlink":
+        target = elsewhere / "innocent.db"
+        target.symlink_to(protected)
+    elif spelling == "hardlink":
+        target = elsewhere / "innocent.db"
+        os.link(protected, target)
+    else:
+        target = elsewhere / ".." / ".." / path.parent.name / protected.name
+    before = _identities(path.parent)
+    for argv in _writers(url, target):
+        code, out, err = run_main(*argv)
+        assert code == 2, (argv, err)
+        assert "refusing to write" in err and "nothing was written" in err, err
+        assert out == ""
+    assert _identities(path.parent) == before
+    if spelling in ("symlink", "hardlink"):
+        assert {p.name for p in elsewhere.iterdir()} == {"innocent.db"}  # no partial file either
+
+
+def test_a_dangling_symlink_to_a_sidecar_is_refused_too(chat_db, tmp_path):
+    url, path, _ids = chat_db
+    target = tmp_path / "link.db"
+    target.symlink_to(path.with_name(path.name + "-journal"))  # does not exist
+    code, _out, err = run_main("--db", url, "backup", str(target))
+    assert code == 2 and "rollback journal" in err
+    assert not path.with_name(path.name + "-journal").exists()
+
+
+def test_a_database_reached_through_a_symlink_keeps_its_sidecars_safe(live_db, tmp_path):
+    _url, path = live_db
+    alias = tmp_path / "alias.db"
+    alias.symlink_to(path)
+    code, _out, err = run_main("--db", f"sqlite:///{alias}", "backup", str(path) + "-wal")
+    assert code == 2 and "write-ahead log" in err
+
+
+def test_a_pre_migration_backup_may_be_replaced(live_db):
+    url, path = live_db
+    old = path.with_name(path.name + ".before-0001-20260101T000000Z.bak")
+    old.write_text("an old copy")
+    try:
+        code, _out, err = run_main("--db", url, "backup", str(old), "--force")
+        assert code == 0, err
+        con = sqlite3.connect(old)
+        assert con.execute("SELECT count(*) FROM messages").fetchone()[0] == 12
+        con.close()
+    finally:
+        old.unlink()
+
+
+# --- what reading leaves beside the database ----------------------------------------------
+
+
+def test_reading_a_closed_database_leaves_an_empty_log_owned_like_the_database(tmp_path):
+    # Decision (docs/operations.md, "The logs tool"): SQLite needs the -shm
+    # index to read a WAL database, so a reader creates it (and an empty -wal)
+    # when no server has them open. They are harmless: the database file is not
+    # touched, the -wal is empty, both get the database's owner and mode, and
+    # the next server start uses them as its own.
+    path = tmp_path / "closed.db"
+    url = f"sqlite:///{path}"
+    populate(url)
+    assert {p.name for p in tmp_path.iterdir()} == {"closed.db"}  # checkpointed and closed
+    os.chmod(path, 0o640)
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)  # nobody: a root operator reads a service's database
+    before = snapshot(path)
+    code, out, _err = run_main("--db", url, "query", "SELECT count(*) FROM messages")
+    assert code == 0 and out.split()[-1] == "12"
+    assert snapshot(path) == before
+    wal, shm = tmp_path / "closed.db-wal", tmp_path / "closed.db-shm"
+    assert wal.stat().st_size == 0
+    for sidecar in (wal, shm):
+        st = sidecar.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o640
+        assert (st.st_uid, st.st_gid) == (path.stat().st_uid, path.stat().st_gid)
+    # The server starts and writes as usual afterwards.
+    store = Store(url)
+    store.start()
+    try:
+        store.submit(lambda s: writes.set_setting(s, "after", "read")).result(10)
+    finally:
+        store.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT value FROM server_settings WHERE key = 'after'").fetchone() == (
+        "read",
+    )
+    con.close()
+
+
+def test_reading_while_the_server_runs_creates_no_file(live_db):
+    url, path = live_db
+    before = {p.name for p in path.parent.iterdir()}
+    for argv in (["query", "SELECT count(*) FROM chat_log"], ["stats"], ["search", "plan"]):
+        code, _out, err = run_main("--db", url, *argv)
+        assert code == 0, err
+    assert {p.name for p in path.parent.iterdir()} == before

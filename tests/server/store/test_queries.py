@@ -168,3 +168,22 @@ def test_a_replay_is_one_sql_statement(store, users):
         event.remove(engine, "before_cursor_execute", record)
     assert len(got) == 20 and gap
     assert len(selects) == 1
+
+
+def test_ids_at_the_64_bit_limit_never_overflow(store, users, chat):
+    top = 2**63 - 1
+    a = users["alice"]
+    with store.read() as s:
+        assert queries.replay_after(s, a, top, 10) == ([], False)
+        assert queries.replay_after(s, a, top + 1, 10) == ([], False)
+        assert queries.replay_after(s, a, -(2**70), 500)[0] == queries.replay_after(s, a, 0, 500)[0]
+        for before in (top, top + 1, 2**80):
+            page, _ = queries.history(s, a, room="#lobby", before=before)
+            assert [m.id for m in page] == [chat["lobby1"].id, chat["sys"].id, chat["lobby2"].id]
+            found, _ = queries.search(s, a, "secret", before=before)
+            assert len(found) == 2
+        assert queries.history(s, a, room="#lobby", before=-(2**70)) == ([], False)
+        assert queries.search(s, a, "secret", before=0) == ([], False)
+        assert queries.get_message(s, top) is None
+        assert queries.user_by_id(s, top) is None and queries.user_by_id(s, 2**64) is None
+        assert queries.user_by_id(s, a).nick == "alice"

@@ -97,3 +97,72 @@ def test_nothing_of_a_failed_message_stays(store, users):
         post(store, kind="public", body="x", room="#nowhere", sender_id=users["alice"])
     with store.read() as s:
         assert queries.search(s, users["alice"], "x")[0] == []
+
+
+def test_a_client_id_reused_for_another_message_is_refused(store, users):
+    from server.store import IdReused
+
+    a, b = users["alice"], users["bob"]
+
+    def send(**kw):
+        base = dict(kind="public", body="hello", room="#lobby", sender_id=a, client_msg_id="c7")
+        base.update(kw)
+        return store.submit(lambda s: writes.add_message(s, now=NOW, **base))
+
+    original, dup = send().result(5)
+    assert not dup
+    again, dup = send().result(5)  # the same message re-sent: acked as the original
+    assert dup and again.id == original.id
+    for changed in (
+        dict(body="hello!"),  # another text
+        dict(room="#dev"),  # another room
+        dict(kind="private", room=None, recipient_id=b),  # a private message now
+        dict(kind="system"),  # another kind
+    ):
+        with pytest.raises(IdReused, match="c7"):
+            send(**changed).result(5)
+    # Another sender may use the same client id for anything.
+    other, dup = send(sender_id=b, body="mine").result(5)
+    assert not dup and other.id != original.id
+    with store.read() as s:
+        bodies = [m.body for m in queries.replay_after(s, a, 0, 10)[0]]
+    assert bodies == ["hello", "mine"]
+
+
+def test_a_private_client_id_reused_for_another_recipient_is_refused(store, users):
+    from server.store import IdReused
+
+    a = users["alice"]
+
+    def pm(to: int, body: str = "psst"):
+        return store.submit(
+            lambda s: writes.add_message(
+                s, kind="private", body=body, now=NOW, sender_id=a, recipient_id=to,
+                client_msg_id="p1",
+            )
+        )  # fmt: skip
+
+    first, _ = pm(users["bob"]).result(5)
+    assert pm(users["bob"]).result(5) == (first, True)
+    with pytest.raises(IdReused):
+        pm(users["carol"]).result(5)
+
+
+def test_a_resend_after_leaving_the_room_is_still_acked_and_checked(store, users):
+    from server.store import IdReused
+
+    a = users["alice"]
+
+    def send(body: str):
+        return store.submit(
+            lambda s: writes.add_message(
+                s, kind="public", body=body, now=NOW, room="#dev", sender_id=a,
+                client_msg_id="d1",
+            )
+        )  # fmt: skip
+
+    first, _ = send("on dev").result(5)
+    assert store.submit(lambda s: writes.leave_room(s, a, "#dev")).result(5)
+    assert send("on dev").result(5) == (first, True)
+    with pytest.raises(IdReused):
+        send("something else").result(5)
