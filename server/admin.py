@@ -36,7 +36,16 @@ from protocol import DEFAULT_ROOM, valid_nick
 from .auth import PasswordHasher
 from .config import ServerConfig, add_db_argument
 from .logs_format import short_time, write_table
-from .store import NoSuchUser, Store, StoreConflict, StoreError, queries, upgrade_to_head, writes
+from .store import (
+    NoSuchUser,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreRejected,
+    queries,
+    upgrade_to_head,
+    writes,
+)
 from .store.engine import database_path
 from .store.models import ChatSession, Message, User
 
@@ -113,7 +122,7 @@ class Admin:
     def _write(self, op: Callable[[Session], Any]) -> Any:
         try:
             return self.store.submit(op).result(WRITE_TIMEOUT)
-        except StoreConflict as exc:
+        except (StoreConflict, StoreRejected) as exc:
             raise AdminError(str(exc)) from exc
         except StoreError as exc:
             raise AdminError(f"the database failed: {exc}") from exc

@@ -33,7 +33,7 @@ from .handshake import Handshaker
 from .hub import Hub
 from .listener import Listener, bind
 from .loop import IOLoop
-from .store import Store, queries, writes
+from .store import DEFERRED, Store, queries, writes
 from .tls import server_context
 from .workers import WorkerPool
 
@@ -62,7 +62,9 @@ class ChatServer:
         self.hasher = PasswordHasher(
             config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
         )
-        self.store: Store = Store(config.db_url, group_max=config.group_max)
+        self.store: Store = Store(
+            config.db_url, group_max=config.group_max, callback_scope=self.hub.batch
+        )
         self._login_pool = WorkerPool("login", config.login_workers)
         self._request_pool = WorkerPool("request", config.request_workers)
         self.commands = Commands(
@@ -108,10 +110,18 @@ class ChatServer:
                 self.config.db_url, backup=self.config.backup_before_migrate
             )
             self.store.start()
-            ended = self.store.submit(
-                lambda s: writes.end_open_sessions(s, "server restart", utcnow())
+            started = utcnow()
+            ended = self.store.submit_bookkeeping(
+                lambda s: writes.end_open_sessions(s, "server restart", started),
+                what="end_open_sessions",
             ).result(30)
-            if ended:
+            if ended is DEFERRED:
+                log.warning(
+                    "the database refuses writes (%s): serving reads; sessions left open "
+                    "are ended once it accepts writes",
+                    self.store.last_write_error,
+                )
+            elif ended:
                 log.info("ended %d session(s) left open by an earlier run", ended)
             sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
         except BaseException:
@@ -265,8 +275,10 @@ class ChatServer:
             return
         log.info("%s (%s) disconnected: %s", conn.peer, conn.nick, reason)
         session_id, nick = conn.session_id, conn.nick
-        self.store.submit(
-            lambda s: writes.end_session(s, session_id, reason[:MAX_REASON_CHARS], utcnow())
+        at = utcnow()
+        self.store.submit_bookkeeping(
+            lambda s: writes.end_session(s, session_id, reason[:MAX_REASON_CHARS], at),
+            what="end_session",
         )
         rooms = self.hub.detach(conn, conn.user_id)
         if rooms is None or self._stopping.is_set():
@@ -302,7 +314,11 @@ class ChatServer:
             if fresh:
                 for sid in fresh:
                     touched[sid] = last_touch
-                self.store.submit(lambda s, ids=fresh: writes.touch_sessions(s, ids, utcnow()))
+                at = utcnow()
+                self.store.submit_bookkeeping(
+                    lambda s, ids=fresh, at=at: writes.touch_sessions(s, ids, at),
+                    what="touch_sessions",
+                )
 
     def _end_revoked(self, conns: list[Connection]) -> None:
         if not conns:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -59,7 +60,16 @@ from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_ha
 from .config import ServerConfig
 from .flood import TokenBucket
 from .hub import Hub, message_frame, presence_pages
-from .store import Store, StoreConflict, StoreError, queries, writes
+from .store import (
+    DEFERRED,
+    IdReused,
+    Store,
+    StoreConflict,
+    StoreError,
+    StoreRejected,
+    queries,
+    writes,
+)
 from .store.records import StoredMessage, UserRecord
 from .workers import WorkerPool
 
@@ -198,6 +208,15 @@ class Commands:
     def _run(self, handler: Handler, conn: Client, frame: Frame) -> None:
         try:
             handler(self, conn, frame)
+        except StoreRejected as exc:
+            # The input could not be stored (the client's fault): say so, no traceback.
+            conn.send_frame(
+                Error(
+                    code=ErrorCode.BAD_FRAME,
+                    message=f"the request could not be carried out: {exc}",
+                    ref=frame.id if isinstance(frame, Send) else None,
+                )
+            )
         except StoreError as exc:
             log.error("store failure handling %s from %s: %s", frame.TYPE, conn.peer, exc)
             conn.send_frame(
@@ -247,8 +266,8 @@ class Commands:
         if f.token is not None:
             # A resume token is checked without hashing, so it is never throttled:
             # the owner's own client gets in even while someone guesses the password.
-            with self.store.read() as s:
-                found = queries.user_by_token(s, token_hash(f.token), now)
+            # The store also knows tokens issued while the database refused writes.
+            found = self.store.user_by_token(token_hash(f.token), now)
             if found is None or fold(found[0].nick) != fold(f.nick):
                 raise LoginFailed(
                     ErrorCode.BAD_TOKEN, "the resume token is not valid; log in with your password"
@@ -338,13 +357,26 @@ class Commands:
         token, hashed = new_token()
         expires = now + timedelta(seconds=self.cfg.token_ttl)
 
-        def open_session(s: Any) -> int:
-            token_id = writes.issue_token(s, user.id, hashed, now, expires)
-            return writes.open_session(
-                s, user_id=user.id, peer=conn.peer, client=f.client, token_id=token_id, now=now
-            )
-
-        session_id = self.store.submit(open_session).result(WRITE_WAIT)
+        # Bookkeeping: a read-only or full database must not stop logins, so
+        # the session and token rows may be written later (in order).
+        login = self.store.record_login(
+            user_id=user.id,
+            peer=conn.peer,
+            client=f.client,
+            token_hash=hashed,
+            now=now,
+            expires_at=expires,
+        )
+        try:
+            if login.stored.result(WRITE_WAIT) is DEFERRED:
+                log.warning(
+                    "%s: the database refuses writes; session %d is recorded later",
+                    conn.peer,
+                    login.session_id,
+                )
+        except (StoreError, StoreConflict, StoreRejected, FutureTimeout) as exc:
+            log.warning("%s: session %d not recorded yet: %s", conn.peer, login.session_id, exc)
+        session_id = login.session_id
         conn.user_id, conn.nick, conn.session_id = user.id, user.nick, session_id
         with self.store.read() as s:
             rooms = queries.rooms_of(s, user.id)
@@ -523,6 +555,10 @@ class Commands:
                 log.error("could not store a message from %s: %s", conn.nick, exc)
                 message = f"your message was NOT stored ({exc}); it will be retried"
                 code = ErrorCode.STORE_FAILED
+            elif isinstance(exc, IdReused):
+                message, code = str(exc), ErrorCode.ID_REUSED
+            elif isinstance(exc, StoreRejected):
+                message, code = f"your message could not be stored: {exc}", ErrorCode.BAD_TEXT
             elif isinstance(exc, StoreConflict):
                 message, code = str(exc), ErrorCode.NOT_IN_ROOM
             else:

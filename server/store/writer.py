@@ -36,7 +36,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -270,8 +270,12 @@ class Store:
         group_max: int = 512,
         retry_interval: float = RETRY_INTERVAL,
         backlog_max: int = BACKLOG_MAX,
+        callback_scope: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.url = url
+        #: Entered around each committed group's callbacks (the server passes
+        #: Hub.batch, so a group's fan-out reaches each connection at once).
+        self._callback_scope = callback_scope
         self.group_max = group_max
         self.retry_interval = retry_interval
         self.backlog_max = backlog_max
@@ -585,13 +589,16 @@ class Store:
                 else:
                     self._commit_group([job])
             return
-        for job, (result, exc) in zip(jobs, outcomes, strict=True):
-            if exc is None:
-                self._settle(job, True)
-                self._finish(job, result, None)
-            else:
-                self._settle(job, False)
-                self._finish(job, None, self._op_error(job, exc))
+        # One scope around the whole group's callbacks: the hub gathers their
+        # deliveries and hands each connection its share once (server/hub.py).
+        with self._callback_scope():
+            for job, (result, exc) in zip(jobs, outcomes, strict=True):
+                if exc is None:
+                    self._settle(job, True)
+                    self._finish(job, result, None)
+                else:
+                    self._settle(job, False)
+                    self._finish(job, None, self._op_error(job, exc))
 
     def _fail(self, job: _Job, failure: _GroupFailed) -> None:
         if job.bookkeeping and failure.database_wide:
