@@ -2,7 +2,7 @@
 
 import hashlib
 
-from server.auth import LoginThrottle, PasswordHasher, new_token, token_hash
+from server.auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 
 
 def test_hash_verifies_and_carries_its_parameters():
@@ -64,3 +64,42 @@ def test_tokens_are_random_and_only_their_hash_is_kept():
     assert len(token) >= 40
     assert hashed == hashlib.sha256(token.encode()).hexdigest() == token_hash(token)
     assert new_token()[0] != token
+
+
+def test_attempts_in_flight_count_so_concurrent_guesses_cannot_exceed_the_limit():
+    clock = [0.0]
+    throttle = LoginThrottle(5, 300.0, clock=lambda: clock[0])
+    key = ("alice", "10.0.0.9")
+    # Sixteen guesses arrive at once: only five may go on to be hashed.
+    reserved = [throttle.begin(key) for _ in range(16)]
+    assert reserved.count(True) == 5
+    for _ in range(5):
+        throttle.failed(key)
+    assert not throttle.begin(key)
+    assert throttle.retry_after(key) == 300.0
+    clock[0] = 300.1
+    assert throttle.begin(key)
+
+
+def test_a_released_or_successful_attempt_gives_its_slot_back():
+    throttle = LoginThrottle(2, 300.0)
+    key = ("bob", "10.0.0.9")
+    assert throttle.begin(key) and throttle.begin(key)
+    assert not throttle.begin(key)
+    throttle.release(key)  # e.g. the account did not exist
+    assert throttle.begin(key)
+    throttle.succeeded(key)
+    throttle.succeeded(key)
+    assert throttle.allowed(key)
+
+
+def test_rate_window_counts_events_per_key_and_forgets_them_after_the_window():
+    clock = [0.0]
+    window = RateWindow(3, 600.0, clock=lambda: clock[0])
+    assert [window.take("10.0.0.9") for _ in range(4)] == [True, True, True, False]
+    assert window.take("10.0.0.10"), "another address has its own count"
+    window.give_back("10.0.0.9")  # the account creation did not happen after all
+    assert window.take("10.0.0.9")
+    assert window.retry_after("10.0.0.9") == 600.0
+    clock[0] = 600.5
+    assert window.take("10.0.0.9") and window.retry_after("10.0.0.9") == 0.0

@@ -21,6 +21,29 @@ def test_defaults_are_the_documented_ones():
     assert cfg.registration_open is True
 
 
+def test_the_hardening_caps_have_their_documented_defaults():
+    cfg = ServerConfig()
+    # Handshakes: one address holds at most 8 of the 64 slots.
+    assert (cfg.max_handshakes, cfg.max_handshakes_per_ip) == (64, 8)
+    assert cfg.max_connections_per_ip == 16 and cfg.listen_backlog == 1024
+    # Rooms: per user, per server, and the pace of joins.
+    assert (cfg.max_rooms_per_user, cfg.max_rooms) == (100, 1000)
+    assert (cfg.join_burst, cfg.join_rate) == (10, 0.5)
+    # Accounts and logins: Ergo's 30 accounts per 10 minutes per address.
+    assert (cfg.registrations_per_ip, cfg.registration_window) == (30, 600.0)
+    assert (cfg.login_failures, cfg.login_failures_per_ip, cfg.login_failure_window) == (
+        5,
+        30,
+        300.0,
+    )
+    # Flood control (before login too), replay and reply bounds, kernel buffer.
+    assert (cfg.flood_burst, cfg.flood_rate, cfg.flood_backlog) == (10, 5.0, 200)
+    assert cfg.replay_max_bytes == 1024 * 1024 and cfg.max_reply_queue_bytes == 8 * 1024 * 1024
+    assert cfg.socket_send_buffer == 256 * 1024 and cfg.rooms_page == 500
+    # The server's threads: a few loops and pools, whatever the number of clients.
+    assert (cfg.io_threads, cfg.login_workers, cfg.request_workers) == (2, 4, 4)
+
+
 def test_flags_override_environment_which_overrides_defaults():
     env = {"PARLEY_PORT": "6000", "PARLEY_DB": "sqlite:///env.db"}
     cfg = ServerConfig.from_args(["--host", "0.0.0.0"], env)
