@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, select, text
 
 from protocol import (
     Error,
@@ -389,3 +389,24 @@ def chattr_works(directory: Path) -> bool:
         return True
     finally:
         probe.unlink(missing_ok=True)
+
+
+def add_rooms(s: Any, names: Sequence[str], member_ids: Sequence[int] = ()) -> None:
+    """Bulk-create rooms (and memberships) inside a store session: setup for big states."""
+    from server.store.models import Room, RoomMember
+
+    now = utcnow()
+    s.execute(insert(Room), [{"name": n, "name_key": n.lower(), "created_at": now} for n in names])
+    if member_ids:
+        keys = [n.lower() for n in names]
+        ids = [
+            rid
+            for chunk in range(0, len(keys), 500)
+            for rid in s.scalars(
+                select(Room.id).where(Room.name_key.in_(keys[chunk : chunk + 500]))
+            )
+        ]
+        s.execute(
+            insert(RoomMember),
+            [{"room_id": r, "user_id": u, "joined_at": now} for r in ids for u in member_ids],
+        )
