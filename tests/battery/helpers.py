@@ -5,8 +5,9 @@
 # fresh client in, no traceback in the server log).
 #
 # Everything here talks to the server over the wire. The only exceptions are
-# the database fillers at the bottom, used to set up big states (thousands of
-# rooms, megabytes of history) faster than the wire could.
+# at the bottom: database fillers that set up big states (thousands of rooms,
+# megabytes of history) faster than the wire could, and chattr for a
+# read-only database.
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from protocol import (
     decode_server_line,
 )
 from server.app import ChatServer
+from server.store.models import Room, RoomMember
 from tests.support import DEFAULT_TIMEOUT, RawClient
 
 #: Where the end-of-case probe connects from: an address no case uses, so no
@@ -309,7 +311,9 @@ class Battery:
         """What the server's `parley` loggers said during this case."""
         return [r for r in self.caplog.records if r.name.startswith("parley")]
 
-    def wait_for_log(self, predicate: Callable[[logging.LogRecord], bool], timeout: float = 5.0):
+    def wait_for_log(
+        self, predicate: Callable[[logging.LogRecord], bool], timeout: float = 5.0
+    ) -> logging.LogRecord:
         """The first server log record matching *predicate* (it may be logged a moment later)."""
 
         def found() -> logging.LogRecord | None:
@@ -393,8 +397,6 @@ def chattr_works(directory: Path) -> bool:
 
 def add_rooms(s: Any, names: Sequence[str], member_ids: Sequence[int] = ()) -> None:
     """Bulk-create rooms (and memberships) inside a store session: setup for big states."""
-    from server.store.models import Room, RoomMember
-
     now = utcnow()
     s.execute(insert(Room), [{"name": n, "name_key": n.lower(), "created_at": now} for n in names])
     if member_ids:

@@ -64,7 +64,7 @@ def test_plaintext_clients_are_told_in_plaintext_and_closed_at_once(server, batt
 
 
 def test_silent_sockets_do_not_delay_a_good_client_and_close_at_the_deadline(make_server, battery):
-    """Battery #2: ten silent TCP sockets and a half-sent ClientHello: a good client logs in < 1 s; they close at the deadline."""
+    """Battery #2: ten silent TCP sockets and a half-sent ClientHello: a good client logs in at once (< 2 s); they close at the deadline."""
     server = make_server(handshake_timeout=2.0, **DEFAULT_CONNECTION_LIMITS)
     silent = [silent_socket(server.address) for _ in range(10)]
     half = silent_socket(server.address)
@@ -74,7 +74,8 @@ def test_silent_sockets_do_not_delay_a_good_client_and_close_at_the_deadline(mak
         started = time.monotonic()
         alice = battery.online(server, "alice")
         barrier(alice, "ready")
-        assert time.monotonic() - started < 1.0, "a good client waited on the silent ones"
+        # < 2 s: generous for a shared CI machine (about 20 ms here).
+        assert time.monotonic() - started < 2.0, "a good client waited on the silent ones"
         for sock in [*silent, half]:
             _, _ = read_until_closed(sock, timeout=10)
             age = time.monotonic() - opened
@@ -87,7 +88,6 @@ def test_silent_sockets_do_not_delay_a_good_client_and_close_at_the_deadline(mak
     battery.finish(server)
 
 
-@pytest.mark.slow
 def test_a_trickled_handshake_is_closed_at_the_total_deadline(make_server, battery):
     """Battery #3: a ClientHello sent one byte every 0.25 s is cut at the total handshake deadline (2 s), not per byte."""
     server = make_server(handshake_timeout=2.0)
@@ -132,7 +132,7 @@ def test_connections_beyond_the_address_cap_are_refused_at_once(make_server, bat
     started = time.monotonic()
     other = battery.online(server, "alice", source=OTHER_SOURCE)
     barrier(other, "in")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # generous: about 20 ms here
     assert all(_accepted(c, f"still{i}") for i, c in enumerate(kept)), "the kept ones were dropped"
     for c in kept:
         c.close()

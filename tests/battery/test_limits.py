@@ -175,7 +175,6 @@ def _login_measured(
             return welcome, messages, opening, size
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="pending server hardening: g. replay bounded by replay_max_bytes (1 MiB) instead "
@@ -221,7 +220,6 @@ def test_a_member_of_busy_rooms_gets_a_bounded_replay_and_stays_connected(make_s
 # --- j: server frames bounded --------------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="pending server hardening: j. rooms and welcome frames bounded by the 64 KiB line cap",
