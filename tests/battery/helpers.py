@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 
 from protocol import (
     Error,
@@ -37,6 +37,7 @@ from protocol import (
     decode_server_line,
 )
 from server.app import ChatServer
+from server.store import writes
 from server.store.models import Room, RoomMember
 from tests.support import DEFAULT_TIMEOUT, RawClient
 
@@ -358,16 +359,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def user_id(server: ChatServer, nick: str) -> int:
-    """The id of an account (to fill the database for it)."""
-    with server.store.read() as s:
-        uid = s.execute(
-            text("SELECT id FROM users WHERE nick_key = :k"), {"k": nick.lower()}
-        ).scalar()
-    assert uid is not None, f"no account {nick}"
-    return int(uid)
-
-
 def db_files(server: ChatServer) -> list[Path]:
     """The database file and its WAL and shared-memory companions that exist."""
     path = server.store.database_path
@@ -412,3 +403,16 @@ def add_rooms(s: Any, names: Sequence[str], member_ids: Sequence[int] = ()) -> N
             insert(RoomMember),
             [{"room_id": r, "user_id": u, "joined_at": now} for r in ids for u in member_ids],
         )
+
+
+def create_account(server: ChatServer, nick: str, password: str = "secret-pw") -> int:
+    """An account made in the database, as `python -m server.admin add` does; its id.
+
+    For cases that fill the database for a user: one who has never been online
+    has no in-memory state the fill could be out of step with.
+    """
+    hashed = server.hasher.hash(password)
+    record = server.store.submit(
+        lambda s: writes.create_user(s, nick=nick, password_hash=hashed, now=utcnow())
+    ).result(30)
+    return int(record.id)

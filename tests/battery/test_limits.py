@@ -15,7 +15,6 @@ from protocol import (
     PROTOCOL_VERSION,
     Ack,
     Batch,
-    Bye,
     ErrorCode,
     Frame,
     Hello,
@@ -33,19 +32,13 @@ from tests.battery.helpers import (
     Client,
     add_rooms,
     barrier,
+    create_account,
     joined_presence,
-    user_id,
     utcnow,
 )
 
 _LINE_CAP = 64 * 1024
 _REPLAY_MAX_BYTES = 1024 * 1024  # replay_max_bytes' default in the contract
-
-
-def _leave(client: Client) -> None:
-    """Say bye and wait for the close: by then the server has forgotten the connection."""
-    client.send(Bye())
-    client.expect_closed()
 
 
 def _join(client: Client, room: str, nick: str = "alice") -> Frame:
@@ -80,9 +73,8 @@ def _room_names(client: Client, tag: str) -> tuple[set[str], bool]:
     strict=True, reason="pending server hardening: a. max_rooms_per_user (100) -> too-many-rooms"
 )
 def test_joining_past_the_per_user_room_cap_is_refused_and_the_connection_kept(server, battery):
-    """Item a: a user in 100 rooms (#lobby included) joins more: `too-many-rooms`, nothing stored, connection kept."""
-    _leave(battery.online(server, "alice"))
-    uid = user_id(server, "alice")
+    """Battery, item a: a user in 100 rooms (#lobby included) joins more: `too-many-rooms`, nothing stored, connection kept."""
+    uid = create_account(server, "alice")
     server.store.submit(lambda s: add_rooms(s, [f"#cap-{i:03}" for i in range(99)], [uid])).result(
         30
     )
@@ -104,7 +96,7 @@ def test_joining_past_the_per_user_room_cap_is_refused_and_the_connection_kept(s
     strict=True, reason="pending server hardening: a. max_rooms (1000) -> too-many-rooms"
 )
 def test_creating_a_room_past_the_server_cap_is_refused(make_server, battery, db_url):
-    """Item a: with 1000 rooms on the server, creating one more gets `too-many-rooms`; joining an existing one still works."""
+    """Battery, item a: with 1000 rooms on the server, creating one more gets `too-many-rooms`; joining an existing one still works."""
     upgrade_to_head(db_url, backup=False)
     store = Store(db_url)
     store.start()
@@ -130,7 +122,7 @@ def test_creating_a_room_past_the_server_cap_is_refused(make_server, battery, db
     reason="pending server hardening: b. join_burst (10) / join_rate (0.5/s) -> flood, connection kept",
 )
 def test_joins_past_the_burst_are_refused_as_flood_and_the_connection_kept(make_server, battery):
-    """Item b: 12 joins in a row: 10 pass, the rest get `flood` (connection kept) and nothing is stored."""
+    """Battery, item b: 12 joins in a row: 10 pass, the rest get `flood` (connection kept) and nothing is stored."""
     server = make_server(join_burst=10, join_rate=0.5)
     alice = battery.online(server, "alice")
     started = time.monotonic()
@@ -181,11 +173,9 @@ def _login_measured(
     "of dropping the client with send queue exceeded",
 )
 def test_a_member_of_busy_rooms_gets_a_bounded_replay_and_stays_connected(make_server, battery):
-    """Item g: 12 rooms x 50 messages of 16,000 characters (~9.7 MB): fresh login and last_seen=0 both get a replay <= 1 MiB with `gap`, newest included."""
+    """Battery, item g: 12 rooms x 50 messages of 16,000 characters (~9.7 MB): fresh login and last_seen=0 both get a replay <= 1 MiB with `gap`, newest included."""
     server = make_server(max_text_chars=16_000)
-    for nick in ("alice", "filler"):
-        _leave(battery.online(server, nick))
-    alice_id, filler_id = user_id(server, "alice"), user_id(server, "filler")
+    alice_id, filler_id = create_account(server, "alice"), create_account(server, "filler")
     rooms = [f"#busy-{r:02}" for r in range(12)]
 
     def fill(s) -> int:
@@ -225,15 +215,13 @@ def test_a_member_of_busy_rooms_gets_a_bounded_replay_and_stays_connected(make_s
     reason="pending server hardening: j. rooms and welcome frames bounded by the 64 KiB line cap",
 )
 def test_ten_thousand_rooms_are_listed_and_logged_into_within_the_line_cap(server, battery):
-    """Item j: 10,000 rooms (a user in 2,000 of them): `rooms` and that user's re-login succeed, every line < 64 KiB."""
-    for nick in ("alice", "bob"):
-        _leave(battery.online(server, nick))
-    alice_id = user_id(server, "alice")
+    """Battery, item j: 10,000 rooms (a user in 2,000 of them): `rooms` and that user's re-login succeed, every line < 64 KiB."""
+    alice_id = create_account(server, "alice")
     names = [f"#room-{i:05}-" + "x" * 21 for i in range(10_000)]  # 33 characters, the longest
     server.store.submit(
         lambda s: (add_rooms(s, names[:2000], [alice_id]), add_rooms(s, names[2000:]))
     ).result(60)
-    bob = battery.online(server, "bob", register=False)
+    bob = battery.online(server, "bob")
     listed, more = _room_names(bob, "all")
     complete = listed == {*names, "#lobby"}
     assert more or complete, f"{len(listed)} of {len(names) + 1} rooms listed, and no `more`"
