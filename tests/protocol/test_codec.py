@@ -12,12 +12,15 @@ from protocol import (
     LocalProtocolError,
     Message,
     RemoteProtocolError,
+    RoomList,
     Send,
     StreamError,
     decode_client_line,
     decode_server_line,
     encode,
 )
+
+TS = "2026-11-24T09:30:00.000Z"
 
 
 def test_encode_is_one_terminated_line_of_utf8_json():
@@ -85,8 +88,12 @@ def test_invalid_utf8_and_json():
 
 
 def test_encode_refuses_frames_over_the_cap():
-    with pytest.raises(LocalProtocolError):
-        encode(Message(id=1, ts="t", kind="public", text="é" * 40_000, room="#a"))
+    # Every field is bounded, but a list of the most entries, each as long as
+    # allowed, still adds up to more than one line: encode is the last guard.
+    entry = {"name": "#" + "r" * 32, "members": 2**63 - 1, "joined": False}
+    with pytest.raises(LocalProtocolError) as info:
+        encode(RoomList(rooms=[entry] * 1000))
+    assert info.value.code == ErrorCode.LINE_TOO_LONG
 
 
 def test_server_line_round_trip():
