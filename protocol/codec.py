@@ -150,7 +150,8 @@ def _load(line: bytes) -> tuple[Any, bool]:
     except (ValueError, RecursionError) as exc:
         # ValueError covers json.JSONDecodeError; RecursionError deep nesting.
         raise RemoteProtocolError(ErrorCode.BAD_JSON, "the line is not valid JSON") from exc
-    return value, b"\\u" in line and _SURROGATE_ESCAPE.search(line) is not None
+    # A one-byte `in` is a memchr; the regex runs only on lines with a backslash.
+    return value, b"\\" in line and _SURROGATE_ESCAPE.search(line) is not None
 
 
 def decode_client_line(line: bytes) -> Frame:
