@@ -36,12 +36,13 @@ from .limits import (
     MAX_ERROR_CODE_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ID,
-    MAX_LIST_ITEMS,
+    MAX_ONLINE_LISTED,
     MAX_PAGE,
     MAX_PASSWORD_CHARS,
     MAX_PING_TOKEN_CHARS,
     MAX_REASON_CHARS,
     MAX_RESUME_TOKEN_CHARS,
+    MAX_ROOMS_LISTED,
     MAX_SEARCH_CHARS,
     MAX_SERVER_NAME_CHARS,
     MAX_TAG_CHARS,
@@ -353,7 +354,7 @@ class Welcome(Frame):
         "session": _ID,
         "max_text": (1, MAX_TEXT_CHARS),
     }
-    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_LIST_ITEMS}
+    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_ROOMS_LISTED}
     version: int
     nick: str
     token: str
@@ -475,7 +476,7 @@ class Presence(Frame):
         "left": _NICK,
         "tag": _TAG,
     }
-    ITEMS: ClassVar[dict[str, int]] = {"online": MAX_LIST_ITEMS}
+    ITEMS: ClassVar[dict[str, int]] = {"online": MAX_ONLINE_LISTED}
     room: str
     online: list[str] | None = None
     joined: str | None = None
@@ -495,7 +496,7 @@ class RoomList(Frame):
 
     TYPE: ClassVar[str] = "rooms"
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {"tag": _TAG}
-    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_LIST_ITEMS}
+    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_ROOMS_LISTED}
     rooms: list[dict[str, Any]]
     tag: str | None = None
 

@@ -91,9 +91,14 @@ TS_CHARS = 24
 #: `batch.target`: a room, a nick, or a word such as "latest".
 MAX_TARGET_CHARS = 64
 
-#: Most items in a list field (welcome `rooms`, presence `online`, rooms
-#: `rooms`). With the longest room name, 1000 items still fit one line.
-MAX_LIST_ITEMS = 1000
+#: Most rooms in a list (welcome `rooms`, the `rooms` answer). Chosen so that
+#: the longest possible `rooms` answer (each entry at most 90 bytes:
+#: a 33-character name, a 19-digit member count) still fits one line: with
+#: these caps no valid frame of any type is too long to send.
+MAX_ROOMS_LISTED = 700
+
+#: Most nicks in a presence `online` list (at most 27 bytes each on the wire).
+MAX_ONLINE_LISTED = 2000
 
 #: Nicks: 1 to 24 letters, digits, `_` or `-` (ASCII only, so look-alike
 #: Cyrillic/Greek letters cannot impersonate anyone). Unique case-insensitively.
