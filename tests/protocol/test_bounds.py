@@ -251,16 +251,17 @@ def test_server_timestamps_must_be_real_wire_timestamps(ts):
     assert _code(ack, parse_server_frame) == ErrorCode.BAD_FRAME
 
 
-def test_message_text_from_a_server_follows_the_text_rules():
-    assert _code({**MESSAGE, "text": "esc\x1b[2J"}, parse_server_frame) == ErrorCode.BAD_TEXT
+def test_message_text_from_a_server_is_bounded_but_shown_as_the_clients_decide():
+    # Structure only: the clients neutralise control characters where they show text.
     too_long = {**MESSAGE, "text": "x" * (MAX_TEXT_CHARS + 1)}
     assert _code(too_long, parse_server_frame) == ErrorCode.TEXT_TOO_LONG
-    assert _code({**MESSAGE, "text": "two\nlines\tok"}, parse_server_frame) is None
+    assert _code({**MESSAGE, "text": "esc\x1b[2J", "from": "x\x1b"}, parse_server_frame) is None
+    assert _code({**MESSAGE, "from": "x" * 25}, parse_server_frame) == ErrorCode.BAD_FRAME
 
 
-def test_message_names_from_a_server_are_checked():
+def test_message_targets_and_refs_from_a_server_are_checked():
     assert _code({**MESSAGE, "room": "lobby"}, parse_server_frame) == ErrorCode.BAD_ROOM
-    assert _code({**MESSAGE, "from": "bad nick"}, parse_server_frame) == ErrorCode.BAD_NICK
+    assert _code({**MESSAGE, "room": None, "to": "a b"}, parse_server_frame) == ErrorCode.BAD_NICK
     assert _code({**MESSAGE, "ref": "c\x001"}, parse_server_frame) == ErrorCode.BAD_FRAME
 
 
