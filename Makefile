@@ -10,7 +10,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client lint format screenshots bench sysdeps sslyze clean
+.PHONY: run test certs client lint format screenshots bench fuzz sysdeps sslyze clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,20 @@ screenshots: $(STAMP) sysdeps
 
 bench: $(STAMP) $(CERTS)/server.pem
 	$(PY) -m bench
+
+# Coverage-guided fuzzing of the protocol decoder (atheris), FUZZ_SECONDS long
+# (default 60), in a venv of its own so atheris never enters the project's.
+# New interesting inputs go to bench/fuzz/corpus, crashes to bench/fuzz/crashes
+# (neither is committed); the seeds in bench/fuzz/seeds are only read.
+fuzz:
+	@test -f .venv-fuzz/.installed || { \
+	  $(PYTHON) -m venv .venv-fuzz && \
+	  .venv-fuzz/bin/pip install -q atheris -r requirements.txt && \
+	  touch .venv-fuzz/.installed; }
+	mkdir -p bench/fuzz/corpus bench/fuzz/crashes
+	.venv-fuzz/bin/python bench/fuzz_protocol.py -max_total_time=$${FUZZ_SECONDS:-60} \
+	  -dict=bench/fuzz/json.dict -artifact_prefix=bench/fuzz/crashes/ \
+	  bench/fuzz/corpus bench/fuzz/seeds
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .pytest_cache artifacts

@@ -8,13 +8,22 @@
 #    peer is at fault.
 # 2. Client->server and server->client frames are parsed through separate
 #    tables: a server never accepts a `welcome`, a client never a `send`.
-# 3. Unknown extra keys are ignored (a newer peer may add optional fields);
-#    missing or mistyped known keys are errors.
+# 3. Unknown extra keys are dropped (a newer peer may add optional fields):
+#    they never reach a handler and are never echoed. Missing or mistyped
+#    known keys are errors.
 # 4. Python names that cannot be wire names (`with`, `from`) are mapped in WIRE_NAMES.
+# 5. Every field is bounded: each str field has a length in CHARS, each int
+#    field a range in RANGES, each list field a count in ITEMS (a test checks
+#    that none is missing). So whatever a peer sends, a frame that exists is
+#    small, and echoing it or storing it cannot fail or overflow.
+# 6. Checks run in this order: field types, then the frame's own check()
+#    (which gives the specific codes: bad-nick, bad-room, bad-text,
+#    text-too-long), then the generic bounds (bad-frame).
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -23,19 +32,60 @@ from typing import Any, ClassVar, Union
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import (
     MAX_CLIENT_ID_CHARS,
+    MAX_CLIENT_NAME_CHARS,
+    MAX_ERROR_CODE_CHARS,
+    MAX_ERROR_MESSAGE_CHARS,
+    MAX_ID,
+    MAX_ONLINE_LISTED,
     MAX_PAGE,
+    MAX_PASSWORD_CHARS,
+    MAX_PING_TOKEN_CHARS,
+    MAX_REASON_CHARS,
+    MAX_RESUME_TOKEN_CHARS,
+    MAX_ROOMS_LISTED,
+    MAX_SEARCH_CHARS,
+    MAX_SERVER_NAME_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TARGET_CHARS,
     MAX_TEXT_CHARS,
+    MAX_VERSION,
+    TS_CHARS,
+    has_control,
     has_forbidden_control,
+    has_surrogate,
     valid_nick,
     valid_room,
 )
+from .timefmt import valid_ts
 
 MESSAGE_KINDS = ("public", "private", "system")
 BATCH_KINDS = ("replay", "history", "search")
 
+# Shorthands for the bounds tables below: (fewest, most) characters or values.
+# Nicks and rooms are checked by their patterns in check() (with the codes
+# bad-nick and bad-room); their lengths here repeat the patterns' for the table.
+_NICK = (1, 24)
+_ROOM = (2, 33)
+_TAG = (0, MAX_TAG_CHARS)
+_PING_TOKEN = (0, MAX_PING_TOKEN_CHARS)
+_CLIENT_ID = (1, MAX_CLIENT_ID_CHARS)
+_TS = (TS_CHARS, TS_CHARS)
+_ID = (0, MAX_ID)
+_TEXT = (0, MAX_TEXT_CHARS)
+
+#: How much of a peer's value an error message quotes. Error frames must stay
+#: small whatever the peer sent (a 60 KB "room name" is quoted as 40 characters).
+_SHOW_CHARS = 40
+
 
 def _fail(code: ErrorCode, message: str) -> typing.NoReturn:
     raise LocalProtocolError(code, message)
+
+
+def _show(value: Any) -> str:
+    """A short repr of a peer's value for an error message (repr escapes controls and surrogates)."""
+    text = repr(value[: _SHOW_CHARS + 1] if isinstance(value, str | list) else value)
+    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +95,22 @@ class Frame:
     TYPE: ClassVar[str] = ""
     #: Python attribute name -> wire key, for keys that are Python keywords.
     WIRE_NAMES: ClassVar[dict[str, str]] = {}
+    #: str field -> (fewest, most) characters; for a list[str] field, per item.
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {}
+    #: int field -> (lowest, highest) value.
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {}
+    #: list field -> most items.
+    ITEMS: ClassVar[dict[str, int]] = {}
+    #: str fields exempt from the no-control-characters rule of one-line
+    #: fields: prose with its own rule (message text allows newline and tab)
+    #: and secrets nobody sees (a password is hashed, never shown or logged).
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
-        _check_types(self)
+        specs = _specs(type(self))
+        _check_types(self, specs)
         self.check()
+        _check_bounds(self, specs)
 
     def check(self) -> None:
         """Frame-specific rules beyond field types. Raise LocalProtocolError."""
@@ -56,11 +118,10 @@ class Frame:
     def to_wire(self) -> dict[str, Any]:
         """The JSON object for this frame; None-valued optional fields are left out."""
         out: dict[str, Any] = {"type": self.TYPE}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            out[self.WIRE_NAMES.get(f.name, f.name)] = value
+        for spec in _specs(type(self)):
+            value = getattr(self, spec.name)
+            if value is not None:
+                out[spec.wire] = value
         return out
 
 
@@ -78,6 +139,14 @@ class Hello(Frame):
     """
 
     TYPE: ClassVar[str] = "hello"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "nick": _NICK,
+        "password": (1, MAX_PASSWORD_CHARS),
+        "token": (1, MAX_RESUME_TOKEN_CHARS),
+        "client": (0, MAX_CLIENT_NAME_CHARS),
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"version": (0, MAX_VERSION), "last_seen": _ID}
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"password"})
     version: int
     nick: str
     password: str | None = None
@@ -91,10 +160,6 @@ class Hello(Frame):
             _fail(ErrorCode.BAD_NICK, "a nick is 1 to 24 letters, digits, '_' or '-'")
         if (self.password is None) == (self.token is None):
             _fail(ErrorCode.BAD_FRAME, "hello needs exactly one of 'password' or 'token'")
-        if self.password is not None and not 1 <= len(self.password) <= 1024:
-            _fail(ErrorCode.BAD_FRAME, "a password is 1 to 1024 characters")
-        if self.last_seen is not None and self.last_seen < 0:
-            _fail(ErrorCode.BAD_FRAME, "'last_seen' must not be negative")
 
 
 def _check_text(text: str) -> None:
@@ -109,16 +174,26 @@ def _check_text(text: str) -> None:
         )
 
 
+def _check_room(room: str) -> None:
+    if not valid_room(room):
+        _fail(
+            ErrorCode.BAD_ROOM,
+            f"bad room name {_show(room)}: '#' then 1 to 32 letters, digits, '_' or '-'",
+        )
+
+
+def _check_nick(nick: str) -> None:
+    if not valid_nick(nick):
+        _fail(ErrorCode.BAD_NICK, f"bad nick {_show(nick)}: 1 to 24 letters, digits, '_' or '-'")
+
+
 def _check_target(room: str | None, to: str | None) -> None:
     if (room is None) == (to is None):
         _fail(ErrorCode.BAD_FRAME, "give exactly one of 'room' or 'to'")
-    if room is not None and not valid_room(room):
-        _fail(
-            ErrorCode.BAD_ROOM,
-            f"bad room name {room!r}: '#' then 1 to 32 letters, digits, '_' or '-'",
-        )
-    if to is not None and not valid_nick(to):
-        _fail(ErrorCode.BAD_NICK, f"bad nick {to!r}: 1 to 24 letters, digits, '_' or '-'")
+    if room is not None:
+        _check_room(room)
+    if to is not None:
+        _check_nick(to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,27 +201,29 @@ class Send(Frame):
     """Post a message: {id, room | to, text}. `id` is the client's, unique per user."""
 
     TYPE: ClassVar[str] = "send"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "id": _CLIENT_ID,
+        "text": (1, MAX_TEXT_CHARS),
+        "room": _ROOM,
+        "to": _NICK,
+    }
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
     id: str
     text: str
     room: str | None = None
     to: str | None = None
 
     def check(self) -> None:
-        if not 1 <= len(self.id) <= MAX_CLIENT_ID_CHARS:
-            _fail(ErrorCode.BAD_FRAME, f"'id' is 1 to {MAX_CLIENT_ID_CHARS} characters")
         _check_target(self.room, self.to)
         _check_text(self.text)
 
 
 @dataclass(frozen=True, slots=True)
 class _RoomFrame(Frame):
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM}
+
     def check(self) -> None:
-        room = self.room  # type: ignore[attr-defined]
-        if not valid_room(room):
-            _fail(
-                ErrorCode.BAD_ROOM,
-                f"bad room name {room!r}: '#' then 1 to 32 letters, digits, '_' or '-'",
-            )
+        _check_room(self.room)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +247,13 @@ class Who(Frame):
     """Ask who is online in a room (default: the default room): {room?, tag?}."""
 
     TYPE: ClassVar[str] = "who"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM, "tag": _TAG}
     room: str | None = None
     tag: str | None = None
 
     def check(self) -> None:
-        if self.room is not None and not valid_room(self.room):
-            _fail(ErrorCode.BAD_ROOM, f"bad room name {self.room!r}")
+        if self.room is not None:
+            _check_room(self.room)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,14 +261,12 @@ class ListRooms(Frame):
     """Ask for the list of rooms with member counts: {tag?}. Answered by `rooms`."""
 
     TYPE: ClassVar[str] = "rooms"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"tag": _TAG}
     tag: str | None = None
 
 
-def _check_page(before: int | None, limit: int) -> None:
-    if before is not None and before < 1:
-        _fail(ErrorCode.BAD_FRAME, "'before' must be a positive message id")
-    if not 1 <= limit <= MAX_PAGE:
-        _fail(ErrorCode.BAD_FRAME, f"'limit' is 1 to {MAX_PAGE}")
+#: `before` is a message id (ids start at 1); `limit` a page size.
+_PAGE_RANGES = {"before": (1, MAX_ID), "limit": (1, MAX_PAGE)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +275,8 @@ class History(Frame):
 
     TYPE: ClassVar[str] = "history"
     WIRE_NAMES: ClassVar[dict[str, str]] = {"with_": "with"}
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM, "with_": _NICK, "tag": _TAG}
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = _PAGE_RANGES
     room: str | None = None
     with_: str | None = None
     before: int | None = None
@@ -207,7 +285,6 @@ class History(Frame):
 
     def check(self) -> None:
         _check_target(self.room, self.with_)
-        _check_page(self.before, self.limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,15 +292,16 @@ class Search(Frame):
     """Search visible messages: {words, before?, limit?, tag?}. Newest first, in a `search` batch."""
 
     TYPE: ClassVar[str] = "search"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"words": (1, MAX_SEARCH_CHARS), "tag": _TAG}
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = _PAGE_RANGES
     words: str
     before: int | None = None
     limit: int = 50
     tag: str | None = None
 
     def check(self) -> None:
-        if not self.words.strip() or len(self.words) > 200:
-            _fail(ErrorCode.BAD_FRAME, "search 'words' are 1 to 200 characters")
-        _check_page(self.before, self.limit)
+        if not self.words.strip():
+            _fail(ErrorCode.BAD_FRAME, f"search 'words' are 1 to {MAX_SEARCH_CHARS} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +309,7 @@ class Ping(Frame):
     """Liveness check, either direction: {token?}. Answered by `pong` with the same token."""
 
     TYPE: ClassVar[str] = "ping"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"token": _PING_TOKEN}
     token: str | None = None
 
 
@@ -239,6 +318,7 @@ class Pong(Frame):
     """Answer to `ping`: {token?}."""
 
     TYPE: ClassVar[str] = "pong"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"token": _PING_TOKEN}
     token: str | None = None
 
 
@@ -247,6 +327,7 @@ class Bye(Frame):
     """Graceful exit: {reason?}. The server ends the session and stores the reason."""
 
     TYPE: ClassVar[str] = "bye"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"reason": (0, MAX_REASON_CHARS)}
     reason: str | None = None
 
 
@@ -262,6 +343,18 @@ class Welcome(Frame):
     """
 
     TYPE: ClassVar[str] = "welcome"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "nick": _NICK,
+        "token": (1, MAX_RESUME_TOKEN_CHARS),
+        "rooms": _ROOM,
+        "server": (0, MAX_SERVER_NAME_CHARS),
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {
+        "version": (0, MAX_VERSION),
+        "session": _ID,
+        "max_text": (1, MAX_TEXT_CHARS),
+    }
+    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_ROOMS_LISTED}
     version: int
     nick: str
     token: str
@@ -270,6 +363,11 @@ class Welcome(Frame):
     created: bool = False
     session: int | None = None
     max_text: int | None = None
+
+    def check(self) -> None:
+        _check_nick(self.nick)
+        for room in self.rooms:
+            _check_room(room)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +382,22 @@ class Message(Frame):
 
     TYPE: ClassVar[str] = "message"
     WIRE_NAMES: ClassVar[dict[str, str]] = {"from_": "from"}
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "ts": _TS,
+        "kind": (0, 16),
+        "text": _TEXT,
+        "from_": _NICK,
+        "room": _ROOM,
+        "to": _NICK,
+        "ref": _CLIENT_ID,
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": _ID}
+    # What a message says is shown to people, and the clients neutralise
+    # control characters where they show it (the terminal client turns an
+    # escape into visible text, and its tests send such messages on purpose),
+    # so the protocol keeps to structure here: types, lengths, ids, the
+    # timestamp, and where the message goes.
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text", "from_"})
     id: int
     ts: str
     kind: str
@@ -296,8 +410,10 @@ class Message(Frame):
     def check(self) -> None:
         if self.kind not in MESSAGE_KINDS:
             _fail(ErrorCode.BAD_FRAME, f"message 'kind' is one of {MESSAGE_KINDS}")
-        if (self.room is None) == (self.to is None):
-            _fail(ErrorCode.BAD_FRAME, "a message has exactly one of 'room' or 'to'")
+        _check_ts(self.ts)
+        _check_target(self.room, self.to)
+        if len(self.text) > MAX_TEXT_CHARS:
+            _fail(ErrorCode.TEXT_TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,10 +421,15 @@ class Ack(Frame):
     """A `send` was committed: {ref, id, ts, duplicate?}. `duplicate` marks a resend."""
 
     TYPE: ClassVar[str] = "ack"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"ref": _CLIENT_ID, "ts": _TS}
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": _ID}
     ref: str
     id: int
     ts: str
     duplicate: bool = False
+
+    def check(self) -> None:
+        _check_ts(self.ts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +441,13 @@ class Batch(Frame):
     """
 
     TYPE: ClassVar[str] = "batch"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "state": (0, 16),
+        "kind": (0, 16),
+        "tag": _TAG,
+        "target": (0, MAX_TARGET_CHARS),
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"count": _ID}
     state: str
     kind: str
     tag: str | None = None
@@ -345,6 +473,14 @@ class Presence(Frame):
     """
 
     TYPE: ClassVar[str] = "presence"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "room": _ROOM,
+        "online": _NICK,
+        "joined": _NICK,
+        "left": _NICK,
+        "tag": _TAG,
+    }
+    ITEMS: ClassVar[dict[str, int]] = {"online": MAX_ONLINE_LISTED}
     room: str
     online: list[str] | None = None
     joined: str | None = None
@@ -353,16 +489,45 @@ class Presence(Frame):
     #: True: the `online` list continues in the next `presence` frame (big rooms are paged).
     more: bool | None = None
 
+    def check(self) -> None:
+        _check_room(self.room)
+        for nick in (*(self.online or ()), self.joined, self.left):
+            if nick is not None:
+                _check_nick(nick)
+
 
 @dataclass(frozen=True, slots=True)
 class RoomList(Frame):
     """The rooms: {rooms: [{name, members, joined}], tag?}."""
 
     TYPE: ClassVar[str] = "rooms"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"tag": _TAG}
+    ITEMS: ClassVar[dict[str, int]] = {"rooms": MAX_ROOMS_LISTED}
     rooms: list[dict[str, Any]]
     tag: str | None = None
     #: True: the list continues in the next `rooms` frame (many rooms are paged).
     more: bool | None = None
+
+    def check(self) -> None:
+        # Each entry is exactly {name, members, joined}: checked here because a
+        # dict's values have no field types, and rebuilt so that unknown keys
+        # are dropped as they are at the top level (and nothing nested survives).
+        entries = []
+        for entry in self.rooms:
+            name, members, joined = (entry.get(k) for k in ("name", "members", "joined"))
+            if not (
+                isinstance(name, str)
+                and valid_room(name)
+                and type(members) is int
+                and 0 <= members <= MAX_ID
+                and isinstance(joined, bool)
+            ):
+                _fail(
+                    ErrorCode.BAD_FRAME,
+                    "each of 'rooms' is {name: room, members: count, joined: true|false}",
+                )
+            entries.append({"name": name, "members": members, "joined": joined})
+        object.__setattr__(self, "rooms", entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,9 +535,25 @@ class Error(Frame):
     """A request failed: {code, message, ref?}. `ref` is the client id of the `send` it refers to."""
 
     TYPE: ClassVar[str] = "error"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "code": (1, MAX_ERROR_CODE_CHARS),
+        "message": (0, MAX_ERROR_MESSAGE_CHARS),
+        "ref": _CLIENT_ID,
+    }
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"message"})
     code: str
     message: str
     ref: str | None = None
+
+    def check(self) -> None:
+        # Prose for people, often built from an exception's text: cleaned and
+        # cut instead of refused, so that reporting an error can never fail.
+        message = self.message
+        if len(message) > MAX_ERROR_MESSAGE_CHARS:
+            message = message[: MAX_ERROR_MESSAGE_CHARS - 3] + "..."
+        if has_forbidden_control(message) or has_surrogate(message):
+            message = _UNSHOWABLE.sub("\ufffd", message)
+        object.__setattr__(self, "message", message)
 
 
 CLIENT_FRAMES: dict[str, type[Frame]] = {
@@ -384,67 +565,190 @@ SERVER_FRAMES: dict[str, type[Frame]] = {
 
 
 # --- generic field checking -------------------------------------------------
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    hints = _HINTS.get(cls)
-    if hints is None:
-        hints = typing.get_type_hints(cls)
-        _HINTS[cls] = hints
-    return hints
+#
+# Each frame class is described once (its fields, their types compiled to
+# small predicates, their bounds) and the description is cached: frames are
+# built thousands of times a second, so the per-frame work is a loop over a
+# tuple, not a walk through dataclasses and typing.
 
 
-def _matches(value: Any, hint: Any) -> bool:
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One field of a frame class, with everything the checks need."""
+
+    name: str
+    wire: str
+    matches: typing.Callable[[Any], bool]
+    type_name: str
+    chars: tuple[int, int] | None
+    range: tuple[int, int] | None
+    items: int | None
+    controls_ok: bool
+    required: bool
+
+
+_SPECS: dict[type, tuple[_Spec, ...]] = {}
+
+
+def _compile(hint: Any) -> typing.Callable[[Any], bool]:
+    """A predicate for "this JSON value has type *hint*"."""
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
-        return any(_matches(value, h) for h in typing.get_args(hint))
+        args = typing.get_args(hint)
+        if len(args) == 2 and type(None) in args:  # the common `X | None`
+            (inner,) = (_compile(a) for a in args if a is not type(None))
+            return lambda v: v is None or inner(v)
+        alternatives = tuple(_compile(a) for a in args)
+        return lambda v: any(m(v) for m in alternatives)
     if hint is type(None):
-        return value is None
+        return lambda v: v is None
     if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_matches(v, item) for v in value)
+        item = _compile(typing.get_args(hint)[0])
+        return lambda v: isinstance(v, list) and all(item(x) for x in v)
     if origin is dict:
-        return isinstance(value, dict)
+        return lambda v: isinstance(v, dict)
     if hint is Any:
-        return True
+        return lambda v: True
     if hint is int:
         # JSON true/false must not pass as 1/0.
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    return lambda v: isinstance(v, hint)
 
 
 def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):  # str(int) would say "<class 'int'>"
+        return hint.__name__
     return str(hint).replace("typing.", "").replace("NoneType", "null")
 
 
-def _check_types(frame: Frame) -> None:
-    hints = _hints(type(frame))
-    for f in dataclasses.fields(frame):
-        value = getattr(frame, f.name)
-        if not _matches(value, hints[f.name]):
-            wire = frame.WIRE_NAMES.get(f.name, f.name)
+def _specs(cls: type[Frame]) -> tuple[_Spec, ...]:
+    specs = _SPECS.get(cls)
+    if specs is None:
+        hints = typing.get_type_hints(cls)
+        specs = tuple(
+            _Spec(
+                name=f.name,
+                wire=cls.WIRE_NAMES.get(f.name, f.name),
+                matches=_compile(hints[f.name]),
+                type_name=_type_name(hints[f.name]),
+                chars=cls.CHARS.get(f.name),
+                range=cls.RANGES.get(f.name),
+                items=cls.ITEMS.get(f.name),
+                controls_ok=f.name in cls.CONTROLS_OK,
+                required=f.default is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(cls)
+        )
+        _SPECS[cls] = specs
+    return specs
+
+
+def _check_types(frame: Frame, specs: tuple[_Spec, ...]) -> None:
+    for spec in specs:
+        if not spec.matches(getattr(frame, spec.name)):
             _fail(
                 ErrorCode.BAD_FRAME,
-                f"field {wire!r} of {frame.TYPE!r} must be {_type_name(hints[f.name])}",
+                f"field {spec.wire!r} of {frame.TYPE!r} must be {spec.type_name}",
+            )
+
+
+def _check_bounds(frame: Frame, specs: tuple[_Spec, ...]) -> None:
+    for spec in specs:
+        value = getattr(frame, spec.name)
+        if value is None or isinstance(value, bool):
+            continue
+        where = f"{spec.wire!r} of {frame.TYPE!r}"
+        if spec.range is not None:
+            lo, hi = spec.range
+            if not lo <= value <= hi:
+                _fail(ErrorCode.BAD_FRAME, f"{where} must be {lo} to {hi}")
+        if spec.items is not None and len(value) > spec.items:
+            _fail(ErrorCode.BAD_FRAME, f"{where} has more than {spec.items} items")
+        if spec.chars is not None:
+            lo, hi = spec.chars
+            for text in value if isinstance(value, list) else (value,):
+                if not lo <= len(text) <= hi:
+                    _fail(ErrorCode.BAD_FRAME, f"{where} is {lo} to {hi} characters")
+                if not spec.controls_ok and has_control(text):
+                    _fail(ErrorCode.BAD_FRAME, f"{where} must not contain control characters")
+
+
+def _check_ts(ts: str) -> None:
+    if not valid_ts(ts):
+        _fail(ErrorCode.BAD_FRAME, f"bad timestamp {_show(ts)}: YYYY-MM-DDTHH:MM:SS.mmmZ")
+
+
+#: What Error.message cannot carry and gets replaced: controls other than
+#: newline and tab (the text rule), and lone surrogates (not encodable).
+_UNSHOWABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+# --- parsing ------------------------------------------------------------------
+
+
+def _valid_ref(value: Any) -> str | None:
+    """*value* if it can be echoed as an error's `ref` (a well-formed client id), else None."""
+    if (
+        isinstance(value, str)
+        and 1 <= len(value) <= MAX_CLIENT_ID_CHARS
+        and not has_control(value)
+        and not has_surrogate(value)
+    ):
+        return value
+    return None
+
+
+def _has_surrogate_anywhere(value: Any) -> bool:
+    """True if any string in *value* (keys included, at any depth) holds a lone surrogate."""
+    # Iterative, not recursive: json accepts nesting close to the recursion
+    # limit, and this walk must not be the thing that overflows.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _refuse_surrogates(obj: dict[str, Any], table: dict[str, type[Frame]]) -> None:
+    """Refuse a frame with a lone surrogate in any string, known field or not.
+
+    Message text gets `bad-text` (as other unshowable text does); anything
+    else `bad-frame`. Unknown fields are checked too, although they are
+    dropped: a line that is not valid Unicode is refused whole.
+    """
+    kind = obj.get("type")
+    has_text = isinstance(kind, str) and table.get(kind) in (Send, Message)
+    for key, value in obj.items():
+        if _has_surrogate_anywhere(key) or _has_surrogate_anywhere(value):
+            code = ErrorCode.BAD_TEXT if has_text and key == "text" else ErrorCode.BAD_FRAME
+            where = "message text" if code is ErrorCode.BAD_TEXT else f"field {_show(key)}"
+            raise RemoteProtocolError(
+                code,
+                f"{where} contains a lone UTF-16 surrogate (not a Unicode character)",
+                _valid_ref(obj.get("id")),
             )
 
 
 def _from_wire(obj: dict[str, Any], table: dict[str, type[Frame]]) -> Frame:
-    ref = obj.get("id") if isinstance(obj.get("id"), str) else None
+    ref = _valid_ref(obj.get("id"))
     kind = obj.get("type")
     cls = table.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}", ref)
+        raise RemoteProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {_show(kind)}", ref)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        wire = cls.WIRE_NAMES.get(f.name, f.name)
-        if wire in obj:
-            kwargs[f.name] = obj[wire]
-        elif f.default is dataclasses.MISSING:
+    for spec in _specs(cls):
+        if spec.wire in obj:
+            kwargs[spec.name] = obj[spec.wire]
+        elif spec.required:
             raise RemoteProtocolError(
-                ErrorCode.BAD_FRAME, f"{kind!r} frame is missing field {wire!r}", ref
+                ErrorCode.BAD_FRAME, f"{kind!r} frame is missing field {spec.wire!r}", ref
             )
     try:
         return cls(**kwargs)
@@ -452,15 +756,24 @@ def _from_wire(obj: dict[str, Any], table: dict[str, type[Frame]]) -> Frame:
         raise RemoteProtocolError(exc.code, exc.message, ref) from exc
 
 
-def parse_client_frame(obj: Any) -> Frame:
-    """Build a client->server frame from a decoded JSON value. Raises RemoteProtocolError."""
+def parse_frame(obj: Any, table: dict[str, type[Frame]], *, scan_surrogates: bool = True) -> Frame:
+    """Build a frame of *table* from a decoded JSON value. Raises RemoteProtocolError.
+
+    The codec passes scan_surrogates=False when the raw line shows that no
+    string in it can hold a surrogate, which spares the walk over the value.
+    """
     if not isinstance(obj, dict):
         raise RemoteProtocolError(ErrorCode.BAD_JSON, "a frame is a JSON object")
-    return _from_wire(obj, CLIENT_FRAMES)
+    if scan_surrogates:
+        _refuse_surrogates(obj, table)
+    return _from_wire(obj, table)
+
+
+def parse_client_frame(obj: Any) -> Frame:
+    """Build a client->server frame from a decoded JSON value. Raises RemoteProtocolError."""
+    return parse_frame(obj, CLIENT_FRAMES)
 
 
 def parse_server_frame(obj: Any) -> Frame:
     """Build a server->client frame from a decoded JSON value. Raises RemoteProtocolError."""
-    if not isinstance(obj, dict):
-        raise RemoteProtocolError(ErrorCode.BAD_JSON, "a frame is a JSON object")
-    return _from_wire(obj, SERVER_FRAMES)
+    return parse_frame(obj, SERVER_FRAMES)

@@ -17,6 +17,8 @@ from protocol import (
     parse_server_frame,
 )
 
+TS = "2026-11-24T09:30:00.000Z"
+
 
 def test_send_round_trips_through_wire_dict():
     frame = Send(id="c1", text="hello\n\tworld", room="#lobby")
@@ -37,7 +39,7 @@ def test_python_keyword_fields_use_wire_names():
     assert isinstance(history, History)
     assert history.with_ == "bob"
     assert history.to_wire()["with"] == "bob"
-    msg = Message(id=1, ts="t", kind="public", text="x", from_="al", room="#lobby")
+    msg = Message(id=1, ts=TS, kind="public", text="x", from_="al", room="#lobby")
     assert msg.to_wire()["from"] == "al"
     assert parse_server_frame(msg.to_wire()) == msg
 
@@ -107,7 +109,7 @@ def test_building_an_invalid_frame_locally_is_a_local_error():
     with pytest.raises(LocalProtocolError):
         Batch(state="half", kind="replay")
     with pytest.raises(LocalProtocolError):
-        Message(id=1, ts="t", kind="shout", text="x", room="#a")
+        Message(id=1, ts=TS, kind="shout", text="x", room="#a")
 
 
 def test_unknown_extra_keys_are_ignored_for_forward_compatibility():
@@ -123,6 +125,6 @@ def test_hello_defaults():
 
 def test_server_frames_are_not_accepted_from_clients_and_vice_versa():
     with pytest.raises(RemoteProtocolError):
-        parse_client_frame(Ack(ref="a", id=1, ts="t").to_wire())
+        parse_client_frame(Ack(ref="a", id=1, ts=TS).to_wire())
     with pytest.raises(RemoteProtocolError):
         parse_server_frame(Send(id="a", text="x", room="#a").to_wire())
