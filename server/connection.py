@@ -64,6 +64,8 @@ READ_BUDGET = 256 * 1024
 STREAM_LOW_WATER = 64 * 1024
 #: How long a closing connection may take to flush its last frames.
 CLOSE_FLUSH_DEADLINE = 2.0
+#: Unread input dropped before a close, so the close is a FIN and not a reset.
+CLOSE_DISCARD_LIMIT = 4 * 1024 * 1024
 
 Dispatch = Callable[["Connection", Frame], None]
 Finished = Callable[["Connection", str], None]
@@ -121,6 +123,7 @@ class Connection:
         self._closing_deadline = 0.0
         self._replay: _Replay | None = None
         self._ended = False
+        self._discarded = 0
 
         # Shared with other threads, under _lock.
         self._lock = threading.Lock()
@@ -318,11 +321,10 @@ class Connection:
         return bool(self._backlog) and not self._is_busy() and not self.paused_until
 
     def _reading_allowed(self) -> bool:
-        return (
-            self._closing is None
-            and not self.paused_until
-            and len(self._backlog) < MAX_READ_AHEAD_LINES
-        )
+        if self._closing is not None:
+            # Keep draining (and dropping) input while the last frames go out.
+            return self._discarded < CLOSE_DISCARD_LIMIT
+        return not self.paused_until and len(self._backlog) < MAX_READ_AHEAD_LINES
 
     def _is_busy(self) -> bool:
         with self._lock:
@@ -339,7 +341,9 @@ class Connection:
                 data = stream.read(READ_BUDGET)
             except StreamClosed as exc:
                 raise PeerGone(exc.reason) from exc
-            if data:
+            if data and self._closing is not None:
+                self._discarded += len(data)  # closing: nothing more is processed
+            elif data:
                 self.last_rx = now
                 self._ping_sent = False
                 try:
@@ -350,7 +354,14 @@ class Connection:
         self._process_backlog(now)
 
     def _process_backlog(self, now: float) -> None:
-        while self._backlog and self._closing is None and not self._is_busy():
+        # Nothing after a close request is processed (a `bye` ends the session
+        # even when more frames were pipelined behind it).
+        while (
+            self._backlog
+            and self._closing is None
+            and self._close_request is None
+            and not self._is_busy()
+        ):
             if not self._bucket.take():
                 # Fakelag: stop reading until a token is due; TCP pushes back on
                 # the client. Applies before login too: a connection that never
@@ -415,6 +426,7 @@ class Connection:
             with self._lock:
                 empty = not self._queue
             if (done and empty and self._replay is None) or now >= self._closing_deadline:
+                self._discard_input(stream)
                 raise ClosedByServer(self._closing)
         if self._backlog and not self._is_busy() and not self.paused_until:
             self._process_backlog(now)
@@ -425,6 +437,16 @@ class Connection:
             except StreamClosed as exc:
                 raise PeerGone(exc.reason) from exc
             self._wire_pending = stream.pending_bytes
+
+    @staticmethod
+    def _discard_input(stream: TLSStream) -> None:
+        # Closing with unread bytes makes the kernel answer with a reset, which
+        # can destroy our last frame (the error saying why) before the client
+        # reads it: read and drop what has arrived first (bounded).
+        try:
+            stream.read(CLOSE_DISCARD_LIMIT)
+        except StreamClosed:
+            pass
 
     def _move_queued_locked(self, stream: TLSStream) -> None:
         # Moves queued bytes into the TLS stream, in order, stopping at a replay

@@ -377,21 +377,12 @@ def test_mutated_frames_of_every_type_never_break_the_server(make_server, ca_fil
     assert not watch.problems and not logged, "\n".join(watch.problems + logged)
 
 
-_RST_REASON = (
-    "server-side, outside protocol/: after line-too-long the server closes the socket "
-    "while the rest of the client's line is still unread, so the kernel answers with a "
-    "TCP reset and the client loses the error frame (it gets ECONNRESET/EPIPE instead). "
-    "Needs a lingering close: shut down writing, keep reading and discarding for a "
-    "short grace, then close."
-)
-
-
 @pytest.mark.parametrize(
     "size",
     [
         70_000,
-        pytest.param(200_000, marks=pytest.mark.xfail(strict=False, reason=_RST_REASON)),
-        pytest.param(1_000_000, marks=pytest.mark.xfail(strict=False, reason=_RST_REASON)),
+        200_000,
+        1_000_000,
     ],
 )
 def test_a_line_over_the_cap_gets_line_too_long_before_the_close(server, ca_file, size):
