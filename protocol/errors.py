@@ -98,7 +98,23 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer sent something that breaks the protocol. `.code` is what to answer with."""
+    """The peer sent something that breaks the protocol. `.code` is what to answer with.
+
+    `frame_type` names the frame's type when it was known (a recognised `type`
+    with bad fields), so a receiver can treat, say, a broken `hello` as a
+    refused login.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        ref: str | None = None,
+        *,
+        frame_type: str | None = None,
+    ) -> None:
+        super().__init__(code, message, ref)
+        self.frame_type = frame_type
 
 
 class StreamError(RemoteProtocolError):

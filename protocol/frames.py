@@ -748,12 +748,15 @@ def _from_wire(obj: dict[str, Any], table: dict[str, type[Frame]]) -> Frame:
             kwargs[spec.name] = obj[spec.wire]
         elif spec.required:
             raise RemoteProtocolError(
-                ErrorCode.BAD_FRAME, f"{kind!r} frame is missing field {spec.wire!r}", ref
+                ErrorCode.BAD_FRAME,
+                f"{kind!r} frame is missing field {spec.wire!r}",
+                ref,
+                frame_type=cls.TYPE,
             )
     try:
         return cls(**kwargs)
     except LocalProtocolError as exc:
-        raise RemoteProtocolError(exc.code, exc.message, ref) from exc
+        raise RemoteProtocolError(exc.code, exc.message, ref, frame_type=cls.TYPE) from exc
 
 
 def parse_frame(obj: Any, table: dict[str, type[Frame]], *, scan_surrogates: bool = True) -> Frame:

@@ -17,7 +17,7 @@ import resource
 import socket
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import IO
 
@@ -89,6 +89,9 @@ class ChatServer:
         self._handshakes_per_ip: Counter[str] = Counter()
         self._handshakes = 0
         self._in_handshake: set[Connection] = set()
+        # Accepted sockets waiting for a handshake slot (oldest first), per address too.
+        self._waiting: deque[tuple[socket.socket, tuple[str, int], float]] = deque()
+        self._waiting_per_ip: Counter[str] = Counter()
         self._conns_lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -158,6 +161,11 @@ class ChatServer:
         self._handshaker.stop()
         with self._conns_lock:
             conns = list(self._conns)
+            waiting = [sock for sock, _, _ in self._waiting]
+            self._waiting.clear()
+            self._waiting_per_ip.clear()
+        for sock in waiting:
+            sock.close()
         notice = Error(code=ErrorCode.SHUTDOWN, message="the server is shutting down")
         for conn in conns:
             conn.close_soon("server shutdown", notice)
@@ -209,46 +217,111 @@ class ChatServer:
         # Runs on the accept thread: bookkeeping only, never I/O on the socket.
         ip = peer[0]
         cfg = self.config
+        accepted_at = time.monotonic()
         with self._conns_lock:
-            # An address's handshakes are capped before it may take a global slot,
-            # so silent sockets from one address never starve anyone else.
-            if (
-                self._stopping.is_set()
-                or self._handshakes >= cfg.max_handshakes
-                or self._handshakes_per_ip[ip] >= cfg.max_handshakes_per_ip
-            ):
-                sock.close()  # shed load at once: nothing was spent on it yet
+            if self._stopping.is_set():
+                sock.close()
                 return
-            self._handshakes += 1
-            self._handshakes_per_ip[ip] += 1
-            over = self._per_ip[ip] >= cfg.max_connections_per_ip
-            self._per_ip[ip] += 1
-            conn = Connection(
-                cfg,
-                sock,
-                peer,
-                dispatch=self.commands.dispatch,
-                finished=self._connection_finished,
-                refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None,
-            )
-            self._conns.add(conn)
-            self._in_handshake.add(conn)
+            if not self._slot_free_locked(ip):
+                # No handshake slot for this address now: wait for one (holding
+                # only a descriptor). When too many of this address's sockets
+                # wait already, the oldest gives way: it is the likeliest to be
+                # abandoned (a reconnecting client has given up on it).
+                if len(self._waiting) >= cfg.listen_backlog:
+                    sock.close()  # shed load at once: nothing was spent on it yet
+                    return
+                if self._waiting_per_ip[ip] >= cfg.max_connections_per_ip:
+                    oldest = next(w for w in self._waiting if w[1][0] == ip)
+                    self._waiting.remove(oldest)
+                    self._waiting_per_ip[ip] -= 1
+                    oldest[0].close()
+                self._waiting.append((sock, peer, accepted_at))
+                self._waiting_per_ip[ip] += 1
+                return
+            conn = self._admit_locked(sock, peer, accepted_at)
+        self._start_handshake(conn)
+
+    def _slot_free_locked(self, ip: str) -> bool:
+        # An address's handshakes are capped before it may take a global slot,
+        # so silent sockets from one address never starve anyone else.
+        return (
+            self._handshakes < self.config.max_handshakes
+            and self._handshakes_per_ip[ip] < self.config.max_handshakes_per_ip
+        )
+
+    def _admit_locked(
+        self, sock: socket.socket, peer: tuple[str, int], accepted_at: float
+    ) -> Connection:
+        ip = peer[0]
+        self._handshakes += 1
+        self._handshakes_per_ip[ip] += 1
+        over = self._per_ip[ip] >= self.config.max_connections_per_ip
+        self._per_ip[ip] += 1
+        conn = Connection(
+            self.config,
+            sock,
+            peer,
+            dispatch=self.commands.dispatch,
+            finished=self._connection_finished,
+            refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None,
+        )
+        conn.accepted_at = conn.last_rx = accepted_at  # the deadlines run from the accept
+        self._conns.add(conn)
+        self._in_handshake.add(conn)
+        return conn
+
+    def _start_handshake(self, conn: Connection) -> None:
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if cfg.socket_send_buffer:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, cfg.socket_send_buffer)
+            conn.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.socket_send_buffer:
+                conn.raw.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.config.socket_send_buffer
+                )
         except OSError:
             pass
         self._handshaker.add(conn)
 
     def _handshake_ended(self, conn: Connection) -> None:
+        admitted: list[Connection] = []
+        expired: list[socket.socket] = []
         with self._conns_lock:
-            if conn in self._in_handshake:
-                self._in_handshake.discard(conn)
-                self._handshakes -= 1
-                self._handshakes_per_ip[conn.peer_ip] -= 1
-                if self._handshakes_per_ip[conn.peer_ip] <= 0:
-                    del self._handshakes_per_ip[conn.peer_ip]
+            if conn not in self._in_handshake:
+                return
+            self._in_handshake.discard(conn)
+            self._handshakes -= 1
+            self._handshakes_per_ip[conn.peer_ip] -= 1
+            if self._handshakes_per_ip[conn.peer_ip] <= 0:
+                del self._handshakes_per_ip[conn.peer_ip]
+            # A slot is free: start the oldest waiting socket that may take it.
+            now = time.monotonic()
+            for item in list(self._waiting):
+                sock, peer, accepted_at = item
+                ip = peer[0]
+                late = now - accepted_at >= self.config.handshake_timeout
+                if late or self._stopping.is_set():
+                    expired.append(sock)
+                    if late:
+                        # Logged as the handshake stage logs its own time-outs.
+                        logging.getLogger("parley.handshake").info(
+                            "%s:%s: no TLS handshake within %.0f s",
+                            peer[0],
+                            peer[1],
+                            self.config.handshake_timeout,
+                        )
+                elif self._slot_free_locked(ip):
+                    admitted.append(self._admit_locked(sock, peer, accepted_at))
+                else:
+                    continue
+                self._waiting.remove(item)
+                self._waiting_per_ip[ip] -= 1
+                if self._waiting_per_ip[ip] <= 0:
+                    del self._waiting_per_ip[ip]
+                if admitted:
+                    break
+        for sock in expired:
+            sock.close()
+        for waiting in admitted:
+            self._start_handshake(waiting)
 
     def _handshaken(self, conn: Connection) -> None:
         # On the handshake thread: give the connection to the least busy loop.

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from protocol import (
     DEFAULT_ROOM,
+    MAX_ROOMS_LISTED,
     PROTOCOL_VERSION,
     Ack,
     Batch,
@@ -380,6 +381,15 @@ class Commands:
         conn.user_id, conn.nick, conn.session_id = user.id, user.nick, session_id
         with self.store.read() as s:
             rooms = queries.rooms_of(s, user.id)
+        if len(rooms) > MAX_ROOMS_LISTED:
+            # Only a database edited by hand gets here (joins stop at
+            # max_rooms_per_user): the welcome names as many rooms as fit.
+            log.warning(
+                "%s is in %d rooms; the welcome lists the first %d",
+                user.nick,
+                len(rooms),
+                MAX_ROOMS_LISTED,
+            )
 
         # Live messages are held back while the replay is read and sent, then
         # released minus what the replay already contained: nothing missed,
@@ -391,7 +401,7 @@ class Commands:
                 version=PROTOCOL_VERSION,
                 nick=user.nick,
                 token=token,
-                rooms=rooms,
+                rooms=rooms[:MAX_ROOMS_LISTED],
                 server=self.cfg.server_name,
                 created=created,
                 session=session_id,

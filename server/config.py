@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import MAX_LINE_BYTES, MAX_TEXT_CHARS
+from protocol import MAX_LINE_BYTES, MAX_ROOMS_LISTED, MAX_SERVER_NAME_CHARS, MAX_TEXT_CHARS
 
 DEFAULT_DB_URL = "sqlite:///parley.db"
 DEFAULT_PORT = 5555
@@ -27,7 +27,7 @@ class ServerConfig:
     """All settings of one server. Limits (defaults in brackets):
 
     Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
-    max_handshakes [64] concurrent TLS handshakes, max_handshakes_per_ip [8] of them
+    max_handshakes [256] concurrent TLS handshakes, max_handshakes_per_ip [16] of them
     from one address, listen_backlog [1024], io_threads [2] selector loops,
     login_workers [4] and request_workers [4] threads, handshake_timeout [10 s],
     login_timeout [30 s] from TCP accept to a successful hello, idle_ping_after [60 s]
@@ -61,10 +61,13 @@ class ServerConfig:
     server_name: str = "parley"
 
     max_connections_per_ip: int = 16
-    max_handshakes: int = 64
+    #: Handshakes in flight. They are non-blocking (server/handshake.py), so a
+    #: slot costs a descriptor and a TLS object, not a thread: room for a
+    #: classroom connecting at once, with the rest waiting for a slot.
+    max_handshakes: int = 256
     #: Handshakes one address may have in flight: its share of max_handshakes,
     #: so silent sockets from one address can never starve everyone else.
-    max_handshakes_per_ip: int = 8
+    max_handshakes_per_ip: int = 16
     #: The listening socket's accept queue: a classroom logging in at once
     #: (a thousand SYNs within a second) must not be dropped and retried.
     listen_backlog: int = 1024
@@ -147,6 +150,11 @@ class ServerConfig:
         for name in ("io_threads", "login_workers", "request_workers", "rooms_page"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        # Frames the server builds must stay within the protocol's caps.
+        if self.rooms_page > MAX_ROOMS_LISTED or self.max_rooms_per_user > MAX_ROOMS_LISTED:
+            raise ValueError(f"rooms_page and max_rooms_per_user are at most {MAX_ROOMS_LISTED}")
+        if not 1 <= len(self.server_name) <= MAX_SERVER_NAME_CHARS:
+            raise ValueError(f"server_name is 1 to {MAX_SERVER_NAME_CHARS} characters")
 
     @property
     def cert_file(self) -> Path:

@@ -383,9 +383,22 @@ class Connection:
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         self._bad_frames += 1
-        self.send_frame(Error(code=exc.code, message=exc.message, ref=exc.ref))
-        if self._bad_frames > self._cfg.max_bad_frames:
-            self._begin_close("too many invalid frames")
+        error = Error(code=exc.code, message=exc.message, ref=exc.ref)
+        if exc.frame_type == "hello" and not self.logged_in:
+            # A hello that fails validation is a refused login: answer, then close.
+            self._begin_close(f"login refused: {exc.code}", error)
+        elif self._bad_frames > self._cfg.max_bad_frames:
+            self._begin_close(
+                "too many invalid frames",
+                Error(
+                    code=exc.code,
+                    message=f"{exc.message} (more than {self._cfg.max_bad_frames} invalid "
+                    "frames: closing the connection)",
+                    ref=exc.ref,
+                ),
+            )
+        else:
+            self.send_frame(error)
 
     def _begin_close(self, reason: str, error: Error | None = None) -> None:
         if error is not None:

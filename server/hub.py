@@ -25,13 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol import Message, Presence, encode, fold, format_ts
+from protocol import MAX_ONLINE_LISTED, Message, Presence, encode, fold, format_ts
 
 from .store.records import StoredMessage
 
-#: Nicks per `presence` page: 2,000 nicks of at most 24 characters, quoted and
-#: comma-separated, stay under 56 KB, inside the 64 KiB line cap.
-PRESENCE_PAGE = 2000
+#: Nicks per `presence` page: the protocol's cap (2,000 nicks of at most 24
+#: characters, quoted and comma-separated, stay under 56 KB, inside the line cap).
+PRESENCE_PAGE = MAX_ONLINE_LISTED
 
 
 class Peer(Protocol):

@@ -201,6 +201,18 @@ class _GroupFailed(Exception):
         return StoreError(f"database error: {orig}")
 
 
+def _original_error(exc: BaseException) -> BaseException:
+    """The error that started it all, when SQLite's own rollback hid it.
+
+    SQLITE_FULL (and other database-wide errors) roll back the whole
+    transaction; SQLAlchemy's ROLLBACK TO SAVEPOINT then fails with "no such
+    savepoint", which would be reported instead of "database or disk is full".
+    """
+    while "no such savepoint" in str(exc) and exc.__context__ is not None:
+        exc = exc.__context__
+    return exc
+
+
 def _transaction_usable(s: Session) -> bool:
     """Whether the group's transaction is still open in SQLite.
 
@@ -541,7 +553,8 @@ class Store:
                 try:
                     with s.begin_nested():
                         result = job.op(s)
-                except Exception as exc:
+                except Exception as raised:
+                    exc = _original_error(raised)
                     wide = is_database_wide(exc)
                     if wide or not _transaction_usable(s):
                         raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc

@@ -48,7 +48,11 @@ PROBE_SOURCE = "127.0.0.254"
 OTHER_SOURCE = "127.0.0.2"
 
 #: ServerConfig.for_tests relaxes these; a case that is about them restores the defaults.
-DEFAULT_CONNECTION_LIMITS: dict[str, Any] = {"max_connections_per_ip": 16}
+DEFAULT_CONNECTION_LIMITS: dict[str, Any] = {
+    "max_connections_per_ip": 16,
+    "max_handshakes": 256,
+    "max_handshakes_per_ip": 16,
+}
 DEFAULT_FLOOD_LIMITS: dict[str, Any] = {"flood_burst": 10, "flood_rate": 5.0}
 
 #: The client reads lines up to this size so an over-long server line is seen

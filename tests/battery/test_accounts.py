@@ -22,7 +22,6 @@ from protocol import Ack, Error, ErrorCode, Hello, Message, Presence, Send, Welc
 from tests.battery.helpers import (
     OTHER_SOURCE,
     Client,
-    barrier,
     codes,
     db_files,
     run_threads,
@@ -198,19 +197,13 @@ def test_a_nick_is_one_account_whatever_its_case_and_only_with_its_password(serv
 def test_a_look_alike_nick_is_refused_as_bad_nick(server, battery, nick):
     """Battery #26: `alice` spelled with a Cyrillic A (U+0410) and other look-alikes gets `bad-nick`, never an account."""
     battery.online(server, "alice").close()
-    client = battery.connect(server)
-    client.send(_raw_hello(nick))
-    assert codes(barrier(client, "after")) == [ErrorCode.BAD_NICK]
+    refused = _refused(battery.connect(server), _raw_hello(nick), timeout=3)
+    assert [c for c, _ in refused] == [ErrorCode.BAD_NICK]  # then closed, as refused logins are
     with server.store.read() as s:
         assert s.execute(text("SELECT nick FROM users")).scalars().all() == ["alice"]
     battery.finish(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: docs/protocol.md says a bad nick in hello closes the connection; the server "
-    "answers `bad-nick` and keeps it open until the login deadline",
-)
 def test_a_hello_with_a_bad_nick_is_refused_and_closed(server, battery):
     """Battery #26: a hello with a look-alike nick gets `bad-nick`, then the close every refused login gets."""
     refused = _refused(battery.connect(server), _raw_hello("\u0410lice"), timeout=3)
@@ -238,12 +231,9 @@ def test_the_sender_is_the_session_user_whatever_the_frame_claims(server, batter
 # --- pending items ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending server hardening: c. account creation throttled per address (30 per 600 s)",
-)
-def test_the_thirty_first_registration_from_one_address_is_throttled(server, battery):
+def test_the_thirty_first_registration_from_one_address_is_throttled(make_server, battery):
     """Battery #21, item c: 30 accounts from one address, the 31st gets `throttled` and a close; an existing account still logs in there."""
+    server = make_server(registrations_per_ip=30, registration_window=600.0)  # the defaults
     source = "127.0.0.5"
     for i in range(30):
         battery.online(server, f"reg{i}", source=source).close()
@@ -256,10 +246,6 @@ def test_the_thirty_first_registration_from_one_address_is_throttled(server, bat
     battery.finish(server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending server hardening: e. the login throttle counts attempts in flight",
-)
 def test_concurrent_wrong_passwords_are_throttled_while_in_flight(make_server, battery):
     """Battery #21, item e: 16 simultaneous wrong hellos for one account: at most 5 hashed, the rest `throttled`; the owner's token and other address still work."""
     server = make_server(scrypt_n=2**14)  # ~50 ms a hash: slow enough for hellos to overlap

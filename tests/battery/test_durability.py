@@ -188,10 +188,6 @@ def test_a_read_only_database_refuses_sends_without_ack_keeps_reads_and_recovers
 # --- pending items ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending server hardening: h. a client id reused for another text or target is `id-reused`",
-)
 def test_a_client_id_reused_for_another_message_is_refused(server, battery):
     """Battery #17, item h: the same id with another text or target gets `id-reused`; the same message again gets its original ack."""
     alice = battery.online(server, "alice")
@@ -228,10 +224,6 @@ def _sessions_of(server: ChatServer, nick: str) -> int:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending server hardening: i. a read-only database keeps logins working",
-)
 def test_logins_keep_working_while_the_database_is_read_only(server, battery, immutable):
     """Battery #20, item i: read-only database: a known user logs in, reads history and search; sends fail with `store-failed`; the session row catches up."""
     alice = battery.online(server, "alice")
@@ -291,12 +283,6 @@ def test_logins_keep_working_while_the_disk_is_full(server, battery):
     battery.finish(server, errors_expected=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: SQLITE_FULL rolls back the whole transaction, SQLAlchemy's ROLLBACK TO "
-    "SAVEPOINT then fails, and the log and the client's message say 'no such savepoint' "
-    "instead of 'database or disk is full'",
-)
 def test_a_full_disk_is_named_as_such_in_the_server_log(server, battery):
     """Battery #19: the operator's log names the cause of a refused write: the disk is full."""
     alice = battery.online(server, "alice")

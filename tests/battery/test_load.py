@@ -14,9 +14,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
+from sqlalchemy import text
 
-from protocol import Ack, Batch, ErrorCode, Frame, History, Message, Ping, Pong, Send, encode
+from protocol import (
+    Ack,
+    Batch,
+    ErrorCode,
+    Frame,
+    History,
+    Message,
+    Ping,
+    Pong,
+    Presence,
+    Send,
+    encode,
+)
 from tests.battery.helpers import (
     DEFAULT_FLOOD_LIMITS,
     Client,
@@ -127,6 +139,19 @@ def test_a_flood_is_delayed_and_every_acked_message_is_stored(make_server, batte
     battery.finish(server)
 
 
+def _end_reason(server, nick: str) -> str | None:
+    """The end reason of *nick*'s latest session (after the writer has caught up)."""
+    server.store.submit(lambda s: None).result(10)  # FIFO: earlier bookkeeping is written
+    with server.store.read() as s:
+        return s.execute(
+            text(
+                "SELECT end_reason FROM sessions JOIN users ON users.id = sessions.user_id "
+                "WHERE users.nick = :nick ORDER BY sessions.id DESC LIMIT 1"
+            ),
+            {"nick": nick},
+        ).scalar()
+
+
 def test_a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it(make_server, battery):
     """Battery #13: a client that never reads is dropped with "send queue exceeded" (256 KiB); the sender's acks and a reader's stream are unaffected."""
     server = make_server(send_queue_bytes=256 * 1024)
@@ -150,8 +175,8 @@ def test_a_reader_that_stops_reading_is_dropped_and_nobody_waits_for_it(make_ser
                     seen.append(frame.id)
                     if frame.text == "that is all":
                         return
-                elif isinstance(frame, Message) and frame.text.startswith("sleepy left"):
-                    notices.append(frame.text)
+                elif isinstance(frame, Presence) and frame.left == "sleepy":
+                    notices.append(f"sleepy left ({_end_reason(server, 'sleepy')})")
                     gone.set()
         except BaseException as exc:  # reported on the test thread
             failures.append(exc)
@@ -249,18 +274,15 @@ def test_a_stopped_peer_is_pinged_closed_and_seen_leaving(make_server, battery, 
         proc.wait(10)
     assert pinged, "the server never pinged an idle connection"
     assert 1.5 <= gone_after <= 2.0 + 2.5, f"the silent peer was dropped after {gone_after:.2f} s"
-    notices = [f.text for f in frames if isinstance(f, Message) and f.kind == "system"]
-    assert "ghost left (ping timeout)" in notices
+    # Going offline is presence (seen above), not a stored notice; the session
+    # row keeps the reason.
+    assert _end_reason(server, "ghost") == "ping timeout"
     battery.finish(server)
 
 
 # --- pending item d: flood control before login -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending server hardening: d. flood control before login (same token bucket)",
-)
 def test_pings_before_login_are_flood_limited_like_any_frame(make_server, battery):
     """Battery #12, item d: 5000 pings in a burst before login: pongs bounded by burst + rate x time; bob's acks < 1 s."""
     server = make_server(**DEFAULT_FLOOD_LIMITS)
@@ -272,7 +294,10 @@ def test_pings_before_login_are_flood_limited_like_any_frame(make_server, batter
     steady.start()
     spammer = battery.connect(server)
     started = time.monotonic()
-    spammer.send(b"".join(encode(Ping(token=str(i))) for i in range(5000)))
+    try:
+        spammer.send(b"".join(encode(Ping(token=str(i))) for i in range(5000)))
+    except OSError:  # ssl.SSLError is one: the server may hang up on a flooder mid-write
+        pass
     frames: list[Frame] = []
     _read_for(spammer, 2.0, frames)
     elapsed = time.monotonic() - started

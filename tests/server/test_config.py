@@ -23,8 +23,8 @@ def test_defaults_are_the_documented_ones():
 
 def test_the_hardening_caps_have_their_documented_defaults():
     cfg = ServerConfig()
-    # Handshakes: one address holds at most 8 of the 64 slots.
-    assert (cfg.max_handshakes, cfg.max_handshakes_per_ip) == (64, 8)
+    # Handshakes: one address holds at most 16 of the 256 slots.
+    assert (cfg.max_handshakes, cfg.max_handshakes_per_ip) == (256, 16)
     assert cfg.max_connections_per_ip == 16 and cfg.listen_backlog == 1024
     # Rooms: per user, per server, and the pace of joins.
     assert (cfg.max_rooms_per_user, cfg.max_rooms) == (100, 1000)
