@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import socket
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -107,6 +108,7 @@ class ChatServer:
     def start(self) -> None:
         """Lock and migrate the database, start the writer, bind and accept."""
         _raise_nofile_limit()
+        sys.setswitchinterval(self.config.switch_interval)
         self._lock_database()
         try:
             self.migration = store_pkg.upgrade_to_head(

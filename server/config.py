@@ -29,6 +29,7 @@ class ServerConfig:
     Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
     max_handshakes [256] concurrent TLS handshakes, max_handshakes_per_ip [16] of them
     from one address, listen_backlog [1024], io_threads [2] selector loops,
+    switch_interval [1 ms] for the interpreter's GIL hand-over,
     login_workers [4] and request_workers [4] threads, handshake_timeout [10 s],
     login_timeout [30 s] from TCP accept to a successful hello, idle_ping_after [60 s]
     of silence before the server pings, idle_close_after [90 s] of silence before it
@@ -73,6 +74,12 @@ class ServerConfig:
     listen_backlog: int = 1024
     #: I/O threads, each serving many connections through one selector.
     io_threads: int = 2
+    #: The interpreter's thread switch interval (sys.setswitchinterval), set
+    #: when the server starts. Python's 5 ms default makes a thread that
+    #: returns from I/O (the writer after its fsync) wait up to 5 ms for the
+    #: GIL while an I/O loop is busy encrypting: that was most of a message's
+    #: latency under load. 1 ms trades a little switching for it.
+    switch_interval: float = 0.001
     #: Threads for logins (password hashing, session rows, replay reads).
     login_workers: int = 4
     #: Threads for other requests that read the database (history, search, who, rooms).

@@ -327,8 +327,10 @@ class Connection:
         return not self.paused_until and len(self._backlog) < MAX_READ_AHEAD_LINES
 
     def _is_busy(self) -> bool:
-        with self._lock:
-            return self._busy
+        # Read without the lock: a bool is read atomically, and end_job()
+        # notifies the loop after clearing it, so a stale True is corrected on
+        # the next turn (and a stale False cannot happen: only the loop sets it).
+        return self._busy
 
     def on_readable(self, now: float) -> None:
         """Read what arrived and process the frames it completes."""

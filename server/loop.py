@@ -160,10 +160,10 @@ class IOLoop:
                         self._guard(conn, conn.service, now)
                 if now >= next_tick:
                     next_tick = now + TIMER_TICK
+                    # Whatever a timer queues (a ping, a closing error) notifies
+                    # the loop, which serves the connection on the next turn.
                     for conn in list(self._conns):
                         self._guard(conn, conn.check_timers, now)
-                        if conn in self._conns:
-                            self._guard(conn, conn.service, now)
         except Exception:  # a bug in the loop itself: log it, close what it held
             log.exception("I/O loop %s failed", self.name)
         finally:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import queue
@@ -54,6 +55,14 @@ def _message(text: str, **kwargs: object) -> Message:
     kwargs.setdefault("ts", format_ts(datetime.now(UTC)))
     kwargs.setdefault("kind", "public")
     return Message(id=1, text=text, **kwargs)  # type: ignore[arg-type]
+
+
+def _unchecked(frame: Message, **changes: object) -> Message:
+    """A copy of *frame* with *changes* applied without the frame's own validation."""
+    copy = object.__new__(Message)
+    for f in dataclasses.fields(Message):
+        object.__setattr__(copy, f.name, changes.get(f.name, getattr(frame, f.name)))
+    return copy
 
 
 def test_format_public_private_and_system_lines():
@@ -133,7 +142,10 @@ def test_bidi_text_never_moves_the_time_room_or_nick():
     notice = _message(HEBREW, ts=ts, kind="system", to="bob")
     assert format_message(notice, local) == f"{stamp} -!- {FSI}{HEBREW}{PDI}"
     # Names are ASCII by protocol; a server sending others gets them as codes.
-    forged = _message("hi", ts=ts, from_=f"ali{RLO}ec", room=f"#a{HEBREW[0]}")
+    # (The protocol refuses such a frame at decode; this checks the last line of defence.)
+    forged = _unchecked(
+        _message("hi", ts=ts, from_="alice", room="#a"), from_=f"ali{RLO}ec", room=f"#a{HEBREW[0]}"
+    )
     assert format_message(forged, local) == f"{stamp} #a<U+05E9> <ali<U+202E>ec> hi"
 
 
