@@ -531,7 +531,7 @@ class Store:
             self._commit_group(now)
 
     def _attempt(self, jobs: list[_Job]) -> list[tuple[Any, BaseException | None]]:
-        """Run *jobs* in one transaction, each in a SAVEPOINT, and commit.
+        """Run *jobs* in one transaction, each in a SAVEPOINT (a lone job needs none), and commit.
 
         Returns each job's (result, exception); an exception here is the job's
         own and was rolled back to its savepoint. _GroupFailed if the
@@ -549,7 +549,25 @@ class Store:
                 before = getattr(raw, "total_changes", None)
             except Exception as exc:
                 raise _GroupFailed(exc, database_wide=is_database_wide(exc), at_begin=True) from exc
-            for job in jobs:
+            if len(jobs) == 1:
+                # A group of one needs no SAVEPOINT (two statements and a
+                # quarter of a millisecond at low load): if its op fails, the
+                # whole transaction is rolled back, which is that op alone.
+                try:
+                    result = jobs[0].op(s)
+                except Exception as raised:
+                    exc = _original_error(raised)
+                    wide = is_database_wide(exc)
+                    if wide:
+                        raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc
+                    s.rollback()
+                    return [(None, exc)]
+                if not _transaction_usable(s):
+                    # The op ended the transaction itself: nothing it did counts.
+                    s.rollback()
+                    return [(None, StoreError("the write ended its own transaction"))]
+                outcomes.append((result, None))
+            for job in jobs if len(jobs) > 1 else ():
                 try:
                     with s.begin_nested():
                         result = job.op(s)
