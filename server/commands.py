@@ -116,8 +116,8 @@ class Client(Protocol):
     def hold_live(self) -> None:
         """Hold live deliveries back until the replay has been sent."""
 
-    def deliver(self, data: bytes, message_id: int | None = None) -> None:
-        """Queue unsolicited bytes."""
+    def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
+        """Queue unsolicited bytes (*lazy*: they may wait a moment to share a write)."""
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several unsolicited byte strings."""

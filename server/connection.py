@@ -66,6 +66,8 @@ STREAM_LOW_WATER = 64 * 1024
 CLOSE_FLUSH_DEADLINE = 2.0
 #: Unread input dropped before a close, so the close is a FIN and not a reset.
 CLOSE_DISCARD_LIMIT = 4 * 1024 * 1024
+#: A closing connection whose peer is still sending waits for this much quiet.
+CLOSE_LINGER = 0.2
 
 Dispatch = Callable[["Connection", Frame], None]
 Finished = Callable[["Connection", str], None]
@@ -124,6 +126,7 @@ class Connection:
         self._replay: _Replay | None = None
         self._ended = False
         self._discarded = 0
+        self._last_discard = 0.0
 
         # Shared with other threads, under _lock.
         self._lock = threading.Lock()
@@ -168,8 +171,14 @@ class Connection:
         """True once a hello was accepted."""
         return self.user_id is not None
 
-    def deliver(self, data: bytes, message_id: int | None = None) -> None:
-        """Queue unsolicited bytes (fan-out). Never blocks; overflow drops this client."""
+    def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
+        """Queue unsolicited bytes (fan-out). Never blocks; overflow drops this client.
+
+        *lazy* (presence deltas) queues without waking the loop: the bytes go
+        out with the next write to this connection, or at the loop's next lazy
+        flush (LAZY_FLUSH), so a storm of logins costs each member one write
+        per flush instead of one per login.
+        """
         with self._lock:
             if self._dead:
                 return
@@ -184,6 +193,9 @@ class Connection:
             else:
                 self._queue.append(data)
                 self._queued_bytes += len(data)
+                if lazy and self._loop is not None:
+                    self._loop.notify_lazy(self)
+                    return
         self._notify()
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
@@ -345,6 +357,7 @@ class Connection:
                 raise PeerGone(exc.reason) from exc
             if data and self._closing is not None:
                 self._discarded += len(data)  # closing: nothing more is processed
+                self._last_discard = now
             elif data:
                 self.last_rx = now
                 self._ping_sent = False
@@ -352,6 +365,9 @@ class Connection:
                     self._backlog.extend(self._decoder.feed(data))
                 except StreamError as exc:
                     self._backlog.clear()
+                    # The rest of the line is likely still coming: linger for it.
+                    self._discarded += len(data)
+                    self._last_discard = now
                     self._begin_close("line too long", Error(code=exc.code, message=exc.message))
         self._process_backlog(now)
 
@@ -428,8 +444,10 @@ class Connection:
             done = stream.flush()
         except StreamClosed as exc:
             raise PeerGone(exc.reason) from exc
-        if self._replay is not None and stream.pending_bytes < STREAM_LOW_WATER:
-            # The stream drained: queue the replay's next part (and what waits behind it).
+        while done and self._replay is not None and stream.pending_bytes < STREAM_LOW_WATER:
+            # The stream drained: queue the replay's next part (and what waits
+            # behind it), as long as the socket takes it; once it stops, the
+            # selector's write readiness brings us back here.
             with self._lock:
                 self._move_queued_locked(stream)
             try:
@@ -440,7 +458,8 @@ class Connection:
         if self._closing is not None:
             with self._lock:
                 empty = not self._queue
-            if (done and empty and self._replay is None) or now >= self._closing_deadline:
+            flushed = done and empty and self._replay is None
+            if now >= self._closing_deadline or (flushed and self._input_quiet(now)):
                 self._discard_input(stream)
                 raise ClosedByServer(self._closing)
         if self._backlog and not self._is_busy() and not self.paused_until:
@@ -452,6 +471,12 @@ class Connection:
             except StreamClosed as exc:
                 raise PeerGone(exc.reason) from exc
             self._wire_pending = stream.pending_bytes
+
+    def _input_quiet(self, now: float) -> bool:
+        # A peer still sending (the rest of an over-long line) would get a reset
+        # for what arrives after the close, and lose our last frame with it:
+        # linger until its input has been quiet for CLOSE_LINGER.
+        return not self._discarded or now - self._last_discard >= CLOSE_LINGER
 
     @staticmethod
     def _discard_input(stream: TLSStream) -> None:
@@ -496,7 +521,13 @@ class Connection:
     def check_timers(self, now: float) -> None:
         """Login deadline, idle ping and close, close-flush deadline."""
         if self._closing is not None:
-            if now >= self._closing_deadline:
+            stream = self._stream
+            with self._lock:
+                empty = not self._queue
+            flushed = stream is not None and not stream.wants_write and empty
+            if now >= self._closing_deadline or (
+                flushed and self._replay is None and self._discarded and self._input_quiet(now)
+            ):
                 raise ClosedByServer(self._closing)
             return
         if not self.logged_in and now - self.accepted_at >= self._cfg.login_timeout:

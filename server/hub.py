@@ -37,8 +37,9 @@ PRESENCE_PAGE = MAX_ONLINE_LISTED
 class Peer(Protocol):
     """What the hub needs of a connection."""
 
-    def deliver(self, data: bytes, message_id: int | None = None) -> None:
-        """Queue *data* for sending; never blocks. *message_id* lets a replay de-duplicate."""
+    def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
+        """Queue *data* for sending; never blocks. *message_id* lets a replay de-duplicate;
+        *lazy* data may wait a moment to share a write (presence)."""
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several (message id, bytes) in order; never blocks."""
@@ -246,8 +247,10 @@ class Hub:
                 extra = self._users.get(extra_user)
                 if extra is not None and (members is None or extra_user not in members):
                     targets.extend(extra.conns)
+        # Lazily: a delta may wait a few tens of milliseconds to share a write
+        # with other deltas (a login storm) or with the next message.
         for conn in targets:
-            self._send(conn, data)
+            conn.deliver(data, lazy=True)
 
     def deliver_message(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
         """Fan a committed message out to every connection allowed to see it.

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("parley.loop")
 
+#: Output queued lazily (presence deltas) waits at most this long for a write.
+LAZY_FLUSH = 0.05
 #: How often every connection's timers (login deadline, idle ping and close,
 #: close-flush deadline) are checked. Finer than any of those deadlines needs.
 TIMER_TICK = 0.25
@@ -46,6 +48,7 @@ class IOLoop:
         self._lock = threading.Lock()
         self._adopted: list[Connection] = []
         self._dirty: set[Connection] = set()
+        self._lazy: set[Connection] = set()  # output queued that can wait LAZY_FLUSH
         self._wake_pending = False
         self._stopping = False
         # Owned by the loop thread.
@@ -91,6 +94,11 @@ class IOLoop:
             self._wake_pending = True
         self._wake()
 
+    def notify_lazy(self, conn: Connection) -> None:
+        """*conn* has output that may wait up to LAZY_FLUSH. Never blocks, never wakes."""
+        with self._lock:
+            self._lazy.add(conn)
+
     @property
     def thread_ident(self) -> int | None:
         """The loop thread's identity (to tell whether code runs on it)."""
@@ -110,15 +118,18 @@ class IOLoop:
 
     def _run(self) -> None:
         next_tick = time.monotonic() + TIMER_TICK
+        next_lazy = time.monotonic() + LAZY_FLUSH
         try:
             while True:
                 now = time.monotonic()
                 with self._lock:
                     queued = bool(self._dirty or self._adopted)
+                    lazy = bool(self._lazy)
                 if self._again or queued:
                     timeout = 0.0
                 else:
-                    timeout = max(0.0, min(next_tick, self._next_pause()) - now)
+                    soonest = min(next_tick, self._next_pause(), next_lazy if lazy else next_tick)
+                    timeout = max(0.0, soonest - now)
                 events = self._sel.select(timeout)
                 readable: set[Connection] = set()
                 serve: set[Connection] = set()
@@ -135,6 +146,10 @@ class IOLoop:
                     adopted, self._adopted = self._adopted, []
                     dirty, self._dirty = self._dirty, set()
                     self._wake_pending = False
+                    flush_lazy = time.monotonic() >= next_lazy
+                    if flush_lazy:
+                        dirty |= self._lazy
+                        self._lazy = set()
                 if stopping:
                     break
                 for conn in adopted:
@@ -148,6 +163,8 @@ class IOLoop:
                     self._again = set()
                 serve |= dirty
                 now = time.monotonic()
+                if flush_lazy:
+                    next_lazy = now + LAZY_FLUSH
                 for conn in [c for c in self._paused if c.paused_until <= now]:
                     self._paused.discard(conn)
                     readable.add(conn)

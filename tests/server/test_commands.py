@@ -58,7 +58,7 @@ class FakeClient:
     def hold_live(self) -> None:
         pass
 
-    def deliver(self, data: bytes, message_id: int | None = None) -> None:
+    def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
         self._add(data)
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:

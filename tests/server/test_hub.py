@@ -13,7 +13,7 @@ class FakePeer:
 
         self.calls = 0
 
-    def deliver(self, data, message_id=None):
+    def deliver(self, data, message_id=None, *, lazy=False):
         self.calls += 1
         self.frames.append(json.loads(data))
 
