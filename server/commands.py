@@ -408,6 +408,9 @@ class Commands:
                 max_text=self.cfg.max_text_chars,
             )
         )
+        # A new read session, after attach(): its snapshot starts now, so every
+        # message is either in it or was delivered (held) live. Sharing the
+        # rooms' session would lose what was committed in between.
         with self.store.read() as s:
             if f.last_seen is not None:
                 messages, gap = queries.replay_after(s, user.id, f.last_seen, self.cfg.replay_cap)

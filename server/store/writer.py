@@ -33,6 +33,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -228,6 +229,10 @@ def _transaction_usable(s: Session) -> bool:
         return False
 
 
+#: How long an _IdSource trusts its counter before it reads max(id) again.
+_ID_REREAD = 1.0
+
+
 class _IdSource:
     """Ids for rows the store inserts later (sessions, resume tokens): above
     both the table's largest id and every id handed out before. The server is
@@ -237,18 +242,25 @@ class _IdSource:
         self._store = store
         self._column = column
         self._last = 0
+        self._read_at = float("-inf")
         self._lock = threading.Lock()
 
     def next(self) -> int:
-        stored = 0
-        try:
-            # Re-read each time: rows inserted without an explicit id (tests,
-            # older callers) take max(id) + 1 from SQLite; never hand that out.
-            with self._store.read() as s:
-                stored = s.scalar(select(func.max(self._column))) or 0
-        except Exception as exc:  # a read failure must not stop a login
-            log.warning("could not read the largest %s: %s", self._column, exc)
         with self._lock:
+            fresh = time.monotonic() - self._read_at < _ID_REREAD
+        stored = 0
+        if not fresh:
+            try:
+                # Re-read now and then: rows inserted without an explicit id
+                # (tests, older callers) take max(id) + 1 from SQLite; never hand
+                # that out. Not on every call: a login storm paid two reads a login.
+                with self._store.read() as s:
+                    stored = s.scalar(select(func.max(self._column))) or 0
+            except Exception as exc:  # a read failure must not stop a login
+                log.warning("could not read the largest %s: %s", self._column, exc)
+        with self._lock:
+            if not fresh:
+                self._read_at = time.monotonic()
             self._last = max(self._last, stored) + 1
             return self._last
 
