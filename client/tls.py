@@ -39,6 +39,10 @@ def client_context(
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.check_hostname = True
     ctx.verify_mode = ssl.CERT_REQUIRED
+    # Offer P-256 first: a parley server accepts only P-256 (Mozilla
+    # "intermediate" on Python 3.11, server/tls.py), so a client that led with
+    # X25519 would pay a HelloRetryRequest, one more round trip per connect.
+    ctx.set_ecdh_curve("prime256v1")
     try:
         if ca_file is not None:
             ctx.load_verify_locations(cafile=str(ca_file))
