@@ -69,6 +69,7 @@ class Load:
     login_only: bool = False
     window: int = 8
     inflight: str = ""  # "ack" / "peer"; "" = ack for parley, peer for IRC
+    check: float = -1.0  # receivers that order-check; < 0: all at a rate, a quarter saturated
     sender_fraction: float = 0.1
     workers: int = 2
     connect_cap: int = 64  # concurrent TCP connects + TLS handshakes, all workers together
@@ -103,6 +104,7 @@ class Result:
     owed: int = 0
     dups: int = 0
     skipped: int = 0
+    checked: int = 0  # receivers that order-checked every delivery (dups, skipped)
     deliveries_per_s: float = math.nan
     p50_ms: float = math.nan
     p90_ms: float = math.nan
@@ -222,7 +224,8 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         # 3. the measured load
         start_ns = time.monotonic_ns() + 300_000_000
         stop_ns = start_ns + int(load.seconds * 1e9)
-        plan = LoadPlan(start_ns, stop_ns, load.rate, load.saturate, load.window, inflight)
+        check = load.check if load.check >= 0 else 0.25 if load.saturate else 1.0
+        plan = LoadPlan(start_ns, stop_ns, load.rate, load.saturate, load.window, inflight, check)
         _broadcast(pipes, "load", plan)
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
         cpu0, machine0 = process_cpu(target.pid), machine_cpu()
@@ -274,6 +277,7 @@ def _summarise(
     result.dups = sum(d["dups"] for d in done)
     result.skipped = sum(d["skipped"] for d in done)
     result.closed_in_load = sum(d["closed"] for d in done)
+    result.checked = sum(d["checked"] for d in done)
     last = max((d["last_delivery_ns"] for d in done), default=0)
     if last > start_ns:
         result.deliveries_per_s = result.delivered / ((last - start_ns) / 1e9)
@@ -351,7 +355,8 @@ def load_table(rows: list[tuple[str, Result]]) -> str:
     """Markdown: the delivery figures of each load (rows: (scenario label, result))."""
     head = (
         "| scenario | server | clients (senders) | offered msg/s | sent | deliveries/s "
-        "| p50 ms | p90 ms | p99 ms | max ms | owed after drain | dup | last delivery after stop s "
+        "| p50 ms | p90 ms | p99 ms | max ms | owed after drain | dup / gap (receivers checked) "
+        "| last delivery after stop s "
         "| server CPU s | deliveries per server CPU-s | RSS idle / end MB |"
     )
     out = [head, _sep(head)]
@@ -360,7 +365,8 @@ def load_table(rows: list[tuple[str, Result]]) -> str:
         out.append(
             f"| {label} | {r.server} | {r.clients} ({r.senders}) | {offered} | {r.sent:,} "
             f"| {_f(r.deliveries_per_s, 0)} | {_ms(r.p50_ms)} | {_ms(r.p90_ms)} | {_ms(r.p99_ms)} "
-            f"| {_ms(r.max_ms)} | {r.owed:,} | {r.dups:,} | {_f(r.last_after_stop_s, 2)} "
+            f"| {_ms(r.max_ms)} | {r.owed:,} | {r.dups:,} / {r.skipped:,} ({r.checked}) "
+            f"| {_f(r.last_after_stop_s, 2)} "
             f"| {_f(r.server_cpu_s, 2)} | {_f(r.deliveries_per_cpu_s, 0)} "
             f"| {_f(r.rss_idle_mb)} / {_f(r.rss_end_mb)} |"
         )
@@ -425,6 +431,13 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
         "the next client of the same worker received it (peer; IRC's default)",
     )
     parser.add_argument("--senders", type=float, default=0.1, help="fraction that sends (0.1)")
+    parser.add_argument(
+        "--check",
+        type=float,
+        default=-1.0,
+        help="fraction of receivers that order-check every delivery for duplicates and gaps "
+        "(all at a fixed rate, 0.25 at saturation; the rest count and time theirs)",
+    )
     parser.add_argument("--connect-cap", type=int, default=64, help="concurrent handshakes (64)")
     parser.add_argument("--sources", type=int, default=1, help="source addresses 127.0.0.1..N (1)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -438,6 +451,7 @@ def _load_from(args: argparse.Namespace, **kw: Any) -> Load:
         window=args.window,
         inflight=args.inflight,
         sender_fraction=args.senders,
+        check=args.check,
         connect_cap=args.connect_cap,
         sources=args.sources,
         **kw,
