@@ -197,7 +197,9 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         procs.append(proc)
     errors: Counter[str] = Counter()
     try:
-        # 1. connect and log in, all workers at once
+        # 1. connect and log in, all workers at once (on a quiet machine: the
+        # login time is a figure of its own)
+        result.idle_before = wait_for_quiet(load.wait_quiet, say)
         t_start = time.monotonic_ns()
         login_cpu0 = process_cpu(target.pid)
         _broadcast(pipes, "connect")
@@ -626,6 +628,13 @@ def matrix_main(
         help="clients for the login at parley's default scrypt cost (100; each costs ~0.3 s "
         "of one core, two at a time); 0 skips it",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run each load this many times and keep the one other processes disturbed "
+        "least (for a shared machine; 1)",
+    )
     _load_args(parser)
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -645,15 +654,23 @@ def matrix_main(
             saturate=sc.saturate,
             login_only=sc.login_only,
         )
-        server = start_target(kind, users=clients, scrypt_n=scrypt_n)
-        print(f"{sc.key}) {sc.title} -> {server.name} ({clients} clients)", flush=True)
-        try:
-            return run_load(server, load, log=lambda m: print(m, flush=True))
-        except Exception as exc:
-            print(f"  failed: {exc}\n{server.log_tail()}", flush=True)
-            raise
-        finally:
-            server.stop()
+        best: Result | None = None
+        for attempt in range(max(1, args.repeat)):
+            server = start_target(kind, users=clients, scrypt_n=scrypt_n)
+            note = f" (run {attempt + 1} of {args.repeat})" if args.repeat > 1 else ""
+            print(f"{sc.key}) {sc.title} -> {server.name} ({clients} clients){note}", flush=True)
+            try:
+                r = run_load(server, load, log=lambda m: print(m, flush=True))
+            except Exception as exc:
+                print(f"  failed: {exc}\n{server.log_tail()}", flush=True)
+                raise
+            finally:
+                server.stop()
+            # Keep the run other people's jobs disturbed least.
+            if best is None or _disturbance(r) < _disturbance(best):
+                best = r
+        assert best is not None
+        return best
 
     started = time.monotonic()
     for sc in MATRIX:
@@ -706,6 +723,12 @@ def matrix_main(
         with open(args.json, "w") as fh:
             json.dump([{"scenario": k, **asdict(r)} for k, r in runs], fh, indent=2)
     return 0
+
+
+def _disturbance(r: Result) -> float:
+    # Other processes' cores during the load (or, for a login-only run, just before it).
+    value = r.other_cores if r.mode != "login" else r.idle_before
+    return value if not math.isnan(value) else 0.0
 
 
 def verdict_table(by: dict[tuple[str, str], Result]) -> str:
