@@ -80,7 +80,6 @@ class Load:
     idle_seconds: float = 3.0  # login_only: hold the idle clients this long before RSS again
     drain: float = 15.0
     sources: int = 1
-    quickack: bool = False
     wait_quiet: float = 60.0  # wait up to this long for the machine to be idle before the load
 
 
@@ -187,7 +186,6 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
             connect_cap=max(1, load.connect_cap // workers),
             login_timeout=load.login_timeout,
             sources=load.sources,
-            quickack=load.quickack,
         )
         here, there = ctx.Pipe()
         proc = ctx.Process(target=worker_main, args=(spec, there), daemon=True)
@@ -489,12 +487,6 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connect-cap", type=int, default=64, help="concurrent handshakes (64)")
     parser.add_argument("--sources", type=int, default=1, help="source addresses 127.0.0.1..N (1)")
     parser.add_argument(
-        "--quickack",
-        action="store_true",
-        help="acknowledge every read at once (TCP_QUICKACK) instead of the kernel's delayed "
-        "ACKs, which hold back a server that leaves Nagle on (ngIRCd) by up to 40 ms",
-    )
-    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=60.0,
@@ -515,7 +507,6 @@ def _load_from(args: argparse.Namespace, **kw: Any) -> Load:
         check=args.check,
         connect_cap=args.connect_cap,
         sources=args.sources,
-        quickack=args.quickack,
         wait_quiet=args.wait_quiet,
         **kw,
     )

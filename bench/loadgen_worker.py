@@ -76,9 +76,6 @@ class WorkerSpec:
     login_timeout: float
     sources: int  # bind client sockets to 127.0.0.1 .. 127.0.0.<sources>
     nick_prefix: str = "lg"
-    #: Re-arm TCP_QUICKACK after every read, so the kernel acknowledges at once
-    #: instead of delaying ACKs up to 40 ms (see Load.quickack).
-    quickack: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,8 +412,6 @@ class Worker:
         if not n:
             self._fail(c, "closed by the server")
             return
-        if self.spec.quickack:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         inbio = c.inbio
         inbio.write(self.rview[:n])
         if c.state == _HANDSHAKE:
