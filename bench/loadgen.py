@@ -73,7 +73,10 @@ class Load:
     check: float = -1.0  # receivers that order-check; < 0: all at a rate, a quarter saturated
     sender_fraction: float = 0.1
     workers: int = 2
-    connect_cap: int = 64  # concurrent TCP connects + TLS handshakes, all workers together
+    #: Concurrent TCP connects + TLS handshakes, all workers together; 0: 64 for
+    #: parley, 8 for ngIRCd, which listens with a backlog of 10 (more in flight
+    #: overflow it: dropped SYNs come back after 1 s, 3 s, 7 s and swamp its figure).
+    connect_cap: int = 0
     login_timeout: float = 180.0
     settle_quiet: float = 1.0
     settle_max: float = 300.0
@@ -81,6 +84,7 @@ class Load:
     drain: float = 15.0
     sources: int = 1
     wait_quiet: float = 60.0  # wait up to this long for the machine to be idle before the load
+    defer: bool = True  # receivers (not senders, not peers) decrypt after sending stops
 
 
 @dataclass(slots=True)
@@ -96,6 +100,7 @@ class Result:
     failed: int = 0
     login_s: float = math.nan
     login_p50_ms: float = math.nan
+    login_p99_ms: float = math.nan
     settle_s: float = math.nan
     login_rx_kb: float = 0.0  # bytes each client received while logging in and settling
     settle_timed_out: bool = False
@@ -119,12 +124,22 @@ class Result:
     window_s: float = math.nan
     server_cpu_s: float = math.nan
     deliveries_per_cpu_s: float = math.nan
+    # Over the sending window (first send to stop):
     gen_cpu_s: float = math.nan
     gen_cores: float = math.nan
-    machine_busy: float = math.nan  # fraction of all cores busy over the window
+    machine_busy: float = math.nan  # fraction of all cores busy
     other_cores: float = math.nan  # CPU of everything but server and generator, in cores
     idle_before: float = math.nan  # cores busy in the second before the load (others' jobs)
     send_late_max_ms: float = math.nan
+    rx_lag_max_ms: float = math.nan  # longest a read waited behind others of its poll
+    send_window_s: float = math.nan
+    server_cores: float = math.nan  # server CPU / sending window
+    gen_cpu_total_s: float = math.nan  # generator CPU from the first send to the end of drain
+    catch_up_s: float = math.nan  # decrypting what deferred receivers recorded, after the stop
+    caught_up_early: int = 0  # times a worker hit its deferral budget during the load
+    defer: bool = True
+    reads: int = 0  # socket reads while sending (and decrypting after), all workers
+    polls: int = 0
     rx_kb_per_client: float = math.nan
     closed_in_load: int = 0
     tls: str = ""
@@ -166,6 +181,7 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
     if target.dialect == IRC and inflight == "ack":
         raise ValueError("IRC has no acks: use --inflight peer")
     mode = "login" if load.login_only else "saturate" if load.saturate else "rate"
+    cap = load.connect_cap or (8 if target.dialect == IRC else 64)
     result = Result(target.name, load.clients, senders, mode, offered=load.rate)
     nonce = secrets.token_hex(3)
     ctx = multiprocessing.get_context("fork")
@@ -183,9 +199,10 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
             senders=senders,
             nonce=nonce,
             password=PASSWORD,
-            connect_cap=max(1, load.connect_cap // workers),
+            connect_cap=max(1, cap // workers),
             login_timeout=load.login_timeout,
             sources=load.sources,
+            defer=load.defer,
         )
         here, there = ctx.Pipe()
         proc = ctx.Process(target=worker_main, args=(spec, there), daemon=True)
@@ -212,6 +229,8 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         if done_ns:
             result.login_s = (max(done_ns) - t_start) / 1e9
             result.login_p50_ms = statistics.median(per_client)
+            per_client.sort()
+            result.login_p99_ms = per_client[min(len(per_client) - 1, int(len(per_client) * 0.99))]
         say(f"  {result.ready} logged in in {result.login_s:.2f} s ({result.failed} failed)")
         # 2. settle: the join notices and presence lists of the logins die down
         quiet_ns = int(load.settle_quiet * 1e9)
@@ -242,22 +261,41 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         start_ns = time.monotonic_ns() + 300_000_000
         stop_ns = start_ns + int(load.seconds * 1e9)
         check = load.check if load.check >= 0 else 0.25 if load.saturate else 1.0
-        plan = LoadPlan(start_ns, stop_ns, load.rate, load.saturate, load.window, inflight, check)
+        plan = LoadPlan(
+            start_ns, stop_ns, load.rate, load.saturate, load.window, inflight, check, load.defer
+        )
+        result.defer = load.defer
         _broadcast(pipes, "load", plan)
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
         cpu0, machine0 = process_cpu(target.pid), machine_cpu()
-        sent_replies = _collect(pipes, "sent", load.seconds + 60)
+        time.sleep(max(0.0, (stop_ns - time.monotonic_ns()) / 1e9))
+        cpu_stop, machine_stop = process_cpu(target.pid), machine_cpu()
+        sent_replies = _collect(pipes, "sent", load.seconds + 300)
         sent: dict[int, int] = {}
         for r in sent_replies:
             sent.update(r["sent"])
         result.sent = sum(sent.values())
         stopped_ns = max(r["stop_ns"] for r in sent_replies)
-        _broadcast(pipes, "expect", (sent, stopped_ns + int(load.drain * 1e9)))
+        # The workers decrypted what they had recorded before answering: the
+        # drain deadline runs from then, the sending window's figures to the stop.
+        caught_up_ns = max(r["caught_up_ns"] for r in sent_replies)
+        result.catch_up_s = (caught_up_ns - stopped_ns) / 1e9
+        result.reads = sum(r["reads"] for r in sent_replies)
+        result.polls = sum(r["polls"] for r in sent_replies)
+        _sending(
+            result,
+            (stop_ns - start_ns) / 1e9,
+            cpu_stop - cpu0,
+            sum(r["cpu_sending"] for r in sent_replies),
+            machine0,
+            machine_stop,
+        )
+        _broadcast(pipes, "expect", (sent, caught_up_ns + int(load.drain * 1e9)))
         done = _collect(pipes, "done", load.drain + 60)
         end_ns = time.monotonic_ns()
-        cpu1, machine1 = process_cpu(target.pid), machine_cpu()
+        cpu1 = process_cpu(target.pid)
         result.rss_end_mb = process_rss_mb(target.pid)
-        _summarise(result, done, start_ns, stopped_ns, end_ns, cpu1 - cpu0, machine0, machine1)
+        _summarise(result, done, start_ns, stopped_ns, end_ns, cpu1 - cpu0)
         for r in done:
             errors.update(r["errors"])
         return result
@@ -300,6 +338,27 @@ def wait_for_quiet(limit: float, say: Any, threshold: float = 0.25) -> float:
             warned = True
 
 
+def _sending(
+    result: Result,
+    window: float,
+    server_cpu: float,
+    gen_cpu: float,
+    machine0: MachineCpu,
+    machine1: MachineCpu,
+) -> None:
+    # Who used the cores while the load was being sent: the figures that tell
+    # whether the generator (or someone else's job) left the server short.
+    result.send_window_s = window
+    result.server_cores = server_cpu / window
+    result.gen_cpu_s = gen_cpu
+    result.gen_cores = gen_cpu / window
+    total = machine1.total - machine0.total
+    busy = machine1.busy - machine0.busy
+    if total > 0:
+        result.machine_busy = busy / total
+    result.other_cores = max(0.0, busy - server_cpu - gen_cpu) / window
+
+
 def _summarise(
     result: Result,
     done: list[dict[str, Any]],
@@ -307,8 +366,6 @@ def _summarise(
     stopped_ns: int,
     end_ns: int,
     server_cpu: float,
-    machine0: MachineCpu,
-    machine1: MachineCpu,
 ) -> None:
     result.expected = sum(d["expected"] for d in done)
     result.delivered = sum(d["delivered"] for d in done)
@@ -330,14 +387,10 @@ def _summarise(
     result.server_cpu_s = server_cpu
     if server_cpu > 0:
         result.deliveries_per_cpu_s = result.delivered / server_cpu
-    result.gen_cpu_s = sum(d["cpu"] for d in done)
-    result.gen_cores = result.gen_cpu_s / window
-    total = machine1.total - machine0.total
-    if total > 0:
-        result.machine_busy = (machine1.busy - machine0.busy) / total
-    busy = machine1.busy - machine0.busy
-    result.other_cores = max(0.0, busy - server_cpu - result.gen_cpu_s) / window
+    result.gen_cpu_total_s = sum(d["cpu"] for d in done)
+    result.caught_up_early = sum(d["caught_up_early"] for d in done)
     result.send_late_max_ms = max(d["send_late_max_ms"] for d in done)
+    result.rx_lag_max_ms = max(d["rx_lag_max_ms"] for d in done)
     receivers = sum(d["receivers"] for d in done)
     result.rx_kb_per_client = sum(d["rx_bytes"] for d in done) / max(1, receivers) / 1024
 
@@ -417,7 +470,7 @@ def load_table(rows: list[tuple[str, Result]]) -> str:
 def login_table(rows: list[tuple[str, Result]]) -> str:
     """Markdown: connect+login, settle and memory of every run."""
     head = (
-        "| scenario | server | clients ready / failed | connect+login all s | per client p50 ms "
+        "| scenario | server | clients ready / failed | connect+login all s | per client p50 / p99 ms "
         "| settled after s | KiB received per client at login | server CPU s | generator CPU s "
         "| server RSS idle MB | TLS |"
     )
@@ -426,7 +479,7 @@ def login_table(rows: list[tuple[str, Result]]) -> str:
         settled = _f(r.settle_s, 2) + (" (gave up)" if r.settle_timed_out else "")
         out.append(
             f"| {label} | {r.server} | {r.ready} / {r.failed} | {_f(r.login_s, 2)} "
-            f"| {_f(r.login_p50_ms)} | {settled} | {_f(r.login_rx_kb)} "
+            f"| {_f(r.login_p50_ms, 0)} / {_f(r.login_p99_ms, 0)} | {settled} | {_f(r.login_rx_kb)} "
             f"| {_f(r.login_server_cpu_s, 2)} | {_f(r.login_gen_cpu_s, 2)} "
             f"| {_f(r.rss_idle_mb)} | {r.tls} |"
         )
@@ -436,9 +489,10 @@ def login_table(rows: list[tuple[str, Result]]) -> str:
 def generator_table(rows: list[tuple[str, Result]]) -> str:
     """Markdown: the generator's own cost, so a reader can tell it was not the bottleneck."""
     head = (
-        "| scenario | server | window s | server cores | generator CPU s | generator cores "
-        "| machine busy | other processes, cores (before) | latest send ms "
-        "| KiB received per client | closed in load | errors |"
+        "| scenario | server | sending s | server cores | generator CPU s | generator cores "
+        "| machine busy | other processes, cores (before) | latest send ms | latest read ms "
+        "| decrypt after stop s | generator CPU s to end of drain | KiB received per client "
+        "| closed in load | errors |"
     )
     out = [head, _sep(head)]
     for label, r in rows:
@@ -446,10 +500,12 @@ def generator_table(rows: list[tuple[str, Result]]) -> str:
             continue
         errors = "; ".join(f"{k} x{v}" for k, v in r.errors.items()) or "-"
         out.append(
-            f"| {label} | {r.server} | {_f(r.window_s, 1)} | {_f(r.server_cpu_s / r.window_s, 2)} "
+            f"| {label} | {r.server} | {_f(r.send_window_s, 1)} | {_f(r.server_cores, 2)} "
             f"| {_f(r.gen_cpu_s, 2)} | {_f(r.gen_cores, 2)} | {_f(r.machine_busy * 100, 0)}% "
             f"| {_f(r.other_cores, 2)} ({_f(r.idle_before, 2)}) "
-            f"| {_f(r.send_late_max_ms, 1)} | {_f(r.rx_kb_per_client, 0)} | {r.closed_in_load} "
+            f"| {_f(r.send_late_max_ms, 1)} | {_f(r.rx_lag_max_ms, 1)} "
+            f"| {_f(r.catch_up_s, 2)}{'*' if r.caught_up_early else ''} "
+            f"| {_f(r.gen_cpu_total_s, 2)} | {_f(r.rx_kb_per_client, 0)} | {r.closed_in_load} "
             f"| {errors} |"
         )
     return "\n".join(out)
@@ -484,7 +540,13 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
         help="fraction of receivers that order-check every delivery for duplicates and gaps "
         "(all at a fixed rate, 0.25 at saturation; the rest count and time theirs)",
     )
-    parser.add_argument("--connect-cap", type=int, default=64, help="concurrent handshakes (64)")
+    parser.add_argument(
+        "--connect-cap",
+        type=int,
+        default=0,
+        help="connects + TLS handshakes in flight (64 for parley, 8 for ngIRCd: its listen "
+        "backlog is 10)",
+    )
     parser.add_argument("--sources", type=int, default=1, help="source addresses 127.0.0.1..N (1)")
     parser.add_argument(
         "--wait-quiet",
@@ -492,6 +554,14 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="before each load, wait up to this long for a second in which other processes "
         "use under a quarter of a core (60; 0 = do not wait)",
+    )
+    parser.add_argument(
+        "--no-defer",
+        dest="defer",
+        action="store_false",
+        help="decrypt every receiver's bytes as they arrive (default: receivers that are "
+        "neither senders nor peers record bytes and arrival times, and decrypt after the "
+        "stop, so the generator leaves the cores to the server while it sends)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
 
@@ -508,6 +578,7 @@ def _load_from(args: argparse.Namespace, **kw: Any) -> Load:
         connect_cap=args.connect_cap,
         sources=args.sources,
         wait_quiet=args.wait_quiet,
+        defer=args.defer,
         **kw,
     )
 

@@ -35,6 +35,7 @@ import socket
 import ssl
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from typing import Any
@@ -48,6 +49,8 @@ IRC = "irc"
 TEXT_CHARS = 64
 _READ = 262_144
 _RECORD = 16_384  # the most plaintext one TLS record carries
+_DEFER_BUDGET = 768 << 20  # ciphertext a worker may hold back before decrypting it anyway
+_CATCH_UP_SLICE_NS = 2_000_000  # decrypting after the stop: this long between polls
 _MAX_TAIL = 1 << 20  # a partial line longer than 1 MiB means a broken stream
 
 # Client states.
@@ -76,6 +79,7 @@ class WorkerSpec:
     login_timeout: float
     sources: int  # bind client sockets to 127.0.0.1 .. 127.0.0.<sources>
     nick_prefix: str = "lg"
+    defer: bool = True  # record, decrypt later: see LoadPlan.defer and Worker._logged_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +96,9 @@ class LoadPlan:
     #: the others only count and time theirs, which costs a third less per
     #: delivery at saturation. Senders and peers always check.
     check: float = 1.0
+    #: Receivers that are neither senders nor peers record (arrival time,
+    #: ciphertext) while the load runs and decrypt once sending stops.
+    defer: bool = True
 
 
 class _Client:
@@ -102,6 +109,7 @@ class _Client:
         "buddy_of",
         "check",
         "closed_reason",
+        "defer",
         "fd",
         "idx",
         "inbio",
@@ -110,6 +118,8 @@ class _Client:
         "nick",
         "nxt",
         "outbio",
+        "raw",
+        "raw_ns",
         "rx_bytes",
         "sender",
         "seq",
@@ -144,6 +154,9 @@ class _Client:
         self.nxt: list[int] = []
         self.buddy_of: frozenset[int] | None = None
         self.check = True  # order-checks every delivery (duplicates, gaps)
+        self.defer = False  # records ciphertext now, decrypts after sending stops
+        self.raw: list[bytes] = []
+        self.raw_ns: list[int] = []
         self.closed_reason = ""
 
 
@@ -165,6 +178,7 @@ class Worker:
         self.rview = memoryview(self.rbuf)
         self.pbuf = bytearray(_MAX_TAIL + _READ + 4 * _RECORD)
         self.pview = memoryview(self.pbuf)
+        self.room = len(self.pbuf) - _RECORD  # decrypt no further than this
         self.irc = spec.dialect == IRC
         nonce = spec.nonce.encode()
         self.token_re = re.compile(rb"~" + re.escape(nonce) + rb":(\d+):(\d+):(\d+)~")
@@ -211,6 +225,16 @@ class Worker:
         self.closed_in_load = 0
         self.checked = 0
         self.load_no = 0
+        self.poll_ns = 0
+        self.reads = 0  # socket reads (recv calls that returned data) during the load
+        self.polls = 0
+        self.stop_ns = 0
+        self.cpu_sending = 0.0
+        self.backlog: list[_Client] | None = None  # deferred clients still to decrypt
+        self.after_backlog: Callable[[], None] | None = None
+        self.deferred_bytes = 0
+        self.caught_up_early = 0
+        self.rx_lag_max_ns = 0
         self.running = True
 
     # --- control ------------------------------------------------------------------------
@@ -224,7 +248,10 @@ class Worker:
         by_fd = self.by_fd
         while self.running:
             timeout = self._timeout()
-            for fd, ev in poll(timeout, 1024):
+            events = poll(timeout, 1024)
+            self.poll_ns = time.monotonic_ns()
+            self.polls += 1
+            for fd, ev in events:
                 if fd == ctl_fd:
                     self._commands()
                     continue
@@ -239,6 +266,8 @@ class Worker:
         self.ep.close()
 
     def _timeout(self) -> float:
+        if self.backlog is not None:
+            return 0.0  # decrypting what was recorded: poll, then go on with it
         plan = self.plan
         if plan is not None and self.sending:
             if plan.saturate:
@@ -278,6 +307,9 @@ class Worker:
     def _tick(self) -> None:
         if self.connect_reply_due:
             self._connect_more()
+        if self.backlog is not None and not self.sending:
+            self._catch_up_step(time.monotonic_ns() + _CATCH_UP_SLICE_NS)
+            return
         plan = self.plan
         if plan is None:
             return
@@ -285,8 +317,12 @@ class Worker:
         if self.sending:
             if now >= plan.stop_ns:
                 self.sending = False
-                sent = {c.sender: c.seq for c in self.local_senders.values()}
-                self.ctl.send(("sent", {"sent": sent, "stop_ns": now}))
+                self.stop_ns = now
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                self.cpu_sending = (
+                    usage.ru_utime - self.cpu_start[0] + usage.ru_stime - self.cpu_start[1]
+                )
+                self._start_catch_up(self._report_sent)
             elif now >= plan.start_ns:
                 if plan.saturate:
                     self._refill()
@@ -330,7 +366,7 @@ class Worker:
             for c in self.clients:
                 if c.state not in (_READY, _CLOSED):
                     self._fail(c, "login timeout")
-            self._report_ready()
+            self._start_catch_up(self._report_ready)
 
     def _report_ready(self) -> None:
         ready = [c for c in self.clients if c.state == _READY]
@@ -377,6 +413,11 @@ class Worker:
         c.state = _READY
         self.finished += 1
         c.login_ns = time.monotonic_ns()
+        # Until every client of this worker is in, what a logged-in client gets
+        # (everyone else's join notices and presence: O(clients^2) small reads)
+        # is only recorded, so the generator's CPU goes to the handshakes and
+        # the login time measures the server, not our decrypting.
+        c.defer = self.spec.defer
 
     # --- socket I/O ---------------------------------------------------------------------
 
@@ -399,7 +440,8 @@ class Worker:
         # buffer into the client's MemoryBIO, plaintext is decrypted record by
         # record into another (behind the client's partial last line), and the
         # block is scanned in place. A fresh 256 KiB bytes object per read
-        # cost more than the regex.
+        # cost more than the regex. At 1000 clients nearly every read is one
+        # small record, so this and _on_plain are written for few calls.
         sock = c.sock
         assert sock is not None
         try:
@@ -412,33 +454,47 @@ class Worker:
         if not n:
             self._fail(c, "closed by the server")
             return
-        inbio = c.inbio
-        inbio.write(self.rview[:n])
+        self.reads += 1
+        if c.defer:
+            # Decryption, the regex and the bookkeeping cost ~10 us per read on
+            # this machine, a core at 1000 clients x 100 msgs/s; keeping the
+            # bytes and their arrival time costs a fifth of that, and the
+            # latency comes out the same (it is taken at arrival either way).
+            now = time.monotonic_ns()
+            c.raw.append(bytes(self.rview[:n]))
+            c.raw_ns.append(now)
+            self.last_rx_ns = now
+            self.deferred_bytes += n
+            if self.deferred_bytes > _DEFER_BUDGET:
+                self.caught_up_early += 1
+                self._catch_up()
+            return
+        c.inbio.write(self.rview[:n])
         if c.state == _HANDSHAKE:
             self._handshake(c)
             if c.state == _HANDSHAKE or c.state == _CLOSED:
                 return
-        obj = c.ssl
-        assert obj is not None
-        pbuf, pview = self.pbuf, self.pview
-        room = len(pbuf) - _RECORD
-        more = True
-        while more and c.state != _CLOSED:
-            off = len(c.tail)
+        self._decrypt(c, 0)
+
+    def _decrypt(self, c: _Client, arrived_ns: int) -> None:
+        # Everything the client's BIO holds, record by record, into pbuf and on
+        # to _on_plain. *arrived_ns* is when the bytes came (0: just now).
+        inbio = c.inbio
+        assert c.ssl is not None
+        read = c.ssl.read
+        pbuf, pview, room = self.pbuf, self.pview, self.room
+        while True:
+            tail = c.tail
+            off = start = len(tail)
             if off:
-                pbuf[:off] = c.tail
-            start = off
-            more = False
+                pbuf[:off] = tail
             try:
                 # One read returns one whole record (at most _RECORD bytes), so
                 # once the BIO is empty there is nothing left to decrypt: asking
                 # again would only raise SSLWantReadError, and an exception per
                 # read was a tenth of the worker's time at 1000 clients.
-                while inbio.pending:
-                    if off > room:
-                        more = True  # the buffer is full: scan it, then decrypt the rest
-                        break
-                    got = obj.read(_RECORD, pview[off : off + _RECORD])
+                while inbio.pending and off <= room:
+                    got = read(_RECORD, pview[off : off + _RECORD])
                     if not got:
                         break
                     off += got
@@ -451,9 +507,75 @@ class Worker:
                 self._fail(c, f"TLS: {exc}")
                 return
             if off > start:
-                self._on_plain(c, off, off - start)
+                self._on_plain(c, off, off - start, arrived_ns)
+            # Stop unless the buffer filled up with ciphertext still waiting.
+            if off <= room or not inbio.pending or c.state == _CLOSED:
+                break
         if c.outbio.pending:  # key updates, alerts: whatever TLS itself wants to send
             self._flush(c)
+
+    def _catch_up(self) -> None:
+        """Decrypt and account everything the deferred receivers recorded, now."""
+        for c in self.clients:
+            if c.raw:
+                self._catch_up_client(c)
+        self.deferred_bytes = 0
+
+    def _catch_up_step(self, until_ns: int) -> None:
+        # After the logins and after the stop: decrypt the recorded bytes a
+        # slice at a time between polls, so live clients are still read promptly (their deliveries would
+        # otherwise look seconds late). A client keeps recording until its own
+        # backlog is done: its TLS stream must be decrypted in order.
+        backlog = self.backlog
+        assert backlog is not None
+        while backlog:
+            c = backlog[-1]
+            if c.raw and c.state == _READY:
+                chunks, times = c.raw, c.raw_ns
+                take = min(len(chunks), 64)
+                for i in range(take):
+                    c.inbio.write(chunks[i])
+                    self._decrypt(c, times[i])
+                    if c.state != _READY:
+                        break
+                del chunks[:take], times[:take]
+                if time.monotonic_ns() >= until_ns:
+                    return
+                continue
+            c.raw, c.raw_ns = [], []
+            c.defer = False
+            backlog.pop()
+        self.backlog = None
+        self.deferred_bytes = 0
+        done, self.after_backlog = self.after_backlog, None
+        if done is not None:
+            done()
+
+    def _start_catch_up(self, then: Callable[[], None]) -> None:
+        self.backlog = [c for c in self.clients if c.defer]
+        self.backlog.reverse()
+        self.after_backlog = then
+
+    def _report_sent(self) -> None:
+        sent = {c.sender: c.seq for c in self.local_senders.values()}
+        reply = {
+            "sent": sent,
+            "stop_ns": self.stop_ns,
+            "caught_up_ns": time.monotonic_ns(),
+            "cpu_sending": self.cpu_sending,
+            "reads": self.reads,
+            "polls": self.polls,
+        }
+        self.ctl.send(("sent", reply))
+
+    def _catch_up_client(self, c: _Client) -> None:
+        chunks, times = c.raw, c.raw_ns
+        c.raw, c.raw_ns = [], []
+        for chunk, arrived in zip(chunks, times, strict=True):
+            if c.state != _READY:
+                break
+            c.inbio.write(chunk)
+            self._decrypt(c, arrived)
 
     def _write(self, c: _Client, data: bytes) -> None:
         obj = c.ssl
@@ -514,6 +636,10 @@ class Worker:
     def _fail(self, c: _Client, reason: str) -> None:
         if c.state == _CLOSED:
             return
+        if c.raw:  # what arrived before the end still counts
+            self._catch_up_client(c)
+            if c.state == _CLOSED:
+                return
         if c.state in (_CONNECTING, _HANDSHAKE):
             self.connecting -= 1
         if c.state == _READY and self.plan is not None:
@@ -550,12 +676,25 @@ class Worker:
 
     # --- receive ------------------------------------------------------------------------
 
-    def _on_plain(self, c: _Client, end: int, fresh: int) -> None:
+    def _on_plain(self, c: _Client, end: int, fresh: int, arrived_ns: int = 0) -> None:
         # self.pbuf[:end] holds the client's earlier partial line and *fresh*
         # new bytes. Only complete lines are looked at; the rest waits.
+        #
+        # The deliveries are the hot path, inlined here: one regex pass over the
+        # block, a tight loop for the per-(receiver, sender) order check
+        # (duplicates, gaps), then the latency keys, loadgen_stats.latency_key()
+        # inlined, counted in a Counter (in C for big blocks).
         pbuf = self.pbuf
-        now = time.monotonic_ns()
-        self.last_rx_ns = now
+        if arrived_ns:
+            now = arrived_ns
+        else:
+            now = time.monotonic_ns()
+            self.last_rx_ns = now
+            # How long this read waited behind the others of the same poll: the
+            # part of a measured latency that is the generator's own queueing.
+            lag = now - self.poll_ns
+            if lag > self.rx_lag_max_ns:
+                self.rx_lag_max_ns = lag
         c.rx_bytes += fresh
         self.rx_bytes += fresh
         cut = pbuf.rfind(b"\n", 0, end) + 1
@@ -566,13 +705,66 @@ class Worker:
             c.tail = bytes(pbuf[cut:end])
             if cut == 0:
                 return
-        else:
+        elif c.tail:
             c.tail = b""
         if c.state != _READY:
             self._login_lines(c, bytes(pbuf[:cut]))
             if c.state != _READY:
                 return
-        tokens = self._deliveries(c, pbuf, cut, now)
+        tokens = 0
+        nxt = c.nxt
+        if nxt:  # measuring (before the load, tokens can only be an older run's replay)
+            if c.check:
+                found = self.token_re.findall(pbuf, 0, cut)
+                tokens = len(found)
+                stamps: list[bytes] = []
+                if found:
+                    me = c.sender
+                    bud = c.buddy_of
+                    keep = stamps.append
+                    for s_b, q_b, t_b in found:
+                        s = int(s_b)
+                        if s == me:
+                            self.own += 1
+                            continue
+                        q = int(q_b)
+                        e = nxt[s]
+                        if q == e:
+                            nxt[s] = q + 1
+                        elif q > e:
+                            self.skipped += q - e
+                            nxt[s] = q + 1
+                        else:
+                            self.dups += 1
+                            continue
+                        keep(t_b)
+                        if bud is not None and s in bud:
+                            self.local_senders[s].inflight -= 1
+            else:
+                # Sampled out of the order check (LoadPlan.check): count and time only.
+                stamps = self.stamp_re.findall(pbuf, 0, cut)
+                tokens = len(stamps)
+            if stamps:
+                self.delivered += len(stamps)
+                self.last_delivery_ns = now
+                hist = self.hist
+                if len(stamps) < 4:  # most reads at a fixed rate: a loop beats two lists
+                    for t in stamps:
+                        d = now - int(t)
+                        hist[
+                            (d >> FINE_SHIFT)
+                            if d < FINE_LIMIT_NS
+                            else (d >> COARSE_SHIFT) + COARSE_OFFSET
+                        ] += 1
+                else:
+                    hist.update(
+                        [
+                            (d >> FINE_SHIFT)
+                            if d < FINE_LIMIT_NS
+                            else (d >> COARSE_SHIFT) + COARSE_OFFSET
+                            for d in [now - int(t) for t in stamps]
+                        ]
+                    )
         # Every line but the deliveries is control (acks, presence, notices,
         # pings, errors, IRC numerics). Counting newlines is cheap; the
         # substring searches below run only when such lines are there.
@@ -594,71 +786,6 @@ class Worker:
                 self._irc_control(c, data)
         elif b'"type":"error"' in data or b'"type":"ping"' in data:
             self._parley_control(c, data)
-
-    def _deliveries(self, c: _Client, data: bytearray, end: int, now: int) -> int:
-        # The hot path, about half a microsecond per delivery: one regex pass
-        # over the block, a tight loop for the per-sender order check (every
-        # receiver, every delivery: a duplicate or a gap is a server bug worth
-        # seeing), then the latency keys in one comprehension counted by
-        # Counter in C. The key is loadgen_stats.latency_key(), inlined.
-        nxt = c.nxt
-        if not c.check:
-            # Sampled out of the order check (LoadPlan.check): count and time only.
-            stamps = self.stamp_re.findall(data, 0, end)
-            if stamps and nxt:
-                self._latencies(stamps, now)
-            return len(stamps)
-        found = self.token_re.findall(data, 0, end)
-        if not found or not nxt:
-            return len(found)  # none, or not measuring yet (a replay of an earlier run)
-        me = c.sender
-        bud = c.buddy_of
-        stamps: list[bytes] = []
-        keep = stamps.append
-        dups = skipped = own = 0
-        for s_b, q_b, t_b in found:
-            s = int(s_b)
-            if s == me:
-                own += 1
-                continue
-            q = int(q_b)
-            e = nxt[s]
-            if q == e:
-                nxt[s] = q + 1
-            elif q > e:
-                skipped += q - e
-                nxt[s] = q + 1
-            else:
-                dups += 1
-                continue
-            keep(t_b)
-            if bud is not None and s in bud:
-                self.local_senders[s].inflight -= 1
-        if stamps:
-            self._latencies(stamps, now)
-        if dups or skipped or own:
-            self.dups += dups
-            self.skipped += skipped
-            self.own += own
-        return len(found)
-
-    def _latencies(self, stamps: list[bytes], now: int) -> None:
-        self.delivered += len(stamps)
-        self.last_delivery_ns = now
-        if len(stamps) < 4:  # most reads at a fixed rate: a loop beats two lists + update()
-            hist = self.hist
-            for t in stamps:
-                d = now - int(t)
-                hist[
-                    (d >> FINE_SHIFT) if d < FINE_LIMIT_NS else (d >> COARSE_SHIFT) + COARSE_OFFSET
-                ] += 1
-            return
-        self.hist.update(
-            [
-                (d >> FINE_SHIFT) if d < FINE_LIMIT_NS else (d >> COARSE_SHIFT) + COARSE_OFFSET
-                for d in [now - int(t) for t in stamps]
-            ]
-        )
 
     def _login_lines(self, c: _Client, data: bytes) -> None:
         if self.irc:
@@ -725,7 +852,7 @@ class Worker:
             c.nxt = [0] * max(1, senders)
             c.seq = 0
             c.inflight = 0
-        if plan.inflight_rule == "peer":
+        if plan.saturate and plan.inflight_rule == "peer":
             # Each local sender's message is in flight until the next client of
             # this worker (its "peer") has received it: the same rule for both
             # dialects, since ngIRCd never echoes to the sender.
@@ -742,7 +869,14 @@ class Worker:
         for pos, c in enumerate(ready):
             c.check = c.sender >= 0 or c.buddy_of is not None or (step > 0 and pos % step == 0)
             self.checked += c.check
+            # At saturation senders and peers steer the load (acks, in flight), so
+            # they stay live; at a fixed rate nothing needs reading on time.
+            c.defer = plan.defer and (not plan.saturate or (c.sender < 0 and c.buddy_of is None))
+        self.deferred_bytes = 0
+        self.caught_up_early = 0
+        self.reads = self.polls = 0
         self.hist = Counter()
+        self.rx_lag_max_ns = self.send_late_max_ns = 0
         self.delivered = self.dups = self.skipped = self.own = 0
         self.closed_in_load = 0
         self.load_rx_start = self.rx_bytes
@@ -826,6 +960,8 @@ class Worker:
                     "closed": self.closed_in_load,
                     "cpu": cpu,
                     "send_late_max_ms": self.send_late_max_ns / 1e6,
+                    "rx_lag_max_ms": self.rx_lag_max_ns / 1e6,
+                    "caught_up_early": self.caught_up_early,
                     "send_late_10ms": self.send_late_10ms,
                     "acks": sum(c.acks for c in self.local_senders.values()),
                     "errors": dict(self.errors),
