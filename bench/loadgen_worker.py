@@ -49,7 +49,7 @@ IRC = "irc"
 TEXT_CHARS = 64
 _READ = 262_144
 _RECORD = 16_384  # the most plaintext one TLS record carries
-_DEFER_BUDGET = 768 << 20  # ciphertext a worker may hold back before decrypting it anyway
+_DEFER_BUDGET = 512 << 20  # ciphertext a worker may hold back before decrypting it anyway
 _CATCH_UP_SLICE_NS = 2_000_000  # decrypting after the stop: this long between polls
 _MAX_TAIL = 1 << 20  # a partial line longer than 1 MiB means a broken stream
 
@@ -232,6 +232,7 @@ class Worker:
         self.cpu_sending = 0.0
         self.backlog: list[_Client] | None = None  # deferred clients still to decrypt
         self.after_backlog: Callable[[], None] | None = None
+        self.defer_off = False  # the deferral budget ran out in this phase
         self.deferred_bytes = 0
         self.caught_up_early = 0
         self.rx_lag_max_ns = 0
@@ -307,9 +308,10 @@ class Worker:
     def _tick(self) -> None:
         if self.connect_reply_due:
             self._connect_more()
-        if self.backlog is not None and not self.sending:
+        if self.backlog is not None and (not self.sending or self.defer_off):
             self._catch_up_step(time.monotonic_ns() + _CATCH_UP_SLICE_NS)
-            return
+            if not self.sending:
+                return
         plan = self.plan
         if plan is None:
             return
@@ -417,7 +419,7 @@ class Worker:
         # (everyone else's join notices and presence: O(clients^2) small reads)
         # is only recorded, so the generator's CPU goes to the handshakes and
         # the login time measures the server, not our decrypting.
-        c.defer = self.spec.defer
+        c.defer = self.spec.defer and not self.defer_off
 
     # --- socket I/O ---------------------------------------------------------------------
 
@@ -465,9 +467,13 @@ class Worker:
             c.raw_ns.append(now)
             self.last_rx_ns = now
             self.deferred_bytes += n
-            if self.deferred_bytes > _DEFER_BUDGET:
+            if self.deferred_bytes > _DEFER_BUDGET and not self.defer_off:
+                # Too much to hold (a presence storm, a very fast server): nobody
+                # else starts recording in this phase, and what was recorded is
+                # decrypted from now on, a slice per poll.
                 self.caught_up_early += 1
-                self._catch_up()
+                self.defer_off = True
+                self._start_catch_up(None)
             return
         c.inbio.write(self.rview[:n])
         if c.state == _HANDSHAKE:
@@ -514,13 +520,6 @@ class Worker:
         if c.outbio.pending:  # key updates, alerts: whatever TLS itself wants to send
             self._flush(c)
 
-    def _catch_up(self) -> None:
-        """Decrypt and account everything the deferred receivers recorded, now."""
-        for c in self.clients:
-            if c.raw:
-                self._catch_up_client(c)
-        self.deferred_bytes = 0
-
     def _catch_up_step(self, until_ns: int) -> None:
         # After the logins and after the stop: decrypt the recorded bytes a
         # slice at a time between polls, so live clients are still read promptly (their deliveries would
@@ -551,9 +550,12 @@ class Worker:
         if done is not None:
             done()
 
-    def _start_catch_up(self, then: Callable[[], None]) -> None:
-        self.backlog = [c for c in self.clients if c.defer]
-        self.backlog.reverse()
+    def _start_catch_up(self, then: Callable[[], None] | None) -> None:
+        # (A catch-up already under way keeps its list: once the budget ran out
+        # nobody started recording, so every recording client is on it.)
+        if self.backlog is None:
+            self.backlog = [c for c in self.clients if c.defer]
+            self.backlog.reverse()
         self.after_backlog = then
 
     def _report_sent(self) -> None:
@@ -874,6 +876,7 @@ class Worker:
             c.defer = plan.defer and (not plan.saturate or (c.sender < 0 and c.buddy_of is None))
         self.deferred_bytes = 0
         self.caught_up_early = 0
+        self.defer_off = False
         self.reads = self.polls = 0
         self.hist = Counter()
         self.rx_lag_max_ns = self.send_late_max_ns = 0
