@@ -70,7 +70,7 @@ class Load:
     login_only: bool = False
     window: int = 8
     inflight: str = ""  # "ack" / "peer"; "" = ack for parley, peer for IRC
-    check: float = -1.0  # receivers that order-check; < 0: all at a rate, a quarter saturated
+    check: float = -1.0  # fraction of receivers that order-check; < 0: all
     sender_fraction: float = 0.1
     workers: int = 2
     #: Concurrent TCP connects + TLS handshakes, all workers together; 0: 64 for
@@ -260,7 +260,7 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         result.idle_before = wait_for_quiet(load.wait_quiet, say)
         start_ns = time.monotonic_ns() + 300_000_000
         stop_ns = start_ns + int(load.seconds * 1e9)
-        check = load.check if load.check >= 0 else 0.25 if load.saturate else 1.0
+        check = load.check if load.check >= 0 else 1.0
         plan = LoadPlan(
             start_ns, stop_ns, load.rate, load.saturate, load.window, inflight, check, load.defer
         )
@@ -538,7 +538,7 @@ def _load_args(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=-1.0,
         help="fraction of receivers that order-check every delivery for duplicates and gaps "
-        "(all at a fixed rate, 0.25 at saturation; the rest count and time theirs)",
+        "(all; the others only count and time theirs)",
     )
     parser.add_argument(
         "--connect-cap",

@@ -184,15 +184,18 @@ class ParleyServer:
         )
         self.pid = self._proc.pid
         assert self._proc.stdout is not None
-        # The child prints exactly one line once it listens (after the accounts
-        # exist); wait for it with a deadline, never on a bare readline().
-        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
-        line = self._proc.stdout.readline() if ready else ""
-        if not line.startswith("listening "):
-            self.stop()
-            raise RuntimeError(f"parley did not start: {line!r}; see {root / 'server.log'}")
-        _, self.host, port = line.split()
-        self.port = int(port)
+        try:
+            # The child prints exactly one line once it listens (after the accounts
+            # exist); wait for it with a deadline, never on a bare readline().
+            ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+            line = self._proc.stdout.readline() if ready else ""
+            if not line.startswith("listening "):
+                raise RuntimeError(f"parley did not start: {line!r}\n{self.log_tail()}")
+            _, self.host, port = line.split()
+            self.port = int(port)
+        except BaseException:
+            self.stop()  # never leave a server behind, not even on Ctrl-C
+            raise
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the server's stderr (for failure reports)."""

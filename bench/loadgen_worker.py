@@ -93,8 +93,8 @@ class LoadPlan:
     window: int  # saturate: messages in flight per sender
     inflight_rule: str  # "ack" (parley's ack) or "peer" (receipt by the next client of this worker)
     #: Fraction of receivers that order-check every delivery (duplicates, gaps);
-    #: the others only count and time theirs, which costs a third less per
-    #: delivery at saturation. Senders and peers always check.
+    #: the others only count and time theirs (cheaper when decrypting live).
+    #: Senders and peers always check.
     check: float = 1.0
     #: Receivers that are neither senders nor peers record (arrival time,
     #: ciphertext) while the load runs and decrypt once sending stops.

@@ -150,18 +150,20 @@ class NgircdServer:
             preexec_fn=_raise_nofile,
         )
         self.pid = self._proc.pid
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                break
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        tail = self.log_tail()
-        self.stop()
-        raise RuntimeError(f"ngIRCd did not start listening:\n{tail}")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=1):
+                        return
+                except OSError:
+                    time.sleep(0.1)
+            raise RuntimeError(f"ngIRCd did not start listening:\n{self.log_tail()}")
+        except BaseException:
+            self.stop()  # never leave a server behind, not even on Ctrl-C
+            raise
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of ngIRCd's log (for failure reports)."""
