@@ -230,6 +230,7 @@ class Worker:
         self.polls = 0
         self.stop_ns = 0
         self.cpu_sending = 0.0
+        self.cpu_sending_sys = 0.0
         self.backlog: list[_Client] | None = None  # deferred clients still to decrypt
         self.after_backlog: Callable[[], None] | None = None
         self.defer_off = False  # the deferral budget ran out in this phase
@@ -324,6 +325,7 @@ class Worker:
                 self.cpu_sending = (
                     usage.ru_utime - self.cpu_start[0] + usage.ru_stime - self.cpu_start[1]
                 )
+                self.cpu_sending_sys = usage.ru_stime - self.cpu_start[1]
                 self._start_catch_up(self._report_sent)
             elif now >= plan.start_ns:
                 if plan.saturate:
@@ -565,6 +567,7 @@ class Worker:
             "stop_ns": self.stop_ns,
             "caught_up_ns": time.monotonic_ns(),
             "cpu_sending": self.cpu_sending,
+            "cpu_sending_sys": self.cpu_sending_sys,
             "reads": self.reads,
             "polls": self.polls,
         }
