@@ -10,7 +10,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client lint format screenshots bench fuzz sysdeps sslyze clean
+.PHONY: run test certs client lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,16 @@ fuzz:
 	.venv-fuzz/bin/python bench/fuzz_protocol.py -max_total_time=$${FUZZ_SECONDS:-60} \
 	  -dict=bench/fuzz/json.dict -artifact_prefix=bench/fuzz/crashes/ \
 	  bench/fuzz/corpus bench/fuzz/seeds
+
+# The scale issue's load matrix, parley and ngIRCd side by side in one run
+# (ngIRCd is installed with apt-get when root and missing). 5-10 minutes;
+# pick scenarios and sizes with e.g. ARGS="--only a,c --scale 0.5 --json load.json".
+bench-load: $(STAMP)
+	$(PY) -m bench.loadgen matrix $(ARGS)
+
+# The same matrix against ngIRCd alone.
+bench-peer: $(STAMP)
+	$(PY) -m bench.peer $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) .pytest_cache artifacts
