@@ -57,7 +57,7 @@ IRC = "irc"
 TEXT_CHARS = 64
 _READ = 262_144
 _RECORD = 16_384  # the most plaintext one TLS record carries
-_DEFER_BUDGET = 512 << 20  # ciphertext a worker may hold back before decrypting it anyway
+_DEFER_BUDGET = 1 << 30  # ciphertext a worker may hold back before decrypting it anyway
 _CATCH_UP_SLICE_NS = 2_000_000  # decrypting after the stop: this long between polls
 _MAX_TAIL = 1 << 20  # a partial line longer than 1 MiB means a broken stream
 
