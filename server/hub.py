@@ -243,14 +243,20 @@ class Hub:
                 if members
                 else []
             )
+            told: list[Peer] = []
             if extra_user is not None:
                 extra = self._users.get(extra_user)
                 if extra is not None and (members is None or extra_user not in members):
-                    targets.extend(extra.conns)
+                    told = list(extra.conns)
         # Lazily: a delta may wait a few tens of milliseconds to share a write
         # with other deltas (a login storm) or with the next message.
         for conn in targets:
             conn.deliver(data, lazy=True)
+        # The leaver learns it left in order with this batch's messages, after
+        # the notice of its leave: a client that saw its own leave first would
+        # take the notice for news of a room it is in.
+        for conn in told:
+            self._send(conn, data)
 
     def deliver_message(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
         """Fan a committed message out to every connection allowed to see it.
