@@ -41,7 +41,7 @@ def test_the_hardening_caps_have_their_documented_defaults():
     assert cfg.replay_max_bytes == 1024 * 1024 and cfg.max_reply_queue_bytes == 8 * 1024 * 1024
     assert cfg.socket_send_buffer == 256 * 1024 and cfg.rooms_page == 500
     # The server's threads: a few loops and pools, whatever the number of clients.
-    assert (cfg.io_threads, cfg.login_workers, cfg.request_workers) == (2, 4, 4)
+    assert (cfg.io_threads, cfg.login_workers, cfg.request_workers) == (1, 4, 4)
 
 
 def test_flags_override_environment_which_overrides_defaults():
