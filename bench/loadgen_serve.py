@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import select
 import signal
 import subprocess
@@ -27,6 +26,8 @@ import tempfile
 import threading
 from pathlib import Path
 from types import TracebackType
+
+from bench.loadgen_stats import log_tail, terminate
 
 #: Fields of ServerConfig the benchmark relaxes. Fields an older or newer
 #: ServerConfig lacks are skipped (and named on stderr), so the bench keeps
@@ -202,21 +203,13 @@ class ParleyServer:
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the server's stderr (for failure reports)."""
-        if self._tmp is None:
-            return ""
-        text = (Path(self._tmp.name) / "server.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return "" if self._tmp is None else log_tail(Path(self._tmp.name) / "server.log", lines)
 
     def stop(self) -> None:
         """SIGTERM the server's PID, wait (bounded), SIGKILL if it hangs; remove the temp dir."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        if proc is not None:
+            terminate(proc, 30)
         if proc is not None and proc.stdout is not None:
             proc.stdout.close()
         self._proc = None

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 #: Latencies are kept as counts per key, in nanoseconds: below FINE_LIMIT_NS a key
 #: spans 2**FINE_SHIFT ns (8.2 us), above it 2**COARSE_SHIFT ns (1.05 ms, under 1.6%
@@ -146,3 +149,22 @@ def parse_machine_cpu(text: str, ticks: int = CLOCK_TICKS) -> MachineCpu:
 def machine_cpu() -> MachineCpu:
     """Whole-machine CPU counters now."""
     return parse_machine_cpu(Path("/proc/stat").read_text())
+
+
+def terminate(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM a server process, wait up to *grace* seconds, SIGKILL it if it hangs."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """The last *lines* of a server's log file (for failure reports)."""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])

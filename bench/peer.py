@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from bench.loadgen_stats import log_tail, terminate
 
 #: Relaxed so the benchmark measures delivery, not policy: no per-address cap
 #: (1000 clients come from loopback), no penalty time (ngIRCd's flood control:
@@ -167,21 +168,13 @@ class NgircdServer:
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of ngIRCd's log (for failure reports)."""
-        if self._tmp is None:
-            return ""
-        text = (Path(self._tmp.name) / "ngircd.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return "" if self._tmp is None else log_tail(Path(self._tmp.name) / "ngircd.log", lines)
 
     def stop(self) -> None:
         """SIGTERM ngIRCd's PID, wait (bounded), SIGKILL if needed; remove the temp dir."""
         proc = self._proc
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        if proc is not None:
+            terminate(proc, 15)
         self._proc = None
         if getattr(self, "_log", None) is not None:
             self._log.close()

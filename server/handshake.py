@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .connection import Connection
+from .loop import Waker
 
 log = logging.getLogger("parley.handshake")
 
@@ -68,10 +69,7 @@ class Handshaker:
         self._on_ready = on_ready
         self._on_failed = on_failed
         self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._waker = Waker(self._sel)
         self._lock = threading.Lock()
         self._incoming: list[Connection] = []
         self._stopping = False
@@ -96,10 +94,7 @@ class Handshaker:
         self._wake()
 
     def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self._waker.wake()
 
     # --- the handshake thread ---------------------------------------------------
 
@@ -110,7 +105,7 @@ class Handshaker:
                 for key, _mask in self._sel.select(timeout):
                     item = key.data
                     if item is None:
-                        self._drain_wake()
+                        self._waker.drain()
                     else:
                         self._step(item)
                 with self._lock:
@@ -140,11 +135,7 @@ class Handshaker:
             for item in list(self._pending):
                 self._fail(item, "server shutdown")
             self._sel.close()
-            for s in (self._wake_r, self._wake_w):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            self._waker.close()
 
     def _next_timeout(self) -> float:
         if not self._pending:
@@ -255,10 +246,3 @@ class Handshaker:
             self._on_failed(item.conn, reason)
         except Exception:
             log.exception("cleaning up after a failed handshake from %s failed", item.conn.peer)
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass

@@ -35,16 +35,50 @@ LAZY_FLUSH = 0.05
 TIMER_TICK = 0.25
 
 
+class Waker:
+    """A socket pair a selector waits on, so another thread can wake it.
+
+    wake() never blocks: when a byte is already waiting, the send fails
+    harmlessly. The owner calls drain() when the selector reports it.
+    """
+
+    def __init__(self, sel: selectors.BaseSelector) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        sel.register(self._r, selectors.EVENT_READ, None)  # data None marks the waker
+
+    def wake(self) -> None:
+        """Make the selector return (from any thread)."""
+        try:
+            self._w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up byte is already waiting, or we are shutting down
+
+    def drain(self) -> None:
+        """Read the wake-up bytes (on the selector's thread)."""
+        try:
+            while self._r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        for sock in (self._r, self._w):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
 class IOLoop:
     """One I/O thread, its selector, its wake-up socket pair and its connections."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._waker = Waker(self._sel)
         self._lock = threading.Lock()
         self._adopted: list[Connection] = []
         self._dirty: set[Connection] = set()
@@ -109,10 +143,7 @@ class IOLoop:
         return len(self._conns)
 
     def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up byte is already waiting, or we are shutting down
+        self._waker.wake()
 
     # --- the loop thread ------------------------------------------------------------
 
@@ -136,7 +167,7 @@ class IOLoop:
                 for key, mask in events:
                     conn = key.data
                     if conn is None:
-                        self._drain_wake()
+                        self._waker.drain()
                         continue
                     if mask & selectors.EVENT_READ:
                         readable.add(conn)
@@ -187,11 +218,7 @@ class IOLoop:
             for conn in list(self._conns):
                 self._finish(conn, "server shutdown")
             self._sel.close()
-            for s in (self._wake_r, self._wake_w):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            self._waker.close()
 
     def _guard(self, conn: Connection, step: object, now: float) -> None:
         from .errors import ConnectionClosed
@@ -250,10 +277,3 @@ class IOLoop:
             if until and until < soonest:
                 soonest = until
         return soonest
-
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass

@@ -52,24 +52,31 @@ class RawClient:
         """The next frame; TimeoutError past the deadline, EOFError when the server closed."""
         deadline = time.monotonic() + timeout
         while not self._frames:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no frame from the server in time")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError as exc:
-                raise TimeoutError("no frame from the server in time") from exc
-            except (ssl.SSLError, ConnectionError) as exc:
-                self.closed = True
-                raise EOFError(f"connection closed: {exc}") from exc
-            if not data:
-                self.closed = True
-                raise EOFError("connection closed by the server")
-            self.received_bytes += len(data)
-            for line in self._decoder.feed(data):
+            for line in self.read_lines(deadline):
                 self._frames.append(decode_server_line(line))
         return self._frames.popleft()
+
+    def read_lines(self, deadline: float) -> list[bytes]:
+        """One read from the socket, as the complete lines it gave (maybe none).
+
+        TimeoutError past *deadline*, EOFError when the server closed.
+        """
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no frame from the server in time")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError as exc:
+            raise TimeoutError("no frame from the server in time") from exc
+        except (ssl.SSLError, ConnectionError) as exc:
+            self.closed = True
+            raise EOFError(f"connection closed: {exc}") from exc
+        if not data:
+            self.closed = True
+            raise EOFError("connection closed by the server")
+        self.received_bytes += len(data)
+        return self._decoder.feed(data)
 
     def recv_until(
         self, predicate: Callable[[Frame], bool], timeout: float = DEFAULT_TIMEOUT

@@ -99,6 +99,7 @@ class Client(RawClient):
         self._frames = deque()
         self._lines: deque[tuple[Frame, bytes]] = deque()
         self.closed = False
+        self.received_bytes = 0
         self.errors: list[Error] = []
         self.longest_line = 0
 
@@ -106,21 +107,7 @@ class Client(RawClient):
         """The next frame and the line it came in (without the newline)."""
         deadline = time.monotonic() + timeout
         while not self._lines:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("no frame from the server in time")
-            self.sock.settimeout(remaining)
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError as exc:
-                raise TimeoutError("no frame from the server in time") from exc
-            except (ssl.SSLError, ConnectionError) as exc:
-                self.closed = True
-                raise EOFError(f"connection closed: {exc}") from exc
-            if not data:
-                self.closed = True
-                raise EOFError("connection closed by the server")
-            for line in self._decoder.feed(data):
+            for line in self.read_lines(deadline):
                 frame = decode_server_line(line)
                 self.longest_line = max(self.longest_line, len(line))
                 if isinstance(frame, Error):
