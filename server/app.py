@@ -59,7 +59,9 @@ class ChatServer:
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.hub = Hub()
+        # Presence deltas wait for the first loop's lazy flush (server/hub.py).
+        self._loops: list[IOLoop] = []
+        self.hub = Hub(request_flush=lambda: self._loops[0].request_lazy_flush())
         self.hasher = PasswordHasher(
             config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
         )
@@ -80,7 +82,10 @@ class ChatServer:
         self.migration: store_pkg.MigrationReport | None = None
         self._lock_file: IO[str] | None = None
         self._listener: Listener | None = None
-        self._loops = [IOLoop(f"io-{i}") for i in range(config.io_threads)]
+        self._loops = [
+            IOLoop(f"io-{i}", self.hub.flush_presence if i == 0 else None)
+            for i in range(config.io_threads)
+        ]
         self._next_loop = 0
         self._handshaker = Handshaker(
             self.ssl_context, config.handshake_timeout, self._handshaken, self._handshake_failed

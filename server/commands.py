@@ -443,7 +443,7 @@ class Commands:
             # members, nothing stored (reconnects would fill every room's log).
             with self.hub.batch():
                 for room in rooms:
-                    self.hub.publish_presence(room, joined=user.nick, skip_user=user.id)
+                    self.hub.publish_presence(room, joined=user.nick)
 
     def _replay_parts(
         self,
@@ -654,6 +654,9 @@ class Commands:
                 if msg is not None:
                     self.hub.deliver_message(msg, None, None)
                 self.hub.publish_presence(room, joined=nick)
+                # The joiner's own connections are told now, in order with the
+                # batch (the members' delta waits for the hub's presence flush).
+                self.hub.send_to_user(uid, encode(Presence(room=room, joined=nick)))
                 for page in presence_pages(room, self.hub.online_in(room)):
                     self.hub.reply(conn, page)
 

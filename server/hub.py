@@ -13,14 +13,18 @@
 #    recipient, and nobody else.
 # 5. Presence travels as deltas (`joined` / `left`) to a room's members; the
 #    full list goes only to one connection that asks (login, `who`), in pages
-#    that each fit the line cap.
+#    that each fit the line cap. Deltas are gathered per room and sent to the
+#    members at once (flush_presence): a storm of n logins costs each member
+#    one write per flush, and the hub work per login is O(1), not O(members).
 # 6. The hub tracks room membership only for users who are online; the
 #    database is the truth for everyone else.
 
 from __future__ import annotations
 
+import bisect
+import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -71,24 +75,63 @@ def presence_pages(room: str, online: list[str], tag: str | None = None) -> list
     """The full online list of *room* as encoded `presence` frames, PRESENCE_PAGE nicks each.
 
     Every page but the last carries `more: true`; a client replaces its list
-    with the first page and extends it with the rest.
+    with the first page and extends it with the rest. The first page is built
+    as a checked frame; the nicks, which the hub only holds once a login
+    accepted them, are not checked again one by one: at a thousand members
+    that check was most of a login's cost.
     """
     pages = [online[i : i + PRESENCE_PAGE] for i in range(0, len(online), PRESENCE_PAGE)] or [[]]
-    return [
-        encode(Presence(room=room, online=page, tag=tag, more=True if i < len(pages) - 1 else None))
-        for i, page in enumerate(pages)
-    ]
+    head = Presence(room=room, online=[], tag=tag).to_wire()
+    out = []
+    for i, page in enumerate(pages):
+        wire = dict(head, online=page)
+        if i < len(pages) - 1:
+            wire["more"] = True
+        out.append(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+    return out
 
 
 class Hub:
     """Online users, their rooms and their connections; delivers encoded frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, request_flush: Callable[[], None] | None = None) -> None:
+        """*request_flush* asks for a call of flush_presence() within a moment (the
+        I/O loop's lazy flush); without one, presence deltas go out at once."""
         self._lock = threading.Lock()
         self._users: dict[int, _User] = {}
         self._by_nick: dict[str, int] = {}  # fold(nick) -> user id, online users only
         self._members: dict[str, dict[int, _User]] = {}  # fold(room) -> online members
+        # fold(room) -> online nicks as (fold(nick), nick), kept sorted: a login
+        # reads a room's list without sorting it again.
+        self._sorted: dict[str, list[tuple[str, str]]] = {}
+        # fold(room) -> (room name, [(fold(subject nick), encoded delta)]) not yet sent.
+        self._lazy_presence: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
+        self._request_flush = request_flush
+        # Held while one flush hands its deltas over, so a message fanned out
+        # meanwhile cannot overtake the deltas taken before it.
+        self._flush_lock = threading.Lock()
         self._local = threading.local()
+
+    def _add_member(self, key: str, user: _User) -> None:
+        members = self._members.setdefault(key, {})
+        if user.user_id not in members:
+            members[user.user_id] = user
+            bisect.insort(self._sorted.setdefault(key, []), (fold(user.nick), user.nick))
+
+    def _drop_member(self, key: str, user_id: int) -> None:
+        members = self._members.get(key)
+        if members is None:
+            return
+        user = members.pop(user_id, None)
+        if user is not None:
+            nicks = self._sorted.get(key, [])
+            entry = (fold(user.nick), user.nick)
+            i = bisect.bisect_left(nicks, entry)
+            if i < len(nicks) and nicks[i] == entry:
+                del nicks[i]
+        if not members:
+            del self._members[key]
+            self._sorted.pop(key, None)
 
     # --- presence -----------------------------------------------------------
 
@@ -102,7 +145,7 @@ class Hub:
                 self._users[user_id] = user
                 self._by_nick[fold(nick)] = user_id
                 for key in user.rooms:
-                    self._members.setdefault(key, {})[user_id] = user
+                    self._add_member(key, user)
             user.conns.add(conn)
             return first
 
@@ -118,11 +161,7 @@ class Hub:
             del self._users[user_id]
             self._by_nick.pop(fold(user.nick), None)
             for key in user.rooms:
-                members = self._members.get(key)
-                if members is not None:
-                    members.pop(user_id, None)
-                    if not members:
-                        del self._members[key]
+                self._drop_member(key, user_id)
             return list(user.rooms.values())
 
     def is_online(self, nick: str) -> bool:
@@ -151,9 +190,7 @@ class Hub:
     def online_in(self, room: str) -> list[str]:
         """Nicks online in *room*, sorted case-insensitively."""
         with self._lock:
-            members = self._members.get(fold(room))
-            nicks = [u.nick for u in members.values()] if members else []
-        return sorted(nicks, key=fold)
+            return [nick for _, nick in self._sorted.get(fold(room), ())]
 
     def online_count(self) -> int:
         """How many users are online."""
@@ -174,7 +211,7 @@ class Hub:
             if user is not None:
                 key = fold(room)
                 user.rooms[key] = room
-                self._members.setdefault(key, {})[user_id] = user
+                self._add_member(key, user)
 
     def left(self, user_id: int, room: str) -> None:
         """Record that an online user left *room* (after the database did)."""
@@ -183,11 +220,7 @@ class Hub:
             if user is not None:
                 key = fold(room)
                 user.rooms.pop(key, None)
-                members = self._members.get(key)
-                if members is not None:
-                    members.pop(user_id, None)
-                    if not members:
-                        del self._members[key]
+                self._drop_member(key, user_id)
 
     # --- fan-out --------------------------------------------------------------
 
@@ -227,36 +260,65 @@ class Hub:
         joined: str | None = None,
         left: str | None = None,
         extra_user: int | None = None,
-        skip_user: int | None = None,
     ) -> None:
         """Tell everyone online in *room* who joined or left it (a delta).
 
-        *extra_user*'s connections also get it (a user who just left the room
-        and must learn that they did); *skip_user*'s do not (a user who just
-        came online has the full list already).
+        The delta waits (with the room's others) for flush_presence(), and
+        reaches the members online then, except the user it is about: a user
+        who came online has the full list already, and one who went offline
+        and is back must not read that it left. *extra_user*'s connections get
+        it at once: a user who just left the room and must learn that they did.
         """
         data = encode(Presence(room=room, joined=joined, left=left))
+        subject = fold(joined if joined is not None else left or "")
+        key = fold(room)
         with self._lock:
-            members = self._members.get(fold(room))
-            targets = (
-                [c for u in members.values() if u.user_id != skip_user for c in u.conns]
-                if members
-                else []
-            )
             told: list[Peer] = []
             if extra_user is not None:
                 extra = self._users.get(extra_user)
+                members = self._members.get(key)
                 if extra is not None and (members is None or extra_user not in members):
                     told = list(extra.conns)
-        # Lazily: a delta may wait a few tens of milliseconds to share a write
-        # with other deltas (a login storm) or with the next message.
-        for conn in targets:
-            conn.deliver(data, lazy=True)
+            first = not self._lazy_presence
+            self._lazy_presence.setdefault(key, (room, []))[1].append((subject, data))
         # The leaver learns it left in order with this batch's messages, after
         # the notice of its leave: a client that saw its own leave first would
         # take the notice for news of a room it is in.
         for conn in told:
             self._send(conn, data)
+        if self._request_flush is None:
+            self.flush_presence()
+        elif first:
+            self._request_flush()
+
+    def flush_presence(self) -> None:
+        """Send every gathered presence delta to the members of its room, one write each.
+
+        Each member gets the room's deltas as one byte string (the same object
+        for all but the users a delta is about), so a storm of logins costs a
+        member one queue append per flush, not one per login.
+        """
+        with self._flush_lock:
+            with self._lock:
+                pending, self._lazy_presence = self._lazy_presence, {}
+                plan: list[tuple[Peer, bytes]] = []
+                for key, (_room, items) in pending.items():
+                    members = self._members.get(key)
+                    if not members:
+                        continue
+                    everyone = b"".join(line for _, line in items)
+                    subjects = {subject for subject, _ in items}
+                    for user in members.values():
+                        me = fold(user.nick)
+                        if me in subjects:
+                            data = b"".join(line for who, line in items if who != me)
+                            if not data:
+                                continue
+                        else:
+                            data = everyone
+                        plan.extend((conn, data) for conn in user.conns)
+            for conn, data in plan:
+                conn.deliver(data)
 
     def deliver_message(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
         """Fan a committed message out to every connection allowed to see it.
@@ -266,6 +328,10 @@ class Hub:
         """
         plain = encode(message_frame(msg))
         own = encode(message_frame(msg, ref)) if ref is not None else plain
+        if self._lazy_presence:
+            # Who joined goes out before what they say (read without the lock:
+            # a delta published this instant may follow the message).
+            self.flush_presence()
         with self._lock:
             if msg.room is not None:
                 members = self._members.get(fold(msg.room))

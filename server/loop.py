@@ -21,6 +21,7 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -75,8 +76,12 @@ class Waker:
 class IOLoop:
     """One I/O thread, its selector, its wake-up socket pair and its connections."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, on_lazy_flush: Callable[[], None] | None = None) -> None:
+        """*on_lazy_flush* runs on this loop at a lazy flush that request_lazy_flush() asked for
+        (the hub's gathered presence deltas)."""
         self.name = name
+        self._on_lazy_flush = on_lazy_flush
+        self._hook_due = False
         self._sel = selectors.DefaultSelector()
         self._waker = Waker(self._sel)
         self._lock = threading.Lock()
@@ -133,6 +138,11 @@ class IOLoop:
         with self._lock:
             self._lazy.add(conn)
 
+    def request_lazy_flush(self) -> None:
+        """Run on_lazy_flush at the next lazy flush. Never blocks, never wakes."""
+        with self._lock:
+            self._hook_due = True
+
     @property
     def thread_ident(self) -> int | None:
         """The loop thread's identity (to tell whether code runs on it)."""
@@ -155,7 +165,7 @@ class IOLoop:
                 now = time.monotonic()
                 with self._lock:
                     queued = bool(self._dirty or self._adopted)
-                    lazy = bool(self._lazy)
+                    lazy = bool(self._lazy) or self._hook_due
                 if self._again or queued:
                     timeout = 0.0
                 else:
@@ -178,11 +188,21 @@ class IOLoop:
                     dirty, self._dirty = self._dirty, set()
                     self._wake_pending = False
                     flush_lazy = time.monotonic() >= next_lazy
+                    hook = False
                     if flush_lazy:
                         dirty |= self._lazy
                         self._lazy = set()
+                        hook, self._hook_due = self._hook_due, False
                 if stopping:
                     break
+                if hook and self._on_lazy_flush is not None:
+                    try:
+                        self._on_lazy_flush()
+                    except Exception:
+                        log.exception("the lazy flush of %s failed", self.name)
+                    with self._lock:  # what it queued for our own connections
+                        dirty |= self._dirty
+                        self._dirty = set()
                 for conn in adopted:
                     self._conns[conn] = 0
                     conn.attach_loop(self)

@@ -184,6 +184,10 @@ def _op_name(op: Op) -> str:
     return getattr(op, "__name__", type(op).__name__)
 
 
+class _RetryIsolated(Exception):
+    """One op of an optimistic group failed: run the group again, each op in a SAVEPOINT."""
+
+
 class _GroupFailed(Exception):
     """A transaction could not be completed; nothing of it was committed."""
 
@@ -542,13 +546,22 @@ class Store:
         if now:
             self._commit_group(now)
 
-    def _attempt(self, jobs: list[_Job]) -> list[tuple[Any, BaseException | None]]:
-        """Run *jobs* in one transaction, each in a SAVEPOINT (a lone job needs none), and commit.
+    def _attempt(
+        self, jobs: list[_Job], *, savepoints: bool = False
+    ) -> list[tuple[Any, BaseException | None]]:
+        """Run *jobs* in one transaction and commit.
+
+        Optimistically first (*savepoints* False): the ops one after another
+        with no SAVEPOINT, which at a login storm's or a busy room's group
+        sizes cost more than the ops themselves. If one op of several fails,
+        _RetryIsolated is raised (nothing was committed) and the caller runs
+        the group again with *savepoints*, each op in its own, so the failure
+        stays that op's. A lone op needs none: its failure rolls back only it.
 
         Returns each job's (result, exception); an exception here is the job's
-        own and was rolled back to its savepoint. _GroupFailed if the
-        transaction as a whole failed: then nothing was committed. A commit
-        that changed rows marks the database writable again.
+        own and was rolled back. _GroupFailed if the transaction as a whole
+        failed: then nothing was committed. A commit that changed rows marks
+        the database writable again.
         """
         assert self._writer_engine is not None
         outcomes: list[tuple[Any, BaseException | None]] = []
@@ -561,25 +574,27 @@ class Store:
                 before = getattr(raw, "total_changes", None)
             except Exception as exc:
                 raise _GroupFailed(exc, database_wide=is_database_wide(exc), at_begin=True) from exc
-            if len(jobs) == 1:
-                # A group of one needs no SAVEPOINT (two statements and a
-                # quarter of a millisecond at low load): if its op fails, the
-                # whole transaction is rolled back, which is that op alone.
+            for job in jobs if not savepoints else ():
                 try:
-                    result = jobs[0].op(s)
+                    result = job.op(s)
                 except Exception as raised:
                     exc = _original_error(raised)
                     wide = is_database_wide(exc)
                     if wide:
                         raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc
+                    if len(jobs) > 1:
+                        raise _RetryIsolated from exc  # close() below rolls it all back
+                    # A lone op: rolling the transaction back undoes that op alone.
                     s.rollback()
                     return [(None, exc)]
                 if not _transaction_usable(s):
-                    # The op ended the transaction itself: nothing it did counts.
+                    # An op ended the transaction itself: nothing it did counts.
+                    if len(jobs) > 1:
+                        raise _RetryIsolated
                     s.rollback()
                     return [(None, StoreError("the write ended its own transaction"))]
                 outcomes.append((result, None))
-            for job in jobs if len(jobs) > 1 else ():
+            for job in jobs if savepoints else ():
                 try:
                     with s.begin_nested():
                         result = job.op(s)
@@ -611,7 +626,10 @@ class Store:
 
     def _commit_group(self, jobs: list[_Job]) -> None:
         try:
-            outcomes = self._attempt(jobs)
+            try:
+                outcomes = self._attempt(jobs)
+            except _RetryIsolated:
+                outcomes = self._attempt(jobs, savepoints=True)
         except _GroupFailed as failure:
             self._note_failure(failure)
             if failure.at_begin or len(jobs) == 1:
@@ -740,7 +758,10 @@ class Store:
         """The outcomes of the leading jobs of *chunk* that the database answered
         (all of them, or fewer when it refused writes again)."""
         try:
-            outcomes = self._attempt(chunk)
+            try:
+                outcomes = self._attempt(chunk)
+            except _RetryIsolated:
+                outcomes = self._attempt(chunk, savepoints=True)
         except _GroupFailed as failure:
             if failure.database_wide or failure.at_begin:
                 self._note_failure(failure)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from protocol import DEFAULT_ROOM, fold
@@ -182,6 +182,22 @@ def add_message(
     return stored, False
 
 
+#: Login bookkeeping (two inserts per login, one update per logout) runs as
+#: prebuilt Core statements on the session's connection: through the ORM's
+#: unit of work each cost several times the SQL.
+_INSERT_TOKEN = insert(ResumeToken)
+_INSERT_SESSION = insert(ChatSession)
+_END_SESSION = (
+    update(ChatSession)
+    .where(ChatSession.id == bindparam("session_id"), ChatSession.ended_at.is_(None))
+    .values(
+        ended_at=bindparam("now"),
+        last_active_at=bindparam("now"),
+        end_reason=bindparam("reason"),
+    )
+)
+
+
 def issue_token(
     s: Session,
     user_id: int,
@@ -195,12 +211,16 @@ def issue_token(
 
     *token_id* is one from Store.new_token_id() when the row may be stored
     later (bookkeeping); None lets the database choose."""
-    token = ResumeToken(
-        id=token_id, user_id=user_id, token_hash=token_hash, created_at=now, expires_at=expires_at
-    )
-    s.add(token)
-    s.flush()
-    return token.id
+    values = {
+        "user_id": user_id,
+        "token_hash": token_hash,
+        "created_at": now,
+        "expires_at": expires_at,
+    }
+    if token_id is not None:
+        values["id"] = token_id
+    result = s.connection().execute(_INSERT_TOKEN, values)
+    return token_id if token_id is not None else int(result.inserted_primary_key[0])
 
 
 def open_session(
@@ -217,18 +237,18 @@ def open_session(
 
     *session_id* is one from Store.new_session_id() when the row may be
     stored later (bookkeeping); None lets the database choose."""
-    row = ChatSession(
-        id=session_id,
-        user_id=user_id,
-        token_id=token_id,
-        peer=peer[:64],
-        client=client[:64] if client else None,
-        started_at=now,
-        last_active_at=now,
-    )
-    s.add(row)
-    s.flush()
-    return row.id
+    values = {
+        "user_id": user_id,
+        "token_id": token_id,
+        "peer": peer[:64],
+        "client": client[:64] if client else None,
+        "started_at": now,
+        "last_active_at": now,
+    }
+    if session_id is not None:
+        values["id"] = session_id
+    result = s.connection().execute(_INSERT_SESSION, values)
+    return session_id if session_id is not None else int(result.inserted_primary_key[0])
 
 
 def touch_sessions(s: Session, ids: list[int], now: datetime) -> None:
@@ -243,10 +263,8 @@ def touch_sessions(s: Session, ids: list[int], now: datetime) -> None:
 
 def end_session(s: Session, session_id: int, reason: str, now: datetime) -> None:
     """Close a session row with its reason (first reason wins)."""
-    s.execute(
-        update(ChatSession)
-        .where(ChatSession.id == session_id, ChatSession.ended_at.is_(None))
-        .values(ended_at=now, last_active_at=now, end_reason=reason[:200])
+    s.connection().execute(
+        _END_SESSION, {"session_id": session_id, "now": now, "reason": reason[:200]}
     )
 
 
