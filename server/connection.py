@@ -216,6 +216,25 @@ class Connection:
                 self._queued_bytes += size
         self._notify()
 
+    def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue *data*, shared with other connections; *chunks* split it per message
+        for a connection that holds deliveries back while it replays."""
+        size = len(data)
+        with self._lock:
+            if self._dead:
+                return
+            owed = self._queued_bytes + self._held_bytes + self._wire_pending + size
+            if owed > self._cfg.send_queue_bytes:
+                self._overflow_locked()
+            elif self._holding:
+                self._held.extend(chunks)
+                self._held_bytes += size
+                return
+            else:
+                self._queue.append(data)
+                self._queued_bytes += size
+        self._notify()
+
     def send_frame(self, frame: Frame) -> None:
         """Queue a reply to this client's own request."""
         self.send_bytes(encode(frame))

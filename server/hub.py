@@ -48,6 +48,12 @@ class Peer(Protocol):
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several (message id, bytes) in order; never blocks."""
 
+    def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue *data*, one byte string many connections share; never blocks.
+
+        *chunks* are the same bytes split per message, for a connection that
+        holds live deliveries back while it replays (it de-duplicates by id)."""
+
 
 @dataclass(eq=False)
 class _User:
@@ -55,6 +61,29 @@ class _User:
     nick: str
     conns: set[Peer] = field(default_factory=set)
     rooms: dict[str, str] = field(default_factory=dict)  # fold(room) -> room name
+
+
+@dataclass(eq=False)
+class _Run:
+    """Consecutive messages of one room in a batch, to one unchanged audience."""
+
+    key: str
+    epoch: int
+    audience: list[tuple[Peer, int]]  # (connection, its user id), snapshot under the lock
+    chunks: list[tuple[int | None, bytes]] = field(default_factory=list)  # plain copies
+    seqs: list[int] = field(default_factory=list)  # each chunk's place in the batch
+    own: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> (sender, copy)
+
+
+@dataclass(eq=False)
+class _Batch:
+    """What one batch() gathered: direct sends per connection and room runs, numbered
+    in the order they were made so each connection's share keeps that order."""
+
+    seq: int = 0
+    direct: dict[Peer, list[tuple[int, int | None, bytes]]] = field(default_factory=dict)
+    runs: list[_Run] = field(default_factory=list)
+    open_runs: dict[str, _Run] = field(default_factory=dict)  # fold(room) -> its latest run
 
 
 def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
@@ -69,6 +98,33 @@ def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
         to=msg.recipient if msg.room is None else None,
         ref=ref,
     )
+
+
+def message_bytes(msg: StoredMessage, ref: str | None = None) -> tuple[bytes, bytes]:
+    """The encoded `message` frame of a stored message, and the sender's copy with *ref*.
+
+    The same bytes as encode(message_frame(msg)) (a test holds them equal),
+    without building and checking a frame: every fan-out encodes each message,
+    and what the store holds was checked on the way in.
+    """
+    wire: dict[str, object] = {
+        "type": "message",
+        "id": msg.id,
+        "ts": format_ts(msg.created_at),
+        "kind": msg.kind,
+        "text": msg.body,
+    }
+    if msg.sender is not None:
+        wire["from"] = msg.sender
+    if msg.room is not None:
+        wire["room"] = msg.room
+    elif msg.recipient is not None:
+        wire["to"] = msg.recipient
+    plain = json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    if ref is None:
+        return plain, plain
+    wire["ref"] = ref
+    return plain, json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
 def presence_pages(room: str, online: list[str], tag: str | None = None) -> list[bytes]:
@@ -111,14 +167,19 @@ class Hub:
         # meanwhile cannot overtake the deltas taken before it.
         self._flush_lock = threading.Lock()
         self._local = threading.local()
+        # Bumped by every change of who is online or in which room, so a batch
+        # can reuse one audience for a room's consecutive messages.
+        self._epoch = 0
 
     def _add_member(self, key: str, user: _User) -> None:
+        self._epoch += 1
         members = self._members.setdefault(key, {})
         if user.user_id not in members:
             members[user.user_id] = user
             bisect.insort(self._sorted.setdefault(key, []), (fold(user.nick), user.nick))
 
     def _drop_member(self, key: str, user_id: int) -> None:
+        self._epoch += 1
         members = self._members.get(key)
         if members is None:
             return
@@ -147,6 +208,7 @@ class Hub:
                 for key in user.rooms:
                     self._add_member(key, user)
             user.conns.add(conn)
+            self._epoch += 1
             return first
 
     def detach(self, conn: Peer, user_id: int) -> list[str] | None:
@@ -156,6 +218,7 @@ class Hub:
             if user is None:
                 return None
             user.conns.discard(conn)
+            self._epoch += 1
             if user.conns:
                 return None
             del self._users[user_id]
@@ -230,24 +293,62 @@ class Hub:
         if getattr(self._local, "pending", None) is not None:
             yield  # already batching: the outer batch flushes
             return
-        pending: dict[Peer, list[tuple[int | None, bytes]]] = {}
+        pending = _Batch()
         self._local.pending = pending
         try:
             yield
         finally:
             self._local.pending = None
-            for conn, chunks in pending.items():
-                if len(chunks) == 1:
-                    conn.deliver(chunks[0][1], chunks[0][0])
-                else:
-                    conn.deliver_many(chunks)
+            self._hand_over(pending)
+
+    def _hand_over(self, b: _Batch) -> None:
+        """Give each connection its share of a batch, in the batch's order, in one call.
+
+        A connection that only reads one run (the common case: a member of a
+        busy room that sent nothing in this group) gets the run's bytes as one
+        string shared by all such members. The others (senders, connections
+        with replies, members of several runs) get their own list, in order.
+        """
+        special: set[Peer] = set(b.direct)
+        seen: set[Peer] = set()
+        for run in b.runs:
+            senders = {sender for sender, _ in run.own.values()}
+            for conn, uid in run.audience:
+                if conn in seen or uid in senders:
+                    special.add(conn)
+                seen.add(conn)
+        for run in b.runs:
+            blob = b"".join(data for _, data in run.chunks)
+            for conn, _uid in run.audience:
+                if conn not in special:
+                    conn.deliver_shared(blob, run.chunks)
+        if not special:
+            return
+        share: dict[Peer, list[tuple[int, int | None, bytes]]] = {
+            conn: list(items) for conn, items in b.direct.items()
+        }
+        for run in b.runs:
+            for conn, uid in run.audience:
+                if conn not in special:
+                    continue
+                out = share.setdefault(conn, [])
+                for seq, (mid, data) in zip(run.seqs, run.chunks, strict=True):
+                    mine = run.own.get(mid) if mid is not None else None
+                    out.append((seq, mid, mine[1] if mine and mine[0] == uid else data))
+        for conn, items in share.items():
+            if len(items) == 1:
+                conn.deliver(items[0][2], items[0][1])
+            else:
+                items.sort(key=lambda item: item[0])
+                conn.deliver_many([(mid, data) for _, mid, data in items])
 
     def _send(self, conn: Peer, data: bytes, message_id: int | None = None) -> None:
-        pending = getattr(self._local, "pending", None)
+        pending: _Batch | None = getattr(self._local, "pending", None)
         if pending is None:
             conn.deliver(data, message_id)
         else:
-            pending.setdefault(conn, []).append((message_id, data))
+            pending.seq += 1
+            pending.direct.setdefault(conn, []).append((pending.seq, message_id, data))
 
     def reply(self, conn: Peer, data: bytes) -> None:
         """Queue *data* for one connection, in order with this batch's deliveries."""
@@ -326,12 +427,14 @@ class Hub:
         Copies for the sender's own connections carry *ref* (the sender's client
         id). Returns how many connections it was queued for.
         """
-        plain = encode(message_frame(msg))
-        own = encode(message_frame(msg, ref)) if ref is not None else plain
+        plain, own = message_bytes(msg, ref)
         if self._lazy_presence:
             # Who joined goes out before what they say (read without the lock:
             # a delta published this instant may follow the message).
             self.flush_presence()
+        pending: _Batch | None = getattr(self._local, "pending", None)
+        if msg.room is not None and pending is not None:
+            return self._gather_room_message(pending, msg, sender_id, plain, own)
         with self._lock:
             if msg.room is not None:
                 members = self._members.get(fold(msg.room))
@@ -352,6 +455,30 @@ class Hub:
         for conn, data in targets:
             self._send(conn, data, msg.id)
         return len(targets)
+
+    def _gather_room_message(
+        self, b: _Batch, msg: StoredMessage, sender_id: int | None, plain: bytes, own: bytes
+    ) -> int:
+        """Add a room message to the batch's current run (a new one if the room or
+        the audience changed since): O(1) per message, not O(members)."""
+        assert msg.room is not None
+        key = fold(msg.room)
+        with self._lock:
+            run = b.open_runs.get(key)
+            if run is None or run.epoch != self._epoch:
+                members = self._members.get(key)
+                audience = (
+                    [(c, u.user_id) for u in members.values() for c in u.conns] if members else []
+                )
+                run = _Run(key, self._epoch, audience)
+                b.runs.append(run)
+                b.open_runs[key] = run
+        b.seq += 1
+        run.chunks.append((msg.id, plain))
+        run.seqs.append(b.seq)
+        if sender_id is not None and own is not plain:
+            run.own[msg.id] = (sender_id, own)
+        return len(run.audience)
 
     def send_to_user(self, user_id: int, data: bytes) -> None:
         """Queue *data* for every connection of one user."""

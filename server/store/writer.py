@@ -164,6 +164,8 @@ def _is_bad_input(exc: BaseException) -> bool:
     """True when *exc* says the values could not be bound or encoded."""
     if isinstance(exc, DBAPIError):
         return isinstance(exc.orig, sqlite3.InterfaceError | sqlite3.ProgrammingError)
+    if isinstance(exc, sqlite3.InterfaceError | sqlite3.ProgrammingError):
+        return True  # from the message insert, which runs on the driver itself
     if isinstance(exc, StatementError):  # a Python error while processing parameters
         return True
     # UnicodeEncodeError (a lone surrogate), OverflowError (> 2**63-1) and
@@ -674,9 +676,10 @@ class Store:
         """The error the caller of a failed (rolled back) operation gets, logged once."""
         if isinstance(exc, StoreConflict):
             return exc  # routine: nick taken, not a member; the caller says so
-        if isinstance(exc, IntegrityError):
+        if isinstance(exc, IntegrityError | sqlite3.IntegrityError):
             log.warning("write refused (%s): %s", job.what, _reason(exc))
-            return StoreConflict(f"conflicts with stored data: {exc.orig}")
+            orig = exc.orig if isinstance(exc, IntegrityError) else exc
+            return StoreConflict(f"conflicts with stored data: {orig}")
         if isinstance(exc, StoreRejected) or _is_bad_input(exc):
             log.warning("write rejected (%s): %s", job.what, _reason(exc))
             if isinstance(exc, StoreRejected):

@@ -130,12 +130,15 @@ def add_message(
     new message is not stored and must not be acked as the old one. A public
     message needs the sender to be a member of the room (NotVisible otherwise).
     """
-    conn = s.connection()
+    # The driver's own connection, inside the session's transaction: this is
+    # the busiest write, and SQLAlchemy's result objects cost more than the SQL.
+    raw = s.connection().connection.dbapi_connection
+    assert raw is not None
 
     def duplicate(room_id: int | None) -> tuple[StoredMessage, bool] | None:
         if sender_id is None or client_msg_id is None:
             return None
-        row = conn.exec_driver_sql(_EXISTING, (sender_id, client_msg_id)).first()
+        row = raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()
         if row is None:
             return None
         found, old_kind, old_room, old_recipient, old_body = row
@@ -150,7 +153,7 @@ def add_message(
 
     room_id, room_name = None, None
     if room is not None:
-        row = conn.exec_driver_sql(_ROOM_AND_MEMBERSHIP, (sender_id, fold(room))).first()
+        row = raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, fold(room))).fetchone()
         if row is None:
             raise NoSuchRoom(f"there is no room {room}")
         room_id, room_name, member = row
@@ -160,15 +163,16 @@ def add_message(
             if again is not None:
                 return again
             raise NotVisible(f"you are not in {room_name}; join it first")
-    new_id = conn.exec_driver_sql(
+    inserted = raw.execute(
         _INSERT,
         (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id),
-    ).scalar()
+    ).fetchone()
+    new_id = inserted[0] if inserted is not None else None
     if new_id is None:  # the UNIQUE (sender, client id) pair exists: a re-send
         again = duplicate(room_id)
         assert again is not None
         return again
-    sender, recipient = conn.exec_driver_sql(_NICKS, (sender_id, recipient_id)).one()
+    sender, recipient = raw.execute(_NICKS, (sender_id, recipient_id)).fetchone()
     stored = StoredMessage(
         id=new_id,
         created_at=now,

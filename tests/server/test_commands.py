@@ -65,6 +65,9 @@ class FakeClient:
         for _, data in chunks:
             self._add(data)
 
+    def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
+        self._add(data)
+
     def close_after_flush(self, reason: str, error: Error | None = None) -> None:
         if error is not None:
             self.send_frame(error)

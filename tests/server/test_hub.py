@@ -3,6 +3,8 @@
 import json
 from datetime import datetime
 
+import pytest
+
 from server.hub import Hub
 from server.store.records import StoredMessage
 
@@ -15,12 +17,30 @@ class FakePeer:
 
     def deliver(self, data, message_id=None, *, lazy=False):
         self.calls += 1
-        self.frames.append(json.loads(data))
+        self.frames.extend(json.loads(line) for line in data.splitlines())
 
     def deliver_many(self, chunks):
         self.calls += 1
         for _, data in chunks:
-            self.frames.append(json.loads(data))
+            self.frames.extend(json.loads(line) for line in data.splitlines())
+
+    def deliver_shared(self, data, chunks):
+        self.calls += 1
+        self.frames.extend(json.loads(line) for line in data.splitlines())
+
+
+class SharingPeer(FakePeer):
+    """A peer that keeps the bytes objects it was handed as shared."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = []
+
+    def deliver_shared(self, data, chunks):
+        self.calls += 1
+        self.shared.append(data)
+        assert b"".join(d for _, d in chunks) == data
+        self.frames.extend(json.loads(line) for line in data.splitlines())
 
 
 def _msg(id_, kind="public", room="#lobby", sender="alice", recipient=None, cid=None):
@@ -104,6 +124,85 @@ def test_a_batch_hands_each_connection_its_share_once_in_order():
     assert peers["carol"].calls == 1 and len(peers["carol"].frames) == 5
 
 
+def test_a_room_run_is_one_bytes_object_shared_by_every_plain_member():
+    hub = Hub()
+    peers = {f"u{i}": SharingPeer() for i in range(4)}
+    for i, (nick, peer) in enumerate(peers.items()):
+        hub.attach(peer, i + 1, nick, ["#lobby"])
+    with hub.batch():
+        for i in range(3):
+            hub.deliver_message(_msg(20 + i, sender="u0", cid=f"c{i}"), sender_id=1, ref=f"c{i}")
+        hub.reply(peers["u0"], b'{"type":"ack","ref":"c2","id":22,"ts":"t"}\n')
+    readers = [peers[n] for n in ("u1", "u2", "u3")]
+    assert all(len(p.shared) == 1 for p in readers)
+    assert readers[0].shared[0] is readers[1].shared[0] is readers[2].shared[0]
+    assert [f["id"] for f in readers[0].frames] == [20, 21, 22]
+    assert all("ref" not in f for f in readers[0].frames)
+    # The sender gets its own copies (with ref), then its ack, in one call of its own.
+    sender = peers["u0"]
+    assert sender.shared == [] and sender.calls == 1
+    assert [(f["type"], f.get("ref")) for f in sender.frames] == [
+        ("message", "c0"),
+        ("message", "c1"),
+        ("message", "c2"),
+        ("ack", "c2"),
+    ]
+
+
+def test_a_batch_keeps_id_order_across_rooms_and_private_messages():
+    hub, peers = _hub_with_three()  # bob is in #lobby and #dev
+    with hub.batch():
+        hub.deliver_message(_msg(30), sender_id=None, ref=None)
+        hub.deliver_message(_msg(31, room="#dev", sender="bob"), sender_id=None, ref=None)
+        pm = _msg(32, kind="private", room=None, sender="alice", recipient="bob", cid="p")
+        hub.deliver_message(pm, sender_id=1, ref="p")
+        hub.deliver_message(_msg(33), sender_id=None, ref=None)
+    assert [f["id"] for f in peers["bob"].frames] == [30, 31, 32, 33]
+    assert [f["id"] for f in peers["carol"].frames] == [30, 33]
+    assert [f["id"] for f in peers["alice"].frames] == [30, 32, 33]
+    assert peers["alice"].frames[1]["ref"] == "p"
+
+
+def test_a_membership_change_inside_a_batch_starts_a_new_audience():
+    hub, peers = _hub_with_three()
+    dave = FakePeer()
+    with hub.batch():
+        hub.deliver_message(_msg(40), sender_id=None, ref=None)
+        hub.attach(dave, 4, "dave", ["#lobby"])
+        hub.deliver_message(_msg(41), sender_id=None, ref=None)
+    assert [f["id"] for f in dave.frames] == [41]
+    assert [f["id"] for f in peers["carol"].frames] == [40, 41]
+
+
+def test_presence_deltas_wait_for_the_flush_and_skip_the_user_they_are_about():
+    requested = []
+    hub = Hub(request_flush=lambda: requested.append(1))
+    alice, bob = FakePeer(), FakePeer()
+    hub.attach(alice, 1, "alice", ["#lobby"])
+    hub.attach(bob, 2, "bob", ["#lobby"])
+    hub.publish_presence("#lobby", joined="bob")
+    hub.publish_presence("#lobby", left="carol")
+    assert requested == [1], "one request per gathering, not one per delta"
+    assert alice.frames == [] and bob.frames == []
+    hub.flush_presence()
+    assert alice.frames == [
+        {"type": "presence", "room": "#lobby", "joined": "bob"},
+        {"type": "presence", "room": "#lobby", "left": "carol"},
+    ]
+    assert alice.calls == 1, "all of a flush's deltas in one write"
+    assert bob.frames == [{"type": "presence", "room": "#lobby", "left": "carol"}]
+
+
+def test_a_message_flushes_the_rooms_waiting_deltas_first():
+    hub = Hub(request_flush=lambda: None)
+    alice, bob = FakePeer(), FakePeer()
+    hub.attach(alice, 1, "alice", ["#lobby"])
+    hub.attach(bob, 2, "bob", ["#lobby"])
+    hub.publish_presence("#lobby", joined="bob")
+    hub.deliver_message(_msg(50, sender="bob"), sender_id=None, ref=None)
+    assert [f["type"] for f in alice.frames] == ["presence", "message"]
+
+
 def test_presence_pages_split_big_rooms_and_mark_all_but_the_last():
     from server.hub import PRESENCE_PAGE, presence_pages
 
@@ -123,3 +222,33 @@ def test_join_and_leave_update_membership():
     assert "carol" in hub.online_in("#dev")
     hub.left(3, "#dev")
     assert hub.room_name(3, "#dev") is None
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        _msg(1, cid="c1"),
+        _msg(2, kind="system", sender=None),
+        _msg(3, kind="private", room=None, recipient="bob", cid="c3"),
+        StoredMessage(
+            id=2**63 - 1,
+            created_at=datetime(2026, 12, 1, 9, 30, 0, 123456),
+            kind="public",
+            room="#lobby",
+            sender="alice",
+            recipient=None,
+            body='quotes " and \\ and \u202e and \n and emoji \U0001f600',
+            client_msg_id="x",
+        ),
+    ],
+)
+@pytest.mark.parametrize("ref", [None, "c1"])
+def test_message_bytes_are_exactly_the_checked_frames_encoding(msg, ref):
+    from protocol import encode
+    from server.hub import message_bytes, message_frame
+
+    plain, own = message_bytes(msg, ref)
+    assert plain == encode(message_frame(msg))
+    assert own == encode(message_frame(msg, ref))
+    if ref is None:
+        assert own is plain
