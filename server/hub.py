@@ -61,6 +61,9 @@ class _User:
     nick: str
     conns: set[Peer] = field(default_factory=set)
     rooms: dict[str, str] = field(default_factory=dict)  # fold(room) -> room name
+    # fold(room) -> the presence sequence number when the user became a member:
+    # deltas published before it are already in the full list it was sent.
+    since: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -160,8 +163,8 @@ class Hub:
         # fold(room) -> online nicks as (fold(nick), nick), kept sorted: a login
         # reads a room's list without sorting it again.
         self._sorted: dict[str, list[tuple[str, str]]] = {}
-        # fold(room) -> (room name, [(fold(subject nick), encoded delta)]) not yet sent.
-        self._lazy_presence: dict[str, tuple[str, list[tuple[str, bytes]]]] = {}
+        # fold(room) -> (room name, [(number, fold(subject nick), encoded delta)]) not yet sent.
+        self._lazy_presence: dict[str, tuple[str, list[tuple[int, str, bytes]]]] = {}
         self._request_flush = request_flush
         # Held while one flush hands its deltas over, so a message fanned out
         # meanwhile cannot overtake the deltas taken before it.
@@ -170,12 +173,15 @@ class Hub:
         # Bumped by every change of who is online or in which room, so a batch
         # can reuse one audience for a room's consecutive messages.
         self._epoch = 0
+        self._pseq = 0  # numbers presence deltas and room arrivals, in order
 
     def _add_member(self, key: str, user: _User) -> None:
         self._epoch += 1
         members = self._members.setdefault(key, {})
         if user.user_id not in members:
             members[user.user_id] = user
+            self._pseq += 1
+            user.since[key] = self._pseq
             bisect.insort(self._sorted.setdefault(key, []), (fold(user.nick), user.nick))
 
     def _drop_member(self, key: str, user_id: int) -> None:
@@ -381,7 +387,8 @@ class Hub:
                 if extra is not None and (members is None or extra_user not in members):
                     told = list(extra.conns)
             first = not self._lazy_presence
-            self._lazy_presence.setdefault(key, (room, []))[1].append((subject, data))
+            self._pseq += 1
+            self._lazy_presence.setdefault(key, (room, []))[1].append((self._pseq, subject, data))
         # The leaver learns it left in order with this batch's messages, after
         # the notice of its leave: a client that saw its own leave first would
         # take the notice for news of a room it is in.
@@ -396,8 +403,10 @@ class Hub:
         """Send every gathered presence delta to the members of its room, one write each.
 
         Each member gets the room's deltas as one byte string (the same object
-        for all but the users a delta is about), so a storm of logins costs a
-        member one queue append per flush, not one per login.
+        for all members since before the first delta), so a storm of logins
+        costs a member one queue append per flush, not one per login. A member
+        gets neither the deltas published before it arrived (its full list has
+        them) nor those about itself.
         """
         with self._flush_lock:
             with self._lock:
@@ -407,12 +416,16 @@ class Hub:
                     members = self._members.get(key)
                     if not members:
                         continue
-                    everyone = b"".join(line for _, line in items)
-                    subjects = {subject for subject, _ in items}
+                    first_seq = items[0][0]
+                    everyone = b"".join(line for _, _, line in items)
+                    subjects = {subject for _, subject, _ in items}
                     for user in members.values():
                         me = fold(user.nick)
-                        if me in subjects:
-                            data = b"".join(line for who, line in items if who != me)
+                        since = user.since.get(key, 0)
+                        if me in subjects or since >= first_seq:
+                            data = b"".join(
+                                line for seq, who, line in items if seq > since and who != me
+                            )
                             if not data:
                                 continue
                         else:

@@ -193,6 +193,18 @@ def test_presence_deltas_wait_for_the_flush_and_skip_the_user_they_are_about():
     assert bob.frames == [{"type": "presence", "room": "#lobby", "left": "carol"}]
 
 
+def test_a_member_that_arrives_after_a_delta_does_not_get_it():
+    hub = Hub(request_flush=lambda: None)
+    alice, bob = FakePeer(), FakePeer()
+    hub.attach(alice, 1, "alice", ["#lobby"])
+    hub.publish_presence("#lobby", joined="alice")
+    hub.attach(bob, 2, "bob", ["#lobby"])  # bob's full list already has alice
+    hub.publish_presence("#lobby", joined="bob")
+    hub.flush_presence()
+    assert bob.frames == []
+    assert alice.frames == [{"type": "presence", "room": "#lobby", "joined": "bob"}]
+
+
 def test_a_message_flushes_the_rooms_waiting_deltas_first():
     hub = Hub(request_flush=lambda: None)
     alice, bob = FakePeer(), FakePeer()
