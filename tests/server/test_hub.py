@@ -5,8 +5,8 @@ from datetime import datetime
 
 import pytest
 
-from server.hub import Hub
-from server.store.records import StoredMessage
+from parley_chat.server.hub import Hub
+from parley_chat.server.store.records import StoredMessage
 
 
 class FakePeer:
@@ -216,7 +216,7 @@ def test_a_message_flushes_the_rooms_waiting_deltas_first():
 
 
 def test_presence_pages_split_big_rooms_and_mark_all_but_the_last():
-    from server.hub import PRESENCE_PAGE, presence_pages
+    from parley_chat.server.hub import PRESENCE_PAGE, presence_pages
 
     nicks = [f"user{i:05d}" for i in range(PRESENCE_PAGE * 2 + 3)]
     pages = [json.loads(p) for p in presence_pages("#lobby", nicks)]
@@ -256,8 +256,8 @@ def test_join_and_leave_update_membership():
 )
 @pytest.mark.parametrize("ref", [None, "c1"])
 def test_message_bytes_are_exactly_the_checked_frames_encoding(msg, ref):
-    from protocol import encode
-    from server.hub import message_bytes, message_frame
+    from parley_chat.protocol import encode
+    from parley_chat.server.hub import message_bytes, message_frame
 
     plain, own = message_bytes(msg, ref)
     assert plain == encode(message_frame(msg))
