@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley",
         description="parley desktop client. Values given here fill the connect form.",
-        epilog=f"Settings live in $XDG_CONFIG_HOME/parley (override with {CONFIG_DIR_ENV}). "
+        epilog="Settings live in the per-user folder: ~/.config/parley on Linux "
+        "($XDG_CONFIG_HOME/parley), ~/Library/Application Support/parley on macOS, "
+        f"%APPDATA%\\parley on Windows (override with {CONFIG_DIR_ENV}). "
         f"With {PASSWORD_ENV} set, the app connects at once (for scripts and tests).",
     )
     parser.add_argument("--host", help="server address")
