@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+
+from parley_chat import __version__
 
 #: Which extra brings each third-party top-level module a command may import.
 _EXTRA_OF = {
@@ -25,29 +26,38 @@ _EXTRA_OF = {
 
 
 def _run(command: str, module: str) -> int:
-    """Import *module* and return its main()'s exit code, or 1 when a dependency is missing."""
+    """Return *module*'s main()'s exit code, or 1 when a dependency is missing.
+
+    main() is inside the try too: the desktop client imports customtkinter (and with it
+    Tk) only once its arguments are parsed.
+    """
     try:
-        main: Callable[[], int] = importlib.import_module(module).main
+        return importlib.import_module(module).main()
     except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing in _EXTRA_OF:
-            extra = _EXTRA_OF[missing]
-            print(
-                f"{command}: needs {missing}, which comes with the '{extra}' extra: "
-                f"pip install 'parley-chat[{extra}]' (or pipx install 'parley-chat[{extra}]')",
-                file=sys.stderr,
-            )
-            return 1
-        if missing in ("tkinter", "_tkinter"):
-            print(
-                f"{command}: this Python has no Tk (tkinter); install it "
-                "(Debian/Ubuntu: sudo apt-get install python3-tk; Fedora: sudo dnf install "
-                "python3-tkinter; the python.org installers for Windows and macOS include it)",
-                file=sys.stderr,
-            )
-            return 1
-        raise
-    return main()
+        message = _missing(command, (exc.name or "").split(".")[0])
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 1
+
+
+def _missing(command: str, module: str) -> str | None:
+    """What to tell the user when *module* is not installed (None: not ours to explain)."""
+    if module in _EXTRA_OF:
+        extra = _EXTRA_OF[module]
+        wheel = f"parley_chat-{__version__}-py3-none-any.whl"
+        return (
+            f"{command}: needs {module}, which comes with parley-chat's '{extra}' extra; "
+            f"reinstall with it, e.g. pipx install --force '{wheel}[{extra}]' "
+            f"(from a checkout: pip install -e '.[{extra}]')"
+        )
+    if module in ("tkinter", "_tkinter"):
+        return (
+            f"{command}: this Python has no Tk (tkinter); install it "
+            "(Debian/Ubuntu: sudo apt-get install python3-tk; Fedora: sudo dnf install "
+            "python3-tkinter; the python.org installers for Windows and macOS include it)"
+        )
+    return None
 
 
 def server() -> int:
