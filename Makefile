@@ -17,7 +17,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client dist lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
+.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
 
 # Runtime only: what `make run` and `make client` need, nothing for tests or lint.
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
@@ -65,6 +65,17 @@ client: $(RUNTIME_STAMP)
 dist: $(DEV_STAMP)
 	rm -rf dist
 	$(PY) -m build --outdir dist .
+
+# The desktop client as one executable, dist/parley (PyInstaller, for this OS only),
+# built from the wheel in a venv of its own so PyInstaller never enters .venv.
+ONEFILE_VENV        := .venv-onefile
+PYINSTALLER_VERSION := 6.22.3
+onefile: dist
+	rm -rf $(ONEFILE_VENV)
+	$(PYTHON) -m venv $(ONEFILE_VENV)
+	$(ONEFILE_VENV)/bin/python -m pip install -q -c requirements.txt \
+	  pyinstaller==$(PYINSTALLER_VERSION) "$$(ls dist/parley_chat-*.whl)[gui]"
+	cd dist && ../$(ONEFILE_VENV)/bin/python -m parley_chat.onefile --build .
 
 # System packages the GUI tests need: installed when root and missing, otherwise named.
 sysdeps:
@@ -122,4 +133,4 @@ bench-peer: $(DEV_STAMP)
 	$(PY) -m bench.peer $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(SSLYZE_VENV) .pytest_cache artifacts build dist *.egg-info
+	rm -rf $(VENV) $(SSLYZE_VENV) $(ONEFILE_VENV) .pytest_cache artifacts build dist *.egg-info
