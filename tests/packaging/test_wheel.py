@@ -94,7 +94,8 @@ def test_the_wheel_installs_only_under_parley_chat(installed: Installed):
     with zipfile.ZipFile(installed.wheel) as whl:
         names = whl.namelist()
     tops = {name.split("/")[0] for name in names}
-    assert tops == {"parley_chat", "parley_chat-0.1.0.dist-info"}, tops
+    version = installed.wheel.name.split("-")[1]
+    assert tops == {"parley_chat", f"parley_chat-{version}.dist-info"}, tops
     # The migrations travel with the code: env.py, the template and every revision.
     assert "parley_chat/migrations/env.py" in names
     assert "parley_chat/migrations/script.py.mako" in names
