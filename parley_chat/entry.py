@@ -48,7 +48,7 @@ def _missing(command: str, module: str) -> str | None:
         wheel = f"parley_chat-{__version__}-py3-none-any.whl"
         return (
             f"{command}: needs {module}, which comes with parley-chat's '{extra}' extra; "
-            f"reinstall with it, e.g. pipx install --force '{wheel}[{extra}]' "
+            f"reinstall with it, e.g. pipx install --force './{wheel}[{extra}]' "
             f"(from a checkout: pip install -e '.[{extra}]')"
         )
     if module in ("tkinter", "_tkinter"):
