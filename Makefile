@@ -1,30 +1,42 @@
 # parley: the two commands a new machine needs are `make run` and `make test`.
 # Everything else (venv, pinned packages, certificates, the virtual display for
 # GUI tests) is set up by these targets themselves.
+#
+# .venv is an editable install of the parley-chat package (pyproject.toml) with
+# the pinned runtime set (requirements.txt); `make test` adds the development
+# tools (requirements-dev.txt). The commands (parley-server, parley, parley-cli,
+# parley-certs, parley-admin, parley-logs) land in .venv/bin.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+BIN    := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
 CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
+.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
 
-$(STAMP): requirements.txt requirements-dev.txt
+# Runtime only: what `make run` and `make client` need, nothing for tests or lint.
+$(RUNTIME_STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt -e '.[all]'
+	touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
 # Certificates are generated only when missing; `make certs` forces nothing either
-# (use `python -m parley_chat.certs --out certs --force` or `--renew` by hand).
-$(CERTS)/server.pem: | $(STAMP)
-	$(PY) -m parley_chat.certs --out $(CERTS)
+# (use `.venv/bin/parley-certs --out certs --force` or `--renew` by hand).
+$(CERTS)/server.pem: | $(RUNTIME_STAMP)
+	$(BIN)/parley-certs --out $(CERTS)
 
-certs: $(STAMP)
-	$(PY) -m parley_chat.certs --out $(CERTS)
+certs: $(RUNTIME_STAMP)
+	$(BIN)/parley-certs --out $(CERTS)
 
 # sslyze, for the TLS profile gate (tests/server/test_tls_profile.py), lives in
 # its own venv: it pins cryptography<47 and brings nassl (its own OpenSSL) and
@@ -43,11 +55,27 @@ sslyze: $(SSLYZE_STAMP)
 
 # Start the server on its defaults: 127.0.0.1:5555, history in parley.db.
 # Serve the LAN with: make run ARGS="--host 0.0.0.0"
-run: $(STAMP) $(CERTS)/server.pem
-	$(PY) -m parley_chat.server $(ARGS)
+run: $(RUNTIME_STAMP) $(CERTS)/server.pem
+	$(BIN)/parley-server $(ARGS)
 
-client: $(STAMP)
-	$(PY) -m parley_chat.client.gui $(ARGS)
+client: $(RUNTIME_STAMP)
+	$(BIN)/parley $(ARGS)
+
+# The wheel and the sdist, into dist/ (what a user installs with pip or pipx).
+dist: $(DEV_STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+
+# The desktop client as one executable, dist/parley (PyInstaller, for this OS only),
+# built from the wheel in a venv of its own so PyInstaller never enters .venv.
+ONEFILE_VENV        := .venv-onefile
+PYINSTALLER_VERSION := 6.22.3
+onefile: dist
+	rm -rf $(ONEFILE_VENV)
+	$(PYTHON) -m venv $(ONEFILE_VENV)
+	$(ONEFILE_VENV)/bin/python -m pip install -q -c requirements.txt \
+	  pyinstaller==$(PYINSTALLER_VERSION) "$$(ls dist/parley_chat-*.whl)[gui]"
+	cd dist && ../$(ONEFILE_VENV)/bin/python -m parley_chat.onefile --build .
 
 # System packages the GUI tests need: installed when root and missing, otherwise named.
 sysdeps:
@@ -64,20 +92,20 @@ sysdeps:
 	  fi; \
 	fi
 
-test: $(STAMP) sysdeps $(SSLYZE_STAMP)
+test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
 	env -u DISPLAY $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format .
 
-screenshots: $(STAMP) sysdeps
+screenshots: $(DEV_STAMP) sysdeps
 	env -u DISPLAY $(PY) -m pytest -q tests/client/gui -k screenshot --screenshots=artifacts
 
-bench: $(STAMP) $(CERTS)/server.pem
+bench: $(DEV_STAMP) $(CERTS)/server.pem
 	$(PY) -m bench
 
 # Coverage-guided fuzzing of the protocol decoder (atheris), FUZZ_SECONDS long
@@ -87,7 +115,7 @@ bench: $(STAMP) $(CERTS)/server.pem
 fuzz:
 	@test -f .venv-fuzz/.installed || { \
 	  $(PYTHON) -m venv .venv-fuzz && \
-	  .venv-fuzz/bin/pip install -q atheris -r requirements.txt && \
+	  .venv-fuzz/bin/pip install -q atheris -r requirements.txt -e . && \
 	  touch .venv-fuzz/.installed; }
 	mkdir -p bench/fuzz/corpus bench/fuzz/crashes
 	.venv-fuzz/bin/python bench/fuzz_protocol.py -max_total_time=$${FUZZ_SECONDS:-60} \
@@ -97,12 +125,12 @@ fuzz:
 # The scale issue's load matrix, parley and ngIRCd side by side in one run
 # (ngIRCd is installed with apt-get when root and missing). 5-10 minutes;
 # pick scenarios and sizes with e.g. ARGS="--only a,c --scale 0.5 --json load.json".
-bench-load: $(STAMP)
+bench-load: $(DEV_STAMP)
 	$(PY) -m bench.loadgen matrix $(ARGS)
 
 # The same matrix against ngIRCd alone.
-bench-peer: $(STAMP)
+bench-peer: $(DEV_STAMP)
 	$(PY) -m bench.peer $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(SSLYZE_VENV) .pytest_cache artifacts
+	rm -rf $(VENV) $(SSLYZE_VENV) $(ONEFILE_VENV) .pytest_cache artifacts build dist *.egg-info

@@ -1,4 +1,5 @@
-# `python -m parley_chat.client`: the terminal client (the desktop app is `python -m parley_chat.client.gui`).
+# `python -m parley_chat.client`: the terminal client, the same as `parley-cli`
+# (the desktop app is `parley`).
 
 import sys
 

@@ -1,4 +1,4 @@
-# client/cli.py: the terminal client, `python -m parley_chat.client.cli`, built on ChatClient.
+# client/cli.py: the terminal client, `parley-cli`, built on ChatClient.
 #
 # Rules this module keeps:
 # 1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         return value
 
     parser = argparse.ArgumentParser(
-        prog="python -m parley_chat.client.cli",
+        prog="parley-cli",
         description="parley terminal client: chat over TLS from a terminal or a script.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

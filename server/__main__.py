@@ -1,4 +1,4 @@
-# server/__main__.py: `python -m parley_chat.server`: build the config, start the server,
+# server/__main__.py: `parley-server`: build the config, start the server,
 # print one "listening" line, and shut down cleanly on SIGINT/SIGTERM.
 
 from __future__ import annotations

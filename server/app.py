@@ -10,17 +10,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import resource
 import socket
 import sys
 import threading
 import time
 from collections import Counter, deque
-from pathlib import Path
-from typing import IO
 
 from parley_chat.protocol import Error, ErrorCode
 
@@ -29,7 +24,7 @@ from .auth import LoginThrottle, PasswordHasher
 from .commands import MAX_REASON_CHARS, Commands, utcnow
 from .config import ServerConfig
 from .connection import Connection
-from .errors import DatabaseLocked
+from .database_file import DatabaseFile
 from .handshake import Handshaker
 from .hub import Hub
 from .listener import Listener, bind
@@ -44,8 +39,16 @@ log = logging.getLogger("parley.server")
 _TOUCH_INTERVAL = 30.0
 
 
+try:
+    import resource  # POSIX only: Windows has no descriptor limit to raise
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
+
+
 def _raise_nofile_limit() -> None:
     # Each connection needs two or three descriptors (socket + wake-up pair).
+    if resource is None:
+        return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         try:
@@ -65,8 +68,10 @@ class ChatServer:
         self.hasher = PasswordHasher(
             config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
         )
+        # The file the store opens (a temporary one for an in-memory URL) and its lock.
+        self.database = DatabaseFile(config.db_url)
         self.store: Store = Store(
-            config.db_url, group_max=config.group_max, callback_scope=self.hub.batch
+            self.database.url, group_max=config.group_max, callback_scope=self.hub.batch
         )
         self._login_pool = WorkerPool("login", config.login_workers)
         self._request_pool = WorkerPool("request", config.request_workers)
@@ -80,7 +85,6 @@ class ChatServer:
         )
         self.ssl_context = server_context(config)
         self.migration: store_pkg.MigrationReport | None = None
-        self._lock_file: IO[str] | None = None
         self._listener: Listener | None = None
         self._loops = [
             IOLoop(f"io-{i}", self.hub.flush_presence if i == 0 else None)
@@ -117,7 +121,7 @@ class ChatServer:
         self._lock_database()
         try:
             self.migration = store_pkg.upgrade_to_head(
-                self.config.db_url, backup=self.config.backup_before_migrate
+                self.database.url, backup=self.config.backup_before_migrate
             )
             self.store.start()
             started = utcnow()
@@ -192,31 +196,10 @@ class ChatServer:
     # --- one server per database -----------------------------------------------------------
 
     def _lock_database(self) -> None:
-        path = Path(self.store.database_path)
-        lock_path = path.with_name(path.name + ".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the server's lifetime
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise DatabaseLocked(
-                f"another parley server ({holder}) is already using {path}; "
-                "stop it first, or give this one its own --db"
-            ) from exc
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        self._lock_file = handle
+        self.database.acquire()
 
     def _unlock_database(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
+        self.database.release()
 
     # --- connections ----------------------------------------------------------------------
 

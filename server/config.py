@@ -47,7 +47,7 @@ class ServerConfig:
     is delayed (the connection's reads pause), and a client with more than
     flood_backlog [200] unprocessed frames is disconnected.
     Accounts: registration_open [True] (the operator can override it in the
-    database with `python -m parley_chat.server.admin`), scrypt_n [2**17] (scrypt_r 8,
+    database with `parley-admin`), scrypt_n [2**17] (scrypt_r 8,
     scrypt_p 1), max_concurrent_hashes [2], login_failures [5] per
     login_failure_window [300 s] per (nick, address) and login_failures_per_ip [30]
     per address, registrations_per_ip [30] per registration_window [600 s],
@@ -215,7 +215,7 @@ class ServerConfig:
         """Build the config from command-line flags, falling back to PARLEY_* variables, then defaults."""
         env = os.environ if environ is None else environ
         parser = argparse.ArgumentParser(
-            prog="python -m parley_chat.server",
+            prog="parley-server",
             description="parley: a TLS-only chat server for a local network.",
         )
         parser.add_argument(
@@ -240,7 +240,7 @@ class ServerConfig:
             choices=("open", "closed"),
             default=None,
             help="whether new accounts can register (default open; the operator's setting "
-            "stored with `python -m parley_chat.server.admin registration` takes precedence)",
+            "stored with `parley-admin registration` takes precedence)",
         )
         parser.add_argument("--scrypt-n", type=int, default=None, help="scrypt cost (power of two)")
         parser.add_argument("--log-level", default=env.get("PARLEY_LOG_LEVEL", "INFO"))

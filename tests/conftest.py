@@ -3,14 +3,31 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+import parley_chat.server
 from parley_chat.certs import generate
 from parley_chat.server.app import ChatServer
 from parley_chat.server.config import ServerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # An editable install maps parley_chat to one checkout: a venv shared between
+    # checkouts (git worktrees) would test the other one's code without a word.
+    imported = Path(parley_chat.server.__file__).resolve()
+    if not imported.is_relative_to(ROOT):
+        raise pytest.UsageError(
+            f"parley_chat.server comes from {imported.parent}, not from this checkout "
+            f"({ROOT}): this venv's editable install belongs to another checkout. "
+            f"Run `{sys.executable} -m pip install --no-deps -e .` here, "
+            "or give this checkout its own venv (make test makes one)."
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from platformdirs.macos import MacOS
+from platformdirs.windows import Windows
 
 from parley_chat.protocol import fold
 
@@ -35,12 +39,20 @@ KNOWN_SERVERS_FILE = "known_servers.json"
 LAST_SEEN_FILE = "last_seen.json"
 
 
-def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """The settings directory: $PARLEY_CONFIG_DIR, else $XDG_CONFIG_HOME/parley,
-    else ~/.config/parley."""
+def config_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
+    """The settings directory: $PARLEY_CONFIG_DIR, else the OS's per-user folder for
+    parley (platformdirs): on Linux and other Unix $XDG_CONFIG_HOME/parley, else
+    ~/.config/parley; on macOS ~/Library/Application Support/parley; on Windows
+    %APPDATA%\\parley."""
     env = os.environ if environ is None else environ
     if env.get(CONFIG_DIR_ENV):
         return Path(env[CONFIG_DIR_ENV])
+    platform = sys.platform if platform is None else platform
+    if platform == "darwin":
+        return MacOS(appname="parley", appauthor=False).user_config_path
+    if platform == "win32":  # roaming: the settings follow the user between machines
+        return Windows(appname="parley", appauthor=False, roaming=True).user_config_path
+    # What platformdirs does on Unix, spelled out so *environ* (not os.environ) decides.
     base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
     return Path(base) / "parley"
 

@@ -1,6 +1,8 @@
 # server/store/migrate.py: bring a database to the latest Alembic revision,
 # backing up a non-empty database first. Alembic owns the schema: this module
 # only drives it (the same as `alembic upgrade head` from the project root).
+# The script directory is the installed parley_chat.migrations package, found from
+# its module, so an installed copy migrates without the checkout's alembic.ini.
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
+from parley_chat import migrations as migrations_pkg
+
 from .engine import database_path
 
-ROOT = Path(__file__).resolve().parents[2]
+#: Alembic's script directory: env.py, script.py.mako and versions/, wherever installed.
+SCRIPT_LOCATION = Path(migrations_pkg.__file__).resolve().parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +40,14 @@ class MigrationReport:
 
 
 def alembic_config(url: str) -> Config:
-    """An Alembic config for *url* that works from any working directory."""
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    """An Alembic config for *url* that works from any working directory and install.
+
+    Built in code rather than read from alembic.ini: the ini file stays in the checkout
+    for running `alembic` by hand, and is not part of an installed copy.
+    """
+    cfg = Config()
+    cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     cfg.attributes["configure_logger"] = False  # keep the server's logging as it is
     return cfg

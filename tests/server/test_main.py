@@ -90,7 +90,7 @@ def test_missing_certificates_are_a_clear_error(tmp_path):
         timeout=60,
     )
     assert out.returncode == 2
-    assert "python -m parley_chat.certs" in out.stderr or "make certs" in out.stderr
+    assert "parley-certs" in out.stderr or "make certs" in out.stderr
 
 
 def test_alembic_upgrade_head_by_hand(tmp_path):

@@ -22,6 +22,16 @@ def test_config_dir_prefers_the_override_then_xdg_then_home(tmp_path):
     assert config_dir({"HOME": "/h"}).as_posix() == "/h/.config/parley"
 
 
+def test_config_dir_is_the_os_folder_on_macos_and_linux():
+    home = os.path.expanduser("~")
+    mac = config_dir({"HOME": home}, platform="darwin")
+    assert mac.as_posix() == f"{home}/Library/Application Support/parley"
+    linux = config_dir({"HOME": "/h"}, platform="linux")
+    assert linux.as_posix() == "/h/.config/parley"
+    # The override wins everywhere.
+    assert config_dir({"PARLEY_CONFIG_DIR": "/o"}, platform="darwin").as_posix() == "/o"
+
+
 def test_settings_round_trip_and_defaults(tmp_path):
     store = SettingsStore(tmp_path / "cfg")
     assert store.load() == Settings()  # nothing saved yet

@@ -1,0 +1,1 @@
+"""parley_chat.migrations.versions: the revisions (Alembic skips this __init__.py)."""
