@@ -217,10 +217,32 @@ class ServerConfig:
         return load(argv, environ).config
 
 
-def add_db_argument(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """The --db option every parley command shares (server, admin, logs): one default."""
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    """The --db and --config options the operator's tools share with the server
+    (admin, logs): they find the server's database as the server does."""
     parser.add_argument(
         "--db",
-        default=environ.get("PARLEY_DB", DEFAULT_DB_URL),
-        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
+        default=None,
+        help="the server's database URL (default: env PARLEY_DB, else db_url in the "
+        f"server's configuration file, else {DEFAULT_DB_URL})",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the server's configuration file, read for db_url and the scrypt settings "
+        "(default: env PARLEY_CONFIG, else the file the server would read)",
+    )
+
+
+def operator_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerConfig:
+    """The server's settings from its configuration file and PARLEY_* variables, with
+    --db on top: what the operator's tools work with. Sets args.db to the URL to use.
+    Raises config_schema.ConfigError (a ValueError) naming a refused key and its source."""
+    from .config_file import load
+    from .config_schema import BY_NAME, check
+
+    cfg = load(["--config", args.config] if args.config else [], environ).config
+    if args.db is not None:
+        cfg = cfg.replace(db_url=check(BY_NAME["db_url"], args.db, "flag --db"))
+    args.db = cfg.db_url
+    return cfg

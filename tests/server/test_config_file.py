@@ -490,3 +490,65 @@ def test_nan_never_reaches_the_config():
         if key.kind is float:
             with pytest.raises(ConfigError, match="finite"):
                 load([key.flags[0], "nan"], {}, paths=())
+
+
+# --- the operator's tools read the same file ------------------------------------------------
+
+
+def test_admin_and_logs_find_the_database_and_scrypt_cost_in_the_file(tmp_path, monkeypatch):
+    import io
+    import sqlite3
+
+    from server import admin, logs
+
+    monkeypatch.chdir(tmp_path)  # no ./parley.toml but ours below is named
+    db = tmp_path / "from-file.db"
+    path = tmp_path / "ops.toml"
+    path.write_text(
+        f'[database]\ndb_url = "sqlite:///{db.as_posix()}"\nbackup_before_migrate = false\n'
+        "[accounts]\nscrypt_n = 16\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = admin.main(
+        ["--config", str(path), "add", "alice"],
+        environ={"PARLEY_PASSWORD": "pw"},
+        stdout=out,
+        stderr=err,
+    )
+    assert code == 0, err.getvalue()
+    con = sqlite3.connect(db)
+    try:
+        (stored,) = con.execute("SELECT password_hash FROM users WHERE nick = 'alice'").fetchone()
+    finally:
+        con.close()
+    assert stored.startswith("scrypt$16$")  # the file's cost, not the default 2**17
+
+    out = io.StringIO()
+    argv = ["--config", str(path), "query", "SELECT nick FROM users", "--format", "csv"]
+    assert logs.main(argv, environ={}, stdout=out, stderr=io.StringIO()) == 0
+    assert out.getvalue().splitlines() == ["nick", "alice"]
+    # PARLEY_DB beats the file, and --db beats both, as for the server.
+    other = tmp_path / "other.db"
+    err = io.StringIO()
+    env = {"PARLEY_CONFIG": str(path), "PARLEY_DB": f"sqlite:///{other.as_posix()}"}
+    assert logs.main(["stats"], environ=env, stdout=io.StringIO(), stderr=err) == 1
+    assert str(other) in err.getvalue()  # not created: the logs tool never creates one
+    argv = ["--db", f"sqlite:///{db.as_posix()}", "query", "SELECT count(*) AS n FROM users"]
+    out = io.StringIO()
+    assert logs.main(argv, environ=env, stdout=out, stderr=io.StringIO()) == 0
+    assert "1" in out.getvalue()
+
+
+def test_admin_and_logs_refuse_a_bad_file_with_exit_2(tmp_path):
+    import io
+
+    from server import admin, logs
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[database]\ndb_url = 5\n")
+    err = io.StringIO()
+    assert admin.main(["--config", str(bad), "users"], environ={}, stderr=err) == 2
+    assert f"config error: {bad} [database]: db_url = 5: expected a string" in err.getvalue()
+    err = io.StringIO()
+    assert logs.main(["--config", str(bad), "stats"], environ={}, stderr=err) == 2
+    assert f"config error: {bad} [database]: db_url = 5" in err.getvalue()
