@@ -552,3 +552,13 @@ def test_admin_and_logs_refuse_a_bad_file_with_exit_2(tmp_path):
     err = io.StringIO()
     assert logs.main(["--config", str(bad), "stats"], environ={}, stderr=err) == 2
     assert f"config error: {bad} [database]: db_url = 5" in err.getvalue()
+
+
+def test_the_operators_guide_lists_every_key_in_its_table():
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("## Configuration") :]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for key in KEYS:
+        row = next((r for r in rows if f"`{key.name}`" in r.split("|")[1]), None)
+        assert row is not None, f"docs/operations.md has no row for {key.name}"
+        assert row.split("|")[2].strip() == key.table, key.name
