@@ -213,7 +213,7 @@ def read_file(path: Path, named_by: str = "--config") -> dict[str, object]:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, or an integer of thousands of digits
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     values: dict[str, object] = {}
     for table, content in data.items():
@@ -226,7 +226,7 @@ def read_file(path: Path, named_by: str = "--config") -> dict[str, object]:
                 f"(tables: {', '.join(TABLES)})"
             )
         if not isinstance(content, dict):
-            raise ConfigError(f"{path}: {table} must be a table, [{table}]")
+            raise ConfigError(f"{path}: {table} must be one table, written [{table}]")
         for name, value in content.items():
             key = BY_NAME.get(name)
             if key is None:

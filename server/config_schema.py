@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -502,19 +503,22 @@ def parse_text(key: Key, text: str, origin: str) -> object:
         words |= {"false": False, "0": False, "no": False, "off": False}
         if stripped.lower() not in words:
             raise ConfigError(
-                f"{origin}: {key.name} = {text!r}: expected true or false (or 1/0, yes/no, on/off)"
+                f"{origin}: {key.name} = {_show(text)}: expected true or false "
+                "(or 1/0, yes/no, on/off)"
             )
         value = words[stripped.lower()]
     elif key.kind is int:
         try:
             value = int(stripped)
         except ValueError:
-            raise ConfigError(f"{origin}: {key.name} = {text!r}: expected a whole number") from None
+            raise ConfigError(
+                f"{origin}: {key.name} = {_show(text)}: expected a whole number"
+            ) from None
     elif key.kind is float:
         try:
             value = float(stripped)
         except ValueError:
-            raise ConfigError(f"{origin}: {key.name} = {text!r}: expected a number") from None
+            raise ConfigError(f"{origin}: {key.name} = {_show(text)}: expected a number") from None
     return check(key, value, origin)
 
 
@@ -527,13 +531,17 @@ def _kind_of(value: object) -> str:
         return "a table"
     if isinstance(value, list):
         return "an array"
+    if isinstance(value, dt.date | dt.time):
+        return "a date or time"
     return type(value).__name__
 
 
 def _show(value: object) -> str:
+    """*value* for an error message: as TOML would write it, cut to a readable length."""
     if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
-    text = repr(value)
+        text = "true" if value else "false"
+    elif isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+    else:
+        text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

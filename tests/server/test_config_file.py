@@ -224,7 +224,13 @@ def test_the_flags_from_before_the_file_keep_working():
         ("[limit]\nport = 1\n", r"unknown table \[limit\]"),
         ("port = 1\n", r"port must be inside a table: put it under \[server\]"),
         ("[server]\nmax_text_chars = 5\n", r"max_text_chars belongs in \[frames\], not \[server\]"),
-        ("server = 1\n", r"server must be a table"),
+        ("server = 1\n", r"server must be one table, written \[server\]"),
+        ("[[server]]\nport = 1\n", r"server must be one table, written \[server\]"),
+        (
+            "[server]\nhost = 2026-01-01\n",
+            r"host = 2026-01-01: expected a string, got a date or time",
+        ),
+        ("[server]\nport = " + "9" * 5000 + "\n", r"is not valid TOML: Exceeds the limit"),
         # wrong types
         (
             '[server]\nport = "5555"\n',
@@ -257,7 +263,7 @@ def test_the_flags_from_before_the_file_keep_working():
         ('[server]\nhost = ""\n', r"host = '': must not be empty"),
         (
             '[server]\nserver_name = "' + "x" * 101 + '"\n',
-            r"server_name = 'x+': must be 1 to 100 characters",
+            r"server_name = 'x+\.\.\.: must be 1 to 100 characters",
         ),
         ('[logging]\nlog_level = "loud"\n', r"log_level = 'loud': must be one of DEBUG, INFO"),
         (
@@ -313,6 +319,10 @@ def test_a_missing_or_unreadable_named_file_is_an_error(tmp_path):
         (
             {"PARLEY_MAX_ROOMS": "1e3"},
             r"PARLEY_MAX_ROOMS: max_rooms = '1e3': expected a whole number",
+        ),
+        (
+            {"PARLEY_PORT": "9" * 5000},
+            r"PARLEY_PORT: port = '9+\.\.\.: expected a whole number$",
         ),
         ({"PARLEY_LOG_LEVEL": "chatty"}, r"PARLEY_LOG_LEVEL: log_level = 'chatty': must be one of"),
     ],
