@@ -26,7 +26,9 @@ DEFAULT_PORT = 5555
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """All settings of one server. Limits (defaults in brackets):
+    """All settings of one server. Each field is also a key of the operator's
+    configuration file, with its table, range, variable and flag in
+    server/config_schema.py (docs/operations.md). Limits (defaults in brackets):
 
     Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
     max_handshakes [256] concurrent TLS handshakes, max_handshakes_per_ip [16] of them

@@ -19,6 +19,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from protocol import MAX_LINE_BYTES, MAX_ROOMS_LISTED, MAX_SERVER_NAME_CHARS, MAX_TEXT_CHARS
 
@@ -106,7 +107,16 @@ def _num(value: float | None) -> str:
     return repr(value)
 
 
-def _k(name: str, table: str, kind: type, help: str, low=None, high=None, **kw) -> Key:
+def _k(
+    name: str,
+    table: str,
+    kind: type,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    **kw: Any,
+) -> Key:
+    """A Key, with the range as positional arguments (the table below reads better)."""
     return Key(name, table, kind, help, low, high, **kw)
 
 
