@@ -18,7 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import MAX_LINE_BYTES, MAX_ROOMS_LISTED, MAX_SERVER_NAME_CHARS, MAX_TEXT_CHARS
+from parley_chat.protocol import (
+    MAX_LINE_BYTES,
+    MAX_ROOMS_LISTED,
+    MAX_SERVER_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
 
 DEFAULT_DB_URL = "sqlite:///parley.db"
 DEFAULT_PORT = 5555
@@ -46,7 +51,7 @@ class ServerConfig:
     is delayed (the connection's reads pause), and a client with more than
     flood_backlog [200] unprocessed frames is disconnected.
     Accounts: registration_open [True] (the operator can override it in the
-    database with `python -m server.admin`), scrypt_n [2**17] (scrypt_r 8,
+    database with `python -m parley_chat.server.admin`), scrypt_n [2**17] (scrypt_r 8,
     scrypt_p 1), max_concurrent_hashes [2], login_failures [5] per
     login_failure_window [300 s] per (nick, address) and login_failures_per_ip [30]
     per address, registrations_per_ip [30] per registration_window [600 s],

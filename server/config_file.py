@@ -76,7 +76,7 @@ class LoadedConfig:
 def build_parser() -> argparse.ArgumentParser:
     """The server's command line: --config, the print actions, and one flag per key."""
     parser = argparse.ArgumentParser(
-        prog="python -m server",
+        prog="python -m parley_chat.server",
         usage="%(prog)s [--config FILE] [--print-config | --print-sample] [--KEY VALUE ...]",
         description="parley: a TLS-only chat server for a local network. Every setting can "
         "be given in a TOML file, an environment variable or a flag; the later wins: "
@@ -270,7 +270,7 @@ def command_line_config(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> ServerConfig:
-    """The server's configuration from the command line, for `python -m server`.
+    """The server's configuration from the command line, for `python -m parley_chat.server`.
 
     Like argparse's --help: --print-config and --print-sample print and exit 0,
     and a refused setting prints `parley: config error: ...` and exits 2, with

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol import MAX_LINE_BYTES, MAX_ROOMS_LISTED, MAX_SERVER_NAME_CHARS, MAX_TEXT_CHARS
+from parley_chat.protocol import (
+    MAX_LINE_BYTES,
+    MAX_ROOMS_LISTED,
+    MAX_SERVER_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
 
 KiB = 1024
 MiB = 1024 * KiB

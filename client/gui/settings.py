@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from protocol import fold
+from parley_chat.protocol import fold
 
 APP_NAME = "parley"
 #: Overrides both folders (tests and scripts point it at a temp dir).

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from protocol import Ack, Error, Send
-from server.config import ServerConfig
-from server.config_file import LoadedConfig, command_line_config, default_paths, load
-from server.config_render import SAMPLE_PATH, render_sample
-from server.config_schema import BY_NAME, KEYS, TABLES, ConfigError, check
+from parley_chat.protocol import Ack, Error, Send
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.config_file import LoadedConfig, command_line_config, default_paths, load
+from parley_chat.server.config_render import SAMPLE_PATH, render_sample
+from parley_chat.server.config_schema import BY_NAME, KEYS, TABLES, ConfigError, check
 from tests.support import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def test_every_env_name_and_flag_is_unique():
 
 def test_the_shipped_sample_is_the_generated_one():
     assert SAMPLE_PATH.read_text(encoding="utf-8") == render_sample(), (
-        "server/parley.sample.toml is stale: run `python -m server --print-sample > "
+        "server/parley.sample.toml is stale: run `python -m parley_chat.server --print-sample > "
         "server/parley.sample.toml`"
     )
 
@@ -99,7 +99,7 @@ def test_the_sample_lists_every_field_once_under_its_table_with_its_default():
 
 def test_print_sample_prints_the_sample():
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "--print-sample"],
+        [sys.executable, "-m", "parley_chat.server", "--print-sample"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -362,7 +362,7 @@ def test_a_refused_setting_exits_2_with_one_line_and_no_traceback(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[frames]\nmax_text_chars = -3\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "--config", str(bad)],
+        [sys.executable, "-m", "parley_chat.server", "--config", str(bad)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -391,7 +391,16 @@ def test_print_config_shows_every_value_with_its_source_and_reads_back(tmp_path)
     path = tmp_path / "ops.toml"
     path.write_text('[server]\nhost = "0.0.0.0"\n[rooms]\nmax_rooms = 20\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "server", "--config", str(path), "--port", "6100", "--print-config"],
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "--config",
+            str(path),
+            "--port",
+            "6100",
+            "--print-config",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -416,7 +425,7 @@ def test_print_config_shows_every_value_with_its_source_and_reads_back(tmp_path)
 
 
 def test_print_config_says_where_it_looked_when_there_is_no_file(tmp_path):
-    from server.config_render import render_effective
+    from parley_chat.server.config_render import render_effective
 
     text = render_effective(load([], {}, paths=(tmp_path / "x.toml",)))
     assert f"# config file: none (looked for {tmp_path / 'x.toml'})" in text
@@ -461,7 +470,7 @@ backup_before_migrate = false
         encoding="utf-8",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--config", str(path)],
+        [sys.executable, "-m", "parley_chat.server", "--config", str(path)],
         cwd=tmp_path,  # nothing of the checkout's working directory is used
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -509,7 +518,7 @@ def test_admin_and_logs_find_the_database_and_scrypt_cost_in_the_file(tmp_path, 
     import io
     import sqlite3
 
-    from server import admin, logs
+    from parley_chat.server import admin, logs
 
     monkeypatch.chdir(tmp_path)  # no ./parley.toml but ours below is named
     db = tmp_path / "from-file.db"
@@ -552,7 +561,7 @@ def test_admin_and_logs_find_the_database_and_scrypt_cost_in_the_file(tmp_path, 
 def test_admin_and_logs_refuse_a_bad_file_with_exit_2(tmp_path):
     import io
 
-    from server import admin, logs
+    from parley_chat.server import admin, logs
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[database]\ndb_url = 5\n")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from client.gui.settings import (
+from parley_chat.client.gui.settings import (
     Pin,
     Settings,
     SettingsStore,
