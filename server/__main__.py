@@ -9,14 +9,14 @@ import sys
 import threading
 
 from .app import ChatServer
-from .config import ServerConfig
+from .config_file import command_line_config
 from .errors import StartupError
 from .tls import accepted_versions
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server until a signal; return the process exit code."""
-    cfg = ServerConfig.from_args(argv)
+    cfg = command_line_config(argv)  # exits 0 after --print-config, 2 on a refused setting
     logging.basicConfig(
         level=getattr(logging, cfg.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from parley_chat.protocol import DEFAULT_ROOM, valid_nick
 
 from .auth import PasswordHasher
-from .config import ServerConfig, add_db_argument
+from .config import ServerConfig, add_db_argument, operator_config
 from .logs_format import short_time, write_table
 from .store import (
     NoSuchUser,
@@ -246,9 +246,8 @@ class Admin:
 # --- command line ------------------------------------------------------------------------
 
 
-def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `parley-admin`."""
-    env = os.environ if environ is None else environ
     defaults = ServerConfig()
     parser = argparse.ArgumentParser(
         prog=_PROG,
@@ -258,13 +257,13 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             "from PARLEY_PASSWORD or a prompt, never from the command line."
         ),
     )
-    add_db_argument(parser, env)
+    add_db_argument(parser)
     parser.add_argument(
         "--scrypt-n",
         type=int,
-        default=defaults.scrypt_n,
-        help=f"scrypt cost for new passwords, a power of two (default {defaults.scrypt_n}, "
-        "the server's)",
+        default=None,
+        help="scrypt cost for new passwords, a power of two (default: the server's, "
+        f"scrypt_n in its configuration file, else {defaults.scrypt_n})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     sub.add_parser("users", help="list accounts: nick, created, deleted, last session")
@@ -302,10 +301,10 @@ def _confirm_with(stdin: TextIO, out: TextIO, yes: bool) -> Callable[[str], bool
     return confirm
 
 
-def _migrate(url: str, err: TextIO) -> None:
+def _migrate(url: str, err: TextIO, backup_first: bool) -> None:
     path = database_path(url)
     existed = path is not None and path.exists()
-    report = upgrade_to_head(url, backup=ServerConfig().backup_before_migrate)
+    report = upgrade_to_head(url, backup=backup_first)
     if report.changed:
         if report.from_revision is None and not existed:
             err.write(f"created the database {path or url} (schema {report.to_revision})\n")
@@ -332,20 +331,22 @@ def main(
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     try:
-        args = build_parser(env).parse_args(argv)
+        args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage message
         return int(exc.code or 0)
     try:
         try:
-            cfg = ServerConfig()
-            hasher = PasswordHasher(
-                args.scrypt_n, cfg.scrypt_r, cfg.scrypt_p, cfg.max_concurrent_hashes
-            )
+            cfg = operator_config(args, env)  # the server's file and PARLEY_* variables
+        except ValueError as exc:
+            raise AdminUsage(f"config error: {exc}") from exc
+        try:
+            n = cfg.scrypt_n if args.scrypt_n is None else args.scrypt_n
+            hasher = PasswordHasher(n, cfg.scrypt_r, cfg.scrypt_p, cfg.max_concurrent_hashes)
         except ValueError as exc:
             raise AdminUsage(f"--scrypt-n: {exc}") from exc
         if args.command == "add":
             check_nick(args.nick)  # before the database is touched (or created)
-        _migrate(args.db, err)
+        _migrate(args.db, err, cfg.backup_before_migrate)
         store = Store(args.db)
         store.start()
         try:

@@ -1,8 +1,11 @@
 # server/config.py: every setting of the server, in one frozen dataclass.
 #
 # Rules this module keeps:
-# 1. ServerConfig.from_args() is the only code in the server that reads the
-#    command line or the environment; everything else receives the object.
+# 1. ServerConfig.from_args() (through server/config_file.py, which reads the
+#    TOML file, the environment and the flags) is the only code in the server
+#    that reads the command line or the environment; everything else receives
+#    the object. What each field is for the operator (its table in the file,
+#    its range, its variable and flag) is in server/config_schema.py.
 # 2. Every limit and deadline is a field with a sane default, so tests pass
 #    their own values (ServerConfig.for_tests) and the defaults have tests of
 #    their own.
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +31,9 @@ DEFAULT_PORT = 5555
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """All settings of one server. Limits (defaults in brackets):
+    """All settings of one server. Each field is also a key of the operator's
+    configuration file, with its table, range, variable and flag in
+    server/config_schema.py (docs/operations.md). Limits (defaults in brackets):
 
     Network: host [127.0.0.1], port [5555, 0 = any free port], max_connections_per_ip [16],
     max_handshakes [256] concurrent TLS handshakes, max_handshakes_per_ip [16] of them
@@ -212,57 +216,40 @@ class ServerConfig:
     def from_args(
         cls, argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
     ) -> ServerConfig:
-        """Build the config from command-line flags, falling back to PARLEY_* variables, then defaults."""
-        env = os.environ if environ is None else environ
-        parser = argparse.ArgumentParser(
-            prog="parley-server",
-            description="parley: a TLS-only chat server for a local network.",
-        )
-        parser.add_argument(
-            "--host",
-            default=env.get("PARLEY_HOST", "127.0.0.1"),
-            help="address to listen on; 0.0.0.0 serves the LAN (default 127.0.0.1, env PARLEY_HOST)",
-        )
-        parser.add_argument(
-            "--port",
-            type=int,
-            default=int(env.get("PARLEY_PORT", DEFAULT_PORT)),
-            help=f"TCP port (default {DEFAULT_PORT}, env PARLEY_PORT)",
-        )
-        add_db_argument(parser, env)
-        parser.add_argument(
-            "--certs",
-            default=env.get("PARLEY_CERTS", "certs"),
-            help="directory holding server.pem and server.key (default certs, env PARLEY_CERTS)",
-        )
-        parser.add_argument(
-            "--registration",
-            choices=("open", "closed"),
-            default=None,
-            help="whether new accounts can register (default open; the operator's setting "
-            "stored with `parley-admin registration` takes precedence)",
-        )
-        parser.add_argument("--scrypt-n", type=int, default=None, help="scrypt cost (power of two)")
-        parser.add_argument("--log-level", default=env.get("PARLEY_LOG_LEVEL", "INFO"))
-        args = parser.parse_args(argv)
-        values: dict[str, object] = {
-            "host": args.host,
-            "port": args.port,
-            "db_url": args.db,
-            "certs_dir": Path(args.certs),
-            "log_level": args.log_level.upper(),
-        }
-        if args.registration is not None:
-            values["registration_open"] = args.registration == "open"
-        if args.scrypt_n is not None:
-            values["scrypt_n"] = args.scrypt_n
-        return cls(**values)  # type: ignore[arg-type]
+        """Build the config from the defaults, the configuration file, PARLEY_*
+        variables and command-line flags, the later winning (server/config_file.py).
+        Raises config_schema.ConfigError (a ValueError) naming a refused key and its source."""
+        from .config_file import load
+
+        return load(argv, environ).config
 
 
-def add_db_argument(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
-    """The --db option every parley command shares (server, admin, logs): one default."""
+def add_db_argument(parser: argparse.ArgumentParser) -> None:
+    """The --db and --config options the operator's tools share with the server
+    (admin, logs): they find the server's database as the server does."""
     parser.add_argument(
         "--db",
-        default=environ.get("PARLEY_DB", DEFAULT_DB_URL),
-        help=f"the server's database URL (default: env PARLEY_DB, else {DEFAULT_DB_URL})",
+        default=None,
+        help="the server's database URL (default: env PARLEY_DB, else db_url in the "
+        f"server's configuration file, else {DEFAULT_DB_URL})",
     )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the server's configuration file, read for db_url and the scrypt settings "
+        "(default: env PARLEY_CONFIG, else the file the server would read)",
+    )
+
+
+def operator_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ServerConfig:
+    """The server's settings from its configuration file and PARLEY_* variables, with
+    --db on top: what the operator's tools work with. Sets args.db to the URL to use.
+    Raises config_schema.ConfigError (a ValueError) naming a refused key and its source."""
+    from .config_file import load
+    from .config_schema import BY_NAME, check
+
+    cfg = load(["--config", args.config] if args.config else [], environ).config
+    if args.db is not None:
+        cfg = cfg.replace(db_url=check(BY_NAME["db_url"], args.db, "flag --db"))
+    args.db = cfg.db_url
+    return cfg

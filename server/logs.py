@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from .config import add_db_argument
+from .config import add_db_argument, operator_config
 from .logs_format import FORMATS, parse_time, write_rows, write_table
 from .store.engine import BUSY_TIMEOUT_MS, database_path
 from .store.queries import fts_query, like_pattern, search_terms
@@ -680,9 +680,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `parley-logs`."""
-    env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
         prog=_PROG,
         description=(
@@ -693,7 +692,7 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             "queries: docs/schema.md."
         ),
     )
-    add_db_argument(parser, env)
+    add_db_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
 
     q = sub.add_parser(
@@ -798,11 +797,16 @@ def main(
     """Run `parley-logs`; returns the exit code (0 ok, 1 error, 2 usage or refused)."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
-    parser = build_parser(environ)
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed the usage message
         return int(exc.code or 0)
+    try:
+        operator_config(args, os.environ if environ is None else environ)  # sets args.db
+    except ValueError as exc:
+        print(f"{_PROG}: config error: {exc}", file=err)
+        return EXIT_USAGE
     try:
         return _run(args, out, err)
     except LogsError as exc:

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from .settings import CONFIG_DIR_ENV, SettingsStore, config_dir
+from .settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
 
@@ -23,9 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parley",
         description="parley desktop client. Values given here fill the connect form.",
-        epilog="Settings live in the per-user folder: ~/.config/parley on Linux "
-        "($XDG_CONFIG_HOME/parley), ~/Library/Application Support/parley on macOS, "
-        f"%APPDATA%\\parley on Windows (override with {CONFIG_DIR_ENV}). "
+        epilog="Settings live in the user's config folder and pinned certificates in the "
+        "data folder (Linux: ~/.config/parley, ~/.local/share/parley; see docs/gui.md); "
+        f"{CONFIG_DIR_ENV} puts both in one folder, {DATA_DIR_ENV} the data alone. "
         f"With {PASSWORD_ENV} set, the app connects at once (for scripts and tests).",
     )
     parser.add_argument("--host", help="server address")
@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Run the desktop client until its window closes; return the exit code."""
     env = os.environ if environ is None else environ
     args = build_parser().parse_args(argv)
-    store = SettingsStore(config_dir(env))
+    store = SettingsStore.for_user(env)
+    for old, new in store.migrated:
+        print(f"parley: moved {old} to {new}", file=sys.stderr)
     settings = store.load()
     if args.host is not None:
         settings.host = args.host

@@ -1,10 +1,11 @@
 # client/gui/settings.py: everything the desktop client remembers between runs,
-# as small JSON files in one per-user directory. Pure: no Tk, no sockets.
+# as small JSON files in the user's folders. Pure: no Tk, no sockets.
 #
-# Files (in config_dir()):
-#   settings.json       the connect form's last values, appearance, window size
-#   known_servers.json  certificates pinned on first use, per host and port
-#   last_seen.json      the id of the last message shown, per server and nick
+# Files, in the folders platformdirs gives for the app "parley" (config_dir()
+# and data_dir(); docs/gui.md lists them per system):
+#   settings.json       (config) the connect form's last values, appearance, window size
+#   known_servers.json  (data)   certificates pinned on first use, per host and port
+#   last_seen.json      (data)   the id of the last message shown, per server and nick
 #
 # Rules this module keeps:
 # 1. The password is never written: Settings has no field for it, and save()
@@ -14,47 +15,96 @@
 #    stops the app from starting.
 # 3. A pin is only ever replaced by an explicit forget_pin() then set_pin(): the
 #    caller decides, with the user, never this module.
+# 4. Files from the folder used before platformdirs ($XDG_CONFIG_HOME/parley,
+#    else ~/.config/parley) are moved once to their new folder, never over a
+#    file already there (SettingsStore.for_user).
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from platformdirs.macos import MacOS
-from platformdirs.windows import Windows
-
 from parley_chat.protocol import fold
 
-#: Overrides the settings directory (tests and scripts point it at a temp dir).
+APP_NAME = "parley"
+#: Overrides both folders (tests and scripts point it at a temp dir).
 CONFIG_DIR_ENV = "PARLEY_CONFIG_DIR"
+#: Overrides the data folder alone (pins and last-seen ids).
+DATA_DIR_ENV = "PARLEY_DATA_DIR"
 
 SETTINGS_FILE = "settings.json"
 KNOWN_SERVERS_FILE = "known_servers.json"
 LAST_SEEN_FILE = "last_seen.json"
+#: Which folder each file lives in: settings are configuration, the rest is data.
+DATA_FILES = (KNOWN_SERVERS_FILE, LAST_SEEN_FILE)
 
 
-def config_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
-    """The settings directory: $PARLEY_CONFIG_DIR, else the OS's per-user folder for
-    parley (platformdirs): on Linux and other Unix $XDG_CONFIG_HOME/parley, else
-    ~/.config/parley; on macOS ~/Library/Application Support/parley; on Windows
-    %APPDATA%\\parley."""
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of settings.json: $PARLEY_CONFIG_DIR, else the user's config
+    folder (~/.config/parley or $XDG_CONFIG_HOME/parley on Linux,
+    ~/Library/Application Support/parley on macOS, %LOCALAPPDATA%\\parley on Windows)."""
     env = os.environ if environ is None else environ
     if env.get(CONFIG_DIR_ENV):
         return Path(env[CONFIG_DIR_ENV])
-    platform = sys.platform if platform is None else platform
-    if platform == "darwin":
-        return MacOS(appname="parley", appauthor=False).user_config_path
-    if platform == "win32":  # roaming: the settings follow the user between machines
-        return Windows(appname="parley", appauthor=False, roaming=True).user_config_path
-    # What platformdirs does on Unix, spelled out so *environ* (not os.environ) decides.
+    import platformdirs
+
+    return platformdirs.user_config_path(APP_NAME, appauthor=False)
+
+
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder of the pins and last-seen ids: $PARLEY_DATA_DIR, else
+    $PARLEY_CONFIG_DIR, else the user's data folder (~/.local/share/parley or
+    $XDG_DATA_HOME/parley on Linux, the same folders as config_dir() elsewhere)."""
+    env = os.environ if environ is None else environ
+    for name in (DATA_DIR_ENV, CONFIG_DIR_ENV):
+        if env.get(name):
+            return Path(env[name])
+    import platformdirs
+
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+def legacy_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The one folder the client used before platformdirs: $XDG_CONFIG_HOME/parley,
+    else ~/.config/parley (on every system)."""
+    env = os.environ if environ is None else environ
     base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
-    return Path(base) / "parley"
+    return Path(base) / APP_NAME
+
+
+def migrate_legacy(old: Path, store: SettingsStore) -> list[tuple[Path, Path]]:
+    """Move the files in *old* to *store*'s folders; returns what moved (from, to).
+
+    A file already at the new place wins (it is newer than anything left
+    behind), so the old one stays. A failure leaves the old file where it was:
+    the app starts with defaults and can be pointed at it again."""
+    moved: list[tuple[Path, Path]] = []
+    for name in (SETTINGS_FILE, *DATA_FILES):
+        source = old / name
+        target = (store.data_directory if name in DATA_FILES else store.directory) / name
+        try:
+            if not source.is_file() or target.exists() or source.resolve() == target.resolve():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
+            os.close(fd)
+            try:
+                shutil.copyfile(source, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            source.unlink()
+        except OSError:
+            continue
+        moved.append((source, target))
+    return moved
 
 
 def server_key(host: str, port: int) -> str:
@@ -110,10 +160,33 @@ class Pin:
 
 
 class SettingsStore:
-    """Reads and writes the files in one settings directory (created on first write)."""
+    """Reads and writes the client's files (folders created on first write).
 
-    def __init__(self, directory: Path | str | None = None) -> None:
+    *directory* holds settings.json, *data_directory* the pins and last-seen ids;
+    given only *directory*, both live there (tests, PARLEY_CONFIG_DIR); given
+    neither, the user's folders (config_dir(), data_dir())."""
+
+    def __init__(
+        self, directory: Path | str | None = None, data_directory: Path | str | None = None
+    ) -> None:
         self.directory = Path(directory) if directory is not None else config_dir()
+        if data_directory is not None:
+            self.data_directory = Path(data_directory)
+        else:
+            self.data_directory = self.directory if directory is not None else data_dir()
+        #: Files moved from the folder used before platformdirs (for_user()).
+        self.migrated: list[tuple[Path, Path]] = []
+
+    @classmethod
+    def for_user(cls, environ: Mapping[str, str] | None = None) -> SettingsStore:
+        """The store of the user running the app: the override variables or the
+        platformdirs folders, after moving the files of the old folder there
+        (not when an override variable names the folders)."""
+        env = os.environ if environ is None else environ
+        store = cls(config_dir(env), data_dir(env))
+        if not env.get(CONFIG_DIR_ENV) and not env.get(DATA_DIR_ENV):
+            store.migrated = migrate_legacy(legacy_dir(env), store)
+        return store
 
     # --- the connect form and window -------------------------------------------------
 
@@ -177,19 +250,24 @@ class SettingsStore:
     @property
     def known_servers_path(self) -> Path:
         """Where pinned certificates are kept (shown to the user in warnings)."""
-        return self.directory / KNOWN_SERVERS_FILE
+        return self.path_of(KNOWN_SERVERS_FILE)
+
+    def path_of(self, name: str) -> Path:
+        """Where the file *name* lives: the data folder for pins and last-seen ids,
+        the config folder for settings.json."""
+        return (self.data_directory if name in DATA_FILES else self.directory) / name
 
     def _read(self, name: str) -> dict[str, Any]:
         try:
-            data = json.loads((self.directory / name).read_text(encoding="utf-8"))
+            data = json.loads(self.path_of(name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
     def _write(self, name: str, data: Mapping[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = self.directory / name
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.")
+        path = self.path_of(name)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(data, f, indent=2, sort_keys=True)

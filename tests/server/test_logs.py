@@ -410,7 +410,7 @@ def test_export_filters_by_room_and_time(chat_db):
 def test_export_rejects_unreadable_times(chat_db):
     url, _path, _ids = chat_db
     with pytest.raises(SystemExit):
-        logs.build_parser({}).parse_args(["export", "--format", "csv", "--since", "yesterday"])
+        logs.build_parser().parse_args(["export", "--format", "csv", "--since", "yesterday"])
     proc = run_cli("--db", url, "export", "--format", "csv", "--since", "25/11/2026")
     assert proc.returncode == 2 and "ISO 8601" in proc.stderr
 

@@ -1,9 +1,10 @@
-# client/gui/settings.py: the per-user files (no display needed).
+# client/gui/settings.py: the per-user files and their folders (no display needed).
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -12,24 +13,107 @@ from parley_chat.client.gui.settings import (
     Settings,
     SettingsStore,
     config_dir,
+    data_dir,
+    legacy_dir,
+    migrate_legacy,
     server_key,
 )
 
 
-def test_config_dir_prefers_the_override_then_xdg_then_home(tmp_path):
+def test_folders_prefer_the_overrides_then_platformdirs(tmp_path, monkeypatch):
     assert config_dir({"PARLEY_CONFIG_DIR": str(tmp_path / "x")}) == tmp_path / "x"
-    assert config_dir({"XDG_CONFIG_HOME": "/xdg", "HOME": "/h"}).as_posix() == "/xdg/parley"
-    assert config_dir({"HOME": "/h"}).as_posix() == "/h/.config/parley"
+    assert data_dir({"PARLEY_CONFIG_DIR": str(tmp_path / "x")}) == tmp_path / "x"
+    env = {"PARLEY_CONFIG_DIR": str(tmp_path / "x"), "PARLEY_DATA_DIR": str(tmp_path / "d")}
+    assert data_dir(env) == tmp_path / "d" and config_dir(env) == tmp_path / "x"
+    # No override: the OS-correct folders (platformdirs reads XDG_* from os.environ).
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    if sys.platform.startswith("linux"):
+        assert config_dir({}) == tmp_path / "xdg-config" / "parley"
+        assert data_dir({}) == tmp_path / "xdg-data" / "parley"
+    assert config_dir({}).name == data_dir({}).name == "parley"
+    # Where the client kept everything before platformdirs.
+    assert legacy_dir({"XDG_CONFIG_HOME": "/xdg", "HOME": "/h"}).as_posix() == "/xdg/parley"
+    assert legacy_dir({"HOME": "/h"}).as_posix() == "/h/.config/parley"
 
 
-def test_config_dir_is_the_os_folder_on_macos_and_linux():
-    home = os.path.expanduser("~")
-    mac = config_dir({"HOME": home}, platform="darwin")
-    assert mac.as_posix() == f"{home}/Library/Application Support/parley"
-    linux = config_dir({"HOME": "/h"}, platform="linux")
-    assert linux.as_posix() == "/h/.config/parley"
-    # The override wins everywhere.
-    assert config_dir({"PARLEY_CONFIG_DIR": "/o"}, platform="darwin").as_posix() == "/o"
+def test_settings_and_pins_live_in_their_own_folders(tmp_path):
+    store = SettingsStore(tmp_path / "config", tmp_path / "data")
+    store.save(Settings(nick="alice"))
+    store.set_pin("h", 1, Pin(pem="p", fingerprint="ab" * 32))
+    store.set_last_seen("h", 1, "alice", 5)
+    assert os.listdir(tmp_path / "config") == ["settings.json"]
+    assert sorted(os.listdir(tmp_path / "data")) == ["known_servers.json", "last_seen.json"]
+    assert store.known_servers_path == tmp_path / "data" / "known_servers.json"
+    again = SettingsStore(tmp_path / "config", tmp_path / "data")
+    assert again.load().nick == "alice" and again.get_last_seen("h", 1, "alice") == 5
+
+
+def _user_env(tmp_path, monkeypatch) -> dict[str, str]:
+    # A home of its own: platformdirs' folders and the old one all under tmp_path.
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / "cfg"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "home" / "data"))
+    for name in ("PARLEY_CONFIG_DIR", "PARLEY_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "home" / "cfg")}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG folders are Linux's")
+def test_files_from_the_old_folder_move_once_and_never_over_newer_ones(tmp_path, monkeypatch):
+    env = _user_env(tmp_path, monkeypatch)
+    old = legacy_dir(env)
+    old.mkdir(parents=True)
+    pin = Pin(pem="-----BEGIN CERTIFICATE-----\n...", fingerprint="ab" * 32)
+    SettingsStore(old).set_pin("chat.lan", 5555, pin)
+    SettingsStore(old).set_last_seen("chat.lan", 5555, "alice", 41)
+    SettingsStore(old).save(Settings(nick="alice"))
+
+    store = SettingsStore.for_user(env)
+    new_data = tmp_path / "home" / "data" / "parley"
+    # On Linux settings.json already is in the config folder; the data files move.
+    assert store.directory == old and store.data_directory == new_data
+    assert sorted(store.migrated) == [
+        (old / "known_servers.json", new_data / "known_servers.json"),
+        (old / "last_seen.json", new_data / "last_seen.json"),
+    ]
+    assert store.get_pin("chat.lan", 5555) == pin
+    assert store.get_last_seen("chat.lan", 5555, "alice") == 41
+    assert store.load().nick == "alice"
+    assert sorted(os.listdir(old)) == ["settings.json"]
+    assert SettingsStore.for_user(env).migrated == []  # once
+
+    # A file left in the old folder never replaces one at the new place.
+    SettingsStore(old).set_last_seen("chat.lan", 5555, "alice", 7)
+    again = SettingsStore.for_user(env)
+    assert again.migrated == [] and again.get_last_seen("chat.lan", 5555, "alice") == 41
+    assert (old / "last_seen.json").exists()
+
+
+def test_an_override_folder_is_used_as_it_is_with_no_migration(tmp_path, monkeypatch):
+    env = _user_env(tmp_path, monkeypatch)
+    old = legacy_dir(env)
+    SettingsStore(old).set_last_seen("h", 1, "n", 3)
+    env["PARLEY_CONFIG_DIR"] = str(tmp_path / "override")
+    store = SettingsStore.for_user(env)
+    assert store.migrated == [] and store.get_last_seen("h", 1, "n") is None
+    assert store.directory == store.data_directory == tmp_path / "override"
+    assert (old / "last_seen.json").exists()
+
+
+def test_migration_moves_settings_when_the_config_folder_changed(tmp_path):
+    # As on macOS and Windows, where the new folders are not ~/.config/parley.
+    old, new = tmp_path / "old", tmp_path / "new"
+    SettingsStore(old).save(Settings(nick="bob", appearance="dark"))
+    SettingsStore(old).set_pin("h", 1, Pin(pem="p", fingerprint="cd" * 32))
+    store = SettingsStore(new / "config", new / "data")
+    moved = migrate_legacy(old, store)
+    assert sorted(target for _, target in moved) == [
+        new / "config" / "settings.json",
+        new / "data" / "known_servers.json",
+    ]
+    assert store.load().nick == "bob" and store.get_pin("h", 1) is not None
+    assert os.listdir(old) == []
 
 
 def test_settings_round_trip_and_defaults(tmp_path):
