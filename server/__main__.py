@@ -1,5 +1,7 @@
 # server/__main__.py: `python -m server`: build the config, start the server,
-# print one "listening" line, and shut down cleanly on SIGINT/SIGTERM.
+# print one "listening" line (then the addresses and fingerprint clients need,
+# server/announce.py), advertise it by mDNS (server/mdns.py), and shut down
+# cleanly on SIGINT/SIGTERM. `python -m server invite` prints an invite line.
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import signal
 import sys
 import threading
 
+from . import announce, mdns
 from .app import ChatServer
 from .config import ServerConfig
 from .errors import StartupError
@@ -16,7 +19,12 @@ from .tls import accepted_versions
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server until a signal; return the process exit code."""
-    cfg = ServerConfig.from_args(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["invite"]:
+        from .invite import main as invite_main
+
+        return invite_main(args[1:])
+    cfg = ServerConfig.from_args(args)
     logging.basicConfig(
         level=getattr(logging, cfg.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         f"certificate SHA-256 {fingerprint}",
         flush=True,
     )
+    for line in announce.banner(host, port, cfg.cert_file, cfg.ca_file):
+        print(line, flush=True)
+    advertiser = _advertise(cfg, host, port) if cfg.mdns else None
 
     def _stop(signum: int, _frame: object) -> None:
         # Stop from another thread: stop() joins threads, which a handler must not do inline.
@@ -57,7 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     server.serve_forever()
+    if advertiser is not None:
+        advertiser.stop()
     return 0
+
+
+def _advertise(cfg: ServerConfig, host: str, port: int) -> mdns.Advertiser:
+    # What the banner offers is what goes into the DNS-SD records.
+    dns, ips = announce.certificate_names(cfg.cert_file)
+    addresses = announce.client_addresses(host, dns, ips) or [host]
+    anchor = announce.trust_anchor(cfg.cert_file, cfg.ca_file)
+    hostname = announce.short_hostname()
+    advertiser = mdns.Advertiser(
+        name=mdns.instance_name(cfg.server_name, hostname),
+        port=port,
+        addresses=addresses,
+        txt=mdns.txt_records(anchor.fingerprint, anchor.is_ca),
+        interfaces=mdns.advertised_interfaces(host),
+        hostname=hostname,
+    )
+    advertiser.start()
+    return advertiser
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class ServerConfig:
     fresh_private_messages [50].
     Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
     backup_before_migrate [True].
+    LAN: mdns [True] advertises the server by DNS-SD/mDNS.
     """
 
     host: str = "127.0.0.1"
@@ -144,6 +145,9 @@ class ServerConfig:
     backup_before_migrate: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "INFO"
+    #: Advertise the server on the LAN by DNS-SD/mDNS (server/mdns.py), so clients
+    #: list it without typing an address. `python -m server` does it, not ChatServer.
+    mdns: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -170,6 +174,11 @@ class ServerConfig:
     def cert_file(self) -> Path:
         """The server certificate (PEM) in certs_dir."""
         return self.certs_dir / "server.pem"
+
+    @property
+    def ca_file(self) -> Path:
+        """The local CA's certificate (PEM) in certs_dir, sent with server.pem when present."""
+        return self.certs_dir / "ca.pem"
 
     @property
     def key_file(self) -> Path:
@@ -239,6 +248,13 @@ class ServerConfig:
         )
         parser.add_argument("--scrypt-n", type=int, default=None, help="scrypt cost (power of two)")
         parser.add_argument("--log-level", default=env.get("PARLEY_LOG_LEVEL", "INFO"))
+        parser.add_argument(
+            "--no-mdns",
+            dest="mdns",
+            action="store_false",
+            default=env.get("PARLEY_MDNS", "on").lower() != "off",
+            help="do not advertise the server on the LAN by mDNS (env PARLEY_MDNS=off)",
+        )
         args = parser.parse_args(argv)
         values: dict[str, object] = {
             "host": args.host,
@@ -246,6 +262,7 @@ class ServerConfig:
             "db_url": args.db,
             "certs_dir": Path(args.certs),
             "log_level": args.log_level.upper(),
+            "mdns": args.mdns,
         }
         if args.registration is not None:
             values["registration_open"] = args.registration == "open"
