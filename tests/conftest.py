@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +12,12 @@ import pytest
 from certs import generate
 from server.app import ChatServer
 from server.config import ServerConfig
+
+
+# No test advertises or browses by mDNS on a real network: servers started as
+# `python -m server` and desktop windows inherit this. The discovery tests turn
+# it back on inside a network namespace of their own (tests/integration/test_mdns.py).
+os.environ["PARLEY_MDNS"] = "off"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
