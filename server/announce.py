@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from certs import fingerprint_sha256, short_fingerprint
 from protocol.invite import format_invite
@@ -48,7 +49,7 @@ def trust_anchor(cert_file: Path, ca_file: Path) -> Anchor:
     try:
         ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
         cert.verify_directly_issued_by(ca)
-    except (OSError, ValueError, TypeError, x509.InvalidSignature):
+    except (OSError, ValueError, TypeError, InvalidSignature):
         return Anchor(fingerprint_sha256(cert), is_ca=False)
     return Anchor(fingerprint_sha256(ca), is_ca=True)
 

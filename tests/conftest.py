@@ -13,7 +13,6 @@ from certs import generate
 from server.app import ChatServer
 from server.config import ServerConfig
 
-
 # No test advertises or browses by mDNS on a real network: servers started as
 # `python -m server` and desktop windows inherit this. The discovery tests turn
 # it back on inside a network namespace of their own (tests/integration/test_mdns.py).
