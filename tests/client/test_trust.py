@@ -113,7 +113,7 @@ def test_renewal_keeps_a_ca_pin_valid_and_a_new_ca_is_refused_plainly(tmp_path, 
 
 def test_an_invite_fingerprint_settles_the_first_use_and_a_wrong_one_is_refused(server):
     probed = probe_server_certificate(*server.address)
-    where = "%s:%d" % server.address
+    where = "{}:{}".format(*server.address)
     # Either the CA's or the server certificate's fingerprint: the CA is pinned.
     assert anchor_for_invite(probed, probed.anchor_fingerprint, where) == probed.ca_pem
     assert anchor_for_invite(probed, probed.fingerprint.upper(), where) == probed.ca_pem
