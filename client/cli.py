@@ -103,13 +103,17 @@ Messages go to stdout, one line each:
 Continuation lines of a multi-line text are indented by four spaces; lines from
 another day start with the date. Status and errors go to stderr.
 
+Without --ca (and no certs/ca.pem here) the server is trusted on first use: its
+CA is pinned, checked against the invite's fingerprint or, on a terminal, by you.
+
 exit codes:
   {EXIT_OK}  ok: everything sent was acknowledged
   {EXIT_ERROR}  other error
   {EXIT_USAGE}  usage error, no password available, or the CA file cannot be read
   {EXIT_UNREACHABLE}  the server cannot be reached
-  {EXIT_TLS}  TLS verification failed (certificate not trusted, or host name mismatch);
-     the fingerprint the server offered is printed for comparison
+  {EXIT_TLS}  TLS verification failed (certificate not trusted, expired, not the one
+     the invite names, or host name mismatch); the fingerprint the server offered
+     is printed for comparison
   {EXIT_LOGIN}  login refused (the server's code and message are printed)
   {EXIT_UNACKED}  messages were left unacknowledged when the client ended
 """
@@ -253,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         metavar="INVITE",
         help="an invite line from the server's operator (parley://HOST:PORT#sha256=...): "
-        "where to connect and which certificate to trust on first use",
+        "where to connect and which certificate to trust on first use; HOST[:PORT] works too",
     )
     parser.add_argument("--host", default=None, help="server address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="server port (default 5555)")
