@@ -6,7 +6,9 @@
 # - on this machine's loopback, when it already has MULTICAST, with the
 #   server bound to 127.0.0.1 (it advertises only there, server/mdns.py) and
 #   the browser told to use 127.0.0.1 only;
-# and the test is skipped, saying why, where neither is possible.
+# and the test is skipped, saying why, where neither is possible. One more
+# test checks the rule that keeps this safe: in a namespace with a stand-in
+# LAN (a veth pair), a loopback-bound server and browser send nothing to it.
 
 from __future__ import annotations
 
@@ -183,3 +185,62 @@ def test_no_mdns_means_nothing_is_advertised(isolated, certs_dir, tmp_path):
     finally:
         quiet.stop()
         loud.stop()
+
+
+@pytest.fixture
+def netns_with_a_lan() -> Iterator[tuple[list[str], Path]]:
+    """A namespace with loopback and a veth pair standing in for a LAN; yields the
+    command prefix and the file counting the packets that reach the "LAN"."""
+    ip = shutil.which("ip")
+    if ip is None or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("a test network namespace needs root and the ip command")
+    name = f"parley-lan-{uuid.uuid4().hex[:8]}"
+    if _run([ip, "netns", "add", name]).returncode != 0:
+        pytest.skip("`ip netns add` is not possible here")
+    prefix = [ip, "netns", "exec", name]
+    try:
+        steps = [
+            ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+            ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+            [ip, "link", "set", "lo", "up"],
+            [ip, "link", "add", "lan0", "type", "veth", "peer", "name", "lan1"],
+            [ip, "addr", "add", "10.99.0.1/24", "dev", "lan0"],
+            [ip, "link", "set", "lan0", "up"],
+            [ip, "link", "set", "lan1", "up"],
+        ]
+        for step in steps:
+            done = _run([*prefix, *step])
+            if done.returncode != 0:
+                pytest.skip(f"cannot build the test LAN ({' '.join(step[:4])}): {done.stderr}")
+        yield prefix, Path("/sys/class/net/lan1/statistics/rx_packets")
+    finally:
+        _run([ip, "netns", "del", name])
+
+
+def _received(prefix: list[str], counter: Path) -> int:
+    # /sys shows the namespace of the process reading it: read it from inside.
+    return int(_run([*prefix, "cat", str(counter)]).stdout)
+
+
+def test_a_loopback_server_and_a_loopback_browser_send_nothing_to_the_lan(
+    netns_with_a_lan, certs_dir, tmp_path
+):
+    prefix, counter = netns_with_a_lan
+    common = ["--port", "0", "--certs", str(certs_dir), "--scrypt-n", "16", "--log-level", "INFO"]
+    before = _received(prefix, counter)
+    local = Server(prefix, [*common, "--db", f"sqlite:///{tmp_path / 'lo.db'}"])
+    try:
+        local.wait_line(local.err, "advertised by mDNS")
+        found = _cli(prefix, "--discover", "--discover-wait", "2", "--mdns-interface", "127.0.0.1")
+        assert found.returncode == 0, found.stderr
+    finally:
+        local.stop()  # its goodbye packets too
+    assert _received(prefix, counter) == before
+    # The control: a server bound to every interface does reach the "LAN".
+    wide = Server(prefix, [*common, "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    try:
+        # Logged once zeroconf has probed for the name and announced it.
+        wide.wait_line(wide.err, "advertised by mDNS")
+        assert _received(prefix, counter) > before
+    finally:
+        wide.stop()
