@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -18,6 +19,7 @@ from client.gui.settings import Pin, Settings, SettingsStore, server_key
 from protocol.invite import format_invite
 from server.app import ChatServer
 from server.config import ServerConfig
+from server.mdns import Advertiser, txt_records
 from tests.client.gui.helpers import pump
 
 pytestmark = pytest.mark.gui
@@ -144,3 +146,40 @@ def test_servers_found_are_listed_and_a_click_fills_in_the_address(open_app):
     assert page.get_form().expected_fingerprint == ""
     page.show_servers([])
     pump(app, lambda: not page.found_frame.winfo_ismapped(), what="the list hidden")
+
+
+def test_the_connect_screen_lists_a_server_advertised_on_loopback(
+    ctk, gui_server, tmp_path, monkeypatch
+):
+    # Advertiser and browser both bound to 127.0.0.1: nothing leaves this machine
+    # (tests/integration/test_mdns.py shows a loopback-bound pair sends nothing
+    # to a LAN). The name is unique, so other servers on loopback do not matter.
+    monkeypatch.setenv("PARLEY_MDNS", "on")
+    monkeypatch.setenv("PARLEY_MDNS_INTERFACES", "127.0.0.1")
+    port = gui_server.address[1]
+    name = f"parley gui test {uuid.uuid4().hex[:8]}"
+    advertiser = Advertiser(
+        name=name,
+        port=port,
+        addresses=["127.0.0.1"],
+        txt=txt_records("ab" * 32, True),
+        interfaces=["127.0.0.1"],
+    )
+    advertiser.start()
+    app = App(SettingsStore(tmp_path / "cfg"), settings=Settings(host="elsewhere", port=1))
+    try:
+        assert advertiser.registered.wait(15), "the advertisement was not registered in time"
+        page = app.connect_page
+        pump(
+            app,
+            lambda: any(s.name == name for s in page.found_servers),
+            timeout=15,
+            what="the advertised server listed",
+        )
+        index = [s.name for s in page.found_servers].index(name)
+        page.found_buttons[index].invoke()
+        pump(app)
+        assert (page.host.get(), page.port.get()) == ("127.0.0.1", str(port))
+    finally:
+        app.shutdown(timeout=0.5)
+        advertiser.stop()
