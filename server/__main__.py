@@ -73,18 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _advertise(cfg: ServerConfig, host: str, port: int) -> mdns.Advertiser:
+def _advertise(cfg: ServerConfig, host: str, port: int) -> mdns.Advertiser | None:
     # What the banner offers is what goes into the DNS-SD records.
     dns, ips = announce.certificate_names(cfg.cert_file)
-    addresses = announce.client_addresses(host, dns, ips) or [host]
+    interfaces = mdns.advertised_interfaces(host)
+    # The A records: the addresses offered (names left out), else where it listens.
+    addresses = [a for a in announce.client_addresses(host, dns, ips) if a in ips]
+    if not (addresses or interfaces):
+        logging.getLogger("parley.mdns").warning(
+            "not advertised by mDNS: the certificate covers none of this machine's addresses"
+        )
+        return None
     anchor = announce.trust_anchor(cfg.cert_file, cfg.ca_file)
     hostname = announce.short_hostname()
     advertiser = mdns.Advertiser(
         name=mdns.instance_name(cfg.server_name, hostname),
         port=port,
-        addresses=addresses,
+        addresses=addresses or interfaces or [],
         txt=mdns.txt_records(anchor.fingerprint, anchor.is_ca),
-        interfaces=mdns.advertised_interfaces(host),
+        interfaces=interfaces,
         hostname=hostname,
     )
     advertiser.start()

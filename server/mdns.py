@@ -57,7 +57,12 @@ def advertised_interfaces(bind_host: str) -> list[str] | None:
     try:
         addr = ipaddress.ip_address(bind_host)
     except ValueError:
-        return None
+        # A name ("localhost"): the address the listener bound, never "everywhere".
+        try:
+            infos = socket.getaddrinfo(bind_host, None, type=socket.SOCK_STREAM)
+            addr = ipaddress.ip_address(infos[0][4][0])
+        except (OSError, IndexError, ValueError):
+            return ["127.0.0.1"]
     if addr.is_loopback:
         return ["::1"] if addr.version == 6 else ["127.0.0.1"]
     return [str(addr)]

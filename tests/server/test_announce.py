@@ -103,6 +103,7 @@ def test_mdns_records_and_where_they_go():
     assert advertised_interfaces("::1") == ["::1"]
     assert advertised_interfaces("10.1.2.3") == ["10.1.2.3"]
     assert advertised_interfaces("0.0.0.0") is None
+    assert advertised_interfaces("localhost") in (["127.0.0.1"], ["::1"])
     assert instance_name("parley", "vm") == "parley on vm"
     assert len(instance_name("x" * 80, "vm").encode()) <= 63
     assert "." not in instance_name("a.b", "vm.example")
