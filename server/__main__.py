@@ -81,7 +81,7 @@ def _advertise(cfg: ServerConfig, host: str, port: int) -> mdns.Advertiser | Non
     addresses = [a for a in announce.client_addresses(host, dns, ips) if a in ips]
     if not (addresses or interfaces):
         logging.getLogger("parley.mdns").warning(
-            "not advertised by mDNS: the certificate covers none of this machine's addresses"
+            "mDNS advertisement skipped: the certificate covers none of this machine's addresses"
         )
         return None
     anchor = announce.trust_anchor(cfg.cert_file, cfg.ca_file)

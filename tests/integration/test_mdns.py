@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from certs import fingerprint_sha256, short_fingerprint
+from certs import fingerprint_sha256, generate, short_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0
@@ -146,7 +146,7 @@ def test_a_second_process_finds_the_server_by_mdns_and_connects(
         listening = server.wait_line(server.out, "parley listening on")
         port = int(listening.split()[3].rsplit(":", 1)[1])
         # The sign that the name is claimed and announced: the server logs it.
-        server.wait_line(server.err, "advertised by mDNS")
+        server.wait_line(server.err, "advertised by mDNS as")
         found = _cli(isolated, "--discover", "--discover-wait", "3")
         assert found.returncode == 0, found.stderr
         rows = [line.split("\t") for line in found.stdout.splitlines()]
@@ -177,7 +177,7 @@ def test_no_mdns_means_nothing_is_advertised(isolated, certs_dir, tmp_path):
     try:
         quiet_port = quiet.wait_line(quiet.out, "parley listening on").split()[3].rsplit(":")[1]
         loud_port = loud.wait_line(loud.out, "parley listening on").split()[3].rsplit(":")[1]
-        loud.wait_line(loud.err, "advertised by mDNS")
+        loud.wait_line(loud.err, "advertised by mDNS as")
         found = _cli(isolated, "--discover", "--discover-wait", "3")
         assert found.returncode == 0, found.stderr
         assert f"127.0.0.1:{loud_port}\t" in found.stdout, found.stdout
@@ -230,17 +230,23 @@ def test_a_loopback_server_and_a_loopback_browser_send_nothing_to_the_lan(
     before = _received(prefix, counter)
     local = Server(prefix, [*common, "--db", f"sqlite:///{tmp_path / 'lo.db'}"])
     try:
-        local.wait_line(local.err, "advertised by mDNS")
+        local.wait_line(local.err, "advertised by mDNS as")
         found = _cli(prefix, "--discover", "--discover-wait", "2", "--mdns-interface", "127.0.0.1")
         assert found.returncode == 0, found.stderr
     finally:
         local.stop()  # its goodbye packets too
     assert _received(prefix, counter) == before
-    # The control: a server bound to every interface does reach the "LAN".
-    wide = Server(prefix, [*common, "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'w.db'}"])
+    # The control: a server bound to every interface does reach the "LAN" (its
+    # certificate covers the LAN address, or it would not advertise at all).
+    generate(tmp_path / "lan-certs", ["10.99.0.1"])
+    wide = Server(
+        prefix,
+        [*common, "--host", "0.0.0.0", "--db", f"sqlite:///{tmp_path / 'w.db'}",
+         "--certs", str(tmp_path / "lan-certs")],
+    )  # fmt: skip
     try:
         # Logged once zeroconf has probed for the name and announced it.
-        wide.wait_line(wide.err, "advertised by mDNS")
+        wide.wait_line(wide.err, "advertised by mDNS as")
         assert _received(prefix, counter) > before
     finally:
         wide.stop()
