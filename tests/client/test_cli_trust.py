@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from certs import fingerprint_sha256, generate
-from client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV
+from certs import fingerprint_sha256, generate, short_fingerprint
+from client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
 from client.gui.settings import server_key
 from server.app import ChatServer
 from server.config import ServerConfig
@@ -137,3 +138,36 @@ def test_a_wrong_invite_is_refused_and_a_bad_one_is_a_usage_error(home, server):
     assert not (home / "config" / "known_servers.json").exists()
     bad = cli(home, "parley://chat:99999", "--nick", "alice")
     assert bad.returncode == EXIT_USAGE and "bad invite" in bad.stderr
+
+
+class _Tty(io.StringIO):
+    """Standard input that says it is a terminal (the prompt is only asked there)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_on_a_terminal_the_first_use_asks_with_the_short_ca_fingerprint(
+    answer, server, ca_file, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # no certs/ca.pem here
+    host, port = server.address
+    out, err = io.StringIO(), io.StringIO()
+    code = main(
+        ["--host", host, "--port", str(port), "--nick", "tty", "--register"],
+        stdin=_Tty(f"{answer}\nhello\n"),
+        stdout=out,
+        stderr=err,
+        environ={PASSWORD_ENV: "secret-pw", "PARLEY_CONFIG_DIR": str(tmp_path / "cfg")},
+    )
+    ca_fp = fingerprint_sha256(ca_file.read_bytes())
+    assert short_fingerprint(ca_fp) in err.getvalue()
+    assert "Trust it and connect? [y/N]" in err.getvalue()
+    known = tmp_path / "cfg" / "known_servers.json"
+    if answer == "y":
+        assert code == EXIT_OK, err.getvalue()
+        assert json.loads(known.read_text())[server_key(host, port)]["fingerprint"] == ca_fp
+    else:
+        assert code == EXIT_TLS and "nothing was sent" in err.getvalue()
+        assert not known.exists()
