@@ -684,8 +684,8 @@ def _changed_warning(exc: TLSVerificationFailed, target: Invite, env: Mapping[st
     before = short_fingerprint(pin.fingerprint) if pin else "unknown"
     now = short_fingerprint(exc.anchor_fingerprint) if exc.anchor_fingerprint else "unknown"
     return (
-        f"WARNING: {target.host}:{target.port} offered a certificate that the one you trusted "
-        "before does not vouch for: a new CA.\n"
+        f"WARNING: {target.host}:{target.port} offered a certificate from a new CA, not the "
+        "one you trusted before.\n"
         f"  trusted before: {before}\n"
         f"  offered now:    {now}\n"
         "Someone may be intercepting the connection, or the operator replaced the CA (a "

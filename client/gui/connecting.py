@@ -189,8 +189,8 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
         if not form.uses_ca and pin is not None:
             return Problem(
                 "WARNING: the server's certificate has changed",
-                f"{form.where} presented a certificate that the one you trusted before "
-                "does not vouch for: a new CA. Someone may be intercepting the connection, "
+                f"{form.where} presented a certificate from a new CA, not the one you "
+                "trusted before. Someone may be intercepting the connection, "
                 "or the operator replaced the CA (a renewal alone never does this). The "
                 "connection was refused and nothing was sent. Ask the operator which "
                 "fingerprint the server prints at start; only if it matches the new one, "
