@@ -1,4 +1,4 @@
-# client/cli.py: the terminal client, `python -m client.cli`, built on ChatClient.
+# client/cli.py: the terminal client, `python -m parley_chat.client.cli`, built on ChatClient.
 #
 # Rules this module keeps:
 # 1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
@@ -28,9 +28,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from certs import short_fingerprint
-from protocol import DEFAULT_ROOM, MAX_PAGE, LocalProtocolError, Message, fold, parse_ts, valid_nick
-from protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
+from parley_chat.certs import short_fingerprint
+from parley_chat.protocol import (
+    DEFAULT_ROOM,
+    MAX_PAGE,
+    LocalProtocolError,
+    Message,
+    fold,
+    parse_ts,
+    valid_nick,
+)
+from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
 
 from .connection import ChatClient
 from .discovery import DEFAULT_WAIT, discover, enabled, interfaces_from_env
@@ -247,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         return value
 
     parser = argparse.ArgumentParser(
-        prog="python -m client.cli",
+        prog="python -m parley_chat.client.cli",
         description="parley terminal client: chat over TLS from a terminal or a script.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -772,7 +780,7 @@ def _settle_trust(
     else:
         say(
             f"first connection to {where}, and nothing to check its certificate against: "
-            "pass the invite line (`python -m server invite` on the server) or --ca FILE.\n"
+            "pass the invite line (`python -m parley_chat.server invite` on the server) or --ca FILE.\n"
             f"The server offers the {what} fingerprint {short}."
         )
         return EXIT_TLS

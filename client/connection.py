@@ -46,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import (
+from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_TEXT_CHARS,
     PROTOCOL_VERSION,
@@ -79,7 +79,7 @@ from protocol import (
     fold,
     valid_nick,
 )
-from transport import PeerClosed, StreamClosed, TLSStream
+from parley_chat.transport import PeerClosed, StreamClosed, TLSStream
 
 from .errors import (
     CertificateExpired,
@@ -637,7 +637,7 @@ class ChatClient:
             if exc.verify_code in _EXPIRED_CODES:
                 raise CertificateExpired(
                     f"the certificate of {where} has expired (or is not valid yet); nothing "
-                    "was sent: the operator renews it with `python -m certs --renew`",
+                    "was sent: the operator renews it with `python -m parley_chat.certs --renew`",
                     fingerprint,
                     anchor,
                 ) from exc

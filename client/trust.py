@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from certs import short_fingerprint
+from parley_chat.certs import short_fingerprint
 
 from .errors import InviteMismatch
 from .tls import ProbedCertificate, is_ca_certificate, issued_by

@@ -1,7 +1,7 @@
-# server/__main__.py: `python -m server`: build the config, start the server,
+# server/__main__.py: `python -m parley_chat.server`: build the config, start the server,
 # print one "listening" line (then the addresses and fingerprint clients need,
 # server/announce.py), advertise it by mDNS (server/mdns.py), and shut down
-# cleanly on SIGINT/SIGTERM. `python -m server invite` prints an invite line.
+# cleanly on SIGINT/SIGTERM. `python -m parley_chat.server invite` prints an invite line.
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"parley: cannot start: {exc}", file=sys.stderr)
         return 2
-    from certs import check_server_certificate, fingerprint_sha256
+    from parley_chat.certs import check_server_certificate, fingerprint_sha256
 
     for warning in check_server_certificate(cfg.cert_file):
         print(f"parley: warning: {warning}", file=sys.stderr)

@@ -23,8 +23,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from certs import fingerprint_sha256, short_fingerprint
-from protocol.invite import format_invite
+from parley_chat.certs import fingerprint_sha256, short_fingerprint
+from parley_chat.protocol.invite import format_invite
 
 _WILDCARDS = {"0.0.0.0", "::", ""}
 
@@ -144,7 +144,7 @@ def banner(
     else:
         lines.append(
             "parley: the certificate covers no address this server listens on: "
-            "run `python -m certs --renew` (or --san ADDRESS)"
+            "run `python -m parley_chat.certs --renew` (or --san ADDRESS)"
         )
     what = "CA" if anchor.is_ca else "server certificate"
     lines.append(f"parley: first connection: check the {what} fingerprint {anchor.short}")

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from protocol import (
+from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_ROOMS_LISTED,
     PROTOCOL_VERSION,

@@ -1,8 +1,8 @@
-# server/invite.py: `python -m server invite`: print the one line a user pastes
+# server/invite.py: `python -m parley_chat.server invite`: print the one line a user pastes
 # into the connect screen or gives the terminal client (protocol/invite.py).
 #
 # It takes the server's own --host, --port and --certs (and their PARLEY_*
-# variables), so `python -m server invite` beside `python -m server --host
+# variables), so `python -m parley_chat.server invite` beside `python -m parley_chat.server --host
 # 0.0.0.0` names an address the running server is reachable at and its
 # certificate covers. It reads certificates only: no server needs to run.
 
@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from protocol.invite import format_invite
+from parley_chat.protocol.invite import format_invite
 
 from .announce import certificate_names, client_addresses, invite_host, trust_anchor
 from .config import DEFAULT_PORT
@@ -24,14 +24,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Print the invite line on stdout; exit 0, or 2 with a reason on stderr."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
-        prog="python -m server invite",
+        prog="python -m parley_chat.server invite",
         description="Print an invite: one line with the server's address, port and the "
         "fingerprint of the certificate clients pin, to paste into a parley client.",
     )
     parser.add_argument(
         "--host",
         default=env.get("PARLEY_HOST", "127.0.0.1"),
-        help="the address the server listens on, as given to `python -m server`; with "
+        help="the address the server listens on, as given to `python -m parley_chat.server`; with "
         "0.0.0.0 the invite names this machine's first LAN address its certificate "
         "covers; any other address is used as it is (env PARLEY_HOST)",
     )
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         reason = exc.strerror if isinstance(exc, OSError) else "not a PEM certificate"
         print(
             f"parley invite: cannot read the server certificate {cert_file}: {reason}. "
-            f"Create it with: python -m certs --out {certs}",
+            f"Create it with: python -m parley_chat.certs --out {certs}",
             file=sys.stderr,
         )
         return 2
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if not addresses:
         print(
             f"parley invite: warning: the certificate does not cover {args.host}; clients "
-            "will fail its host name check (run `python -m certs --renew` or --san ADDRESS)",
+            "will fail its host name check (run `python -m parley_chat.certs --renew` or --san ADDRESS)",
             file=sys.stderr,
         )
     print(format_invite(invite_host(addresses, args.host), args.port, anchor.fingerprint))

@@ -24,7 +24,7 @@ import socket
 import threading
 from collections.abc import Sequence
 
-from protocol import PROTOCOL_VERSION
+from parley_chat.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger("parley.mdns")
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from certs import generate
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.certs import generate
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 
 # No test advertises or browses by mDNS on a real network: servers started as
-# `python -m server` and desktop windows inherit this. The discovery tests turn
+# `python -m parley_chat.server` and desktop windows inherit this. The discovery tests turn
 # it back on inside a network namespace of their own (tests/integration/test_mdns.py).
 os.environ["PARLEY_MDNS"] = "off"
 

@@ -17,9 +17,9 @@ from tkinter import filedialog
 
 import customtkinter as ctk
 
-from client import discovery
-from client.discovery import DiscoveredServer, ServerBrowser
-from protocol.invite import InviteError, looks_like_invite, parse_invite
+from parley_chat.client import discovery
+from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
+from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
 
 from . import theme
 from .connecting import (
@@ -362,7 +362,7 @@ class ConnectDialog(ctk.CTkFrame):
                     Problem(
                         "Check the invite",
                         f"{exc}. Paste the whole line the server's operator gave you "
-                        "(python -m server invite prints it), or type the address.",
+                        "(python -m parley_chat.server invite prints it), or type the address.",
                     )
                 )
                 return

@@ -11,9 +11,9 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-from client import ChatClient, ProbedCertificate, probe_server_certificate
-from client.tls import is_ca_certificate
-from client.trust import anchor_for_invite, upgraded_pin
+from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certificate
+from parley_chat.client.tls import is_ca_certificate
+from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
 from .connect_dialog import ConnectDialog
 from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from certs import short_fingerprint
-from client import (
+from parley_chat.certs import short_fingerprint
+from parley_chat.client import (
     CertificateExpired,
     CertificateNotTrusted,
     ChatClient,
@@ -36,7 +36,7 @@ from client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from protocol import valid_nick
+from parley_chat.protocol import valid_nick
 
 from .settings import Pin
 
@@ -174,7 +174,7 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
             f"{form.where} offered a certificate other than the one the invite names. "
             "Someone may be intercepting the connection, or the invite is out of date. The "
             "connection was refused and nothing was sent. Ask the server's operator for a "
-            "new invite (python -m server invite).",
+            "new invite (python -m parley_chat.server invite).",
             fingerprint=exc.anchor_fingerprint,
             severity="danger",
             pinned_fingerprint=form.expected_fingerprint or None,

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from protocol import fold
+from parley_chat.protocol import fold
 
 from .models import ChatSession, Message, ResumeToken, Room, RoomMember, ServerSetting, User
 from .records import RoomInfo, StoredMessage, UserRecord

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     ErrorCode,

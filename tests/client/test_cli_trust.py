@@ -1,5 +1,5 @@
 # The terminal client's trust on first use, run as a user runs it (a real
-# process, no CA file, a real server): an invite from `python -m server invite`
+# process, no CA file, a real server): an invite from `python -m parley_chat.server invite`
 # connects with no question, the pin (the CA) then carries on across a
 # renewal, a new CA is refused loudly, and a fresh client without a CA file or
 # an invite says what to do instead of "CA file not found".
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from certs import fingerprint_sha256, generate, short_fingerprint
-from client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
-from client.gui.settings import server_key
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
+from parley_chat.client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
+from parley_chat.client.gui.settings import server_key
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -42,7 +42,7 @@ def cli(
         "PYTHONPATH": str(ROOT),
     }
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
+        [sys.executable, "-m", "parley_chat.client.cli", *args],
         input="".join(f"{line}\n" for line in lines),
         capture_output=True,
         text=True,
@@ -54,7 +54,16 @@ def cli(
 
 def invite_for(certs: Path, port: int) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "invite", "--certs", str(certs), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "invite",
+            "--certs",
+            str(certs),
+            "--port",
+            str(port),
+        ],
         capture_output=True,
         text=True,
         timeout=TIMEOUT,
@@ -95,7 +104,7 @@ def test_an_invite_connects_without_a_question_and_the_ca_pin_survives_renewal(
     ca_fp = fingerprint_sha256(paths.ca_cert.read_bytes())
     assert pins(home)[server_key("127.0.0.1", port)]["fingerprint"] == ca_fp
 
-    # python -m certs --renew, and a restart: the user gets in with no prompt.
+    # python -m parley_chat.certs --renew, and a restart: the user gets in with no prompt.
     server.stop()
     generate(tmp_path / "certs", renew=True)
     renewed = own_server(port=port)

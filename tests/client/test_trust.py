@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from certs import fingerprint_sha256, generate, short_fingerprint
-from client import (
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
+from parley_chat.client import (
     CertificateNotTrusted,
     ChatClient,
     Connected,
     InviteMismatch,
     probe_server_certificate,
 )
-from client.tls import is_ca_certificate, issued_by
-from client.trust import anchor_for_invite, upgraded_pin
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.client.tls import is_ca_certificate, issued_by
+from parley_chat.client.trust import anchor_for_invite, upgraded_pin
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 from tests.support import wait_for_event
 
 
@@ -88,7 +88,7 @@ def test_renewal_keeps_a_ca_pin_valid_and_a_new_ca_is_refused_plainly(tmp_path, 
     assert login(server, pin).close()
 
     server.stop()
-    generate(tmp_path / "certs", renew=True)  # python -m certs --renew: same CA
+    generate(tmp_path / "certs", renew=True)  # python -m parley_chat.certs --renew: same CA
     renewed = own_server(port=port)
     offered = probe_server_certificate(*renewed.address)
     assert offered.fingerprint == fingerprint_sha256(paths.server_cert.read_bytes())

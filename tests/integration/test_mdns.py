@@ -1,5 +1,5 @@
-# DNS-SD/mDNS end to end: `python -m server` advertises itself, and a second
-# process (`python -m client.cli --discover`) finds it, then connects to what
+# DNS-SD/mDNS end to end: `python -m parley_chat.server` advertises itself, and a second
+# process (`python -m parley_chat.client.cli --discover`) finds it, then connects to what
 # it found. Nothing may reach a real network, so both processes run:
 # - inside a network namespace this test creates (`ip netns add`, root), where
 #   the only interface is a loopback with multicast switched on; or else
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from certs import fingerprint_sha256, generate, short_fingerprint
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 30.0
@@ -83,11 +83,11 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 class Server:
-    """`python -m server` in the isolated network, its output read line by line."""
+    """`python -m parley_chat.server` in the isolated network, its output read line by line."""
 
     def __init__(self, prefix: list[str], args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "server", *args],
+            [*prefix, sys.executable, "-m", "parley_chat.server", *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -123,7 +123,7 @@ class Server:
 
 def _cli(prefix: list[str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*prefix, sys.executable, "-m", "client.cli", *args],
+        [*prefix, sys.executable, "-m", "parley_chat.client.cli", *args],
         cwd=ROOT,
         input=stdin,
         capture_output=True,

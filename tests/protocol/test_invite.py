@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol.invite import (
+from parley_chat.protocol.invite import (
     DEFAULT_INVITE_PORT,
     Invite,
     InviteError,

@@ -1,4 +1,4 @@
-# server/announce.py and `python -m server invite`: the addresses a client
+# server/announce.py and `python -m parley_chat.server invite`: the addresses a client
 # should type (only those the certificate covers), the trust anchor's short
 # fingerprint, the start banner under the "listening" line, and the invite.
 
@@ -12,9 +12,9 @@ import sys
 import threading
 from pathlib import Path
 
-from certs import fingerprint_sha256, generate, short_fingerprint
-from protocol.invite import parse_invite
-from server.announce import (
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
+from parley_chat.protocol.invite import parse_invite
+from parley_chat.server.announce import (
     banner,
     certificate_names,
     client_addresses,
@@ -22,7 +22,7 @@ from server.announce import (
     short_hostname,
     trust_anchor,
 )
-from server.mdns import advertised_interfaces, instance_name, txt_records
+from parley_chat.server.mdns import advertised_interfaces, instance_name, txt_records
 
 ROOT = Path(__file__).resolve().parents[2]
 DNS = {"localhost", "vm", "vm.local"}
@@ -112,7 +112,7 @@ def test_mdns_records_and_where_they_go():
 
 def _run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "parley_chat.server", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def test_invite_command_prints_one_line_the_clients_parse(tmp_path):
     invite = parse_invite(line)
     assert (invite.host, invite.port) == ("127.0.0.1", 6001)
     assert invite.fingerprint == fingerprint_sha256(paths.ca_cert.read_bytes())
-    # The server's own variables apply, as for `python -m server`.
+    # The server's own variables apply, as for `python -m parley_chat.server`.
     by_env = _run(["invite"], PARLEY_CERTS=str(tmp_path / "c"), PARLEY_PORT="6002")
     assert parse_invite(by_env.stdout).port == 6002
 
@@ -138,14 +138,24 @@ def test_invite_command_without_certificates_says_how_to_make_them(tmp_path):
     result = _run(["invite", "--certs", str(tmp_path / "none")])
     assert result.returncode == 2
     assert "cannot read the server certificate" in result.stderr
-    assert "python -m certs --out" in result.stderr
+    assert "python -m parley_chat.certs --out" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_the_server_prints_the_banner_under_the_listening_line(tmp_path, certs_dir):
     db = f"sqlite:///{tmp_path / 'main.db'}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--port", "0", "--db", db, "--certs", str(certs_dir)],
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "--port",
+            "0",
+            "--db",
+            db,
+            "--certs",
+            str(certs_dir),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,15 +11,15 @@ import uuid
 
 import pytest
 
-from certs import fingerprint_sha256, generate, short_fingerprint
-from client.discovery import DiscoveredServer
-from client.gui.app import App
-from client.gui.connecting import DEFAULT_CA_FILE
-from client.gui.settings import Pin, Settings, SettingsStore, server_key
-from protocol.invite import format_invite
-from server.app import ChatServer
-from server.config import ServerConfig
-from server.mdns import Advertiser, txt_records
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
+from parley_chat.client.discovery import DiscoveredServer
+from parley_chat.client.gui.app import App
+from parley_chat.client.gui.connecting import DEFAULT_CA_FILE
+from parley_chat.client.gui.settings import Pin, Settings, SettingsStore, server_key
+from parley_chat.protocol.invite import format_invite
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.mdns import Advertiser, txt_records
 from tests.client.gui.helpers import pump
 
 pytestmark = pytest.mark.gui

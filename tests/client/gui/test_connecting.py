@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from client import (
+from parley_chat.client import (
     CertificateExpired,
     CertificateNotTrusted,
     ConnectionLost,
@@ -13,7 +13,7 @@ from client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from client.gui.connecting import (
+from parley_chat.client.gui.connecting import (
     DEFAULT_CA_FILE,
     ConnectForm,
     check_form,
@@ -21,7 +21,7 @@ from client.gui.connecting import (
     format_fingerprint,
     initial_ca_file,
 )
-from client.gui.settings import Pin
+from parley_chat.client.gui.settings import Pin
 
 FP = "ab" * 32
 

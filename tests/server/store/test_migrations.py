@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from server.store import current_revision, head_revision, upgrade_to_head
-from server.store.engine import database_path
-from server.store.models import Base, compared_with_models
+from parley_chat.server.store import current_revision, head_revision, upgrade_to_head
+from parley_chat.server.store.engine import database_path
+from parley_chat.server.store.models import Base, compared_with_models
 
 
 def test_empty_database_upgrades_to_head_and_models_match(db_url):
