@@ -28,7 +28,12 @@ __all__ = [
     "fingerprint_sha256",
     "generate",
     "lan_addresses",
+    "short_fingerprint",
 ]
+
+#: Bytes of a SHA-256 fingerprint a person compares: 16 (128 bits), shown as
+#: eight groups of four hex digits. Machines compare all 32 bytes (invites).
+SHORT_FINGERPRINT_BYTES = 16
 
 #: The server certificate's lifetime is capped: browsers and good practice
 #: both stop at about a year, and --renew makes reissuing cheap.
@@ -93,6 +98,19 @@ def fingerprint_sha256(cert: x509.Certificate | bytes | str) -> str:
             else x509.load_der_x509_certificate(cert)
         )
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def short_fingerprint(fingerprint: str) -> str:
+    """The first 16 bytes of a hex SHA-256 fingerprint as 4-digit groups, for people.
+
+    `short_fingerprint("9f86d081884c7d65...")` is "9f86 d081 884c 7d65 9a2f eaa0 c55a d015".
+    Colons, spaces and case in *fingerprint* are ignored. 128 bits is far past
+    what anyone could match by making certificates, and short enough to read
+    aloud; invites carry the whole fingerprint for the software to check.
+    """
+    digits = "".join(ch for ch in fingerprint.lower() if ch in "0123456789abcdef")
+    head = digits[: 2 * SHORT_FINGERPRINT_BYTES]
+    return " ".join(head[i : i + 4] for i in range(0, len(head), 4))
 
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -232,9 +250,8 @@ def generate(
         names = list(dict.fromkeys([*default_names(), *extra_sans]))
         cert, key = _make_server(ca_cert, ca_key, names, days, now)
         _write_atomic(paths["server.key"], _key_pem(key), 0o600)
-        # The leaf alone: the CA signs it directly, and clients must already hold
-        # ca.pem to trust anything, so sending the anchor in every handshake only
-        # costs bytes (RFC 8446 4.4.2 lets it be left out; sslyze warns about it).
+        # The leaf alone. The server sends ca.pem after it in every handshake
+        # (server/tls.py), so clients trusting on first use can pin the CA.
         _write_atomic(paths["server.pem"], _pem(cert), 0o644)
         created_server = True
     return CertPaths(

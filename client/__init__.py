@@ -1,16 +1,19 @@
 # client: everything a person runs to chat, on one network library.
 #
 # connection (ChatClient: TLS, one I/O thread, events, acks, resume, reconnect),
-# tls (the client SSLContext and the display-only certificate probe), errors,
+# tls (the client SSLContext and the display-only certificate probe), trust
+# (what trust on first use pins), discovery (servers found by mDNS), errors,
 # events, and cli (the terminal client). The desktop app lives in client.gui and
 # nothing here imports it.
 
 from .connection import ChatClient, backoff_delay
 from .errors import (
+    CertificateExpired,
     CertificateNotTrusted,
     ClientError,
     ConnectionLost,
     HostnameMismatch,
+    InviteMismatch,
     LoginRefused,
     ServerUnreachable,
     TLSVerificationFailed,
@@ -37,6 +40,7 @@ __all__ = [
     "Acked",
     "BatchEnded",
     "BatchStarted",
+    "CertificateExpired",
     "CertificateNotTrusted",
     "ChatClient",
     "ClientError",
@@ -45,6 +49,7 @@ __all__ = [
     "ConnectionLost",
     "Disconnected",
     "HostnameMismatch",
+    "InviteMismatch",
     "LoginRefused",
     "MessageReceived",
     "PresenceChanged",

@@ -19,13 +19,16 @@ import argparse
 import getpass
 import os
 import re
+import ssl
 import sys
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
+from parley_chat.certs import short_fingerprint
 from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_PAGE,
@@ -35,10 +38,15 @@ from parley_chat.protocol import (
     parse_ts,
     valid_nick,
 )
+from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
 
 from .connection import ChatClient
+from .discovery import DEFAULT_WAIT, discover, enabled, interfaces_from_env
 from .errors import (
+    CertificateExpired,
+    CertificateNotTrusted,
     ClientError,
+    InviteMismatch,
     LoginRefused,
     ServerUnreachable,
     TLSVerificationFailed,
@@ -58,6 +66,9 @@ from .events import (
     RoomsListed,
     ServerError,
 )
+from .gui.settings import Pin, SettingsStore, config_dir
+from .tls import is_ca_certificate, probe_server_certificate
+from .trust import anchor_for_invite, describe_anchor, upgraded_pin
 
 EXIT_OK = 0  #: everything sent was acknowledged
 EXIT_ERROR = 1  #: any other error
@@ -68,6 +79,8 @@ EXIT_LOGIN = 5  #: the server refused the login
 EXIT_UNACKED = 6  #: the connection was lost with messages left unacknowledged
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
+#: The CA file used when --ca is not given and it exists (a checkout's certs/).
+DEFAULT_CA = "certs/ca.pem"
 #: How long /exit (or end of input) waits for the server to ack what was sent.
 EXIT_ACK_WAIT = 10.0
 #: How long /join waits for the server before going on.
@@ -98,13 +111,17 @@ Messages go to stdout, one line each:
 Continuation lines of a multi-line text are indented by four spaces; lines from
 another day start with the date. Status and errors go to stderr.
 
+Without --ca (and no certs/ca.pem here) the server is trusted on first use: its
+CA is pinned, checked against the invite's fingerprint or, on a terminal, by you.
+
 exit codes:
   {EXIT_OK}  ok: everything sent was acknowledged
   {EXIT_ERROR}  other error
   {EXIT_USAGE}  usage error, no password available, or the CA file cannot be read
   {EXIT_UNREACHABLE}  the server cannot be reached
-  {EXIT_TLS}  TLS verification failed (certificate not trusted, or host name mismatch);
-     the fingerprint the server offered is printed for comparison
+  {EXIT_TLS}  TLS verification failed (certificate not trusted, expired, not the one
+     the invite names, or host name mismatch); the fingerprint the server offered
+     is printed for comparison
   {EXIT_LOGIN}  login refused (the server's code and message are printed)
   {EXIT_UNACKED}  messages were left unacknowledged when the client ended
 """
@@ -243,14 +260,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=5555, help="server port (default 5555)")
+    parser.add_argument(
+        "server",
+        nargs="?",
+        metavar="INVITE",
+        help="an invite line from the server's operator (parley://HOST:PORT#sha256=...): "
+        "where to connect and which certificate to trust on first use; HOST[:PORT] works too",
+    )
+    parser.add_argument("--host", default=None, help="server address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="server port (default 5555)")
     parser.add_argument(
         "--ca",
-        default="certs/ca.pem",
-        help="the CA certificate that signed the server's certificate (default certs/ca.pem)",
+        default=None,
+        help="the CA certificate that signed the server's certificate (default certs/ca.pem "
+        "if that file exists, else trust on first use)",
     )
-    parser.add_argument("--nick", required=True, type=nick_arg, help="your nick")
+    parser.add_argument("--nick", type=nick_arg, help="your nick (required to chat)")
     parser.add_argument(
         "--register",
         action="store_true",
@@ -263,6 +288,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="at exit, how long to wait for the server to acknowledge what was sent "
         f"(default {EXIT_ACK_WAIT:.0f})",
+    )
+    parser.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the parley servers advertised on the LAN (mDNS), then exit",
+    )
+    parser.add_argument(
+        "--discover-wait",
+        type=float,
+        default=DEFAULT_WAIT,
+        metavar="SECONDS",
+        help=f"how long --discover listens (default {DEFAULT_WAIT:.0f})",
+    )
+    parser.add_argument(
+        "--mdns-interface",
+        action="append",
+        default=None,
+        metavar="ADDRESS",
+        help="browse only on the interface with this address (repeatable; default all, "
+        "or env PARLEY_MDNS_INTERFACES)",
+    )
+    parser.add_argument(
+        "--forget-pin",
+        action="store_true",
+        help="forget the certificate pinned for this server (after its operator confirmed "
+        "a new CA), then exit",
     )
     return parser
 
@@ -545,12 +596,28 @@ def main(
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     env = os.environ if environ is None else environ
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
 
     def fail(code: int, text: str) -> int:
         print(status_text(text), file=stderr, flush=True)
         return code
 
+    if args.discover:
+        return _list_servers(args, env, stdout, stderr)
+    try:
+        target = _target(args)
+    except InviteError as exc:
+        return fail(EXIT_USAGE, f"bad invite: {exc}")
+    if args.forget_pin:
+        forgot = _pins(env).forget_pin(target.host, target.port)
+        return fail(EXIT_OK, f"{'forgot' if forgot else 'no'} pinned certificate for {target}")
+    if args.nick is None:
+        parser.print_usage(stderr)
+        return fail(EXIT_USAGE, "--nick is required (except with --discover or --forget-pin)")
+    trust = _settle_trust(args, target, env, stdin, stderr)
+    if isinstance(trust, int):
+        return trust
     password = read_password(args.nick, env, stdin)
     if password is None:
         return fail(
@@ -560,13 +627,13 @@ def main(
         )
     try:
         client = ChatClient(
-            args.host,
-            args.port,
+            target.host,
+            target.port,
             nick=args.nick,
             password=password,
-            ca_file=args.ca,
             register=args.register,
             client_name="parley-cli",
+            **trust,  # type: ignore[arg-type]
         )
     except TrustStoreError as exc:
         return fail(EXIT_USAGE, f"cannot use the CA file: {exc}")
@@ -577,14 +644,12 @@ def main(
         client.connect()
     except ServerUnreachable as exc:
         return fail(EXIT_UNREACHABLE, f"server unreachable: {exc}")
+    except CertificateNotTrusted as exc:
+        if "pinned_cert_pem" in trust and not isinstance(exc, CertificateExpired):
+            return fail(EXIT_TLS, _changed_warning(exc, target, env))
+        return fail(EXIT_TLS, _tls_failure(exc))
     except TLSVerificationFailed as exc:
-        offered = exc.fingerprint or "unknown (could not fetch it)"
-        return fail(
-            EXIT_TLS,
-            f"TLS verification failed: {exc}\n"
-            f"the server offered a certificate with SHA-256 fingerprint {offered}\n"
-            f"compare it with the one the server printed at start; check --ca and --host",
-        )
+        return fail(EXIT_TLS, _tls_failure(exc))
     except LoginRefused as exc:
         return fail(EXIT_LOGIN, f"login refused: {exc.code}: {exc.message}")
     except ClientError as exc:
@@ -611,6 +676,136 @@ def main(
         )
     print("goodbye", file=stderr, flush=True)
     return EXIT_OK if all_acked else EXIT_UNACKED
+
+
+def _tls_failure(exc: TLSVerificationFailed) -> str:
+    offered = exc.fingerprint or "unknown (could not fetch it)"
+    return (
+        f"TLS verification failed: {exc}\n"
+        f"the server offered a certificate with SHA-256 fingerprint {offered}\n"
+        f"compare it with the one the server printed at start; check --ca and --host"
+    )
+
+
+def _changed_warning(exc: TLSVerificationFailed, target: Invite, env: Mapping[str, str]) -> str:
+    pin = _pins(env).get_pin(target.host, target.port)
+    before = short_fingerprint(pin.fingerprint) if pin else "unknown"
+    now = short_fingerprint(exc.anchor_fingerprint) if exc.anchor_fingerprint else "unknown"
+    return (
+        f"WARNING: {target.host}:{target.port} offered a certificate from a new CA, not the "
+        "one you trusted before.\n"
+        f"  trusted before: {before}\n"
+        f"  offered now:    {now}\n"
+        "Someone may be intercepting the connection, or the operator replaced the CA (a "
+        "renewal alone never does this). Nothing was sent. Only if the operator confirms the "
+        "new fingerprint, run again with --forget-pin, then connect and check it."
+    )
+
+
+def _target(args: argparse.Namespace) -> Invite:
+    """Where to connect: the invite (or HOST[:PORT]) argument, else --host/--port."""
+    if args.server:
+        text = args.server if looks_like_invite(args.server) else f"parley://{args.server}"
+        invite = parse_invite(text)
+        return Invite(args.host or invite.host, args.port or invite.port, invite.fingerprint)
+    return Invite(args.host or "127.0.0.1", args.port or 5555)
+
+
+def _pins(env: Mapping[str, str]) -> SettingsStore:
+    # The desktop client's pins: trusting a server once per machine covers both clients.
+    return SettingsStore(config_dir(env))
+
+
+def _settle_trust(
+    args: argparse.Namespace,
+    target: Invite,
+    env: Mapping[str, str],
+    stdin: TextIO,
+    stderr: TextIO,
+) -> dict[str, object] | int:
+    """The trust anchor for ChatClient (ca_file or pinned_cert_pem), or an exit code.
+
+    --ca FILE, else certs/ca.pem when it exists (a checkout), else trust on
+    first use (client/trust.py): the pin, migrated to the CA when it was a
+    server certificate; or, the first time, the certificate the invite names,
+    or the one a person accepts at a terminal prompt.
+    """
+    if args.ca is not None:
+        return {"ca_file": args.ca}
+    if Path(DEFAULT_CA).is_file():
+        return {"ca_file": DEFAULT_CA}
+    where = f"{target.host}:{target.port}"
+
+    def say(text: str) -> None:
+        print(status_text(text), file=stderr, flush=True)
+
+    store = _pins(env)
+    pin = store.get_pin(target.host, target.port)
+    if pin is not None and is_ca_certificate(pin.pem):
+        return {"pinned_cert_pem": pin.pem}
+    try:
+        probed = probe_server_certificate(target.host, target.port)
+    except (OSError, ssl.SSLError) as exc:
+        if pin is not None:  # let the real connection say what is wrong
+            return {"pinned_cert_pem": pin.pem}
+        say(f"server unreachable: cannot fetch the certificate of {where}: {exc}")
+        return EXIT_UNREACHABLE
+    if pin is not None:
+        ca_pem = upgraded_pin(pin.pem, probed)
+        if ca_pem is not None and probed.ca_fingerprint is not None:
+            store.forget_pin(target.host, target.port)
+            store.set_pin(target.host, target.port, Pin(ca_pem, probed.ca_fingerprint))
+            say(f"now trusting the CA that signed the certificate pinned for {where}")
+            return {"pinned_cert_pem": ca_pem}
+        return {"pinned_cert_pem": pin.pem}
+    what = describe_anchor(probed)
+    short = short_fingerprint(probed.anchor_fingerprint)
+    if target.fingerprint is not None:
+        try:
+            pem = anchor_for_invite(probed, target.fingerprint, where)
+        except InviteMismatch as exc:
+            say(f"WARNING: {exc}")
+            return EXIT_TLS
+        say(f"first connection to {where}: its {what} {short} matches the invite; trusted")
+    elif stdin.isatty():
+        say(
+            f"first connection to {where}. Its {what} fingerprint is\n    {short}\n"
+            "Compare it with the one the server printed at start (ask its operator)."
+        )
+        print("Trust it and connect? [y/N] ", end="", file=stderr, flush=True)
+        if stdin.readline().strip().lower() not in ("y", "yes"):
+            say("not trusted; nothing was sent")
+            return EXIT_TLS
+        pem = probed.anchor_pem
+    else:
+        say(
+            f"first connection to {where}, and nothing to check its certificate against: "
+            "pass the invite line (`parley-server invite` on the server) or --ca FILE.\n"
+            f"The server offers the {what} fingerprint {short}."
+        )
+        return EXIT_TLS
+    store.set_pin(target.host, target.port, Pin(pem, probed.anchor_fingerprint))
+    return {"pinned_cert_pem": pem}
+
+
+def _list_servers(
+    args: argparse.Namespace, env: Mapping[str, str], stdout: TextIO, stderr: TextIO
+) -> int:
+    """--discover: one line per server found, `HOST:PORT  NAME  FINGERPRINT`, on stdout."""
+    if not enabled(env):
+        print("mDNS is turned off (PARLEY_MDNS=off)", file=stderr, flush=True)
+        return EXIT_USAGE
+    interfaces = args.mdns_interface or interfaces_from_env(env)
+    try:
+        found = discover(max(0.1, args.discover_wait), interfaces)
+    except OSError as exc:
+        print(status_text(str(exc)), file=stderr, flush=True)
+        return EXIT_ERROR
+    for server in found:
+        fp = short_fingerprint(server.fingerprint) if server.fingerprint else "-"
+        print(f"{server.where}\t{status_text(server.name)}\t{fp}", file=stdout, flush=True)
+    print(f"{len(found)} server(s) found", file=stderr, flush=True)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -82,6 +82,7 @@ from parley_chat.protocol import (
 from parley_chat.transport import PeerClosed, StreamClosed, TLSStream
 
 from .errors import (
+    CertificateExpired,
     CertificateNotTrusted,
     ClientError,
     ConnectionLost,
@@ -121,6 +122,8 @@ _STORE_RETRY_DELAY = 5.0
 _BYE_GRACE = 0.5
 # OpenSSL verify codes for a certificate that is valid but names another host/IP.
 _NAME_MISMATCH_CODES = frozenset({62, 64})
+#: X509_V_ERR_CERT_NOT_YET_VALID (9) and X509_V_ERR_CERT_HAS_EXPIRED (10).
+_EXPIRED_CODES = frozenset({9, 10})
 # Server error codes that announce the server is about to close the connection.
 _CLOSING_CODES = frozenset(
     {
@@ -622,17 +625,27 @@ class ChatClient:
             return self._ctx.wrap_socket(raw, server_hostname=self._server_hostname)
         except ssl.SSLCertVerificationError as exc:
             raw.close()
-            fingerprint = self._probe_fingerprint()
-            detail = exc.verify_message or exc.reason or str(exc)
+            fingerprint, anchor = self._probe_fingerprints()
+            # Plain words, not OpenSSL's: the cause stays chained for the log.
             if exc.verify_code in _NAME_MISMATCH_CODES:
                 raise HostnameMismatch(
                     f"the certificate of {where} is not valid for the name "
-                    f"{self._server_hostname!r} ({detail})",
+                    f"{self._server_hostname!r}; nothing was sent",
                     fingerprint,
+                    anchor,
+                ) from exc
+            if exc.verify_code in _EXPIRED_CODES:
+                raise CertificateExpired(
+                    f"the certificate of {where} has expired (or is not valid yet); nothing "
+                    "was sent: the operator renews it with `parley-certs --renew`",
+                    fingerprint,
+                    anchor,
                 ) from exc
             raise CertificateNotTrusted(
-                f"the certificate of {where} is not trusted ({detail}); nothing was sent",
+                f"the certificate of {where} is not trusted: it is not signed by the CA "
+                "this client trusts; nothing was sent",
                 fingerprint,
+                anchor,
             ) from exc
         except TimeoutError as exc:
             raw.close()
@@ -648,15 +661,17 @@ class ChatClient:
                 f"the connection to {where} broke during the handshake: {exc}"
             ) from exc
 
-    def _probe_fingerprint(self) -> str | None:
-        # Only to show a person which certificate was offered; never trusted.
+    def _probe_fingerprints(self) -> tuple[str | None, str | None]:
+        # Only to show a person which certificates were offered; never trusted.
+        # (the server's certificate, and what trust on first use would pin)
         try:
-            return probe_server_certificate(
+            probed = probe_server_certificate(
                 self.host, self.port, timeout=min(5.0, self._connect_timeout)
-            ).fingerprint
+            )
         except (OSError, ssl.SSLError, ValueError) as exc:
             log.info("could not fetch the offered certificate: %s", exc)
-            return None
+            return None, None
+        return probed.fingerprint, probed.anchor_fingerprint
 
     def _await_welcome(self, link: _Link, deadline: float) -> Welcome:
         # Blocking reads on the login thread; frames after the welcome (the

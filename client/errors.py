@@ -8,6 +8,8 @@
 #   x ServerUnreachable           connect refused, timed out, or the name does not resolve (network)
 #   x TLSVerificationFailed       the server could not prove who it is (never retried silently)
 #     + CertificateNotTrusted     its certificate is not signed by the CA we trust (or not the pinned one)
+#       + CertificateExpired      ... because it has expired (or is not valid yet): the operator renews it
+#       + InviteMismatch          its certificates are not the one the invite names
 #     + HostnameMismatch          its certificate is valid but for another name
 #   x LoginRefused                the server refused the hello: `.code` is a protocol ErrorCode value
 #   x ConnectionLost              the connection broke after it was made (network or server)
@@ -43,15 +45,31 @@ class TLSVerificationFailed(ClientError):
     `fingerprint` is the SHA-256 (64 lowercase hex digits) of the certificate the
     server offered, fetched by a separate unverified probe purely so a person can
     compare it with the one the operator printed; None if the probe failed.
+    `anchor_fingerprint` is the same for what trust on first use would pin from
+    that server: the CA it sent along, else its certificate (client/trust.py).
     """
 
-    def __init__(self, message: str, fingerprint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        fingerprint: str | None = None,
+        anchor_fingerprint: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.fingerprint = fingerprint
+        self.anchor_fingerprint = anchor_fingerprint or fingerprint
 
 
 class CertificateNotTrusted(TLSVerificationFailed):
     """The server's certificate does not chain to the trusted CA (or is not the pinned one)."""
+
+
+class CertificateExpired(CertificateNotTrusted):
+    """The server's certificate is signed by the trusted CA but is outside its validity dates."""
+
+
+class InviteMismatch(CertificateNotTrusted):
+    """On first use, the server offered no certificate with the fingerprint its invite names."""
 
 
 class HostnameMismatch(TLSVerificationFailed):

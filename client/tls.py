@@ -5,11 +5,13 @@
 # 1. Every context verifies the server's certificate and its host name. There
 #    is no verify=False path for connections that carry credentials or chat.
 # 2. The trust anchor is exactly one thing: the CA file the certs script made,
-#    or (trust on first use, as SSH does) one pinned server certificate. The
-#    system's CA store is never consulted: a LAN chat server is not on the web PKI.
+#    or (trust on first use, as SSH does) one pinned certificate: the server's
+#    local CA, which the server sends after its own certificate, or (older pins,
+#    servers without a CA) the server's certificate itself. The system's CA
+#    store is never consulted: a LAN chat server is not on the web PKI.
 # 3. probe_server_certificate() is the only unverified connection, and it sends
-#    no application data at all: it fetches the certificate to display its
-#    fingerprint and hangs up.
+#    no application data at all: it fetches the certificates to display their
+#    fingerprints and hangs up.
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from .errors import TrustStoreError
 
@@ -48,9 +53,10 @@ def client_context(
             ctx.load_verify_locations(cafile=str(ca_file))
         else:
             ctx.load_verify_locations(cadata=pinned_cert_pem)
-            # The pinned certificate is a leaf, not a CA. PARTIAL_CHAIN lets a
-            # trusted non-self-signed certificate in the store end the chain, so
-            # the leaf anchors itself; the host name is still checked.
+            # The pin is the server's CA, or (older pins) the server's own
+            # certificate. PARTIAL_CHAIN lets a trusted non-self-signed
+            # certificate in the store end the chain, so such a leaf anchors
+            # itself; the host name is still checked either way.
             ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     except FileNotFoundError as exc:
         raise TrustStoreError(f"the CA file {ca_file} does not exist") from exc
@@ -64,10 +70,32 @@ def client_context(
 
 @dataclass(frozen=True, slots=True)
 class ProbedCertificate:
-    """A certificate as a server offered it, UNVERIFIED: for display and pinning by a person."""
+    """Certificates as a server offered them, UNVERIFIED: for display and pinning by a person.
+
+    `pem`/`fingerprint` are the server's own certificate; `ca_pem`/`ca_fingerprint`
+    the CA certificate it sent along, when one came and it did sign the server's
+    (None otherwise: an older server, or a certs directory without ca.pem).
+    """
 
     pem: str
     fingerprint: str
+    ca_pem: str | None = None
+    ca_fingerprint: str | None = None
+
+    @property
+    def anchor_pem(self) -> str:
+        """What trust on first use pins: the CA when the server sent it, else its certificate."""
+        return self.ca_pem or self.pem
+
+    @property
+    def anchor_fingerprint(self) -> str:
+        """The SHA-256 of anchor_pem (64 lowercase hex digits)."""
+        return self.ca_fingerprint or self.fingerprint
+
+    @property
+    def anchor_is_ca(self) -> bool:
+        """True when the anchor is the server's CA (a renewal keeps it trusted)."""
+        return self.ca_pem is not None
 
 
 def fingerprint_of(der: bytes) -> str:
@@ -75,8 +103,43 @@ def fingerprint_of(der: bytes) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def is_ca_certificate(pem: str) -> bool:
+    """True when *pem* is a CA certificate (basic constraints CA:TRUE); False for a
+    server certificate or anything unreadable."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+
+
+def issued_by(cert_pem: str, ca_pem: str) -> bool:
+    """True when the CA certificate *ca_pem* signed *cert_pem* (names and signature).
+
+    Says nothing about validity dates or host names: it links two certificates,
+    e.g. a server certificate pinned earlier and the CA a server sends now.
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        ca = x509.load_pem_x509_certificate(ca_pem.encode())
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return is_ca_certificate(ca_pem)
+
+
+def _offered_chain(sock: ssl.SSLSocket) -> list[bytes]:
+    # The certificates the peer sent, unverified, as DER. Python 3.13 has the
+    # public method; 3.11 and 3.12 have the same one on the C object only.
+    public = getattr(sock, "get_unverified_chain", None)
+    if public is not None:
+        return [bytes(c) for c in public()]
+    private = sock._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+    return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in private or []]  # type: ignore[attr-defined]
+
+
 def probe_server_certificate(host: str, port: int, timeout: float = 5.0) -> ProbedCertificate:
-    """Fetch the certificate *host*:*port* offers, WITHOUT verifying it.
+    """Fetch the certificates *host*:*port* offers, WITHOUT verifying them.
 
     WARNING: the result proves nothing about who the server is. It exists only
     so a person can compare the fingerprint with the one the server's operator
@@ -97,6 +160,15 @@ def probe_server_certificate(host: str, port: int, timeout: float = 5.0) -> Prob
         ctx.wrap_socket(raw, server_hostname=host) as sock,
     ):
         der = sock.getpeercert(binary_form=True)
+        try:
+            chain = _offered_chain(sock)
+        except (AttributeError, ssl.SSLError, ValueError):
+            chain = []
     if not der:
         raise ssl.SSLError("the server offered no certificate")
-    return ProbedCertificate(pem=ssl.DER_cert_to_PEM_cert(der), fingerprint=fingerprint_of(der))
+    pem = ssl.DER_cert_to_PEM_cert(der)
+    for extra in chain[1:]:
+        ca_pem = ssl.DER_cert_to_PEM_cert(extra)
+        if issued_by(pem, ca_pem):
+            return ProbedCertificate(pem, fingerprint_of(der), ca_pem, fingerprint_of(extra))
+    return ProbedCertificate(pem=pem, fingerprint=fingerprint_of(der))

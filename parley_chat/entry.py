@@ -17,7 +17,6 @@ from parley_chat import __version__
 _EXTRA_OF = {
     "sqlalchemy": "server",
     "alembic": "server",
-    "cryptography": "server",
     "filelock": "server",
     "tqdm": "server",
     "customtkinter": "gui",

@@ -1,5 +1,7 @@
 # server/__main__.py: `parley-server`: build the config, start the server,
-# print one "listening" line, and shut down cleanly on SIGINT/SIGTERM.
+# print one "listening" line (then the addresses and fingerprint clients need,
+# server/announce.py), advertise it by mDNS (server/mdns.py), and shut down
+# cleanly on SIGINT/SIGTERM. `parley-server invite` prints an invite line.
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ import signal
 import sys
 import threading
 
+from . import announce, mdns
 from .app import ChatServer
+from .config import ServerConfig
 from .config_file import command_line_config
 from .errors import StartupError
 from .tls import accepted_versions
@@ -16,7 +20,12 @@ from .tls import accepted_versions
 
 def main(argv: list[str] | None = None) -> int:
     """Run the server until a signal; return the process exit code."""
-    cfg = command_line_config(argv)  # exits 0 after --print-config, 2 on a refused setting
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["invite"]:
+        from .invite import main as invite_main
+
+        return invite_main(args[1:])
+    cfg = command_line_config(args)  # exits 0 after --print-config, 2 on a refused setting
     logging.basicConfig(
         level=getattr(logging, cfg.log_level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         f"certificate SHA-256 {fingerprint}",
         flush=True,
     )
+    for line in announce.banner(host, port, cfg.cert_file, cfg.ca_file):
+        print(line, flush=True)
+    advertiser = _advertise(cfg, host, port) if cfg.mdns else None
 
     def _stop(signum: int, _frame: object) -> None:
         # Stop from another thread: stop() joins threads, which a handler must not do inline.
@@ -57,7 +69,34 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     server.serve_forever()
+    if advertiser is not None:
+        advertiser.stop()
     return 0
+
+
+def _advertise(cfg: ServerConfig, host: str, port: int) -> mdns.Advertiser | None:
+    # What the banner offers is what goes into the DNS-SD records.
+    dns, ips = announce.certificate_names(cfg.cert_file)
+    interfaces = mdns.advertised_interfaces(host)
+    # The A records: the addresses offered (names left out), else where it listens.
+    addresses = [a for a in announce.client_addresses(host, dns, ips) if a in ips]
+    if not (addresses or interfaces):
+        logging.getLogger("parley.mdns").warning(
+            "mDNS advertisement skipped: the certificate covers none of this machine's addresses"
+        )
+        return None
+    anchor = announce.trust_anchor(cfg.cert_file, cfg.ca_file)
+    hostname = announce.short_hostname()
+    advertiser = mdns.Advertiser(
+        name=mdns.instance_name(cfg.server_name, hostname),
+        port=port,
+        addresses=addresses or interfaces or [],
+        txt=mdns.txt_records(anchor.fingerprint, anchor.is_ca),
+        interfaces=interfaces,
+        hostname=hostname,
+    )
+    advertiser.start()
+    return advertiser
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class ServerConfig:
     fresh_private_messages [50].
     Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
     backup_before_migrate [True].
+    LAN: mdns [True] advertises the server by DNS-SD/mDNS.
     """
 
     host: str = "127.0.0.1"
@@ -153,6 +154,9 @@ class ServerConfig:
     backup_before_migrate: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "INFO"
+    #: Advertise the server on the LAN by DNS-SD/mDNS (server/mdns.py), so clients
+    #: list it without typing an address. `python -m parley_chat.server` does it, not ChatServer.
+    mdns: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -179,6 +183,11 @@ class ServerConfig:
     def cert_file(self) -> Path:
         """The server certificate (PEM) in certs_dir."""
         return self.certs_dir / "server.pem"
+
+    @property
+    def ca_file(self) -> Path:
+        """The local CA's certificate (PEM) in certs_dir, sent with server.pem when present."""
+        return self.certs_dir / "ca.pem"
 
     @property
     def key_file(self) -> Path:

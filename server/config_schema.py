@@ -137,6 +137,12 @@ KEYS: tuple[Key, ...] = (
         1,
         MAX_SERVER_NAME_CHARS,
     ),
+    _k(
+        "mdns",
+        "server",
+        bool,
+        "Advertise the server on the LAN by DNS-SD/mDNS, so clients list it (--no-mdns: off).",
+    ),
     # [tls]
     _k(
         "certs_dir",

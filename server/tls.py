@@ -8,7 +8,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import tempfile
+from pathlib import Path
 
 from .config import ServerConfig
 from .errors import CertificateMissing
@@ -38,7 +41,7 @@ def server_context(cfg: ServerConfig) -> ssl.SSLContext:
     # and cost a login ~35 ms on a 2-core machine; clients here do not resume TLS.
     ctx.num_tickets = 0
     try:
-        ctx.load_cert_chain(certfile=cfg.cert_file, keyfile=cfg.key_file)
+        _load_chain(ctx, cfg.cert_file, cfg.ca_file, cfg.key_file)
     except (FileNotFoundError, PermissionError) as exc:
         raise CertificateMissing(
             f"cannot read the server certificate {cfg.cert_file} / key {cfg.key_file}: "
@@ -49,6 +52,37 @@ def server_context(cfg: ServerConfig) -> ssl.SSLContext:
             f"the certificate {cfg.cert_file} and key {cfg.key_file} do not form a valid pair: {exc}"
         ) from exc
     return ctx
+
+
+def served_chain(cert_file: Path, ca_file: Path) -> bytes:
+    """The PEM chain the server sends: its certificate, then the CA that signed it.
+
+    The CA goes along so a client trusting on first use can pin the CA instead
+    of this short-lived certificate: after `certs --renew` it still verifies
+    (docs/decisions.md, "Trust on first use pins the CA"). A server.pem that
+    already holds the CA, or a certs directory without ca.pem, is served as it is.
+    """
+    chain = cert_file.read_bytes()
+    try:
+        ca = ca_file.read_bytes()
+    except FileNotFoundError:
+        return chain
+    if ca.strip() and ca.strip() not in chain:
+        chain = chain.rstrip() + b"\n" + ca.strip() + b"\n"
+    return chain
+
+
+def _load_chain(ctx: ssl.SSLContext, cert_file: Path, ca_file: Path, key_file: Path) -> None:
+    # load_cert_chain reads files only, so the chain goes through a private temp
+    # file (deleted at once); the certificates in it are public anyway.
+    chain = served_chain(cert_file, ca_file)
+    fd, tmp = tempfile.mkstemp(prefix="parley-chain-", suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(chain)
+        ctx.load_cert_chain(certfile=tmp, keyfile=key_file)
+    finally:
+        os.unlink(tmp)
 
 
 def accepted_versions(ctx: ssl.SSLContext) -> list[str]:

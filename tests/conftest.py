@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
             f"Run `{sys.executable} -m pip install --no-deps -e .` here, "
             "or give this checkout its own venv (make test makes one)."
         )
+
+
+# No test advertises or browses by mDNS on a real network: servers started as
+# `python -m parley_chat.server` and desktop windows inherit this. The discovery tests turn
+# it back on inside a network namespace of their own (tests/integration/test_mdns.py).
+os.environ["PARLEY_MDNS"] = "off"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

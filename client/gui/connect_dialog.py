@@ -1,21 +1,41 @@
 # client/gui/connect_dialog.py: the connect screen: host, port, CA file (with a
-# file picker), nick, password, "create account", and one panel under the
-# Connect button that explains a failure, asks to trust a fingerprint on
-# first use, or warns loudly that a pinned certificate changed.
+# file picker), nick, password, "create account", the servers found on the
+# LAN (click one to fill in its address), and one panel under the Connect
+# button that explains a failure, asks to trust a fingerprint on first use,
+# or warns loudly that a pinned certificate changed. An invite line pasted
+# into the Server field fills host and port and carries its fingerprint.
 #
 # It only collects and shows; the app decides what happens (callbacks), so
-# nothing here touches the network or the settings files.
+# nothing here connects to a server or writes the settings files. It listens
+# for mDNS announcements (client/discovery.py) unless PARLEY_MDNS=off.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from tkinter import filedialog
 
 import customtkinter as ctk
 
+from parley_chat.client import discovery
+from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
+from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
+
 from . import theme
-from .connecting import ConnectForm, Problem, format_fingerprint
+from .connecting import (
+    ConnectForm,
+    Problem,
+    format_fingerprint,
+    format_short_fingerprint,
+    initial_ca_file,
+)
 from .settings import Settings
+
+#: How often the list of servers found is refreshed from the browser (ms).
+FOUND_POLL_MS = 500
+#: At most this many found servers are listed (the first, by name).
+MAX_FOUND = 4
+_CA_HINT = "Empty: check the server's fingerprint yourself on first use (like SSH)."
 
 _ENTRY = {
     "height": 36,
@@ -41,9 +61,17 @@ class ConnectDialog(ctk.CTkFrame):
         on_trust: Callable[[], None],
         on_cancel: Callable[[], None],
         on_forget_pin: Callable[[], None],
+        discover: bool | None = None,
     ) -> None:
         super().__init__(master, corner_radius=0, fg_color=theme.pair("side_bg"))
         self._on_connect = on_connect
+        #: The invite last applied: its fingerprint goes with the form while
+        #: host and port are still the invite's.
+        self._invite: tuple[str, int, str] | None = None
+        self._found: list[DiscoveredServer] = []
+        self._found_buttons: list[ctk.CTkButton] = []
+        self._browser: ServerBrowser | None = None
+        self._poll_id: str | None = None
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(0, weight=1)
         self.grid_rowconfigure(2, weight=1)
@@ -119,14 +147,15 @@ class ConnectDialog(ctk.CTkFrame):
             command=self._browse,
         )
         self.browse_button.grid(row=0, column=1, padx=(8, 0))
-        ctk.CTkLabel(
+        self.ca_hint = ctk.CTkLabel(
             form,
-            text="Empty: check the server's fingerprint yourself on first use (like SSH).",
+            text=_CA_HINT,
             justify="left",
             anchor="w",
             font=(theme.FONT_FAMILY, 11),
             text_color=theme.pair("muted"),
-        ).grid(row=4, column=0, columnspan=2, sticky="w", pady=(4, 0))
+        )
+        self.ca_hint.grid(row=4, column=0, columnspan=2, sticky="w", pady=(4, 0))
         # Nick and password side by side, in equal halves.
         who = ctk.CTkFrame(form, fg_color="transparent")
         who.grid(row=5, column=0, columnspan=2, sticky="ew")
@@ -146,6 +175,18 @@ class ConnectDialog(ctk.CTkFrame):
             hover_color=theme.pair("accent_hover"),
         )
         self.register.grid(row=9, column=0, columnspan=2, sticky="w", pady=(12, 0))
+
+        # Servers found by mDNS: shown only when there are some.
+        self.found_frame = ctk.CTkFrame(form, fg_color="transparent")
+        self.found_frame.grid_columnconfigure(0, weight=1)
+        ctk.CTkLabel(
+            self.found_frame,
+            text="On your network (click to fill in)",
+            anchor="w",
+            height=20,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL, "bold"),
+            text_color=theme.pair("muted"),
+        ).grid(row=0, column=0, sticky="w", pady=(10, 3))
 
         self.connect_button = ctk.CTkButton(
             card,
@@ -196,6 +237,13 @@ class ConnectDialog(ctk.CTkFrame):
 
         for entry in (self.host, self.port, self.ca_file, self.nick, self.password):
             entry.bind("<Return>", lambda _e: self.submit())
+        # A pasted invite is split into the fields as soon as it is there.
+        for sequence in ("<KeyRelease>", "<FocusOut>", "<<Paste>>"):
+            self.host.bind(sequence, lambda _e: self.after_idle(self.apply_invite), add=True)
+
+        if discovery.enabled() if discover is None else discover:
+            self._browser = ServerBrowser(discovery.interfaces_from_env()).start()
+            self._poll_id = self.after(FOUND_POLL_MS, self._poll_found)
 
     # --- building ------------------------------------------------------------------------
 
@@ -270,7 +318,7 @@ class ConnectDialog(ctk.CTkFrame):
         for entry, value in (
             (self.host, settings.host),
             (self.port, str(settings.port)),
-            (self.ca_file, settings.ca_file),
+            (self.ca_file, initial_ca_file(settings.ca_file)),
             (self.nick, settings.nick),
         ):
             entry.delete(0, "end")
@@ -288,20 +336,146 @@ class ConnectDialog(ctk.CTkFrame):
             port = int(self.port.get().strip())
         except ValueError:
             port = 0
+        host = self.host.get().strip()
+        expected = ""
+        if self._invite is not None and self._invite[:2] == (host, port):
+            expected = self._invite[2]
         return ConnectForm(
-            host=self.host.get().strip(),
+            host=host,
             port=port,
             ca_file=self.ca_file.get().strip(),
             nick=self.nick.get().strip(),
             password=self.password.get(),
             register=bool(self.register.get()),
+            expected_fingerprint=expected,
         )
 
     def submit(self) -> None:
         """Connect with the form's values (the button and Enter come here)."""
         if self.connect_button.cget("state") == "disabled":
             return
+        if looks_like_invite(self.host.get()):
+            try:
+                self.apply_invite(strict=True)
+            except InviteError as exc:
+                self.show_problem(
+                    Problem(
+                        "Check the invite",
+                        f"{exc}. Paste the whole line the server's operator gave you "
+                        "(parley-server invite prints it), or type the address.",
+                    )
+                )
+                return
         self._on_connect(self.get_form())
+
+    def apply_invite(self, strict: bool = False) -> bool:
+        """If the Server field holds an invite line, split it into host and port,
+        clear the CA file (the invite's fingerprint decides trust) and say so.
+        Returns True when one was applied; an invalid one is left in the field
+        (InviteError when *strict*)."""
+        text = self.host.get()
+        if not looks_like_invite(text):
+            self._refresh_invite_note()
+            return False
+        try:
+            invite = parse_invite(text)
+        except InviteError:
+            if strict:
+                raise
+            return False
+        self.host.delete(0, "end")
+        self.host.insert(0, invite.host)
+        self.port.delete(0, "end")
+        self.port.insert(0, str(invite.port))
+        if invite.fingerprint:
+            self.ca_file.delete(0, "end")
+            self._invite = (invite.host, invite.port, invite.fingerprint)
+        else:
+            self._invite = None
+        self._refresh_invite_note()
+        return True
+
+    def _refresh_invite_note(self) -> None:
+        form = self.get_form()
+        if form.expected_fingerprint and not form.uses_ca:
+            self.ca_hint.configure(
+                text="From the invite: the server must offer "
+                f"{format_short_fingerprint(form.expected_fingerprint)}",
+                text_color=theme.pair("text"),
+            )
+        else:
+            self.ca_hint.configure(text=_CA_HINT, text_color=theme.pair("muted"))
+
+    # --- servers found on the LAN ---------------------------------------------------------
+
+    @property
+    def found_servers(self) -> list[DiscoveredServer]:
+        """The servers listed now."""
+        return list(self._found)
+
+    def show_servers(self, servers: list[DiscoveredServer]) -> None:
+        """List *servers* (at most MAX_FOUND); clicking one fills in host and port."""
+        self._found = list(servers)[:MAX_FOUND]
+        for button in self._found_buttons:
+            button.destroy()
+        self._found_buttons = []
+        for i, server in enumerate(self._found):
+            fp = format_short_fingerprint(server.fingerprint)[:19] if server.fingerprint else ""
+            button = ctk.CTkButton(
+                self.found_frame,
+                text=f"{server.name}   {server.where}" + (f"   {fp}\u2026" if fp else ""),
+                anchor="w",
+                height=28,
+                corner_radius=8,
+                fg_color=theme.pair("side_bg"),
+                hover_color=theme.pair("hover_bg"),
+                text_color=theme.pair("text"),
+                border_width=1,
+                border_color=theme.pair("border"),
+                font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1),
+                command=lambda s=server: self.choose_server(s),
+            )
+            button.grid(row=i + 1, column=0, sticky="ew", pady=(0, 4))
+            self._found_buttons.append(button)
+        if self._found:
+            self.found_frame.grid(row=10, column=0, columnspan=2, sticky="ew")
+        else:
+            self.found_frame.grid_remove()
+
+    @property
+    def found_buttons(self) -> list[ctk.CTkButton]:
+        """The buttons of the servers listed (for tests)."""
+        return list(self._found_buttons)
+
+    def choose_server(self, server: DiscoveredServer) -> None:
+        """Fill in *server*'s address and port. Its advertised fingerprint is not
+        trusted (anyone can advertise): trust is settled as for a typed address."""
+        for entry, value in ((self.host, server.host), (self.port, str(server.port))):
+            entry.delete(0, "end")
+            entry.insert(0, value)
+        self._refresh_invite_note()
+        self.focus_first_empty()
+
+    def _poll_found(self) -> None:
+        # zeroconf fills the browser on its own threads; Tk is touched only here.
+        self._poll_id = None
+        browser = self._browser
+        if browser is None:
+            return
+        if browser.changed.is_set():
+            browser.changed.clear()
+            self.show_servers(browser.servers())
+        self._poll_id = self.after(FOUND_POLL_MS, self._poll_found)
+
+    def destroy(self) -> None:
+        """Stop listening for servers, then destroy the widgets."""
+        if self._poll_id is not None:
+            self.after_cancel(self._poll_id)
+            self._poll_id = None
+        browser, self._browser = self._browser, None
+        if browser is not None:  # closing waits for zeroconf's threads: not on Tk's
+            threading.Thread(target=browser.close, name="mdns-close", daemon=True).start()
+        super().destroy()
 
     def focus_first_empty(self) -> None:
         """Focus the first field the user still has to fill (usually the password)."""
@@ -333,9 +507,11 @@ class ConnectDialog(ctk.CTkFrame):
             kind, buttons = "danger", [self.forget_button, self.cancel_button]
             lines = []
             if problem.pinned_fingerprint:
-                lines.append("Trusted before:\n" + format_fingerprint(problem.pinned_fingerprint))
+                lines.append(
+                    "Trusted before:  " + format_short_fingerprint(problem.pinned_fingerprint)
+                )
             if problem.fingerprint:
-                lines.append("Offered now:\n" + format_fingerprint(problem.fingerprint))
+                lines.append("Offered now:     " + format_short_fingerprint(problem.fingerprint))
             fingerprint = "\n".join(lines)
         else:
             kind, buttons = ("info" if problem.severity == "info" else "error"), []
@@ -346,16 +522,24 @@ class ConnectDialog(ctk.CTkFrame):
             )
         self._show_panel(kind, problem.title, problem.detail, fingerprint, buttons)
 
-    def show_trust_prompt(self, where: str, fingerprint: str) -> None:
-        """Ask whether to trust the certificate *where* offered, by its fingerprint."""
+    def show_trust_prompt(self, where: str, fingerprint: str, *, ca: bool = True) -> None:
+        """Ask whether to trust what *where* offered (its CA when *ca*, else its own
+        certificate), by the short fingerprint the server printed at start."""
         self.set_busy(None)
+        what = "CA" if ca else "server certificate"
+        keep = (
+            "its CA, so a renewed server certificate is still trusted, and refuse a "
+            "server with another CA"
+            if ca
+            else "this certificate and refuse any other from this server"
+        )
         self._show_panel(
             "warn",
             f"First connection to {where}",
-            "Compare this fingerprint with the one the server printed when it started "
-            "(ask its operator). Trust it only if they match: parley will remember this "
-            "certificate and refuse any other from this server.",
-            "SHA-256:\n" + format_fingerprint(fingerprint),
+            f"Compare this fingerprint with the {what} fingerprint the server printed "
+            f"when it started (ask its operator). Trust it only if they match: parley "
+            f"will remember {keep}.",
+            f"{what} SHA-256:\n{format_short_fingerprint(fingerprint)}",
             [self.trust_button, self.cancel_button],
         )
 

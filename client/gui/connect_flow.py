@@ -1,6 +1,7 @@
 # client/gui/connect_flow.py: the steps from the Connect button to a logged-in
-# ChatClient: check the form, settle trust (CA file, pinned certificate, or
-# ask the user on first use), log in on a worker thread, explain failures.
+# ChatClient: check the form, settle trust (CA file, pinned CA or certificate,
+# an invite's fingerprint, or ask the user on first use), log in on a worker
+# thread, explain failures.
 #
 # The trust policy itself is written down in connecting.py; this module only
 # sequences it. It runs on the Tk thread; blocking steps go through Jobs.
@@ -11,6 +12,8 @@ import ssl
 from collections.abc import Callable
 
 from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certificate
+from parley_chat.client.tls import is_ca_certificate
+from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
 from .connect_dialog import ConnectDialog
 from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
@@ -52,14 +55,18 @@ class ConnectFlow:
             self._login(form, None)
             return
         pin = self._store.get_pin(form.host, form.port)
-        if pin is not None:
+        if pin is not None and is_ca_certificate(pin.pem):
             self._login(form, pin)
             return
-        # First use: fetch the certificate (display only; nothing is sent) and ask.
+        # A pinned server certificate (or none): fetch the certificates (display
+        # only; nothing is sent), then migrate the pin, or settle first use.
         self._dialog.set_busy("Fetching the server's certificate\u2026")
         host, port = form.host, form.port
 
         def done(probed: ProbedCertificate | None, exc: BaseException | None) -> None:
+            if pin is not None:
+                self._login(form, self._migrated(form, pin, probed))
+                return
             if exc is not None or probed is None:
                 self._dialog.show_problem(
                     Problem(
@@ -69,18 +76,50 @@ class ConnectFlow:
                     )
                 )
                 return
+            if form.expected_fingerprint:
+                self._trust_invite(form, probed)
+                return
             self._trusting = (form, probed)
-            self._dialog.show_trust_prompt(form.where, probed.fingerprint)
+            self._dialog.show_trust_prompt(
+                form.where, probed.anchor_fingerprint, ca=probed.anchor_is_ca
+            )
 
         self._jobs.start("probe", lambda: probe_server_certificate(host, port), done)
 
+    def _migrated(self, form: ConnectForm, pin: Pin, probed: ProbedCertificate | None) -> Pin:
+        # A pinned server certificate becomes a pin of the CA that signed it
+        # (client/trust.py, rule 3), so the next renewal is no longer a lockout.
+        ca_pem = upgraded_pin(pin.pem, probed) if probed is not None else None
+        if ca_pem is None or probed is None or probed.ca_fingerprint is None:
+            return pin
+        new = Pin(pem=ca_pem, fingerprint=probed.ca_fingerprint)
+        self._store.forget_pin(form.host, form.port)
+        self._store.set_pin(form.host, form.port, new)
+        return new
+
+    def _trust_invite(self, form: ConnectForm, probed: ProbedCertificate) -> None:
+        # The invite names the fingerprint: no person needs to compare it.
+        try:
+            pem = anchor_for_invite(probed, form.expected_fingerprint, form.where)
+        except Exception as exc:  # InviteMismatch: refused loudly, nothing pinned
+            self._dialog.show_problem(describe_failure(exc, form))
+            return
+        pin = Pin(pem=pem, fingerprint=probed.anchor_fingerprint)
+        try:
+            self._store.set_pin(form.host, form.port, pin)
+        except ValueError as exc:
+            self._dialog.show_problem(Problem("Already pinned", str(exc)))
+            return
+        self._login(form, pin)
+
     def trust_accepted(self) -> None:
-        """The user accepted the fingerprint shown: pin it and log in against the pin."""
+        """The user accepted the fingerprint shown: pin it (the CA, when the server
+        sent one) and log in against the pin."""
         if self._trusting is None:
             return
         form, probed = self._trusting
         self._trusting = None
-        pin = Pin(pem=probed.pem, fingerprint=probed.fingerprint)
+        pin = Pin(pem=probed.anchor_pem, fingerprint=probed.anchor_fingerprint)
         try:
             self._store.set_pin(form.host, form.port, pin)
         except ValueError as exc:  # a pin appeared meanwhile: never overwrite one

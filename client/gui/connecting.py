@@ -5,13 +5,18 @@
 # 1. A CA file in the form: the server must present a certificate it signed,
 #    for the host name typed (client/tls.py). Nothing else is consulted.
 # 2. No CA file, and a certificate pinned for this host and port: the server
-#    must present exactly that certificate. A different one is refused, loudly,
-#    and never re-pinned without the user explicitly forgetting the old pin.
+#    must present a certificate the pin vouches for. The pin is the server's
+#    local CA (so a renewed server certificate is still trusted), or for pins
+#    older clients made, the server certificate itself, replaced by its CA as
+#    soon as the server sends that CA (client/trust.py). A server the pin does
+#    not vouch for is refused, loudly, and never re-pinned without the user
+#    explicitly forgetting the old pin.
 # 3. No CA file and no pin (first use, as SSH does): the app fetches the
-#    certificate with the display-only probe, shows its fingerprint, and pins
-#    it only if the user accepts. The real connection then verifies against
-#    that pin, so a server that swaps certificates between the probe and the
-#    login is refused too.
+#    certificates with the display-only probe. With an invite, the fingerprint
+#    it names decides, and a mismatch is refused loudly; without one the app
+#    shows the CA's short fingerprint and pins it only if the user accepts.
+#    The real connection then verifies against that pin, so a server that
+#    swaps certificates between the probe and the login is refused too.
 # Credentials are only ever sent on a connection that passed one of these.
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from parley_chat.certs import short_fingerprint
 from parley_chat.client import (
+    CertificateExpired,
     CertificateNotTrusted,
     ChatClient,
     ConnectionLost,
     HostnameMismatch,
+    InviteMismatch,
     LoginRefused,
     ServerUnreachable,
     TrustStoreError,
@@ -38,7 +46,8 @@ CLIENT_NAME = "parley-desktop"
 
 @dataclass(frozen=True, slots=True)
 class ConnectForm:
-    """The connect form's values. `ca_file` empty means trust on first use."""
+    """The connect form's values. `ca_file` empty means trust on first use;
+    `expected_fingerprint` (hex) comes from a pasted invite and settles it."""
 
     host: str
     port: int
@@ -46,6 +55,7 @@ class ConnectForm:
     nick: str
     password: str
     register: bool = False
+    expected_fingerprint: str = ""
 
     @property
     def uses_ca(self) -> bool:
@@ -98,6 +108,19 @@ def check_form(form: ConnectForm) -> Problem | None:
     return None
 
 
+#: The CA file a fresh client's settings name (Settings.ca_file's default).
+DEFAULT_CA_FILE = "certs/ca.pem"
+
+
+def initial_ca_file(remembered: str) -> str:
+    """The CA field's value on opening: the remembered file, except that the
+    built-in default is left out when no such file exists, so a fresh client
+    takes the trust-on-first-use path instead of failing with "CA file not found"."""
+    if remembered == DEFAULT_CA_FILE and not Path(remembered).is_file():
+        return ""
+    return remembered
+
+
 def build_client(form: ConnectForm, *, pin: Pin | None, last_seen: int | None) -> ChatClient:
     """A ChatClient for *form*, trusting its CA file or else *pin* (one is required)."""
     if form.uses_ca:
@@ -124,6 +147,11 @@ def format_fingerprint(fingerprint: str) -> str:
     return f"{fingerprint[:32]}\n{fingerprint[32:]}"
 
 
+def format_short_fingerprint(fingerprint: str) -> str:
+    """The grouped short form the server prints at start ("7604 b0da ... 2725")."""
+    return short_fingerprint(fingerprint)
+
+
 def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = None) -> Problem:
     """What a failed connect means for the user, and what they can do about it."""
     if isinstance(exc, ServerUnreachable):
@@ -140,16 +168,34 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
             f"reissue it with --san {form.host}. Nothing was sent.",
             fingerprint=exc.fingerprint,
         )
+    if isinstance(exc, InviteMismatch):
+        return Problem(
+            "WARNING: this is not the server in the invite",
+            f"{form.where} offered a certificate other than the one the invite names. "
+            "Someone may be intercepting the connection, or the invite is out of date. The "
+            "connection was refused and nothing was sent. Ask the server's operator for a "
+            "new invite (parley-server invite).",
+            fingerprint=exc.anchor_fingerprint,
+            severity="danger",
+            pinned_fingerprint=form.expected_fingerprint or None,
+        )
+    if isinstance(exc, CertificateExpired):
+        return Problem(
+            "The server's certificate has expired",
+            f"{exc}. Ask the server's operator to renew it; you will not need to trust "
+            "the server again.",
+        )
     if isinstance(exc, CertificateNotTrusted):
         if not form.uses_ca and pin is not None:
             return Problem(
                 "WARNING: the server's certificate has changed",
-                f"{form.where} presented a different certificate from the one you trusted "
-                "before. Someone may be intercepting the connection, or the operator replaced "
-                "the certificate. The connection was refused and nothing was sent. Ask the "
-                "operator which fingerprint the server prints at start; only if it matches "
-                "the new one, forget the old pin and connect again.",
-                fingerprint=exc.fingerprint,
+                f"{form.where} presented a certificate from a new CA, not the one you "
+                "trusted before. Someone may be intercepting the connection, "
+                "or the operator replaced the CA (a renewal alone never does this). The "
+                "connection was refused and nothing was sent. Ask the operator which "
+                "fingerprint the server prints at start; only if it matches the new one, "
+                "forget the old pin and connect again.",
+                fingerprint=exc.anchor_fingerprint,
                 severity="danger",
                 pinned_fingerprint=pin.fingerprint,
             )

@@ -43,7 +43,6 @@ def _entry(
         ("server", "parley-server", "sqlalchemy", "server"),
         ("admin", "parley-admin", "sqlalchemy", "server"),
         ("logs", "parley-logs", "tqdm", "server"),
-        ("certs", "parley-certs", "cryptography", "server"),
         ("desktop", "parley", "customtkinter", "gui"),
     ],
 )
@@ -63,7 +62,7 @@ def test_a_python_without_tk_says_what_to_install(tmp_path):
 
 def test_the_terminal_client_needs_no_extra(tmp_path):
     # Everything the extras bring is hidden: parley-cli still starts (and answers --help).
-    hidden = ["sqlalchemy", "alembic", "cryptography", "filelock", "tqdm", "customtkinter"]
+    hidden = ["sqlalchemy", "alembic", "filelock", "tqdm", "customtkinter"]
     done = _entry(tmp_path, "terminal", hidden, "--help")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: parley-cli ")

@@ -405,7 +405,7 @@ def test_print_config_shows_every_value_with_its_source_and_reads_back(tmp_path)
         capture_output=True,
         text=True,
         timeout=60,
-        env={**os.environ, "PARLEY_JOIN_RATE": "2.5", "PARLEY_CONFIG": ""},
+        env={**os.environ, "PARLEY_JOIN_RATE": "2.5", "PARLEY_CONFIG": "", "PARLEY_MDNS": ""},
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout

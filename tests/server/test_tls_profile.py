@@ -253,10 +253,12 @@ def test_sslyze_says_the_server_is_mozilla_intermediate_compliant(
     served = deployment["received_certificate_chain"]
     assert ssl.PEM_cert_to_DER_cert(served[0]["as_pem"]) == _leaf_der(certs_dir / "server.pem")
     # The CA the script made is one sslyze accepts as an anchor, and the server
-    # does not send it along (clients hold ca.pem already).
+    # sends it after its certificate, so trust on first use can pin the CA
+    # (docs/decisions.md, "Trust on first use pins the CA"): still compliant.
     supplied = [
         r for r in deployment["path_validation_results"] if r["trust_store"]["path"] == str(ca_file)
     ]
     assert [r["was_validation_successful"] for r in supplied] == [True], supplied
-    assert deployment["received_chain_contains_anchor_certificate"] is False
-    assert len(served) == 1
+    assert deployment["received_chain_contains_anchor_certificate"] is True
+    assert len(served) == 2
+    assert ssl.PEM_cert_to_DER_cert(served[1]["as_pem"]) == _leaf_der(ca_file)

@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from parley_chat.certs import fingerprint_sha256, generate
+from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.gui.app import App
 from parley_chat.client.gui.settings import Settings, SettingsStore, server_key
 from parley_chat.server.app import ChatServer
@@ -54,37 +54,62 @@ def test_untrusted_ca_shows_the_offered_fingerprint_and_sends_no_password(
     assert app._client is None
 
 
-def test_trust_on_first_use_pins_then_refuses_a_changed_certificate(
-    open_app, gui_server, certs_dir, db_url, tmp_path, request
+def test_trust_on_first_use_pins_the_ca_survives_a_renewal_and_refuses_a_new_ca(
+    open_app, tmp_path, request
 ):
-    host, port = gui_server.address
+    # A server of its own: this test renews and replaces its certificates.
+    db_url = f"sqlite:///{tmp_path / 'own.db'}"
+    mine = generate(tmp_path / "certs")
+    server = ChatServer(ServerConfig.for_tests(db_url, tmp_path / "certs"))
+    server.start()
+    request.addfinalizer(server.stop)
+    host, port = server.address
     config = tmp_path / "config-tina"
-    first = fingerprint_sha256((certs_dir / "server.pem").read_bytes())
-    app = open_app("tina", ca="", config=config, connected=False)
+    ca_fp = fingerprint_sha256(mine.ca_cert.read_bytes())
+    app = open_app("tina", ca="", config=config, connected=False, server=server)
     pump(app, lambda: app.connect_page.panel_kind == "warn", what="the trust prompt")
-    assert first in flat(app.connect_page.panel_text())
+    # The prompt shows the CA's fingerprint in the grouped form the server prints.
+    assert short_fingerprint(ca_fp) in app.connect_page.panel_text()
+    assert "CA" in app.connect_page.panel_text()
     assert app._client is None  # nothing logged in before the user decides
     app.connect_page.trust_button.invoke()
     pump(app, lambda: app.statusbar.state == "connected", what="connected after trusting")
-    assert app._client.fingerprint == first
     pins = json.loads((config / "known_servers.json").read_text())
-    assert pins[server_key(host, port)]["fingerprint"] == first
+    assert pins[server_key(host, port)]["fingerprint"] == ca_fp
     app.shutdown(timeout=0.5)
-    sessions_before = rows(gui_server, "SELECT COUNT(*) FROM sessions")
 
-    # The same host and port now presents another certificate.
-    gui_server.stop()
+    # The operator renews the server certificate (same CA) and restarts: no prompt.
+    server.stop()
+    generate(tmp_path / "certs", renew=True)
+    renewed = ChatServer(ServerConfig.for_tests(db_url, tmp_path / "certs", port=port))
+    renewed.start()
+    request.addfinalizer(renewed.stop)
+    again = open_app("tina", ca="", config=config, connected=False, server=renewed)
+    again.connect_page.submit()
+    pump(
+        again,
+        lambda: again.statusbar.state == "connected" or again.connect_page.panel_kind,
+        what="connected after the renewal",
+    )
+    assert again.connect_page.panel_kind == "" and again.statusbar.state == "connected"
+    assert again._client.fingerprint == fingerprint_sha256(mine.server_cert.read_bytes())
+    again.shutdown(timeout=0.5)
+    sessions_before = rows(renewed, "SELECT COUNT(*) FROM sessions")
+
+    # The same host and port now presents a certificate from another CA.
+    renewed.stop()
     other = generate(tmp_path / "other")
-    # (make_server cannot take another certs_dir: build this one by hand.)
     impostor = ChatServer(ServerConfig.for_tests(db_url, tmp_path / "other", port=port))
     impostor.start()
     request.addfinalizer(impostor.stop)
-    second = fingerprint_sha256(other.server_cert.read_bytes())
+    other_fp = fingerprint_sha256(other.ca_cert.read_bytes())
     app2 = open_app("tina", ca="", config=config, connected=False, server=impostor)
+    app2.connect_page.submit()
     text = problem_of(app2)
     assert app2.connect_page.panel_kind == "danger"
     assert "WARNING" in text and "changed" in text
-    assert first in flat(text) and second in flat(text)
+    assert short_fingerprint(ca_fp) in text and short_fingerprint(other_fp) in text
+    assert "certificate verify failed" not in text and "SSL" not in text  # no OpenSSL text
     assert app2._client is None
     assert rows(impostor, "SELECT COUNT(*) FROM sessions") == sessions_before
     # Forgetting the old pin does not trust the new one: the user is asked again.
@@ -93,7 +118,7 @@ def test_trust_on_first_use_pins_then_refuses_a_changed_certificate(
     assert server_key(host, port) not in json.loads((config / "known_servers.json").read_text())
     app2.connect_page.submit()
     pump(app2, lambda: app2.connect_page.panel_kind == "warn", what="asked again")
-    assert second in flat(app2.connect_page.panel_text())
+    assert short_fingerprint(other_fp) in app2.connect_page.panel_text()
     assert app2._client is None
 
 

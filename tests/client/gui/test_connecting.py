@@ -4,18 +4,22 @@
 from __future__ import annotations
 
 from parley_chat.client import (
+    CertificateExpired,
     CertificateNotTrusted,
     ConnectionLost,
     HostnameMismatch,
+    InviteMismatch,
     LoginRefused,
     ServerUnreachable,
     TrustStoreError,
 )
 from parley_chat.client.gui.connecting import (
+    DEFAULT_CA_FILE,
     ConnectForm,
     check_form,
     describe_failure,
     format_fingerprint,
+    initial_ca_file,
 )
 from parley_chat.client.gui.settings import Pin
 
@@ -82,3 +86,28 @@ def test_a_changed_pinned_certificate_is_a_loud_warning():
 def test_fingerprint_is_shown_whole_on_two_lines():
     shown = format_fingerprint(FP)
     assert shown.replace("\n", "") == FP and shown.count("\n") == 1
+
+
+def test_an_expired_certificate_is_no_changed_certificate_warning():
+    pin = Pin(pem="pem", fingerprint="cd" * 32)
+    problem = describe_failure(CertificateExpired("expired", FP), form(), pin)
+    assert problem.severity == "error" and "expired" in problem.title
+    assert "renew" in problem.detail
+
+
+def test_an_invite_mismatch_is_a_loud_warning_naming_both_fingerprints():
+    invited = form(expected_fingerprint="cd" * 32)
+    problem = describe_failure(InviteMismatch("x", FP, FP), invited)
+    assert problem.severity == "danger" and "invite" in problem.title
+    assert problem.fingerprint == FP and problem.pinned_fingerprint == "cd" * 32
+    assert "nothing was sent" in problem.detail
+
+
+def test_a_missing_default_ca_file_starts_as_trust_on_first_use(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert initial_ca_file(DEFAULT_CA_FILE) == ""
+    (tmp_path / "certs").mkdir()
+    (tmp_path / DEFAULT_CA_FILE).write_text("x")
+    assert initial_ca_file(DEFAULT_CA_FILE) == DEFAULT_CA_FILE
+    # A file the user chose is kept even when it is gone: they are told so on connect.
+    assert initial_ca_file(str(tmp_path / "gone.pem")) == str(tmp_path / "gone.pem")
