@@ -50,6 +50,7 @@ from .events import (
     BatchStarted,
     ClientEvent,
     Connected,
+    ConversationsListed,
     Disconnected,
     MessageReceived,
     PresenceChanged,
@@ -360,6 +361,10 @@ class _Printer:
                 f"({event.tls_version}, {how}{created}; server certificate SHA-256 "
                 f"{event.fingerprint})"
             )
+        elif isinstance(event, ConversationsListed):
+            unread = [f"{c.name} {c.unread}" for c in event.items if c.unread]
+            if unread:
+                self.err(f"unread: {', '.join(unread)}")
         elif isinstance(event, BatchStarted):
             if event.kind == "replay" and event.gap:
                 self.err("(older messages were left out: /history pages back)")

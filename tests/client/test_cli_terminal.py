@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import select
@@ -216,3 +217,23 @@ def test_a_line_being_typed_survives_incoming_messages_and_comes_back_with_up(se
     assert _stored(server, "alice") == ["Hello world", "Hello world"]
     # The incoming line went above the prompt, not into the typed text.
     assert b"<bob> interrupting you" in term.screen
+
+
+def test_the_login_list_prints_what_is_unread_on_stderr():
+    from client.cli import _Printer
+    from client.events import ConversationsListed, ConversationSummary
+
+    out, err = io.StringIO(), io.StringIO()
+    printer = _Printer(None, out, err)  # type: ignore[arg-type]
+    printer.show(
+        ConversationsListed(
+            (
+                ConversationSummary("room", "#lobby", None, 3, 10),
+                ConversationSummary("room", "#dev", None, 0, 0),
+                ConversationSummary("private", "bob", None, 1, 0),
+            )
+        )
+    )
+    assert err.getvalue() == "unread: #lobby 3, bob 1\n" and out.getvalue() == ""
+    printer.show(ConversationsListed((ConversationSummary("room", "#dev", None, 0, 0),)))
+    assert err.getvalue() == "unread: #lobby 3, bob 1\n"  # nothing unread: nothing said
