@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from client import Acked, MessageReceived
-from client.gui import theme
-from client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
+from parley_chat.client import Acked, MessageReceived
+from parley_chat.client.gui import theme
+from parley_chat.client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui

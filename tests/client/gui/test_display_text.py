@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from client.gui.chat_view import segments
-from client.gui.model import Line, display_text, format_time
+from parley_chat.client.gui.chat_view import segments
+from parley_chat.client.gui.model import Line, display_text, format_time
 
 RLO, PDF, LRI, PDI = "\u202e", "\u202c", "\u2066", "\u2069"
 RLM, ZWJ, ZWNJ = "\u200f", "\u200d", "\u200c"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from certs import fingerprint_sha256, generate
-from client import Acked
-from client.gui import theme
-from client.gui.model import dm_key, room_key
-from client.gui.settings import Pin, SettingsStore
+from parley_chat.certs import fingerprint_sha256, generate
+from parley_chat.client import Acked
+from parley_chat.client.gui import theme
+from parley_chat.client.gui.model import dm_key, room_key
+from parley_chat.client.gui.settings import Pin, SettingsStore
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui
