@@ -250,6 +250,15 @@ KEYS: tuple[Key, ...] = (
         HOUR,
         unit="s",
     ),
+    _k(
+        "presence_grace",
+        "connections",
+        float,
+        "Seconds a user whose last connection ended stays listed as online (0: none).",
+        0.0,
+        HOUR,
+        unit="s",
+    ),
     # [threads]
     _k("io_threads", "threads", int, "Selector I/O loops (one is fastest under the GIL).", 1, 64),
     _k(

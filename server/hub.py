@@ -18,6 +18,9 @@
 #    one write per flush, and the hub work per login is O(1), not O(members).
 # 6. The hub tracks room membership only for users who are online; the
 #    database is the truth for everyone else.
+# 7. A user whose last connection ended may linger: still listed as online,
+#    with no connections, until the presence grace runs out (expire()) or one
+#    of their connections comes back (attach() revives them silently).
 
 from __future__ import annotations
 
@@ -64,6 +67,10 @@ class _User:
     # fold(room) -> the presence sequence number when the user became a member:
     # deltas published before it are already in the full list it was sent.
     since: dict[str, int] = field(default_factory=dict)
+
+    #: Non-zero while lingering (no connections, grace running): the token of
+    #: this linger, so an expiry from an earlier one is recognised as stale.
+    lingering: int = 0
 
 
 @dataclass(eq=False)
@@ -170,6 +177,7 @@ class Hub:
         # meanwhile cannot overtake the deltas taken before it.
         self._flush_lock = threading.Lock()
         self._local = threading.local()
+        self._linger_seq = 0
         # Bumped by every change of who is online or in which room, so a batch
         # can reuse one audience for a room's consecutive messages.
         self._epoch = 0
@@ -203,19 +211,81 @@ class Hub:
     # --- presence -----------------------------------------------------------
 
     def attach(self, conn: Peer, user_id: int, nick: str, rooms: list[str]) -> bool:
-        """Register *conn* as one of the user's connections. True if the user just came online."""
+        """Register *conn* as one of the user's connections. True if the user just came online
+        (False for a lingering user coming back within the grace: nobody is told)."""
         with self._lock:
             user = self._users.get(user_id)
             first = user is None
             if user is None:
-                user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
-                self._users[user_id] = user
-                self._by_nick[fold(nick)] = user_id
-                for key in user.rooms:
-                    self._add_member(key, user)
+                user = self._add_locked(user_id, nick, rooms)
+            elif user.lingering:
+                # Back within the grace: the same user again, with the rooms the
+                # database has now (in case they changed meanwhile).
+                user.lingering = 0
+                self._set_rooms_locked(user, rooms)
             user.conns.add(conn)
             self._epoch += 1
             return first
+
+    def _add_locked(self, user_id: int, nick: str, rooms: list[str]) -> _User:
+        user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
+        self._users[user_id] = user
+        self._by_nick[fold(nick)] = user_id
+        for key in user.rooms:
+            self._add_member(key, user)
+        return user
+
+    def _set_rooms_locked(self, user: _User, rooms: list[str]) -> None:
+        wanted = {fold(r): r for r in rooms}
+        for key in set(user.rooms) - set(wanted):
+            self._drop_member(key, user.user_id)
+        for key in set(wanted) - set(user.rooms):
+            self._add_member(key, user)
+        user.rooms = wanted
+
+    def _remove_locked(self, user: _User) -> None:
+        del self._users[user.user_id]
+        self._by_nick.pop(fold(user.nick), None)
+        for key in user.rooms:
+            self._drop_member(key, user.user_id)
+
+    def release(self, conn: Peer, user_id: int) -> int | None:
+        """Forget *conn*. If it was the user's last connection, the user lingers
+        (still listed as online) and the returned token must be passed to
+        expire() once the grace is over; otherwise None."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                return None
+            user.conns.discard(conn)
+            self._epoch += 1
+            if user.conns or user.lingering:
+                return None
+            self._linger_seq += 1
+            user.lingering = self._linger_seq
+            return user.lingering
+
+    def linger(self, user_id: int, nick: str, rooms: list[str]) -> int | None:
+        """List a user with no connection as online for a grace (after a server
+        restart, for those the shutdown cut off). Returns the token for expire(),
+        or None if the user is already known."""
+        with self._lock:
+            if user_id in self._users:
+                return None
+            user = self._add_locked(user_id, nick, rooms)
+            self._linger_seq += 1
+            user.lingering = self._linger_seq
+            return user.lingering
+
+    def expire(self, user_id: int, token: int) -> tuple[str, list[str]] | None:
+        """The grace of linger *token* is over: if the user is still gone, forget
+        them and return (nick, the rooms to tell); None if they came back."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.conns or user.lingering != token:
+                return None
+            self._remove_locked(user)
+            return user.nick, list(user.rooms.values())
 
     def detach(self, conn: Peer, user_id: int) -> list[str] | None:
         """Forget *conn*. If it was the user's last connection, return the rooms they were in."""
@@ -227,10 +297,7 @@ class Hub:
             self._epoch += 1
             if user.conns:
                 return None
-            del self._users[user_id]
-            self._by_nick.pop(fold(user.nick), None)
-            for key in user.rooms:
-                self._drop_member(key, user_id)
+            self._remove_locked(user)
             return list(user.rooms.values())
 
     def is_online(self, nick: str) -> bool:
@@ -493,10 +560,10 @@ class Hub:
             run.own[msg.id] = (sender_id, own)
         return len(run.audience)
 
-    def send_to_user(self, user_id: int, data: bytes) -> None:
-        """Queue *data* for every connection of one user."""
+    def send_to_user(self, user_id: int, data: bytes, skip: Peer | None = None) -> None:
+        """Queue *data* for every connection of one user (but *skip*)."""
         with self._lock:
             user = self._users.get(user_id)
-            conns = list(user.conns) if user else []
+            conns = [c for c in user.conns if c is not skip] if user else []
         for conn in conns:
             self._send(conn, data)
