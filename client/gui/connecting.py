@@ -219,3 +219,40 @@ def _login_problem(exc: LoginRefused, form: ConnectForm) -> Problem:
     if code in ("shutdown", "too-many-connections", "timeout", "internal"):
         return Problem("The server is busy", f"{exc.message}. Try again in a moment.")
     return Problem("The server refused the login", exc.message)
+
+
+#: How the client library's disconnect reasons read to a user: (fragment in the
+#: reason, lower case) -> plain words. First match wins.
+_PLAIN_REASONS = (
+    ("login refused", ""),  # the login failure's own words follow the colon
+    ("certificate", ""),  # trust failures are already written for people
+    ("shutdown", "the server is shutting down or restarting"),
+    ("server-shutdown", "the server is shutting down or restarting"),
+    ("timeout", "the server stopped answering"),
+    ("timed out", "the server stopped answering"),
+    ("flood", "too many messages too fast: the server closed the connection"),
+    ("refused", "the server refused the connection"),
+    ("unreachable", "the server can't be reached"),
+    ("no route", "the server can't be reached"),
+    ("name or service", "the server's name can't be found"),
+)
+
+
+def plain_reason(reason: str) -> str:
+    """A disconnect *reason* from the client library in plain words, without raw
+    OpenSSL or exception text: "EOF occurred in violation of protocol
+    (_ssl.c:2427)" reads "the connection was cut"."""
+    low = reason.lower()
+    for fragment, words in _PLAIN_REASONS:
+        if fragment in low:
+            if words:
+                return words
+            if fragment == "login refused":
+                return reason.split(":", 1)[-1].strip() or "the server refused the login"
+            return reason
+    if not reason or any(
+        raw in low
+        for raw in ("ssl", "eof", "errno", "reset", "broken pipe", "socket", "error", "(", "_")
+    ):
+        return "the connection was cut"
+    return reason

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -83,6 +84,7 @@ class Line:
     own: bool = False
     mention: bool = False
     where: str | None = None
+    hits: tuple[str, ...] = ()  # search words to highlight (search results only)
 
     @property
     def is_message(self) -> bool:
@@ -111,9 +113,45 @@ def local_time(epoch: float, tz: tzinfo | None = None) -> datetime:
     return datetime.fromtimestamp(epoch, tz) if tz is not None else datetime.fromtimestamp(epoch)
 
 
-def format_time(epoch: float, tz: tzinfo | None = None) -> str:
-    """Hours and minutes in local time: 09:30."""
-    return local_time(epoch, tz).strftime("%H:%M")
+def locale_uses_12_hour() -> bool:
+    """True when the user's locale writes times with AM/PM (en_US), False for 24-hour
+    clocks (de_DE, en_GB, C). Reads LC_TIME as the environment sets it."""
+    import locale
+
+    try:
+        saved = locale.setlocale(locale.LC_TIME)
+        try:
+            locale.setlocale(locale.LC_TIME, "")
+            fmt = locale.nl_langinfo(locale.T_FMT)
+            ampm = locale.nl_langinfo(locale.T_FMT_AMPM)
+        finally:
+            locale.setlocale(locale.LC_TIME, saved)
+    except (locale.Error, AttributeError, ValueError):
+        return False  # no such locale, or no nl_langinfo (Windows): 24-hour
+    return "%p" in fmt or "%r" in fmt or ("%I" in fmt) or (fmt == "" and "%p" in ampm)
+
+
+#: The clock the chat shows times in: None means "ask the locale" (set once, at first use).
+_TWELVE_HOUR: bool | None = None
+
+
+def set_clock(twelve_hour: bool | None) -> None:
+    """Show times on a 12-hour (True) or 24-hour (False) clock; None: as the locale says."""
+    global _TWELVE_HOUR
+    _TWELVE_HOUR = twelve_hour
+
+
+def format_time(epoch: float, tz: tzinfo | None = None, twelve_hour: bool | None = None) -> str:
+    """Hours and minutes in local time, on the locale's clock: 09:30 or 9:30 AM."""
+    global _TWELVE_HOUR
+    if twelve_hour is None:
+        if _TWELVE_HOUR is None:
+            _TWELVE_HOUR = locale_uses_12_hour()
+        twelve_hour = _TWELVE_HOUR
+    t = local_time(epoch, tz)
+    if twelve_hour:
+        return f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
+    return t.strftime("%H:%M")
 
 
 def format_day(epoch: float, now: float, tz: tzinfo | None = None) -> str:
@@ -176,6 +214,7 @@ class ChatModel:
         self.conversations: dict[str, Conversation] = {}
         self.current: str = room_key(DEFAULT_ROOM)
         self.last_shown_id: int | None = None
+        self.found: dict[int, Message] = {}  # the search results, by id
         self._mention_re: re.Pattern[str] | None = None
         self._replay_missed = False  # a "missed" replay batch is open
         self._divided: set[str] = set()  # conversations that got a divider in it
@@ -348,8 +387,10 @@ class ChatModel:
         conv.lines = [
             Line(kind="heading", text=f"Search results for \u201c{words}\u201d \u00b7 {found}")
         ]
+        hits = tuple(w for w in words.split() if w)
+        self.found = {m.id: m for m in messages}
         for m in messages:
-            conv.lines.append(self.line_of(m, where=self.where(m)))
+            conv.lines.append(dataclasses.replace(self.line_of(m, where=self.where(m)), hits=hits))
         if not messages:
             conv.lines.append(Line(kind="notice", text="No messages match."))
         conv.ids = {m.id for m in messages}
