@@ -184,6 +184,7 @@ class App(ctk.CTk):
             on_search=self.search,
             on_toggle_mute=self.toggle_mute,
             on_open_result=self.open_result,
+            on_type=self._type_char,
             mode=self.settings.appearance,
             font_size=self.settings.font_size,
         )
@@ -214,6 +215,11 @@ class App(ctk.CTk):
     def _show_chat_page(self) -> None:
         self.connect_page.grid_remove()
         self.chat_page.grid(row=0, column=0, sticky="nsew")
+        # The first <Configure> can come before the binding: fold by the size asked for.
+        width = self.winfo_width()
+        if width <= 1:
+            width = int(self.geometry().split("x")[0])
+        self._fold_userlist(width)
 
     # --- connecting ---------------------------------------------------------------------------
 
@@ -903,12 +909,15 @@ class App(ctk.CTk):
         if isinstance(widget, str) or widget is None:
             widget = None
         cls = widget.winfo_class() if widget is not None else ""
-        if cls in ("Entry", "Text") and widget is not self.chat_view._tk_text:
-            return None  # typing into an input already
+        if cls in ("Entry", "Text"):
+            return None  # an input takes it (the chat text hands it to _type_char)
+        self._type_char(char)
+        return "break"
+
+    def _type_char(self, char: str) -> None:
         self.composer.input.insert("insert", char)
         self.composer.focus_input()
-        self.composer._changed()
-        return "break"
+        self.composer.changed()
 
     def _update_title(self) -> None:
         conv = self.model.current_conversation

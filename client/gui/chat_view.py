@@ -219,6 +219,7 @@ class ChatView(ctk.CTkFrame):
         on_toggle_mute: Callable[[], None] | None = None,
         on_open_link: Callable[[str], None] | None = None,
         on_open_result: Callable[[int], None] | None = None,
+        on_type: Callable[[str], None] | None = None,
         mode: str = "light",
         font_size: int = theme.SIZE_BODY,
     ) -> None:
@@ -227,6 +228,7 @@ class ChatView(ctk.CTkFrame):
         self._on_search = on_search
         self._on_open_link = on_open_link or open_in_browser
         self._on_open_result = on_open_result or (lambda _id: None)
+        self._on_type = on_type or (lambda _char: None)
         self._last: Line | None = None  # the last line drawn, for grouping
         self._last_epoch = 0.0  # the time of the last dated line drawn, for day headings
         # The joins and leaves drawn last (a burst that later lines may extend),
@@ -570,7 +572,7 @@ class ChatView(ctk.CTkFrame):
         box = self._tk_text.bbox(ranges[0])
         if box is None:
             return False
-        self._tk_text.event_generate("<Button-1>", x=box[0] + 1, y=box[1] + 1)
+        self._click_at(box[0] + 1, box[1] + 1)
         return True
 
     def jump_to(self, conv: Conversation, message_id: int) -> None:
@@ -612,8 +614,15 @@ class ChatView(ctk.CTkFrame):
         box = self._tk_text.bbox(index)
         if box is None:
             return False
-        self._tk_text.event_generate("<Button-1>", x=box[0] + 1, y=box[1] + 1)
+        self._click_at(box[0] + 1, box[1] + 1)
         return True
+
+    def _click_at(self, x: int, y: int) -> None:
+        # Tag bindings follow the "current" mark, which the pointer's motion sets.
+        self._tk_text.event_generate("<Enter>", x=x, y=y)
+        self._tk_text.event_generate("<Motion>", x=x, y=y)
+        self._tk_text.event_generate("<ButtonPress-1>", x=x, y=y)
+        self._tk_text.event_generate("<ButtonRelease-1>", x=x, y=y)
 
     def image_count(self) -> int:
         """How many images (emoji) the text shows."""
@@ -754,12 +763,16 @@ class ChatView(ctk.CTkFrame):
         self._tk_text.tag_add("sel", "1.0", "end-1c")
         return "break"
 
-    @staticmethod
-    def _readonly_key(event: object) -> str | None:
+    def _readonly_key(self, event: object) -> str | None:
         keysym = getattr(event, "keysym", "")
         state = int(getattr(event, "state", 0))
         if state & 0x4 and keysym.lower() in ("c", "a"):  # Ctrl+C, Ctrl+A
             return None
+        if state & 0xC:  # other Ctrl/Alt shortcuts belong to the window
+            return None
         if keysym in ("Up", "Down", "Prior", "Next", "Home", "End", "Left", "Right"):
             return None
+        char = getattr(event, "char", "")
+        if char and char.isprintable():
+            self._on_type(char)  # typing while reading goes to the input
         return "break"

@@ -305,6 +305,10 @@ class Composer(ctk.CTkFrame):
             self.input.edit_modified(False)
             self._changed()
 
+    def changed(self) -> None:
+        """The text changed from outside the input's own keys: update hints and height."""
+        self._changed()
+
     def _changed(self, keep_completion: bool = False) -> None:
         if keep_completion:
             self._completed_text = self.get()

@@ -144,3 +144,69 @@ def test_screenshot_main_window_with_a_conversation_light_and_dark(
         assert has_colour(dark, p.public)
     finally:
         ctk.set_appearance_mode("light")
+
+
+HEBREW = "\u05e9\u05dc\u05d5\u05dd \u05dc\u05db\u05d5\u05dc\u05dd, \u05de\u05d4 \u05e0\u05e9\u05de\u05e2?"
+ARABIC = "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u062c\u0645\u064a\u0639"
+
+
+def busy_room(open_app, chat_client, geometry: str = "1180x740") -> Any:
+    """alice's window on a busy #release: a burst of joins, links, emoji, RTL text,
+    a mention, her own messages, and a long wrapped message."""
+    alice = open_app("alice", geometry=geometry)
+    alice.geometry("+0+0")
+    type_into(alice, "/join #release")
+    pump(alice, lambda: alice.model.current == room_key("#release"))
+    people = {nick: chat_client(nick) for nick in ("bob", "carol", "dave", "erin", "frank")}
+    for client in people.values():
+        client.join("#release")
+    pump(alice, lambda: "frank" in alice.userlist.nicks(), what="the burst of joins")
+    bob, carol = people["bob"], people["carol"]
+    room = {"room": "#release"}
+    post(bob, "Morning all! The 2.4 build is green \u2705 \U0001f389", **room)
+    post(carol, "Release notes: https://wiki.example.com/release/2.4 (draft)", **room)
+    post(bob, "Great \U0001f44d\U0001f3fd I'll read it after coffee \u2615", **room)
+    type_into(alice, "Thanks both. Ship it after lunch? \U0001f680")
+    post(bob, "@alice yes, 13:30 works for me", **room)
+    post(carol, HEBREW, **room)
+    post(carol, ARABIC + " \U0001f60a", **room)
+    post(
+        bob,
+        "A long one to show wrapping: the installer now checks the free disk space before "
+        "it unpacks anything, and the upgrade path from 2.2 keeps every setting the user "
+        "changed; see https://example.com/changes#disk-space for the whole list.",
+        **room,
+    )
+    type_into(
+        alice,
+        "Family photo from the offsite \U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f1eb\U0001f1f7",
+    )
+    pump(alice, lambda: "Family photo" in alice.chat_view.content())
+    return alice
+
+
+def test_screenshot_busy_room_light_and_dark(shots, open_app, chat_client, ctk):
+    alice = busy_room(open_app, chat_client)
+    try:
+        light = grab(alice, shots / "busy-room-light.png")
+        assert has_colour(light, theme.palette("light").link)
+        assert alice.chat_view.image_count() >= 5  # the emoji are images
+        alice.set_appearance("dark")
+        dark = grab(alice, shots / "busy-room-dark.png")
+        assert has_colour(dark, theme.palette("dark").link)
+    finally:
+        ctk.set_appearance_mode("light")
+
+
+def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
+    from client.gui.app import MIN_SIZE
+
+    alice = busy_room(open_app, chat_client, geometry=f"{MIN_SIZE[0]}x{MIN_SIZE[1]}")
+    type_into(alice, "/exit")
+    pump(alice, lambda: alice.composer.banner_visible)
+    grab(alice, shots / "minimum-size-light.png")
+    # The conversation keeps most of the width, and nothing overlaps in the header.
+    assert alice.chat_view.winfo_width() >= 560
+    view = alice.chat_view
+    right_of_subtitle = view.subtitle_label.winfo_x() + view.subtitle_label.winfo_width()
+    assert right_of_subtitle <= view.mute_button.winfo_x()
