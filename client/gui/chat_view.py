@@ -457,7 +457,9 @@ class ChatView(ctk.CTkFrame):
             anchor_index = self._tk_text.index("end-1c")
         if mark and split < len(lines):
             self._insert(self._runs(lines[split : split + 1], now))
-            self._tk_text.tag_add("target", anchor_index, "end-1c")
+            # The message itself, not the day heading that may go before it.
+            first = self._tk_text.tag_nextrange("msg", anchor_index)
+            self._tk_text.tag_add("target", first[0] if first else anchor_index, "end-1c")
             self._insert(self._runs(lines[split + 1 :], now))
         else:
             self._insert(self._runs(lines[split:], now))

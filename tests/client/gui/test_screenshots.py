@@ -14,7 +14,7 @@ import pytest
 from certs import fingerprint_sha256, generate
 from client import Acked
 from client.gui import theme
-from client.gui.model import dm_key, room_key
+from client.gui.model import SEARCH_KEY, dm_key, room_key
 from client.gui.settings import Pin, SettingsStore
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
@@ -210,3 +210,101 @@ def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
     view = alice.chat_view
     right_of_subtitle = view.subtitle_label.winfo_x() + view.subtitle_label.winfo_width()
     assert right_of_subtitle <= view.mute_button.winfo_x()
+
+
+def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, chat_client):
+    bob = chat_client("bob")
+    carol = chat_client("carol")
+    post(bob, "Has anyone seen the deploy checklist?")
+    post(carol, "The deploy checklist is pinned in #ops, step 4 is the database backup.")
+    for i in range(30):
+        post(bob if i % 2 else carol, f"unrelated chatter {i}")
+    post(bob, "Updated the deploy script: it now runs the checklist itself.")
+    alice = open_app("alice", geometry="1180x740")
+    alice.geometry("+0+0")
+    entry = alice.chat_view.search_entry
+    alice.chat_view.focus_search()
+    entry.insert(0, "deploy checklist")
+    entry._entry.event_generate("<Return>")
+    pump(alice, lambda: alice.model.current == SEARCH_KEY)
+    assert alice.chat_view._tk_text.tag_ranges("hit")
+    image = grab(alice, shots / "search-hits-light.png")
+    assert has_colour(image, theme.palette("light").hit_bg)
+    first = min(alice.model.found)
+    assert alice.chat_view.click_result(first)
+    pump(alice, lambda: "deploy checklist?" in alice.chat_view.target_text())
+    grab(alice, shots / "search-jump-light.png")
+
+
+class ToastBackend:
+    """Draws each notification as a toast in the screen's corner, as a desktop's
+    notification service would (Xvfb has none), so the screenshot shows what
+    the app sent."""
+
+    def __init__(self, root_getter: Any) -> None:
+        self.root = root_getter
+        self.sent: list[Any] = []
+        self.toasts: list[Any] = []
+
+    def send(self, note: Any) -> None:
+        import customtkinter as ctk
+
+        self.sent.append(note)
+        top = ctk.CTkToplevel(self.root(), fg_color="#2b2d31")
+        top.overrideredirect(True)
+        top.geometry(f"340x92+{1280 - 355}+{15 + 102 * (len(self.toasts))}")
+        ctk.CTkLabel(
+            top, text=note.title, anchor="w", text_color="#ffffff", font=("Roboto", 14, "bold")
+        ).pack(fill="x", padx=14, pady=(10, 0))
+        ctk.CTkLabel(
+            top,
+            text=note.body,
+            anchor="w",
+            justify="left",
+            wraplength=310,
+            text_color="#d1d5db",
+            font=("Roboto", 13),
+        ).pack(fill="x", padx=14, pady=(0, 10))
+        self.toasts.append(top)
+
+
+def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, chat_client):
+    from PIL import ImageGrab
+
+    from client.gui.app import App
+    from client.gui.settings import Settings
+
+    host, port = gui_server.address
+    holder: list[Any] = []
+    backend = ToastBackend(lambda: holder[0])
+    settings = Settings(
+        host=host, port=port, ca_file=str(ca_file), nick="alice", register=True, geometry="900x600"
+    )
+    alice = App(
+        SettingsStore(tmp_path / "cfg"), settings=settings, password="secret-pw", notifier=backend
+    )
+    holder.append(alice)
+    alice.geometry("+0+0")
+    try:
+        pump(
+            alice, lambda: alice.statusbar.state == "connected" and alice.model.current_conversation
+        )
+        type_into(alice, "/join #ops")
+        pump(alice, lambda: alice.model.current == room_key("#ops"))
+        alice.window_has_focus = lambda: False  # type: ignore[method-assign]
+        bob = chat_client("bob")
+        post(bob, "lunch at noon, anyone?")
+        post(bob, "@alice can you review the deploy PR?")
+        post(bob, "and the staging keys are rotated, tell me when you are back", to="alice")
+        pump(alice, lambda: len(backend.sent) == 2, what="two notifications")
+        pump(alice, lambda: alice.sidebar.badge_text(dm_key("bob")) == "1")
+        settle(alice, 0.3)
+        image = ImageGrab.grab(bbox=(0, 0, 1280, 800), xdisplay=os.environ["DISPLAY"])
+        image.save(shots / "notification-light.png")
+        assert alice.sidebar.badge_is_loud(dm_key("bob"))
+        assert alice.sidebar.badge_is_loud(room_key("#lobby"))
+        assert alice.title().startswith("(2) ")
+    finally:
+        for toast in backend.toasts:
+            toast.destroy()
+        alice.shutdown(timeout=0.5)
