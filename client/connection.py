@@ -53,6 +53,7 @@ from protocol import (
     Ack,
     Batch,
     Bye,
+    Conversations,
     Error,
     ErrorCode,
     Frame,
@@ -61,12 +62,14 @@ from protocol import (
     Join,
     Leave,
     LineDecoder,
+    ListConversations,
     ListRooms,
     LocalProtocolError,
     Message,
     Ping,
     Pong,
     Presence,
+    Read,
     RemoteProtocolError,
     RoomList,
     Search,
@@ -96,9 +99,12 @@ from .events import (
     BatchStarted,
     ClientEvent,
     Connected,
+    ConversationsListed,
+    ConversationSummary,
     Disconnected,
     MessageReceived,
     PresenceChanged,
+    ReadMoved,
     Reconnecting,
     RoomJoined,
     RoomLeft,
@@ -306,6 +312,9 @@ class ChatClient:
         self._tls_version: str | None = None
         self._fingerprint: str | None = None
         self._max_text = MAX_TEXT_CHARS
+        self._flood_rate: float | None = None
+        self._flood_burst: int | None = None
+        self._conversation_pages: list[ConversationSummary] = []
         self._batch: _OpenBatch | None = None
         self._acked_max = 0  # greatest message id the server acked to us
         self._retry_at: dict[str, float] = {}  # I/O thread only
@@ -380,6 +389,16 @@ class ChatClient:
     def max_text(self) -> int:
         """The longest message text the server accepts (announced in welcome)."""
         return self._max_text
+
+    @property
+    def flood_rate(self) -> float | None:
+        """Frames per second the server lets this connection send (from welcome), or None."""
+        return self._flood_rate
+
+    @property
+    def flood_burst(self) -> int | None:
+        """Frames the server takes at once before the rate applies (from welcome), or None."""
+        return self._flood_burst
 
     # --- connecting --------------------------------------------------------------------
 
@@ -504,12 +523,38 @@ class ChatClient:
         before: int | None = None,
         limit: int = 50,
         tag: str | None = None,
+        around: int | None = None,
     ) -> None:
         """Ask for a page of older messages of *room* (default #lobby) or of the private
-        conversation *with_* a nick, before message id *before*; a history batch follows."""
+        conversation *with_* a nick, before message id *before*; a history batch follows.
+
+        With *around* (a message id; not with *before*) the page is up to *limit*
+        messages centred on that message, itself included: a search hit in context.
+        """
         if room is None and with_ is None:
             room = DEFAULT_ROOM
-        self._request(History(room=room, with_=with_, before=before, limit=limit, tag=tag))
+        self._request(
+            History(room=room, with_=with_, before=before, limit=limit, tag=tag, around=around)
+        )
+
+    def conversations(self, tag: str | None = None) -> None:
+        """Ask for the user's conversations again; ConversationsListed (with *tag*) follows."""
+        self._request(ListConversations(tag=tag))
+
+    def mark_read(self, kind: str, name: str, message_id: int) -> None:
+        """Tell the server the user has read conversation *name* up to *message_id*.
+
+        *kind* is "room" (name is the room) or "private" (name is the peer's nick).
+        The server keeps the marker (it never moves back) and tells the user's
+        other connections (ReadMoved). Raises ValueError for an unknown kind.
+        """
+        if kind == "room":
+            frame = Read(id=message_id, room=name)
+        elif kind == "private":
+            frame = Read(id=message_id, with_=name)
+        else:
+            raise ValueError(f"conversation kind is 'room' or 'private', not {kind!r}")
+        self._request(frame)
 
     def search(
         self, words: str, before: int | None = None, limit: int = 50, tag: str | None = None
@@ -687,6 +732,10 @@ class ChatClient:
         self._token = welcome.token
         self._nick = welcome.nick
         self._max_text = welcome.max_text or MAX_TEXT_CHARS
+        flood = welcome.flood or {}
+        self._flood_rate = flood.get("rate")
+        self._flood_burst = flood.get("burst")
+        self._conversation_pages = []
         self._tls_version = link.tls_version
         self._fingerprint = link.fingerprint
         self._batch = None
@@ -933,6 +982,16 @@ class ChatClient:
             if not frame.more:  # a paged list is shown once, whole
                 rooms, self._room_pages = tuple(self._room_pages), []
                 self._emit(RoomsListed(rooms=rooms, tag=frame.tag))
+        elif isinstance(frame, Conversations):
+            self._conversation_pages.extend(_summary(item) for item in frame.items)
+            if not frame.more:  # a paged list is shown once, whole
+                items, self._conversation_pages = tuple(self._conversation_pages), []
+                self._emit(ConversationsListed(items=items, tag=frame.tag))
+        elif isinstance(frame, Read):
+            if frame.room is not None:
+                self._emit(ReadMoved("room", frame.room, frame.id))
+            elif frame.with_ is not None:
+                self._emit(ReadMoved("private", frame.with_, frame.id))
         elif isinstance(frame, Error):
             self._on_error(link, frame)
         elif isinstance(frame, Ping):
@@ -1033,6 +1092,31 @@ class ChatClient:
         if f.code in _CLOSING_CODES:
             link.drop_reason = f"{f.code}: {f.message}"
         self._emit(ServerError(f.code, f.message, f.ref))
+
+
+def _summary(item: dict[str, object]) -> ConversationSummary:
+    """A `conversations` entry (already validated by the protocol) as a summary."""
+    last = item.get("last")
+    message = None
+    if isinstance(last, dict):
+        message = Message(
+            id=last["id"],
+            ts=last["ts"],
+            kind=last["kind"],
+            text=last["text"],
+            from_=last.get("from"),
+            room=last.get("room"),
+            to=last.get("to"),
+            ref=last.get("ref"),
+        )
+    return ConversationSummary(
+        kind=str(item["kind"]),
+        name=str(item["name"]),
+        last=message,
+        unread=int(item["unread"]),  # type: ignore[call-overload]
+        read=int(item["read"]),  # type: ignore[call-overload]
+        cut=bool(item.get("cut", False)),
+    )
 
 
 def _drain(sock: socket.socket) -> None:

@@ -97,6 +97,50 @@ class RoomsListed:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One of the user's conversations, as the server lists it.
+
+    `kind` is "room" or "private"; `name` the room (with its `#`) or the peer's
+    nick; `last` the latest message the user may see (None if there is none),
+    its text cut to a preview of protocol.MAX_PREVIEW_CHARS when `cut` is True;
+    `unread` how many messages from others came after `read`, the user's read
+    marker (a message id, 0 when nothing was marked read).
+    """
+
+    kind: str
+    name: str
+    last: Message | None
+    unread: int
+    read: int
+    cut: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationsListed:
+    """The user's conversations: every room they are in and every private peer.
+
+    Sent once right after Connected (before the replay), and in answer to
+    ChatClient.conversations() (with its `tag`).
+    """
+
+    items: tuple[ConversationSummary, ...]
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMoved:
+    """The user's read marker moved on another of their connections (a second device).
+
+    `kind` is "room" or "private", `name` the room or the peer's nick, `id` the
+    message id read up to.
+    """
+
+    kind: str
+    name: str
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
 class RoomJoined:
     """This user is now a member of `room` (after join(), on any of its connections)."""
 
@@ -146,6 +190,8 @@ ClientEvent = (
     | Acked
     | PresenceChanged
     | RoomsListed
+    | ConversationsListed
+    | ReadMoved
     | RoomJoined
     | RoomLeft
     | ServerError

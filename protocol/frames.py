@@ -33,6 +33,7 @@ from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import (
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_NAME_CHARS,
+    MAX_CONVERSATIONS_LISTED,
     MAX_ERROR_CODE_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ID,
@@ -40,6 +41,7 @@ from .limits import (
     MAX_PAGE,
     MAX_PASSWORD_CHARS,
     MAX_PING_TOKEN_CHARS,
+    MAX_PREVIEW_CHARS,
     MAX_REASON_CHARS,
     MAX_RESUME_TOKEN_CHARS,
     MAX_ROOMS_LISTED,
@@ -60,6 +62,7 @@ from .timefmt import valid_ts
 
 MESSAGE_KINDS = ("public", "private", "system")
 BATCH_KINDS = ("replay", "history", "search")
+CONVERSATION_KINDS = ("room", "private")
 
 # Shorthands for the bounds tables below: (fewest, most) characters or values.
 # Nicks and rooms are checked by their patterns in check() (with the codes
@@ -76,6 +79,10 @@ _TEXT = (0, MAX_TEXT_CHARS)
 #: How much of a peer's value an error message quotes. Error frames must stay
 #: small whatever the peer sent (a 60 KB "room name" is quoted as 40 characters).
 _SHOW_CHARS = 40
+
+
+#: Most frames per second a `welcome` may announce (a sanity bound, not a setting).
+_MAX_FLOOD_RATE = 1e9
 
 
 def _fail(code: ErrorCode, message: str) -> typing.NoReturn:
@@ -271,17 +278,54 @@ _PAGE_RANGES = {"before": (1, MAX_ID), "limit": (1, MAX_PAGE)}
 
 @dataclass(frozen=True, slots=True)
 class History(Frame):
-    """Page back: {room | with, before?, limit?, tag?}. Answered by a `history` batch."""
+    """Page back: {room | with, before? | around?, limit?, tag?}. Answered by a `history` batch.
+
+    `around` (a message id) asks for up to `limit` messages centred on that id
+    instead of the page before `before`: a search hit opened in its conversation.
+    """
 
     TYPE: ClassVar[str] = "history"
     WIRE_NAMES: ClassVar[dict[str, str]] = {"with_": "with"}
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM, "with_": _NICK, "tag": _TAG}
-    RANGES: ClassVar[dict[str, tuple[int, int]]] = _PAGE_RANGES
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {**_PAGE_RANGES, "around": (1, MAX_ID)}
     room: str | None = None
     with_: str | None = None
     before: int | None = None
     limit: int = 50
     tag: str | None = None
+    around: int | None = None
+
+    def check(self) -> None:
+        _check_target(self.room, self.with_)
+        if self.before is not None and self.around is not None:
+            _fail(ErrorCode.BAD_FRAME, "history takes 'before' or 'around', not both")
+
+
+@dataclass(frozen=True, slots=True)
+class ListConversations(Frame):
+    """Ask for the user's conversations again: {tag?}. Answered by `conversations`."""
+
+    TYPE: ClassVar[str] = "conversations"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"tag": _TAG}
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Read(Frame):
+    """A read marker: {room | with, id}. Both directions.
+
+    Client -> server: the user has read the conversation up to message `id`;
+    the server moves its marker forward (never back). Server -> client: the
+    marker moved on another of the user's connections (a second device).
+    """
+
+    TYPE: ClassVar[str] = "read"
+    WIRE_NAMES: ClassVar[dict[str, str]] = {"with_": "with"}
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM, "with_": _NICK}
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": (1, MAX_ID)}
+    id: int
+    room: str | None = None
+    with_: str | None = None
 
     def check(self) -> None:
         _check_target(self.room, self.with_)
@@ -336,10 +380,12 @@ class Bye(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Welcome(Frame):
-    """Login accepted: {version, nick, token, rooms, server, created, session, max_text}.
+    """Login accepted: {version, nick, token, rooms, server, created, session, max_text, flood?}.
 
     `nick` is the account's spelling; `token` a fresh resume token; `created`
-    says the account was just registered.
+    says the account was just registered. `flood` is the server's pace for this
+    connection, {rate: frames per second, burst: frames at once}: a script
+    that keeps to it is never delayed or disconnected.
     """
 
     TYPE: ClassVar[str] = "welcome"
@@ -363,11 +409,24 @@ class Welcome(Frame):
     created: bool = False
     session: int | None = None
     max_text: int | None = None
+    flood: dict[str, Any] | None = None
 
     def check(self) -> None:
         _check_nick(self.nick)
         for room in self.rooms:
             _check_room(room)
+        if self.flood is not None:
+            # Rebuilt so that only {rate, burst} survives (as RoomList entries are).
+            rate, burst = self.flood.get("rate"), self.flood.get("burst")
+            if not (
+                isinstance(rate, int | float)
+                and not isinstance(rate, bool)
+                and 0 < rate <= _MAX_FLOOD_RATE
+                and type(burst) is int
+                and 1 <= burst <= MAX_ID
+            ):
+                _fail(ErrorCode.BAD_FRAME, "welcome 'flood' is {rate: > 0, burst: >= 1}")
+            object.__setattr__(self, "flood", {"rate": float(rate), "burst": burst})
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +590,79 @@ class RoomList(Frame):
 
 
 @dataclass(frozen=True, slots=True)
+class Conversations(Frame):
+    """The user's conversations: {items: [{kind, name, last, unread, read, cut?}], tag?, more?}.
+
+    Sent once after `welcome` and in answer to a client `conversations`. `kind`
+    is "room" (every room the user is a member of) or "private" (every peer the
+    user exchanged a private message with); `name` the room or the peer's nick;
+    `last` the latest message visible to the user (as in `message`, without
+    `type`) or null, its text cut to MAX_PREVIEW_CHARS (then `cut: true`);
+    `unread` how many messages from others came after `read`, the user's read
+    marker (a message id, 0 for none). The list is paged: `more: true` on every
+    frame but the last.
+    """
+
+    TYPE: ClassVar[str] = "conversations"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"tag": _TAG}
+    ITEMS: ClassVar[dict[str, int]] = {"items": MAX_CONVERSATIONS_LISTED}
+    items: list[dict[str, Any]]
+    tag: str | None = None
+    more: bool | None = None
+
+    def check(self) -> None:
+        # Each entry is checked and rebuilt (as RoomList's are): unknown keys
+        # dropped, the `last` message validated as a `message` frame is.
+        entries = []
+        for entry in self.items:
+            if not isinstance(entry, dict):
+                _fail(ErrorCode.BAD_FRAME, "each of 'items' is an object")
+            kind, name, cut = entry.get("kind"), entry.get("name"), entry.get("cut", False)
+            unread, read, last = entry.get("unread"), entry.get("read"), entry.get("last")
+            if not (
+                kind in CONVERSATION_KINDS
+                and isinstance(name, str)
+                and (valid_room(name) if kind == "room" else valid_nick(name))
+                and type(unread) is int
+                and 0 <= unread <= MAX_ID
+                and type(read) is int
+                and 0 <= read <= MAX_ID
+                and (last is None or isinstance(last, dict))
+                and isinstance(cut, bool)
+            ):
+                _fail(
+                    ErrorCode.BAD_FRAME,
+                    "each of 'items' is {kind: room|private, name, last: message|null, "
+                    "unread: count, read: id, cut?: bool}",
+                )
+            if last is not None:
+                try:
+                    last = message_wire(_from_wire({**last, "type": "message"}, _MESSAGE_ONLY))
+                except RemoteProtocolError as exc:
+                    _fail(exc.code, f"conversation {_show(name)}: {exc.message}")
+                if len(last["text"]) > MAX_PREVIEW_CHARS:
+                    _fail(
+                        ErrorCode.BAD_FRAME,
+                        f"a conversation's 'last' text is at most {MAX_PREVIEW_CHARS} characters",
+                    )
+            item = {"kind": kind, "name": name, "last": last, "unread": unread, "read": read}
+            if cut:
+                item["cut"] = True
+            entries.append(item)
+        object.__setattr__(self, "items", entries)
+
+
+_MESSAGE_ONLY: dict[str, type[Frame]] = {"message": Message}
+
+
+def message_wire(frame: Frame) -> dict[str, Any]:
+    """A `message` frame as the object a `conversations` entry holds (no `type`)."""
+    out = frame.to_wire()
+    del out["type"]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Error(Frame):
     """A request failed: {code, message, ref?}. `ref` is the client id of the `send` it refers to."""
 
@@ -557,10 +689,38 @@ class Error(Frame):
 
 
 CLIENT_FRAMES: dict[str, type[Frame]] = {
-    c.TYPE: c for c in (Hello, Send, Join, Leave, Who, ListRooms, History, Search, Ping, Pong, Bye)
+    c.TYPE: c
+    for c in (
+        Hello,
+        Send,
+        Join,
+        Leave,
+        Who,
+        ListRooms,
+        History,
+        Search,
+        ListConversations,
+        Read,
+        Ping,
+        Pong,
+        Bye,
+    )
 }
 SERVER_FRAMES: dict[str, type[Frame]] = {
-    c.TYPE: c for c in (Welcome, Message, Ack, Batch, Presence, RoomList, Error, Ping, Pong)
+    c.TYPE: c
+    for c in (
+        Welcome,
+        Message,
+        Ack,
+        Batch,
+        Presence,
+        RoomList,
+        Conversations,
+        Read,
+        Error,
+        Ping,
+        Pong,
+    )
 }
 
 

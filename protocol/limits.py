@@ -97,6 +97,13 @@ MAX_TARGET_CHARS = 64
 #: these caps no valid frame of any type is too long to send.
 MAX_ROOMS_LISTED = 700
 
+#: Most entries in one `conversations` frame (the list is paged), and the
+#: longest text of the latest message an entry shows (longer texts are cut and
+#: the entry says `cut: true`): chosen so that the widest possible page, every
+#: field at its longest, still fits one line.
+MAX_CONVERSATIONS_LISTED = 32
+MAX_PREVIEW_CHARS = 200
+
 #: Most nicks in a presence `online` list (at most 27 bytes each on the wire).
 MAX_ONLINE_LISTED = 2000
 

@@ -36,6 +36,7 @@ from protocol import (
     Ack,
     Batch,
     Bye,
+    Conversations,
     Error,
     ErrorCode,
     Frame,
@@ -43,10 +44,12 @@ from protocol import (
     History,
     Join,
     Leave,
+    ListConversations,
     ListRooms,
     Ping,
     Pong,
     Presence,
+    Read,
     RoomList,
     Search,
     Send,
@@ -55,7 +58,9 @@ from protocol import (
     encode,
     fold,
     format_ts,
+    message_wire,
 )
+from protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
 
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .config import ServerConfig
@@ -64,6 +69,7 @@ from .hub import Hub, message_frame, presence_pages
 from .store import (
     DEFERRED,
     IdReused,
+    NoSuchUser,
     Store,
     StoreConflict,
     StoreError,
@@ -71,7 +77,7 @@ from .store import (
     queries,
     writes,
 )
-from .store.records import StoredMessage, UserRecord
+from .store.records import ConversationRecord, StoredMessage, UserRecord
 from .workers import WorkerPool
 
 log = logging.getLogger("parley.commands")
@@ -406,12 +412,16 @@ class Commands:
                 created=created,
                 session=session_id,
                 max_text=self.cfg.max_text_chars,
+                flood={"rate": self.cfg.flood_rate, "burst": self.cfg.flood_burst},
             )
         )
         # A new read session, after attach(): its snapshot starts now, so every
         # message is either in it or was delivered (held) live. Sharing the
         # rooms' session would lose what was committed in between.
         with self.store.read() as s:
+            # The conversation list goes first (right after the welcome), from the
+            # same snapshot as the replay that follows it.
+            conn.send_bytes(conversation_pages(queries.conversations(s, user.id), user.nick))
             if f.last_seen is not None:
                 messages, gap = queries.replay_after(s, user.id, f.last_seen, self.cfg.replay_cap)
                 target = None
@@ -729,7 +739,7 @@ class Commands:
     # --- history and search --------------------------------------------------------------
 
     def history(self, conn: Client, f: History) -> None:
-        """history {room | with, before?, limit?, tag?}: a page of older messages, oldest first."""
+        """history {room | with, before? | around?, limit?, tag?}: a page of messages, oldest first."""
         uid, nick = conn.user_id, conn.nick
         assert uid is not None and nick is not None
         if f.room is not None:
@@ -740,7 +750,9 @@ class Commands:
                 )
                 return
             with self.store.read() as s:
-                messages, more = queries.history(s, uid, room=room, before=f.before, limit=f.limit)
+                messages, more = queries.history(
+                    s, uid, room=room, before=f.before, around=f.around, limit=f.limit
+                )
             target = room
         else:
             assert f.with_ is not None
@@ -752,7 +764,7 @@ class Commands:
                     )
                     return
                 messages, more = queries.history(
-                    s, uid, peer=peer.nick, before=f.before, limit=f.limit
+                    s, uid, peer=peer.nick, before=f.before, around=f.around, limit=f.limit
                 )
             target = peer.nick
         conn.send_bytes(self._batch("history", messages, nick, tag=f.tag, target=target, more=more))
@@ -764,6 +776,78 @@ class Commands:
         with self.store.read() as s:
             messages, more = queries.search(s, uid, f.words, before=f.before, limit=f.limit)
         conn.send_bytes(self._batch("search", messages, nick, tag=f.tag, more=more))
+
+    # --- conversations and read markers ----------------------------------------------------
+
+    def conversations(self, conn: Client, f: ListConversations) -> None:
+        """conversations {tag?}: the user's rooms and private peers, with unread counts."""
+        uid, nick = conn.user_id, conn.nick
+        assert uid is not None and nick is not None
+        with self.store.read() as s:
+            items = queries.conversations(s, uid)
+        conn.send_bytes(conversation_pages(items, nick, tag=f.tag))
+
+    def read(self, conn: Client, f: Read) -> None:
+        """read {room | with, id}: move the user's read marker forward, tell their other
+        connections. The marker lands on the newest message of the conversation at or
+        below `id`, so it can never point past what exists or at someone else's message."""
+        uid = conn.user_id
+        assert uid is not None
+        room = None
+        if f.room is not None:
+            room = self.hub.room_name(uid, f.room)
+            if room is None:
+                conn.send_frame(
+                    Error(code=ErrorCode.NOT_IN_ROOM, message=f"you are not in {f.room}")
+                )
+                return
+        now = utcnow()
+
+        def op(s: Any) -> tuple[Read, bool] | None:
+            if room is not None:
+                room_id = queries.room_id_of(s, room)
+                if room_id is None:
+                    return None
+                upto = queries.latest_in_conversation(s, uid, room_id=room_id, upto=f.id)
+                if upto is None:
+                    return None
+                marker, moved = writes.move_read_marker(
+                    s, uid, room_id=room_id, message_id=upto, now=now
+                )
+                return Read(id=marker, room=room), moved
+            assert f.with_ is not None
+            peer = queries.get_user(s, f.with_)
+            if peer is None:
+                raise NoSuchUser(f"no user named {f.with_}")
+            upto = queries.latest_in_conversation(s, uid, peer_id=peer.id, upto=f.id)
+            if upto is None:
+                return None
+            marker, moved = writes.move_read_marker(
+                s, uid, peer_id=peer.id, message_id=upto, now=now
+            )
+            return Read(id=marker, with_=peer.nick), moved
+
+        def done(result: Any, exc: BaseException | None) -> None:
+            if isinstance(exc, NoSuchUser):
+                conn.send_frame(Error(code=ErrorCode.NO_SUCH_NICK, message=str(exc)))
+            elif exc is not None:
+                conn.send_frame(
+                    Error(code=ErrorCode.STORE_FAILED, message=f"could not mark as read: {exc}")
+                )
+            elif result is None:
+                where = f.room if f.room is not None else f"your conversation with {f.with_}"
+                conn.send_frame(
+                    Error(
+                        code=ErrorCode.BAD_FRAME,
+                        message=f"there is no message {f.id} or earlier in {where}",
+                    )
+                )
+            else:
+                frame, moved = result
+                if moved:  # the other devices of this user follow
+                    self.hub.send_to_user(uid, encode(frame), skip=conn)
+
+        self.store.submit(op, done)
 
     # --- keepalive and exit ----------------------------------------------------------------
 
@@ -778,6 +862,36 @@ class Commands:
         """bye {reason?}: end the session gracefully, storing the reason."""
         reason = f"bye: {f.reason}" if f.reason else "bye"
         conn.close_after_flush(reason[:MAX_REASON_CHARS])
+
+
+def conversation_pages(items: list[ConversationRecord], nick: str, tag: str | None = None) -> bytes:
+    """The `conversations` frames for *items* (MAX_CONVERSATIONS_LISTED per frame),
+    coalesced into one write. Previews longer than MAX_PREVIEW_CHARS are cut."""
+    me = fold(nick)
+    entries: list[dict[str, Any]] = []
+    for item in items:
+        entry: dict[str, Any] = {
+            "kind": item.kind,
+            "name": item.name,
+            "last": None,
+            "unread": item.unread,
+            "read": item.read,
+        }
+        m = item.last
+        if m is not None:
+            ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
+            last = message_wire(message_frame(m, ref))
+            if len(last["text"]) > MAX_PREVIEW_CHARS:
+                last["text"] = last["text"][:MAX_PREVIEW_CHARS]
+                entry["cut"] = True
+            entry["last"] = last
+        entries.append(entry)
+    size = MAX_CONVERSATIONS_LISTED
+    pages = [entries[i : i + size] for i in range(0, len(entries), size)] or [[]]
+    return b"".join(
+        encode(Conversations(items=page, tag=tag, more=True if i < len(pages) - 1 else None))
+        for i, page in enumerate(pages)
+    )
 
 
 class _Failed(LoginFailed):
@@ -806,4 +920,6 @@ HANDLERS: dict[type[Frame], HandlerSpec] = {
     ListRooms: HandlerSpec(Commands.rooms, True, REQUEST),
     History: HandlerSpec(Commands.history, True, REQUEST),
     Search: HandlerSpec(Commands.search, True, REQUEST),
+    ListConversations: HandlerSpec(Commands.conversations, True, REQUEST),
+    Read: HandlerSpec(Commands.read, True, LOOP),
 }

@@ -287,10 +287,10 @@ class Hub:
             self._send(conn, data, msg.id)
         return len(targets)
 
-    def send_to_user(self, user_id: int, data: bytes) -> None:
-        """Queue *data* for every connection of one user."""
+    def send_to_user(self, user_id: int, data: bytes, skip: Peer | None = None) -> None:
+        """Queue *data* for every connection of one user (but *skip*)."""
         with self._lock:
             user = self._users.get(user_id)
-            conns = list(user.conns) if user else []
+            conns = [c for c in user.conns if c is not skip] if user else []
         for conn in conns:
             self._send(conn, data)

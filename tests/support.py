@@ -41,6 +41,8 @@ class RawClient:
         self._decoder = LineDecoder()
         self._frames: deque[Frame] = deque()
         self.closed = False
+        #: Frames login() saw between the welcome and the replay batch.
+        self.before_replay: list[Frame] = []
         #: Bytes of TLS plaintext received so far (what the server wrote to us).
         self.received_bytes = 0
 
@@ -128,7 +130,11 @@ class RawClient:
         last_seen: int | None = None,
         token: str | None = None,
     ) -> tuple[Welcome, list[Frame]]:
-        """Send hello; return the welcome and the replay batch's frames (open..close)."""
+        """Send hello; return the welcome and the replay batch's frames (open..close).
+
+        What came between the two (the `conversations` list) is kept in
+        `self.before_replay`, to be checked by tests that care.
+        """
         self.send(
             Hello(
                 version=PROTOCOL_VERSION,
@@ -143,7 +149,9 @@ class RawClient:
         if not isinstance(welcome, Welcome):
             raise AssertionError(f"login as {nick} refused: {welcome}")
         batch = self.recv_until(lambda f: f.TYPE == "batch" and f.state == "close")  # type: ignore[attr-defined]
-        return welcome, batch
+        opened = next(i for i, f in enumerate(batch) if f.TYPE == "batch")
+        self.before_replay = batch[:opened]
+        return welcome, batch[opened:]
 
     def close(self) -> None:
         """Close without a bye (like a dropped connection)."""

@@ -138,6 +138,29 @@ class Message(Base):
     client_msg_id: Mapped[str | None] = mapped_column(String(64))
 
 
+class ReadMarker(Base):
+    """How far a user has read one conversation: a room (`room_id`) or the private
+    conversation with one peer (`peer_id`), exactly one of the two.
+
+    `message_id` only moves forward. It is not a foreign key: a marker is a
+    position in the id sequence, not a reference to one row.
+    """
+
+    __tablename__ = "read_markers"
+    __table_args__ = (
+        UniqueConstraint("user_id", "room_id"),
+        UniqueConstraint("user_id", "peer_id"),
+        CheckConstraint("(room_id IS NULL) <> (peer_id IS NULL)", name="one_target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    peer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    message_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
 class ServerSetting(Base):
     """Operator settings that outlive a restart (e.g. registration_open)."""
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     column,
     false,
     func,
@@ -30,8 +31,17 @@ from sqlalchemy.orm import Session, aliased
 
 from protocol import fold
 
-from .models import ChatSession, Message, ResumeToken, Room, RoomMember, ServerSetting, User
-from .records import RoomInfo, StoredMessage, UserRecord
+from .models import (
+    ChatSession,
+    Message,
+    ReadMarker,
+    ResumeToken,
+    Room,
+    RoomMember,
+    ServerSetting,
+    User,
+)
+from .records import ConversationRecord, RoomInfo, StoredMessage, UserRecord
 
 _Sender = aliased(User, name="sender")
 _Recipient = aliased(User, name="recipient")
@@ -251,6 +261,17 @@ def latest_for_user(
     return to_records(rows)
 
 
+def _between(user_id: int, other: Any) -> ColumnElement[bool]:
+    """The private messages between *user_id* and *other* (an id or a subquery), both ways."""
+    return and_(
+        Message.kind == "private",
+        or_(
+            and_(Message.sender_id == user_id, Message.recipient_id == other),
+            and_(Message.sender_id == other, Message.recipient_id == user_id),
+        ),
+    )
+
+
 def history(
     s: Session,
     user_id: int,
@@ -258,29 +279,172 @@ def history(
     room: str | None = None,
     peer: str | None = None,
     before: int | None = None,
+    around: int | None = None,
     limit: int = 50,
 ) -> tuple[list[StoredMessage], bool]:
     """A page of a room's messages or of a private conversation, oldest first,
     and whether older ones exist. Only what *user_id* may see: a room they are a
-    member of, or their own conversation with *peer*."""
+    member of, or their own conversation with *peer*.
+
+    With *around* (not with *before*) the page is centred on that id: up to
+    half of *limit* older messages, then the message itself (if visible) and
+    newer ones, the older side filling up what the newer side lacks.
+    """
     if (room is None) == (peer is None):
         raise ValueError("history needs exactly one of room and peer")
+    if before is not None and around is not None:
+        raise ValueError("history takes before or around, not both")
     q = message_select().where(_visible_to(user_id))
     if room is not None:
         q = q.where(Room.name_key == fold(room))
     else:
         assert peer is not None
         other = select(User.id).where(User.nick_key == fold(peer)).scalar_subquery()
-        q = q.where(
-            Message.kind == "private",
-            or_(
-                and_(Message.sender_id == user_id, Message.recipient_id == other),
-                and_(Message.sender_id == other, Message.recipient_id == user_id),
-            ),
+        q = q.where(_between(user_id, other))
+    if around is None:
+        q = _before(q, before)
+        rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
+        return to_records(rows[:limit])[::-1], len(rows) > limit
+    around = min(max(around, 0), MAX_ID)
+    older = s.execute(q.where(Message.id < around).order_by(Message.id.desc()).limit(limit + 1))
+    older_rows = older.all()
+    newer_rows = s.execute(q.where(Message.id >= around).order_by(Message.id).limit(limit)).all()
+    n_new = min(len(newer_rows), limit - min(len(older_rows), limit // 2))
+    n_old = min(len(older_rows), limit - n_new)
+    page = to_records(older_rows[:n_old])[::-1] + to_records(newer_rows[:n_new])
+    return page, len(older_rows) > n_old
+
+
+def latest_in_conversation(
+    s: Session, user_id: int, *, room_id: int | None = None, peer_id: int | None = None, upto: int
+) -> int | None:
+    """The id of the newest message of a room or of the private conversation with
+    *peer_id* at or below *upto* that *user_id* may see, or None."""
+    q = select(func.max(Message.id)).where(Message.id <= min(upto, MAX_ID), _visible_to(user_id))
+    if room_id is not None:
+        q = q.where(Message.room_id == room_id)
+    else:
+        q = q.where(_between(user_id, peer_id))
+    return s.scalar(q)
+
+
+def room_id_of(s: Session, name: str) -> int | None:
+    """The id of the room named *name* (case-insensitive), or None."""
+    return s.scalar(select(Room.id).where(Room.name_key == fold(name)))
+
+
+def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
+    """The user's conversations: every room they are a member of (by name), then
+    every live peer they exchanged a private message with (most recent first),
+    each with its latest message, read marker and unread count.
+
+    Notices are neither a conversation's latest message nor unread; nor is what
+    the user wrote. Private conversations are only the user's own (sender or
+    recipient), like every other read here.
+    """
+    rooms = s.execute(
+        select(Room.id, Room.name)
+        .join(RoomMember, RoomMember.room_id == Room.id)
+        .where(RoomMember.user_id == user_id)
+        .order_by(Room.name_key)
+    ).all()
+    markers = s.execute(
+        select(ReadMarker.room_id, ReadMarker.peer_id, ReadMarker.message_id).where(
+            ReadMarker.user_id == user_id
         )
-    q = _before(q, before)
-    rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
-    return to_records(rows[:limit])[::-1], len(rows) > limit
+    ).all()
+    room_read = {r: m for r, _, m in markers if r is not None}
+    peer_read = {p: m for _, p, m in markers if p is not None}
+    chat = Message.kind != "system"
+    room_last = dict(
+        s.execute(  # type: ignore[arg-type]
+            select(Message.room_id, func.max(Message.id))
+            .where(Message.room_id.in_(_member_rooms(user_id)), chat)
+            .group_by(Message.room_id)
+        ).all()
+    )
+    from_others = or_(Message.sender_id.is_(None), Message.sender_id != user_id)
+    room_unread = dict(
+        s.execute(  # type: ignore[arg-type]
+            select(Message.room_id, func.count())
+            .outerjoin(
+                ReadMarker,
+                and_(ReadMarker.user_id == user_id, ReadMarker.room_id == Message.room_id),
+            )
+            .where(
+                Message.room_id.in_(_member_rooms(user_id)),
+                chat,
+                from_others,
+                Message.id > func.coalesce(ReadMarker.message_id, 0),
+            )
+            .group_by(Message.room_id)
+        ).all()
+    )
+    peer = case((Message.sender_id == user_id, Message.recipient_id), else_=Message.sender_id)
+    mine = and_(
+        Message.kind == "private",
+        or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+    )
+    peer_last = dict(
+        s.execute(  # type: ignore[arg-type]
+            select(peer, func.max(Message.id)).where(mine).group_by(peer)
+        ).all()
+    )
+    peer_unread = dict(
+        s.execute(  # type: ignore[arg-type]
+            select(Message.sender_id, func.count())
+            .outerjoin(
+                ReadMarker,
+                and_(ReadMarker.user_id == user_id, ReadMarker.peer_id == Message.sender_id),
+            )
+            .where(
+                Message.kind == "private",
+                Message.recipient_id == user_id,
+                Message.sender_id != user_id,
+                Message.id > func.coalesce(ReadMarker.message_id, 0),
+            )
+            .group_by(Message.sender_id)
+        ).all()
+    )
+    peers = (
+        s.execute(
+            select(User.id, User.nick).where(
+                User.id.in_(list(peer_last)), User.deleted_at.is_(None)
+            )
+        ).all()
+        if peer_last
+        else []
+    )
+    wanted = [i for i in (*room_last.values(), *peer_last.values()) if i is not None]
+    last = (
+        {
+            m.id: m
+            for m in to_records(s.execute(message_select().where(Message.id.in_(wanted))).all())
+        }
+        if wanted
+        else {}
+    )
+    out = [
+        ConversationRecord(
+            kind="room",
+            name=name,
+            last=last.get(room_last.get(rid, 0) or 0),
+            unread=int(room_unread.get(rid, 0)),
+            read=int(room_read.get(rid, 0)),
+        )
+        for rid, name in rooms
+    ]
+    for pid, nick in sorted(peers, key=lambda p: -peer_last[p[0]]):
+        out.append(
+            ConversationRecord(
+                kind="private",
+                name=nick,
+                last=last.get(peer_last[pid]),
+                unread=int(peer_unread.get(pid, 0)),
+                read=int(peer_read.get(pid, 0)),
+            )
+        )
+    return out
 
 
 _TOKEN = re.compile(r"\S+")

@@ -40,3 +40,19 @@ class RoomInfo:
 
     name: str
     members: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRecord:
+    """One conversation of a user: a room they are in, or a private peer.
+
+    `kind` is "room" or "private"; `name` the room or the peer's nick; `last`
+    the latest message the user may see (notices left out), or None; `read`
+    the user's read marker (0: none); `unread` messages from others after it.
+    """
+
+    kind: str
+    name: str
+    last: StoredMessage | None
+    unread: int
+    read: int

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from protocol import DEFAULT_ROOM, fold
 
 from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
-from .models import ChatSession, ResumeToken, Room, RoomMember, ServerSetting, User
+from .models import (
+    ChatSession,
+    Message,
+    ReadMarker,
+    ResumeToken,
+    Room,
+    RoomMember,
+    ServerSetting,
+    User,
+)
 from .queries import get_message, user_record
 from .records import StoredMessage, UserRecord
 
@@ -50,6 +59,7 @@ def create_user(s: Session, nick: str, password_hash: str, now: datetime) -> Use
     lobby = _ensure_room(s, DEFAULT_ROOM, now)
     s.add(RoomMember(room_id=lobby.id, user_id=user.id, joined_at=now))
     s.flush()
+    _read_from_now(s, user.id, lobby.id, now)
     return user_record(user)
 
 
@@ -83,6 +93,7 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
     user.password_hash = ""
     revoke_tokens(s, user.id, now)
     s.execute(delete(RoomMember).where(RoomMember.user_id == user.id))
+    s.execute(delete(ReadMarker).where(ReadMarker.user_id == user.id))
     s.flush()
     return user_record(user)
 
@@ -267,18 +278,66 @@ def join_room(s: Session, user_id: int, room: str, now: datetime) -> bool:
         return False
     s.add(RoomMember(room_id=target.id, user_id=user_id, joined_at=now))
     s.flush()
+    _read_from_now(s, user_id, target.id, now)
     return True
 
 
+def _read_from_now(s: Session, user_id: int, room_id: int, now: datetime) -> None:
+    # A new member has read what came before: the room's past is history, not unread.
+    latest = s.scalar(select(func.max(Message.id)).where(Message.room_id == room_id))
+    if latest is not None:
+        move_read_marker(s, user_id, room_id=room_id, message_id=latest, now=now)
+
+
 def leave_room(s: Session, user_id: int, room: str) -> bool:
-    """End a membership. False if the user was not a member."""
+    """End a membership (and its read marker). False if the user was not a member."""
     target = _room(s, room)
     if target is None:
         return False
     result = s.execute(
         delete(RoomMember).where(RoomMember.room_id == target.id, RoomMember.user_id == user_id)
     )
+    s.execute(
+        delete(ReadMarker).where(ReadMarker.user_id == user_id, ReadMarker.room_id == target.id)
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def move_read_marker(
+    s: Session,
+    user_id: int,
+    *,
+    room_id: int | None = None,
+    peer_id: int | None = None,
+    message_id: int,
+    now: datetime,
+) -> tuple[int, bool]:
+    """Move the user's marker for a room or a private peer forward to *message_id*.
+
+    Never back: returns the marker after the call and whether it moved.
+    """
+    if (room_id is None) == (peer_id is None):
+        raise ValueError("a read marker is for exactly one of a room and a peer")
+    where = ReadMarker.room_id == room_id if room_id is not None else ReadMarker.peer_id == peer_id
+    marker = s.scalar(select(ReadMarker).where(ReadMarker.user_id == user_id, where))
+    if marker is None:
+        s.add(
+            ReadMarker(
+                user_id=user_id,
+                room_id=room_id,
+                peer_id=peer_id,
+                message_id=message_id,
+                updated_at=now,
+            )
+        )
+        s.flush()
+        return message_id, True
+    if message_id <= marker.message_id:
+        return marker.message_id, False
+    marker.message_id = message_id
+    marker.updated_at = now
+    s.flush()
+    return message_id, True
 
 
 def set_setting(s: Session, key: str, value: str) -> None:

@@ -19,6 +19,7 @@ from client import (
     BatchEnded,
     ChatClient,
     Connected,
+    ConversationsListed,
     Disconnected,
     LoginRefused,
     MessageReceived,
@@ -294,7 +295,8 @@ def test_connect_logs_in_and_reports_tls(server, clients, certs_dir):
     der = ssl.PEM_cert_to_DER_cert(leaf + "-----END CERTIFICATE-----\n")
     assert connected.fingerprint == hashlib.sha256(der).hexdigest() == alice.fingerprint
     assert alice.connected and alice.token and alice.tls_version == connected.tls_version
-    assert isinstance(events[1], BatchStarted) and events[1].kind == "replay"
+    assert isinstance(events[1], ConversationsListed)  # the list comes before the replay
+    assert isinstance(events[2], BatchStarted) and events[2].kind == "replay"
     ((count,),) = rows(server, "SELECT count(*) FROM sessions WHERE ended_at IS NULL")
     assert count == 1
 

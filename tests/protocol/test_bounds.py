@@ -12,6 +12,7 @@ from protocol import (
     CLIENT_FRAMES,
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_NAME_CHARS,
+    MAX_CONVERSATIONS_LISTED,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ID,
     MAX_LINE_BYTES,
@@ -19,6 +20,7 @@ from protocol import (
     MAX_PAGE,
     MAX_PASSWORD_CHARS,
     MAX_PING_TOKEN_CHARS,
+    MAX_PREVIEW_CHARS,
     MAX_REASON_CHARS,
     MAX_RESUME_TOKEN_CHARS,
     MAX_ROOMS_LISTED,
@@ -29,6 +31,7 @@ from protocol import (
     SERVER_FRAMES,
     Ack,
     Batch,
+    Conversations,
     Error,
     ErrorCode,
     Frame,
@@ -36,9 +39,11 @@ from protocol import (
     History,
     LocalProtocolError,
     Message,
+    Read,
     RemoteProtocolError,
     RoomList,
     Send,
+    Welcome,
     decode_client_line,
     encode,
     parse_client_frame,
@@ -339,12 +344,35 @@ _EMOJI = "\U0001f600"
 _OVERRIDES: dict[type[Frame], dict[str, object]] = {
     Hello: {"token": None},  # exactly one of password / token: the longer
     Send: {"to": None},
-    History: {"with_": None},
+    History: {"with_": None, "around": None},
     Message: {"ts": TS, "kind": "private", "room": None},
     Ack: {"ts": TS},
     Batch: {"state": "close", "kind": "history"},
     RoomList: {
         "rooms": [{"name": "#" + "r" * 32, "members": MAX_ID, "joined": False}] * MAX_ROOMS_LISTED
+    },
+    Read: {"with_": None},
+    Welcome: {"flood": {"rate": 1e9, "burst": MAX_ID}},
+    Conversations: {
+        "items": [
+            {
+                "kind": "room",
+                "name": "#" + "r" * 32,
+                "unread": MAX_ID,
+                "read": MAX_ID,
+                "cut": True,
+                "last": {
+                    "id": MAX_ID,
+                    "ts": TS,
+                    "kind": "private",
+                    "text": "\x01" * MAX_PREVIEW_CHARS,
+                    "from": "\x01" * 24,
+                    "to": "n" * 24,
+                    "ref": _EMOJI * MAX_CLIENT_ID_CHARS,
+                },
+            }
+        ]
+        * MAX_CONVERSATIONS_LISTED
     },
 }
 

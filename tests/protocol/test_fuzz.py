@@ -213,6 +213,8 @@ CLIENT_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "who": {"room": ROOM, "tag": TAG},
     "rooms": {"tag": TAG},
     "history": {"room": ROOM, "with": NICK, **PAGE},
+    "conversations": {"tag": TAG},
+    "read": {"id": st.integers(1, MAX_ID), "room": ROOM, "with": NICK},
     "search": {"words": label(1, 200).filter(str.strip), **PAGE},
     "ping": {"token": label(0, 128)},
     "pong": {"token": label(0, 128)},
@@ -228,6 +230,12 @@ SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "created": st.booleans(),
         "session": IDS,
         "max_text": st.integers(1, MAX_TEXT_CHARS),
+        "flood": st.fixed_dictionaries(
+            {
+                "rate": st.one_of(st.floats(0.01, 1e6), st.integers(1, 1000)),
+                "burst": st.integers(1, MAX_ID),
+            }
+        ),
     },
     "message": {
         "id": IDS,
@@ -265,6 +273,36 @@ SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         ),
         "tag": TAG,
     },
+    "conversations": {
+        "items": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "kind": st.just("private"),
+                    "name": NICK,
+                    "last": st.one_of(
+                        st.none(),
+                        st.fixed_dictionaries(
+                            {
+                                "id": IDS,
+                                "ts": TS,
+                                "kind": st.just("private"),
+                                "text": st.text(CLEAN_CHAR, min_size=1, max_size=8),
+                                "from": NICK,
+                                "to": NICK,
+                            }
+                        ),
+                    ),
+                    "unread": IDS,
+                    "read": IDS,
+                },
+                optional={"cut": st.booleans()},
+            ),
+            max_size=3,
+        ),
+        "tag": TAG,
+        "more": st.booleans(),
+    },
+    "read": {"id": st.integers(1, MAX_ID), "room": ROOM, "with": NICK},
     "error": {
         "code": st.one_of(st.sampled_from(list(ErrorCode)).map(str), label(1, 64)),
         # Cleaned and cut when too long, never refused.
@@ -282,6 +320,7 @@ EXCLUSIVE = {
     "hello": ("password", "token"),
     "send": ("room", "to"),
     "history": ("room", "with"),
+    "read": ("room", "with"),
     "message": ("room", "to"),
 }
 

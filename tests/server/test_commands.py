@@ -148,8 +148,17 @@ def test_hello_runs_off_the_loop_as_one_job_and_answers_welcome_replay_then_pres
 ):
     commands = make_commands()
     conn = _login(commands, "alice")
-    assert [f["type"] for f in conn.lines] == ["welcome", "batch", "batch", "presence"]
-    assert conn.lines[3] == {"type": "presence", "room": "#lobby", "online": ["alice"]}
+    assert [f["type"] for f in conn.lines] == [
+        "welcome",
+        "conversations",
+        "batch",
+        "batch",
+        "presence",
+    ]
+    assert conn.lines[1]["items"] == [
+        {"kind": "room", "name": "#lobby", "last": None, "unread": 0, "read": 0}
+    ]
+    assert conn.lines[4] == {"type": "presence", "room": "#lobby", "online": ["alice"]}
     assert conn.jobs == 0
 
 

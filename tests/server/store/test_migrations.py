@@ -53,7 +53,15 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
     for t in ("messages_fts_ai", "messages_fts_ad", "messages_fts_au"):
         con.execute(f"DROP TRIGGER {t}")
     con.execute("DROP TABLE messages_fts")
-    for t in ("sessions", "room_members", "resume_tokens", "messages", "server_settings", "rooms"):
+    for t in (
+        "read_markers",
+        "sessions",
+        "room_members",
+        "resume_tokens",
+        "messages",
+        "server_settings",
+        "rooms",
+    ):
         con.execute(f"DROP TABLE {t}")
     con.execute("DELETE FROM alembic_version")
     con.commit()
