@@ -34,9 +34,11 @@ from client import (
     ChatClient,
     ClientEvent,
     Connected,
+    ConversationsListed,
     Disconnected,
     MessageReceived,
     PresenceChanged,
+    ReadMoved,
     Reconnecting,
     RoomJoined,
     RoomLeft,
@@ -118,6 +120,7 @@ class App(ctk.CTk):
         self._reset_session_state()
         self._ever_connected = False
         self._pump_id: str | None = None
+        self.room_browser: Any = None
         self._save_size_id: str | None = None
         self._closed = False
 
@@ -165,7 +168,7 @@ class App(ctk.CTk):
         self.sidebar = Sidebar(
             page,
             on_select=self.select,
-            on_new_room=self._prompt_join,
+            on_new_room=self.browse_rooms,
             on_toggle_theme=self.toggle_appearance,
             on_sign_out=self.sign_out,
         )
@@ -265,6 +268,8 @@ class App(ctk.CTk):
         self._history_tags: dict[str, tuple[str, bool, int | None]] = {}
         self._search_tags: dict[str, str] = {}
         self._who_tags: set[str] = set()
+        self._rooms_tags: set[str] = set()
+        self._read_dirty = True
         self._tag_seq = 0
         self._join_wanted: str | None = None
         self._closing_notice = False  # the server said why it closes: no second note
@@ -342,6 +347,9 @@ class App(ctk.CTk):
         if self._title_dirty:
             self._title_dirty = False
             self._update_title()
+        if self._read_dirty:
+            self._read_dirty = False
+            self._mark_read()
 
     # --- events -> model -------------------------------------------------------------------------
 
@@ -383,6 +391,7 @@ class App(ctk.CTk):
         if len(self.model.conversations) != known:
             self._sidebar_dirty = True  # a new private conversation
         if added.key == self.model.current:
+            self._read_dirty = True
             if added.rerender:
                 self._view_dirty = True
             else:
@@ -427,6 +436,7 @@ class App(ctk.CTk):
                 return
             anchor = conv.oldest_id
             fresh = self.model.add_history(key, messages, ev.more)
+            self._read_dirty = self._read_dirty or key == self.model.current
             if target is not None:
                 if key == self.model.current:
                     self._pending_lines = []
@@ -502,6 +512,22 @@ class App(ctk.CTk):
             self._note(f"{prefix}Disconnected: {reason}", "error")
             self._show_banner(f"{prefix}Disconnected: {reason}", "Reconnect")
 
+    def _on_conversations(self, ev: ConversationsListed) -> None:
+        self.model.apply_listing(ev.items)
+        self._sidebar_dirty = self._title_dirty = True
+
+    def _on_read_moved(self, ev: ReadMoved) -> None:
+        if self.model.read_moved(ev.kind, ev.name, ev.id) is not None:
+            self._sidebar_dirty = True
+
+    def _on_rooms(self, ev: RoomsListed) -> None:
+        if ev.tag not in self._rooms_tags:
+            return
+        self._rooms_tags.discard(ev.tag)
+        browser = self.room_browser
+        if browser is not None and browser.winfo_exists():
+            browser.show(ev.rooms)
+
     def _on_reconnecting(self, ev: Reconnecting) -> None:
         self.statusbar.set_reconnecting(ev.attempt, ev.delay)
 
@@ -520,7 +546,9 @@ class App(ctk.CTk):
         Disconnected: _on_disconnected,
         Reconnecting: _on_reconnecting,
         Acked: _ignore,
-        RoomsListed: _ignore,
+        RoomsListed: _on_rooms,
+        ConversationsListed: _on_conversations,
+        ReadMoved: _on_read_moved,
     }
 
     # --- user actions ------------------------------------------------------------------------------
@@ -575,6 +603,10 @@ class App(ctk.CTk):
         self._view_dirty = False
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
         self.chat_view.set_muted(None if conv.kind == "search" else key in self.muted)
+        self._read_dirty = True
+        if not conv.lines and conv.kind != "search" and conv.has_more and not conv.loading:
+            # Listed by the server (after a restart) but nothing loaded yet.
+            self._request_history(conv, user_asked=False)
         if conv.kind == "room":
             self.composer.set_placeholder(f"Message {conv.name}")
         elif conv.kind == "dm":
@@ -644,6 +676,7 @@ class App(ctk.CTk):
 
     def sign_out(self) -> None:
         """Leave the chat and go back to the connect screen."""
+        self._mark_read()
         client = self._client
         self._client = None
         if client is not None:
@@ -666,6 +699,40 @@ class App(ctk.CTk):
         self.chat_view.apply_theme(mode)
         self.sidebar.set_theme_icon(mode)
         self.store.save(self.settings)
+
+    def browse_rooms(self) -> None:
+        """Open the room browser: every room with its member count, Join buttons."""
+        from .room_browser import RoomBrowser
+
+        browser = self.room_browser
+        if browser is None or not browser.winfo_exists():
+            browser = self.room_browser = RoomBrowser(
+                self, on_join=self._join_from_browser, on_refresh=self._ask_rooms
+            )
+        browser.lift()
+        self._ask_rooms()
+
+    def _ask_rooms(self) -> None:
+        tag = self._next_tag("r")
+        self._rooms_tags.add(tag)
+        self._request(lambda c: c.rooms(tag=tag))
+
+    def _join_from_browser(self, room: str) -> None:
+        self.submit(f"/join {room}")
+
+    def _mark_read(self) -> None:
+        """Tell the server the open conversation is read up to its newest message
+        (so the user's other devices show it read too)."""
+        conv = self.model.current_conversation
+        client = self._client
+        if conv is None or conv.kind == "search" or client is None or not client.connected:
+            return
+        newest = conv.newest_id
+        if newest is None or newest <= conv.read:
+            return
+        conv.read = newest
+        kind = "room" if conv.kind == "room" else "private"
+        self._request(lambda c: c.mark_read(kind, conv.name, newest))
 
     def toggle_mute(self) -> None:
         """Mute (or unmute) the open conversation: no notifications, quiet badges."""
@@ -990,6 +1057,7 @@ class App(ctk.CTk):
         if self.winfo_exists():
             self._save_size()
         self._save_last_seen(force=True)
+        self._mark_read()  # what is open now has been seen, however briefly
         self._closed = True
         client, self._client = self._client, None
         if client is not None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Any
 
 from protocol import DEFAULT_ROOM, Message, fold, parse_ts
 
@@ -181,6 +183,14 @@ class Conversation:
     has_more: bool = True  # older history may exist on the server
     loading: bool = False  # a history page is on its way
     online: tuple[str, ...] = ()
+    read: int = 0  # the server's read marker: the user has read up to this id
+    counted_to: int = 0  # ids up to this are in the server's unread count already
+    preview: str = ""  # the latest message as the server listed it (sidebar hint)
+
+    @property
+    def newest_id(self) -> int | None:
+        """The largest message id shown."""
+        return max(self.ids) if self.ids else None
 
     @property
     def oldest_id(self) -> int | None:
@@ -346,8 +356,14 @@ class ChatModel:
         conv.ids.add(m.id)
         counts = m.kind != "system" and not line.own
         # A fresh login's recent history is not news: only live and missed
-        # messages make a conversation unread.
-        unread = counts and (not replayed or self._replay_missed)
+        # messages make a conversation unread, and only those the server's own
+        # count (at login) did not include, past the read marker.
+        unread = (
+            counts
+            and (not replayed or self._replay_missed)
+            and m.id > conv.counted_to
+            and m.id > conv.read
+        )
         if key != self.current and unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
@@ -412,6 +428,50 @@ class ChatModel:
         line = Line(kind=kind, text=text)
         conv.lines.append(line)
         return Added(key, (line,), False, self._trim(conv))
+
+    def apply_listing(self, items: Sequence[Any]) -> None:
+        """The server's list of this user's conversations (ConversationSummary items):
+        every room and private peer gets its conversation, with the server's
+        unread count and read marker, so nothing vanishes after a restart."""
+        for item in items:
+            if item.kind == "room":
+                conv = self.ensure_room(item.name)
+            elif item.kind == "private":
+                conv = self.ensure_dm(item.name)
+            else:
+                continue
+            conv.read = max(conv.read, int(item.read))
+            last = item.last
+            if last is not None:
+                conv.counted_to = max(conv.counted_to, last.id)
+                who = "you" if self.is_me(last.from_) else (last.from_ or "")
+                conv.preview = f"{who}: {last.text}" if who else last.text
+            if conv.key != self.current:
+                conv.unread = int(item.unread)
+                # Private messages are always worth a red badge; for rooms the
+                # count alone does not say whether one named the user.
+                conv.mentioned = conv.kind == "dm" and conv.unread > 0
+
+    def read_moved(self, kind: str, name: str, message_id: int) -> Conversation | None:
+        """The user read up to *message_id* elsewhere (another device): fewer unread."""
+        key = room_key(name) if kind == "room" else dm_key(name)
+        conv = self.conversations.get(key)
+        if conv is None or message_id <= conv.read:
+            return None
+        conv.read = message_id
+        newest = conv.newest_id
+        if newest is None or message_id >= max(newest, conv.counted_to):
+            conv.unread = 0
+            conv.mentioned = False
+        else:
+            left = sum(
+                1
+                for ln in conv.lines
+                if ln.id is not None and ln.id > message_id and not ln.own and ln.kind != "system"
+            )
+            conv.unread = min(conv.unread, left)
+            conv.mentioned = conv.mentioned and conv.unread > 0
+        return conv
 
     def set_online(self, room: str, online: tuple[str, ...]) -> bool:
         """Who is online in *room*; True if it changed (and the room is known)."""

@@ -295,12 +295,14 @@ class Sidebar(ctk.CTkFrame):
         return self._rows[key].button
 
     def badge_text(self, key: str) -> str:
-        """The unread badge of conversation *key* ("" when hidden)."""
-        row = self._rows[key]
+        """The unread badge of conversation *key* ("" when hidden or not listed)."""
+        row = self._rows.get(key)
+        if row is None:
+            return ""
         unread = int(row.state[1]) if row.state else 0  # type: ignore[call-overload]
         return str(row.badge.cget("text")) if unread > 0 else ""
 
     def badge_is_loud(self, key: str) -> bool:
         """True when conversation *key*'s badge is red (mentions, private messages)."""
-        row = self._rows[key]
-        return bool(row.state and row.state[1] and row.state[3])
+        row = self._rows.get(key)
+        return bool(row is not None and row.state and row.state[1] and row.state[3])
