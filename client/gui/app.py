@@ -324,6 +324,7 @@ class App(ctk.CTk):
         if conv is not None:
             if self._view_dirty:
                 self.chat_view.show(conv, self._subtitle(conv))
+                self._set_placeholder(conv)
                 self._pending_lines.clear()
                 self._view_dirty = False
             elif self._pending_lines:
@@ -607,6 +608,9 @@ class App(ctk.CTk):
         if not conv.lines and conv.kind != "search" and conv.has_more and not conv.loading:
             # Listed by the server (after a restart) but nothing loaded yet.
             self._request_history(conv, user_asked=False)
+        self._set_placeholder(conv)
+
+    def _set_placeholder(self, conv: Conversation) -> None:
         if conv.kind == "room":
             self.composer.set_placeholder(f"Message {conv.name}")
         elif conv.kind == "dm":
@@ -641,7 +645,7 @@ class App(ctk.CTk):
         if client is None or self._leaving:
             return
         self._leaving = True
-        self._note("Leaving the chat\u2026", "notice")
+        self.statusbar.set_offline("Leaving the chat\u2026")  # the note comes when it is done
         self.jobs.start("exit", lambda: client.close("exit"), lambda _r, _e: None)
 
     def rejoin(self) -> None:

@@ -330,6 +330,7 @@ class ChatView(ctk.CTkFrame):
         self._tk_text.bind("<Key>", self._readonly_key)
         self._tk_text.bind("<Control-a>", self._select_all)
         self._tk_text.bind("<<Paste>>", lambda _e: "break")
+        self._tk_text.bind("<<Copy>>", self._copy)
         self._tk_text.bind("<<Cut>>", lambda _e: "break")
         self._tk_text.configure(insertwidth=0, takefocus=False)
         for tag, opts in _LAYOUT_TAGS.items():
@@ -760,6 +761,27 @@ class ChatView(ctk.CTkFrame):
             return
         self.mute_button.grid()
         self.mute_button.configure(text="Unmute" if muted else "Mute")
+
+    def selected_text(self) -> str:
+        """The selected text, emoji images given back as their characters."""
+        try:
+            parts = self._tk_text.dump("sel.first", "sel.last", text=True, image=True)
+        except Exception:  # no selection
+            return ""
+        out = []
+        for kind, value, _index in parts:
+            if kind == "text":
+                out.append(value)
+            elif kind == "image":
+                out.append(self.emoji.clusters.get(str(value), ""))
+        return "".join(out)
+
+    def _copy(self, _event: object = None) -> str:
+        text = self.selected_text()
+        if text:
+            self.clipboard_clear()
+            self.clipboard_append(text)
+        return "break"
 
     def _select_all(self, _event: object = None) -> str:
         self._tk_text.tag_add("sel", "1.0", "end-1c")

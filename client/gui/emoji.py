@@ -85,6 +85,7 @@ class EmojiImages:
     def __init__(self, master: Any) -> None:
         self._master = master
         self._images: dict[tuple[str, int], Any] = {}
+        self.clusters: dict[str, str] = {}  # Tk image name -> the emoji it shows
 
     def image(self, cluster: str, height: int) -> Any:
         """The PhotoImage of *cluster* at *height* pixels, or None (draw it as text)."""
@@ -97,6 +98,7 @@ class EmojiImages:
             from PIL import ImageTk
 
             photo = ImageTk.PhotoImage(picture, master=self._master)
+            self.clusters[str(photo)] = cluster
         self._images[key] = photo
         return photo
 

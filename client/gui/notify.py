@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Protocol
@@ -76,6 +78,13 @@ class DesktopBackend:
                 pass
 
     def _run(self) -> None:
+        problem = _no_service()
+        if problem:
+            self._fail(problem)
+            return
+        # desktop-notifier logs a failed send (with a traceback) instead of
+        # raising: take that record as "the service is not there", once.
+        logging.getLogger("desktop_notifier").addFilter(self._on_library_log)
         try:
             from desktop_notifier import DesktopNotifierSync
 
@@ -91,11 +100,35 @@ class DesktopBackend:
                 notifier.send(title=note.title, message=note.body)
             except Exception as exc:  # no D-Bus session, service refused, ...
                 self._fail(exc)
+            if self.failed:
                 return
 
-    def _fail(self, exc: BaseException) -> None:
+    def _fail(self, exc: BaseException | str) -> None:
         self.failed = True
         log.info("desktop notifications are off: %s", exc)
+
+    def _on_library_log(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING and not self.failed:
+            self._fail(record.getMessage())
+        return False  # keep the library's traceback out of the user's terminal
+
+
+def _no_service() -> str:
+    """Why there can be no desktop notifications here ("" when there may be)."""
+    if not sys.platform.startswith("linux"):
+        return ""
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+    if not address:
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if runtime and os.path.exists(os.path.join(runtime, "bus")):
+            return ""
+        return "no D-Bus session bus"
+    for part in address.split(";"):
+        if part.startswith("unix:path="):
+            path = part[len("unix:path=") :].split(",")[0]
+            if not os.path.exists(path):
+                return f"no D-Bus session bus at {path}"
+    return ""
 
 
 def preview(text: str) -> str:

@@ -93,6 +93,9 @@ def test_colour_emoji_are_drawn_as_images(open_app, chat_client):
     # The emoji are not in the text as characters (they would show as boxes).
     assert "\U0001f389" not in alice.chat_view.content()
     assert shows(alice, "thumbs ") and shows(alice, " end")
+    # Copying gives the emoji back as characters.
+    alice.chat_view._select_all()
+    assert "party \U0001f389 thumbs \U0001f44d\U0001f3fd family" in alice.chat_view.selected_text()
 
 
 def test_without_a_colour_emoji_font_emoji_stay_text(open_app, chat_client, monkeypatch):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from certs import fingerprint_sha256, generate
-from client import Acked
+from client import Acked, RoomJoined
 from client.gui import theme
 from client.gui.model import SEARCH_KEY, dm_key, room_key
 from client.gui.settings import Pin, SettingsStore
@@ -308,3 +308,37 @@ def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, ch
         for toast in backend.toasts:
             toast.destroy()
         alice.shutdown(timeout=0.5)
+
+
+def test_screenshot_room_browser_and_conversations_after_a_restart(
+    shots, open_app, chat_client, tmp_path
+):
+    bob = chat_client("bob")
+    carol = chat_client("carol")
+    for client, rooms in ((bob, ("#garden", "#ops")), (carol, ("#garden",))):
+        for room in rooms:
+            client.join(room)
+            wait_event(client, lambda e, r=room: isinstance(e, RoomJoined) and e.room == r)
+    config = tmp_path / "config-alice"
+    alice = open_app("alice", config=config, geometry="1180x740")
+    post(bob, "are you coming to the garden meeting?", to="alice")
+    post(carol, "I put the slides in the shared folder", to="alice")
+    pump(alice, lambda: dm_key("carol") in alice.model.conversations)
+    alice.shutdown(timeout=0.5)
+    post(carol, "one more thing while you were away", to="alice")
+    again = open_app("alice", config=config, geometry="1180x740")
+    again.geometry("+0+0")
+    # Nobody read carol's messages: both are unread, on a red badge.
+    pump(again, lambda: again.sidebar.badge_text(dm_key("carol")) == "2")
+    assert dm_key("bob") in again.model.conversations
+    grab(again, shots / "conversations-after-restart-light.png")
+    again.browse_rooms()
+    browser = again.room_browser
+    browser.geometry("+380+120")
+    pump(again, lambda: "#garden" in browser.buttons)
+    settle(again, 0.3)
+    from PIL import ImageGrab
+
+    image = ImageGrab.grab(bbox=(0, 0, 1180, 740), xdisplay=os.environ["DISPLAY"])
+    image.save(shots / "room-browser-light.png")
+    browser.destroy()
