@@ -360,7 +360,16 @@ class Composer(ctk.CTkFrame):
         if lines == self._lines_shown:
             return
         self._lines_shown = lines
-        font = self.entry.cget("font")
-        size = abs(int(font[1])) if isinstance(font, tuple) else theme.SIZE_BODY
-        self.entry.configure(height=max(30, int(lines * size * 1.45) + 8))
-        self.input.see("insert")
+        import tkinter.font as tkfont
+
+        linespace = tkfont.Font(font=self.input.cget("font")).metrics("linespace")
+        # What the text box adds around its text (border spacing, the inner
+        # widget's padding), measured once it is on screen.
+        inner = self.input.winfo_height()
+        overhead = self.entry.winfo_height() - inner if inner > 1 else 12
+        pad = 2 * (int(self.input.cget("pady")) + int(self.input.cget("borderwidth")))
+        self.entry.configure(height=max(30, lines * linespace + max(overhead, 0) + pad + 4))
+        if lines < MAX_LINES:
+            # All of it fits once the new height is laid out: show it from the top
+            # (a scroll made while the box was smaller would cut the first line).
+            self.after_idle(lambda: self.input.yview_moveto(0.0))

@@ -342,3 +342,21 @@ def test_screenshot_room_browser_and_conversations_after_a_restart(
     image = ImageGrab.grab(bbox=(0, 0, 1180, 740), xdisplay=os.environ["DISPLAY"])
     image.save(shots / "room-browser-light.png")
     browser.destroy()
+
+
+def test_screenshot_composer_with_command_hints_and_a_multi_line_draft(
+    shots, open_app, chat_client
+):
+    chat_client("bob")
+    alice = open_app("alice", geometry="1180x740")
+    alice.geometry("+0+0")
+    alice.composer.input.focus_force()
+    alice.composer.set_text("/")
+    pump(alice, lambda: "/msg" in alice.composer.hint)
+    grab(alice, shots / "composer-command-hints-light.png")
+    before = alice.composer.entry.winfo_height()
+    alice.composer.set_text("first line of a longer note\nsecond line\nthird line, and @b")
+    pump(alice, lambda: "bob" in alice.composer.hint)
+    settle(alice, 0.2)
+    assert alice.composer.entry.winfo_height() > before  # the input grew with the lines
+    grab(alice, shots / "composer-multi-line-light.png")
