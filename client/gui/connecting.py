@@ -129,8 +129,8 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
     if isinstance(exc, ServerUnreachable):
         return Problem(
             f"Can't reach {form.where}",
-            f"{exc}. Check the address and port, that the server is running, and that no "
-            "firewall is in the way.",
+            f"{_sentence(plain_reason(str(exc), 'the server did not answer'))} Check the "
+            "address and port, that the server is running, and that no firewall is in the way.",
         )
     if isinstance(exc, HostnameMismatch):
         return Problem(
@@ -171,15 +171,22 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
     if isinstance(exc, ConnectionLost):
         return Problem(
             "The connection broke while logging in",
-            f"{exc}. Try again; if it keeps happening, the server may be overloaded or not a "
-            "parley server.",
+            f"{_sentence(plain_reason(str(exc)))} Try again; if it keeps happening, the server "
+            "may be overloaded or not a parley server.",
         )
     if isinstance(exc, OSError):
         return Problem(
             f"Can't reach {form.where}",
-            f"{exc.strerror or exc}. Check the address and port and that the server is running.",
+            f"{_sentence(plain_reason(exc.strerror or str(exc), 'the server did not answer'))} "
+            "Check the address and port and that the server is running.",
         )
-    return Problem("Could not connect", str(exc) or type(exc).__name__)
+    return Problem("Could not connect", _sentence(plain_reason(str(exc))))
+
+
+def _sentence(words: str) -> str:
+    """*words* as a sentence: capital first letter, full stop."""
+    words = words.strip().rstrip(".")
+    return f"{words[:1].upper()}{words[1:]}." if words else ""
 
 
 def _login_problem(exc: LoginRefused, form: ConnectForm) -> Problem:
@@ -238,10 +245,10 @@ _PLAIN_REASONS = (
 )
 
 
-def plain_reason(reason: str) -> str:
+def plain_reason(reason: str, default: str = "the connection was cut") -> str:
     """A disconnect *reason* from the client library in plain words, without raw
     OpenSSL or exception text: "EOF occurred in violation of protocol
-    (_ssl.c:2427)" reads "the connection was cut"."""
+    (_ssl.c:2427)" reads "the connection was cut" (or *default*)."""
     low = reason.lower()
     for fragment, words in _PLAIN_REASONS:
         if fragment in low:
@@ -254,5 +261,5 @@ def plain_reason(reason: str) -> str:
         raw in low
         for raw in ("ssl", "eof", "errno", "reset", "broken pipe", "socket", "error", "(", "_")
     ):
-        return "the connection was cut"
+        return default
     return reason

@@ -87,7 +87,7 @@ class StatusBar(ctk.CTkFrame):
     ) -> None:
         super().__init__(master, corner_radius=0, height=30, fg_color=theme.pair("rail_bg"))
         self._on_details = on_details
-        self.grid_columnconfigure(1, weight=1)
+        self.grid_columnconfigure(3, weight=1)  # the space between state and TLS details
         self.dot = ctk.CTkFrame(self, width=10, height=10, corner_radius=5)
         self.dot.grid(row=0, column=0, padx=(14, 8), pady=9)
         self.state_label = ctk.CTkLabel(
@@ -119,7 +119,7 @@ class StatusBar(ctk.CTkFrame):
             font=(theme.MONO_FAMILY, 11),
             text_color=theme.pair("muted"),
         )
-        self.tls_label.grid(row=0, column=3, sticky="e", padx=(8, 14))
+        self.tls_label.grid(row=0, column=4, sticky="e", padx=(8, 14))
         self.tls_label.configure(cursor="hand2")
         self.tls_label.bind("<Button-1>", lambda _e: self._details())
         self.tooltip = Tooltip(self.tls_label)

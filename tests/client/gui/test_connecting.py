@@ -77,3 +77,22 @@ def test_a_changed_pinned_certificate_is_a_loud_warning():
 def test_fingerprint_is_shown_whole_on_two_lines():
     shown = format_fingerprint(FP)
     assert shown.replace("\n", "") == FP and shown.count("\n") == 1
+
+
+def test_failures_never_show_raw_openssl_or_exception_text():
+    from client.gui.connecting import plain_reason
+
+    form = ConnectForm("chat.lan", 5555, "", "alice", "pw")
+    raw = [
+        ConnectionLost("EOF occurred in violation of protocol (_ssl.c:2427)"),
+        ServerUnreachable("cannot connect to chat.lan:5555: [Errno 111] Connection refused"),
+        OSError(104, "Connection reset by peer"),
+    ]
+    for exc in raw:
+        problem = describe_failure(exc, form)
+        for fragment in ("_ssl", "Errno", "EOF occurred", "(", "reset by peer"):
+            assert fragment not in problem.detail, (exc, problem.detail)
+    assert plain_reason("EOF occurred in violation of protocol (_ssl.c:2427)") == (
+        "the connection was cut"
+    )
+    assert plain_reason("shutdown: the server is shutting down").startswith("the server is")

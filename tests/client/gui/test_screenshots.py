@@ -360,3 +360,16 @@ def test_screenshot_composer_with_command_hints_and_a_multi_line_draft(
     settle(alice, 0.2)
     assert alice.composer.entry.winfo_height() > before  # the input grew with the lines
     grab(alice, shots / "composer-multi-line-light.png")
+
+
+def test_screenshot_reconnecting_with_retry_now(shots, open_app, chat_client, gui_server):
+    bob = chat_client("bob")
+    post(bob, "see you after the restart")
+    alice = open_app("alice", geometry="1180x740")
+    alice.geometry("+0+0")
+    pump(alice, lambda: "see you after the restart" in alice.chat_view.content())
+    gui_server.stop()
+    pump(alice, lambda: alice.statusbar.state == "reconnecting" and alice.statusbar.retry_visible)
+    grab(alice, shots / "reconnecting-light.png")
+    errors = [ln.text for ln in alice.model.current_conversation.lines if ln.kind == "error"]
+    assert len(errors) == 1 and "shutting down" in errors[0], errors
