@@ -392,19 +392,24 @@ class App(ctk.CTk):
         if len(self.model.conversations) != known:
             self._sidebar_dirty = True  # a new private conversation
         if added.key == self.model.current:
-            self._read_dirty = True
+            # Read only if someone is looking: an unfocused window reads nothing.
+            self._read_dirty = self._read_dirty or self.window_has_focus()
             if added.rerender:
                 self._view_dirty = True
             else:
                 self._pending_lines.extend(added.lines)
         else:
             self._sidebar_dirty = True
-        if added.notify and ev.batch is None and not self.window_has_focus():
+        if (
+            added.notify
+            and ev.batch is None
+            and added.key not in self.muted
+            and not self.window_has_focus()
+        ):
             self._title_unread += 1
             self._title_dirty = True
-            if added.key not in self.muted:
-                self.notifier.message(added.key, m.from_ or "?", m.room, m.text)
-                self.bell()
+            self.notifier.message(added.key, m.from_ or "?", m.room, m.text)
+            self.bell()
 
     def _on_batch_started(self, ev: BatchStarted) -> None:
         if ev.kind == "replay":
@@ -1017,6 +1022,7 @@ class App(ctk.CTk):
             self.userlist.grid_remove()
 
     def _on_focus_in(self, _event: object) -> None:
+        self._read_dirty = True  # what the open conversation shows is read now
         if self._title_unread:
             self._title_unread = 0
             self._title_dirty = True
