@@ -55,6 +55,7 @@ def _fonts(size: int) -> dict[str, tuple[object, ...]]:
     small = max(8, size - 2)
     return {
         "nick": (theme.FONT_FAMILY, -size, "bold"),
+        "hit": (theme.FONT_FAMILY, -size, "bold"),  # search hits: bold on their tint
         "ts": (theme.FONT_FAMILY, -max(8, size - 3)),
         "day": (theme.FONT_FAMILY, -small, "bold"),
         "divider": (theme.FONT_FAMILY, -small, "bold"),

@@ -212,7 +212,7 @@ def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
     assert right_of_subtitle <= view.mute_button.winfo_x()
 
 
-def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, chat_client):
+def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, chat_client, ctk):
     bob = chat_client("bob")
     carol = chat_client("carol")
     post(bob, "Has anyone seen the deploy checklist?")
@@ -230,6 +230,12 @@ def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, c
     assert alice.chat_view._tk_text.tag_ranges("hit")
     image = grab(alice, shots / "search-hits-light.png")
     assert has_colour(image, theme.palette("light").hit_bg)
+    try:
+        alice.set_appearance("dark")
+        dark = grab(alice, shots / "search-hits-dark.png")
+        assert has_colour(dark, theme.palette("dark").hit_bg)
+    finally:
+        alice.set_appearance("light")
     first = min(alice.model.found)
     assert alice.chat_view.click_result(first)
     pump(alice, lambda: "deploy checklist?" in alice.chat_view.target_text())
