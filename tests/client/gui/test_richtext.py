@@ -78,3 +78,13 @@ def test_times_follow_the_clock_of_the_locale():
     assert format_time(epoch, UTC, twelve_hour=False) == "21:05"
     assert format_time(epoch, UTC, twelve_hour=True) == "9:05 PM"
     assert isinstance(locale_uses_12_hour(), bool)
+
+
+def test_the_clock_comes_from_the_locales_time_format(monkeypatch):
+    import locale
+
+    monkeypatch.setattr(locale, "setlocale", lambda *a, **k: "C")
+    monkeypatch.setattr(locale, "nl_langinfo", lambda item: "%I:%M:%S %p")  # en_US
+    assert locale_uses_12_hour() is True
+    monkeypatch.setattr(locale, "nl_langinfo", lambda item: "%H:%M:%S")  # de_DE, en_GB
+    assert locale_uses_12_hour() is False
