@@ -9,6 +9,13 @@
 #    status, answers to commands and errors go to stderr.
 # 3. Two threads: the main thread reads stdin and issues requests; a printer
 #    thread consumes ChatClient.events and prints. Neither touches the socket.
+#    On a terminal the main thread reads through a prompt_toolkit prompt (line
+#    editing, history) under patch_stdout, so printed lines go above the line
+#    being typed and never into it; otherwise (a pipe, a file) it reads plain
+#    lines: the scripting mode.
+# 6. Input never outruns the server's flood pace (welcome.flood): a script of
+#    any length is sent as fast as the server takes it, never delayed or
+#    dropped by the server's flood control (Pacer).
 # 4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
 # 5. Nothing a message holds can move the time, room or nick of its line, in
 #    a terminal that lays out bidirectional text (isolate_text, docs/cli.md).
@@ -16,13 +23,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import os
 import re
 import sys
 import threading
+import time
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
@@ -41,6 +50,7 @@ from .events import (
     BatchStarted,
     ClientEvent,
     Connected,
+    ConversationsListed,
     Disconnected,
     MessageReceived,
     PresenceChanged,
@@ -82,6 +92,10 @@ Type a line to say it in the current room (#lobby at first). Commands:
   /help               this list
   /exit               leave (end of input does the same)
 A line starting with // sends the rest literally, starting with one /.
+On a terminal the line being typed stays put while messages arrive above it;
+Left/Right, Home/End and the usual Emacs keys edit it, Up/Down recall earlier
+lines, Ctrl-D (or /exit) leaves. Piped input (a script) is sent at the pace
+the server announces, so any number of lines gets through.
 
 Messages go to stdout, one line each:
   HH:MM:SS #room <nick> text        public
@@ -347,6 +361,10 @@ class _Printer:
                 f"({event.tls_version}, {how}{created}; server certificate SHA-256 "
                 f"{event.fingerprint})"
             )
+        elif isinstance(event, ConversationsListed):
+            unread = [f"{c.name} {c.unread}" for c in event.items if c.unread]
+            if unread:
+                self.err(f"unread: {', '.join(unread)}")
         elif isinstance(event, BatchStarted):
             if event.kind == "replay" and event.gap:
                 self.err("(older messages were left out: /history pages back)")
@@ -391,6 +409,110 @@ class _Printer:
                 self.err(f"disconnected: {event.reason} (type /rejoin to connect again)")
         elif isinstance(event, Reconnecting):
             self.err(f"reconnecting in {event.delay:.1f} s (attempt {event.attempt})")
+
+
+class Pacer:
+    """Keeps input within the flood pace the server announced in `welcome`.
+
+    The server's bucket holds `burst` frames and refills at `rate` a second;
+    the login's `hello` took one. This bucket starts one lower still and never
+    fills past `burst - 1`, leaving a frame spare for the library's own pings
+    and pongs, so a script that waits here is never slowed by the server. With
+    no announced pace (an older server) nothing waits.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        burst: int | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self._rate = rate if rate and rate > 0 else None
+        self._cap = max(1.0, float((burst or 1) - 1))
+        self._tokens = max(0.0, self._cap - 1.0)
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+
+    @classmethod
+    def for_client(cls, client: ChatClient) -> Pacer:
+        """A pacer for what *client*'s server announced."""
+        return cls(client.flood_rate, client.flood_burst)
+
+    def wait(self) -> float:
+        """Block until one more frame may go; returns how long it waited."""
+        if self._rate is None:
+            return 0.0
+        now = self._clock()
+        self._tokens = min(self._cap, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        waited = 0.0
+        if self._tokens < 1.0:
+            waited = (1.0 - self._tokens) / self._rate
+            self._sleep(waited)
+            # Exactly one token is due now (recomputing it from the clock could
+            # fall short by a rounding error and spin).
+            self._tokens, self._stamp = 1.0, self._clock()
+        self._tokens -= 1.0
+        return waited
+
+
+def script_lines(stdin: TextIO, pacer: Pacer) -> Iterator[str]:
+    """Lines of *stdin* (a pipe or a file), each released at the server's pace."""
+    while True:
+        line = stdin.readline()
+        if not line:
+            return
+        if line.strip():
+            pacer.wait()
+        yield line
+
+
+def terminal_lines(prompt: Callable[[], str], pacer: Pacer, **session: object) -> Iterator[str]:
+    """Lines typed at a prompt_toolkit prompt: line editing, Up/Down history.
+
+    *prompt* gives the prompt text (the current room). Ends at Ctrl-D; Ctrl-C
+    raises KeyboardInterrupt, as in the plain mode. *session* goes to
+    PromptSession (tests pass their own input and output).
+    """
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import InMemoryHistory
+
+    reader: PromptSession[str] = PromptSession(history=InMemoryHistory(), **session)  # type: ignore[arg-type]
+    while True:
+        try:
+            line = reader.prompt(prompt)
+        except EOFError:
+            return
+        if line.strip():
+            pacer.wait()
+        yield line
+
+
+def use_terminal(stdin: TextIO, stdout: TextIO) -> bool:
+    """True when both ends are a terminal and prompt_toolkit is there to drive it."""
+    if not (stdin.isatty() and stdout.isatty()):
+        return False
+    try:
+        import prompt_toolkit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def screen(terminal: bool, stdout: TextIO, stderr: TextIO) -> Iterator[tuple[TextIO, TextIO]]:
+    """The streams the printer writes to: on a terminal, prompt_toolkit's proxies,
+    which print above the line being typed; otherwise *stdout* and *stderr*."""
+    if not terminal:
+        yield stdout, stderr
+        return
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    with patch_stdout():
+        yield sys.stdout, sys.stderr
 
 
 class _Session:
@@ -582,19 +704,26 @@ def main(
     except ClientError as exc:
         return fail(EXIT_ERROR, f"cannot connect: {exc}")
 
-    printer = _Printer(client, stdout, stderr)
-    printer.start()
-    session = _Session(client, printer)
-    try:
-        while True:
-            line = stdin.readline()
-            if not line or not session.handle(line):
-                break
-    except KeyboardInterrupt:
-        pass
-    all_acked = client.close(reason="bye", timeout=max(0.0, args.ack_wait))
-    left = len(client.pending)
-    printer.stop()
+    terminal = use_terminal(stdin, stdout)
+    pacer = Pacer.for_client(client)
+    with screen(terminal, stdout, stderr) as (out, err):
+        printer = _Printer(client, out, err)
+        printer.start()
+        session = _Session(client, printer)
+        lines = (
+            terminal_lines(lambda: f"{session.room}> ", pacer)
+            if terminal
+            else script_lines(stdin, pacer)
+        )
+        try:
+            for line in lines:
+                if not session.handle(line):
+                    break
+        except KeyboardInterrupt:
+            pass
+        all_acked = client.close(reason="bye", timeout=max(0.0, args.ack_wait))
+        left = len(client.pending)
+        printer.stop()
     if not all_acked:
         print(
             f"{left} message(s) were not acknowledged by the server and may not have been stored",

@@ -530,6 +530,7 @@ class ChatClient:
 
         With *around* (a message id; not with *before*) the page is up to *limit*
         messages centred on that message, itself included: a search hit in context.
+        Raises LocalProtocolError when both are given.
         """
         if room is None and with_ is None:
             room = DEFAULT_ROOM

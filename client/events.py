@@ -119,7 +119,7 @@ class ConversationSummary:
 class ConversationsListed:
     """The user's conversations: every room they are in and every private peer.
 
-    Sent once right after Connected (before the replay), and in answer to
+    Sent right after every Connected (reconnects too, before the replay), and in answer to
     ChatClient.conversations() (with its `tag`).
     """
 

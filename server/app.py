@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -34,6 +35,8 @@ from .handshake import Handshaker
 from .hub import Hub
 from .listener import Listener, bind
 from .loop import IOLoop
+from .presence import GraceTimers
+from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, writes
 from .tls import server_context
 from .workers import WorkerPool
@@ -97,6 +100,7 @@ class ChatServer:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+        self._grace = GraceTimers(self._grace_expired)
 
     @property
     def throttle(self) -> LoginThrottle:
@@ -128,6 +132,7 @@ class ChatServer:
                 )
             elif ended:
                 log.info("ended %d session(s) left open by an earlier run", ended)
+            self._linger_cut_off(started)
             sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
         except BaseException:
             self.store.close()
@@ -141,6 +146,7 @@ class ChatServer:
         self._listener = Listener(sock, self._accept)
         self._listener.start()
         self._maintenance.start()
+        self._grace.start()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -179,6 +185,7 @@ class ChatServer:
         for loop in self._loops:
             loop.stop()
         self._maintenance.join(2)
+        self._grace.stop()
         self.store.close()
         self._unlock_database()
         self._stopped.set()
@@ -351,10 +358,20 @@ class ChatServer:
         log.info("%s (%s) disconnected: %s", conn.peer, conn.nick, reason)
         session_id, nick = conn.session_id, conn.nick
         at = utcnow()
+        # The log has the details; the session row gets a short human phrase.
+        stored = stored_reason(reason)[:MAX_REASON_CHARS]
         self.store.submit_bookkeeping(
-            lambda s: writes.end_session(s, session_id, reason[:MAX_REASON_CHARS], at),
+            lambda s: writes.end_session(s, session_id, stored, at),
             what="end_session",
         )
+        grace = self.config.presence_grace
+        if grace > 0 and not self._stopping.is_set():
+            # The user lingers as online; their rooms hear of it only if they
+            # are still gone when the grace ends (_grace_expired).
+            token = self.hub.release(conn, conn.user_id)
+            if token is not None:
+                self._grace.schedule(conn.user_id, token, grace)
+            return
         rooms = self.hub.detach(conn, conn.user_id)
         if rooms is None or self._stopping.is_set():
             return
@@ -362,6 +379,39 @@ class ChatServer:
         with self.hub.batch():
             for room in rooms:
                 self.hub.publish_presence(room, left=nick)
+
+    def _grace_expired(self, user_id: int, token: int) -> None:
+        # On the grace thread: the user did not come back in time.
+        gone = self.hub.expire(user_id, token)
+        if gone is None or self._stopping.is_set():
+            return
+        nick, rooms = gone
+        with self.hub.batch():
+            for room in rooms:
+                self.hub.publish_presence(room, left=nick)
+
+    def _linger_cut_off(self, started: datetime) -> None:
+        # Users the last shutdown (or crash) cut off stay listed as online for
+        # the grace, as if the restart were a reconnect: coming back then makes
+        # no joined/left noise, and those who do not come back are told as left.
+        grace = self.config.presence_grace
+        if grace <= 0:
+            return
+        try:
+            with self.store.read() as s:
+                cut_off = queries.cut_off_by_restart(s, started - timedelta(seconds=grace))
+        except Exception:  # presence is a nicety: never a reason not to start
+            log.exception("could not read the sessions the last shutdown ended")
+            return
+        for user_id, nick, rooms, ended_at in cut_off:
+            token = self.hub.linger(user_id, nick, rooms)
+            if token is not None:
+                left = grace - max(0.0, (started - ended_at).total_seconds())
+                self._grace.schedule(user_id, token, left)
+        if cut_off:
+            log.info(
+                "%d user(s) cut off by the restart listed as online for %.0f s", len(cut_off), grace
+            )
 
     def connection_count(self) -> int:
         """Open connections (logged in or not)."""

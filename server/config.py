@@ -53,6 +53,8 @@ class ServerConfig:
     fresh_private_messages [50].
     Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
     backup_before_migrate [True].
+    Presence: presence_grace [20 s] a user whose last connection ended stays listed
+    as online, so a reconnect within it makes no left/joined noise.
     """
 
     host: str = "127.0.0.1"
@@ -144,6 +146,8 @@ class ServerConfig:
     backup_before_migrate: bool = True
     shutdown_grace: float = 5.0
     log_level: str = "INFO"
+    #: Seconds a user whose last connection ended stays listed as online (0: none).
+    presence_grace: float = 20.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -163,6 +167,8 @@ class ServerConfig:
         # Frames the server builds must stay within the protocol's caps.
         if self.rooms_page > MAX_ROOMS_LISTED or self.max_rooms_per_user > MAX_ROOMS_LISTED:
             raise ValueError(f"rooms_page and max_rooms_per_user are at most {MAX_ROOMS_LISTED}")
+        if self.presence_grace < 0:
+            raise ValueError("presence_grace must be 0 or more")
         if not 1 <= len(self.server_name) <= MAX_SERVER_NAME_CHARS:
             raise ValueError(f"server_name is 1 to {MAX_SERVER_NAME_CHARS} characters")
 
@@ -199,6 +205,7 @@ class ServerConfig:
             "join_burst": 1_000,
             "backup_before_migrate": False,
             "shutdown_grace": 2.0,
+            "presence_grace": 0.0,  # tests of the grace ask for one
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

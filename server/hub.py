@@ -16,6 +16,9 @@
 #    that each fit the line cap.
 # 6. The hub tracks room membership only for users who are online; the
 #    database is the truth for everyone else.
+# 7. A user whose last connection ended may linger: still listed as online,
+#    with no connections, until the presence grace runs out (expire()) or one
+#    of their connections comes back (attach() revives them silently).
 
 from __future__ import annotations
 
@@ -51,6 +54,9 @@ class _User:
     nick: str
     conns: set[Peer] = field(default_factory=set)
     rooms: dict[str, str] = field(default_factory=dict)  # fold(room) -> room name
+    #: Non-zero while lingering (no connections, grace running): the token of
+    #: this linger, so an expiry from an earlier one is recognised as stale.
+    lingering: int = 0
 
 
 def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
@@ -89,22 +95,91 @@ class Hub:
         self._by_nick: dict[str, int] = {}  # fold(nick) -> user id, online users only
         self._members: dict[str, dict[int, _User]] = {}  # fold(room) -> online members
         self._local = threading.local()
+        self._linger_seq = 0
 
     # --- presence -----------------------------------------------------------
 
     def attach(self, conn: Peer, user_id: int, nick: str, rooms: list[str]) -> bool:
-        """Register *conn* as one of the user's connections. True if the user just came online."""
+        """Register *conn* as one of the user's connections. True if the user just came online
+        (False for a lingering user coming back within the grace: nobody is told)."""
         with self._lock:
             user = self._users.get(user_id)
             first = user is None
             if user is None:
-                user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
-                self._users[user_id] = user
-                self._by_nick[fold(nick)] = user_id
-                for key in user.rooms:
-                    self._members.setdefault(key, {})[user_id] = user
+                user = self._add_locked(user_id, nick, rooms)
+            elif user.lingering:
+                # Back within the grace: the same user again, with the rooms the
+                # database has now (in case they changed meanwhile).
+                user.lingering = 0
+                self._set_rooms_locked(user, rooms)
             user.conns.add(conn)
             return first
+
+    def _add_locked(self, user_id: int, nick: str, rooms: list[str]) -> _User:
+        user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
+        self._users[user_id] = user
+        self._by_nick[fold(nick)] = user_id
+        for key in user.rooms:
+            self._members.setdefault(key, {})[user_id] = user
+        return user
+
+    def _set_rooms_locked(self, user: _User, rooms: list[str]) -> None:
+        wanted = {fold(r): r for r in rooms}
+        for key in set(user.rooms) - set(wanted):
+            self._drop_member_locked(key, user.user_id)
+        for key in set(wanted) - set(user.rooms):
+            self._members.setdefault(key, {})[user.user_id] = user
+        user.rooms = wanted
+
+    def _drop_member_locked(self, key: str, user_id: int) -> None:
+        members = self._members.get(key)
+        if members is not None:
+            members.pop(user_id, None)
+            if not members:
+                del self._members[key]
+
+    def _remove_locked(self, user: _User) -> None:
+        del self._users[user.user_id]
+        self._by_nick.pop(fold(user.nick), None)
+        for key in user.rooms:
+            self._drop_member_locked(key, user.user_id)
+
+    def release(self, conn: Peer, user_id: int) -> int | None:
+        """Forget *conn*. If it was the user's last connection, the user lingers
+        (still listed as online) and the returned token must be passed to
+        expire() once the grace is over; otherwise None."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                return None
+            user.conns.discard(conn)
+            if user.conns or user.lingering:
+                return None
+            self._linger_seq += 1
+            user.lingering = self._linger_seq
+            return user.lingering
+
+    def linger(self, user_id: int, nick: str, rooms: list[str]) -> int | None:
+        """List a user with no connection as online for a grace (after a server
+        restart, for those the shutdown cut off). Returns the token for expire(),
+        or None if the user is already known."""
+        with self._lock:
+            if user_id in self._users:
+                return None
+            user = self._add_locked(user_id, nick, rooms)
+            self._linger_seq += 1
+            user.lingering = self._linger_seq
+            return user.lingering
+
+    def expire(self, user_id: int, token: int) -> tuple[str, list[str]] | None:
+        """The grace of linger *token* is over: if the user is still gone, forget
+        them and return (nick, the rooms to tell); None if they came back."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or user.conns or user.lingering != token:
+                return None
+            self._remove_locked(user)
+            return user.nick, list(user.rooms.values())
 
     def detach(self, conn: Peer, user_id: int) -> list[str] | None:
         """Forget *conn*. If it was the user's last connection, return the rooms they were in."""
@@ -115,14 +190,7 @@ class Hub:
             user.conns.discard(conn)
             if user.conns:
                 return None
-            del self._users[user_id]
-            self._by_nick.pop(fold(user.nick), None)
-            for key in user.rooms:
-                members = self._members.get(key)
-                if members is not None:
-                    members.pop(user_id, None)
-                    if not members:
-                        del self._members[key]
+            self._remove_locked(user)
             return list(user.rooms.values())
 
     def is_online(self, nick: str) -> bool:

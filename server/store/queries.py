@@ -497,6 +497,27 @@ def search(
     return to_records(rows[:limit]), len(rows) > limit
 
 
+def cut_off_by_restart(s: Session, since: datetime) -> list[tuple[int, str, list[str], datetime]]:
+    """Live users whose session the server ended at a shutdown or restart since
+    *since*: (user id, nick, rooms, when the latest such session ended)."""
+    ends = (
+        select(ChatSession.user_id, func.max(ChatSession.ended_at).label("ended"))
+        .where(
+            ChatSession.ended_at >= since,
+            ChatSession.end_reason.in_(("server shutdown", "server restart")),
+        )
+        .group_by(ChatSession.user_id)
+        .subquery()
+    )
+    rows = s.execute(
+        select(User.id, User.nick, ends.c.ended)
+        .join(ends, ends.c.user_id == User.id)
+        .where(User.deleted_at.is_(None))
+        .order_by(User.id)
+    ).all()
+    return [(uid, nick, rooms_of(s, uid), ended) for uid, nick, ended in rows]
+
+
 def room_count(s: Session) -> int:
     """How many rooms exist (for the server-wide room cap)."""
     return int(s.scalar(select(func.count()).select_from(Room)) or 0)

@@ -1,18 +1,23 @@
 # Battery #27 and #28: nobody reads what is not theirs, on any path: live
-# delivery, replay (fresh and with last_seen), history, search, guessed ids.
+# delivery, replay (fresh and with last_seen), history (around an id too),
+# search, the conversation list, read markers, guessed ids.
 
 from __future__ import annotations
 
 from protocol import (
     Ack,
     Batch,
+    Conversations,
+    Error,
     ErrorCode,
     Frame,
     History,
     Join,
     Leave,
+    ListConversations,
     ListRooms,
     Message,
+    Read,
     Search,
     Send,
     Who,
@@ -41,7 +46,7 @@ def _ids(frames: list[Frame]) -> set[int]:
 
 
 def test_a_private_message_reaches_its_two_parties_and_nobody_else_on_any_path(server, battery):
-    """Battery #27: a DM from A to B with C online: C never gets it live, in a replay, in history with A or B, in search, or by guessing its id."""
+    """Battery #27: a DM from A to B with C online: C never gets it live, in a replay, in history with A or B (or around its id), in search, in the conversation list, through a read marker, or by guessing its id."""
     carol = battery.online(server, "carol")
     alice = battery.online(server, "alice")
     bob = battery.online(server, "bob")
@@ -78,7 +83,32 @@ def test_a_private_message_reaches_its_two_parties_and_nobody_else_on_any_path(s
     # Not even "it exists": asking about bob looks like asking about dave, who got nothing.
     assert answers["with-alice"] == answers["with-bob"] == answers["with-dave"] == (0, False, 0)
     assert answers["search"] == answers["search-bob"] == (0, False, 0)
-    # The two parties do see it.
+    # History around the DM's id, in the room and with either party.
+    for tag, frame in {
+        "around-room": History(room="#lobby", around=dm, tag="around-room"),
+        "around-alice": History(with_="alice", around=dm, tag="around-alice"),
+        "around-bob": History(with_="bob", around=dm, tag="around-bob"),
+    }.items():
+        messages, _ = _batch(carol, frame)
+        assert dm not in {m.id for m in messages}, tag
+    # The conversation list (at login and on request) knows nothing of alice and bob's.
+    for listing in (*again.before_replay, *fresh.before_replay):
+        assert isinstance(listing, Conversations)
+        assert [(i["kind"], i["name"]) for i in listing.items] == [("room", "#lobby")]
+        assert "zebra" not in repr(listing.to_wire())
+    carol.send(ListConversations(tag="mine"))
+    mine = carol.expect(Conversations, tag="mine")
+    assert {i["kind"] for i in mine.items} == {"room"} and "zebra" not in repr(mine.to_wire())
+    # A read marker cannot be pointed at it, and the refusal does not quote it.
+    for target in ({"with_": "alice"}, {"with_": "bob"}):
+        carol.send(Read(id=dm, **target))
+        refused = carol.expect(Error)
+        assert refused.code == ErrorCode.BAD_FRAME and "zebra" not in refused.message
+    # The two parties do see it, in their lists too.
+    for party, peer in ((alice, "bob"), (bob, "alice")):
+        party.send(ListConversations(tag="p"))
+        items = {(i["kind"], i["name"]): i for i in party.expect(Conversations, tag="p").items}
+        assert items["private", peer]["last"]["id"] == dm
     assert [m.id for m in _batch(bob, History(with_="alice", tag="b"))[0]] == [dm]
     assert [m.id for m in _batch(alice, Search(words="zebra", tag="a"))[0]] == [dm]
     battery.finish(server)

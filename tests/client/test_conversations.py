@@ -15,6 +15,8 @@ from client import (
     MessageReceived,
     ReadMoved,
 )
+from protocol import LocalProtocolError
+from tests.client.test_connection import kill_socket
 from tests.support import collect_until, wait_for_event
 
 PASSWORD = "secret-pw"
@@ -97,3 +99,22 @@ def test_history_around_an_id(clients):
     events = collect_until(alice, lambda e: isinstance(e, BatchEnded) and e.tag == "jump")
     got = [e.message.id for e in events if isinstance(e, MessageReceived) and e.tag == "jump"]
     assert got == ids[3:6]
+
+
+def test_every_login_lists_the_conversations_again(clients):
+    alice, _ = clients("alice")
+    bob, _ = clients("bob")
+    send_acked(bob, "while you blinked", to="alice")
+    kill_socket(alice)  # a network failure: the library reconnects by itself
+    events = collect_until(alice, lambda e: isinstance(e, ConversationsListed), timeout=30)
+    assert any(isinstance(e, Connected) for e in events)  # a new login, then the list
+    private = [c for c in events[-1].items if c.kind == "private"]
+    assert [(c.name, c.unread, c.last.text if c.last else None) for c in private] == [
+        ("bob", 1, "while you blinked")
+    ]
+
+
+def test_history_with_both_before_and_around_is_refused_locally(clients):
+    alice, _ = clients("alice")
+    with pytest.raises(LocalProtocolError):
+        alice.history(room="#lobby", before=5, around=3)

@@ -128,3 +128,86 @@ def test_server_frames_are_not_accepted_from_clients_and_vice_versa():
         parse_client_frame(Ack(ref="a", id=1, ts=TS).to_wire())
     with pytest.raises(RemoteProtocolError):
         parse_server_frame(Send(id="a", text="x", room="#a").to_wire())
+
+
+# --- conversations, read markers, history around, welcome.flood (issue 10) -----------------
+
+_LAST = {"id": 7, "ts": TS, "kind": "private", "text": "hi", "from": "bob", "to": "alice"}
+
+
+_BAD_TS = {**_LAST, "ts": "yesterday"}
+_TOO_LONG = {**_LAST, "text": "x" * 201}  # past the preview's 200 characters
+
+
+def _conversations(*items: dict) -> dict:
+    return {"type": "conversations", "items": list(items)}
+
+
+def test_conversation_entries_are_checked_rebuilt_and_round_trip():
+    frame = parse_server_frame(
+        _conversations(
+            {"kind": "room", "name": "#lobby", "last": None, "unread": 0, "read": 0, "x": 1},
+            {"kind": "private", "name": "bob", "last": {**_LAST, "y": 2}, "unread": 2, "read": 5},
+        )
+    )
+    assert frame.items == [  # type: ignore[attr-defined]
+        {"kind": "room", "name": "#lobby", "last": None, "unread": 0, "read": 0},
+        {"kind": "private", "name": "bob", "last": _LAST, "unread": 2, "read": 5},
+    ]
+    assert parse_server_frame(frame.to_wire()) == frame
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"kind": "channel", "name": "#lobby", "last": None, "unread": 0, "read": 0},
+        {"kind": "room", "name": "bob", "last": None, "unread": 0, "read": 0},  # not a room
+        {"kind": "private", "name": "#lobby", "last": None, "unread": 0, "read": 0},
+        {"kind": "room", "name": "#lobby", "last": None, "unread": -1, "read": 0},
+        {"kind": "room", "name": "#lobby", "last": None, "unread": True, "read": 0},
+        {"kind": "room", "name": "#lobby", "last": None, "unread": 0},
+        {"kind": "room", "name": "#lobby", "last": "hi", "unread": 0, "read": 0},
+        {"kind": "room", "name": "#lobby", "last": None, "unread": 0, "read": 0, "cut": 1},
+        {"kind": "private", "name": "bob", "last": _BAD_TS, "unread": 0, "read": 0},
+        {"kind": "private", "name": "bob", "last": _TOO_LONG, "unread": 0, "read": 0},
+        "not an object",
+    ],
+)
+def test_bad_conversation_entries_are_bad_frames(entry):
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_server_frame(_conversations(entry))
+    assert info.value.code == ErrorCode.BAD_FRAME
+
+
+def test_read_needs_exactly_one_target_and_a_positive_id():
+    assert parse_client_frame({"type": "read", "with": "bob", "id": 3}).with_ == "bob"  # type: ignore[attr-defined]
+    for bad in (
+        {"type": "read", "id": 3},
+        {"type": "read", "room": "#a", "with": "bob", "id": 3},
+        {"type": "read", "room": "#a", "id": 0},
+        {"type": "read", "room": "#a", "id": "3"},
+        {"type": "read", "room": "#a"},
+    ):
+        with pytest.raises(RemoteProtocolError) as info:
+            parse_client_frame(bad)
+        assert info.value.code == ErrorCode.BAD_FRAME, bad
+
+
+def test_history_takes_before_or_around_not_both():
+    around = parse_client_frame({"type": "history", "room": "#a", "around": 9})
+    assert around.around == 9 and around.before is None  # type: ignore[attr-defined]
+    with pytest.raises(RemoteProtocolError):
+        parse_client_frame({"type": "history", "room": "#a", "around": 9, "before": 3})
+
+
+@pytest.mark.parametrize(
+    "flood",
+    [{"rate": 0, "burst": 1}, {"rate": 5.0, "burst": 0}, {"rate": "5", "burst": 1}, {"rate": 5}],
+)
+def test_welcome_flood_is_a_positive_rate_and_burst(flood):
+    welcome = {"type": "welcome", "version": 1, "nick": "al", "token": "t", "rooms": []}
+    welcome["server"] = "p"
+    ok = parse_server_frame({**welcome, "flood": {"rate": 5, "burst": 10, "extra": 1}})
+    assert ok.flood == {"rate": 5.0, "burst": 10}  # type: ignore[attr-defined]
+    with pytest.raises(RemoteProtocolError):
+        parse_server_frame({**welcome, "flood": flood})

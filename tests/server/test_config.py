@@ -44,6 +44,13 @@ def test_the_hardening_caps_have_their_documented_defaults():
     assert (cfg.io_threads, cfg.login_workers, cfg.request_workers) == (1, 4, 4)
 
 
+def test_presence_grace_defaults_to_20_seconds_and_is_never_negative():
+    assert ServerConfig().presence_grace == 20.0
+    assert ServerConfig(presence_grace=0).presence_grace == 0
+    with pytest.raises(ValueError, match="presence_grace"):
+        ServerConfig(presence_grace=-1)
+
+
 def test_flags_override_environment_which_overrides_defaults():
     env = {"PARLEY_PORT": "6000", "PARLEY_DB": "sqlite:///env.db"}
     cfg = ServerConfig.from_args(["--host", "0.0.0.0"], env)

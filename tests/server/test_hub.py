@@ -123,3 +123,45 @@ def test_join_and_leave_update_membership():
     assert "carol" in hub.online_in("#dev")
     hub.left(3, "#dev")
     assert hub.room_name(3, "#dev") is None
+
+
+# --- lingering (the presence grace) ------------------------------------------------------
+
+
+def test_a_lingering_user_stays_listed_and_comes_back_silently():
+    hub, peers = _hub_with_three()
+    assert hub.release(peers["bob"], 2) is not None  # bob's only connection
+    assert hub.online_in("#dev") == ["bob"] and hub.is_online("bob")
+    again = FakePeer()
+    # Back within the grace: not "just came online", so nobody is told.
+    assert hub.attach(again, 2, "bob", ["#lobby"]) is False
+    assert hub.online_in("#dev") == []  # the rooms the database has now
+    assert hub.online_in("#lobby") == ["alice", "bob", "carol"]
+
+
+def test_an_expired_linger_forgets_the_user_and_a_stale_token_does_nothing():
+    hub, peers = _hub_with_three()
+    first = hub.release(peers["bob"], 2)
+    assert first is not None
+    hub.attach(FakePeer(), 2, "bob", ["#lobby", "#dev"])  # came back
+    assert hub.expire(2, first) is None  # that grace is over, but bob is here
+    second = hub.release(next(iter(hub._users[2].conns)), 2)
+    assert second is not None and second != first
+    assert hub.expire(2, first) is None
+    assert hub.expire(2, second) == ("bob", ["#lobby", "#dev"])
+    assert not hub.is_online("bob") and hub.online_in("#dev") == []
+
+
+def test_release_of_one_of_several_connections_is_no_linger():
+    hub, peers = _hub_with_three()
+    assert hub.release(peers["alice"], 1) is None
+    assert hub.release(peers["alice2"], 1) is not None
+
+
+def test_linger_lists_a_user_the_restart_cut_off_until_expiry():
+    hub = Hub()
+    token = hub.linger(7, "dora", ["#lobby"])
+    assert token is not None and hub.online_in("#lobby") == ["dora"]
+    assert hub.linger(7, "dora", ["#lobby"]) is None  # already known
+    assert hub.attach(FakePeer(), 7, "dora", ["#lobby"]) is False
+    assert hub.expire(7, token) is None

@@ -78,3 +78,45 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
     assert saved.execute("SELECT nick FROM legacy_users").fetchall() == [("old",)]
     saved.close()
     assert current_revision(db_url) == (head_revision(), True)
+
+
+def test_0002_marks_everything_stored_before_it_read(db_url):
+    from alembic import command
+
+    from server.store.migrate import alembic_config
+
+    command.upgrade(alembic_config(db_url), "0001")
+    con = sqlite3.connect(database_path(db_url))
+    now = "2026-11-30 10:00:00"
+    for uid, nick in ((1, "alice"), (2, "bob"), (3, "carol")):
+        con.execute(
+            "INSERT INTO users (id, nick, nick_key, password_hash, created_at) VALUES (?, ?, ?, 'h', ?)",
+            (uid, nick, nick, now),
+        )
+        con.execute("INSERT INTO room_members VALUES (1, ?, ?)", (uid, now))
+    rows = [
+        (1, "public", 1, 1, None, "hi"),
+        (2, "private", None, 2, 3, "bob to carol"),
+        (3, "public", 1, 2, None, "hello"),
+        (4, "private", None, 3, 2, "carol to bob"),
+    ]
+    con.executemany(
+        "INSERT INTO messages (id, created_at, kind, room_id, sender_id, recipient_id, body) "
+        f"VALUES (?, '{now}', ?, ?, ?, ?, ?)",
+        rows,
+    )
+    con.commit()
+    con.close()
+    upgrade_to_head(db_url)
+    con = sqlite3.connect(database_path(db_url))
+    markers = con.execute(
+        "SELECT user_id, room_id, peer_id, message_id FROM read_markers ORDER BY user_id, id"
+    ).fetchall()
+    con.close()
+    assert set(markers) == {
+        (1, 1, None, 3),  # alice: the lobby only (she has no private conversation)
+        (2, 1, None, 3),
+        (2, None, 3, 4),  # bob and carol: their conversation, each from their side
+        (3, 1, None, 3),
+        (3, None, 2, 4),
+    }
