@@ -19,12 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 # Certificates are generated only when missing; `make certs` forces nothing either
-# (use `python -m certs --out certs --force` or `--renew` by hand).
+# (use `python -m parley_chat.certs --out certs --force` or `--renew` by hand).
 $(CERTS)/server.pem: | $(STAMP)
-	$(PY) -m certs --out $(CERTS)
+	$(PY) -m parley_chat.certs --out $(CERTS)
 
 certs: $(STAMP)
-	$(PY) -m certs --out $(CERTS)
+	$(PY) -m parley_chat.certs --out $(CERTS)
 
 # sslyze, for the TLS profile gate (tests/server/test_tls_profile.py), lives in
 # its own venv: it pins cryptography<47 and brings nassl (its own OpenSSL) and
@@ -44,10 +44,10 @@ sslyze: $(SSLYZE_STAMP)
 # Start the server on its defaults: 127.0.0.1:5555, history in parley.db.
 # Serve the LAN with: make run ARGS="--host 0.0.0.0"
 run: $(STAMP) $(CERTS)/server.pem
-	$(PY) -m server $(ARGS)
+	$(PY) -m parley_chat.server $(ARGS)
 
 client: $(STAMP)
-	$(PY) -m client.gui $(ARGS)
+	$(PY) -m parley_chat.client.gui $(ARGS)
 
 # System packages the GUI tests need: installed when root and missing, otherwise named.
 # fonts-noto-color-emoji: the desktop client draws colour emoji from it (without it,

@@ -32,7 +32,7 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports():
-    from protocol import (
+    from parley_chat.protocol import (
         MAX_LINE_BYTES,
         Frame,
         LineDecoder,

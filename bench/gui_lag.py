@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
-    from certs import generate
-    from client import ChatClient
-    from server.app import ChatServer
-    from server.config import ServerConfig
+    from parley_chat.certs import generate
+    from parley_chat.client import ChatClient
+    from parley_chat.server.app import ChatServer
+    from parley_chat.server.config import ServerConfig
 
     paths = generate(tmp / "certs")
     # The sender posts far above the default flood limit (5/s): raise it, and use
@@ -82,8 +82,8 @@ def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
 
     import customtkinter as ctk
 
-    from client.gui.app import App
-    from client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.gui.app import App
+    from parley_chat.client.gui.settings import Settings, SettingsStore
 
     ctk.set_appearance_mode("light")
     settings = Settings(

@@ -20,10 +20,10 @@ import threading
 import time
 from pathlib import Path
 
-from certs import generate
-from client import Acked, ChatClient, MessageReceived
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.certs import generate
+from parley_chat.client import Acked, ChatClient, MessageReceived
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 
 
 def _pct(values: list[float], q: float) -> float:

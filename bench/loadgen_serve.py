@@ -61,9 +61,9 @@ def create_accounts(db_url: str, prefix: str, count: int, password: str, scrypt_
     at the default cost takes one hash, not a thousand. Logging in still
     verifies at that cost, since the stored hash carries its parameters.
     """
-    from server.auth import PasswordHasher
-    from server.commands import utcnow
-    from server.store import Store, upgrade_to_head, writes
+    from parley_chat.server.auth import PasswordHasher
+    from parley_chat.server.commands import utcnow
+    from parley_chat.server.store import Store, upgrade_to_head, writes
 
     upgrade_to_head(db_url, backup=False)
     password_hash = PasswordHasher(n=scrypt_n).hash(password)
@@ -94,8 +94,8 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default="bench-pw")
     args = parser.parse_args(argv)
 
-    from server.app import ChatServer
-    from server.config import ServerConfig
+    from parley_chat.server.app import ChatServer
+    from parley_chat.server.config import ServerConfig
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     db_url = f"sqlite:///{args.db}"
@@ -160,7 +160,7 @@ class ParleyServer:
 
     def start(self, timeout: float = 120.0) -> None:
         """Make certs and a fresh database, start the server, wait for it to listen."""
-        from certs import generate
+        from parley_chat.certs import generate
 
         self._tmp = tempfile.TemporaryDirectory(prefix="parley-loadgen-")
         root = Path(self._tmp.name)

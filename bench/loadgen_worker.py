@@ -193,7 +193,7 @@ class Worker:
         self.stamp_re = re.compile(rb"~" + re.escape(nonce) + rb":\d+:\d+:(\d+)~")
         self.prefix = nonce
         if not self.irc:
-            from protocol import Send, encode
+            from parley_chat.protocol import Send, encode
 
             # The send line comes from the protocol's own encoder once; each
             # message then only fills in its id and text (ASCII, nothing to
@@ -414,7 +414,7 @@ class Worker:
         if self.irc:
             self._write(c, f"NICK {c.nick}\r\nUSER {c.nick} 0 * :parley bench\r\n".encode())
         else:
-            from protocol import Hello, encode
+            from parley_chat.protocol import Hello, encode
 
             hello = Hello(version=1, nick=c.nick, password=self.spec.password, register=True)
             self._write(c, encode(hello))
@@ -677,7 +677,7 @@ class Worker:
                 if self.irc:
                     self._write(c, b"QUIT :bench done\r\n")
                 else:
-                    from protocol import Bye, encode
+                    from parley_chat.protocol import Bye, encode
 
                     self._write(c, encode(Bye(reason="bench done")))
             c.state = _CLOSED
@@ -829,7 +829,7 @@ class Worker:
     def _parley_control(self, c: _Client, data: bytes) -> None:
         for line in data.split(b"\n"):
             if line.startswith(b'{"type":"ping"'):
-                from protocol import Pong, encode
+                from parley_chat.protocol import Pong, encode
 
                 token = json.loads(line).get("token")
                 self._write(c, encode(Pong(token=token)))

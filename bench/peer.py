@@ -123,7 +123,7 @@ class NgircdServer:
 
     def start(self, timeout: float = 30.0) -> None:
         """Write certs and the config, start `ngircd -n`, wait until the TLS port accepts."""
-        from certs import generate
+        from parley_chat.certs import generate
 
         binary = ensure_installed()
         self._tmp = tempfile.TemporaryDirectory(prefix="parley-ngircd-")

@@ -23,12 +23,12 @@ from pathlib import Path
 
 from sqlalchemy import event
 
-from certs import generate
-from client import BatchEnded, ChatClient, MessageReceived
-from server.app import ChatServer
-from server.auth import PasswordHasher
-from server.config import ServerConfig
-from server.store import Store, queries, upgrade_to_head
+from parley_chat.certs import generate
+from parley_chat.client import BatchEnded, ChatClient, MessageReceived
+from parley_chat.server.app import ChatServer
+from parley_chat.server.auth import PasswordHasher
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.store import Store, queries, upgrade_to_head
 
 REPLAY = 500
 USERS = 50

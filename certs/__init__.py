@@ -262,12 +262,12 @@ def check_server_certificate(
     if left <= timedelta(0):
         warnings.append(
             f"the server certificate EXPIRED on {cert.not_valid_after_utc:%Y-%m-%d}: "
-            "clients will refuse it; run `python -m certs --out certs --renew`"
+            "clients will refuse it; run `python -m parley_chat.certs --out certs --renew`"
         )
     elif left <= timedelta(days=warn_days):
         warnings.append(
             f"the server certificate expires in {left.days} day(s) "
-            f"({cert.not_valid_after_utc:%Y-%m-%d}); run `python -m certs --out certs --renew`"
+            f"({cert.not_valid_after_utc:%Y-%m-%d}); run `python -m parley_chat.certs --out certs --renew`"
         )
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -278,7 +278,7 @@ def check_server_certificate(
         if addr not in covered:
             warnings.append(
                 f"the server certificate does not cover this machine's address {addr}: clients "
-                f"using it will fail verification; run `python -m certs --out certs --renew` "
+                f"using it will fail verification; run `python -m parley_chat.certs --out certs --renew` "
                 f"(or --san {addr})"
             )
     return warnings

@@ -1,4 +1,4 @@
-# certs/__main__.py: `python -m certs` — make the local CA and server certificate.
+# certs/__main__.py: `python -m parley_chat.certs` — make the local CA and server certificate.
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import MAX_SERVER_DAYS, fingerprint_sha256, generate
 def main(argv: list[str] | None = None) -> int:
     """Parse flags, generate (or keep) the files, print where they are and their fingerprints."""
     parser = argparse.ArgumentParser(
-        prog="python -m certs",
+        prog="python -m parley_chat.certs",
         description="Create parley's local CA and a server certificate it signs. Existing "
         "files are kept: run again safely. Copy ca.pem (never ca.key) to each client machine.",
     )

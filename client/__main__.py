@@ -1,4 +1,4 @@
-# `python -m client`: the terminal client (the desktop app is `python -m client.gui`).
+# `python -m parley_chat.client`: the terminal client (the desktop app is `python -m parley_chat.client.gui`).
 
 import sys
 

@@ -1,4 +1,4 @@
-# client/cli.py: the terminal client, `python -m client.cli`, built on ChatClient.
+# client/cli.py: the terminal client, `python -m parley_chat.client.cli`, built on ChatClient.
 #
 # Rules this module keeps:
 # 1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
@@ -35,7 +35,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TextIO
 
-from protocol import DEFAULT_ROOM, MAX_PAGE, LocalProtocolError, Message, fold, parse_ts, valid_nick
+from parley_chat.protocol import (
+    DEFAULT_ROOM,
+    MAX_PAGE,
+    LocalProtocolError,
+    Message,
+    fold,
+    parse_ts,
+    valid_nick,
+)
 
 from .connection import ChatClient
 from .errors import (
@@ -244,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         return value
 
     parser = argparse.ArgumentParser(
-        prog="python -m client.cli",
+        prog="python -m parley_chat.client.cli",
         description="parley terminal client: chat over TLS from a terminal or a script.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -46,7 +46,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import (
+from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_TEXT_CHARS,
     PROTOCOL_VERSION,
@@ -82,7 +82,7 @@ from protocol import (
     fold,
     valid_nick,
 )
-from transport import PeerClosed, StreamClosed, TLSStream
+from parley_chat.transport import PeerClosed, StreamClosed, TLSStream
 
 from .errors import (
     CertificateNotTrusted,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol import Message
+from parley_chat.protocol import Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import create_engine
 
-from server.store.models import Base, compared_with_models
+from parley_chat.server.store.models import Base, compared_with_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

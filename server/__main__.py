@@ -1,4 +1,4 @@
-# server/__main__.py: `python -m server`: build the config, start the server,
+# server/__main__.py: `python -m parley_chat.server`: build the config, start the server,
 # print one "listening" line, and shut down cleanly on SIGINT/SIGTERM.
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"parley: cannot start: {exc}", file=sys.stderr)
         return 2
-    from certs import check_server_certificate, fingerprint_sha256
+    from parley_chat.certs import check_server_certificate, fingerprint_sha256
 
     for warning in check_server_certificate(cfg.cert_file):
         print(f"parley: warning: {warning}", file=sys.stderr)

@@ -1,4 +1,4 @@
-# server/admin.py: `python -m server.admin`, the operator's account tool: list,
+# server/admin.py: `python -m parley_chat.server.admin`, the operator's account tool: list,
 # add, reset and delete accounts, and open or close registration.
 #
 # Rules this module keeps:
@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from protocol import DEFAULT_ROOM, valid_nick
+from parley_chat.protocol import DEFAULT_ROOM, valid_nick
 
 from .auth import PasswordHasher
 from .config import ServerConfig, add_db_argument
@@ -61,7 +61,7 @@ MAX_PASSWORD_CHARS = 1024
 #: How long to wait for the writer (it may queue behind the server's own writes).
 WRITE_TIMEOUT = 30.0
 
-_PROG = "python -m server.admin"
+_PROG = "python -m parley_chat.server.admin"
 
 
 class AdminError(Exception):
@@ -247,7 +247,7 @@ class Admin:
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser of `python -m server.admin`."""
+    """The argument parser of `python -m parley_chat.server.admin`."""
     env = os.environ if environ is None else environ
     defaults = ServerConfig()
     parser = argparse.ArgumentParser(
@@ -326,7 +326,7 @@ def main(
     stderr: TextIO | None = None,
     prompt: Callable[[str], str] = getpass.getpass,
 ) -> int:
-    """Run `python -m server.admin`; returns the exit code (0 ok, 1 error, 2 usage)."""
+    """Run `python -m parley_chat.server.admin`; returns the exit code (0 ok, 1 error, 2 usage)."""
     env = os.environ if environ is None else environ
     stdin = sys.stdin if stdin is None else stdin
     out = sys.stdout if stdout is None else stdout

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from protocol import Error, ErrorCode
+from parley_chat.protocol import Error, ErrorCode
 
 from . import store as store_pkg
 from .auth import LoginThrottle, PasswordHasher

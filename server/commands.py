@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from protocol import (
+from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_ROOMS_LISTED,
     PROTOCOL_VERSION,
@@ -60,7 +60,7 @@ from protocol import (
     format_ts,
     message_wire,
 )
-from protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
+from parley_chat.protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
 
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .config import ServerConfig

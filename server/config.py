@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from protocol import MAX_LINE_BYTES, MAX_ROOMS_LISTED, MAX_SERVER_NAME_CHARS, MAX_TEXT_CHARS
+from parley_chat.protocol import (
+    MAX_LINE_BYTES,
+    MAX_ROOMS_LISTED,
+    MAX_SERVER_NAME_CHARS,
+    MAX_TEXT_CHARS,
+)
 
 DEFAULT_DB_URL = "sqlite:///parley.db"
 DEFAULT_PORT = 5555
@@ -42,7 +47,7 @@ class ServerConfig:
     is delayed (the connection's reads pause), and a client with more than
     flood_backlog [200] unprocessed frames is disconnected.
     Accounts: registration_open [True] (the operator can override it in the
-    database with `python -m server.admin`), scrypt_n [2**17] (scrypt_r 8,
+    database with `python -m parley_chat.server.admin`), scrypt_n [2**17] (scrypt_r 8,
     scrypt_p 1), max_concurrent_hashes [2], login_failures [5] per
     login_failure_window [300 s] per (nick, address) and login_failures_per_ip [30]
     per address, registrations_per_ip [30] per registration_window [600 s],
@@ -217,7 +222,7 @@ class ServerConfig:
         """Build the config from command-line flags, falling back to PARLEY_* variables, then defaults."""
         env = os.environ if environ is None else environ
         parser = argparse.ArgumentParser(
-            prog="python -m server",
+            prog="python -m parley_chat.server",
             description="parley: a TLS-only chat server for a local network.",
         )
         parser.add_argument(
@@ -242,7 +247,7 @@ class ServerConfig:
             choices=("open", "closed"),
             default=None,
             help="whether new accounts can register (default open; the operator's setting "
-            "stored with `python -m server.admin registration` takes precedence)",
+            "stored with `python -m parley_chat.server.admin registration` takes precedence)",
         )
         parser.add_argument("--scrypt-n", type=int, default=None, help="scrypt cost (power of two)")
         parser.add_argument("--log-level", default=env.get("PARLEY_LOG_LEVEL", "INFO"))

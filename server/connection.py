@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from protocol import (
+from parley_chat.protocol import (
     Error,
     ErrorCode,
     Frame,
@@ -43,7 +43,7 @@ from protocol import (
     decode_client_line,
     encode,
 )
-from transport import StreamClosed, TLSStream
+from parley_chat.transport import StreamClosed, TLSStream
 
 from .config import ServerConfig
 from .errors import ClosedByServer, PeerGone, SendQueueExceeded

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from protocol import MAX_ONLINE_LISTED, Message, Presence, encode, fold, format_ts
+from parley_chat.protocol import MAX_ONLINE_LISTED, Message, Presence, encode, fold, format_ts
 
 from .store.records import StoredMessage
 

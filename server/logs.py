@@ -1,4 +1,4 @@
-# server/logs.py: `python -m server.logs`, the operator's chat-logs tool: ad-hoc
+# server/logs.py: `python -m parley_chat.server.logs`, the operator's chat-logs tool: ad-hoc
 # SQL, export, search, statistics and online backups of the server's database.
 #
 # Rules this module keeps:
@@ -59,7 +59,7 @@ LARGE_EXPORT_ROWS = 100_000
 #: The columns of the chat_log view, in order (docs/schema.md).
 CHAT_LOG_COLUMNS = ("id", "ts", "room", "sender", "recipient", "kind", "text")
 
-_PROG = "python -m server.logs"
+_PROG = "python -m parley_chat.server.logs"
 
 
 class LogsError(Exception):
@@ -681,7 +681,7 @@ def _positive(text: str) -> int:
 
 
 def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser of `python -m server.logs`."""
+    """The argument parser of `python -m parley_chat.server.logs`."""
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(
         prog=_PROG,
@@ -795,7 +795,7 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run `python -m server.logs`; returns the exit code (0 ok, 1 error, 2 usage or refused)."""
+    """Run `python -m parley_chat.server.logs`; returns the exit code (0 ok, 1 error, 2 usage or refused)."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     parser = build_parser(environ)

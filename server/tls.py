@@ -42,7 +42,7 @@ def server_context(cfg: ServerConfig) -> ssl.SSLContext:
     except (FileNotFoundError, PermissionError) as exc:
         raise CertificateMissing(
             f"cannot read the server certificate {cfg.cert_file} / key {cfg.key_file}: "
-            f"{exc.strerror}. Create them with: python -m certs --out {cfg.certs_dir}"
+            f"{exc.strerror}. Create them with: python -m parley_chat.certs --out {cfg.certs_dir}"
         ) from exc
     except ssl.SSLError as exc:
         raise CertificateMissing(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from certs import generate
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.certs import generate
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from protocol import (
+from parley_chat.protocol import (
     PROTOCOL_VERSION,
     Frame,
     Hello,

@@ -1,4 +1,4 @@
-# client/gui/__main__.py: `python -m client.gui` (make client): the desktop client.
+# client/gui/__main__.py: `python -m parley_chat.client.gui` (make client): the desktop client.
 #
 # Command-line values override the remembered ones for this run (and are
 # remembered once used to connect). The password is never a command-line
@@ -21,7 +21,7 @@ PASSWORD_ENV = "PARLEY_PASSWORD"
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(
-        prog="python -m client.gui",
+        prog="python -m parley_chat.client.gui",
         description="parley desktop client. Values given here fill the connect form.",
         epilog=f"Settings live in $XDG_CONFIG_HOME/parley (override with {CONFIG_DIR_ENV}). "
         f"With {PASSWORD_ENV} set, the app connects at once (for scripts and tests).",

@@ -27,7 +27,7 @@ from typing import Any
 
 import customtkinter as ctk
 
-from client import (
+from parley_chat.client import (
     Acked,
     BatchEnded,
     BatchStarted,
@@ -45,7 +45,7 @@ from client import (
     RoomsListed,
     ServerError,
 )
-from protocol import DEFAULT_ROOM, Message, ProtocolError, fold
+from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
 from . import commands, theme
 from .chat_view import ChatView

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol import valid_nick, valid_room
+from parley_chat.protocol import valid_nick, valid_room
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 
-from client import ChatClient, ProbedCertificate, probe_server_certificate
+from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certificate
 
 from .connect_dialog import ConnectDialog
 from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure

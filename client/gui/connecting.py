@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from client import (
+from parley_chat.client import (
     CertificateNotTrusted,
     ChatClient,
     ConnectionLost,
@@ -28,7 +28,7 @@ from client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from protocol import valid_nick
+from parley_chat.protocol import valid_nick
 
 from .settings import Pin
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from protocol import DEFAULT_ROOM, Message, fold, parse_ts
+from parley_chat.protocol import DEFAULT_ROOM, Message, fold, parse_ts
 
 #: The key of the search results pseudo-conversation.
 SEARCH_KEY = "?search"

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from protocol import fold
+from parley_chat.protocol import fold
 
 #: Overrides the settings directory (tests and scripts point it at a temp dir).
 CONFIG_DIR_ENV = "PARLEY_CONFIG_DIR"

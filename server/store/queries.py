@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, aliased
 
-from protocol import fold
+from parley_chat.protocol import fold
 
 from .models import (
     ChatSession,

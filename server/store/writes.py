@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from protocol import DEFAULT_ROOM, fold
+from parley_chat.protocol import DEFAULT_ROOM, fold
 
 from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
 from .models import (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import ChatServer
+from parley_chat.server.app import ChatServer
 from tests.battery.helpers import Battery
 
 

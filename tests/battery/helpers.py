@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import insert, select
 
-from protocol import (
+from parley_chat.protocol import (
     Error,
     ErrorCode,
     Frame,
@@ -36,9 +36,9 @@ from protocol import (
     Presence,
     decode_server_line,
 )
-from server.app import ChatServer
-from server.store import writes
-from server.store.models import Room, RoomMember
+from parley_chat.server.app import ChatServer
+from parley_chat.server.store import writes
+from parley_chat.server.store.models import Room, RoomMember
 from tests.support import DEFAULT_TIMEOUT, RawClient
 
 #: Where the end-of-case probe connects from: an address no case uses, so no
@@ -397,7 +397,7 @@ def add_rooms(s: Any, names: Sequence[str], member_ids: Sequence[int] = ()) -> N
 
 
 def create_account(server: ChatServer, nick: str, password: str = "secret-pw") -> int:
-    """An account made in the database, as `python -m server.admin add` does; its id.
+    """An account made in the database, as `python -m parley_chat.server.admin add` does; its id.
 
     For cases that fill the database for a user: one who has never been online
     has no in-memory state the fill could be out of step with.

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from certs import generate
-from protocol import Ack, Error, ErrorCode, Hello, Message, Presence, Send, Welcome, Who
+from parley_chat.certs import generate
+from parley_chat.protocol import Ack, Error, ErrorCode, Hello, Message, Presence, Send, Welcome, Who
 from tests.battery.helpers import (
     OTHER_SOURCE,
     Client,

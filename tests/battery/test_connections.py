@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from protocol import ErrorCode, Ping, Pong
+from parley_chat.protocol import ErrorCode, Ping, Pong
 from tests.battery.helpers import (
     DEFAULT_CONNECTION_LIMITS,
     OTHER_SOURCE,

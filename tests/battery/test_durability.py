@@ -14,8 +14,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from protocol import Ack, Batch, ErrorCode, Frame, History, Message, Search, Send, encode
-from server.app import ChatServer
+from parley_chat.protocol import (
+    Ack,
+    Batch,
+    ErrorCode,
+    Frame,
+    History,
+    Message,
+    Search,
+    Send,
+    encode,
+)
+from parley_chat.server.app import ChatServer
 from tests.battery.helpers import (
     Client,
     barrier,

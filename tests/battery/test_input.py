@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     ErrorCode,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from protocol import (
+from parley_chat.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Batch,
@@ -25,7 +25,7 @@ from protocol import (
     Send,
     Welcome,
 )
-from server.store import Store, upgrade_to_head, writes
+from parley_chat.server.store import Store, upgrade_to_head, writes
 from tests.battery.helpers import (
     Client,
     add_rooms,

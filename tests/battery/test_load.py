@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     ErrorCode,

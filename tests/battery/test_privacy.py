@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     Conversations,

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from certs import check_server_certificate, fingerprint_sha256, generate
+from parley_chat.certs import check_server_certificate, fingerprint_sha256, generate
 
 
 def _load(path):
@@ -103,7 +103,7 @@ def test_warnings_for_expiry_and_uncovered_address(tmp_path):
 
 def test_cli_prints_fingerprints_and_paths(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "certs", "--out", str(tmp_path), "--san", "lan-host"],
+        [sys.executable, "-m", "parley_chat.certs", "--out", str(tmp_path), "--san", "lan-host"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,5 +1,5 @@
 # Tests of client/cli.py: the output format and password rules in-process, then
-# `python -m client.cli` as a real subprocess against a real server, checking
+# `python -m parley_chat.client.cli` as a real subprocess against a real server, checking
 # stdout lines, stderr status and every documented exit code. Every subprocess
 # runs under a timeout; every wait has a deadline.
 
@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certs import generate
-from client import Acked, ChatClient, MessageReceived
-from client.cli import (
+from parley_chat.certs import generate
+from parley_chat.client import Acked, ChatClient, MessageReceived
+from parley_chat.client.cli import (
     EXIT_LOGIN,
     EXIT_OK,
     EXIT_TLS,
@@ -38,8 +38,8 @@ from client.cli import (
     read_password,
     status_text,
 )
-from client.events import BatchEnded
-from protocol import Message, format_ts
+from parley_chat.client.events import BatchEnded
+from parley_chat.protocol import Message, format_ts
 from tests.support import collect_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,7 +231,7 @@ def cli_args(server, ca_file: Path, nick: str, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "client.cli",
+        "parley_chat.client.cli",
         "--host",
         host,
         "--port",
@@ -342,7 +342,7 @@ def test_usage_errors_exit_2(server, ca_file, tmp_path):
 
 def test_help_lists_commands_and_exit_codes():
     result = subprocess.run(
-        [sys.executable, "-m", "client.cli", "--help"],
+        [sys.executable, "-m", "parley_chat.client.cli", "--help"],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,

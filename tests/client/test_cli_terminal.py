@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from client import Acked, ChatClient, MessageReceived
-from client.cli import EXIT_OK, PASSWORD_ENV, Pacer
-from client.events import BatchEnded
+from parley_chat.client import Acked, ChatClient, MessageReceived
+from parley_chat.client.cli import EXIT_OK, PASSWORD_ENV, Pacer
+from parley_chat.client.events import BatchEnded
 from tests.support import collect_until, wait_for_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def _cli(server, ca_file: Path, nick: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "client.cli",
+        "parley_chat.client.cli",
         "--host",
         host,
         "--port",
@@ -220,8 +220,8 @@ def test_a_line_being_typed_survives_incoming_messages_and_comes_back_with_up(se
 
 
 def test_the_login_list_prints_what_is_unread_on_stderr():
-    from client.cli import _Printer
-    from client.events import ConversationsListed, ConversationSummary
+    from parley_chat.client.cli import _Printer
+    from parley_chat.client.events import ConversationsListed, ConversationSummary
 
     out, err = io.StringIO(), io.StringIO()
     printer = _Printer(None, out, err)  # type: ignore[arg-type]

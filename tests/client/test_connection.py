@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from client import (
+from parley_chat.client import (
     Acked,
     BatchEnded,
     ChatClient,
@@ -31,9 +31,9 @@ from client import (
     ServerError,
     backoff_delay,
 )
-from client.connection import SeenIds
-from client.events import BatchStarted, ClientEvent
-from protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
+from parley_chat.client.connection import SeenIds
+from parley_chat.client.events import BatchStarted, ClientEvent
+from parley_chat.protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
 from tests.support import RawClient, collect_until, wait_for_event
 from tests.support import drain_events as drain
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from client import (
+from parley_chat.client import (
     Acked,
     BatchEnded,
     ChatClient,
@@ -15,7 +15,7 @@ from client import (
     MessageReceived,
     ReadMoved,
 )
-from protocol import LocalProtocolError
+from parley_chat.protocol import LocalProtocolError
 from tests.client.test_connection import kill_socket
 from tests.support import collect_until, wait_for_event
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from certs import generate
-from client import (
+from parley_chat.certs import generate
+from parley_chat.client import (
     CertificateNotTrusted,
     ChatClient,
     Connected,

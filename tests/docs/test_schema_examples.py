@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from server import logs
-from server.store.queries import fts_query
+from parley_chat.server import logs
+from parley_chat.server.store.queries import fts_query
 from tests.server.test_logs import populate
 
 SCHEMA_MD = Path(__file__).resolve().parents[2] / "docs" / "schema.md"

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     Error,
@@ -214,7 +214,7 @@ def test_rooms_persist_and_list_member_counts(server, ca_file):
 
 
 def test_a_replay_is_written_as_one_coalesced_write(make_server, ca_file, monkeypatch):
-    from server.connection import Connection
+    from parley_chat.server.connection import Connection
 
     server = make_server(replay_cap=50)
     alice = online(server, ca_file, "alice")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from protocol import Ack, Error, Message, Ping, Pong, Presence, Send
+from parley_chat.protocol import Ack, Error, Message, Ping, Pong, Presence, Send
 from tests.support import RawClient
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from protocol import (
+from parley_chat.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Bye,
@@ -452,14 +452,14 @@ def test_full_disk_refuses_without_ack_and_recovers(server, ca_file):
 
 
 def test_second_server_on_the_same_database_is_refused(server, make_server, db_url):
-    from server.errors import DatabaseLocked
+    from parley_chat.server.errors import DatabaseLocked
 
     with pytest.raises(DatabaseLocked, match="already using"):
         make_server(db_url=db_url)
 
 
 def test_busy_port_is_a_clear_error(server, make_server, tmp_path):
-    from server.errors import AddressInUse
+    from parley_chat.server.errors import AddressInUse
 
     with pytest.raises(AddressInUse, match="already in use"):
         make_server(db_url=f"sqlite:///{tmp_path / 'other.db'}", port=server.address[1])
@@ -479,7 +479,7 @@ def test_encode_once_frames_reach_twenty_clients(server, ca_file):
 
 
 def test_a_password_reset_by_the_operator_ends_open_connections(make_server, ca_file):
-    from server.store import writes
+    from parley_chat.server.store import writes
 
     server = make_server(revocation_check_interval=0.1)
     alice, bob = online(server, ca_file, "alice"), online(server, ca_file, "bob")

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import Counter
 
-from protocol import Ack, Error, Message, Send
+from parley_chat.protocol import Ack, Error, Message, Send
 from tests.support import RawClient
 
 CLIENTS = 20

@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from protocol import (
+from parley_chat.protocol import (
     CLIENT_FRAMES,
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_NAME_CHARS,

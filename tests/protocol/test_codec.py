@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import (
+from parley_chat.protocol import (
     MAX_LINE_BYTES,
     ErrorCode,
     Frame,

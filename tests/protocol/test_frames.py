@@ -3,7 +3,7 @@
 
 import pytest
 
-from protocol import (
+from parley_chat.protocol import (
     Ack,
     Batch,
     ErrorCode,

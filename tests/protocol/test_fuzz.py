@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol import (
+from parley_chat.protocol import (
     CLIENT_FRAMES,
     MAX_ID,
     MAX_LINE_BYTES,

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from protocol import PROTOCOL_VERSION, Ack, Error, ErrorCode, Hello, Send, Welcome
-from server import admin, logs
-from server.store import Store, queries, upgrade_to_head, writes
+from parley_chat.protocol import PROTOCOL_VERSION, Ack, Error, ErrorCode, Hello, Send, Welcome
+from parley_chat.server import admin, logs
+from parley_chat.server.store import Store, queries, upgrade_to_head, writes
 from tests.support import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +26,22 @@ SUBPROCESS_TIMEOUT = 60
 def run_admin(
     db_url: str, *argv: str, password: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m server.admin --db URL --scrypt-n 16 ...` as a real process, stdin not a tty."""
+    """`python -m parley_chat.server.admin --db URL --scrypt-n 16 ...` as a real process, stdin not a tty."""
     env = {k: v for k, v in os.environ.items() if k not in ("PARLEY_DB", "PARLEY_PASSWORD")}
     env["PYTHONPATH"] = str(ROOT)
     if password is not None:
         env["PARLEY_PASSWORD"] = password
     return subprocess.run(
-        [sys.executable, "-m", "server.admin", "--db", db_url, "--scrypt-n", "16", *argv],
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server.admin",
+            "--db",
+            db_url,
+            "--scrypt-n",
+            "16",
+            *argv,
+        ],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

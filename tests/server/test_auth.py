@@ -2,7 +2,7 @@
 
 import hashlib
 
-from server.auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
+from parley_chat.server.auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 
 
 def test_hash_verifies_and_carries_its_parameters():

@@ -13,13 +13,23 @@ from typing import Any
 
 import pytest
 
-from protocol import PROTOCOL_VERSION, Error, Frame, Hello, Join, ListRooms, Ping, Send, encode
-from server.auth import PasswordHasher
-from server.commands import Commands
-from server.config import ServerConfig
-from server.hub import Hub
-from server.store import Store, upgrade_to_head
-from server.workers import WorkerPool
+from parley_chat.protocol import (
+    PROTOCOL_VERSION,
+    Error,
+    Frame,
+    Hello,
+    Join,
+    ListRooms,
+    Ping,
+    Send,
+    encode,
+)
+from parley_chat.server.auth import PasswordHasher
+from parley_chat.server.commands import Commands
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.hub import Hub
+from parley_chat.server.store import Store, upgrade_to_head
+from parley_chat.server.workers import WorkerPool
 
 
 class FakeClient:

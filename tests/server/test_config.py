@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import DEFAULT_DB_URL, ServerConfig
+from parley_chat.server.config import DEFAULT_DB_URL, ServerConfig
 
 
 def test_defaults_are_the_documented_ones():

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from protocol import (
+from parley_chat.protocol import (
     MAX_CONVERSATIONS_LISTED,
     MAX_PREVIEW_CHARS,
     Ack,

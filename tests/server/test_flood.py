@@ -1,6 +1,6 @@
 # Tests for server/flood.py: the token bucket behind fakelag.
 
-from server.flood import TokenBucket
+from parley_chat.server.flood import TokenBucket
 
 
 def test_burst_then_rate():

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from protocol import (
+from parley_chat.protocol import (
     MAX_LINE_BYTES,
     Ack,
     Bye,

@@ -3,8 +3,8 @@
 import json
 from datetime import datetime
 
-from server.hub import Hub
-from server.store.records import StoredMessage
+from parley_chat.server.hub import Hub
+from parley_chat.server.store.records import StoredMessage
 
 
 class FakePeer:
@@ -105,7 +105,7 @@ def test_a_batch_hands_each_connection_its_share_once_in_order():
 
 
 def test_presence_pages_split_big_rooms_and_mark_all_but_the_last():
-    from server.hub import PRESENCE_PAGE, presence_pages
+    from parley_chat.server.hub import PRESENCE_PAGE, presence_pages
 
     nicks = [f"user{i:05d}" for i in range(PRESENCE_PAGE * 2 + 3)]
     pages = [json.loads(p) for p in presence_pages("#lobby", nicks)]

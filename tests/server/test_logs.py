@@ -1,6 +1,6 @@
 # Tests of server/logs.py (and logs_format.py): the operator's read-only SQL,
 # export, search, stats and online backup, on real SQLite files built through
-# server.store, in-process and as real `python -m server.logs` subprocesses.
+# server.store, in-process and as real `python -m parley_chat.server.logs` subprocesses.
 #
 # populate() is also the fixture database of tests/docs/test_schema_examples.py:
 # every example query in docs/schema.md must find rows in it.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from server import logs
-from server.logs_format import cell_text, display_width, parse_time, write_table
-from server.store import Store, upgrade_to_head, writes
+from parley_chat.server import logs
+from parley_chat.server.logs_format import cell_text, display_width, parse_time, write_table
+from parley_chat.server.store import Store, upgrade_to_head, writes
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT = 60
@@ -160,12 +160,12 @@ def run_main(*argv: str) -> tuple[int, str, str]:
 
 
 def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m server.logs` as a real process (with a timeout)."""
+    """Run `python -m parley_chat.server.logs` as a real process (with a timeout)."""
     full_env = {k: v for k, v in os.environ.items() if k != "PARLEY_DB"}
     full_env["PYTHONPATH"] = str(ROOT)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "server.logs", *argv],
+        [sys.executable, "-m", "parley_chat.server.logs", *argv],
         cwd=ROOT,
         env=full_env,
         capture_output=True,
@@ -347,7 +347,7 @@ def test_the_default_database_is_parley_db_in_the_working_directory(chat_db, tmp
     full_env = {k: v for k, v in os.environ.items() if k != "PARLEY_DB"}
     full_env["PYTHONPATH"] = str(ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "server.logs", "query", "SELECT count(*) FROM users"],
+        [sys.executable, "-m", "parley_chat.server.logs", "query", "SELECT count(*) FROM users"],
         cwd=tmp_path,
         env=full_env,
         capture_output=True,

@@ -1,4 +1,4 @@
-# `python -m server` as a user runs it: one "listening" line with the address,
+# `python -m parley_chat.server` as a user runs it: one "listening" line with the address,
 # TLS versions and fingerprint; clear errors and exit 2 for a busy database or
 # missing certificates; SIGTERM stops it cleanly. And `alembic upgrade head` by hand.
 
@@ -13,14 +13,14 @@ import sys
 import threading
 from pathlib import Path
 
-from certs import fingerprint_sha256
+from parley_chat.certs import fingerprint_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "server", *args],
+        [sys.executable, "-m", "parley_chat.server", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -54,7 +54,7 @@ def test_server_prints_listening_then_refuses_a_second_one_and_stops_on_sigterm(
         assert "TLS 1.2, TLS 1.3" in line or "TLSv1.2" in line
         assert fingerprint_sha256((certs_dir / "server.pem").read_bytes()) in line
         second = subprocess.run(
-            [sys.executable, "-m", "server", *args],
+            [sys.executable, "-m", "parley_chat.server", *args],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -76,7 +76,7 @@ def test_missing_certificates_are_a_clear_error(tmp_path):
         [
             sys.executable,
             "-m",
-            "server",
+            "parley_chat.server",
             "--port",
             "0",
             "--db",
@@ -90,7 +90,7 @@ def test_missing_certificates_are_a_clear_error(tmp_path):
         timeout=60,
     )
     assert out.returncode == 2
-    assert "python -m certs" in out.stderr or "make certs" in out.stderr
+    assert "python -m parley_chat.certs" in out.stderr or "make certs" in out.stderr
 
 
 def test_alembic_upgrade_head_by_hand(tmp_path):
@@ -112,7 +112,7 @@ def test_alembic_upgrade_head_by_hand(tmp_path):
 
 
 def test_every_acked_message_survives_kill_9(tmp_path, certs_dir, ca_file):
-    from protocol import Ack, Send
+    from parley_chat.protocol import Ack, Send
     from tests.support import RawClient
 
     db = tmp_path / "kill.db"

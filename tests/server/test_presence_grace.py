@@ -8,8 +8,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from protocol import Bye, Ping, Pong, Presence
-from server.reasons import STORED_REASONS, stored_reason
+from parley_chat.protocol import Bye, Ping, Pong, Presence
+from parley_chat.server.reasons import STORED_REASONS, stored_reason
 from tests.support import RawClient
 
 GRACE = 1.0

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from server.config import ServerConfig
-from server.tls import server_context
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.tls import server_context
 
 ROOT = Path(__file__).resolve().parents[2]
 SSLYZE_VENV = ROOT / ".venv-sslyze"

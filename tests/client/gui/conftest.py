@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from client import ChatClient
+from parley_chat.client import ChatClient
 from tests.client.gui.helpers import pump
 
 
@@ -92,8 +92,8 @@ def open_app(
 ) -> Iterator[Callable[..., Any]]:
     """Open desktop windows: open_app(nick, ...) returns a logged-in App (or, with
     connected=False, one that is still on the connect screen)."""
-    from client.gui.app import App
-    from client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.gui.app import App
+    from parley_chat.client.gui.settings import Settings, SettingsStore
 
     apps: list[Any] = []
 

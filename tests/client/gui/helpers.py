@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from client import ChatClient, ClientEvent
+from parley_chat.client import ChatClient, ClientEvent
 from tests.support import wait_for_event
 
 #: Default deadline of every wait, in seconds.

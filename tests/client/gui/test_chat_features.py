@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from client import Acked, MessageReceived, RoomJoined
-from client.gui import theme
-from client.gui.model import SEARCH_KEY, dm_key, room_key
-from client.gui.notify import Notification
+from parley_chat.client import Acked, MessageReceived, RoomJoined
+from parley_chat.client.gui import theme
+from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
+from parley_chat.client.gui.notify import Notification
 from tests.client.gui.helpers import press, pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui
@@ -63,7 +63,7 @@ def test_a_link_is_underlined_and_a_click_opens_it_in_the_browser(
 def test_the_default_link_handler_is_the_system_browser(monkeypatch):
     import webbrowser
 
-    from client.gui import chat_view
+    from parley_chat.client.gui import chat_view
 
     seen: list[str] = []
     monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: seen.append(url) or True)
@@ -77,7 +77,7 @@ def test_the_default_link_handler_is_the_system_browser(monkeypatch):
 
 
 def test_colour_emoji_are_drawn_as_images(open_app, chat_client):
-    from client.gui import emoji
+    from parley_chat.client.gui import emoji
 
     if not emoji.available():
         pytest.skip("no colour emoji font (apt-get install fonts-noto-color-emoji)")
@@ -99,7 +99,7 @@ def test_colour_emoji_are_drawn_as_images(open_app, chat_client):
 
 
 def test_without_a_colour_emoji_font_emoji_stay_text(open_app, chat_client, monkeypatch):
-    from client.gui import emoji
+    from parley_chat.client.gui import emoji
 
     monkeypatch.setenv(emoji.FONT_ENV, "/nonexistent/emoji.ttf")
     emoji._font.cache_clear()
@@ -118,7 +118,7 @@ def test_without_a_colour_emoji_font_emoji_stay_text(open_app, chat_client, monk
 
 
 def test_right_to_left_text_is_shown_in_reading_order_and_right_aligned(open_app, chat_client):
-    from client.gui.richtext import visual
+    from parley_chat.client.gui.richtext import visual
 
     alice = open_app("alice")
     bob = chat_client("bob")
@@ -132,7 +132,7 @@ def test_right_to_left_text_is_shown_in_reading_order_and_right_aligned(open_app
 
 
 def test_wrapped_lines_are_indented_by_a_margin_not_spaces(open_app, chat_client):
-    from client.gui.chat_view import MARGIN
+    from parley_chat.client.gui.chat_view import MARGIN
 
     alice = open_app("alice", geometry="900x600")
     bob = chat_client("bob")
@@ -273,8 +273,8 @@ def test_a_key_typed_outside_the_input_lands_in_it(open_app):
 def test_notifications_for_private_messages_and_mentions_while_unfocused(
     ctk, gui_server, ca_file, tmp_path, chat_client, monkeypatch
 ):
-    from client.gui.app import App
-    from client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.gui.app import App
+    from parley_chat.client.gui.settings import Settings, SettingsStore
 
     backend = FakeBackend()
     host, port = gui_server.address

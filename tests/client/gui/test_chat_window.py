@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from client import Acked, MessageReceived
-from client.gui import theme
-from client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
+from parley_chat.client import Acked, MessageReceived
+from parley_chat.client.gui import theme
+from parley_chat.client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui
@@ -278,7 +278,7 @@ def test_dark_mode_switch_recolours_messages_and_is_remembered(open_app, chat_cl
 def test_status_bar_counts_down_while_reconnecting_and_retry_now_reconnects(
     open_app, make_server, gui_server, db_url, certs_dir
 ):
-    from client.gui.statusbar import grouped
+    from parley_chat.client.gui.statusbar import grouped
 
     alice = open_app("alice")
     text = alice.statusbar.tls_label.cget("text")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.gui import commands as c
+from parley_chat.client.gui import commands as c
 
 
 @pytest.mark.parametrize(

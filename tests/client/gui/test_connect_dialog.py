@@ -10,11 +10,11 @@ import sqlite3
 
 import pytest
 
-from certs import fingerprint_sha256, generate
-from client.gui.app import App
-from client.gui.settings import Settings, SettingsStore, server_key
-from server.app import ChatServer
-from server.config import ServerConfig
+from parley_chat.certs import fingerprint_sha256, generate
+from parley_chat.client.gui.app import App
+from parley_chat.client.gui.settings import Settings, SettingsStore, server_key
+from parley_chat.server.app import ChatServer
+from parley_chat.server.config import ServerConfig
 from tests.client.gui.helpers import pump, settle
 
 pytestmark = pytest.mark.gui

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from client import (
+from parley_chat.client import (
     CertificateNotTrusted,
     ConnectionLost,
     HostnameMismatch,
@@ -11,8 +11,13 @@ from client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from client.gui.connecting import ConnectForm, check_form, describe_failure, format_fingerprint
-from client.gui.settings import Pin
+from parley_chat.client.gui.connecting import (
+    ConnectForm,
+    check_form,
+    describe_failure,
+    format_fingerprint,
+)
+from parley_chat.client.gui.settings import Pin
 
 FP = "ab" * 32
 
@@ -80,7 +85,7 @@ def test_fingerprint_is_shown_whole_on_two_lines():
 
 
 def test_failures_never_show_raw_openssl_or_exception_text():
-    from client.gui.connecting import plain_reason
+    from parley_chat.client.gui.connecting import plain_reason
 
     form = ConnectForm("chat.lan", 5555, "", "alice", "pw")
     raw = [

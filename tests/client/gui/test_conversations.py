@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from client import Acked, MessageReceived, RoomJoined
-from client.gui.model import dm_key, room_key
+from parley_chat.client import Acked, MessageReceived, RoomJoined
+from parley_chat.client.gui.model import dm_key, room_key
 from tests.client.gui.helpers import pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from client.gui.chat_view import segments
-from client.gui.model import Line, display_text, format_time
+from parley_chat.client.gui.chat_view import segments
+from parley_chat.client.gui.model import Line, display_text, format_time
 
 RLO, PDF, LRI, PDI = "\u202e", "\u202c", "\u2066", "\u2069"
 RLM, ZWJ, ZWNJ = "\u200f", "\u200d", "\u200c"
@@ -61,7 +61,7 @@ def test_message_header_and_body_never_carry_a_control():
 
 
 def test_right_to_left_text_is_reordered_in_its_own_runs_only():
-    from client.gui.richtext import visual
+    from parley_chat.client.gui.richtext import visual
 
     hebrew_line = f"{HEBREW} 12:30 {RLM}"
     line = Line(kind="public", text=hebrew_line, id=3, sender="bob", epoch=EPOCH)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from client.gui.jobs import Jobs
+from parley_chat.client.gui.jobs import Jobs
 
 
 def finish_all(jobs: Jobs, timeout: float = 5.0) -> None:

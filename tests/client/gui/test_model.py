@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
-from client.gui.model import (
+from parley_chat.client.gui.model import (
     DIVIDER_TEXT,
     GROUP_SECONDS,
     SEARCH_KEY,
@@ -17,7 +17,7 @@ from client.gui.model import (
     format_time,
     room_key,
 )
-from protocol import Message
+from parley_chat.protocol import Message
 
 T0 = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 

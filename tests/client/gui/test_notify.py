@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from client.gui.notify import PREVIEW, DesktopBackend, Notification, Notifier, preview
+from parley_chat.client.gui.notify import PREVIEW, DesktopBackend, Notification, Notifier, preview
 
 
 class Recording:

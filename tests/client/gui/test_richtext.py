@@ -4,9 +4,9 @@
 
 from __future__ import annotations
 
-from client.gui import emoji, richtext
-from client.gui.model import format_time, locale_uses_12_hour
-from client.gui.richtext import Run, links, runs, visual
+from parley_chat.client.gui import emoji, richtext
+from parley_chat.client.gui.model import format_time, locale_uses_12_hour
+from parley_chat.client.gui.richtext import Run, links, runs, visual
 
 HEBREW = "\u05e9\u05dc\u05d5\u05dd"
 FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"

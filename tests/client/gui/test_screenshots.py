@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from certs import fingerprint_sha256, generate
-from client import Acked, RoomJoined
-from client.gui import theme
-from client.gui.model import SEARCH_KEY, dm_key, room_key
-from client.gui.settings import Pin, SettingsStore
+from parley_chat.certs import fingerprint_sha256, generate
+from parley_chat.client import Acked, RoomJoined
+from parley_chat.client.gui import theme
+from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
+from parley_chat.client.gui.settings import Pin, SettingsStore
 from tests.client.gui.helpers import pump, settle, type_into, wait_event
 
 pytestmark = pytest.mark.gui
@@ -199,7 +199,7 @@ def test_screenshot_busy_room_light_and_dark(shots, open_app, chat_client, ctk):
 
 
 def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
-    from client.gui.app import MIN_SIZE
+    from parley_chat.client.gui.app import MIN_SIZE
 
     alice = busy_room(open_app, chat_client, geometry=f"{MIN_SIZE[0]}x{MIN_SIZE[1]}")
     type_into(alice, "/exit")
@@ -277,8 +277,8 @@ class ToastBackend:
 def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, chat_client):
     from PIL import ImageGrab
 
-    from client.gui.app import App
-    from client.gui.settings import Settings
+    from parley_chat.client.gui.app import App
+    from parley_chat.client.gui.settings import Settings
 
     host, port = gui_server.address
     holder: list[Any] = []

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from client.gui.settings import (
+from parley_chat.client.gui.settings import (
     Pin,
     Settings,
     SettingsStore,

@@ -1,4 +1,4 @@
-# Out-of-process smoke test: `python -m client.gui` as a real process on the
+# Out-of-process smoke test: `python -m parley_chat.client.gui` as a real process on the
 # virtual display, driven with real X key events (xdotool), checked by another
 # client on the server. Slow (about a second), so just one.
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from client import MessageReceived, PresenceChanged
+from parley_chat.client import MessageReceived, PresenceChanged
 from tests.client.gui.helpers import wait_event
 
 pytestmark = pytest.mark.gui
@@ -46,7 +46,7 @@ def test_typing_in_the_real_process_reaches_another_client(
         [
             sys.executable,
             "-m",
-            "client.gui",
+            "parley_chat.client.gui",
             "--host",
             host,
             "--port",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.gui import theme
+from parley_chat.client.gui import theme
 
 
 @pytest.mark.parametrize("mode", theme.MODES)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from server.store import Store, upgrade_to_head, writes
+from parley_chat.server.store import Store, upgrade_to_head, writes
 
 NOW = datetime(2026, 11, 25, 12, 0, 0)
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from server.store import (
+from parley_chat.server.store import (
     DEFERRED,
     NoSuchRoom,
     Store,
@@ -28,7 +28,7 @@ from server.store import (
     upgrade_to_head,
     writes,
 )
-from server.store.engine import database_path
+from parley_chat.server.store.engine import database_path
 from tests.server.store.conftest import NOW, post
 
 WAIT = 10  # seconds: the deadline of every wait below

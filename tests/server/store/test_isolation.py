@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from server.store import (
+from parley_chat.server.store import (
     DEFERRED,
     NoSuchRoom,
     Store,

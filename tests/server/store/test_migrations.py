@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from server.store import current_revision, head_revision, upgrade_to_head
-from server.store.engine import database_path
-from server.store.models import Base, compared_with_models
+from parley_chat.server.store import current_revision, head_revision, upgrade_to_head
+from parley_chat.server.store.engine import database_path
+from parley_chat.server.store.models import Base, compared_with_models
 
 
 def test_empty_database_upgrades_to_head_and_models_match(db_url):
@@ -83,7 +83,7 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
 def test_0002_marks_everything_stored_before_it_read(db_url):
     from alembic import command
 
-    from server.store.migrate import alembic_config
+    from parley_chat.server.store.migrate import alembic_config
 
     command.upgrade(alembic_config(db_url), "0001")
     con = sqlite3.connect(database_path(db_url))

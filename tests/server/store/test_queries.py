@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from server.store import queries, writes
-from server.store.queries import fts_query, like_pattern, search_terms
+from parley_chat.server.store import queries, writes
+from parley_chat.server.store.queries import fts_query, like_pattern, search_terms
 from tests.server.store.conftest import NOW, post
 
 

@@ -8,8 +8,8 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from server.store import NickTaken, NoSuchRoom, StoreError, queries, writes
-from server.store.engine import make_engine
+from parley_chat.server.store import NickTaken, NoSuchRoom, StoreError, queries, writes
+from parley_chat.server.store.engine import make_engine
 from tests.server.store.conftest import NOW, post
 
 
@@ -100,7 +100,7 @@ def test_nothing_of_a_failed_message_stays(store, users):
 
 
 def test_a_client_id_reused_for_another_message_is_refused(store, users):
-    from server.store import IdReused
+    from parley_chat.server.store import IdReused
 
     a, b = users["alice"], users["bob"]
 
@@ -130,7 +130,7 @@ def test_a_client_id_reused_for_another_message_is_refused(store, users):
 
 
 def test_a_private_client_id_reused_for_another_recipient_is_refused(store, users):
-    from server.store import IdReused
+    from parley_chat.server.store import IdReused
 
     a = users["alice"]
 
@@ -149,7 +149,7 @@ def test_a_private_client_id_reused_for_another_recipient_is_refused(store, user
 
 
 def test_a_resend_after_leaving_the_room_is_still_acked_and_checked(store, users):
-    from server.store import IdReused
+    from parley_chat.server.store import IdReused
 
     a = users["alice"]
 
