@@ -78,10 +78,13 @@ onefile: dist
 	cd dist && ../$(ONEFILE_VENV)/bin/python -m parley_chat.onefile --build .
 
 # System packages the GUI tests need: installed when root and missing, otherwise named.
+# fonts-noto-color-emoji: the desktop client draws colour emoji from it (without it,
+# emoji fall back to text and the emoji-image test is skipped).
 sysdeps:
 	@missing=""; \
 	command -v Xvfb >/dev/null 2>&1 || missing="$$missing xvfb"; \
 	command -v xdotool >/dev/null 2>&1 || missing="$$missing xdotool"; \
+	fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || missing="$$missing fonts-noto-color-emoji"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

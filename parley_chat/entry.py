@@ -21,6 +21,10 @@ _EXTRA_OF = {
     "tqdm": "server",
     "customtkinter": "gui",
     "darkdetect": "gui",
+    "PIL": "gui",
+    "bidi": "gui",
+    "arabic_reshaper": "gui",
+    "desktop_notifier": "gui",
 }
 
 

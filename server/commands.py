@@ -661,12 +661,14 @@ class Commands:
             room, msg = result
             self.hub.joined(uid, room)
             with self.hub.batch():
+                # The joiner's own connections learn they joined first, then get
+                # the notice of it: a client that saw the notice first would take
+                # it for news of a room it is not in. The members' delta waits
+                # for the hub's presence flush.
+                self.hub.send_to_user(uid, encode(Presence(room=room, joined=nick)))
                 if msg is not None:
                     self.hub.deliver_message(msg, None, None)
                 self.hub.publish_presence(room, joined=nick)
-                # The joiner's own connections are told now, in order with the
-                # batch (the members' delta waits for the hub's presence flush).
-                self.hub.send_to_user(uid, encode(Presence(room=room, joined=nick)))
                 for page in presence_pages(room, self.hub.online_in(room)):
                     self.hub.reply(conn, page)
 

@@ -34,9 +34,11 @@ from parley_chat.client import (
     ChatClient,
     ClientEvent,
     Connected,
+    ConversationsListed,
     Disconnected,
     MessageReceived,
     PresenceChanged,
+    ReadMoved,
     Reconnecting,
     RoomJoined,
     RoomLeft,
@@ -50,9 +52,10 @@ from .chat_view import ChatView
 from .composer import Composer
 from .connect_dialog import ConnectDialog
 from .connect_flow import ConnectFlow
-from .connecting import ConnectForm, Problem, describe_failure
+from .connecting import ConnectForm, Problem, describe_failure, plain_reason
 from .jobs import Jobs
 from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
+from .notify import Backend, Notifier
 from .settings import Pin, Settings, SettingsStore
 from .sidebar import Sidebar
 from .statusbar import StatusBar
@@ -70,6 +73,12 @@ PUMP_IDLE_MS = 15
 LAST_SEEN_SAVE_INTERVAL = 1.0
 #: Messages fetched per "load older" page, and for context after a restart.
 PAGE = 50
+#: The smallest window; the layout holds at this size (the user list folds away
+#: below USERLIST_MIN_WIDTH, so the conversation keeps its room).
+MIN_SIZE = (860, 540)
+USERLIST_MIN_WIDTH = 1040
+#: Font zoom limits (pixels of body text).
+FONT_MIN, FONT_MAX = 10, 24
 
 
 class App(ctk.CTk):
@@ -87,6 +96,7 @@ class App(ctk.CTk):
         settings: Settings | None = None,
         title: str = "parley",
         password: str | None = None,
+        notifier: Backend | None = None,
     ) -> None:
         self.store = store or SettingsStore()
         self.settings = settings or self.store.load()
@@ -95,7 +105,10 @@ class App(ctk.CTk):
         self._base_title = title
         self.title(title)
         self.geometry(self.settings.geometry)
-        self.minsize(860, 540)
+        self.minsize(*MIN_SIZE)
+        self.notifier = Notifier(notifier)
+        self.settings.font_size = max(FONT_MIN, min(FONT_MAX, int(self.settings.font_size)))
+        self.muted: set[str] = {k for k in self.settings.muted if isinstance(k, str)}
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(0, weight=1)
 
@@ -107,6 +120,7 @@ class App(ctk.CTk):
         self._reset_session_state()
         self._ever_connected = False
         self._pump_id: str | None = None
+        self.room_browser: Any = None
         self._save_size_id: str | None = None
         self._closed = False
 
@@ -115,7 +129,13 @@ class App(ctk.CTk):
         self.protocol("WM_DELETE_WINDOW", self.on_close)
         self.bind("<FocusIn>", self._on_focus_in, add=True)
         self.bind("<Configure>", self._on_configure, add=True)
-        self.bind("<Control-f>", lambda _e: self.chat_view.search_entry.focus_set(), add=True)
+        self.bind("<Control-f>", lambda _e: self.chat_view.focus_search(), add=True)
+        for key in ("<Control-plus>", "<Control-equal>", "<Control-KP_Add>"):
+            self.bind(key, lambda _e: self.zoom(1), add=True)
+        for key in ("<Control-minus>", "<Control-KP_Subtract>"):
+            self.bind(key, lambda _e: self.zoom(-1), add=True)
+        self.bind("<Control-0>", lambda _e: self.zoom(0), add=True)
+        self.bind("<KeyPress>", self._type_to_focus, add=True)
         self.bind("<Alt-Up>", lambda _e: self._cycle(-1), add=True)
         self.bind("<Alt-Down>", lambda _e: self._cycle(1), add=True)
         self._pump_id = self.after(PUMP_IDLE_MS, self._pump)
@@ -148,7 +168,7 @@ class App(ctk.CTk):
         self.sidebar = Sidebar(
             page,
             on_select=self.select,
-            on_new_room=self._prompt_join,
+            on_new_room=self.browse_rooms,
             on_toggle_theme=self.toggle_appearance,
             on_sign_out=self.sign_out,
         )
@@ -165,17 +185,29 @@ class App(ctk.CTk):
             center,
             on_load_older=self.load_older,
             on_search=self.search,
+            on_toggle_mute=self.toggle_mute,
+            on_open_result=self.open_result,
+            on_type=self._type_char,
             mode=self.settings.appearance,
+            font_size=self.settings.font_size,
         )
         self.chat_view.grid(row=0, column=0, sticky="nsew")
-        self.composer = Composer(center, on_submit=self.submit, on_banner_action=self.rejoin)
-        self.composer.grid(row=1, column=0, sticky="ew")
-        ctk.CTkFrame(page, width=1, corner_radius=0, fg_color=theme.pair("border")).grid(
-            row=0, column=3, sticky="ns"
+        self.composer = Composer(
+            center,
+            on_submit=self.submit,
+            on_banner_action=self._banner_action,
+            nicks=self._completion_nicks,
+            font_size=self.settings.font_size,
         )
+        self.composer.grid(row=1, column=0, sticky="ew")
+        self._userlist_rule = ctk.CTkFrame(
+            page, width=1, corner_radius=0, fg_color=theme.pair("border")
+        )
+        self._userlist_rule.grid(row=0, column=3, sticky="ns")
         self.userlist = UserList(page, on_open=self.open_private)
         self.userlist.grid(row=0, column=4, sticky="ns")
-        self.statusbar = StatusBar(page)
+        self._userlist_shown = True
+        self.statusbar = StatusBar(page, on_retry=self.retry_now, on_details=self._show_fingerprint)
         self.statusbar.grid(row=1, column=0, columnspan=5, sticky="ew")
 
     def _show_connect_page(self) -> None:
@@ -186,6 +218,11 @@ class App(ctk.CTk):
     def _show_chat_page(self) -> None:
         self.connect_page.grid_remove()
         self.chat_page.grid(row=0, column=0, sticky="nsew")
+        # The first <Configure> can come before the binding: fold by the size asked for.
+        width = self.winfo_width()
+        if width <= 1:
+            width = int(self.geometry().split("x")[0])
+        self._fold_userlist(width)
 
     # --- connecting ---------------------------------------------------------------------------
 
@@ -206,7 +243,7 @@ class App(ctk.CTk):
         self.connect_page.password.delete(0, "end")
         self._show_chat_page()
         self.composer.hide_banner()
-        self.composer.focus_input()
+        self._focus_composer_when_mapped()
 
     def _remember_form(self, form: ConnectForm) -> None:
         s = self.settings
@@ -227,11 +264,15 @@ class App(ctk.CTk):
         self._title_dirty = True
         self._title_unread = 0
         self._batches: dict[str, list[Message]] = {}
-        self._history_tags: dict[str, tuple[str, bool]] = {}  # tag -> (key, user asked)
+        # tag -> (key, user asked, the message to jump to when it lands)
+        self._history_tags: dict[str, tuple[str, bool, int | None]] = {}
         self._search_tags: dict[str, str] = {}
         self._who_tags: set[str] = set()
+        self._rooms_tags: set[str] = set()
+        self._read_dirty = True
         self._tag_seq = 0
         self._join_wanted: str | None = None
+        self._closing_notice = False  # the server said why it closes: no second note
         self._leaving = False
         self._rejoining = False
         self._replay_missed = False
@@ -283,6 +324,7 @@ class App(ctk.CTk):
         if conv is not None:
             if self._view_dirty:
                 self.chat_view.show(conv, self._subtitle(conv))
+                self._set_placeholder(conv)
                 self._pending_lines.clear()
                 self._view_dirty = False
             elif self._pending_lines:
@@ -292,7 +334,7 @@ class App(ctk.CTk):
             self._sidebar_dirty = False
             search = self.model.conversations.get(SEARCH_KEY)
             self.sidebar.update_conversations(
-                self.model.rooms(), self.model.dms(), search, self.model.current
+                self.model.rooms(), self.model.dms(), search, self.model.current, self.muted
             )
             self._title_dirty = True
         if self._users_dirty:
@@ -306,6 +348,9 @@ class App(ctk.CTk):
         if self._title_dirty:
             self._title_dirty = False
             self._update_title()
+        if self._read_dirty:
+            self._read_dirty = False
+            self._mark_read()
 
     # --- events -> model -------------------------------------------------------------------------
 
@@ -330,6 +375,7 @@ class App(ctk.CTk):
         )
         self.sidebar.set_user(ev.nick, f"{ev.server} \u00b7 {where}", "Online")
         self.composer.hide_banner()
+        self._closing_notice = False
         if ev.created:
             self._note(f"Welcome, {ev.nick}! Your account has been created.", "notice")
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
@@ -346,15 +392,23 @@ class App(ctk.CTk):
         if len(self.model.conversations) != known:
             self._sidebar_dirty = True  # a new private conversation
         if added.key == self.model.current:
+            # Read only if someone is looking: an unfocused window reads nothing.
+            self._read_dirty = self._read_dirty or self.window_has_focus()
             if added.rerender:
                 self._view_dirty = True
             else:
                 self._pending_lines.extend(added.lines)
         else:
             self._sidebar_dirty = True
-        if added.notify and ev.batch is None and not self.window_has_focus():
+        if (
+            added.notify
+            and ev.batch is None
+            and added.key not in self.muted
+            and not self.window_has_focus()
+        ):
             self._title_unread += 1
             self._title_dirty = True
+            self.notifier.message(added.key, m.from_ or "?", m.room, m.text)
             self.bell()
 
     def _on_batch_started(self, ev: BatchStarted) -> None:
@@ -382,13 +436,18 @@ class App(ctk.CTk):
             return
         messages = self._batches.pop(ev.tag or "", [])
         if ev.kind == "history" and ev.tag in self._history_tags:
-            key, user_asked = self._history_tags.pop(ev.tag)
+            key, user_asked, target = self._history_tags.pop(ev.tag)
             conv = self.model.conversations.get(key)
             if conv is None:
                 return
             anchor = conv.oldest_id
             fresh = self.model.add_history(key, messages, ev.more)
-            if key == self.model.current:
+            self._read_dirty = self._read_dirty or key == self.model.current
+            if target is not None:
+                if key == self.model.current:
+                    self._pending_lines = []
+                    self.chat_view.jump_to(conv, target)
+            elif key == self.model.current:
                 if fresh:
                     self._pending_lines = []  # rerender() draws everything from the model
                     self.chat_view.rerender(conv, anchor if user_asked else None)
@@ -421,6 +480,12 @@ class App(ctk.CTk):
         self._note(f"You left {ev.room}.", "notice")
 
     def _on_server_error(self, ev: ServerError) -> None:
+        if ev.code in ("shutdown", "timeout", "flood"):
+            # The connection closes next: say why once, here, in plain words.
+            self._closing_notice = True
+            text = plain_reason(ev.code)
+            self._note(f"{text[:1].upper()}{text[1:]}.", "error")
+            return
         self._note(ev.message, "error")
 
     def _on_disconnected(self, ev: Disconnected) -> None:
@@ -436,20 +501,38 @@ class App(ctk.CTk):
             self.statusbar.set_offline("Offline: you left the chat")
             self.sidebar.set_user(self.model.me, None, "Offline")
             self._note("You left the chat. Press Rejoin (or type /rejoin) to come back.", "notice")
-            self.composer.show_banner(
-                "You left the chat. Rejoin to see what was said meanwhile.", "Rejoin"
-            )
+            self._show_banner("You left the chat. Rejoin to see what was said meanwhile.", "Rejoin")
         elif ev.will_retry:
-            self._note(f"Connection lost: {ev.reason}. Reconnecting\u2026", "error")
+            reason = plain_reason(ev.reason)
+            if not self._closing_notice:
+                self._note(f"Connection lost: {reason}. Reconnecting\u2026", "error")
+            self._closing_notice = False
             self.statusbar.set_offline("Connection lost")
             self.sidebar.set_user(self.model.me, None, "Reconnecting\u2026")
         else:
-            self.statusbar.set_offline(f"Offline: {ev.reason}")
+            reason = plain_reason(ev.reason)
+            self.statusbar.set_offline(f"Offline: {reason}")
             self.sidebar.set_user(self.model.me, None, "Offline")
             loud = "certificate" in ev.reason
             prefix = "WARNING: " if loud else ""
-            self._note(f"{prefix}Disconnected: {ev.reason}", "error")
-            self.composer.show_banner(f"{prefix}Disconnected: {ev.reason}", "Reconnect")
+            self._note(f"{prefix}Disconnected: {reason}", "error")
+            self._show_banner(f"{prefix}Disconnected: {reason}", "Reconnect")
+
+    def _on_conversations(self, ev: ConversationsListed) -> None:
+        self.model.apply_listing(ev.items)
+        self._sidebar_dirty = self._title_dirty = True
+
+    def _on_read_moved(self, ev: ReadMoved) -> None:
+        if self.model.read_moved(ev.kind, ev.name, ev.id) is not None:
+            self._sidebar_dirty = True
+
+    def _on_rooms(self, ev: RoomsListed) -> None:
+        if ev.tag not in self._rooms_tags:
+            return
+        self._rooms_tags.discard(ev.tag)
+        browser = self.room_browser
+        if browser is not None and browser.winfo_exists():
+            browser.show(ev.rooms)
 
     def _on_reconnecting(self, ev: Reconnecting) -> None:
         self.statusbar.set_reconnecting(ev.attempt, ev.delay)
@@ -469,7 +552,9 @@ class App(ctk.CTk):
         Disconnected: _on_disconnected,
         Reconnecting: _on_reconnecting,
         Acked: _ignore,
-        RoomsListed: _ignore,
+        RoomsListed: _on_rooms,
+        ConversationsListed: _on_conversations,
+        ReadMoved: _on_read_moved,
     }
 
     # --- user actions ------------------------------------------------------------------------------
@@ -483,6 +568,7 @@ class App(ctk.CTk):
             self._note(action.message, "error")
         elif isinstance(action, commands.Say):
             self._say(action.text)
+            self.chat_view.scroll_to_bottom()  # your message is where you will look
         elif isinstance(action, commands.PrivateMessage):
             self.open_private(action.nick)
             self._send(action.text, to=action.nick)
@@ -522,6 +608,14 @@ class App(ctk.CTk):
         self.chat_view.show(conv, self._subtitle(conv))
         self._view_dirty = False
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
+        self.chat_view.set_muted(None if conv.kind == "search" else key in self.muted)
+        self._read_dirty = True
+        if not conv.lines and conv.kind != "search" and conv.has_more and not conv.loading:
+            # Listed by the server (after a restart) but nothing loaded yet.
+            self._request_history(conv, user_asked=False)
+        self._set_placeholder(conv)
+
+    def _set_placeholder(self, conv: Conversation) -> None:
         if conv.kind == "room":
             self.composer.set_placeholder(f"Message {conv.name}")
         elif conv.kind == "dm":
@@ -556,7 +650,7 @@ class App(ctk.CTk):
         if client is None or self._leaving:
             return
         self._leaving = True
-        self._note("Leaving the chat\u2026", "notice")
+        self.statusbar.set_offline("Leaving the chat\u2026")  # the note comes when it is done
         self.jobs.start("exit", lambda: client.close("exit"), lambda _r, _e: None)
 
     def rejoin(self) -> None:
@@ -585,8 +679,13 @@ class App(ctk.CTk):
 
         self.jobs.start("rejoin", client.rejoin, done)
 
+    def shown_conversation_text(self) -> str:
+        """The open conversation's text (tests)."""
+        return self.chat_view.content()
+
     def sign_out(self) -> None:
         """Leave the chat and go back to the connect screen."""
+        self._mark_read()
         client = self._client
         self._client = None
         if client is not None:
@@ -594,6 +693,7 @@ class App(ctk.CTk):
         self._save_last_seen(force=True)
         self.model = ChatModel()
         self._reset_session_state()
+        self.chat_view.clear_search()  # the next user must not see this one's query
         self.statusbar.set_offline("Not connected")
         self._show_connect_page()
 
@@ -608,6 +708,116 @@ class App(ctk.CTk):
         self.chat_view.apply_theme(mode)
         self.sidebar.set_theme_icon(mode)
         self.store.save(self.settings)
+
+    def browse_rooms(self) -> None:
+        """Open the room browser: every room with its member count, Join buttons."""
+        from .room_browser import RoomBrowser
+
+        browser = self.room_browser
+        if browser is None or not browser.winfo_exists():
+            browser = self.room_browser = RoomBrowser(
+                self, on_join=self._join_from_browser, on_refresh=self._ask_rooms
+            )
+        browser.lift()
+        self._ask_rooms()
+
+    def _ask_rooms(self) -> None:
+        tag = self._next_tag("r")
+        self._rooms_tags.add(tag)
+        self._request(lambda c: c.rooms(tag=tag))
+
+    def _join_from_browser(self, room: str) -> None:
+        self.submit(f"/join {room}")
+
+    def _mark_read(self) -> None:
+        """Tell the server the open conversation is read up to its newest message
+        (so the user's other devices show it read too)."""
+        conv = self.model.current_conversation
+        client = self._client
+        if conv is None or conv.kind == "search" or client is None or not client.connected:
+            return
+        newest = conv.newest_id
+        if newest is None or newest <= conv.read:
+            return
+        conv.read = newest
+        kind = "room" if conv.kind == "room" else "private"
+        self._request(lambda c: c.mark_read(kind, conv.name, newest))
+
+    def toggle_mute(self) -> None:
+        """Mute (or unmute) the open conversation: no notifications, quiet badges."""
+        key = self.model.current
+        if key not in self.model.conversations or key.startswith("?"):
+            return
+        if key in self.muted:
+            self.muted.discard(key)
+        else:
+            self.muted.add(key)
+        self.settings.muted = sorted(self.muted)
+        self.store.save(self.settings)
+        self.chat_view.set_muted(key in self.muted)
+        self._sidebar_dirty = True
+
+    def zoom(self, step: int) -> None:
+        """Ctrl+plus/minus: text one pixel larger (1) or smaller (-1); 0 resets.
+        The size is remembered."""
+        size = theme.SIZE_BODY if step == 0 else self.settings.font_size + step
+        size = max(FONT_MIN, min(FONT_MAX, size))
+        if size == self.chat_view.font_size:
+            return
+        self.settings.font_size = size
+        self.chat_view.set_font_size(size)
+        self.composer.set_font_size(size)
+        conv = self.model.current_conversation
+        if conv is not None:
+            self.chat_view.rerender(conv)  # emoji images follow the new size
+        self.store.save(self.settings)
+
+    def retry_now(self) -> None:
+        """ "Retry now" beside the countdown: reconnect at once instead of waiting."""
+        if self.statusbar.state != "reconnecting":
+            return
+        client = self._client
+        if client is None or self._rejoining:
+            return
+        self._rejoining = True
+        self.statusbar.set_offline("Reconnecting\u2026")
+        form, pin = self._form, self._pin
+
+        def work() -> None:
+            client.close("retry", timeout=0.5)
+            client.rejoin()
+
+        def done(_result: object, exc: BaseException | None) -> None:
+            if exc is None:
+                return
+            self._rejoining = False
+            problem = describe_failure(exc, form, pin) if form else Problem("Retry failed", "")
+            self._note(f"{problem.title}. {problem.detail}", "error")
+            self.statusbar.set_offline(f"Offline: {problem.title}")
+            self._show_banner(problem.title, "Reconnect")
+
+        self.jobs.start("retry", work, done)
+
+    def open_result(self, message_id: int) -> None:
+        """A click on a search result: open its conversation with the messages around it."""
+        search = self.model.conversations.get(SEARCH_KEY)
+        m = self.model.found.get(message_id) if search is not None else None
+        if m is None:
+            return
+        key = self.model.key_of(m)
+        if m.room is None:
+            other = m.to if self.model.is_me(m.from_) else m.from_
+            conv = self.model.ensure_dm(other or "?")
+        else:
+            conv = self.model.conversations.get(key)
+            if conv is None:
+                self._note(f"You are no longer in {m.room}: /join {m.room} to read it.", "error")
+                return
+        self.select(conv.key)
+        if message_id in conv.ids:
+            self.chat_view.jump_to(conv, message_id)
+            return
+        self._request_history(conv, user_asked=True, around=message_id)
 
     def window_has_focus(self) -> bool:
         """True while this window has the keyboard focus."""
@@ -648,17 +858,27 @@ class App(ctk.CTk):
         except (ProtocolError, ValueError) as exc:
             self._note(str(getattr(exc, "message", exc)), "error")
 
-    def _request_history(self, conv: Conversation, *, user_asked: bool, limit: int = PAGE) -> None:
-        if conv.kind == "search" or conv.loading or not conv.has_more or self._client is None:
+    def _request_history(
+        self,
+        conv: Conversation,
+        *,
+        user_asked: bool,
+        limit: int = PAGE,
+        around: int | None = None,
+    ) -> None:
+        if conv.kind == "search" or self._client is None:
+            return
+        if around is None and (conv.loading or not conv.has_more):
             return
         tag = self._next_tag("h")
-        self._history_tags[tag] = (conv.key, user_asked)
+        self._history_tags[tag] = (conv.key, user_asked, around)
         conv.loading = True
-        before = conv.oldest_id
-        if conv.kind == "room":
-            self._request(lambda c: c.history(room=conv.name, before=before, limit=limit, tag=tag))
+        where: dict[str, Any] = {"room": conv.name} if conv.kind == "room" else {"with_": conv.name}
+        if around is not None:
+            where.update(_around(self._client, around, limit))
         else:
-            self._request(lambda c: c.history(with_=conv.name, before=before, limit=limit, tag=tag))
+            where["before"] = conv.oldest_id
+        self._request(lambda c: c.history(**where, limit=limit, tag=tag))
         if conv.key == self.model.current:
             self.chat_view.set_older_state(conv)
 
@@ -699,10 +919,81 @@ class App(ctk.CTk):
             self.select(keys[(keys.index(self.model.current) + step) % len(keys)])
 
     def _prompt_join(self) -> None:
-        self.composer.entry.delete(0, "end")
-        self.composer.entry.insert(0, "/join #")
+        self.composer.set_text("/join #")
         self.composer.focus_input()
-        self.composer.entry._entry.icursor("end")
+
+    def _completion_nicks(self) -> list[str]:
+        """Nicks Tab completes in the open conversation: who is online in the room
+        (or the peer of a private conversation), then recent senders; never you."""
+        conv = self.model.current_conversation
+        names: list[str] = []
+        if conv is not None and conv.kind == "dm":
+            names.append(conv.name)
+        else:
+            rc = self.model.conversations.get(room_key(self._user_list_room()))
+            if rc is not None:
+                names.extend(rc.online)
+        if conv is not None:
+            names.extend(ln.sender for ln in reversed(conv.lines[-200:]) if ln.sender)
+        seen: set[str] = set()
+        out = []
+        for n in names:
+            if fold(n) not in seen and not self.model.is_me(n):
+                seen.add(fold(n))
+                out.append(n)
+        return out
+
+    def _show_banner(self, text: str, button: str) -> None:
+        # The banner takes room from the conversation: keep its last line in view.
+        follow = self.chat_view.at_bottom()
+        self.composer.show_banner(text, button)
+        if follow:
+            self.update_idletasks()
+            self.chat_view.scroll_to_bottom()
+
+    def _banner_action(self) -> None:
+        self.rejoin()
+
+    def _show_fingerprint(self, fingerprint: str) -> None:
+        """The details of the server's certificate fingerprint, in the conversation."""
+        from .statusbar import grouped
+
+        self._note(f"Server certificate SHA-256 fingerprint:\n{grouped(fingerprint)}", "notice")
+
+    def _focus_composer_when_mapped(self) -> None:
+        """Give the input the focus once the chat page is on screen.
+
+        A focus_set() before the page is mapped can be lost, and a key typed in
+        the moment the window appears can arrive before Tk's FocusIn moved the
+        focus to the input (so it went nowhere). Setting the focus again once
+        mapped, and _type_to_focus() below, make sure that first key lands in
+        the input."""
+        self.composer.focus_input()
+        self.chat_page.update_idletasks()
+        self.after_idle(self.composer.focus_input)
+
+    def _type_to_focus(self, event: Any) -> str | None:
+        """A printable key typed while the focus is on no input (or on none at all)
+        goes to the message input, as chat apps do."""
+        if not self.chat_page.winfo_ismapped():
+            return None
+        char = getattr(event, "char", "")
+        state = int(getattr(event, "state", 0) or 0)
+        if not char or not char.isprintable() or state & 0x4 or state & 0x8:
+            return None  # not a character, or Ctrl/Alt shortcuts
+        widget = event.widget
+        if isinstance(widget, str) or widget is None:
+            widget = None
+        cls = widget.winfo_class() if widget is not None else ""
+        if cls in ("Entry", "Text"):
+            return None  # an input takes it (the chat text hands it to _type_char)
+        self._type_char(char)
+        return "break"
+
+    def _type_char(self, char: str) -> None:
+        self.composer.input.insert("insert", char)
+        self.composer.focus_input()
+        self.composer.changed()
 
     def _update_title(self) -> None:
         conv = self.model.current_conversation
@@ -718,7 +1009,20 @@ class App(ctk.CTk):
         if self.title() != title:
             self.title(title)
 
+    def _fold_userlist(self, width: int) -> None:
+        show = width >= USERLIST_MIN_WIDTH
+        if show == self._userlist_shown:
+            return
+        self._userlist_shown = show
+        if show:
+            self._userlist_rule.grid()
+            self.userlist.grid()
+        else:
+            self._userlist_rule.grid_remove()
+            self.userlist.grid_remove()
+
     def _on_focus_in(self, _event: object) -> None:
+        self._read_dirty = True  # what the open conversation shows is read now
         if self._title_unread:
             self._title_unread = 0
             self._title_dirty = True
@@ -726,6 +1030,7 @@ class App(ctk.CTk):
     def _on_configure(self, event: Any) -> None:
         if event.widget is not self or self._closed:
             return
+        self._fold_userlist(int(event.width))
         if self._save_size_id is not None:
             self.after_cancel(self._save_size_id)
         self._save_size_id = self.after(500, self._save_size)
@@ -762,6 +1067,7 @@ class App(ctk.CTk):
         if self.winfo_exists():
             self._save_size()
         self._save_last_seen(force=True)
+        self._mark_read()  # what is open now has been seen, however briefly
         self._closed = True
         client, self._client = self._client, None
         if client is not None:
@@ -777,3 +1083,13 @@ class App(ctk.CTk):
         except Exception:
             pass
         super().destroy()
+
+
+def _around(client: ChatClient, message_id: int, limit: int) -> dict[str, Any]:
+    """The history arguments for a page around *message_id*: `around` where the
+    client library has it, else the page ending at that message."""
+    import inspect
+
+    if "around" in inspect.signature(client.history).parameters:
+        return {"around": message_id}
+    return {"before": message_id + limit // 2}

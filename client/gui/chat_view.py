@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import re
 import time
+import webbrowser
 from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
-from . import theme
+from . import emoji, richtext, theme
 from .model import (
     Conversation,
     Line,
@@ -30,30 +32,103 @@ from .model import (
     local_time,
 )
 
+#: Left margin of message text, in pixels: wrapped lines keep it (lmargin2),
+#: so a long message reads as one indented block, not typed spaces.
+MARGIN = 16
+
 #: Tag options that do not depend on the mode (colours come from theme.tag_colours).
 _LAYOUT_TAGS: dict[str, dict[str, object]] = {
-    "msg": {"lmargin1": 4, "lmargin2": 4, "rmargin": 12},
+    "msg": {"lmargin1": MARGIN, "lmargin2": MARGIN, "rmargin": 12},
     "head": {"spacing1": 10},
     "body": {"spacing1": 1, "spacing3": 1},
-    "sysline": {"spacing1": 6, "spacing3": 2},
+    "rtl": {"justify": "right"},
+    "sysline": {"spacing1": 6, "spacing3": 2, "lmargin1": MARGIN, "lmargin2": MARGIN + 14},
     "day": {"justify": "center", "spacing1": 14, "spacing3": 6},
     "divider": {"justify": "center", "spacing1": 10, "spacing3": 4},
-    "local": {"spacing1": 4, "spacing3": 2, "lmargin1": 4, "lmargin2": 4},
-    "heading": {"spacing1": 8, "spacing3": 8, "lmargin1": 4},
+    "local": {"spacing1": 4, "spacing3": 2, "lmargin1": MARGIN, "lmargin2": MARGIN},
+    "heading": {"spacing1": 8, "spacing3": 8, "lmargin1": MARGIN},
 }
 
-_FONTS: dict[str, tuple[object, ...]] = {
-    "nick": (theme.FONT_FAMILY, -theme.SIZE_BODY, "bold"),
-    "ts": (theme.FONT_FAMILY, -11),
-    "day": (theme.FONT_FAMILY, -12, "bold"),
-    "divider": (theme.FONT_FAMILY, -12, "bold"),
-    "sysline": (theme.FONT_FAMILY, -13, "italic"),
-    "local": (theme.FONT_FAMILY, -13, "italic"),
-    "heading": (theme.FONT_FAMILY, -theme.SIZE_TITLE, "bold"),
-    "where": (theme.FONT_FAMILY, -12, "bold"),
-}
 
-_INDENT = "  "
+def _fonts(size: int) -> dict[str, tuple[object, ...]]:
+    """The tag fonts for body text of *size* pixels (font zoom changes it)."""
+    small = max(8, size - 2)
+    return {
+        "nick": (theme.FONT_FAMILY, -size, "bold"),
+        "hit": (theme.FONT_FAMILY, -size, "bold"),  # search hits: bold on their tint
+        "ts": (theme.FONT_FAMILY, -max(8, size - 3)),
+        "day": (theme.FONT_FAMILY, -small, "bold"),
+        "divider": (theme.FONT_FAMILY, -small, "bold"),
+        "sysline": (theme.FONT_FAMILY, -max(8, size - 1), "italic"),
+        "local": (theme.FONT_FAMILY, -max(8, size - 1), "italic"),
+        "heading": (theme.FONT_FAMILY, -(size + 2), "bold"),
+        "where": (theme.FONT_FAMILY, -small, "bold"),
+    }
+
+
+#: A presence line: "alice joined #dev", "bob left #dev (timed out)".
+_PRESENCE = re.compile(r"^(\S+) (joined|left) (\S+)(?: \((.*)\))?$")
+#: Consecutive presence lines this close in time are one burst ...
+BURST_SECONDS = 10 * 60
+#: ... and a burst of at least this many lines is drawn as one summary line.
+COLLAPSE_AT = 3
+
+
+def presence_of(line: Line) -> tuple[str, str, str] | None:
+    """(nick, "joined"|"left", room) when *line* is a join or leave notice."""
+    if line.kind != "system" or line.where is not None:
+        return None
+    m = _PRESENCE.match(line.text)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
+def in_burst(prev: Line, line: Line) -> bool:
+    """True when presence line *line* continues the burst that *prev* is in."""
+    a, b = presence_of(prev), presence_of(line)
+    return (
+        a is not None
+        and b is not None
+        and a[2] == b[2]
+        and 0 <= line.epoch - prev.epoch <= BURST_SECONDS
+    )
+
+
+def _names(nicks: list[str]) -> str:
+    unique = list(dict.fromkeys(nicks))
+    if len(unique) <= 4:
+        return unique[0] if len(unique) == 1 else ", ".join(unique[:-1]) + " and " + unique[-1]
+    return f"{', '.join(unique[:3])} and {len(unique) - 3} others"
+
+
+def burst_summary(lines: Sequence[Line]) -> str:
+    """One sentence for a burst of joins and leaves: "alice, bob and carol joined #dev · dave left"."""
+    joined = [p[0] for ln in lines if (p := presence_of(ln)) and p[1] == "joined"]
+    left = [p[0] for ln in lines if (p := presence_of(ln)) and p[1] == "left"]
+    room = next(p[2] for ln in lines if (p := presence_of(ln)))
+    parts = []
+    if joined:
+        parts.append(f"{_names(joined)} joined {room}")
+    if left:
+        parts.append(f"{_names(left)} left" + ("" if joined else f" {room}"))
+    return " \u00b7 ".join(parts)
+
+
+def _text_runs(
+    text: str, tags: tuple[str, ...], hits: tuple[str, ...] = ()
+) -> list[tuple[str, tuple[str, ...]]]:
+    """One paragraph of message text as (text, tags) runs: links carry "link" and
+    "href=<url>", emoji "emoji", search hits "hit"; right-to-left paragraphs "rtl"."""
+    if richtext.is_rtl(text):
+        tags = (*tags, "rtl")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for run in richtext.runs(text, hits):
+        if run.kind == "link":
+            out.append((run.text, (*tags, "link", f"href={run.url}")))
+        elif run.kind in ("emoji", "hit"):
+            out.append((run.text, (*tags, run.kind)))
+        else:
+            out.append((run.text, tags))
+    return out
 
 
 def segments(
@@ -64,7 +139,9 @@ def segments(
     *prev_epoch* is the time of the last dated line drawn (0 for none): a day
     heading goes before the first line of each local day. Consecutive messages
     of one sender share one header (nick and time). Every text and name goes
-    through display_text, so direction controls cannot move the nick or time.
+    through display_text, and message text is reordered (right-to-left) one
+    paragraph at a time in runs of its own, so nothing in a message can move
+    the nick or the time.
     """
     now = time.time() if now is None else now
     text_of = display_text(line.text)
@@ -85,28 +162,49 @@ def segments(
         return out
     if line.kind in ("notice", "error"):
         for text in text_of.split("\n"):
-            out.append((f"{_INDENT}{text}\n", (line.kind, "local")))
+            out.append((f"{text}\n", (line.kind, "local")))
         return out
     base: tuple[str, ...] = ("msg",)
+    if line.where is not None and line.id is not None:
+        base += ("result", f"goto-{line.id}")
     if line.own:
         base += ("own",)
     if line.mention:
         base += ("mention",)
     when = format_time(line.epoch) if line.epoch else ""
     if line.kind == "system":
-        out.append((f"{_INDENT}\u2192 {text_of}", ("system", "sysline", *base)))
+        out.append(("\u2192 ", ("system", "sysline", *base)))
+        out.extend(_text_runs(text_of, ("system", "sysline", *base)))
         out.append((f"   {when}\n", ("ts", "sysline", *base)))
         return out
     if prev is None or prev.kind == "divider" or not continues(prev, line):
         if where:
-            out.append((f"{_INDENT}{where}  ", ("where", "head", *base)))
-            out.append((sender, (line.kind, "nick", "head", *base)))
-        else:
-            out.append((f"{_INDENT}{sender}", (line.kind, "nick", "head", *base)))
+            out.append((f"{where}  ", ("where", "head", *base)))
+        out.append((sender, (line.kind, "nick", "head", *base)))
         out.append((f"   {when}\n", ("ts", "head", *base)))
     for text in text_of.split("\n"):
-        out.append((f"{_INDENT}{text}\n", (line.kind, "body", *base)))
+        out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits))
+        out.append(("\n", ("body", *base)))
     return out
+
+
+def burst_segments(lines: Sequence[Line]) -> list[tuple[str, tuple[str, ...]]]:
+    """One summary line for a collapsed burst of joins and leaves (COLLAPSE_AT or more)."""
+    first, last = format_time(lines[0].epoch), format_time(lines[-1].epoch)
+    span = first if first == last else f"{first}\u2013{last}"
+    tags = ("system", "sysline", "msg", "burst")
+    return [
+        ("\u2192 ", tags),
+        (display_text(burst_summary(lines)), tags),
+        (f"   {span}\n", ("ts", "sysline", "msg", "burst")),
+    ]
+
+
+def open_in_browser(url: str) -> None:
+    """Open *url* in the system's web browser (off the Tk thread: it may block)."""
+    import threading
+
+    threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
 
 
 class ChatView(ctk.CTkFrame):
@@ -119,13 +217,29 @@ class ChatView(ctk.CTkFrame):
         *,
         on_load_older: Callable[[], None],
         on_search: Callable[[str], None],
+        on_toggle_mute: Callable[[], None] | None = None,
+        on_open_link: Callable[[str], None] | None = None,
+        on_open_result: Callable[[int], None] | None = None,
+        on_type: Callable[[str], None] | None = None,
         mode: str = "light",
+        font_size: int = theme.SIZE_BODY,
     ) -> None:
         super().__init__(master, corner_radius=0, fg_color=theme.pair("chat_bg"))
         self._on_load_older = on_load_older
         self._on_search = on_search
+        self._on_open_link = on_open_link or open_in_browser
+        self._on_open_result = on_open_result or (lambda _id: None)
+        self._on_type = on_type or (lambda _char: None)
         self._last: Line | None = None  # the last line drawn, for grouping
         self._last_epoch = 0.0  # the time of the last dated line drawn, for day headings
+        # The joins and leaves drawn last (a burst that later lines may extend),
+        # and what was drawn before them.
+        self._tail: list[Line] = []
+        self._before_tail: tuple[Line | None, float] = (None, 0.0)
+        self._hrefs: dict[str, str] = {}  # url -> its tag
+        self._urls: dict[str, str] = {}  # tag -> url
+        self.font_size = font_size
+        self.emoji = emoji.EmojiImages(self)
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(2, weight=1)
 
@@ -149,9 +263,22 @@ class ChatView(ctk.CTkFrame):
             text_color=theme.pair("muted"),
         )
         self.subtitle_label.grid(row=0, column=1, sticky="w", padx=(12, 0))
+        self.mute_button = ctk.CTkButton(
+            header,
+            text="Mute",
+            width=64,
+            height=32,
+            corner_radius=8,
+            fg_color="transparent",
+            hover_color=theme.pair("hover_bg"),
+            text_color=theme.pair("muted"),
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL),
+            command=on_toggle_mute or (lambda: None),
+        )
+        self.mute_button.grid(row=0, column=2, sticky="e", padx=(0, 6))
         self.search_entry = ctk.CTkEntry(
             header,
-            width=240,
+            width=200,
             height=32,
             corner_radius=16,
             border_width=1,
@@ -160,8 +287,9 @@ class ChatView(ctk.CTkFrame):
             placeholder_text="Search messages",
             font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1),
         )
-        self.search_entry.grid(row=0, column=2, sticky="e")
+        self.search_entry.grid(row=0, column=3, sticky="e")
         self.search_entry.bind("<Return>", self._search)
+        self.search_entry.bind("<Escape>", lambda _e: self.clear_search())
 
         sep = ctk.CTkFrame(self, height=1, corner_radius=0, fg_color=theme.pair("border"))
         sep.grid(row=1, column=0, sticky="new")
@@ -190,7 +318,7 @@ class ChatView(ctk.CTkFrame):
             border_spacing=10,
             fg_color=theme.pair("chat_bg"),
             text_color=theme.pair("text"),
-            font=(theme.FONT_FAMILY, theme.SIZE_BODY),
+            font=(theme.FONT_FAMILY, font_size),
             wrap="word",
             spacing1=1,
             spacing3=1,
@@ -203,12 +331,27 @@ class ChatView(ctk.CTkFrame):
         self._tk_text.bind("<Key>", self._readonly_key)
         self._tk_text.bind("<Control-a>", self._select_all)
         self._tk_text.bind("<<Paste>>", lambda _e: "break")
+        self._tk_text.bind("<<Copy>>", self._copy)
         self._tk_text.bind("<<Cut>>", lambda _e: "break")
         self._tk_text.configure(insertwidth=0, takefocus=False)
         for tag, opts in _LAYOUT_TAGS.items():
             self._tk_text.tag_configure(tag, **opts)  # type: ignore[arg-type]
-        for tag, font in _FONTS.items():
+        for tag, font in _fonts(font_size).items():
             self._tk_text.tag_configure(tag, font=font)
+        self._tk_text.tag_bind("link", "<Button-1>", self._click_link)
+        self._tk_text.tag_bind("result", "<Button-1>", self._click_result)
+        self._tk_text.tag_bind(
+            "result", "<Enter>", lambda _e: self._tk_text.configure(cursor="hand2")
+        )
+        self._tk_text.tag_bind(
+            "result", "<Leave>", lambda _e: self._tk_text.configure(cursor="arrow")
+        )
+        self._tk_text.tag_bind(
+            "link", "<Enter>", lambda _e: self._tk_text.configure(cursor="hand2")
+        )
+        self._tk_text.tag_bind(
+            "link", "<Leave>", lambda _e: self._tk_text.configure(cursor="arrow")
+        )
 
         self.jump_button = ctk.CTkButton(
             body,
@@ -267,9 +410,17 @@ class ChatView(ctk.CTkFrame):
         """Add *lines* at the end with one insert; follow them only if at the bottom."""
         if not lines:
             return
-        follow = self.at_bottom()
-        args = self._runs(lines, time.time())
-        self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+        # Follow when at the bottom, and always to the user's own new message.
+        follow = self.at_bottom() or any(ln.own for ln in lines)
+        lines = list(lines)
+        if self._tail and presence_of(lines[0]) and in_burst(self._tail[-1], lines[0]):
+            # The burst drawn last goes on: draw it again with the new lines.
+            first = self._tk_text.tag_ranges("tail")
+            if first:
+                self._tk_text.delete(first[0], first[-1])
+            self._last, self._last_epoch = self._before_tail
+            lines = [*self._tail, *lines]
+        self._insert(self._runs(lines, time.time()))
         if follow:
             self._tk_text.see("end")
         else:
@@ -289,37 +440,204 @@ class ChatView(ctk.CTkFrame):
         else:
             self._tk_text.yview_moveto(first)
 
-    def _render(self, lines: Sequence[Line], anchor_id: int | None = None) -> str | None:
+    def _render(
+        self, lines: Sequence[Line], anchor_id: int | None = None, mark: bool = False
+    ) -> str | None:
         self._tk_text.delete("1.0", "end")
+        self._tk_text.tag_remove("target", "1.0", "end")
         self._show_jump(False)
         self._last, self._last_epoch = None, 0.0
+        self._tail = []
         now = time.time()
         split = len(lines)
         if anchor_id is not None:
             split = next((i for i, ln in enumerate(lines) if ln.id == anchor_id), len(lines))
         anchor_index: str | None = None
         # What comes before the anchor goes in first, so we learn where it starts.
-        for part, is_tail in ((lines[:split], False), (lines[split:], True)):
-            if is_tail and split < len(lines):
-                anchor_index = self._tk_text.index("end-1c")
-            args = self._runs(part, now)
-            if args:
-                self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+        self._insert(self._runs(lines[:split], now))
+        if split < len(lines):
+            anchor_index = self._tk_text.index("end-1c")
+        if mark and split < len(lines):
+            self._insert(self._runs(lines[split : split + 1], now))
+            # The message itself, not the day heading that may go before it.
+            first = self._tk_text.tag_nextrange("msg", anchor_index)
+            self._tk_text.tag_add("target", first[0] if first else anchor_index, "end-1c")
+            self._insert(self._runs(lines[split + 1 :], now))
+        else:
+            self._insert(self._runs(lines[split:], now))
         return anchor_index
 
-    def _runs(self, lines: Sequence[Line], now: float) -> list[object]:
-        """The insert arguments (text, tags, text, tags, ...) drawing *lines* after
-        what is already shown."""
-        args: list[object] = []
+    def _runs(self, lines: Sequence[Line], now: float) -> list[tuple[str, tuple[str, ...]]]:
+        """The (text, tags) runs drawing *lines* after what is already shown.
+        Bursts of joins and leaves are collapsed; the last burst carries the
+        tag "tail", so append() can redraw it when the burst goes on."""
+        out: list[tuple[str, tuple[str, ...]]] = []
         prev, prev_epoch = self._last, self._last_epoch
+        burst: list[Line] = []
+        before: tuple[Line | None, float] = (prev, prev_epoch)
+
+        def flush(tail: bool) -> None:
+            if not burst:
+                return
+            if len(burst) >= COLLAPSE_AT:
+                drawn = segments(burst[0], before[0], before[1], now)
+                day = [run for run in drawn if run[1] == ("day",)]
+                runs = day + burst_segments(burst)
+            else:
+                runs = []
+                p, pe = before
+                for ln in burst:
+                    runs += segments(ln, p, pe, now)
+                    p, pe = ln, ln.epoch or pe
+            extra = ("tail",) if tail else ()
+            out.extend((text, (*tags, *extra)) for text, tags in runs)
+
         for line in lines:
-            for text, tags in segments(line, prev, prev_epoch, now):
-                args.append(text)
-                args.append(tags)
+            if presence_of(line) and (not burst or in_burst(burst[-1], line)):
+                if not burst:
+                    before = (prev, prev_epoch)
+                burst.append(line)
+            else:
+                flush(False)
+                burst = []
+                if presence_of(line):
+                    before = (prev, prev_epoch)
+                    burst.append(line)
+                else:
+                    out.extend(segments(line, prev, prev_epoch, now))
             prev = line
             prev_epoch = line.epoch or prev_epoch
+        self._tk_text.tag_remove("tail", "1.0", "end")
+        flush(True)
+        if burst:
+            self._tail, self._before_tail = list(burst), before
+        elif lines:
+            self._tail = []
         self._last, self._last_epoch = prev, prev_epoch
-        return args
+        return out
+
+    def _insert(self, runs: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+        """Insert *runs* at the end: text in as few calls as possible, each emoji
+        as an image (when a colour emoji font is there), links with their tag."""
+        args: list[object] = []
+        height = round(self.font_size * 1.25)
+        for text, tags in runs:
+            if "emoji" in tags:
+                image = self.emoji.image(text, height)
+                if image is not None:
+                    if args:
+                        self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+                        args = []
+                    self._tk_text.image_create("end", image=image, align="center", padx=1)
+                    for tag in tags:
+                        self._tk_text.tag_add(tag, "end-2c")
+                    continue
+            tags = tuple(self._href_tag(t) if t.startswith("href=") else t for t in tags)
+            args.append(text)
+            args.append(tags)
+        if args:
+            self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+
+    def _href_tag(self, tag: str) -> str:
+        url = tag[len("href=") :]
+        name = self._hrefs.get(url)
+        if name is None:
+            name = self._hrefs[url] = f"href-{len(self._hrefs)}"
+            self._urls[name] = url
+        return name
+
+    def _click_link(self, event: object) -> str:
+        index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")
+        for tag in self._tk_text.tag_names(index):
+            url = self._urls.get(str(tag))
+            if url:
+                self._on_open_link(url)
+                break
+        return "break"
+
+    def _click_result(self, event: object) -> str | None:
+        index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")
+        names = [str(t) for t in self._tk_text.tag_names(index)]
+        if "link" in names:
+            return None  # a link inside a result opens the link
+        for tag in names:
+            if tag.startswith("goto-"):
+                self._on_open_result(int(tag[5:]))
+                return "break"
+        return None
+
+    def click_result(self, message_id: int) -> bool:
+        """Click the search result of message *message_id* (tests); False if not shown."""
+        ranges = self._tk_text.tag_ranges(f"goto-{message_id}")
+        if not ranges:
+            return False
+        self._tk_text.see(ranges[0])
+        self.update_idletasks()
+        box = self._tk_text.bbox(ranges[0])
+        if box is None:
+            return False
+        self._click_at(box[0] + 1, box[1] + 1)
+        return True
+
+    def jump_to(self, conv: Conversation, message_id: int) -> None:
+        """Draw *conv* with message *message_id* in view, a third of the way down,
+        and marked (a search result opened in its conversation)."""
+        self.set_header(conv)
+        self._render(conv.lines, message_id, mark=True)
+        ranges = self._tk_text.tag_ranges("target")
+        if ranges:
+            self._tk_text.see("end")
+            self._tk_text.update_idletasks()
+            self._tk_text.yview(ranges[0])
+            self._tk_text.yview_scroll(-4, "units")
+            self._show_jump(not self.at_bottom())
+        else:
+            self.scroll_to_bottom()
+
+    def target_text(self) -> str:
+        """The text of the message marked by jump_to() ("" when none)."""
+        ranges = self._tk_text.tag_ranges("target")
+        return self._tk_text.get(ranges[0], ranges[-1]) if ranges else ""
+
+    def links(self) -> dict[str, str]:
+        """Link text shown -> its url (for tests)."""
+        out = {}
+        for name, url in self._urls.items():
+            ranges = self._tk_text.tag_ranges(name)
+            for i in range(0, len(ranges), 2):
+                out[self._tk_text.get(ranges[i], ranges[i + 1])] = url
+        return out
+
+    def open_link_at_text(self, needle: str) -> bool:
+        """Click the link whose text starts with *needle* (tests); False if none."""
+        index = self._tk_text.search(needle, "1.0", stopindex="end")
+        if not index:
+            return False
+        self._tk_text.see(index)
+        self.update_idletasks()
+        box = self._tk_text.bbox(index)
+        if box is None:
+            return False
+        self._click_at(box[0] + 1, box[1] + 1)
+        return True
+
+    def _click_at(self, x: int, y: int) -> None:
+        # Tag bindings follow the "current" mark, which the pointer's motion sets.
+        self._tk_text.event_generate("<Enter>", x=x, y=y)
+        self._tk_text.event_generate("<Motion>", x=x, y=y)
+        self._tk_text.event_generate("<ButtonPress-1>", x=x, y=y)
+        self._tk_text.event_generate("<ButtonRelease-1>", x=x, y=y)
+
+    def image_count(self) -> int:
+        """How many images (emoji) the text shows."""
+        return len(self._tk_text.image_names())
+
+    def set_font_size(self, size: int) -> None:
+        """Draw the conversation's text at *size* pixels (font zoom)."""
+        self.font_size = size
+        self.text.configure(font=(theme.FONT_FAMILY, size))
+        for tag, font in _fonts(size).items():
+            self._tk_text.tag_configure(tag, font=font)
 
     def content(self) -> str:
         """All the text shown (for tests and copying)."""
@@ -337,6 +655,22 @@ class ChatView(ctk.CTkFrame):
             return None
         colour = None
         # tag_names lists tags lowest priority first: the last colour wins.
+        for tag in self._tk_text.tag_names(index):
+            value = self._tk_text.tag_cget(tag, "foreground")
+            if value:
+                colour = str(value)
+        return colour
+
+    def nick_colour(self, nick: str) -> str | None:
+        """The colour of the last header naming *nick* (the kind's colour)."""
+        ranges = self._tk_text.tag_ranges("nick")
+        for i in range(len(ranges) - 2, -1, -2):
+            if self._tk_text.get(ranges[i], ranges[i + 1]) == nick:
+                return self._colour_at(str(ranges[i]))
+        return None
+
+    def _colour_at(self, index: str) -> str | None:
+        colour = None
         for tag in self._tk_text.tag_names(index):
             value = self._tk_text.tag_cget(tag, "foreground")
             if value:
@@ -376,7 +710,20 @@ class ChatView(ctk.CTkFrame):
         for tag, opts in theme.tag_colours(mode).items():
             self._tk_text.tag_configure(tag, **opts)  # type: ignore[arg-type]
         # Later tags win: kind colours over the row tints, mentions over own rows.
-        for tag in ("own", "mention", *theme.KINDS, "ts", "day", "where", "divider", "heading"):
+        for tag in (
+            "own",
+            "mention",
+            "body",
+            *theme.KINDS,
+            "target",
+            "link",
+            "hit",
+            "ts",
+            "day",
+            "where",
+            "divider",
+            "heading",
+        ):
             self._tk_text.tag_raise(tag)
         p = theme.palette(mode)
         self._tk_text.configure(selectbackground=p.selected_bg, selectforeground=p.text)
@@ -392,16 +739,65 @@ class ChatView(ctk.CTkFrame):
             self._on_search(words)
         return "break"
 
+    def focus_search(self) -> None:
+        """Ctrl+F: focus the search box with its old words selected, so typing
+        replaces them instead of adding to them."""
+        entry = self.search_entry._entry
+        entry.focus_set()
+        if self.search_entry.get():
+            entry.select_range(0, "end")
+            entry.icursor("end")
+
+    def clear_search(self) -> None:
+        """Empty the search box (sign-out; Escape in the box)."""
+        self.search_entry.delete(0, "end")
+        if self.focus_get() is not self.search_entry._entry:
+            # Put the placeholder back (customtkinter shows it on focus-out only).
+            self.search_entry._activate_placeholder()
+
+    def set_muted(self, muted: bool | None) -> None:
+        """Show the mute switch as on/off; None hides it (search results)."""
+        if muted is None:
+            self.mute_button.grid_remove()
+            return
+        self.mute_button.grid()
+        self.mute_button.configure(text="Unmute" if muted else "Mute")
+
+    def selected_text(self) -> str:
+        """The selected text, emoji images given back as their characters."""
+        try:
+            parts = self._tk_text.dump("sel.first", "sel.last", text=True, image=True)
+        except Exception:  # no selection
+            return ""
+        out = []
+        for kind, value, _index in parts:
+            if kind == "text":
+                out.append(value)
+            elif kind == "image":
+                out.append(self.emoji.clusters.get(str(value), ""))
+        return "".join(out)
+
+    def _copy(self, _event: object = None) -> str:
+        text = self.selected_text()
+        if text:
+            self.clipboard_clear()
+            self.clipboard_append(text)
+        return "break"
+
     def _select_all(self, _event: object = None) -> str:
         self._tk_text.tag_add("sel", "1.0", "end-1c")
         return "break"
 
-    @staticmethod
-    def _readonly_key(event: object) -> str | None:
+    def _readonly_key(self, event: object) -> str | None:
         keysym = getattr(event, "keysym", "")
         state = int(getattr(event, "state", 0))
         if state & 0x4 and keysym.lower() in ("c", "a"):  # Ctrl+C, Ctrl+A
             return None
+        if state & 0xC:  # other Ctrl/Alt shortcuts belong to the window
+            return None
         if keysym in ("Up", "Down", "Prior", "Next", "Home", "End", "Left", "Right"):
             return None
+        char = getattr(event, "char", "")
+        if char and char.isprintable():
+            self._on_type(char)  # typing while reading goes to the input
         return "break"

@@ -157,8 +157,8 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
     if isinstance(exc, ServerUnreachable):
         return Problem(
             f"Can't reach {form.where}",
-            f"{exc}. Check the address and port, that the server is running, and that no "
-            "firewall is in the way.",
+            f"{_sentence(plain_reason(str(exc), 'the server did not answer'))} Check the "
+            "address and port, that the server is running, and that no firewall is in the way.",
         )
     if isinstance(exc, HostnameMismatch):
         return Problem(
@@ -217,15 +217,22 @@ def describe_failure(exc: BaseException, form: ConnectForm, pin: Pin | None = No
     if isinstance(exc, ConnectionLost):
         return Problem(
             "The connection broke while logging in",
-            f"{exc}. Try again; if it keeps happening, the server may be overloaded or not a "
-            "parley server.",
+            f"{_sentence(plain_reason(str(exc)))} Try again; if it keeps happening, the server "
+            "may be overloaded or not a parley server.",
         )
     if isinstance(exc, OSError):
         return Problem(
             f"Can't reach {form.where}",
-            f"{exc.strerror or exc}. Check the address and port and that the server is running.",
+            f"{_sentence(plain_reason(exc.strerror or str(exc), 'the server did not answer'))} "
+            "Check the address and port and that the server is running.",
         )
-    return Problem("Could not connect", str(exc) or type(exc).__name__)
+    return Problem("Could not connect", _sentence(plain_reason(str(exc))))
+
+
+def _sentence(words: str) -> str:
+    """*words* as a sentence: capital first letter, full stop."""
+    words = words.strip().rstrip(".")
+    return f"{words[:1].upper()}{words[1:]}." if words else ""
 
 
 def _login_problem(exc: LoginRefused, form: ConnectForm) -> Problem:
@@ -265,3 +272,40 @@ def _login_problem(exc: LoginRefused, form: ConnectForm) -> Problem:
     if code in ("shutdown", "too-many-connections", "timeout", "internal"):
         return Problem("The server is busy", f"{exc.message}. Try again in a moment.")
     return Problem("The server refused the login", exc.message)
+
+
+#: How the client library's disconnect reasons read to a user: (fragment in the
+#: reason, lower case) -> plain words. First match wins.
+_PLAIN_REASONS = (
+    ("login refused", ""),  # the login failure's own words follow the colon
+    ("certificate", ""),  # trust failures are already written for people
+    ("shutdown", "the server is shutting down or restarting"),
+    ("server-shutdown", "the server is shutting down or restarting"),
+    ("timeout", "the server stopped answering"),
+    ("timed out", "the server stopped answering"),
+    ("flood", "too many messages too fast: the server closed the connection"),
+    ("refused", "the server refused the connection"),
+    ("unreachable", "the server can't be reached"),
+    ("no route", "the server can't be reached"),
+    ("name or service", "the server's name can't be found"),
+)
+
+
+def plain_reason(reason: str, default: str = "the connection was cut") -> str:
+    """A disconnect *reason* from the client library in plain words, without raw
+    OpenSSL or exception text: "EOF occurred in violation of protocol
+    (_ssl.c:2427)" reads "the connection was cut" (or *default*)."""
+    low = reason.lower()
+    for fragment, words in _PLAIN_REASONS:
+        if fragment in low:
+            if words:
+                return words
+            if fragment == "login refused":
+                return reason.split(":", 1)[-1].strip() or "the server refused the login"
+            return reason
+    if not reason or any(
+        raw in low
+        for raw in ("ssl", "eof", "errno", "reset", "broken pipe", "socket", "error", "(", "_")
+    ):
+        return default
+    return reason

@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Any
 
 from parley_chat.protocol import DEFAULT_ROOM, Message, fold, parse_ts
 
@@ -83,6 +86,7 @@ class Line:
     own: bool = False
     mention: bool = False
     where: str | None = None
+    hits: tuple[str, ...] = ()  # search words to highlight (search results only)
 
     @property
     def is_message(self) -> bool:
@@ -111,9 +115,45 @@ def local_time(epoch: float, tz: tzinfo | None = None) -> datetime:
     return datetime.fromtimestamp(epoch, tz) if tz is not None else datetime.fromtimestamp(epoch)
 
 
-def format_time(epoch: float, tz: tzinfo | None = None) -> str:
-    """Hours and minutes in local time: 09:30."""
-    return local_time(epoch, tz).strftime("%H:%M")
+def locale_uses_12_hour() -> bool:
+    """True when the user's locale writes times with AM/PM (en_US), False for 24-hour
+    clocks (de_DE, en_GB, C). Reads LC_TIME as the environment sets it."""
+    import locale
+
+    try:
+        saved = locale.setlocale(locale.LC_TIME)
+        try:
+            locale.setlocale(locale.LC_TIME, "")
+            fmt = locale.nl_langinfo(locale.T_FMT)
+            ampm = locale.nl_langinfo(locale.T_FMT_AMPM)
+        finally:
+            locale.setlocale(locale.LC_TIME, saved)
+    except (locale.Error, AttributeError, ValueError):
+        return False  # no such locale, or no nl_langinfo (Windows): 24-hour
+    return "%p" in fmt or "%r" in fmt or ("%I" in fmt) or (fmt == "" and "%p" in ampm)
+
+
+#: The clock the chat shows times in: None means "ask the locale" (set once, at first use).
+_TWELVE_HOUR: bool | None = None
+
+
+def set_clock(twelve_hour: bool | None) -> None:
+    """Show times on a 12-hour (True) or 24-hour (False) clock; None: as the locale says."""
+    global _TWELVE_HOUR
+    _TWELVE_HOUR = twelve_hour
+
+
+def format_time(epoch: float, tz: tzinfo | None = None, twelve_hour: bool | None = None) -> str:
+    """Hours and minutes in local time, on the locale's clock: 09:30 or 9:30 AM."""
+    global _TWELVE_HOUR
+    if twelve_hour is None:
+        if _TWELVE_HOUR is None:
+            _TWELVE_HOUR = locale_uses_12_hour()
+        twelve_hour = _TWELVE_HOUR
+    t = local_time(epoch, tz)
+    if twelve_hour:
+        return f"{t.hour % 12 or 12}:{t.minute:02d} {'AM' if t.hour < 12 else 'PM'}"
+    return t.strftime("%H:%M")
 
 
 def format_day(epoch: float, now: float, tz: tzinfo | None = None) -> str:
@@ -143,6 +183,14 @@ class Conversation:
     has_more: bool = True  # older history may exist on the server
     loading: bool = False  # a history page is on its way
     online: tuple[str, ...] = ()
+    read: int = 0  # the server's read marker: the user has read up to this id
+    counted_to: int = 0  # ids up to this are in the server's unread count already
+    preview: str = ""  # the latest message as the server listed it (sidebar hint)
+
+    @property
+    def newest_id(self) -> int | None:
+        """The largest message id shown."""
+        return max(self.ids) if self.ids else None
 
     @property
     def oldest_id(self) -> int | None:
@@ -176,6 +224,7 @@ class ChatModel:
         self.conversations: dict[str, Conversation] = {}
         self.current: str = room_key(DEFAULT_ROOM)
         self.last_shown_id: int | None = None
+        self.found: dict[int, Message] = {}  # the search results, by id
         self._mention_re: re.Pattern[str] | None = None
         self._replay_missed = False  # a "missed" replay batch is open
         self._divided: set[str] = set()  # conversations that got a divider in it
@@ -307,8 +356,14 @@ class ChatModel:
         conv.ids.add(m.id)
         counts = m.kind != "system" and not line.own
         # A fresh login's recent history is not news: only live and missed
-        # messages make a conversation unread.
-        unread = counts and (not replayed or self._replay_missed)
+        # messages make a conversation unread, and only those the server's own
+        # count (at login) did not include, past the read marker.
+        unread = (
+            counts
+            and (not replayed or self._replay_missed)
+            and m.id > conv.counted_to
+            and m.id > conv.read
+        )
         if key != self.current and unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
@@ -348,8 +403,10 @@ class ChatModel:
         conv.lines = [
             Line(kind="heading", text=f"Search results for \u201c{words}\u201d \u00b7 {found}")
         ]
+        hits = tuple(w for w in words.split() if w)
+        self.found = {m.id: m for m in messages}
         for m in messages:
-            conv.lines.append(self.line_of(m, where=self.where(m)))
+            conv.lines.append(dataclasses.replace(self.line_of(m, where=self.where(m)), hits=hits))
         if not messages:
             conv.lines.append(Line(kind="notice", text="No messages match."))
         conv.ids = {m.id for m in messages}
@@ -371,6 +428,50 @@ class ChatModel:
         line = Line(kind=kind, text=text)
         conv.lines.append(line)
         return Added(key, (line,), False, self._trim(conv))
+
+    def apply_listing(self, items: Sequence[Any]) -> None:
+        """The server's list of this user's conversations (ConversationSummary items):
+        every room and private peer gets its conversation, with the server's
+        unread count and read marker, so nothing vanishes after a restart."""
+        for item in items:
+            if item.kind == "room":
+                conv = self.ensure_room(item.name)
+            elif item.kind == "private":
+                conv = self.ensure_dm(item.name)
+            else:
+                continue
+            conv.read = max(conv.read, int(item.read))
+            last = item.last
+            if last is not None:
+                conv.counted_to = max(conv.counted_to, last.id)
+                who = "you" if self.is_me(last.from_) else (last.from_ or "")
+                conv.preview = f"{who}: {last.text}" if who else last.text
+            if conv.key != self.current:
+                conv.unread = int(item.unread)
+                # Private messages are always worth a red badge; for rooms the
+                # count alone does not say whether one named the user.
+                conv.mentioned = conv.kind == "dm" and conv.unread > 0
+
+    def read_moved(self, kind: str, name: str, message_id: int) -> Conversation | None:
+        """The user read up to *message_id* elsewhere (another device): fewer unread."""
+        key = room_key(name) if kind == "room" else dm_key(name)
+        conv = self.conversations.get(key)
+        if conv is None or message_id <= conv.read:
+            return None
+        conv.read = message_id
+        newest = conv.newest_id
+        if newest is None or message_id >= max(newest, conv.counted_to):
+            conv.unread = 0
+            conv.mentioned = False
+        else:
+            left = sum(
+                1
+                for ln in conv.lines
+                if ln.id is not None and ln.id > message_id and not ln.own and ln.kind != "system"
+            )
+            conv.unread = min(conv.unread, left)
+            conv.mentioned = conv.mentioned and conv.unread > 0
+        return conv
 
     def set_online(self, room: str, online: tuple[str, ...]) -> bool:
         """Who is online in *room*; True if it changed (and the room is known)."""

@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ class Settings:
     register: bool = False
     appearance: str = "light"  # "light" or "dark"
     geometry: str = "1120x720"  # "WIDTHxHEIGHT" of the main window
+    font_size: int = 14  # the chat's text size in pixels (Ctrl+plus/minus)
+    muted: list[str] = field(default_factory=list)  # conversation keys without notifications
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Settings:

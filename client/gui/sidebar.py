@@ -63,12 +63,14 @@ class _Row:
         )
         self.state: tuple[object, ...] | None = None
 
-    def show(self, label: str, unread: int, selected: bool) -> None:
-        state = (label, unread, selected)
+    def show(self, label: str, unread: int, selected: bool, loud: bool = True) -> None:
+        """*loud*: the unread messages mention the user or are private (a red
+        badge); otherwise the count is quiet (grey) and the name is not bold."""
+        state = (label, unread, selected, loud)
         if state == self.state:
             return
         self.state = state
-        strong = selected or unread > 0
+        strong = selected or (unread > 0 and loud)
         self.button.configure(
             text=label,
             fg_color=theme.pair("selected_bg") if selected else "transparent",
@@ -76,7 +78,11 @@ class _Row:
             font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold" if strong else "normal"),
         )
         if unread > 0:
-            self.badge.configure(text=str(unread) if unread < 100 else "99+")
+            self.badge.configure(
+                text=str(unread) if unread < 100 else "99+",
+                fg_color=theme.pair("badge_bg" if loud else "quiet_bg"),
+                text_color=theme.pair("badge_text" if loud else "quiet_text"),
+            )
             self.badge.grid(row=0, column=1, padx=(0, 8))
             self.badge.lift()
         else:
@@ -236,8 +242,10 @@ class Sidebar(ctk.CTkFrame):
         dms: Sequence[Conversation],
         search: Conversation | None,
         current: str,
+        muted: frozenset[str] | set[str] = frozenset(),
     ) -> None:
-        """Show these conversations, *current* selected, each with its unread count."""
+        """Show these conversations, *current* selected, each with its unread count
+        (red for mentions and private messages unless *muted*, grey otherwise)."""
         keys = [c.key for c in rooms] + [c.key for c in dms] + ([search.key] if search else [])
         for key in list(self._rows):
             if key not in keys:
@@ -246,7 +254,9 @@ class Sidebar(ctk.CTkFrame):
             row = self._rows.get(conv.key)
             if row is None:
                 row = self._rows[conv.key] = _Row(self.scroll, conv.key, self._on_select)
-            row.show(self.label_of(conv), conv.unread, conv.key == current)
+            loud = conv.mentioned and conv.key not in muted
+            label = self.label_of(conv) + ("  \u00b7 muted" if conv.key in muted else "")
+            row.show(label, conv.unread, conv.key == current, loud)
         order = ["rooms", *(c.key for c in rooms), "dms", *(c.key for c in dms)]
         if search is not None:
             order += ["search", search.key]
@@ -285,7 +295,14 @@ class Sidebar(ctk.CTkFrame):
         return self._rows[key].button
 
     def badge_text(self, key: str) -> str:
-        """The unread badge of conversation *key* ("" when hidden)."""
-        row = self._rows[key]
+        """The unread badge of conversation *key* ("" when hidden or not listed)."""
+        row = self._rows.get(key)
+        if row is None:
+            return ""
         unread = int(row.state[1]) if row.state else 0  # type: ignore[call-overload]
         return str(row.badge.cget("text")) if unread > 0 else ""
+
+    def badge_is_loud(self, key: str) -> bool:
+        """True when conversation *key*'s badge is red (mentions, private messages)."""
+        row = self._rows.get(key)
+        return bool(row is not None and row.state and row.state[1] and row.state[3])

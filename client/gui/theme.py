@@ -47,8 +47,12 @@ class Palette:
     accent_hover: str
     selected_bg: str  # the selected conversation in the sidebar
     hover_bg: str
-    badge_bg: str  # unread counts
+    badge_bg: str  # unread counts of mentions and private messages (red)
     badge_text: str
+    quiet_bg: str  # unread counts of everything else (grey)
+    quiet_text: str
+    link: str  # clickable links in message text
+    hit_bg: str  # search hits highlighted in results
     warn_bg: str  # trust prompts
     warn_text: str
     danger_bg: str  # refusals
@@ -81,6 +85,10 @@ LIGHT = Palette(
     hover_bg="#e6e8ec",
     badge_bg="#dc2626",
     badge_text="#ffffff",
+    quiet_bg="#d5d9e0",
+    quiet_text="#374151",
+    link="#0b57d0",
+    hit_bg="#fde68a",
     warn_bg="#fff7e0",
     warn_text="#7a4b00",
     danger_bg="#fdecec",
@@ -103,12 +111,16 @@ DARK = Palette(
     own_bar="#818cf8",
     mention_bg="#3b331c",
     divider="#f87171",
-    accent="#6366f1",
+    accent="#5b5ef0",
     accent_hover="#4f46e5",
-    selected_bg="#363a55",
+    selected_bg="#31344a",
     hover_bg="#30323a",
     badge_bg="#dc2626",
     badge_text="#ffffff",
+    quiet_bg="#3f424b",
+    quiet_text="#d1d5db",
+    link="#8ab4f8",
+    hit_bg="#3d310e",
     warn_bg="#3a3117",
     warn_text="#f5d38a",
     danger_bg="#3d1f22",
@@ -137,9 +149,18 @@ def pair(attribute: str) -> tuple[str, str]:
 
 
 def tag_colours(mode: str) -> dict[str, dict[str, str]]:
-    """Tk text-tag options for the chat view in *mode*: tag name -> options."""
+    """Tk text-tag options for the chat view in *mode*: tag name -> options.
+
+    Message text is in the ordinary text colour; the kind's colour marks the
+    nick (and system lines, which have no nick), so a busy room is not a wall
+    of one colour and the kind still shows on every message.
+    """
     p = palette(mode)
     tags: dict[str, dict[str, str]] = {k: {"foreground": p.kind(k)} for k in KINDS}
+    tags["body"] = {"foreground": p.text}
+    tags["link"] = {"foreground": p.link, "underline": "1"}
+    tags["hit"] = {"background": p.hit_bg, "foreground": p.text}
+    tags["target"] = {"background": p.hit_bg, "lmargincolor": p.hit_bg}
     tags["ts"] = {"foreground": p.muted}
     tags["day"] = {"foreground": p.muted}
     tags["own"] = {"background": p.own_bg, "lmargincolor": p.own_bar}
@@ -174,6 +195,47 @@ def backgrounds(mode: str) -> tuple[str, ...]:
     """Every background a message can be drawn on in *mode*."""
     p = palette(mode)
     return (p.chat_bg, p.own_bg, p.mention_bg)
+
+
+def text_pairs(mode: str) -> list[tuple[str, str, str]]:
+    """Every (what, foreground, background) pair of text drawn in *mode*: message
+    text, nicks, links, times and notices on each message background, and the
+    text of every panel, badge, banner and button. Tests require WCAG AA on all."""
+    p = palette(mode)
+    pairs: list[tuple[str, str, str]] = []
+    on_messages = {
+        "text": p.text,
+        "muted": p.muted,
+        "link": p.link,
+        "divider": p.divider,
+        **{k: p.kind(k) for k in KINDS},
+    }
+    for name, fg in on_messages.items():
+        for bg_name, bg in (
+            ("chat", p.chat_bg),
+            ("own", p.own_bg),
+            ("mention", p.mention_bg),
+            ("jump target", p.hit_bg),
+        ):
+            pairs.append((f"{name} on {bg_name}", fg, bg))
+    for panel_name, panel in (
+        ("side", p.side_bg),
+        ("rail", p.rail_bg),
+        ("selected", p.selected_bg),
+        ("hover", p.hover_bg),
+    ):
+        pairs.append((f"text on {panel_name}", p.text, panel))
+        pairs.append((f"muted on {panel_name}", p.muted, panel))
+    pairs += [
+        ("badge", p.badge_text, p.badge_bg),
+        ("quiet badge", p.quiet_text, p.quiet_bg),
+        ("warning", p.warn_text, p.warn_bg),
+        ("danger", p.danger_text, p.danger_bg),
+        ("button", "#ffffff", p.accent),
+        ("button hover", "#ffffff", p.accent_hover),
+        ("error on rail", p.error, p.rail_bg),
+    ]
+    return pairs
 
 
 #: Avatar colours: saturated enough to carry white initials (contrast >= 4.5).

@@ -47,11 +47,30 @@ def wait_event(
 
 
 def type_into(app: Any, text: str) -> None:
-    """Type *text* in the window's input and press Enter (as a user would)."""
-    entry = app.composer.entry
-    entry._entry.focus_force()
+    """Put *text* in the window's input and press Enter (as a user would)."""
+    box = app.composer.input
+    box.focus_force()
     pump(app)
-    entry.delete(0, "end")
-    entry.insert(0, text)
-    entry._entry.event_generate("<Return>")
+    app.composer.set_text(text)
+    box.event_generate("<Return>")
+    pump(app)
+
+
+def press(app: Any, keysym: str, **options: Any) -> None:
+    """Press one key (a Tk keysym, e.g. "Tab", "Return") in the message input."""
+    box = app.composer.input
+    box.focus_force()
+    pump(app)
+    box.event_generate(f"<KeyPress-{keysym}>", **options)
+    pump(app)
+
+
+def type_keys(app: Any, text: str) -> None:
+    """Type *text* into the message input one key event per character."""
+    box = app.composer.input
+    box.focus_force()
+    pump(app)
+    names = {" ": "space", "@": "at", "/": "slash", "#": "numbersign", ".": "period"}
+    for ch in text:
+        box.event_generate("<KeyPress>", keysym=names.get(ch, ch))
     pump(app)

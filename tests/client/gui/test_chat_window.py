@@ -35,19 +35,21 @@ def test_public_message_typed_in_one_window_appears_blue_in_another(open_app):
     bob = open_app("bob")
     type_into(bob, "hello from bob's window")
     pump(alice, lambda: shows(alice, "hello from bob's window"), what="alice sees it")
-    assert alice.chat_view.colour_at_text("hello from bob's window") == LIGHT.public
-    assert "public" in alice.chat_view.tags_at_text("hello from bob's window")
+    # The text in the theme's text colour; the kind's colour on the nick.
+    assert alice.chat_view.colour_at_text("hello from bob's window") == LIGHT.text
+    assert alice.chat_view.nick_colour("bob") == LIGHT.public
+    assert "public-body" in alice.chat_view.tags_at_text("hello from bob's window")
     assert "own" not in alice.chat_view.tags_at_text("hello from bob's window")
     # The sender sees it too, set apart as its own.
     pump(bob, lambda: shows(bob, "hello from bob's window"))
     assert "own" in bob.chat_view.tags_at_text("hello from bob's window")
-    assert bob.composer.entry.get() == ""
+    assert bob.composer.get() == ""
 
 
 def test_send_button_sends(open_app, chat_client):
     alice = open_app("alice")
     carol = chat_client("carol")
-    alice.composer.entry.insert(0, "sent with the button")
+    alice.composer.set_text("sent with the button")
     alice.composer.send_button.invoke()
     event = wait_event(
         carol,
@@ -68,7 +70,8 @@ def test_private_message_is_purple_and_reaches_its_recipient_only(open_app):
     pump(bob, lambda: bob.sidebar.badge_text(dm_key("alice")) == "1")
     bob.sidebar.row_button(dm_key("alice")).invoke()
     pump(bob, lambda: shows(bob, "the secret is 42"))
-    assert bob.chat_view.colour_at_text("the secret is 42") == LIGHT.private
+    assert bob.chat_view.colour_at_text("the secret is 42") == LIGHT.text
+    assert bob.chat_view.nick_colour("alice") == LIGHT.private
     pump(bob, lambda: bob.sidebar.badge_text(dm_key("alice")) == "", what="badge cleared")
     # carol: a public message sent after the private one reaches her, the private one never.
     type_into(alice, "/join #lobby")
@@ -210,7 +213,7 @@ def test_double_click_on_a_user_opens_a_private_conversation(open_app, chat_clie
     pump(alice, lambda: alice.model.current == dm_key("bob"), what="the DM opens")
     type_into(alice, "direct line")
     pump(alice, lambda: shows(alice, "direct line"))
-    assert alice.chat_view.colour_at_text("direct line") == LIGHT.private
+    assert alice.chat_view.nick_colour("alice") == LIGHT.private
 
 
 def test_room_commands_join_who_leave_help(open_app):
@@ -263,26 +266,44 @@ def test_dark_mode_switch_recolours_messages_and_is_remembered(open_app, chat_cl
         alice.sidebar.theme_button.invoke()
         pump(alice)
         assert ctk.get_appearance_mode() == "Dark"
-        assert alice.chat_view.colour_at_text("colour check") == DARK.public
+        assert alice.chat_view.colour_at_text("colour check") == DARK.text
+        assert alice.chat_view.nick_colour("bob") == DARK.public
         assert alice.store.load().appearance == "dark"
         alice.toggle_appearance()
-        assert alice.chat_view.colour_at_text("colour check") == LIGHT.public
+        assert alice.chat_view.nick_colour("bob") == LIGHT.public
     finally:
         ctk.set_appearance_mode("light")
 
 
-def test_status_bar_counts_down_while_reconnecting(
+def test_status_bar_counts_down_while_reconnecting_and_retry_now_reconnects(
     open_app, make_server, gui_server, db_url, certs_dir
 ):
+    from parley_chat.client.gui.statusbar import grouped
+
     alice = open_app("alice")
     text = alice.statusbar.tls_label.cget("text")
-    assert "TLSv1." in text and alice._client.fingerprint in text
+    full = alice._client.fingerprint
+    # Short and grouped on the bar; the whole fingerprint on hover.
+    assert "TLSv1." in text and grouped(full, 16) in text and full not in text
+    assert grouped(full[:16]) in text and text.endswith("\u2026")
+    assert grouped(full) in alice.statusbar.tooltip.text
     port = gui_server.address[1]
     gui_server.stop()
     pump(alice, lambda: alice.statusbar.state == "reconnecting", what="reconnecting state")
     assert re.match(r"Reconnecting( in \d+ s)? \(attempt \d+\)", alice.statusbar.text())
+    # No fingerprint while offline (it would be the old server's), and "Retry now".
+    assert alice.statusbar.tls_label.cget("text") == ""
+    assert alice.statusbar.retry_visible
+    # One plain note for the lost connection: no raw exception text.
+    notes = [ln.text for ln in alice.model.current_conversation.lines if ln.kind == "error"]
+    assert len(notes) == 1, notes
+    assert "_ssl" not in notes[0] and "Errno" not in notes[0] and "EOF" not in notes[0]
     make_server(port=port)
-    pump(alice, lambda: alice.statusbar.state == "connected", timeout=20, what="reconnected")
+    alice.statusbar.retry_button.invoke()
+    # Far sooner than the next scheduled attempt would be.
+    pump(alice, lambda: alice.statusbar.state == "connected", timeout=8, what="reconnected")
+    assert not alice.statusbar.retry_visible
+    assert grouped(full, 16) in alice.statusbar.tls_label.cget("text")
 
 
 def test_reopening_the_app_replays_exactly_what_was_missed(open_app, chat_client, tmp_path):
@@ -314,7 +335,7 @@ def test_keyboard_shortcuts(open_app):
     alice = open_app("alice")
     type_into(alice, "/join #dev")
     pump(alice, lambda: alice.model.current == room_key("#dev"))
-    entry = alice.composer.entry._entry
+    entry = alice.composer.input
     entry.focus_force()
     pump(alice)
     entry.event_generate("<Alt-KeyPress-Up>")
@@ -323,9 +344,9 @@ def test_keyboard_shortcuts(open_app):
     pump(alice)
     entry.event_generate("<KeyPress-Up>")  # plain Up recalls the last line
     pump(alice)
-    assert alice.composer.entry.get() == "/join #dev"
+    assert alice.composer.get() == "/join #dev"
     entry.event_generate("<KeyPress-Escape>")
     pump(alice)
-    assert alice.composer.entry.get() == ""
+    assert alice.composer.get() == ""
     entry.event_generate("<Control-KeyPress-f>")
     pump(alice, lambda: alice.focus_get() is alice.chat_view.search_entry._entry)

@@ -111,3 +111,22 @@ def test_a_missing_default_ca_file_starts_as_trust_on_first_use(tmp_path, monkey
     assert initial_ca_file(DEFAULT_CA_FILE) == DEFAULT_CA_FILE
     # A file the user chose is kept even when it is gone: they are told so on connect.
     assert initial_ca_file(str(tmp_path / "gone.pem")) == str(tmp_path / "gone.pem")
+
+
+def test_failures_never_show_raw_openssl_or_exception_text():
+    from parley_chat.client.gui.connecting import plain_reason
+
+    form = ConnectForm("chat.lan", 5555, "", "alice", "pw")
+    raw = [
+        ConnectionLost("EOF occurred in violation of protocol (_ssl.c:2427)"),
+        ServerUnreachable("cannot connect to chat.lan:5555: [Errno 111] Connection refused"),
+        OSError(104, "Connection reset by peer"),
+    ]
+    for exc in raw:
+        problem = describe_failure(exc, form)
+        for fragment in ("_ssl", "Errno", "EOF occurred", "(", "reset by peer"):
+            assert fragment not in problem.detail, (exc, problem.detail)
+    assert plain_reason("EOF occurred in violation of protocol (_ssl.c:2427)") == (
+        "the connection was cut"
+    )
+    assert plain_reason("shutdown: the server is shutting down").startswith("the server is")

@@ -36,9 +36,10 @@ def _drawn(line: Line, prev: Line | None = None) -> list[tuple[str, tuple[str, .
 
 def test_a_system_line_keeps_its_time_after_the_text():
     line = Line(kind="system", text=f"{RLO}tfel ecila", id=1, epoch=EPOCH)
-    (text, _), (time_run, tags) = _drawn(line)
-    assert text == "  \u2192 <U+202E>tfel ecila"
-    assert "ts" in tags and time_run.strip() and RLO not in time_run
+    runs = _drawn(line)
+    assert "".join(text for text, _ in runs[:-1]) == "\u2192 <U+202E>tfel ecila"
+    time_run, tags = runs[-1]
+    assert "ts" in tags and time_run.strip() == format_time(EPOCH) and RLO not in time_run
 
 
 def test_message_header_and_body_never_carry_a_control():
@@ -51,15 +52,38 @@ def test_message_header_and_body_never_carry_a_control():
         where=f"#a{LRI}",
     )
     runs = _drawn(line)
-    assert [text for text, _ in runs] == [
-        "  #a<U+2066>  ",
-        "bo<U+202E>b",
-        f"   {format_time(EPOCH)}\n",
-        "  one <U+202E>two\n",
-        f"  {HEBREW}<U+2069>\n",
-    ]
-    assert "ts" in runs[2][1]
-    assert not any(ch in text for text, _ in runs for ch in (RLO, LRI, PDI))
+    texts = [text for text, _ in runs]
+    assert texts[:3] == ["#a<U+2066>  ", "bo<U+202E>b", f"   {format_time(EPOCH)}\n"]
+    assert "ts" in runs[2][1] and "nick" in runs[1][1]
+    body = "".join(texts[3:])
+    assert body.startswith("one <U+202E>two\n")
+    assert not any(ch in text for text in texts for ch in (RLO, LRI, PDI))
+
+
+def test_right_to_left_text_is_reordered_in_its_own_runs_only():
+    from parley_chat.client.gui.richtext import visual
+
+    hebrew_line = f"{HEBREW} 12:30 {RLM}"
+    line = Line(kind="public", text=hebrew_line, id=3, sender="bob", epoch=EPOCH)
+    runs = _drawn(line)
+    # The header is untouched and first: the nick, then the time.
+    assert [t for t, _ in runs[:2]] == ["bob", f"   {format_time(EPOCH)}\n"]
+    body = [(t, tags) for t, tags in runs[2:] if t != "\n"]
+    # The body is drawn in visual order: the Hebrew letters reversed.
+    assert "".join(t for t, _ in body) == visual(hebrew_line)
+    assert HEBREW[::-1] in "".join(t for t, _ in body)
+    assert all("rtl" in tags for _, tags in body)  # an RTL paragraph is right-aligned
+
+
+def test_no_control_in_a_message_moves_the_nick_or_time():
+    # Whatever the text holds (overrides, isolates, marks, zero-width joiners),
+    # the header runs come out the same and before the text.
+    nasty = [RLO, PDF, LRI, PDI, RLM, ZWJ, ZWNJ, "\u200b", "\u2067", "\u061c"]
+    for ch in nasty:
+        line = Line(kind="public", text=f"{ch}{HEBREW}{ch} abc", id=4, sender="bob", epoch=EPOCH)
+        runs = _drawn(line)
+        assert runs[0] == ("bob", ("public", "nick", "head", "msg")), repr(ch)
+        assert runs[1][0] == f"   {format_time(EPOCH)}\n"
 
 
 def test_local_notices_headings_and_the_divider_too():

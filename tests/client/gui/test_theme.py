@@ -50,3 +50,25 @@ def test_tag_colours_follow_the_mode():
     assert theme.tag_colours("light")["public"]["foreground"] == theme.LIGHT.public
     assert theme.tag_colours("dark")["public"]["foreground"] == theme.DARK.public
     assert theme.palette("Dark") is theme.DARK
+
+
+@pytest.mark.parametrize("mode", theme.MODES)
+def test_every_text_and_background_pair_meets_wcag_aa(mode):
+    pairs = theme.text_pairs(mode)
+    assert len(pairs) > 40  # message text, nicks, links, times, panels, badges, banners
+    low = [
+        f"{what}: {fg} on {bg} = {theme.contrast_ratio(fg, bg):.2f}"
+        for what, fg, bg in pairs
+        if theme.contrast_ratio(fg, bg) < theme.MIN_CONTRAST
+    ]
+    assert not low, low
+
+
+@pytest.mark.parametrize("mode", theme.MODES)
+def test_the_colours_the_chat_view_uses_are_all_in_the_checked_pairs(mode):
+    checked = {fg for _, fg, _ in theme.text_pairs(mode)}
+    for tag, options in theme.tag_colours(mode).items():
+        if "foreground" in options:
+            assert options["foreground"] in checked, tag
+    # Message text is the theme's text colour, not the kind's.
+    assert theme.tag_colours(mode)["body"]["foreground"] == theme.palette(mode).text

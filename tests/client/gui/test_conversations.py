@@ -1,0 +1,98 @@
+# Conversations that last, against a real server: the sidebar lists private
+# conversations after a restart of the app (the server's conversations list),
+# read markers travel to a second device, and the room browser lists rooms
+# with member counts and joins them.
+
+from __future__ import annotations
+
+import pytest
+
+from parley_chat.client import Acked, MessageReceived, RoomJoined
+from parley_chat.client.gui.model import dm_key, room_key
+from tests.client.gui.helpers import pump, type_into, wait_event
+
+pytestmark = pytest.mark.gui
+
+
+def send_and_wait(client, text: str, **where) -> int:
+    client_id = client.send_text(text, **where)
+    ack = wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id)
+    return ack.id
+
+
+def test_private_conversations_are_listed_after_a_restart(open_app, chat_client, tmp_path):
+    config = tmp_path / "config-alice"
+    alice = open_app("alice", config=config)
+    bob = chat_client("bob")
+    send_and_wait(bob, "remember me after the restart", to="alice")
+    pump(alice, lambda: dm_key("bob") in alice.model.conversations)
+    alice.shutdown(timeout=0.5)
+    bob.close(timeout=0.5)  # bob is offline: he must still be listed
+    send_and_wait(chat_client("carol"), "from carol, while alice was away", to="alice")
+
+    again = open_app("alice", config=config)
+    pump(again, lambda: dm_key("carol") in again.model.conversations, what="carol listed")
+    assert dm_key("bob") in again.model.conversations  # no double-click needed
+    pump(again, lambda: again.sidebar.badge_text(dm_key("carol")) == "1")
+    assert again.sidebar.badge_is_loud(dm_key("carol"))
+    # Opening bob's conversation loads its history.
+    again.sidebar.row_button(dm_key("bob")).invoke()
+    pump(again, lambda: "remember me after the restart" in again.chat_view.content())
+
+
+def test_reading_on_one_device_marks_it_read_on_the_other(open_app, chat_client, tmp_path):
+    first = open_app("alice", config=tmp_path / "dev1")
+    second = open_app("alice", config=tmp_path / "dev2", register=False)
+    bob = chat_client("bob")
+    send_and_wait(bob, "read me on one device", to="alice")
+    for app in (first, second):
+        pump(app, lambda app=app: app.sidebar.badge_text(dm_key("bob")) == "1")
+    first.sidebar.row_button(dm_key("bob")).invoke()
+    pump(first, lambda: "read me on one device" in first.chat_view.content())
+    # The other device hears of it (ReadMoved) and drops the badge.
+    pump(second, lambda: second.sidebar.badge_text(dm_key("bob")) == "", what="badge cleared")
+    assert second.model.conversations[dm_key("bob")].read >= 1
+
+
+def test_the_read_marker_survives_a_restart(open_app, chat_client, tmp_path):
+    config = tmp_path / "config-alice"
+    alice = open_app("alice", config=config)
+    bob = chat_client("bob")
+    type_into(alice, "/join #later")
+    pump(alice, lambda: alice.model.current == room_key("#later"))
+    bob.join("#later")
+    wait_event(bob, lambda e: isinstance(e, RoomJoined))
+    alice.select(room_key("#lobby"))
+    for i in range(3):
+        send_and_wait(bob, f"unread in later {i}", room="#later")
+    pump(alice, lambda: alice.sidebar.badge_text(room_key("#later")) == "3")
+    alice.shutdown(timeout=0.5)
+    again = open_app("alice", config=config)
+    pump(again, lambda: again.sidebar.badge_text(room_key("#later")) == "3", what="3 unread")
+    again.select(room_key("#later"))
+    pump(again, lambda: "unread in later 2" in again.chat_view.content())
+    again.shutdown(timeout=0.5)
+    third = open_app("alice", config=config)
+
+    pump(third, lambda: room_key("#later") in third.model.conversations)
+    pump(third, lambda: third.model.conversations[room_key("#later")].read > 0)
+    assert third.sidebar.badge_text(room_key("#later")) == ""
+
+
+def test_the_room_browser_lists_rooms_with_member_counts_and_joins(open_app, chat_client):
+    bob = chat_client("bob")
+    carol = chat_client("carol")
+    for client in (bob, carol):
+        client.join("#garden")
+        wait_event(client, lambda e: isinstance(e, RoomJoined) and e.room == "#garden")
+    alice = open_app("alice")
+    alice.browse_rooms()
+    browser = alice.room_browser
+    pump(alice, lambda: "#garden" in browser.buttons, what="the list")
+    rooms = {name: (members, joined) for name, members, joined in browser.rooms}
+    assert rooms["#garden"] == (2, False)
+    assert rooms["#lobby"][1] is True
+    assert browser.buttons["#garden"].cget("text") == "Join"
+    browser.buttons["#garden"].invoke()
+    pump(alice, lambda: alice.model.current == room_key("#garden"), what="joined and opened")
+    wait_event(bob, lambda e: isinstance(e, MessageReceived) and "alice joined" in e.message.text)
