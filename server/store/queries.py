@@ -371,6 +371,63 @@ def room_id_of(s: Session, name: str) -> int | None:
     return s.scalar(select(Room.id).where(Room.name_key == fold(name)))
 
 
+def _conversation_statements() -> dict[str, Any]:
+    """The conversation list's queries, built once with the user as a bound parameter
+    (every login runs all of them: building them per call cost more than running them)."""
+    uid = _UID
+    chat = Message.kind != "system"
+    from_others = or_(Message.sender_id.is_(None), Message.sender_id != uid)
+    peer = case((Message.sender_id == uid, Message.recipient_id), else_=Message.sender_id)
+    mine = and_(
+        Message.kind == "private",
+        or_(Message.sender_id == uid, Message.recipient_id == uid),
+    )
+    return {
+        "rooms": select(Room.id, Room.name)
+        .join(RoomMember, RoomMember.room_id == Room.id)
+        .where(RoomMember.user_id == uid)
+        .order_by(Room.name_key),
+        "markers": select(ReadMarker.room_id, ReadMarker.peer_id, ReadMarker.message_id).where(
+            ReadMarker.user_id == uid
+        ),
+        "room_last": select(Message.room_id, func.max(Message.id))
+        .where(Message.room_id.in_(_member_rooms(uid)), chat)
+        .group_by(Message.room_id),
+        "room_unread": select(Message.room_id, func.count())
+        .outerjoin(
+            ReadMarker,
+            and_(ReadMarker.user_id == uid, ReadMarker.room_id == Message.room_id),
+        )
+        .where(
+            Message.room_id.in_(_member_rooms(uid)),
+            chat,
+            from_others,
+            Message.id > func.coalesce(ReadMarker.message_id, 0),
+        )
+        .group_by(Message.room_id),
+        "peer_last": select(peer, func.max(Message.id)).where(mine).group_by(peer),
+        "peer_unread": select(Message.sender_id, func.count())
+        .outerjoin(
+            ReadMarker,
+            and_(ReadMarker.user_id == uid, ReadMarker.peer_id == Message.sender_id),
+        )
+        .where(
+            Message.kind == "private",
+            Message.recipient_id == uid,
+            Message.sender_id != uid,
+            Message.id > func.coalesce(ReadMarker.message_id, 0),
+        )
+        .group_by(Message.sender_id),
+        "peers": select(User.id, User.nick).where(
+            User.id.in_(bindparam("ids", expanding=True)), User.deleted_at.is_(None)
+        ),
+        "last": message_select().where(Message.id.in_(bindparam("ids", expanding=True))),
+    }
+
+
+_CONVERSATIONS = _conversation_statements()
+
+
 def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
     """The user's conversations: every room they are a member of (by name), then
     every live peer they exchanged a private message with (most recent first),
@@ -380,85 +437,21 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
     the user wrote. Private conversations are only the user's own (sender or
     recipient), like every other read here.
     """
-    rooms = s.execute(
-        select(Room.id, Room.name)
-        .join(RoomMember, RoomMember.room_id == Room.id)
-        .where(RoomMember.user_id == user_id)
-        .order_by(Room.name_key)
-    ).all()
-    markers = s.execute(
-        select(ReadMarker.room_id, ReadMarker.peer_id, ReadMarker.message_id).where(
-            ReadMarker.user_id == user_id
-        )
-    ).all()
+    conn = s.connection()
+    q = _CONVERSATIONS
+    me = {"uid": user_id}
+    rooms = conn.execute(q["rooms"], me).all()
+    markers = conn.execute(q["markers"], me).all()
     room_read = {r: m for r, _, m in markers if r is not None}
     peer_read = {p: m for _, p, m in markers if p is not None}
-    chat = Message.kind != "system"
-    room_last = dict(
-        s.execute(  # type: ignore[arg-type]
-            select(Message.room_id, func.max(Message.id))
-            .where(Message.room_id.in_(_member_rooms(user_id)), chat)
-            .group_by(Message.room_id)
-        ).all()
-    )
-    from_others = or_(Message.sender_id.is_(None), Message.sender_id != user_id)
-    room_unread = dict(
-        s.execute(  # type: ignore[arg-type]
-            select(Message.room_id, func.count())
-            .outerjoin(
-                ReadMarker,
-                and_(ReadMarker.user_id == user_id, ReadMarker.room_id == Message.room_id),
-            )
-            .where(
-                Message.room_id.in_(_member_rooms(user_id)),
-                chat,
-                from_others,
-                Message.id > func.coalesce(ReadMarker.message_id, 0),
-            )
-            .group_by(Message.room_id)
-        ).all()
-    )
-    peer = case((Message.sender_id == user_id, Message.recipient_id), else_=Message.sender_id)
-    mine = and_(
-        Message.kind == "private",
-        or_(Message.sender_id == user_id, Message.recipient_id == user_id),
-    )
-    peer_last = dict(
-        s.execute(  # type: ignore[arg-type]
-            select(peer, func.max(Message.id)).where(mine).group_by(peer)
-        ).all()
-    )
-    peer_unread = dict(
-        s.execute(  # type: ignore[arg-type]
-            select(Message.sender_id, func.count())
-            .outerjoin(
-                ReadMarker,
-                and_(ReadMarker.user_id == user_id, ReadMarker.peer_id == Message.sender_id),
-            )
-            .where(
-                Message.kind == "private",
-                Message.recipient_id == user_id,
-                Message.sender_id != user_id,
-                Message.id > func.coalesce(ReadMarker.message_id, 0),
-            )
-            .group_by(Message.sender_id)
-        ).all()
-    )
-    peers = (
-        s.execute(
-            select(User.id, User.nick).where(
-                User.id.in_(list(peer_last)), User.deleted_at.is_(None)
-            )
-        ).all()
-        if peer_last
-        else []
-    )
+    room_last = {r: m for r, m in conn.execute(q["room_last"], me).all()}
+    room_unread = {r: n for r, n in conn.execute(q["room_unread"], me).all()}
+    peer_last = {p: m for p, m in conn.execute(q["peer_last"], me).all()}
+    peer_unread = {p: n for p, n in conn.execute(q["peer_unread"], me).all()}
+    peers = conn.execute(q["peers"], {"ids": list(peer_last)}).all() if peer_last else []
     wanted = [i for i in (*room_last.values(), *peer_last.values()) if i is not None]
     last = (
-        {
-            m.id: m
-            for m in to_records(s.execute(message_select().where(Message.id.in_(wanted))).all())
-        }
+        {m.id: m for m in to_records(conn.execute(q["last"], {"ids": wanted}).all())}
         if wanted
         else {}
     )
