@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 from pathlib import Path
 from types import TracebackType
 
@@ -115,6 +117,13 @@ def serve(argv: list[str] | None = None) -> int:
             values[name] = value
         else:
             print(f"bench.loadgen_serve: ServerConfig has no {name}; left alone", file=sys.stderr)
+    # BENCH_PARLEY_SET="io_threads=2 presence_grace=0": try a setting without editing
+    # the bench (values parsed as the config file's would be: numbers, true/false).
+    for item in os.environ.get("BENCH_PARLEY_SET", "").split():
+        name, _, text = item.partition("=")
+        if name not in known:
+            raise SystemExit(f"bench.loadgen_serve: BENCH_PARLEY_SET: no setting {name}")
+        values[name] = tomllib.loads(f"v = {text}")["v"]
     server = ChatServer(ServerConfig(**values))  # type: ignore[arg-type]
     server.start()
     host, port = server.address
