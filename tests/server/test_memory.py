@@ -1,0 +1,53 @@
+# Tests for server/memory.py: when the heap trimmer decides a burst is over.
+
+import sys
+
+import pytest
+
+from parley_chat.server.memory import HeapTrimmer
+
+
+def _trimmer(threshold=10, quiet_looks=2):
+    calls = []
+    trimmer = HeapTrimmer(threshold, quiet_looks, trim=lambda pad: calls.append(pad) or 1)
+    return trimmer, calls
+
+
+def test_a_burst_is_trimmed_once_it_has_been_quiet_for_the_looks_asked():
+    trimmer, calls = _trimmer()
+    assert not trimmer.look(0, 0, busy=False)
+    assert not trimmer.look(20, 5, busy=True)  # the storm: handshakes in flight
+    assert not trimmer.look(20, 20, busy=False)  # logins still landing
+    assert not trimmer.look(20, 20, busy=False)  # one quiet look
+    assert trimmer.look(20, 20, busy=False)  # two: over
+    assert calls == [0] and trimmer.trims == 1
+    assert not trimmer.look(20, 20, busy=False), "nothing new: no second trim"
+
+
+def test_small_changes_do_not_trim_and_in_flight_handshakes_are_not_quiet():
+    trimmer, calls = _trimmer()
+    trimmer.look(0, 0, busy=False)
+    for n in range(1, 4):  # a few reconnects: below the threshold
+        trimmer.look(n, n, busy=False)
+    for _ in range(5):
+        trimmer.look(3, 3, busy=False)
+    assert calls == []
+    trimmer.look(30, 30, busy=False)
+    for _ in range(5):
+        assert not trimmer.look(30, 30, busy=True)
+    assert calls == []
+
+
+def test_leaving_counts_as_a_burst_too():
+    trimmer, calls = _trimmer()
+    trimmer.look(50, 50, busy=False)
+    trimmer.look(0, 0, busy=False)
+    trimmer.look(0, 0, busy=False)
+    assert trimmer.look(0, 0, busy=False) and calls == [0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim is Linux's")
+def test_the_real_allocator_can_be_trimmed_here():
+    trimmer = HeapTrimmer()
+    assert trimmer.available
+    assert trimmer.trim() and trimmer.trims == 1
