@@ -46,7 +46,8 @@ from bench.loadgen_worker import IRC, PARLEY, LoadPlan, WorkerSpec, worker_main
 
 PASSWORD = "bench-pw"
 CHEAP_SCRYPT_N = 16
-#: How long a login-only run holds its idle clients before it reads the RSS again.
+#: How long a login-only run holds its idle clients before it reads the RSS again
+#: ("idle": seconds after the storm, not the instant the last login landed).
 IDLE_HOLD_S = 3.0
 
 
@@ -82,7 +83,9 @@ class Load:
     login_timeout: float = 180.0
     settle_quiet: float = 1.0
     settle_max: float = 300.0
-    idle_seconds: float = IDLE_HOLD_S  # login_only: hold the idle clients this long before RSS again
+    idle_seconds: float = (
+        IDLE_HOLD_S  # login_only: hold the idle clients this long before RSS again
+    )
     drain: float = 15.0
     sources: int = 1
     wait_quiet: float = 60.0  # wait up to this long for the machine to be idle before the load

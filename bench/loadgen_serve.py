@@ -100,6 +100,7 @@ def serve(argv: list[str] | None = None) -> int:
     from parley_chat.server.config import ServerConfig
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.getLogger("parley.memory").setLevel(logging.INFO)
     db_url = f"sqlite:///{args.db}"
     if args.users:
         create_accounts(db_url, args.user_prefix, args.users, args.password, args.scrypt_n)

@@ -26,8 +26,13 @@ TRIM_AFTER_CHANGES = 64
 
 #: How often the maintenance thread looks (seconds), and how many looks in a
 #: row must see nothing change before the burst counts as over.
-TRIM_CHECK_INTERVAL = 1.0
+TRIM_CHECK_INTERVAL = 0.5
 QUIET_LOOKS = 2
+
+#: Quiet looks after a burst's trim before one more (8 looks: 4 s): measured
+#: after 1000 logins, a trim at once returned 2 MB and one 4 s later 15 MB more
+#: (what the burst queued for its clients is freed only once sent and settled).
+FOLLOW_UP_LOOKS = 8
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -59,6 +64,7 @@ class HeapTrimmer:
         self._last: tuple[int, int] | None = None
         self._changes = 0
         self._quiet = 0
+        self._follow_up = 0  # quiet looks until the burst's second trim; 0: none due
         self.trims = 0
 
     @property
@@ -75,9 +81,14 @@ class HeapTrimmer:
             self._changes += changed
             self._quiet = self._quiet + 1 if changed == 0 and not busy else 0
         self._last = seen
+        if self._follow_up and self._quiet:
+            self._follow_up -= 1
+            if not self._follow_up:
+                return self.trim()
         if self._changes < self._threshold or self._quiet < self._quiet_looks:
             return False
         self._changes = 0
+        self._follow_up = FOLLOW_UP_LOOKS
         return self.trim()
 
     def trim(self) -> bool:
@@ -86,7 +97,28 @@ class HeapTrimmer:
             return False
         # The burst's cyclic garbage (sockets, frames, sessions) is freed only by
         # the collector: trimming before it runs returns almost nothing.
+        before = _rss_mb()
         gc.collect()
         self._trim(0)
         self.trims += 1
+        log.info("heap trimmed after a burst of connections: %.0f -> %.0f MB", before, _rss_mb())
         return True
+
+
+def _rss_mb() -> float:
+    """This process's resident size in MB (Linux), NaN elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+    return pages * _PAGE / 2**20
+
+
+_PAGE = 4096
+try:
+    import os as _os
+
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):
+    pass
