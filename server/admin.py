@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, valid_nick
 
+from . import admin_moderation
 from .auth import PasswordHasher
 from .config import ServerConfig, add_db_argument, operator_config
 from .logs_format import short_time, write_table
@@ -285,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         "running server reads it at each login and it overrides --registration.",
     )
     reg.add_argument("action", choices=("open", "closed", "status"))
+    admin_moderation.add_parsers(sub)  # op, deop, lock, unlock, operators
     return parser
 
 
@@ -365,6 +367,8 @@ def main(
                 admin.delete(args.nick, _confirm_with(stdin, out, args.yes))
             elif args.command == "registration":
                 admin.registration(args.action)
+            elif args.command in admin_moderation.COMMANDS:
+                admin_moderation.run(admin, args)
         finally:
             store.close()
     except AdminError as exc:

@@ -34,7 +34,10 @@ def test_view_index_and_default_room_exist(db_url):
     assert {"chat_log", "messages_fts", "messages_fts_ai"} <= names
     assert con.execute("SELECT name FROM rooms").fetchall() == [("#lobby",)]
     cols = [r[1] for r in con.execute("PRAGMA table_info(chat_log)")]
-    assert cols == ["id", "ts", "room", "sender", "recipient", "kind", "text"]
+    assert cols == [
+        *("id", "ts", "room", "sender", "recipient", "kind", "text"),
+        *("edited_at", "deleted_at", "deleted_by"),  # moderation (0003_moderation)
+    ]
     con.close()
 
 
@@ -54,6 +57,8 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
         con.execute(f"DROP TRIGGER {t}")
     con.execute("DROP TABLE messages_fts")
     for t in (
+        *("moderation_actions", "message_versions", "room_sanctions"),
+        *("room_invites", "room_moderators"),
         "read_markers",
         "sessions",
         "room_members",
