@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .connection import ChatClient
 from .events import MessageDeleted, MessageEdited, ModerationDone, NoticeReceived, RoomInfoChanged
+
+if TYPE_CHECKING:
+    from .connection import ChatClient
 
 HELP = """\
 Moderation (owners, moderators and operators; in the current room unless a #ROOM comes first):

@@ -165,6 +165,8 @@ def segments(
             out.append((f"{text}\n", (line.kind, "local")))
         return out
     base: tuple[str, ...] = ("msg",)
+    if line.id is not None:
+        base += (f"m-{line.id}",)  # the message context menu finds its id by this
     if line.where is not None and line.id is not None:
         base += ("result", f"goto-{line.id}")
     if line.own:
@@ -185,6 +187,9 @@ def segments(
     for text in text_of.split("\n"):
         out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits))
         out.append(("\n", ("body", *base)))
+    if line.edited:
+        # Before the last newline: "(edited)" closes the message's last line.
+        out.insert(len(out) - 1, (" (edited)", ("ts", "edited", *base)))
     return out
 
 
@@ -339,6 +344,9 @@ class ChatView(ctk.CTkFrame):
         for tag, font in _fonts(font_size).items():
             self._tk_text.tag_configure(tag, font=font)
         self._tk_text.tag_bind("link", "<Button-1>", self._click_link)
+        #: Moderation: called with (message id, x_root, y_root) on a right-click on a message.
+        self.on_message_menu: Callable[[int, int, int], None] | None = None
+        self._tk_text.tag_bind("msg", "<Button-3>", self._message_menu)
         self._tk_text.tag_bind("result", "<Button-1>", self._click_result)
         self._tk_text.tag_bind(
             "result", "<Enter>", lambda _e: self._tk_text.configure(cursor="hand2")
@@ -445,6 +453,10 @@ class ChatView(ctk.CTkFrame):
     ) -> str | None:
         self._tk_text.delete("1.0", "end")
         self._tk_text.tag_remove("target", "1.0", "end")
+        # The per-message tags of what was drawn before (they would pile up).
+        stale = [t for t in self._tk_text.tag_names() if str(t).startswith("m-")]
+        if stale:
+            self._tk_text.tag_delete(*stale)
         self._show_jump(False)
         self._last, self._last_epoch = None, 0.0
         self._tail = []
@@ -554,6 +566,25 @@ class ChatView(ctk.CTkFrame):
                 self._on_open_link(url)
                 break
         return "break"
+
+    def _message_menu(self, event: object) -> str | None:
+        index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")
+        for tag in self._tk_text.tag_names(index):
+            name = str(tag)
+            if name.startswith("m-") and name[2:].isdigit() and self.on_message_menu:
+                x, y = getattr(event, "x_root", 0), getattr(event, "y_root", 0)
+                self.on_message_menu(int(name[2:]), x, y)
+                return "break"
+        return None
+
+    def message_ids(self) -> list[int]:
+        """The ids of the messages drawn, in order (tests; the context menu's targets)."""
+        ids = []
+        for tag in self._tk_text.tag_names():
+            name = str(tag)
+            if name.startswith("m-") and name[2:].isdigit() and self._tk_text.tag_ranges(tag):
+                ids.append(int(name[2:]))
+        return sorted(ids)
 
     def _click_result(self, event: object) -> str | None:
         index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")

@@ -17,7 +17,7 @@ def add_moderation(
     run: Callable[[Any], Any], ids: dict[str, int], at: Callable[..., datetime]
 ) -> None:
     """alice is an operator and owns #dev (topic set, bob a moderator); carol is banned
-    from #dev for a day; m4 was edited once; eve's m9 was deleted by alice."""
+    from #dev until lifted; m4 was edited once; eve's m9 was deleted by alice."""
     d2 = "2026-11-24"
     a, b, c = ids["alice"], ids["bob"], ids["carol"]
 
