@@ -453,6 +453,8 @@ class Commands:
             # Moderation: each room's topic and roles; the mute cache's first fill.
             self.mutes.load_once(s, now)
             conn.send_bytes(moderation.roominfo_bytes(s, rooms))
+            if f.last_seen is not None:  # deletions and edits while it was away
+                conn.send_bytes(moderation.catch_up_bytes(s, user.id, f.last_seen))
         log.info(
             "%s logged in as %s (%s, session %d, %d replayed)",
             conn.peer,

@@ -629,3 +629,17 @@ def hidden_rooms(s: Session, user_id: int) -> set[str]:
     """fold()ed names of the rooms the room list hides from the user."""
     acct = mstore.account_by_id(s, user_id)
     return set() if acct is not None and acct.operator else mstore.hidden_rooms(s, user_id)
+
+
+def catch_up_bytes(s: Session, user_id: int, last_seen: int) -> bytes:
+    """`deleted` and `edited` frames for a returning client: changes since the user's
+    last session to messages it may hold (ids up to *last_seen*), so deletions and
+    edits reach a client that was away too."""
+    deleted, edited = mstore.changed_since(s, user_id, last_seen)
+    out = [encode(Deleted(id=mid, room=room)) for mid, room in deleted]
+    out += [
+        encode(Edited(id=m.id, text=m.body, edited=format_ts(m.edited_at), room=m.room))
+        for m in edited
+        if m.edited_at is not None
+    ]
+    return b"".join(out)

@@ -438,3 +438,45 @@ def set_operator(s: Session, nick: str, on: bool) -> Account:
     u.operator = on
     s.flush()
     return _account(u)
+
+
+def changed_since(
+    s: Session, user_id: int, upto: int, limit: int = 500
+) -> tuple[list[tuple[int, str | None]], list[StoredMessage]]:
+    """For a client coming back with messages up to *upto*: what was deleted or edited
+    among them since the user's last session ended. Returns ([(id, room)] deleted,
+    [message] edited), newest first, at most *limit* of each; only what the user could see."""
+    from .models import ChatSession
+    from .queries import _member_rooms, _visible_to, message_select, to_records
+
+    since = s.scalar(
+        select(func.max(ChatSession.ended_at)).where(
+            ChatSession.user_id == user_id, ChatSession.ended_at.is_not(None)
+        )
+    )
+    if since is None:
+        return [], []
+    upto = min(upto, 2**63 - 1)
+    seen = or_(
+        Message.room_id.in_(_member_rooms(user_id)),
+        and_(
+            Message.kind == "private",
+            or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+        ),
+    )
+    deleted = s.execute(
+        select(Message.id, Room.name)
+        .outerjoin(Room, Room.id == Message.room_id)
+        .where(Message.id <= upto, Message.deleted_at >= since, seen)
+        .order_by(Message.id.desc())
+        .limit(limit)
+    ).all()
+    edited = to_records(
+        s.execute(
+            message_select()
+            .where(Message.id <= upto, Message.edited_at >= since, _visible_to(user_id))
+            .order_by(Message.id.desc())
+            .limit(limit)
+        ).all()
+    )
+    return [(mid, room) for mid, room in deleted], edited

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from parley_chat.protocol import (
     Ack,
     Batch,
+    Bye,
     Conversations,
     Error,
     ErrorCode,
@@ -438,3 +440,28 @@ def test_bad_requests_get_clear_errors_not_internal_ones(server, trio):
     assert alice.expect(Error).code == ErrorCode.BAD_FRAME
     alice.send(b'{"type":"moderate","action":"kick","room":"#a"}\n')
     assert "nick" in alice.expect(Error).message
+
+
+def test_a_client_that_was_away_learns_of_deletions_and_edits_when_it_comes_back(
+    server, ca_file, trio
+):
+    alice, bob, carol = trio
+    gone = say(bob, "soon gone", room="#a")
+    changed = say(bob, "soon changed", room="#a")
+    carol.expect(Message, id=changed.id)
+    carol.send(Bye())
+    carol.expect_closed()
+    deadline = time.monotonic() + 10
+    while not rows(
+        server,
+        "SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.nick = 'carol' AND s.ended_at IS NOT NULL",
+    ):  # the server records the end of carol's session: a sign, with a deadline
+        assert time.monotonic() < deadline, "carol's session end was never recorded"
+        barrier(alice)
+    ok(alice, "delete", id=gone.id)
+    ok(bob, "edit", id=changed.id, text="changed indeed")
+    back = RawClient(server.address, ca_file)
+    back.login("carol", last_seen=changed.id)
+    assert back.expect(Deleted, id=gone.id).room == "#a"
+    assert back.expect(Edited, id=changed.id).text == "changed indeed"
