@@ -465,3 +465,28 @@ def test_a_client_that_was_away_learns_of_deletions_and_edits_when_it_comes_back
     back.login("carol", last_seen=changed.id)
     assert back.expect(Deleted, id=gone.id).room == "#a"
     assert back.expect(Edited, id=changed.id).text == "changed indeed"
+
+
+def run_admin(db_url: str, *argv: str) -> str:
+    out, err = io.StringIO(), io.StringIO()
+    code = admin.main(
+        ["--db", db_url, "--scrypt-n", "16", *argv], environ={}, stdout=out, stderr=err
+    )
+    assert code == 0, err.getvalue()
+    return out.getvalue()
+
+
+def test_the_admin_tool_locks_and_unlocks_an_account_while_the_server_runs(server, ca_file, db_url):
+    carol = online(server, ca_file, "carol")
+    assert "locked carol" in run_admin(db_url, "lock", "carol", "--reason", "abuse")
+    frames = carol.expect_closed(timeout=30)  # the server's revocation check ends it
+    assert any(isinstance(f, Error) for f in frames)
+    with pytest.raises(AssertionError, match=r"account-locked.*abuse"):
+        RawClient(server.address, ca_file).login("carol")
+    assert "carol: locked" in run_admin(db_url, "operators")
+    run_admin(db_url, "unlock", "carol")
+    online(server, ca_file, "carol")
+    assert rows(server, "SELECT actor_id, action, detail FROM moderation_actions ORDER BY id") == [
+        (None, "lock", "parley-admin"),
+        (None, "unlock", "parley-admin"),
+    ]
