@@ -51,19 +51,26 @@ def test_the_context_menu_edits_and_deletes_and_every_window_follows(open_app, c
     assert moderation.message_menu(alice, mine, False, "#lobby", 10, 10) is None
     type_into(alice, "my first draft")
     pump(bob_app, lambda: shows(bob_app, "my first draft"))
-    found = [ln for ln in alice.model.current_conversation.lines if ln.text == "my first draft"]
-    (line,) = found
+
+    def stored_line():
+        lines = alice.model.current_conversation.lines
+        return next((ln for ln in lines if ln.text == "my first draft" and ln.id), None)
+
+    pump(alice, stored_line, what="alice's message stored (its id known)")
+    line = stored_line()
     assert line.id in alice.chat_view.message_ids()
     menu = moderation.message_menu(
         alice, line.id, True, "#lobby", 10, 10, ask_text=lambda old: "my final text"
     )
     assert menu is not None and menu.entrycget(0, "label").startswith("Edit")
     menu.invoke(0)
+    menu.unpost()
     wait_event(carol, lambda e: isinstance(e, MessageEdited) and e.id == line.id)
     for app in (alice, bob_app):
         pump(app, lambda app=app: shows(app, "my final text") and shows(app, "(edited)"))
     menu = moderation.message_menu(alice, line.id, True, "#lobby", 10, 10)
     menu.invoke(menu.index("end"))  # Delete message
+    menu.unpost()
     wait_event(carol, lambda e: isinstance(e, MessageDeleted) and e.id == line.id)
     for app in (alice, bob_app):
         pump(app, lambda app=app: not shows(app, "my final text"), what="the message gone")
