@@ -165,8 +165,6 @@ def segments(
             out.append((f"{text}\n", (line.kind, "local")))
         return out
     base: tuple[str, ...] = ("msg",)
-    if line.id is not None:
-        base += (f"m-{line.id}",)  # the message context menu finds its id by this
     if line.where is not None and line.id is not None:
         base += ("result", f"goto-{line.id}")
     if line.own:
@@ -191,6 +189,17 @@ def segments(
         # Before the last newline: "(edited)" closes the message's last line.
         out.insert(len(out) - 1, (" (edited)", ("ts", "edited", *base)))
     return out
+
+
+def _marked(
+    line: Line, runs: list[tuple[str, tuple[str, ...]]]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """*runs* of a message with its id as a tag ("m-<id>"), by which the message
+    context menu (moderation: edit, delete) finds what was clicked."""
+    if line.id is None:
+        return runs
+    mark = f"m-{line.id}"
+    return [(text, (*tags, mark)) if "msg" in tags else (text, tags) for text, tags in runs]
 
 
 def burst_segments(lines: Sequence[Line]) -> list[tuple[str, tuple[str, ...]]]:
@@ -499,7 +508,7 @@ class ChatView(ctk.CTkFrame):
                 runs = []
                 p, pe = before
                 for ln in burst:
-                    runs += segments(ln, p, pe, now)
+                    runs += _marked(ln, segments(ln, p, pe, now))
                     p, pe = ln, ln.epoch or pe
             extra = ("tail",) if tail else ()
             out.extend((text, (*tags, *extra)) for text, tags in runs)
@@ -516,7 +525,7 @@ class ChatView(ctk.CTkFrame):
                     before = (prev, prev_epoch)
                     burst.append(line)
                 else:
-                    out.extend(segments(line, prev, prev_epoch, now))
+                    out.extend(_marked(line, segments(line, prev, prev_epoch, now)))
             prev = line
             prev_epoch = line.epoch or prev_epoch
         self._tk_text.tag_remove("tail", "1.0", "end")
