@@ -490,3 +490,70 @@ def test_the_admin_tool_locks_and_unlocks_an_account_while_the_server_runs(serve
         (None, "lock", "parley-admin"),
         (None, "unlock", "parley-admin"),
     ]
+
+
+def snapshot(server) -> list:
+    """Everything moderation can change, to show that a refusal changed nothing."""
+    return (
+        [
+            rows(server, f"SELECT * FROM {table} ORDER BY 1, 2")
+            for table in (
+                "rooms",
+                "room_members",
+                "room_moderators",
+                "room_invites",
+                "room_sanctions",
+                "moderation_actions",
+                "message_versions",
+            )
+        ]
+        + [rows(server, "SELECT id, body, edited_at, deleted_at FROM messages ORDER BY id")]
+        + [rows(server, "SELECT id, operator, locked_at FROM users ORDER BY id")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "fields"),
+    [
+        ("topic", {"room": "#a", "text": "mine now"}),
+        ("private", {"room": "#a"}),
+        ("public", {"room": "#a"}),
+        ("invite", {"room": "#a", "nick": "carol"}),
+        ("kick", {"room": "#a", "nick": "carol"}),
+        ("ban", {"room": "#a", "nick": "carol", "minutes": 5}),
+        ("unban", {"room": "#a", "nick": "carol"}),
+        ("mute", {"room": "#a", "nick": "carol"}),
+        ("unmute", {"room": "#a", "nick": "carol"}),
+        ("op", {"room": "#a", "nick": "carol"}),
+        ("deop", {"room": "#a", "nick": "carol"}),
+        ("disconnect", {"nick": "carol"}),
+        ("lock", {"nick": "carol"}),
+        ("unlock", {"nick": "carol"}),
+        ("announce", {"text": "hear me"}),
+    ],
+)
+def test_a_member_without_the_role_is_refused_and_nothing_changes(server, trio, action, fields):
+    _, bob, carol = trio
+    before = snapshot(server)
+    error = refused(bob, action, ErrorCode.NOT_PERMITTED, **fields)
+    assert "only" in error.message and "nothing was changed" in error.message
+    assert snapshot(server) == before
+    # And nobody was told of anything: carol's stream holds no moderation frame.
+    assert not [f for f in barrier(carol) if isinstance(f, Notice | RoomInfo | Deleted)]
+
+
+def test_a_moderator_cannot_delete_in_a_room_they_do_not_moderate(server, trio):
+    alice, bob, carol = trio
+    join(alice, "#b")
+    join(bob, "#b")
+    join(carol, "#b")
+    ok(alice, "op", room="#a", nick="bob")
+    in_a = say(carol, "in a", room="#a")
+    in_b = say(carol, "in b", room="#b")
+    before = snapshot(server)
+    refused(bob, "delete", ErrorCode.NOT_PERMITTED, id=in_b.id)
+    assert snapshot(server) == before
+    ok(bob, "delete", id=in_a.id)
+    # Nor can he delete the owner's words in his own room.
+    owners = say(alice, "the owner speaks", room="#a")
+    refused(bob, "delete", ErrorCode.NOT_PERMITTED, id=owners.id)
