@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from parley_chat.client import Acked
 from parley_chat.client.cli_moderation import ModerationCommands, describe, parse_duration
@@ -91,3 +92,24 @@ def test_help_lists_the_moderation_commands():
     text = out.getvalue()
     for command in ("/topic", "/kick", "/ban", "/mute", "/op", "/delete ID", "/edit ID TEXT"):
         assert command in text
+
+
+def test_the_terminal_client_runs_moderation_commands_from_a_script(server, ca_file):
+    from tests.client.test_cli import cli_args, run_cli
+
+    result = run_cli(
+        cli_args(server, ca_file, "alice", "--register"),
+        [
+            "/join #den",
+            "/topic Quiet hours after 22:00",
+            "/ids",
+            "first line",
+            "/kick nobody-here",
+            "last line",
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    # The answers arrive in order with the messages' acks, so all are printed before the end.
+    assert "ok: alice set the topic of #den: Quiet hours after 22:00" in result.stderr
+    assert "error no-such-nick: no user named nobody-here" in result.stderr
+    assert re.search(r"^\[\d+\] .*<alice> last line$", result.stdout, re.MULTILINE), result.stdout
