@@ -611,12 +611,7 @@ def after_join(s: Session, user_id: int, name: str, created: bool) -> mstore.Roo
 
 def roominfo_bytes(s: Session, rooms: list[str], tag: str | None = None) -> bytes:
     """The `roominfo` frames of *rooms*, coalesced."""
-    out = []
-    for name in rooms:
-        st = mstore.room_settings(s, name)
-        if st is not None:
-            out.append(encode(roominfo_frame(st, tag)))
-    return b"".join(out)
+    return b"".join(encode(roominfo_frame(st, tag)) for st in mstore.rooms_settings(s, rooms))
 
 
 def may_see(s: Session, user_id: int, name: str) -> bool:

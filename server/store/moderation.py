@@ -135,6 +135,59 @@ def room_settings(s: Session, room: Room | str) -> RoomSettings | None:
     return RoomSettings(r.id, r.name, r.topic, bool(r.private), owner, tuple(mods), tuple(ops))
 
 
+def rooms_settings(s: Session, names: list[str]) -> list[RoomSettings]:
+    """room_settings() of many rooms (those that exist, in the order given) in four
+    queries, whatever their number: a login sends one `roominfo` per room."""
+    keys = [fold(n) for n in names]
+    if not keys:
+        return []
+    rooms = {r.name_key: r for r in s.scalars(select(Room).where(Room.name_key.in_(keys)))}
+    ids = [r.id for r in rooms.values()]
+    owner_ids = {r.owner_id for r in rooms.values() if r.owner_id is not None}
+    owners = (
+        dict(s.execute(select(User.id, User.nick).where(User.id.in_(owner_ids))).all())  # type: ignore[arg-type]
+        if owner_ids
+        else {}
+    )
+    mods: dict[int, list[str]] = {}
+    for room_id, nick in s.execute(
+        select(RoomModerator.room_id, User.nick)
+        .join(User, User.id == RoomModerator.user_id)
+        .where(RoomModerator.room_id.in_(ids), User.deleted_at.is_(None))
+        .order_by(User.nick_key)
+    ):
+        mods.setdefault(room_id, []).append(nick)
+    ops: dict[int, list[str]] = {}
+    operators = (
+        select(User.id, User.nick, User.nick_key)
+        .where(User.operator.is_(True), User.deleted_at.is_(None))
+        .subquery()
+    )
+    for room_id, nick in s.execute(
+        select(RoomMember.room_id, operators.c.nick)
+        .join(operators, operators.c.id == RoomMember.user_id)
+        .where(RoomMember.room_id.in_(ids))
+        .order_by(operators.c.nick_key)
+    ):
+        ops.setdefault(room_id, []).append(nick)
+    out = []
+    for key in keys:
+        r = rooms.get(key)
+        if r is not None:
+            out.append(
+                RoomSettings(
+                    r.id,
+                    r.name,
+                    r.topic,
+                    bool(r.private),
+                    owners.get(r.owner_id) if r.owner_id is not None else None,
+                    tuple(mods.get(r.id, ())),
+                    tuple(ops.get(r.id, ())),
+                )
+            )
+    return out
+
+
 def is_member(s: Session, user_id: int, room_id: int) -> bool:
     """Whether the user is a member of the room."""
     return s.get(RoomMember, (room_id, user_id)) is not None

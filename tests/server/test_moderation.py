@@ -45,6 +45,7 @@ from parley_chat.protocol.moderation import (
     RoomInfo,
 )
 from parley_chat.server import admin, logs
+from parley_chat.server.store import moderation as mstore
 from tests.support import RawClient
 
 
@@ -191,6 +192,10 @@ def test_roles_persist_and_come_at_login(server, ca_file, trio):
     again.login("carol")
     info = again.expect(RoomInfo, room="#a")
     assert info.owner == "alice" and info.moderators == ["bob"]
+    # The login's batched read says what the one-room read says.
+    with server.store.read() as s:
+        many = mstore.rooms_settings(s, ["#a", "#lobby", "#none"])
+        assert many == [mstore.room_settings(s, "#a"), mstore.room_settings(s, "#lobby")]
 
 
 # --- kick ---------------------------------------------------------------------------
