@@ -1,5 +1,6 @@
 # server/admin.py: `parley-admin`, the operator's account tool: list,
-# add, reset and delete accounts, and open or close registration.
+# add, reset and delete accounts, and open or close registration (and, in
+# admin_moderation.py, the server operator role and locked accounts).
 #
 # Rules this module keeps:
 # 1. It works while the server runs. Every change goes through
@@ -254,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description=(
             "The operator's account tool for a parley server: list, add, reset and delete "
-            "accounts, open or close registration. Safe while the server runs. Passwords come "
-            "from PARLEY_PASSWORD or a prompt, never from the command line."
+            "accounts, open or close registration, grant the server operator role, lock "
+            "accounts. Safe while the server runs. Passwords come from PARLEY_PASSWORD or a "
+            "prompt, never from the command line."
         ),
     )
     add_db_argument(parser)
