@@ -49,6 +49,8 @@ from parley_chat.protocol import (
 )
 from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
 
+from .cli_moderation import HELP as MODERATION_HELP
+from .cli_moderation import ModerationCommands, describe
 from .connection import ChatClient
 from .discovery import DEFAULT_WAIT, discover, enabled, interfaces_from_env
 from .errors import (
@@ -140,7 +142,7 @@ exit codes:
   {EXIT_UNACKED}  messages were left unacknowledged when the client ended
 """
 
-HELP_TEXT = EPILOG.split("\n\n")[1]
+HELP_TEXT = EPILOG.split("\n\n")[1] + "\n" + MODERATION_HELP
 
 # Anything that could move a terminal's cursor or change its state. The server
 # refuses such text, but the client does not trust what it prints.
@@ -363,6 +365,8 @@ class _Printer:
         self._join_wanted: str | None = None
         self._join_result: str | None = None
         self._join_done = threading.Event()
+        #: /ids: message ids in front of messages (for /delete and /edit).
+        self.show_ids = False
         self.thread = threading.Thread(target=self._run, name="cli-printer", daemon=True)
 
     def start(self) -> None:
@@ -411,7 +415,12 @@ class _Printer:
         """Print one event where it belongs."""
         client = self._client
         if isinstance(event, MessageReceived):
-            self.out(format_message(event.message))
+            text = format_message(event.message)
+            if event.message.edited is not None:
+                text += " (edited)"
+            if self.show_ids:
+                text = f"[{event.message.id}] {text}"
+            self.out(text)
         elif isinstance(event, Connected):
             how = "resumed session" if event.resumed else "logged in"
             created = ", account created" if event.created else ""
@@ -468,6 +477,8 @@ class _Printer:
                 self.err(f"disconnected: {event.reason} (type /rejoin to connect again)")
         elif isinstance(event, Reconnecting):
             self.err(f"reconnecting in {event.delay:.1f} s (attempt {event.attempt})")
+        elif (line := describe(event)) is not None:
+            self.err(line)  # moderation (cli_moderation.py)
 
 
 class Pacer:
@@ -581,6 +592,7 @@ class _Session:
         self.client = client
         self.printer = printer
         self.room = DEFAULT_ROOM
+        self.moderation = ModerationCommands(client, lambda: self.room, printer)
 
     def handle(self, line: str) -> bool:
         """Act on one input line. Returns False when the user asked to leave."""
@@ -618,6 +630,7 @@ class _Session:
             "help": self._help,
             "exit": self._exit,
             "quit": self._exit,
+            **self.moderation.commands(),
         }
 
     def _say(self, text: str) -> bool:

@@ -112,6 +112,8 @@ from .events import (
     RoomsListed,
     ServerError,
 )
+from .moderation import event_for as _moderation_event
+from .moderation import request as _moderation_request
 from .tls import client_context, fingerprint_of, probe_server_certificate
 
 log = logging.getLogger("parley.client")
@@ -138,6 +140,7 @@ _CLOSING_CODES = frozenset(
         ErrorCode.FLOOD,
         ErrorCode.LINE_TOO_LONG,
         ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.DISCONNECTED,
     }
 )
 
@@ -566,6 +569,44 @@ class ChatClient:
         """Search the messages this user may see; a search batch (newest first) follows."""
         self._request(Search(words=words, before=before, limit=limit, tag=tag))
 
+    def moderate(
+        self,
+        action: str,
+        *,
+        room: str | None = None,
+        nick: str | None = None,
+        message_id: int | None = None,
+        text: str | None = None,
+        reason: str | None = None,
+        minutes: int | None = None,
+    ) -> str:
+        """Ask for a moderation action (protocol/moderation.py ACTION_FIELDS); returns its ref.
+
+        ModerationDone with that ref follows on success, ServerError with it on
+        refusal (not-permitted, no-such-message, ...). Raises LocalProtocolError
+        for a request the protocol refuses (unknown action, missing field).
+        """
+        frame = _moderation_request(
+            action,
+            room=room,
+            nick=nick,
+            message_id=message_id,
+            text=text,
+            reason=reason,
+            minutes=minutes,
+        )
+        self._request(frame)
+        assert frame.ref is not None
+        return frame.ref
+
+    def delete_message(self, message_id: int, reason: str | None = None) -> str:
+        """Delete a message (one's own, or any in a room one moderates); returns the ref."""
+        return self.moderate("delete", message_id=message_id, reason=reason)
+
+    def edit_message(self, message_id: int, text: str) -> str:
+        """Replace the text of one's own message; returns the ref."""
+        return self.moderate("edit", message_id=message_id, text=text)
+
     def ping(self) -> None:
         """Ping the server now (only when connected)."""
         data = encode(Ping(token=f"user-{time.monotonic():.3f}"))
@@ -797,6 +838,8 @@ class ChatClient:
                     self._emit(Disconnected(reason, will_retry=False, by_user=True))
                     break
                 retry = self._auto_reconnect and not self._stop.is_set()
+                if (current.drop_reason or "").startswith(ErrorCode.DISCONNECTED):
+                    retry = False  # an operator put this user out: coming back at once defeats it
                 self._emit(Disconnected(reason, will_retry=retry))
                 if not retry:
                     break
@@ -1014,6 +1057,8 @@ class ChatClient:
             self._enqueue(Pong(token=frame.token))
         elif isinstance(frame, Pong):
             pass  # any frame already counted as a sign of life
+        elif (event := _moderation_event(frame)) is not None:
+            self._emit(event)
         else:
             log.warning("unexpected %s frame from the server, ignored", frame.TYPE)
 

@@ -182,6 +182,74 @@ class Reconnecting:
     delay: float
 
 
+# --- moderation (issue 11) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfoChanged:
+    """A room's topic, privacy or roles (at login, on join, on change, or for `who`)."""
+
+    room: str
+    topic: str | None
+    private: bool
+    owner: str | None
+    moderators: tuple[str, ...]
+    operators: tuple[str, ...]
+    tag: str | None = None
+
+    def role_of(self, nick: str) -> str | None:
+        """The strongest role of *nick* here: "operator", "owner", "moderator" or None."""
+        key = nick.lower()
+        if any(n.lower() == key for n in self.operators):
+            return "operator"
+        if self.owner is not None and self.owner.lower() == key:
+            return "owner"
+        if any(n.lower() == key for n in self.moderators):
+            return "moderator"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    """Message `id` was deleted (by its author or a moderator `by`): remove it everywhere."""
+
+    id: int
+    room: str | None
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdited:
+    """Message `id` now reads `text`; `edited` is when (UTC, wire form)."""
+
+    id: int
+    text: str
+    edited: str
+    room: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeReceived:
+    """Words from the server or an operator: `kind` is announce, invite, kick, ban, mute, unmute..."""
+
+    kind: str
+    text: str
+    ts: str
+    sender: str | None
+    room: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationDone:
+    """A moderation request (`ref`, from ChatClient.moderate) succeeded; `message` says what."""
+
+    action: str
+    message: str
+    ref: str | None
+
+
+ModerationEvent = RoomInfoChanged | MessageDeleted | MessageEdited | NoticeReceived | ModerationDone
+
 ClientEvent = (
     Connected
     | MessageReceived
@@ -197,4 +265,5 @@ ClientEvent = (
     | ServerError
     | Disconnected
     | Reconnecting
+    | ModerationEvent
 )

@@ -4,6 +4,7 @@
 # database. It turns bytes into frames and frames into bytes, and says what is
 # valid. Both the server and the client import it; it imports neither.
 
+from . import moderation  # noqa: F401  (registers the moderation frames in the tables)
 from .codec import LineDecoder, decode_client_line, decode_server_line, encode
 from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError, StreamError
 from .frames import (

@@ -76,6 +76,20 @@ class ErrorCode(StrEnum):
     SHUTDOWN = "shutdown"
     #: A bug on the server; the request was not carried out.
     INTERNAL = "internal"
+    #: Moderation: the user lacks the role the action needs; nothing changed.
+    NOT_PERMITTED = "not-permitted"
+    #: The user is banned from the room (join refused; until the ban ends or is lifted).
+    BANNED = "banned"
+    #: The user is muted in the room: the message was NOT stored.
+    MUTED = "muted"
+    #: The room is private (invite-only) and the user has no invitation.
+    INVITE_ONLY = "invite-only"
+    #: The account is locked by an operator: no login until it is unlocked.
+    ACCOUNT_LOCKED = "account-locked"
+    #: An operator ended this connection (the error's message says why).
+    DISCONNECTED = "disconnected"
+    #: The message named does not exist, is not visible to the user, or is deleted.
+    NO_SUCH_MESSAGE = "no-such-message"
 
 
 class ProtocolError(Exception):

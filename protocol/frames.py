@@ -436,7 +436,7 @@ class Message(Frame):
     `id` is the database's, strictly increasing; `ts` the server's UTC time
     (ISO 8601, milliseconds, `Z`). System notices have no `from`. `ref` is the
     sender's client id, present only on copies that go to the sender's own
-    connections.
+    connections. `edited` (moderation) is when its author last edited it.
     """
 
     TYPE: ClassVar[str] = "message"
@@ -449,6 +449,7 @@ class Message(Frame):
         "room": _ROOM,
         "to": _NICK,
         "ref": _CLIENT_ID,
+        "edited": _TS,
     }
     RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": _ID}
     # What a message says is shown to people, and the clients neutralise
@@ -465,11 +466,15 @@ class Message(Frame):
     room: str | None = None
     to: str | None = None
     ref: str | None = None
+    #: When the author last edited it (UTC, as `ts`); absent: never edited.
+    edited: str | None = None
 
     def check(self) -> None:
         if self.kind not in MESSAGE_KINDS:
             _fail(ErrorCode.BAD_FRAME, f"message 'kind' is one of {MESSAGE_KINDS}")
         _check_ts(self.ts)
+        if self.edited is not None:
+            _check_ts(self.edited)
         _check_target(self.room, self.to)
         if len(self.text) > MAX_TEXT_CHARS:
             _fail(ErrorCode.TEXT_TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")

@@ -162,3 +162,15 @@ def has_surrogate(text: str) -> bool:
 def fold(name: str) -> str:
     """The case-insensitive key of a nick or room name (ASCII lower case)."""
     return name.lower()
+
+
+# --- moderation (protocol/moderation.py) ----------------------------------------
+
+#: A room's topic, shown under its name.
+MAX_TOPIC_CHARS = 300
+
+#: Longest timed ban or mute, in minutes (a year); no duration: until lifted.
+MAX_SANCTION_MINUTES = 525_600
+
+#: Most moderators (or operators) a `roominfo` frame lists.
+MAX_ROLES_LISTED = 500

@@ -1,5 +1,6 @@
 # server/admin.py: `parley-admin`, the operator's account tool: list,
-# add, reset and delete accounts, and open or close registration.
+# add, reset and delete accounts, and open or close registration (and, in
+# admin_moderation.py, the server operator role and locked accounts).
 #
 # Rules this module keeps:
 # 1. It works while the server runs. Every change goes through
@@ -33,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, valid_nick
 
+from . import admin_moderation
 from .auth import PasswordHasher
 from .config import ServerConfig, add_db_argument, operator_config
 from .logs_format import short_time, write_table
@@ -253,8 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=_PROG,
         description=(
             "The operator's account tool for a parley server: list, add, reset and delete "
-            "accounts, open or close registration. Safe while the server runs. Passwords come "
-            "from PARLEY_PASSWORD or a prompt, never from the command line."
+            "accounts, open or close registration, grant the server operator role, lock "
+            "accounts. Safe while the server runs. Passwords come from PARLEY_PASSWORD or a "
+            "prompt, never from the command line."
         ),
     )
     add_db_argument(parser)
@@ -285,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "running server reads it at each login and it overrides --registration.",
     )
     reg.add_argument("action", choices=("open", "closed", "status"))
+    admin_moderation.add_parsers(sub)  # op, deop, lock, unlock, operators
     return parser
 
 
@@ -365,6 +369,8 @@ def main(
                 admin.delete(args.nick, _confirm_with(stdin, out, args.yes))
             elif args.command == "registration":
                 admin.registration(args.action)
+            elif args.command in admin_moderation.COMMANDS:
+                admin_moderation.run(admin, args)
         finally:
             store.close()
     except AdminError as exc:

@@ -463,7 +463,7 @@ class ChatServer:
                     "account changed by the operator",
                     Error(
                         code=ErrorCode.AUTH_FAILED,
-                        message="the operator reset your password or removed your account; "
-                        "log in again with the new password",
+                        message="the operator reset your password, locked or removed your "
+                        "account; log in again with the new password",
                     ),
                 )

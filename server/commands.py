@@ -61,7 +61,9 @@ from parley_chat.protocol import (
     message_wire,
 )
 from parley_chat.protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
+from parley_chat.protocol.moderation import Moderate
 
+from . import moderation
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .config import ServerConfig
 from .flood import TokenBucket
@@ -77,6 +79,7 @@ from .store import (
     queries,
     writes,
 )
+from .store.moderation import Refused
 from .store.records import ConversationRecord, StoredMessage, UserRecord
 from .workers import WorkerPool
 
@@ -185,6 +188,8 @@ class Commands:
         self._pools = {LOGIN: login_pool, REQUEST: request_pool}
         self._join_lock = threading.Lock()
         self._join_buckets: dict[int, TokenBucket] = {}
+        #: Who is muted where (moderation), for the send path on the I/O loop.
+        self.mutes = moderation.MuteCache()
 
     def dispatch(self, conn: Client, frame: Frame) -> None:
         """Run the handler for *frame* (inline or on its pool). Called on the I/O loop."""
@@ -255,6 +260,10 @@ class Commands:
             return
         try:
             user, created = self._authenticate(conn, f)
+            with self.store.read() as s:
+                locked = moderation.login_refusal(s, user.id)
+            if locked is not None:
+                raise LoginFailed(ErrorCode.ACCOUNT_LOCKED, locked)
         except LoginFailed as exc:
             log.info("%s: login as %s refused: %s", conn.peer, f.nick, exc.code)
             conn.close_after_flush(
@@ -440,6 +449,12 @@ class Commands:
         for room in rooms:
             for page in presence_pages(room, self.hub.online_in(room)):
                 conn.send_bytes(page)
+        with self.store.read() as s:
+            # Moderation: each room's topic and roles; the mute cache's first fill.
+            self.mutes.load_once(s, now)
+            conn.send_bytes(moderation.roominfo_bytes(s, rooms))
+            if f.last_seen is not None:  # deletions and edits while it was away
+                conn.send_bytes(moderation.catch_up_bytes(s, user.id, f.last_seen))
         log.info(
             "%s logged in as %s (%s, session %d, %d replayed)",
             conn.peer,
@@ -542,6 +557,10 @@ class Commands:
                     )
                 )
                 return
+            muted = self.mutes.refusal(conn.user_id, room, now)
+            if muted is not None:
+                conn.send_frame(Error(code=ErrorCode.MUTED, message=muted, ref=f.id))
+                return
             op = partial(
                 writes.add_message,
                 kind="public",
@@ -636,20 +655,25 @@ class Commands:
         now = utcnow()
         max_rooms = self.cfg.max_rooms
 
-        def op(s: Any) -> tuple[str, StoredMessage | None]:
+        def op(s: Any) -> tuple[str, StoredMessage | None, Any]:
             canonical = queries.room_exists(s, f.room)
             if canonical is None and queries.room_count(s) >= max_rooms:
                 raise _RoomCap(f"the server has {max_rooms} rooms, the most allowed")
+            moderation.before_join(s, uid, f.room, now)  # banned, invite-only: Refused
             joined = writes.join_room(s, uid, f.room, now)
+            settings = moderation.after_join(s, uid, canonical or f.room, canonical is None)
             canonical = canonical or f.room
             if not joined:
-                return canonical, None
+                return canonical, None, settings
             msg, _ = writes.add_message(
                 s, kind="system", body=f"{nick} joined {canonical}", now=now, room=canonical
             )
-            return canonical, msg
+            return canonical, msg, settings
 
         def done(result: Any, exc: BaseException | None) -> None:
+            if isinstance(exc, Refused):
+                conn.send_frame(Error(code=exc.code, message=exc.message))
+                return
             if isinstance(exc, _RoomCap):
                 conn.send_frame(Error(code=ErrorCode.TOO_MANY_ROOMS, message=str(exc)))
                 return
@@ -658,7 +682,7 @@ class Commands:
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not join: {exc}")
                 )
                 return
-            room, msg = result
+            room, msg, settings = result
             self.hub.joined(uid, room)
             with self.hub.batch():
                 # The joiner's own connections learn they joined first, then get
@@ -666,6 +690,8 @@ class Commands:
                 # it for news of a room it is not in. The members' delta waits
                 # for the hub's presence flush.
                 self.hub.send_to_user(uid, encode(Presence(room=room, joined=nick)))
+                if settings is not None:
+                    self.hub.send_to_user(uid, encode(moderation.roominfo_frame(settings)))
                 if msg is not None:
                     self.hub.deliver_message(msg, None, None)
                 self.hub.publish_presence(room, joined=nick)
@@ -715,19 +741,26 @@ class Commands:
     def who(self, conn: Client, f: Who) -> None:
         """who {room?, tag?}: the online members of a room (default: the default room)."""
         room = f.room or DEFAULT_ROOM
+        assert conn.user_id is not None
         with self.store.read() as s:
             canonical = queries.room_exists(s, room)
+            if canonical is not None and not moderation.may_see(s, conn.user_id, canonical):
+                canonical = None  # a private room is known to its members only
+            info = moderation.roominfo_bytes(s, [canonical], f.tag) if canonical else b""
         if canonical is None:
             conn.send_frame(Error(code=ErrorCode.NO_SUCH_ROOM, message=f"there is no room {room}"))
             return
         for page in presence_pages(canonical, self.hub.online_in(canonical), tag=f.tag):
             conn.send_bytes(page)
+        conn.send_bytes(info)  # the roles, after the list they mark
 
     def rooms(self, conn: Client, f: ListRooms) -> None:
         """rooms {tag?}: every room with its member count and whether the user is in it, paged."""
         assert conn.user_id is not None
         with self.store.read() as s:
             infos = queries.list_rooms(s)
+            hidden = moderation.hidden_rooms(s, conn.user_id)
+        infos = [r for r in infos if fold(r.name) not in hidden]  # private rooms
         mine = {fold(r) for r in self.hub.rooms_of(conn.user_id)}
         entries = [
             {"name": r.name, "members": r.members, "joined": fold(r.name) in mine} for r in infos
@@ -927,4 +960,6 @@ HANDLERS: dict[type[Frame], HandlerSpec] = {
     Search: HandlerSpec(Commands.search, True, REQUEST),
     ListConversations: HandlerSpec(Commands.conversations, True, REQUEST),
     Read: HandlerSpec(Commands.read, True, LOOP),
+    # Moderation: the check and the change run on the writer (server/moderation.py).
+    Moderate: HandlerSpec(moderation.moderate, True, LOOP),
 }

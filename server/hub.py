@@ -107,6 +107,7 @@ def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
         room=msg.room,
         to=msg.recipient if msg.room is None else None,
         ref=ref,
+        edited=format_ts(msg.edited_at) if msg.edited_at is not None else None,
     )
 
 
@@ -130,10 +131,15 @@ def message_bytes(msg: StoredMessage, ref: str | None = None) -> tuple[bytes, by
         wire["room"] = msg.room
     elif msg.recipient is not None:
         wire["to"] = msg.recipient
+    if msg.edited_at is not None:
+        wire["edited"] = format_ts(msg.edited_at)
     plain = json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     if ref is None:
         return plain, plain
+    edited = wire.pop("edited", None)
     wire["ref"] = ref
+    if edited is not None:  # the frame's field order: ref, then edited
+        wire["edited"] = edited
     return plain, json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
@@ -567,3 +573,19 @@ class Hub:
             conns = [c for c in user.conns if c is not skip] if user else []
         for conn in conns:
             self._send(conn, data)
+
+    # --- moderation (server/moderation.py) -------------------------------------
+
+    def send_to_room(self, room: str, data: bytes) -> None:
+        """Queue *data* for every connection of the room's online members."""
+        with self._lock:
+            members = self._members.get(fold(room))
+            conns = [c for u in members.values() for c in u.conns] if members else []
+        for conn in conns:
+            self._send(conn, data)
+
+    def connections_of(self, user_id: int) -> list[Peer]:
+        """Every connection of one user (none if offline)."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return list(user.conns) if user else []

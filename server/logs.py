@@ -41,6 +41,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from . import logs_audit
 from .config import add_db_argument, operator_config
 from .logs_format import FORMATS, parse_time, write_rows, write_table
 from .store.engine import BUSY_TIMEOUT_MS, database_path
@@ -751,6 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("file", type=Path, metavar="FILE")
     b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    logs_audit.add_parser(sub)
     return parser
 
 
@@ -778,6 +780,8 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             write_table(out, CHAT_LOG_COLUMNS, rows)
             if more:
                 print(f"(more than {args.limit} matches; raise --limit to see more)", file=err)
+        elif args.command == "audit":
+            logs_audit.run(db, args, out)
         elif args.command == "stats":
             for i, (title, headers, rows) in enumerate(stats(db)):
                 if i:

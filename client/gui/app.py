@@ -47,7 +47,7 @@ from parley_chat.client import (
 )
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
-from . import commands, theme
+from . import commands, moderation, theme
 from .chat_view import ChatView
 from .composer import Composer
 from .connect_dialog import ConnectDialog
@@ -192,6 +192,7 @@ class App(ctk.CTk):
             font_size=self.settings.font_size,
         )
         self.chat_view.grid(row=0, column=0, sticky="nsew")
+        self.chat_view.on_message_menu = self._on_message_menu
         self.composer = Composer(
             center,
             on_submit=self.submit,
@@ -257,6 +258,8 @@ class App(ctk.CTk):
         self.store.save(s)  # Settings has no password field: it is never written
 
     def _reset_session_state(self) -> None:
+        #: Moderation: each room's topic and roles (client/gui/moderation.py).
+        self.room_roles = moderation.RoomRoles()
         self._pending_lines: list[Line] = []
         self._view_dirty = True
         self._sidebar_dirty = True
@@ -318,6 +321,8 @@ class App(ctk.CTk):
         handler = self._HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event)
+        else:
+            moderation.on_event(self, event)
 
     def _refresh(self) -> None:
         conv = self.model.current_conversation
@@ -343,6 +348,7 @@ class App(ctk.CTk):
             rc = self.model.conversations.get(room_key(room))
             offline = self.statusbar.state != "connected"
             self.userlist.show(room, rc.online if rc else (), self.model.me, offline)
+            self.userlist.set_roles(self.room_roles.roles(room))
             if conv is not None:
                 self.chat_view.set_header(conv, self._subtitle(conv))
         if self._title_dirty:
@@ -598,6 +604,20 @@ class App(ctk.CTk):
             self.exit_chat()
         elif isinstance(action, commands.Rejoin):
             self.rejoin()
+        elif isinstance(action, moderation.ModerationCommand):
+            room = action.room or self._current_room()
+            if action.needs_room and room is None:
+                self._note(f"/{action.action} works in a room: open one, or name it first", "error")
+                return
+            self.moderate_request(
+                action.action,
+                room=room if action.needs_room else None,
+                nick=action.nick,
+                message_id=action.message_id,
+                text=action.text,
+                reason=action.reason,
+                minutes=action.minutes,
+            )
 
     def select(self, key: str) -> None:
         """Open conversation *key*."""
@@ -891,6 +911,35 @@ class App(ctk.CTk):
         else:
             self._pending_lines.extend(added.lines)
 
+    # --- moderation (client/gui/moderation.py) ---------------------------------------------------
+
+    def moderate_request(self, action: str, **fields: Any) -> None:
+        """Send a moderation request; its answer comes as a notice (or an error)."""
+        self._request(lambda c: c.moderate(action, **fields))
+
+    def note(self, text: str, kind: str = "notice") -> None:
+        """Show a local line (notice or error) in the open conversation."""
+        self._note(text, kind)
+
+    def mark_view_dirty(self) -> None:
+        """Lines already shown changed (a message deleted or edited): redraw."""
+        conv = self.model.current_conversation
+        if conv is not None and not self._view_dirty:
+            self.chat_view.rerender(conv)
+        self._sidebar_dirty = True
+
+    def mark_moderation_dirty(self) -> None:
+        """A room's topic or roles changed: the header and the user list follow."""
+        self._users_dirty = True
+
+    def _on_message_menu(self, message_id: int, x: int, y: int) -> None:
+        found = self.model.message_line(message_id)
+        if found is None:
+            return
+        conv, line = found
+        room = conv.name if conv.kind == "room" else None
+        moderation.message_menu(self, message_id, line.own, room, x, y)
+
     def _next_tag(self, prefix: str) -> str:
         self._tag_seq += 1
         return f"{prefix}{self._tag_seq}"
@@ -906,7 +955,9 @@ class App(ctk.CTk):
     def _subtitle(self, conv: Conversation) -> str:
         if conv.kind == "room":
             n = len(conv.online)
-            return f"{n} online" if n else ""
+            topic = self.room_roles.topic(conv.name)  # moderation: the topic under the name
+            online = f"{n} online" if n else ""
+            return " \u00b7 ".join(part for part in (topic, online) if part)
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
             online = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}

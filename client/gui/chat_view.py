@@ -185,7 +185,21 @@ def segments(
     for text in text_of.split("\n"):
         out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits))
         out.append(("\n", ("body", *base)))
+    if line.edited:
+        # Before the last newline: "(edited)" closes the message's last line.
+        out.insert(len(out) - 1, (" (edited)", ("ts", "edited", *base)))
     return out
+
+
+def _marked(
+    line: Line, runs: list[tuple[str, tuple[str, ...]]]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """*runs* of a message with its id as a tag ("m-<id>"), by which the message
+    context menu (moderation: edit, delete) finds what was clicked."""
+    if line.id is None:
+        return runs
+    mark = f"m-{line.id}"
+    return [(text, (*tags, mark)) if "msg" in tags else (text, tags) for text, tags in runs]
 
 
 def burst_segments(lines: Sequence[Line]) -> list[tuple[str, tuple[str, ...]]]:
@@ -339,6 +353,9 @@ class ChatView(ctk.CTkFrame):
         for tag, font in _fonts(font_size).items():
             self._tk_text.tag_configure(tag, font=font)
         self._tk_text.tag_bind("link", "<Button-1>", self._click_link)
+        #: Moderation: called with (message id, x_root, y_root) on a right-click on a message.
+        self.on_message_menu: Callable[[int, int, int], None] | None = None
+        self._tk_text.tag_bind("msg", "<Button-3>", self._message_menu)
         self._tk_text.tag_bind("result", "<Button-1>", self._click_result)
         self._tk_text.tag_bind(
             "result", "<Enter>", lambda _e: self._tk_text.configure(cursor="hand2")
@@ -445,6 +462,10 @@ class ChatView(ctk.CTkFrame):
     ) -> str | None:
         self._tk_text.delete("1.0", "end")
         self._tk_text.tag_remove("target", "1.0", "end")
+        # The per-message tags of what was drawn before (they would pile up).
+        stale = [t for t in self._tk_text.tag_names() if str(t).startswith("m-")]
+        if stale:
+            self._tk_text.tag_delete(*stale)
         self._show_jump(False)
         self._last, self._last_epoch = None, 0.0
         self._tail = []
@@ -487,7 +508,7 @@ class ChatView(ctk.CTkFrame):
                 runs = []
                 p, pe = before
                 for ln in burst:
-                    runs += segments(ln, p, pe, now)
+                    runs += _marked(ln, segments(ln, p, pe, now))
                     p, pe = ln, ln.epoch or pe
             extra = ("tail",) if tail else ()
             out.extend((text, (*tags, *extra)) for text, tags in runs)
@@ -504,7 +525,7 @@ class ChatView(ctk.CTkFrame):
                     before = (prev, prev_epoch)
                     burst.append(line)
                 else:
-                    out.extend(segments(line, prev, prev_epoch, now))
+                    out.extend(_marked(line, segments(line, prev, prev_epoch, now)))
             prev = line
             prev_epoch = line.epoch or prev_epoch
         self._tk_text.tag_remove("tail", "1.0", "end")
@@ -554,6 +575,25 @@ class ChatView(ctk.CTkFrame):
                 self._on_open_link(url)
                 break
         return "break"
+
+    def _message_menu(self, event: object) -> str | None:
+        index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")
+        for tag in self._tk_text.tag_names(index):
+            name = str(tag)
+            if name.startswith("m-") and name[2:].isdigit() and self.on_message_menu:
+                x, y = getattr(event, "x_root", 0), getattr(event, "y_root", 0)
+                self.on_message_menu(int(name[2:]), x, y)
+                return "break"
+        return None
+
+    def message_ids(self) -> list[int]:
+        """The ids of the messages drawn, in order (tests; the context menu's targets)."""
+        ids = []
+        for tag in self._tk_text.tag_names():
+            name = str(tag)
+            if name.startswith("m-") and name[2:].isdigit() and self._tk_text.tag_ranges(tag):
+                ids.append(int(name[2:]))
+        return sorted(ids)
 
     def _click_result(self, event: object) -> str | None:
         index = self._tk_text.index(f"@{getattr(event, 'x', 0)},{getattr(event, 'y', 0)}")

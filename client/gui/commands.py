@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from parley_chat.protocol import valid_nick, valid_room
 
+from . import moderation
+
 
 @dataclass(frozen=True, slots=True)
 class Say:
@@ -95,7 +97,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 _ALIASES = {"quit": "exit", "part": "leave", "m": "msg", "query": "msg", "j": "join"}
 
 
-def parse(line: str) -> Action | Invalid | None:
+def parse(line: str) -> Action | moderation.ModerationCommand | Invalid | None:
     """The action *line* asks for; None for a blank line."""
     if not line.strip():
         return None
@@ -137,13 +139,20 @@ def parse(line: str) -> Action | Invalid | None:
         if rest:
             return Invalid(f"/{name} takes no arguments")
         return {"help": Help, "exit": Exit, "rejoin": Rejoin}[name]()
+    try:  # /topic, /kick, /ban, /delete, /edit ... (moderation.py)
+        request = moderation.parse(name, rest)
+    except moderation.Invalid as exc:
+        return Invalid(str(exc))
+    if request is not None:
+        return request
     return Invalid(f"unknown command /{head}; type /help for the list")
 
 
 def help_lines() -> list[str]:
-    """The /help text, one command a line."""
-    width = max(len(usage) for usage, _ in COMMANDS)
-    return [f"{usage.ljust(width)}  {what}" for usage, what in COMMANDS]
+    """The /help text, one command a line (moderation's after the others)."""
+    listed = (*COMMANDS, *moderation.HELP)
+    width = max(len(usage) for usage, _ in listed)
+    return [f"{usage.ljust(width)}  {what}" for usage, what in listed]
 
 
 def _room(text: str) -> str | None:

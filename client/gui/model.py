@@ -87,6 +87,7 @@ class Line:
     mention: bool = False
     where: str | None = None
     hits: tuple[str, ...] = ()  # search words to highlight (search results only)
+    edited: bool = False  # its author edited it (moderation): shown as "(edited)"
 
     @property
     def is_message(self) -> bool:
@@ -329,6 +330,7 @@ class ChatModel:
             own=own,
             mention=not own and m.kind != "system" and self.mentions_me(m.text),
             where=where,
+            edited=m.edited is not None,
         )
 
     def add(self, m: Message, *, replayed: bool = False) -> Added | None:
@@ -480,6 +482,52 @@ class ChatModel:
             return False
         conv.online = online
         return True
+
+    # --- moderation ----------------------------------------------------------------------
+
+    def remove_message(self, message_id: int) -> bool:
+        """A message was deleted: take its line out of every conversation (its id stays
+        known, so a stale copy cannot bring it back). True if anything was shown."""
+        changed = False
+        for conv in self.conversations.values():
+            if message_id in conv.ids:
+                before = len(conv.lines)
+                conv.lines = [ln for ln in conv.lines if ln.id != message_id]
+                changed = changed or len(conv.lines) != before
+        self.found.pop(message_id, None)
+        return changed
+
+    def edit_message(self, message_id: int, text: str) -> bool:
+        """A message was edited: show its new text, marked edited. True if it is shown."""
+        changed = False
+        for conv in self.conversations.values():
+            if message_id not in conv.ids:
+                continue
+            for i, ln in enumerate(conv.lines):
+                if ln.id == message_id:
+                    conv.lines[i] = dataclasses.replace(
+                        ln, text=text, edited=True, mention=not ln.own and self.mentions_me(text)
+                    )
+                    changed = True
+        return changed
+
+    def message_text(self, message_id: int) -> str | None:
+        """The text shown for message *message_id*, or None."""
+        for conv in self.conversations.values():
+            if message_id in conv.ids:
+                for ln in conv.lines:
+                    if ln.id == message_id:
+                        return ln.text
+        return None
+
+    def message_line(self, message_id: int) -> tuple[Conversation, Line] | None:
+        """The conversation and line of a shown message, or None."""
+        for conv in self.conversations.values():
+            if message_id in conv.ids:
+                for ln in conv.lines:
+                    if ln.id == message_id:
+                        return conv, ln
+        return None
 
     # --- helpers -------------------------------------------------------------------------
 

@@ -96,6 +96,35 @@ class UserList(ctk.CTkFrame):
                     widget.bind("<Double-Button-1>", lambda _e, n=nick: self._on_open(n))
             row.frame.grid(row=i, column=0, sticky="ew", pady=1)
 
+    def set_roles(self, roles: dict[str, str]) -> None:
+        """Mark the listed users who hold a role here: fold(nick) -> operator, owner or moderator."""
+        from .moderation import ROLE_MARKS
+
+        if roles == getattr(self, "_roles", None) and not self._rows_changed():
+            return
+        self._roles = dict(roles)
+        self._marked = tuple(self.rows)
+        for nick, row in self.rows.items():
+            base = row.label.cget("text").split("  \u2605")[0].split("  \u2606")[0]
+            mark = ROLE_MARKS.get(roles.get(nick.lower(), ""), "")
+            text = f"{base}  {mark}" if mark else base
+            if row.label.cget("text") != text:
+                row.label.configure(text=text)
+
+    def _rows_changed(self) -> bool:
+        return tuple(self.rows) != getattr(self, "_marked", ())
+
+    def role_of(self, nick: str) -> str | None:
+        """The role mark shown beside *nick* (tests), or None."""
+        row = self.rows.get(nick)
+        if row is None:
+            return None
+        text = row.label.cget("text")
+        for mark in ("\u2605", "\u2606"):
+            if mark in text:
+                return text.split(mark, 1)[1].strip()
+        return None
+
     def nicks(self) -> tuple[str, ...]:
         """The nicks listed, in order."""
         return self._shown or ()

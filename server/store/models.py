@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 # Named constraints make migrations (and SQLite batch mode) deterministic.
 NAMING = {
@@ -54,6 +56,11 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Moderation: a server operator (granted with parley-admin op); a locked
+    # account cannot log in until unlocked.
+    operator: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
+    locked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lock_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class ResumeToken(Base):
@@ -96,6 +103,12 @@ class Room(Base):
     name: Mapped[str] = mapped_column(String(33))
     name_key: Mapped[str] = mapped_column(String(33), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    # Moderation. owner_id is the creator (no foreign key: SQLite cannot add
+    # one to an existing table without rebuilding it, which would drop the
+    # FTS triggers and the chat_log view with it).
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    topic: Mapped[str | None] = mapped_column(String(300))
+    private: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
 
 class RoomMember(Base):
@@ -136,6 +149,11 @@ class Message(Base):
     recipient_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     body: Mapped[str] = mapped_column(Text)
     client_msg_id: Mapped[str | None] = mapped_column(String(64))
+    # Moderation: the body is the latest version (older ones in
+    # message_versions); a deleted message stays, marked, for the operator.
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReadMarker(Base):
@@ -168,6 +186,82 @@ class ServerSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(200))
+
+
+class RoomModerator(Base):
+    """A moderator of one room, granted by its owner or an operator."""
+
+    __tablename__ = "room_moderators"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    granted_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RoomInvite(Base):
+    """An invitation to a private room: the user may join it (and rejoin) until kicked or banned."""
+
+    __tablename__ = "room_invites"
+
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    invited_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    invited_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RoomSanction(Base):
+    """A ban or a mute of one account in one room. In force while `lifted_at` is
+    NULL and `until` is NULL (no end) or still ahead."""
+
+    __tablename__ = "room_sanctions"
+    __table_args__ = (
+        CheckConstraint("kind IN ('ban', 'mute')", name="kind"),
+        Index("ix_room_sanctions_room_id_user_id", "room_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    until: Mapped[datetime | None] = mapped_column(DateTime)
+    lifted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lifted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class MessageVersion(Base):
+    """An earlier text of an edited message: `version` 1 is the original.
+    messages.body always holds the latest, so the log keeps every version."""
+
+    __tablename__ = "message_versions"
+    __table_args__ = (UniqueConstraint("message_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    replaced_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ModerationAction(Base):
+    """The audit log: one row per moderation action, by whom (NULL actor: the
+    admin CLI), what, on whom, where, when and why."""
+
+    __tablename__ = "moderation_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    target_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    until: Mapped[datetime | None] = mapped_column(DateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 def compared_with_models(

@@ -39,6 +39,7 @@ from .models import (
     ResumeToken,
     Room,
     RoomMember,
+    RoomSanction,
     ServerSetting,
     User,
 )
@@ -81,6 +82,7 @@ def message_select() -> Select[Any]:
             _Recipient.nick,
             Message.body,
             Message.client_msg_id,
+            Message.edited_at,
         )
         .outerjoin(Room, Room.id == Message.room_id)
         .outerjoin(_Sender, _Sender.id == Message.sender_id)
@@ -206,13 +208,36 @@ def _member_rooms(user_id: int | ColumnElement[int]) -> Select[Any]:
     return select(RoomMember.room_id).where(RoomMember.user_id == user_id)
 
 
+def _banned_rooms(user_id: int | ColumnElement[int]) -> Select[Any]:
+    """The rooms the user is banned from now (a ban in force: not lifted, not run out)."""
+    return select(RoomSanction.room_id).where(
+        RoomSanction.user_id == user_id,
+        RoomSanction.kind == "ban",
+        RoomSanction.lifted_at.is_(None),
+        # The stored form and CURRENT_TIMESTAMP are both UTC "YYYY-MM-DD HH:MM:SS...".
+        or_(RoomSanction.until.is_(None), RoomSanction.until > func.current_timestamp()),
+    )
+
+
 def _visible_to(user_id: int | ColumnElement[int]) -> ColumnElement[bool]:
-    """The one rule: messages of the user's rooms, and the user's own private messages."""
-    return or_(
-        Message.room_id.in_(_member_rooms(user_id)),
-        and_(
-            Message.kind == "private",
-            or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+    """The one rule: messages of the user's rooms, and the user's own private messages.
+
+    Moderation narrows it: a deleted message is seen by nobody (the operator's
+    SQL still has it, marked), and a room the user is banned from shows nothing
+    (a ban also ends the membership; this holds even if a row says otherwise).
+    Private rooms need no rule of their own: only members see a room's messages.
+    """
+    return and_(
+        Message.deleted_at.is_(None),
+        or_(
+            and_(
+                Message.room_id.in_(_member_rooms(user_id)),
+                Message.room_id.not_in(_banned_rooms(user_id)),
+            ),
+            and_(
+                Message.kind == "private",
+                or_(Message.sender_id == user_id, Message.recipient_id == user_id),
+            ),
         ),
     )
 
@@ -263,7 +288,11 @@ def _latest_statement() -> Select[Any]:
             .over(partition_by=Message.room_id, order_by=Message.id.desc())
             .label("n"),
         )
-        .where(Message.room_id.in_(_member_rooms(_UID)), Message.kind != "system")
+        .where(
+            Message.room_id.in_(_member_rooms(_UID)),
+            Message.kind != "system",
+            Message.deleted_at.is_(None),
+        )
         .subquery()
     )
     room_ids = select(ranked.c.id).where(ranked.c.n <= bindparam("per_room", type_=Integer))
@@ -271,6 +300,7 @@ def _latest_statement() -> Select[Any]:
         select(Message.id)
         .where(
             Message.kind == "private",
+            Message.deleted_at.is_(None),
             or_(Message.sender_id == _UID, Message.recipient_id == _UID),
         )
         .order_by(Message.id.desc())
@@ -375,11 +405,13 @@ def _conversation_statements() -> dict[str, Any]:
     """The conversation list's queries, built once with the user as a bound parameter
     (every login runs all of them: building them per call cost more than running them)."""
     uid = _UID
-    chat = Message.kind != "system"
+    # Deleted messages are neither a conversation's latest nor unread.
+    chat = and_(Message.kind != "system", Message.deleted_at.is_(None))
     from_others = or_(Message.sender_id.is_(None), Message.sender_id != uid)
     peer = case((Message.sender_id == uid, Message.recipient_id), else_=Message.sender_id)
     mine = and_(
         Message.kind == "private",
+        Message.deleted_at.is_(None),
         or_(Message.sender_id == uid, Message.recipient_id == uid),
     )
     return {
@@ -415,6 +447,7 @@ def _conversation_statements() -> dict[str, Any]:
             Message.kind == "private",
             Message.recipient_id == uid,
             Message.sender_id != uid,
+            Message.deleted_at.is_(None),
             Message.id > func.coalesce(ReadMarker.message_id, 0),
         )
         .group_by(Message.sender_id),

@@ -32,6 +32,8 @@ class StoredMessage:
     recipient: str | None
     body: str
     client_msg_id: str | None
+    #: When its author last edited it (moderation), or None.
+    edited_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

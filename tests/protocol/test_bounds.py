@@ -49,6 +49,7 @@ from parley_chat.protocol import (
     parse_client_frame,
     parse_server_frame,
 )
+from parley_chat.protocol.moderation import Edited, Moderate, Notice
 
 TS = "2026-11-24T09:30:00.123Z"
 HELLO = {"type": "hello", "version": 1, "nick": "al", "password": "pw"}
@@ -345,7 +346,7 @@ _OVERRIDES: dict[type[Frame], dict[str, object]] = {
     Hello: {"token": None},  # exactly one of password / token: the longer
     Send: {"to": None},
     History: {"with_": None, "around": None},
-    Message: {"ts": TS, "kind": "private", "room": None},
+    Message: {"ts": TS, "kind": "private", "room": None, "edited": TS},
     Ack: {"ts": TS},
     Batch: {"state": "close", "kind": "history"},
     RoomList: {
@@ -353,6 +354,9 @@ _OVERRIDES: dict[type[Frame], dict[str, object]] = {
     },
     Read: {"with_": None},
     Welcome: {"flood": {"rate": 1e9, "burst": MAX_ID}},
+    Moderate: {"action": "ban"},  # every field may be given (text is not checked for a ban)
+    Edited: {"edited": TS},
+    Notice: {"ts": TS},
     Conversations: {
         "items": [
             {

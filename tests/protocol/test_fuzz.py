@@ -219,6 +219,17 @@ CLIENT_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "ping": {"token": label(0, 128)},
     "pong": {"token": label(0, 128)},
     "bye": {"reason": label(0, 200)},
+    # Moderation (protocol/moderation.py): actions that need only a room, so that a
+    # well-formed line with any subset of the other fields is valid.
+    "moderate": {
+        "action": st.sampled_from(["private", "public", "topic"]),
+        "room": ROOM,
+        "nick": NICK,
+        "id": st.integers(1, MAX_ID),
+        "text": label(0, 300),
+        "reason": label(0, 200),
+        "ref": CLIENT_ID,
+    },
 }
 SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "welcome": {
@@ -246,6 +257,7 @@ SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "room": ROOM,
         "to": NICK,
         "ref": CLIENT_ID,
+        "edited": TS,
     },
     "ack": {"ref": CLIENT_ID, "id": IDS, "ts": TS, "duplicate": st.booleans()},
     "batch": {
@@ -314,6 +326,20 @@ SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     },
     "ping": {"token": label(0, 128)},
     "pong": {"token": label(0, 128)},
+    # Moderation (protocol/moderation.py).
+    "moderated": {"action": label(1, 16), "message": label(0, 500), "ref": CLIENT_ID},
+    "roominfo": {
+        "room": ROOM,
+        "private": st.booleans(),
+        "topic": label(0, 300),
+        "owner": NICK,
+        "moderators": st.lists(NICK, max_size=3),
+        "operators": st.lists(NICK, max_size=3),
+        "tag": TAG,
+    },
+    "deleted": {"id": st.integers(1, MAX_ID), "room": ROOM, "by": NICK},
+    "edited": {"id": st.integers(1, MAX_ID), "text": TEXT, "edited": TS, "room": ROOM},
+    "notice": {"text": TEXT, "ts": TS, "kind": label(1, 16), "from": NICK, "room": ROOM},
 }
 #: Fields of which a valid frame has exactly one.
 EXCLUSIVE = {
@@ -322,6 +348,7 @@ EXCLUSIVE = {
     "history": ("room", "with"),
     "read": ("room", "with"),
     "message": ("room", "to"),
+    "moderate": ("room",),  # the actions drawn need a room
 }
 
 

@@ -167,6 +167,7 @@ def test_hello_runs_off_the_loop_as_one_job_and_answers_welcome_replay_then_pres
         "batch",
         "batch",
         "presence",
+        "roominfo",  # moderation: each room's topic and roles, after its list
     ]
     assert conn.lines[1]["items"] == [
         {"kind": "room", "name": "#lobby", "last": None, "unread": 0, "read": 0}

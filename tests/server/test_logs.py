@@ -26,6 +26,7 @@ import pytest
 from parley_chat.server import logs
 from parley_chat.server.logs_format import cell_text, display_width, parse_time, write_table
 from parley_chat.server.store import Store, upgrade_to_head, writes
+from tests.server.moderation_sample import add_moderation
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBPROCESS_TIMEOUT = 60
@@ -138,6 +139,7 @@ def populate(url: str) -> dict[str, int]:
             )
         )
         run(lambda s: writes.delete_user(s, "eve", at(D3, "12:00")))
+        add_moderation(run, ids, at)  # audit log, ban, edit, deletion (docs/schema.md)
         return ids
     finally:
         store.close()

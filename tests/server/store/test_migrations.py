@@ -34,7 +34,10 @@ def test_view_index_and_default_room_exist(db_url):
     assert {"chat_log", "messages_fts", "messages_fts_ai"} <= names
     assert con.execute("SELECT name FROM rooms").fetchall() == [("#lobby",)]
     cols = [r[1] for r in con.execute("PRAGMA table_info(chat_log)")]
-    assert cols == ["id", "ts", "room", "sender", "recipient", "kind", "text"]
+    assert cols == [
+        *("id", "ts", "room", "sender", "recipient", "kind", "text"),
+        *("edited_at", "deleted_at", "deleted_by"),  # moderation (0003_moderation)
+    ]
     con.close()
 
 
@@ -54,6 +57,8 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
         con.execute(f"DROP TRIGGER {t}")
     con.execute("DROP TABLE messages_fts")
     for t in (
+        *("moderation_actions", "message_versions", "room_sanctions"),
+        *("room_invites", "room_moderators"),
         "read_markers",
         "sessions",
         "room_members",
@@ -120,3 +125,48 @@ def test_0002_marks_everything_stored_before_it_read(db_url):
         (3, 1, None, 3),
         (3, None, 2, 4),
     }
+
+
+def test_0003_moderation_gives_existing_rooms_an_owner_and_downgrades_cleanly(db_url):
+    from alembic import command
+
+    from parley_chat.server.store.migrate import alembic_config
+
+    cfg = alembic_config(db_url)
+    command.upgrade(cfg, "0002")
+    con = sqlite3.connect(database_path(db_url))
+    now = "2026-11-30 10:00:00"
+    for uid, nick in ((1, "alice"), (2, "bob")):
+        con.execute(
+            "INSERT INTO users (id, nick, nick_key, password_hash, created_at) VALUES (?, ?, ?, 'h', ?)",
+            (uid, nick, nick, now),
+        )
+    con.execute(
+        "INSERT INTO rooms (id, name, name_key, created_at) VALUES (2, '#dev', '#dev', ?)", (now,)
+    )
+    con.execute("INSERT INTO room_members VALUES (2, 2, '2026-11-30 09:00:00')")  # bob first
+    con.execute("INSERT INTO room_members VALUES (2, 1, '2026-11-30 11:00:00')")
+    con.execute(
+        "INSERT INTO messages (created_at, kind, room_id, sender_id, body) VALUES (?, 'public', 2, 1, 'hi')",
+        (now,),
+    )
+    con.commit()
+    command.upgrade(cfg, "head")
+    assert con.execute("SELECT name, owner_id, private FROM rooms ORDER BY id").fetchall() == [
+        ("#lobby", None, 0),
+        ("#dev", 2, 0),
+    ]
+    assert con.execute("SELECT text, deleted_at FROM chat_log").fetchall() == [("hi", None)]
+    command.downgrade(cfg, "0002")
+    cols = [r[1] for r in con.execute("PRAGMA table_info(chat_log)")]
+    assert cols == ["id", "ts", "room", "sender", "recipient", "kind", "text"]
+    assert "operator" not in [r[1] for r in con.execute("PRAGMA table_info(users)")]
+    # The search index still follows the messages (its triggers survived).
+    con.execute("UPDATE messages SET body = 'hello there'")
+    con.commit()
+    assert con.execute(
+        "SELECT rowid FROM messages_fts WHERE messages_fts MATCH 'there'"
+    ).fetchall() == [(1,)]
+    con.close()
+    command.upgrade(cfg, "head")
+    assert current_revision(db_url) == (head_revision(), True)

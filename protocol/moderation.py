@@ -1,0 +1,271 @@
+# protocol/moderation.py: the frames of moderation (issue 11): roles, room
+# settings, kick/ban/mute, deleting and editing messages, operator actions.
+#
+# Kept apart from frames.py (which it extends) so the moderation contract reads
+# in one place; the frames follow frames.py's rules (self-validating, bounded,
+# unknown keys dropped) and are registered in its CLIENT_FRAMES and
+# SERVER_FRAMES tables when this module is imported (protocol/__init__ does).
+#
+# Client -> server: one `moderate` frame whose `action` names what to do; the
+# fields each action needs are checked here (ACTION_FIELDS), so the server's
+# handler never sees an incomplete request.
+#
+# Server -> client: `moderated` (a request succeeded), `roominfo` (a room's
+# topic, privacy and roles), `deleted` and `edited` (a message changed),
+# `notice` (words for one user or everyone: an operator's broadcast, an
+# invitation, why they were kicked).
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .errors import ErrorCode
+from .frames import (
+    _CLIENT_ID,
+    _ID,
+    _NICK,
+    _ROOM,
+    _TAG,
+    _TS,
+    CLIENT_FRAMES,
+    SERVER_FRAMES,
+    Frame,
+    _check_nick,
+    _check_room,
+    _check_text,
+    _check_ts,
+    _fail,
+)
+from .limits import (
+    MAX_REASON_CHARS,
+    MAX_ROLES_LISTED,
+    MAX_SANCTION_MINUTES,
+    MAX_TEXT_CHARS,
+    MAX_TOPIC_CHARS,
+    fold,
+    has_forbidden_control,
+)
+
+#: What each action needs: "room", "nick", "id" (a message id), "text".
+#: `reason` is optional for all; `minutes` only for ban and mute.
+ACTION_FIELDS: dict[str, frozenset[str]] = {
+    # room settings (owner, moderator or operator; privacy: owner or operator)
+    "topic": frozenset({"room"}),  # no text: the topic is cleared
+    "private": frozenset({"room"}),
+    "public": frozenset({"room"}),
+    "invite": frozenset({"room", "nick"}),
+    # actions on a member of a room
+    "kick": frozenset({"room", "nick"}),
+    "ban": frozenset({"room", "nick"}),
+    "unban": frozenset({"room", "nick"}),
+    "mute": frozenset({"room", "nick"}),
+    "unmute": frozenset({"room", "nick"}),
+    # room moderators (owner or operator)
+    "op": frozenset({"room", "nick"}),
+    "deop": frozenset({"room", "nick"}),
+    # messages (the author, or a moderator of the message's room)
+    "delete": frozenset({"id"}),
+    "edit": frozenset({"id", "text"}),
+    # server-wide (operators only)
+    "disconnect": frozenset({"nick"}),
+    "lock": frozenset({"nick"}),
+    "unlock": frozenset({"nick"}),
+    "announce": frozenset({"text"}),
+}
+ACTIONS = tuple(ACTION_FIELDS)
+#: Actions that take `minutes` (a timed sanction; absent: until lifted).
+TIMED_ACTIONS = frozenset({"ban", "mute"})
+#: Roles a `roominfo` frame and clients show, strongest first.
+ROLES = ("operator", "owner", "moderator")
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate(Frame):
+    """A moderation request: {action, room?, nick?, id?, text?, reason?, minutes?, ref?}.
+
+    `ref` (client-chosen) comes back in the `moderated` answer or the `error`.
+    `id` is a message id (delete, edit); `text` a topic, an edit's new text or
+    an announcement; `minutes` makes a ban or mute timed.
+    """
+
+    TYPE: ClassVar[str] = "moderate"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "action": (1, 16),
+        "room": _ROOM,
+        "nick": _NICK,
+        "text": (0, MAX_TEXT_CHARS),
+        "reason": (0, MAX_REASON_CHARS),
+        "ref": _CLIENT_ID,
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {
+        "id": (1, _ID[1]),
+        "minutes": (1, MAX_SANCTION_MINUTES),
+    }
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
+    action: str
+    room: str | None = None
+    nick: str | None = None
+    id: int | None = None
+    text: str | None = None
+    reason: str | None = None
+    minutes: int | None = None
+    ref: str | None = None
+
+    def check(self) -> None:
+        needs = ACTION_FIELDS.get(self.action)
+        if needs is None:
+            _fail(ErrorCode.BAD_FRAME, f"moderate 'action' is one of {', '.join(ACTIONS)}")
+        for name in ("room", "nick", "id", "text"):
+            given = getattr(self, name) is not None
+            if name in needs and not given and not (self.action == "topic" and name == "text"):
+                _fail(ErrorCode.BAD_FRAME, f"moderate {self.action!r} needs {name!r}")
+        if self.room is not None:
+            _check_room(self.room)
+        if self.nick is not None:
+            _check_nick(self.nick)
+        if self.minutes is not None and self.action not in TIMED_ACTIONS:
+            _fail(ErrorCode.BAD_FRAME, "only ban and mute take 'minutes'")
+        if self.text is not None:
+            if self.action == "topic":
+                if len(self.text) > MAX_TOPIC_CHARS:
+                    _fail(ErrorCode.BAD_TEXT, f"a topic is at most {MAX_TOPIC_CHARS} characters")
+                if "\n" in self.text or has_forbidden_control(self.text):
+                    _fail(ErrorCode.BAD_TEXT, "a topic is one line without control characters")
+            elif self.action in ("edit", "announce"):
+                _check_text(self.text)
+
+
+@dataclass(frozen=True, slots=True)
+class Moderated(Frame):
+    """A `moderate` request succeeded: {action, message, ref?}. `message` says what was done."""
+
+    TYPE: ClassVar[str] = "moderated"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "action": (1, 16),
+        "message": (0, 500),
+        "ref": _CLIENT_ID,
+    }
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"message"})
+    action: str
+    message: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo(Frame):
+    """A room's settings and roles: {room, topic?, private, owner?, moderators, operators, tag?}.
+
+    Sent at login for each of the user's rooms, on join, to the members when
+    any of it changes, and after the `presence` list in answer to `who`.
+    `operators` are the server operators among the room's members.
+    """
+
+    TYPE: ClassVar[str] = "roominfo"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "room": _ROOM,
+        "topic": (0, MAX_TOPIC_CHARS),
+        "owner": _NICK,
+        "moderators": _NICK,
+        "operators": _NICK,
+        "tag": _TAG,
+    }
+    ITEMS: ClassVar[dict[str, int]] = {
+        "moderators": MAX_ROLES_LISTED,
+        "operators": MAX_ROLES_LISTED,
+    }
+    room: str
+    private: bool = False
+    topic: str | None = None
+    owner: str | None = None
+    moderators: list[str] | None = None
+    operators: list[str] | None = None
+    tag: str | None = None
+
+    def check(self) -> None:
+        _check_room(self.room)
+        for nick in (self.owner, *(self.moderators or ()), *(self.operators or ())):
+            if nick is not None:
+                _check_nick(nick)
+
+    def role_of(self, nick: str) -> str | None:
+        """The strongest role *nick* holds in this room (see ROLES), or None."""
+        me = fold(nick)
+        if any(fold(n) == me for n in self.operators or ()):
+            return "operator"
+        if self.owner is not None and fold(self.owner) == me:
+            return "owner"
+        if any(fold(n) == me for n in self.moderators or ()):
+            return "moderator"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted(Frame):
+    """A message was deleted: {id, room?, by?}. Clients remove it wherever it is shown."""
+
+    TYPE: ClassVar[str] = "deleted"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"room": _ROOM, "by": _NICK}
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": (1, _ID[1])}
+    id: int
+    room: str | None = None
+    by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Edited(Frame):
+    """A message was edited by its author: {id, text, edited, room?}. `edited` is when (UTC).
+
+    Messages in replay, history and search carry the same `edited` time.
+    """
+
+    TYPE: ClassVar[str] = "edited"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "text": (0, MAX_TEXT_CHARS),
+        "edited": _TS,
+        "room": _ROOM,
+    }
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": (1, _ID[1])}
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
+    id: int
+    text: str
+    edited: str
+    room: str | None = None
+
+    def check(self) -> None:
+        _check_ts(self.edited)
+
+
+@dataclass(frozen=True, slots=True)
+class Notice(Frame):
+    """Words from the server or an operator: {text, ts, from?, room?, kind}.
+
+    `kind` is "announce" (an operator's broadcast to everyone online), "invite"
+    (the user was invited to `room`), "kick" or "ban" (the user was put out of
+    `room`; `text` says why), "mute" or "unmute" (in `room`).
+    """
+
+    TYPE: ClassVar[str] = "notice"
+    WIRE_NAMES: ClassVar[dict[str, str]] = {"from_": "from"}
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "text": (0, MAX_TEXT_CHARS),
+        "ts": _TS,
+        "from_": _NICK,
+        "room": _ROOM,
+        "kind": (1, 16),
+    }
+    CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
+    text: str
+    ts: str
+    kind: str = "announce"
+    from_: str | None = None
+    room: str | None = None
+
+    def check(self) -> None:
+        _check_ts(self.ts)
+
+
+for _cls in (Moderate,):
+    CLIENT_FRAMES[_cls.TYPE] = _cls
+for _cls in (Moderated, RoomInfo, Deleted, Edited, Notice):
+    SERVER_FRAMES[_cls.TYPE] = _cls
