@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import queue
@@ -45,6 +46,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from parley_chat.protocol import (
     DEFAULT_ROOM,
@@ -60,8 +62,10 @@ from parley_chat.protocol import (
     Hello,
     History,
     Join,
+    Keys,
     Leave,
     LineDecoder,
+    Link,
     ListConversations,
     ListRooms,
     LocalProtocolError,
@@ -236,6 +240,26 @@ class _Link:
             pass
 
 
+#: The text shown for an encrypted message that cannot be read here.
+E2E_PLACEHOLDER = "[end-to-end encrypted]"
+
+
+class E2EHooks(Protocol):
+    """What ChatClient asks of end-to-end encryption (client/e2e/session.E2ESession).
+
+    All three run on the I/O thread and must not block on the network.
+    """
+
+    def open(self, m: Message) -> tuple[Message, str | None]:
+        """The message decrypted (text = plaintext, e2e None), and None or why it could not be."""
+
+    def on_frame(self, frame: Keys | Link) -> None:
+        """A key directory answer or a link frame arrived."""
+
+    def on_error(self, frame: Error) -> None:
+        """An error frame arrived (a refused keys_put or link)."""
+
+
 class ChatClient:
     """A parley client connection with automatic reconnect. Thread-safe API; events on `events`.
 
@@ -343,6 +367,8 @@ class ChatClient:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._link: _Link | None = None
+        #: End-to-end encryption (client/e2e/session.py), when attached.
+        self._e2e: E2EHooks | None = None
 
     # --- properties ------------------------------------------------------------------
 
@@ -502,6 +528,33 @@ class ChatClient:
         if wake:
             self._wake()
         return client_id
+
+    def send_envelope(self, to: str, envelope: str) -> str:
+        """Post an end-to-end encrypted private message (its envelope) *to* a nick.
+
+        Like send_text (pending until acked); client/e2e/session.py builds the envelope.
+        """
+        client_id = uuid.uuid4().hex
+        frame = Send(id=client_id, text="", to=to, e2e=envelope)
+        data = encode(frame)
+        with self._lock:
+            self._pending[client_id] = frame
+            wake = self._live and self._append_locked(data)
+        if wake:
+            self._wake()
+        return client_id
+
+    def request(self, frame: Frame) -> None:
+        """Send any client frame (sent after the next login while disconnected)."""
+        self._request(frame)
+
+    def attach_e2e(self, hooks: E2EHooks | None) -> None:
+        """Let *hooks* open encrypted messages and see key and link frames (None: detach)."""
+        self._e2e = hooks
+
+    def emit(self, event: object) -> None:
+        """Put an event of an extension (such as end-to-end encryption) on `events`."""
+        self.events.put(event)  # type: ignore[arg-type]
 
     def join(self, room: str) -> None:
         """Join (creating it if new) *room*; RoomJoined follows."""
@@ -1010,6 +1063,10 @@ class ChatClient:
                 self._emit(ReadMoved("private", frame.with_, frame.id))
         elif isinstance(frame, Error):
             self._on_error(link, frame)
+        elif isinstance(frame, Keys | Link):
+            hooks = self._e2e
+            if hooks is not None:
+                hooks.on_frame(frame)
         elif isinstance(frame, Ping):
             self._enqueue(Pong(token=frame.token))
         elif isinstance(frame, Pong):
@@ -1024,7 +1081,7 @@ class ChatClient:
         batch = self._batch
         if batch is not None and batch.kind in ("history", "search"):
             # Asked for by the user: always shown, and they do not move last_seen.
-            self._emit(MessageReceived(m, batch.kind, batch.tag))
+            self._emit(self._received(m, batch.kind, batch.tag))
             return
         if not self._seen.add(m.id):
             return
@@ -1033,9 +1090,19 @@ class ChatClient:
                 self._last_seen = m.id
                 self._changed.notify_all()  # close() may wait for this echo
         if batch is None:
-            self._emit(MessageReceived(m, None, None))
+            self._emit(self._received(m, None, None))
         else:
-            self._emit(MessageReceived(m, batch.kind, batch.tag))
+            self._emit(self._received(m, batch.kind, batch.tag))
+
+    def _received(self, m: Message, batch: str | None, tag: str | None) -> MessageReceived:
+        if m.e2e is None:
+            return MessageReceived(m, batch, tag)
+        hooks = self._e2e
+        if hooks is None:
+            shown = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
+            return MessageReceived(shown, batch, tag, True, "end-to-end encryption is off here")
+        opened, error = hooks.open(m)
+        return MessageReceived(opened, batch, tag, True, error)
 
     def _resolve(self, client_id: str, message_id: int, ts: str, duplicate: bool) -> None:
         with self._changed:
@@ -1107,6 +1174,9 @@ class ChatClient:
                     self._changed.notify_all()
         if f.code in _CLOSING_CODES:
             link.drop_reason = f"{f.code}: {f.message}"
+        hooks = self._e2e
+        if hooks is not None:
+            hooks.on_error(f)
         self._emit(ServerError(f.code, f.message, f.ref))
 
 

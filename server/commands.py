@@ -43,7 +43,10 @@ from parley_chat.protocol import (
     Hello,
     History,
     Join,
+    KeysGet,
+    KeysPut,
     Leave,
+    Link,
     ListConversations,
     ListRooms,
     Ping,
@@ -62,6 +65,7 @@ from parley_chat.protocol import (
 )
 from parley_chat.protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
 
+from . import keys
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .config import ServerConfig
 from .flood import TokenBucket
@@ -185,6 +189,7 @@ class Commands:
         self._pools = {LOGIN: login_pool, REQUEST: request_pool}
         self._join_lock = threading.Lock()
         self._join_buckets: dict[int, TokenBucket] = {}
+        self.links = keys.LinkRelay()  # device linking offers (server/keys.py)
 
     def dispatch(self, conn: Client, frame: Frame) -> None:
         """Run the handler for *frame* (inline or on its pool). Called on the I/O loop."""
@@ -568,6 +573,7 @@ class Commands:
                 sender_id=conn.user_id,
                 recipient_id=recipient.id,
                 client_msg_id=f.id,
+                envelope=f.e2e,
             )
         self.store.submit(op, partial(self._committed, conn, f))
 
@@ -886,6 +892,8 @@ def conversation_pages(items: list[ConversationRecord], nick: str, tag: str | No
         if m is not None:
             ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
             last = message_wire(message_frame(m, ref))
+            # An envelope is far too big for a preview; clients show their own copy.
+            last.pop("e2e", None)
             if len(last["text"]) > MAX_PREVIEW_CHARS:
                 last["text"] = last["text"][:MAX_PREVIEW_CHARS]
                 entry["cut"] = True
@@ -927,4 +935,7 @@ HANDLERS: dict[type[Frame], HandlerSpec] = {
     Search: HandlerSpec(Commands.search, True, REQUEST),
     ListConversations: HandlerSpec(Commands.conversations, True, REQUEST),
     Read: HandlerSpec(Commands.read, True, LOOP),
+    KeysPut: HandlerSpec(keys.keys_put, True, LOOP),
+    KeysGet: HandlerSpec(keys.keys_get, True, REQUEST),
+    Link: HandlerSpec(keys.link, True, LOOP),
 }

@@ -107,6 +107,7 @@ def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
         room=msg.room,
         to=msg.recipient if msg.room is None else None,
         ref=ref,
+        e2e=msg.envelope,
     )
 
 
@@ -130,10 +131,17 @@ def message_bytes(msg: StoredMessage, ref: str | None = None) -> tuple[bytes, by
         wire["room"] = msg.room
     elif msg.recipient is not None:
         wire["to"] = msg.recipient
+    if msg.envelope is not None:
+        wire["e2e"] = msg.envelope
     plain = json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
     if ref is None:
         return plain, plain
-    wire["ref"] = ref
+    if msg.envelope is not None:  # to_wire() writes fields in their declared order
+        del wire["e2e"]
+        wire["ref"] = ref
+        wire["e2e"] = msg.envelope
+    else:
+        wire["ref"] = ref
     return plain, json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 

@@ -81,6 +81,7 @@ def message_select() -> Select[Any]:
             _Recipient.nick,
             Message.body,
             Message.client_msg_id,
+            Message.envelope,
         )
         .outerjoin(Room, Room.id == Message.room_id)
         .outerjoin(_Sender, _Sender.id == Message.sender_id)

@@ -32,6 +32,7 @@ class StoredMessage:
     recipient: str | None
     body: str
     client_msg_id: str | None
+    envelope: str | None = None  #: an end-to-end encrypted message's envelope (body is '')
 
 
 @dataclass(frozen=True, slots=True)
