@@ -165,11 +165,17 @@ class E2ESession:
         return self._local
 
     def _adopt(self, keys: AccountKeys) -> None:
+        # Saved first: keys that could not be kept are not used (nor published).
+        if self._on_keys is not None:
+            self._on_keys(keys)
         self._keys = keys
         if self._local is None and self._local_factory is not None:
             self._local = self._local_factory(keys)
-        if self._on_keys is not None:
-            self._on_keys(keys)
+
+    def adopt(self, keys: AccountKeys) -> None:
+        """Use *keys* on this device from now on (imported from an export file); saved."""
+        self._adopt(keys)
+        self.conflict = False
 
     # --- the key directory ------------------------------------------------------------
 
@@ -353,9 +359,13 @@ class E2ESession:
         except E2EError as exc:
             self.client.emit(E2ENotice("link-failed", f"linking failed: {exc}"))
             return
+        try:
+            self._adopt(keys)
+        except E2EError as exc:
+            self.client.emit(E2ENotice("link-failed", f"linking failed: {exc}"))
+            return
         self._device = None
         self.conflict = False
-        self._adopt(keys)
         self.client.emit(
             E2ENotice("linked", "this device is linked: it has your end-to-end keys now")
         )
@@ -442,4 +452,3 @@ class E2ESession:
         if pending is not None:
             pending.error = frame
             pending.done.set()
-
