@@ -548,6 +548,11 @@ class ChatClient:
         """Send any client frame (sent after the next login while disconnected)."""
         self._request(frame)
 
+    @property
+    def e2e(self) -> E2EHooks | None:
+        """The attached end-to-end encryption (client/e2e/session.E2ESession), or None."""
+        return self._e2e
+
     def attach_e2e(self, hooks: E2EHooks | None) -> None:
         """Let *hooks* open encrypted messages and see key and link frames (None: detach)."""
         self._e2e = hooks
