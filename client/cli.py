@@ -798,7 +798,9 @@ def main(
     e2e_parts = None
     if not args.no_e2e:
         try:
-            e2e_parts = open_session(client, env, key_passphrase(env, stdin, args.keyring))
+            e2e_parts = open_session(
+                client, env, key_passphrase(env, stdin, args.keyring), config_dir(env)
+            )
         except E2EError as exc:
             print(status_text(f"end-to-end encryption is off: {exc}"), file=stderr, flush=True)
 

@@ -28,10 +28,10 @@ from .session import E2ESession
 PASSPHRASE_ENV = "PARLEY_KEY_PASSPHRASE"
 
 
-def account_dir(env: Mapping[str, str], host: str, port: int, nick: str) -> Path:
-    """The folder of one account's end-to-end state on this device."""
+def account_dir(root: Path, host: str, port: int, nick: str) -> Path:
+    """The folder of one account's end-to-end state under the client's folder *root*."""
     server = re.sub(r"[^A-Za-z0-9._-]", "_", f"{host}_{port}")
-    return data_dir(env) / "e2e" / server / fold(nick)
+    return root / "e2e" / server / fold(nick)
 
 
 class DeviceKeys:
@@ -60,13 +60,17 @@ class DeviceKeys:
 
 
 def open_session(
-    client: ChatClient, env: Mapping[str, str], passphrase: str | None
+    client: ChatClient,
+    env: Mapping[str, str],
+    passphrase: str | None,
+    root: Path | None = None,
 ) -> tuple[E2ESession, DeviceKeys]:
-    """An E2ESession for *client* with this device's keys, pins and local store.
+    """An E2ESession for *client* with this device's keys, pins and local store, kept
+    under *root* (default: the data folder, gui.settings.data_dir).
 
     Raises E2EError when the key file cannot be opened (wrong passphrase, no keyring).
     """
-    folder = account_dir(env, client.host, client.port, client.nick)
+    folder = account_dir(root or data_dir(env), client.host, client.port, client.nick)
     device = DeviceKeys(folder, passphrase, f"{client.nick}@{client.host}:{client.port}")
     keys = device.load()
     pins = PinStore(folder / "pins.json")

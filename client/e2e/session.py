@@ -164,6 +164,15 @@ class E2ESession:
         """The local store of decrypted private messages (None until there are keys)."""
         return self._local
 
+    def detach(self) -> None:
+        """Stop end-to-end encryption on this client (encrypted messages show a placeholder)."""
+        self.client.attach_e2e(None)
+
+    @property
+    def attached(self) -> bool:
+        """Whether this session is the client's end-to-end encryption."""
+        return self.client.e2e is self
+
     def _adopt(self, keys: AccountKeys) -> None:
         # Saved first: keys that could not be kept are not used (nor published).
         if self._on_keys is not None:

@@ -77,6 +77,8 @@ class TerminalE2E:
         try:
             state = self.session.start()
         except E2EError as exc:
+            if self.session.keys is None:
+                self.session.detach()  # no keys to use: plain private messages, said once here
             self._err(f"end-to-end encryption is off on this device: {exc}")
             return
         if state in ("published", "ready"):
@@ -97,6 +99,9 @@ class TerminalE2E:
 
     def send_private(self, nick: str, text: str, send_plain: Callable[[], object]) -> None:
         """Send *text* to *nick*: encrypted when both have keys; otherwise say why."""
+        if not self.session.attached:
+            send_plain()
+            return
         try:
             self.session.send_private(nick, text)
             return

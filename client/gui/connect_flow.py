@@ -161,7 +161,7 @@ class ConnectFlow:
             self._dialog.show_problem(describe_failure(exc, form, pin))
             return
         # Before connecting, so the replay of encrypted messages is decrypted.
-        self.e2e_off = attach_session(client)
+        self.e2e_off = attach_session(client, self._store.data_directory)
         self._dialog.set_busy("Connecting\u2026")
 
         def done(_result: object, exc: BaseException | None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from parley_chat.protocol import fold
@@ -31,11 +32,14 @@ class _App(Protocol):
     def _note(self, text: str, kind: str) -> None: ...
 
 
-def attach_session(client: ChatClient, env: Mapping[str, str] | None = None) -> str | None:
-    """Attach end-to-end encryption to *client*; None, or why it is off on this device."""
+def attach_session(
+    client: ChatClient, root: Path, env: Mapping[str, str] | None = None
+) -> str | None:
+    """Attach end-to-end encryption to *client* (its state under *root*, the app's
+    data folder); None, or why it is off on this device."""
     env = os.environ if env is None else env
     try:
-        open_session(client, env, env.get(PASSPHRASE_ENV) or None)
+        open_session(client, env, env.get(PASSPHRASE_ENV) or None, root)
     except E2EError as exc:
         return str(exc)
     return None
@@ -81,13 +85,16 @@ class DesktopE2E:
             "conflict": "WARNING: the server holds other end-to-end keys for your account than "
             "this device. Private messages to people with keys are not sent.",
         }
-        self._job(
-            "e2e-start",
-            session.start,
-            lambda state: self._app._note(
-                texts[state], "error" if state == "conflict" else "notice"
-            ),
-        )
+
+        def started(state: Any, exc: BaseException | None) -> None:
+            if exc is not None:
+                if session.keys is None:
+                    session.detach()  # no keys to use: private messages go as before
+                self._app._note(f"End-to-end encryption is off: {exc}", "notice")
+                return
+            self._app._note(texts[state], "error" if state == "conflict" else "notice")
+
+        self._app.jobs.start("e2e-start", session.start, started)
 
     def send_private(self, client: ChatClient, text: str, to: str) -> bool:
         """Send *text* to *to* encrypted (a job); True when E2E took it over."""
