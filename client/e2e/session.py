@@ -301,10 +301,11 @@ class E2ESession:
 
     def open(self, m: Message) -> tuple[Message, str | None]:
         """ChatClient hook: *m* decrypted, or a placeholder and the reason (I/O thread)."""
-        assert m.e2e is not None and m.from_ is not None and m.to is not None
         keys = self._keys
         me = self.client.nick
         try:
+            if m.e2e is None or m.from_ is None or m.to is None:
+                raise E2EError("an encrypted message without its sender or recipient")
             if keys is None:
                 raise NotReady("this device has no keys yet (link it to read these)")
             opened = open_envelope(keys, me, m.e2e, m.from_, m.to)

@@ -417,7 +417,9 @@ def test_the_widest_frame_of_every_type_fits_one_line(cls):
 @pytest.mark.parametrize("cls", [Send, Message], ids=lambda c: c.__name__)
 def test_the_widest_encrypted_message_fits_one_line(cls):
     # An envelope is printable ASCII; even all quotes (two bytes each in JSON) fit.
-    frame = dataclasses.replace(_widest(cls), text="", to="n" * 24, e2e='"' * MAX_ENVELOPE_CHARS)
+    frame = dataclasses.replace(
+        _widest(cls), text="", room=None, to="n" * 24, e2e='"' * MAX_ENVELOPE_CHARS
+    )
     assert len(encode(frame)) < MAX_LINE_BYTES
 
 

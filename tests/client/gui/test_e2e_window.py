@@ -47,6 +47,7 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
 
     type_into(alice, "/safety bob")
     pump(alice, lambda: shows(alice, "Safety number with bob:"))
+    bob.select(dm_key("alice"))
     type_into(bob, "/safety alice")
     pump(bob, lambda: shows(bob, "Safety number with alice:"))
     number = re.compile(r"Safety number with \w+: ((?:\d{5} ){11}\d{5})")
