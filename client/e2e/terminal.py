@@ -36,19 +36,31 @@ End-to-end encryption (private messages; docs/security.md):
   /keys import FILE   use the keys in an exported FILE on this device"""
 
 
-def key_passphrase(env: Mapping[str, str], stdin: TextIO, use_keyring: bool) -> str | None:
+def key_passphrase(
+    env: Mapping[str, str],
+    stdin: TextIO,
+    use_keyring: bool,
+    prompt: Callable[[str], str] = getpass.getpass,
+) -> str | None:
     """The key passphrase: PARLEY_KEY_PASSPHRASE, else asked on a terminal; None: the keyring.
 
     Raises E2EError when there is no way to protect the keys (a script without
-    the variable and without --keyring).
+    the variable and without --keyring, or no answer at the prompt).
     """
     if env.get(PASSPHRASE_ENV):
         return env[PASSPHRASE_ENV]
     if use_keyring:
         return None
+    how = f"set {PASSPHRASE_ENV}, or run with --keyring, to protect the keys at rest"
     if stdin.isatty():
-        return getpass.getpass("passphrase for your end-to-end keys on this device: ") or None
-    raise E2EError(f"set {PASSPHRASE_ENV}, or run with --keyring, to protect the keys at rest")
+        try:
+            phrase = prompt("passphrase for your end-to-end keys on this device: ")
+        except (EOFError, KeyboardInterrupt, OSError) as exc:
+            raise E2EError(f"no passphrase given ({how})") from exc
+        if not phrase:
+            raise E2EError(f"no passphrase given ({how})")
+        return phrase
+    raise E2EError(how)
 
 
 class TerminalE2E:

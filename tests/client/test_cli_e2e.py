@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import pytest
 
 from parley_chat.client import BatchEnded, ChatClient, MessageReceived
 from parley_chat.client.cli import PASSWORD_ENV
+from parley_chat.client.e2e.crypto import E2EError
 from parley_chat.client.e2e.files import PASSPHRASE_ENV
+from parley_chat.client.e2e.terminal import key_passphrase
 from tests.support import collect_until, wait_for_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,3 +101,25 @@ def test_without_a_passphrase_in_a_script_encryption_is_off_and_said_so(server, 
     result = run(server, ca_file, tmp_path, "dave", ["/exit"], **{PASSPHRASE_ENV: ""})
     assert result.returncode == 0, result.stderr
     assert "end-to-end encryption is off" in result.stderr and PASSPHRASE_ENV in result.stderr
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_key_passphrase_comes_from_env_then_a_prompt_else_encryption_is_off():
+    assert key_passphrase({PASSPHRASE_ENV: "pp"}, io.StringIO(), False) == "pp"
+    assert key_passphrase({}, io.StringIO(), True) is None  # --keyring
+    assert key_passphrase({}, _Tty(), False, lambda _: "typed") == "typed"
+    for answer in ("", EOFError()):
+
+        def prompt(_: str, answer=answer) -> str:
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        with pytest.raises(E2EError, match="no passphrase given"):
+            key_passphrase({}, _Tty(), False, prompt)
+    with pytest.raises(E2EError, match="--keyring"):
+        key_passphrase({}, io.StringIO(), False)
