@@ -259,6 +259,9 @@ class E2EHooks(Protocol):
     def on_error(self, frame: Error) -> None:
         """An error frame arrived (a refused keys_put or link)."""
 
+    def preview(self, message_id: int) -> str | None:
+        """This device's decrypted text of message *message_id*, if it has it."""
+
 
 class ChatClient:
     """A parley client connection with automatic reconnect. Thread-safe API; events on `events`.
@@ -1057,7 +1060,7 @@ class ChatClient:
                 rooms, self._room_pages = tuple(self._room_pages), []
                 self._emit(RoomsListed(rooms=rooms, tag=frame.tag))
         elif isinstance(frame, Conversations):
-            self._conversation_pages.extend(_summary(item) for item in frame.items)
+            self._conversation_pages.extend(_summary(item, self._e2e) for item in frame.items)
             if not frame.more:  # a paged list is shown once, whole
                 items, self._conversation_pages = tuple(self._conversation_pages), []
                 self._emit(ConversationsListed(items=items, tag=frame.tag))
@@ -1185,8 +1188,13 @@ class ChatClient:
         self._emit(ServerError(f.code, f.message, f.ref))
 
 
-def _summary(item: dict[str, object]) -> ConversationSummary:
-    """A `conversations` entry (already validated by the protocol) as a summary."""
+def _summary(item: dict[str, object], hooks: E2EHooks | None = None) -> ConversationSummary:
+    """A `conversations` entry (already validated by the protocol) as a summary.
+
+    An encrypted message's preview comes without its envelope (and an empty
+    text): it shows this device's decrypted copy, if *hooks* have one, else
+    the placeholder.
+    """
     last = item.get("last")
     message = None
     if isinstance(last, dict):
@@ -1200,6 +1208,9 @@ def _summary(item: dict[str, object]) -> ConversationSummary:
             to=last.get("to"),
             ref=last.get("ref"),
         )
+        if message.kind == "private" and not message.text:
+            text = hooks.preview(message.id) if hooks is not None else None
+            message = dataclasses.replace(message, text=text or E2E_PLACEHOLDER)
     return ConversationSummary(
         kind=str(item["kind"]),
         name=str(item["name"]),

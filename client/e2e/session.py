@@ -328,6 +328,12 @@ class E2ESession:
             local.add(m.id, m.ts, m.from_, m.to, opened.text)
         return replace(m, text=opened.text, e2e=None), None
 
+    def preview(self, message_id: int) -> str | None:
+        """ChatClient hook: the decrypted text of *message_id* from the local store."""
+        local = self._local
+        found = local.get(message_id) if local is not None else None
+        return found.text if found is not None else None
+
     def search_local(self, words: str, limit: int = 50) -> list[Message]:
         """Private messages on this device that hold every word (newest first)."""
         local = self._local

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from parley_chat.client import BatchEnded, ChatClient, MessageReceived
+from parley_chat.client import BatchEnded, ChatClient, ConversationsListed, MessageReceived
 from parley_chat.client.e2e.crypto import AccountKeys, E2EError
 from parley_chat.client.e2e.localstore import LocalStore
 from parley_chat.client.e2e.pins import KeyChanged, PinStore
@@ -260,3 +260,19 @@ def test_search_finds_an_encrypted_message_only_on_the_client(devices):
     hits = bob.e2e.search_local("PANGOLIN ultraviolet")
     assert [(m.id, m.text, m.from_) for m in hits] == [(message_id, SECRET, "alice")]
     assert [m.id for m in alice.e2e.search_local("pangolin")] == [message_id]
+
+
+def test_a_conversation_preview_shows_this_devices_copy(devices):
+    alice, bob = _pair(devices)
+    _acked(alice, alice.e2e.send_private("bob", SECRET))
+    bob.wait_private(SECRET)
+    bob.client.conversations(tag="c1")
+    listed = wait_for_event(bob.client, lambda e: isinstance(e, ConversationsListed))
+    last = next(c.last for c in listed.items if c.kind == "private")
+    assert last is not None and last.text == SECRET  # from bob's local store
+    # A device of bob's without keys: the placeholder, never an empty preview.
+    keyless = devices("bob", None)
+    keyless.client.conversations(tag="c2")
+    listed = wait_for_event(keyless.client, lambda e: isinstance(e, ConversationsListed))
+    last = next(c.last for c in listed.items if c.kind == "private")
+    assert last is not None and last.text == "[end-to-end encrypted]"
