@@ -247,7 +247,7 @@ E2E_PLACEHOLDER = "[end-to-end encrypted]"
 class E2EHooks(Protocol):
     """What ChatClient asks of end-to-end encryption (client/e2e/session.E2ESession).
 
-    All three run on the I/O thread and must not block on the network.
+    All of them run on the I/O thread and must not block on the network.
     """
 
     def open(self, m: Message) -> tuple[Message, str | None]:
@@ -1074,7 +1074,10 @@ class ChatClient:
         elif isinstance(frame, Keys | Link):
             hooks = self._e2e
             if hooks is not None:
-                hooks.on_frame(frame)
+                try:
+                    hooks.on_frame(frame)
+                except Exception:  # a bug there must not end the I/O thread
+                    log.exception("end-to-end encryption failed on a %s frame", frame.TYPE)
         elif isinstance(frame, Ping):
             self._enqueue(Pong(token=frame.token))
         elif isinstance(frame, Pong):
@@ -1109,7 +1112,12 @@ class ChatClient:
         if hooks is None:
             shown = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
             return MessageReceived(shown, batch, tag, True, "end-to-end encryption is off here")
-        opened, error = hooks.open(m)
+        try:
+            opened, error = hooks.open(m)
+        except Exception:  # a bug there must not end the I/O thread
+            log.exception("could not open an encrypted message")
+            opened = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
+            error = "this client failed to decrypt it"
         return MessageReceived(opened, batch, tag, True, error)
 
     def _resolve(self, client_id: str, message_id: int, ts: str, duplicate: bool) -> None:
