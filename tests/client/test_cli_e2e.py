@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest
 
 from parley_chat.client import BatchEnded, ChatClient, MessageReceived
 from parley_chat.client.cli import PASSWORD_ENV
-from parley_chat.client.e2e.crypto import E2EError
+from parley_chat.client.e2e.crypto import AccountKeys, E2EError
 from parley_chat.client.e2e.files import PASSPHRASE_ENV
+from parley_chat.client.e2e.pins import PinStore
+from parley_chat.client.e2e.session import E2ESession
 from parley_chat.client.e2e.terminal import key_passphrase
 from tests.support import collect_until, wait_for_event
 
@@ -123,3 +126,28 @@ def test_the_key_passphrase_comes_from_env_then_a_prompt_else_encryption_is_off(
             key_passphrase({}, _Tty(), False, prompt)
     with pytest.raises(E2EError, match="--keyring"):
         key_passphrase({}, io.StringIO(), False)
+
+
+def test_a_changed_key_is_a_warning_and_nothing_is_sent(server, ca_file, tmp_path, db_url):
+    assert run(server, ca_file, tmp_path / "bob", "bob", ["/exit"]).returncode == 0
+    first = run(server, ca_file, tmp_path / "alice", "alice", ["/msg bob first"])
+    assert first.returncode == 0 and "NOT SENT" not in first.stderr, first.stderr
+    # bob's directory entry changes (a reset, or a server handing out its own key).
+    host, port = server.address
+    impostor = ChatClient(host, port, nick="bob", password=PASSWORD, ca_file=ca_file)
+    session = E2ESession(impostor, AccountKeys.generate(), PinStore(None))
+    impostor.connect()
+    try:
+        session.publish(replace=True)
+    finally:
+        impostor.close(timeout=2.0)
+
+    second = run(server, ca_file, tmp_path / "alice", "alice", [f"/msg bob {SECRET}"])
+    assert second.returncode == 0, second.stderr
+    assert "NOT SENT" in second.stderr and "CHANGED" in second.stderr
+    path = Path(db_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        count = db.execute("SELECT count(*) FROM messages WHERE kind = 'private'").fetchone()[0]
+    assert count == 1  # only the first
+    trusted = run(server, ca_file, tmp_path / "alice", "alice", ["/trust bob", "/msg bob again"])
+    assert "is trusted now" in trusted.stderr and "NOT SENT" not in trusted.stderr

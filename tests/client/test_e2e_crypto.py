@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import keyring
+import keyring.backend
 import nacl.pwhash
 import pytest
 from nacl.signing import SigningKey
@@ -26,7 +28,12 @@ from parley_chat.client.e2e.crypto import (
     unwrap_on_device,
     wrap_for_device,
 )
-from parley_chat.client.e2e.keystore import decrypt_keys, encrypt_keys
+from parley_chat.client.e2e.keystore import (
+    KEYRING_SERVICE,
+    decrypt_keys,
+    encrypt_keys,
+    encrypt_keys_keyring,
+)
 from parley_chat.client.e2e.localstore import LocalStore
 from parley_chat.client.e2e.pins import KeyChanged, PinStore
 
@@ -169,3 +176,38 @@ def test_the_local_store_keeps_texts_sealed_and_finds_them(tmp_path, alice):
     assert b"Zebra" not in path.read_bytes()
     other = LocalStore(path, AccountKeys.generate().local_key(), "alice")
     assert other.search("zebra") == []  # another key reads nothing
+
+
+class _MemoryKeyring(keyring.backend.KeyringBackend):
+    """An in-memory OS keyring (this machine has none): a fake for this one module."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.items.pop((service, username), None)
+
+
+def test_keys_at_rest_under_the_os_keyring(alice):
+    before = keyring.get_keyring()
+    fake = _MemoryKeyring()
+    keyring.set_keyring(fake)
+    try:
+        data = encrypt_keys_keyring(alice, "alice@host:5555")
+        assert list(fake.items) == [(KEYRING_SERVICE, "alice@host:5555")]
+        assert bytes(alice.signing).hex() not in data.decode()
+        assert decrypt_keys(data).public.same_as(alice.public)
+        fake.items.clear()  # the keyring lost its key: the file cannot be opened
+        with pytest.raises(E2EError, match="holds no key"):
+            decrypt_keys(data)
+    finally:
+        keyring.set_keyring(before)
