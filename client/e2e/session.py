@@ -286,6 +286,9 @@ class E2ESession:
                 "this device cannot encrypt yet: link it from a device that has your keys "
                 "(/link), or import your exported key file"
             )
+        if len(text) > self.client.max_text:
+            # The server cannot count what it cannot read: its text limit is kept here.
+            raise E2EError(f"the message is over {self.client.max_text} characters")
         theirs = self.peer_keys(to, timeout)
         if theirs is None:
             raise NoPeerKeys(to)

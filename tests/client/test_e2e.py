@@ -276,3 +276,10 @@ def test_a_conversation_preview_shows_this_devices_copy(devices):
     listed = wait_for_event(keyless.client, lambda e: isinstance(e, ConversationsListed))
     last = next(c.last for c in listed.items if c.kind == "private")
     assert last is not None and last.text == "[end-to-end encrypted]"
+
+
+def test_the_servers_text_limit_is_kept_for_encrypted_messages(devices):
+    alice, _ = _pair(devices)
+    with pytest.raises(E2EError, match=f"over {alice.client.max_text} characters"):
+        alice.e2e.send_private("bob", "x" * (alice.client.max_text + 1))
+    assert alice.client.pending == {}
