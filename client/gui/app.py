@@ -54,6 +54,7 @@ from .composer import Composer
 from .connect_dialog import ConnectDialog
 from .connect_flow import ConnectFlow
 from .connecting import ConnectForm, Problem, describe_failure, plain_reason
+from .e2e import HELP_LINES as E2E_HELP_LINES
 from .e2e import DesktopE2E, session_of
 from .jobs import Jobs
 from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
@@ -612,7 +613,8 @@ class App(ctk.CTk):
         elif isinstance(action, commands.SearchMessages):
             self.search(action.words)
         elif isinstance(action, commands.Help):
-            self._note("Commands:\n" + "\n".join(commands.help_lines()), "notice")
+            lines = [*commands.help_lines(), *E2E_HELP_LINES]
+            self._note("Commands:\n" + "\n".join(lines), "notice")
         elif isinstance(action, commands.Exit):
             self.exit_chat()
         elif isinstance(action, commands.Rejoin):

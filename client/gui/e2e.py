@@ -25,6 +25,13 @@ from ..e2e.pins import KeyChanged
 from ..e2e.session import E2ESession, NoPeerKeys
 from .jobs import Jobs
 
+#: The end-to-end commands, as /help lists them after the others.
+HELP_LINES = (
+    "/safety nick    the safety number to compare with nick in person",
+    "/trust nick     accept nick's new key after a key-change warning",
+    "/link [CODE|yes]  link a new device (type /link on it first)",
+)
+
 
 class _App(Protocol):
     jobs: Jobs
