@@ -53,6 +53,11 @@ from .cli_moderation import HELP as MODERATION_HELP
 from .cli_moderation import ModerationCommands, describe
 from .connection import ChatClient
 from .discovery import DEFAULT_WAIT, discover, enabled, interfaces_from_env
+from .e2e.crypto import E2EError
+from .e2e.files import open_session
+from .e2e.session import E2ENotice
+from .e2e.terminal import HELP as E2E_HELP
+from .e2e.terminal import TerminalE2E, key_passphrase
 from .errors import (
     CertificateExpired,
     CertificateNotTrusted,
@@ -331,6 +336,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="forget the certificate pinned for this server (after its operator confirmed "
         "a new CA), then exit",
     )
+    parser.add_argument(
+        "--keyring",
+        action="store_true",
+        help="keep this device's end-to-end keys encrypted under a key in the OS keyring "
+        "(default: a passphrase, from env PARLEY_KEY_PASSPHRASE or asked on a terminal)",
+    )
+    parser.add_argument(
+        "--no-e2e",
+        action="store_true",
+        help="no end-to-end encryption on this run: private messages go as plain text "
+        "(the server can read them) and encrypted ones are not shown",
+    )
     return parser
 
 
@@ -421,6 +438,10 @@ class _Printer:
             if self.show_ids:
                 text = f"[{event.message.id}] {text}"
             self.out(text)
+            if event.e2e_error:
+                self.err(f"(message {event.message.id} could not be decrypted: {event.e2e_error})")
+        elif isinstance(event, E2ENotice):
+            self.err(event.text)
         elif isinstance(event, Connected):
             how = "resumed session" if event.resumed else "logged in"
             created = ", account created" if event.created else ""
@@ -588,11 +609,14 @@ def screen(terminal: bool, stdout: TextIO, stderr: TextIO) -> Iterator[tuple[Tex
 class _Session:
     """The main thread's side: reads lines, runs commands, keeps the current room."""
 
-    def __init__(self, client: ChatClient, printer: _Printer) -> None:
+    def __init__(
+        self, client: ChatClient, printer: _Printer, e2e: TerminalE2E | None = None
+    ) -> None:
         self.client = client
         self.printer = printer
         self.room = DEFAULT_ROOM
         self.moderation = ModerationCommands(client, lambda: self.room, printer)
+        self.e2e = e2e
 
     def handle(self, line: str) -> bool:
         """Act on one input line. Returns False when the user asked to leave."""
@@ -606,6 +630,8 @@ class _Session:
         command, _, arg = line[1:].partition(" ")
         arg = arg.strip()
         handler = self._commands().get(command.lower())
+        if handler is None and self.e2e is not None and self.e2e.command(command.lower(), arg):
+            return True
         if handler is None:
             self.printer.err(f"unknown command /{command} (type /help for the list)")
             return True
@@ -647,6 +673,9 @@ class _Session:
         nick, _, text = arg.partition(" ")
         if not nick or not text.strip():
             self.printer.err("usage: /msg NICK TEXT")
+            return True
+        if self.e2e is not None:
+            self.e2e.send_private(nick, text, lambda: self.client.send_text(text, to=nick))
             return True
         self.client.send_text(text, to=nick)
         return True
@@ -703,6 +732,8 @@ class _Session:
             self.printer.err("usage: /search WORDS")
             return True
         self.client.search(arg, tag="search")
+        if self.e2e is not None:
+            self.e2e.search(arg, format_message)
         return True
 
     def _rejoin(self, arg: str) -> bool:
@@ -712,6 +743,8 @@ class _Session:
 
     def _help(self, arg: str) -> bool:
         self.printer.err(HELP_TEXT)
+        if self.e2e is not None:
+            self.printer.err(E2E_HELP)
         return True
 
     def _exit(self, arg: str) -> bool:
@@ -774,6 +807,15 @@ def main(
         return fail(EXIT_USAGE, f"cannot use the CA file: {exc}")
     except ValueError as exc:
         return fail(EXIT_USAGE, str(exc))
+    # Attached before connecting, so the replay of encrypted messages is decrypted.
+    e2e_parts = None
+    if not args.no_e2e:
+        try:
+            e2e_parts = open_session(
+                client, env, key_passphrase(env, stdin, args.keyring), config_dir(env)
+            )
+        except E2EError as exc:
+            print(status_text(f"end-to-end encryption is off: {exc}"), file=stderr, flush=True)
 
     try:
         client.connect()
@@ -795,7 +837,14 @@ def main(
     with screen(terminal, stdout, stderr) as (out, err):
         printer = _Printer(client, out, err)
         printer.start()
-        session = _Session(client, printer)
+        e2e = (
+            TerminalE2E(*e2e_parts, printer.out, printer.err, env, stdin)
+            if e2e_parts is not None
+            else None
+        )
+        if e2e is not None:
+            e2e.settle()
+        session = _Session(client, printer, e2e)
         lines = (
             terminal_lines(lambda: f"{session.room}> ", pacer)
             if terminal

@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import queue
@@ -45,6 +46,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from parley_chat.protocol import (
     DEFAULT_ROOM,
@@ -60,8 +62,10 @@ from parley_chat.protocol import (
     Hello,
     History,
     Join,
+    Keys,
     Leave,
     LineDecoder,
+    Link,
     ListConversations,
     ListRooms,
     LocalProtocolError,
@@ -239,6 +243,29 @@ class _Link:
             pass
 
 
+#: The text shown for an encrypted message that cannot be read here.
+E2E_PLACEHOLDER = "[end-to-end encrypted]"
+
+
+class E2EHooks(Protocol):
+    """What ChatClient asks of end-to-end encryption (client/e2e/session.E2ESession).
+
+    All of them run on the I/O thread and must not block on the network.
+    """
+
+    def open(self, m: Message) -> tuple[Message, str | None]:
+        """The message decrypted (text = plaintext, e2e None), and None or why it could not be."""
+
+    def on_frame(self, frame: Keys | Link) -> None:
+        """A key directory answer or a link frame arrived."""
+
+    def on_error(self, frame: Error) -> None:
+        """An error frame arrived (a refused keys_put or link)."""
+
+    def preview(self, message_id: int) -> str | None:
+        """This device's decrypted text of message *message_id*, if it has it."""
+
+
 class ChatClient:
     """A parley client connection with automatic reconnect. Thread-safe API; events on `events`.
 
@@ -346,6 +373,8 @@ class ChatClient:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._link: _Link | None = None
+        #: End-to-end encryption (client/e2e/session.py), when attached.
+        self._e2e: E2EHooks | None = None
 
     # --- properties ------------------------------------------------------------------
 
@@ -505,6 +534,38 @@ class ChatClient:
         if wake:
             self._wake()
         return client_id
+
+    def send_envelope(self, to: str, envelope: str) -> str:
+        """Post an end-to-end encrypted private message (its envelope) *to* a nick.
+
+        Like send_text (pending until acked); client/e2e/session.py builds the envelope.
+        """
+        client_id = uuid.uuid4().hex
+        frame = Send(id=client_id, text="", to=to, e2e=envelope)
+        data = encode(frame)
+        with self._lock:
+            self._pending[client_id] = frame
+            wake = self._live and self._append_locked(data)
+        if wake:
+            self._wake()
+        return client_id
+
+    def request(self, frame: Frame) -> None:
+        """Send any client frame (sent after the next login while disconnected)."""
+        self._request(frame)
+
+    @property
+    def e2e(self) -> E2EHooks | None:
+        """The attached end-to-end encryption (client/e2e/session.E2ESession), or None."""
+        return self._e2e
+
+    def attach_e2e(self, hooks: E2EHooks | None) -> None:
+        """Let *hooks* open encrypted messages and see key and link frames (None: detach)."""
+        self._e2e = hooks
+
+    def emit(self, event: object) -> None:
+        """Put an event of an extension (such as end-to-end encryption) on `events`."""
+        self.events.put(event)  # type: ignore[arg-type]
 
     def join(self, room: str) -> None:
         """Join (creating it if new) *room*; RoomJoined follows."""
@@ -1042,7 +1103,7 @@ class ChatClient:
                 rooms, self._room_pages = tuple(self._room_pages), []
                 self._emit(RoomsListed(rooms=rooms, tag=frame.tag))
         elif isinstance(frame, Conversations):
-            self._conversation_pages.extend(_summary(item) for item in frame.items)
+            self._conversation_pages.extend(_summary(item, self._e2e) for item in frame.items)
             if not frame.more:  # a paged list is shown once, whole
                 items, self._conversation_pages = tuple(self._conversation_pages), []
                 self._emit(ConversationsListed(items=items, tag=frame.tag))
@@ -1053,6 +1114,13 @@ class ChatClient:
                 self._emit(ReadMoved("private", frame.with_, frame.id))
         elif isinstance(frame, Error):
             self._on_error(link, frame)
+        elif isinstance(frame, Keys | Link):
+            hooks = self._e2e
+            if hooks is not None:
+                try:
+                    hooks.on_frame(frame)
+                except Exception:  # a bug there must not end the I/O thread
+                    log.exception("end-to-end encryption failed on a %s frame", frame.TYPE)
         elif isinstance(frame, Ping):
             self._enqueue(Pong(token=frame.token))
         elif isinstance(frame, Pong):
@@ -1069,7 +1137,7 @@ class ChatClient:
         batch = self._batch
         if batch is not None and batch.kind in ("history", "search"):
             # Asked for by the user: always shown, and they do not move last_seen.
-            self._emit(MessageReceived(m, batch.kind, batch.tag))
+            self._emit(self._received(m, batch.kind, batch.tag))
             return
         if not self._seen.add(m.id):
             return
@@ -1078,9 +1146,24 @@ class ChatClient:
                 self._last_seen = m.id
                 self._changed.notify_all()  # close() may wait for this echo
         if batch is None:
-            self._emit(MessageReceived(m, None, None))
+            self._emit(self._received(m, None, None))
         else:
-            self._emit(MessageReceived(m, batch.kind, batch.tag))
+            self._emit(self._received(m, batch.kind, batch.tag))
+
+    def _received(self, m: Message, batch: str | None, tag: str | None) -> MessageReceived:
+        if m.e2e is None:
+            return MessageReceived(m, batch, tag)
+        hooks = self._e2e
+        if hooks is None:
+            shown = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
+            return MessageReceived(shown, batch, tag, True, "end-to-end encryption is off here")
+        try:
+            opened, error = hooks.open(m)
+        except Exception:  # a bug there must not end the I/O thread
+            log.exception("could not open an encrypted message")
+            opened = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
+            error = "this client failed to decrypt it"
+        return MessageReceived(opened, batch, tag, True, error)
 
     def _resolve(self, client_id: str, message_id: int, ts: str, duplicate: bool) -> None:
         with self._changed:
@@ -1152,11 +1235,19 @@ class ChatClient:
                     self._changed.notify_all()
         if f.code in _CLOSING_CODES:
             link.drop_reason = f"{f.code}: {f.message}"
+        hooks = self._e2e
+        if hooks is not None:
+            hooks.on_error(f)
         self._emit(ServerError(f.code, f.message, f.ref))
 
 
-def _summary(item: dict[str, object]) -> ConversationSummary:
-    """A `conversations` entry (already validated by the protocol) as a summary."""
+def _summary(item: dict[str, object], hooks: E2EHooks | None = None) -> ConversationSummary:
+    """A `conversations` entry (already validated by the protocol) as a summary.
+
+    An encrypted message's preview comes without its envelope (and an empty
+    text): it shows this device's decrypted copy, if *hooks* have one, else
+    the placeholder.
+    """
     last = item.get("last")
     message = None
     if isinstance(last, dict):
@@ -1170,6 +1261,9 @@ def _summary(item: dict[str, object]) -> ConversationSummary:
             to=last.get("to"),
             ref=last.get("ref"),
         )
+        if message.kind == "private" and not message.text:
+            text = hooks.preview(message.id) if hooks is not None else None
+            message = dataclasses.replace(message, text=text or E2E_PLACEHOLDER)
     return ConversationSummary(
         kind=str(item["kind"]),
         name=str(item["name"]),

@@ -35,11 +35,17 @@ class MessageReceived:
     "history" or "search" (the batch it arrived in). Live and replayed messages
     are de-duplicated by id before they get here; history and search results
     are not (the user asked for them).
+
+    An end-to-end encrypted message arrives decrypted (`message.text` is the
+    plaintext, `message.e2e` None) with `secure` True; one this device cannot
+    read has `secure` True, `e2e_error` the reason and a placeholder text.
     """
 
     message: Message
     batch: str | None = None
     tag: str | None = None
+    secure: bool = False
+    e2e_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,6 +74,11 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     #: The server is shutting down.
     SHUTDOWN = "shutdown"
+    #: `keys_put` for an account whose keys are already published and differ
+    #: (link this device instead, or publish with `replace: true` to reset them).
+    KEYS_EXIST = "keys-exist"
+    #: A `link` names a code no device of this account offered (or it expired).
+    NO_SUCH_LINK = "no-such-link"
     #: A bug on the server; the request was not carried out.
     INTERNAL = "internal"
     #: Moderation: the user lacks the role the action needs; nothing changed.

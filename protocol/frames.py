@@ -34,9 +34,11 @@ from .limits import (
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_NAME_CHARS,
     MAX_CONVERSATIONS_LISTED,
+    MAX_ENVELOPE_CHARS,
     MAX_ERROR_CODE_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ID,
+    MAX_LINK_BOX_CHARS,
     MAX_ONLINE_LISTED,
     MAX_PAGE,
     MAX_PASSWORD_CHARS,
@@ -63,6 +65,7 @@ from .timefmt import valid_ts
 MESSAGE_KINDS = ("public", "private", "system")
 BATCH_KINDS = ("replay", "history", "search")
 CONVERSATION_KINDS = ("room", "private")
+LINK_OPS = ("offer", "fetch", "answer")
 
 # Shorthands for the bounds tables below: (fewest, most) characters or values.
 # Nicks and rooms are checked by their patterns in check() (with the codes
@@ -75,6 +78,9 @@ _CLIENT_ID = (1, MAX_CLIENT_ID_CHARS)
 _TS = (TS_CHARS, TS_CHARS)
 _ID = (0, MAX_ID)
 _TEXT = (0, MAX_TEXT_CHARS)
+_ENVELOPE = (1, MAX_ENVELOPE_CHARS)
+_KEY = (44, 44)  # base64 of a 32-byte key (or MAC)
+_SIG = (88, 88)  # base64 of a 64-byte Ed25519 signature
 
 #: How much of a peer's value an error message quotes. Error frames must stay
 #: small whatever the peer sent (a 60 KB "room name" is quoted as 40 characters).
@@ -205,24 +211,53 @@ def _check_target(room: str | None, to: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Send(Frame):
-    """Post a message: {id, room | to, text}. `id` is the client's, unique per user."""
+    """Post a message: {id, room | to, text, e2e?}. `id` is the client's, unique per user.
+
+    `e2e` is an end-to-end encrypted private message's envelope (docs/security.md):
+    then `to` is required and `text` is empty.
+    """
 
     TYPE: ClassVar[str] = "send"
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {
         "id": _CLIENT_ID,
-        "text": (1, MAX_TEXT_CHARS),
+        "text": (0, MAX_TEXT_CHARS),
         "room": _ROOM,
         "to": _NICK,
+        "e2e": _ENVELOPE,
     }
     CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
     id: str
     text: str
     room: str | None = None
     to: str | None = None
+    e2e: str | None = None
 
     def check(self) -> None:
         _check_target(self.room, self.to)
-        _check_text(self.text)
+        if self.e2e is None:
+            _check_text(self.text)
+        else:
+            _check_envelope(self.e2e, self.to, self.text)
+
+
+def _check_envelope(e2e: str, to: str | None, text: str) -> None:
+    if to is None:
+        _fail(ErrorCode.BAD_FRAME, "an end-to-end encrypted message goes 'to' a nick, not a room")
+    if text:
+        _fail(ErrorCode.BAD_FRAME, "an end-to-end encrypted message has an empty 'text'")
+    if not _ENVELOPE_TEXT.fullmatch(e2e):
+        _fail(ErrorCode.BAD_FRAME, "an 'e2e' envelope is printable ASCII JSON")
+
+
+#: What an envelope may hold: printable ASCII (JSON with base64 values).
+_ENVELOPE_TEXT = re.compile(r"[\x20-\x7e]+")
+_B64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_CODE_TEXT = re.compile(r"[A-Z2-9]{4}")
+
+
+def _check_b64(value: str | None, name: str) -> None:
+    if value is not None and (len(value) % 4 or not _B64_TEXT.fullmatch(value)):
+        _fail(ErrorCode.BAD_FRAME, f"'{name}' is base64")
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +466,10 @@ class Welcome(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Message(Frame):
-    """A stored message: {id, ts, kind, from?, room | to, text, ref?}.
+    """A stored message: {id, ts, kind, from?, room | to, text, ref?, e2e?}.
+
+    `e2e` is the envelope of an end-to-end encrypted private message (then
+    `text` is empty); only its two parties' keys open it.
 
     `id` is the database's, strictly increasing; `ts` the server's UTC time
     (ISO 8601, milliseconds, `Z`). System notices have no `from`. `ref` is the
@@ -450,6 +488,7 @@ class Message(Frame):
         "to": _NICK,
         "ref": _CLIENT_ID,
         "edited": _TS,
+        "e2e": _ENVELOPE,
     }
     RANGES: ClassVar[dict[str, tuple[int, int]]] = {"id": _ID}
     # What a message says is shown to people, and the clients neutralise
@@ -468,6 +507,7 @@ class Message(Frame):
     ref: str | None = None
     #: When the author last edited it (UTC, as `ts`); absent: never edited.
     edited: str | None = None
+    e2e: str | None = None
 
     def check(self) -> None:
         if self.kind not in MESSAGE_KINDS:
@@ -478,6 +518,8 @@ class Message(Frame):
         _check_target(self.room, self.to)
         if len(self.text) > MAX_TEXT_CHARS:
             _fail(ErrorCode.TEXT_TOO_LONG, f"message text is over {MAX_TEXT_CHARS} characters")
+        if self.e2e is not None:
+            _check_envelope(self.e2e, self.to, self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,6 +735,106 @@ class Error(Frame):
         object.__setattr__(self, "message", message)
 
 
+# --- end-to-end encryption: the key directory and device linking (docs/security.md) ---
+
+
+@dataclass(frozen=True, slots=True)
+class KeysPut(Frame):
+    """Publish this account's public keys: {sign, box, sig, replace?} (base64).
+
+    Refused with `keys-exist` when other keys are already published, unless
+    `replace` is true (the user reset their keys: their peers will be warned).
+    """
+
+    TYPE: ClassVar[str] = "keys_put"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"sign": _KEY, "box": _KEY, "sig": _SIG}
+    sign: str
+    box: str
+    sig: str
+    replace: bool = False
+
+    def check(self) -> None:
+        for name in ("sign", "box", "sig"):
+            _check_b64(getattr(self, name), name)
+
+
+@dataclass(frozen=True, slots=True)
+class KeysGet(Frame):
+    """Ask for a user's published public keys: {nick, tag?}; a `keys` frame answers."""
+
+    TYPE: ClassVar[str] = "keys_get"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {"nick": _NICK, "tag": _TAG}
+    nick: str
+    tag: str | None = None
+
+    def check(self) -> None:
+        _check_nick(self.nick)
+
+
+@dataclass(frozen=True, slots=True)
+class Keys(Frame):
+    """A user's public keys: {nick, sign?, box?, sig?, tag?}; none of the three: no keys."""
+
+    TYPE: ClassVar[str] = "keys"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "nick": _NICK,
+        "sign": _KEY,
+        "box": _KEY,
+        "sig": _SIG,
+        "tag": _TAG,
+    }
+    nick: str
+    sign: str | None = None
+    box: str | None = None
+    sig: str | None = None
+    tag: str | None = None
+
+    def check(self) -> None:
+        _check_nick(self.nick)
+        if len({self.sign is None, self.box is None, self.sig is None}) != 1:
+            _fail(ErrorCode.BAD_FRAME, "keys has all of 'sign', 'box', 'sig' or none")
+        for name in ("sign", "box", "sig"):
+            _check_b64(getattr(self, name), name)
+
+
+@dataclass(frozen=True, slots=True)
+class Link(Frame):
+    """Device linking, relayed between two connections of one account: {op, code, pub?, mac?, box?}.
+
+    op `offer` (new device: its one-time key and the code's MAC over it), `fetch`
+    (old device: the offer for a code), `answer` (old device: the account keys
+    sealed to the new device's key). The server answers a fetch with the offer
+    and forwards an answer to the offering connection; it never sees the code's
+    secret part, so it can neither read the keys nor forge either side.
+    """
+
+    TYPE: ClassVar[str] = "link"
+    CHARS: ClassVar[dict[str, tuple[int, int]]] = {
+        "op": (1, 8),
+        "code": (4, 4),
+        "pub": _KEY,
+        "mac": _KEY,
+        "box": (1, MAX_LINK_BOX_CHARS),
+    }
+    op: str
+    code: str
+    pub: str | None = None
+    mac: str | None = None
+    box: str | None = None
+
+    def check(self) -> None:
+        if self.op not in LINK_OPS:
+            _fail(ErrorCode.BAD_FRAME, f"link 'op' is one of {LINK_OPS}")
+        if not _CODE_TEXT.fullmatch(self.code):
+            _fail(ErrorCode.BAD_FRAME, "a link 'code' is 4 capital letters or digits")
+        need = {"offer": ("pub", "mac"), "fetch": (), "answer": ("pub", "mac", "box")}[self.op]
+        for name in ("pub", "mac", "box"):
+            value = getattr(self, name)
+            if (value is not None) != (name in need):
+                _fail(ErrorCode.BAD_FRAME, f"link {self.op} needs exactly {need or 'no keys'}")
+            _check_b64(value, name)
+
+
 CLIENT_FRAMES: dict[str, type[Frame]] = {
     c.TYPE: c
     for c in (
@@ -709,6 +851,9 @@ CLIENT_FRAMES: dict[str, type[Frame]] = {
         Ping,
         Pong,
         Bye,
+        KeysPut,
+        KeysGet,
+        Link,
     )
 }
 SERVER_FRAMES: dict[str, type[Frame]] = {
@@ -725,6 +870,8 @@ SERVER_FRAMES: dict[str, type[Frame]] = {
         Error,
         Ping,
         Pong,
+        Keys,
+        Link,
     )
 }
 

@@ -18,6 +18,13 @@ MAX_LINE_BYTES = 64 * 1024
 #: Hard ceiling on message text; the server's configured limit may be lower.
 MAX_TEXT_CHARS = 16_000
 
+#: An end-to-end encrypted message's envelope (printable ASCII JSON, client/e2e/crypto.py).
+#: Even all quotes (escaped to two bytes each) it stays under MAX_LINE_BYTES.
+MAX_ENVELOPE_CHARS = 30_000
+
+#: The sealed account keys one device sends another while linking (base64).
+MAX_LINK_BOX_CHARS = 2_048
+
 #: Client-chosen message ids (for acks and de-duplication on resend).
 MAX_CLIENT_ID_CHARS = 64
 

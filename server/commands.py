@@ -43,7 +43,10 @@ from parley_chat.protocol import (
     Hello,
     History,
     Join,
+    KeysGet,
+    KeysPut,
     Leave,
+    Link,
     ListConversations,
     ListRooms,
     Ping,
@@ -63,7 +66,7 @@ from parley_chat.protocol import (
 from parley_chat.protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
 from parley_chat.protocol.moderation import Moderate
 
-from . import moderation
+from . import keys, moderation
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .config import ServerConfig
 from .flood import TokenBucket
@@ -190,6 +193,7 @@ class Commands:
         self._join_buckets: dict[int, TokenBucket] = {}
         #: Who is muted where (moderation), for the send path on the I/O loop.
         self.mutes = moderation.MuteCache()
+        self.links = keys.LinkRelay()  # device linking offers (server/keys.py)
 
     def dispatch(self, conn: Client, frame: Frame) -> None:
         """Run the handler for *frame* (inline or on its pool). Called on the I/O loop."""
@@ -587,6 +591,7 @@ class Commands:
                 sender_id=conn.user_id,
                 recipient_id=recipient.id,
                 client_msg_id=f.id,
+                envelope=f.e2e,
             )
         self.store.submit(op, partial(self._committed, conn, f))
 
@@ -919,6 +924,8 @@ def conversation_pages(items: list[ConversationRecord], nick: str, tag: str | No
         if m is not None:
             ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
             last = message_wire(message_frame(m, ref))
+            # An envelope is far too big for a preview; clients show their own copy.
+            last.pop("e2e", None)
             if len(last["text"]) > MAX_PREVIEW_CHARS:
                 last["text"] = last["text"][:MAX_PREVIEW_CHARS]
                 entry["cut"] = True
@@ -962,4 +969,7 @@ HANDLERS: dict[type[Frame], HandlerSpec] = {
     Read: HandlerSpec(Commands.read, True, LOOP),
     # Moderation: the check and the change run on the writer (server/moderation.py).
     Moderate: HandlerSpec(moderation.moderate, True, LOOP),
+    KeysPut: HandlerSpec(keys.keys_put, True, LOOP),
+    KeysGet: HandlerSpec(keys.keys_get, True, REQUEST),
+    Link: HandlerSpec(keys.link, True, LOOP),
 }

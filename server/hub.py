@@ -108,6 +108,7 @@ def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
         to=msg.recipient if msg.room is None else None,
         ref=ref,
         edited=format_ts(msg.edited_at) if msg.edited_at is not None else None,
+        e2e=msg.envelope,
     )
 
 
@@ -131,15 +132,17 @@ def message_bytes(msg: StoredMessage, ref: str | None = None) -> tuple[bytes, by
         wire["room"] = msg.room
     elif msg.recipient is not None:
         wire["to"] = msg.recipient
+    tail: dict[str, object] = {}  # the frame's fields after ref, in their declared order
     if msg.edited_at is not None:
-        wire["edited"] = format_ts(msg.edited_at)
-    plain = json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        tail["edited"] = format_ts(msg.edited_at)
+    if msg.envelope is not None:
+        tail["e2e"] = msg.envelope
+    plain = json.dumps({**wire, **tail}, ensure_ascii=False, separators=(",", ":")).encode()
+    plain += b"\n"
     if ref is None:
         return plain, plain
-    edited = wire.pop("edited", None)
     wire["ref"] = ref
-    if edited is not None:  # the frame's field order: ref, then edited
-        wire["edited"] = edited
+    wire.update(tail)
     return plain, json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 

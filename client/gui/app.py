@@ -47,12 +47,15 @@ from parley_chat.client import (
 )
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
+from ..e2e.session import E2ENotice
 from . import commands, moderation, theme
 from .chat_view import ChatView
 from .composer import Composer
 from .connect_dialog import ConnectDialog
 from .connect_flow import ConnectFlow
 from .connecting import ConnectForm, Problem, describe_failure, plain_reason
+from .e2e import HELP_LINES as E2E_HELP_LINES
+from .e2e import DesktopE2E, session_of
 from .jobs import Jobs
 from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
 from .notify import Backend, Notifier
@@ -113,6 +116,7 @@ class App(ctk.CTk):
         self.grid_rowconfigure(0, weight=1)
 
         self.jobs = Jobs()  # blocking work off the Tk thread (rule 1)
+        self.e2e = DesktopE2E(self)  # end-to-end encrypted private messages (gui/e2e.py)
         self._client: ChatClient | None = None
         self._form: ConnectForm | None = None  # the last form used (password blanked)
         self._pin: Pin | None = None
@@ -385,6 +389,11 @@ class App(ctk.CTk):
         if ev.created:
             self._note(f"Welcome, {ev.nick}! Your account has been created.", "notice")
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
+        if self._logins == 1:
+            if self.flow.e2e_off:
+                self._note(f"End-to-end encryption is off: {self.flow.e2e_off}", "notice")
+            elif self._client is not None:
+                self.e2e.settle(self._client)
 
     def _on_message(self, ev: MessageReceived) -> None:
         m = ev.message
@@ -461,6 +470,11 @@ class App(ctk.CTk):
                     self.chat_view.set_older_state(conv)
         elif ev.kind == "search" and ev.tag in self._search_tags:
             words = self._search_tags.pop(ev.tag)
+            session = session_of(self._client)
+            if session is not None:  # encrypted messages only this device can search
+                found = {m.id for m in messages}
+                local = [m for m in session.search_local(words) if m.id not in found]
+                messages = sorted([*messages, *local], key=lambda m: -m.id)
             self.model.set_search(words, messages, ev.more)
             self.select(SEARCH_KEY)
 
@@ -546,6 +560,9 @@ class App(ctk.CTk):
     def _ignore(self, _ev: object) -> None:
         pass
 
+    def _on_e2e_notice(self, ev: E2ENotice) -> None:
+        self._note(ev.text, "error" if ev.kind in ("key-changed", "link-failed") else "notice")
+
     _HANDLERS: dict[type, Callable[[App, Any], None]] = {
         Connected: _on_connected,
         MessageReceived: _on_message,
@@ -561,12 +578,15 @@ class App(ctk.CTk):
         RoomsListed: _on_rooms,
         ConversationsListed: _on_conversations,
         ReadMoved: _on_read_moved,
+        E2ENotice: _on_e2e_notice,
     }
 
     # --- user actions ------------------------------------------------------------------------------
 
     def submit(self, text: str) -> None:
         """Handle one line from the input: a message or a command (commands.py)."""
+        if self.e2e.command(self._client, text):
+            return
         action = commands.parse(text)
         if action is None:
             return
@@ -599,7 +619,8 @@ class App(ctk.CTk):
         elif isinstance(action, commands.SearchMessages):
             self.search(action.words)
         elif isinstance(action, commands.Help):
-            self._note("Commands:\n" + "\n".join(commands.help_lines()), "notice")
+            lines = [*commands.help_lines(), *E2E_HELP_LINES]
+            self._note("Commands:\n" + "\n".join(lines), "notice")
         elif isinstance(action, commands.Exit):
             self.exit_chat()
         elif isinstance(action, commands.Rejoin):
@@ -860,6 +881,8 @@ class App(ctk.CTk):
     def _send(self, text: str, room: str | None = None, to: str | None = None) -> None:
         client = self._client
         if client is None:
+            return
+        if to is not None and self.e2e.send_private(client, text, to):
             return
         try:
             client.send_text(text, room=room, to=to)

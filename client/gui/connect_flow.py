@@ -17,6 +17,7 @@ from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
 from .connect_dialog import ConnectDialog
 from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
+from .e2e import attach_session
 from .jobs import Jobs
 from .settings import Pin, SettingsStore
 
@@ -42,6 +43,8 @@ class ConnectFlow:
         self._on_logged_in = on_logged_in
         self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
         self._changed_pin: ConnectForm | None = None
+        #: Why end-to-end encryption is off for the last login (None: it is on).
+        self.e2e_off: str | None = None
 
     def connect(self, form: ConnectForm) -> None:
         """Check *form*, settle trust (CA file, pin, or ask), then log in."""
@@ -157,6 +160,8 @@ class ConnectFlow:
         except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
             self._dialog.show_problem(describe_failure(exc, form, pin))
             return
+        # Before connecting, so the replay of encrypted messages is decrypted.
+        self.e2e_off = attach_session(client, self._store.data_directory)
         self._dialog.set_busy("Connecting\u2026")
 
         def done(_result: object, exc: BaseException | None) -> None:

@@ -154,6 +154,9 @@ class Message(Base):
     edited_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted_by_id: Mapped[int | None] = mapped_column(Integer)
+    #: An end-to-end encrypted private message's envelope (then `body` is ''):
+    #: opaque to the server, never indexed for search (docs/security.md).
+    envelope: Mapped[str | None] = mapped_column(Text)
 
 
 class ReadMarker(Base):
@@ -176,6 +179,22 @@ class ReadMarker(Base):
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     peer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     message_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class UserKey(Base):
+    """An account's published end-to-end public keys (base64): the key directory.
+
+    Only public keys: the secret ones never leave the user's devices. `sig` is
+    the identity key's signature over the box key (clients verify it).
+    """
+
+    __tablename__ = "user_keys"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    sign_key: Mapped[str] = mapped_column(String(44))
+    box_key: Mapped[str] = mapped_column(String(44))
+    sig: Mapped[str] = mapped_column(String(88))
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 

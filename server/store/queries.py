@@ -83,6 +83,7 @@ def message_select() -> Select[Any]:
             Message.body,
             Message.client_msg_id,
             Message.edited_at,
+            Message.envelope,
         )
         .outerjoin(Room, Room.id == Message.room_id)
         .outerjoin(_Sender, _Sender.id == Message.sender_id)

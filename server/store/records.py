@@ -34,6 +34,7 @@ class StoredMessage:
     client_msg_id: str | None
     #: When its author last edited it (moderation), or None.
     edited_at: datetime | None = None
+    envelope: str | None = None  #: an end-to-end encrypted message's envelope (body is '')
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from .models import (
     RoomMember,
     ServerSetting,
     User,
+    UserKey,
 )
 from .queries import get_message, user_record
 from .records import StoredMessage, UserRecord
@@ -94,6 +95,7 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
     revoke_tokens(s, user.id, now)
     s.execute(delete(RoomMember).where(RoomMember.user_id == user.id))
     s.execute(delete(ReadMarker).where(ReadMarker.user_id == user.id))
+    s.execute(delete(UserKey).where(UserKey.user_id == user.id))
     s.flush()
     return user_record(user)
 
@@ -108,11 +110,11 @@ _ROOM_AND_MEMBERSHIP = (
 _NICKS = "SELECT (SELECT nick FROM users WHERE id = ?), (SELECT nick FROM users WHERE id = ?)"
 _INSERT = (
     "INSERT INTO messages (created_at, kind, room_id, sender_id, recipient_id, body,"
-    " client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " client_msg_id, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
 )
 _EXISTING = (
-    "SELECT id, kind, room_id, recipient_id, body FROM messages"
+    "SELECT id, kind, room_id, recipient_id, body, envelope FROM messages"
     " WHERE sender_id = ? AND client_msg_id = ?"
 )
 
@@ -132,6 +134,7 @@ def add_message(
     sender_id: int | None = None,
     recipient_id: int | None = None,
     client_msg_id: str | None = None,
+    envelope: str | None = None,
 ) -> tuple[StoredMessage, bool]:
     """Store a message; returns it and whether it was a duplicate.
 
@@ -152,8 +155,14 @@ def add_message(
         row = raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()
         if row is None:
             return None
-        found, old_kind, old_room, old_recipient, old_body = row
-        if (old_kind, old_room, old_recipient, old_body) != (kind, room_id, recipient_id, body):
+        found, old_kind, old_room, old_recipient, old_body, old_envelope = row
+        if (old_kind, old_room, old_recipient, old_body, old_envelope) != (
+            kind,
+            room_id,
+            recipient_id,
+            body,
+            envelope,
+        ):
             raise IdReused(
                 f"the id {client_msg_id} belongs to another message of yours; "
                 "use a fresh id for a new message"
@@ -176,7 +185,7 @@ def add_message(
             raise NotVisible(f"you are not in {room_name}; join it first")
     inserted = raw.execute(
         _INSERT,
-        (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id),
+        (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id, envelope),
     ).fetchone()
     new_id = inserted[0] if inserted is not None else None
     if new_id is None:  # the UNIQUE (sender, client id) pair exists: a re-send
@@ -193,6 +202,7 @@ def add_message(
         recipient=recipient,
         body=body,
         client_msg_id=client_msg_id,
+        envelope=envelope,
     )
     return stored, False
 

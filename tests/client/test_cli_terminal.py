@@ -44,6 +44,9 @@ def _cli(server, ca_file: Path, nick: str) -> list[str]:
         "--nick",
         nick,
         "--register",
+        # No end-to-end keys here: on a terminal they would ask for their passphrase
+        # first (tests/client/test_cli_e2e.py covers them).
+        "--no-e2e",
     ]
 
 

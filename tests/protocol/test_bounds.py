@@ -13,6 +13,7 @@ from parley_chat.protocol import (
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_NAME_CHARS,
     MAX_CONVERSATIONS_LISTED,
+    MAX_ENVELOPE_CHARS,
     MAX_ERROR_MESSAGE_CHARS,
     MAX_ID,
     MAX_LINE_BYTES,
@@ -37,6 +38,9 @@ from parley_chat.protocol import (
     Frame,
     Hello,
     History,
+    Keys,
+    KeysPut,
+    Link,
     LocalProtocolError,
     Message,
     Read,
@@ -344,9 +348,13 @@ def test_every_field_of_every_frame_type_has_a_bound(cls):
 _EMOJI = "\U0001f600"
 _OVERRIDES: dict[type[Frame], dict[str, object]] = {
     Hello: {"token": None},  # exactly one of password / token: the longer
-    Send: {"to": None},
+    Send: {"to": None, "e2e": None},
     History: {"with_": None, "around": None},
-    Message: {"ts": TS, "kind": "private", "room": None, "edited": TS},
+    Message: {"ts": TS, "kind": "private", "room": None, "edited": TS, "e2e": None},
+    # Keys and codes are base64 and capitals: ASCII at their fixed lengths.
+    KeysPut: {"sign": "A" * 44, "box": "A" * 44, "sig": "A" * 88},
+    Keys: {"sign": "A" * 44, "box": "A" * 44, "sig": "A" * 88},
+    Link: {"op": "answer", "code": "ABCD", "pub": "A" * 44, "mac": "A" * 44, "box": "A" * 2048},
     Ack: {"ts": TS},
     Batch: {"state": "close", "kind": "history"},
     RoomList: {
@@ -408,6 +416,44 @@ def _widest(cls: type[Frame]) -> Frame:
 def test_the_widest_frame_of_every_type_fits_one_line(cls):
     line = encode(_widest(cls))
     assert len(line) < MAX_LINE_BYTES
+
+
+@pytest.mark.parametrize("cls", [Send, Message], ids=lambda c: c.__name__)
+def test_the_widest_encrypted_message_fits_one_line(cls):
+    # An envelope is printable ASCII; even all quotes (two bytes each in JSON) fit.
+    frame = dataclasses.replace(
+        _widest(cls), text="", room=None, to="n" * 24, e2e='"' * MAX_ENVELOPE_CHARS
+    )
+    assert len(encode(frame)) < MAX_LINE_BYTES
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"text": "", "room": "#lobby", "e2e": "{}"},  # only private messages are encrypted
+        {"text": "plain too", "to": "bob", "e2e": "{}"},  # the text is the envelope's
+        {"text": "", "to": "bob", "e2e": "{\u00e9}"},
+        {"text": "", "to": "bob", "e2e": "{\n}"},
+    ],
+)
+def test_envelopes_are_checked(fields):
+    with pytest.raises(LocalProtocolError):
+        Send(id="c1", **fields)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"type": "link", "op": "offer", "code": "ABCD"},  # an offer needs its key and MAC
+        {"type": "link", "op": "fetch", "code": "ABCD", "pub": "A" * 44},
+        {"type": "link", "op": "fetch", "code": "abcd"},
+        {"type": "link", "op": "steal", "code": "ABCD"},
+        {"type": "keys", "nick": "bob", "sign": "A" * 44},  # all three or none
+        {"type": "keys", "nick": "bob", "sign": "!" * 44, "box": "A" * 44, "sig": "A" * 88},
+    ],
+)
+def test_key_and_link_frames_are_checked(wire):
+    assert _code(wire, parse_server_frame) == ErrorCode.BAD_FRAME
 
 
 def test_a_hello_with_both_password_and_token_is_still_refused_locally():

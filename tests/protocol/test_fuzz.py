@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import itertools
@@ -195,6 +196,9 @@ TEXT = st.one_of(
 TS = st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)).map(format_ts)
 TAG = label(0, 64)
 CLIENT_ID = label(1, 64)
+KEY = st.binary(min_size=32, max_size=32).map(lambda b: base64.b64encode(b).decode())
+SIG = st.binary(min_size=64, max_size=64).map(lambda b: base64.b64encode(b).decode())
+LINK_CODE = st.text("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=4, max_size=4)
 PAGE = {"before": st.integers(1, MAX_ID), "limit": st.integers(1, MAX_PAGE), "tag": TAG}
 
 CLIENT_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
@@ -230,6 +234,10 @@ CLIENT_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
         "reason": label(0, 200),
         "ref": CLIENT_ID,
     },
+    "keys_put": {"sign": KEY, "box": KEY, "sig": SIG, "replace": st.booleans()},
+    "keys_get": {"nick": NICK, "tag": TAG},
+    # A fetch: the other ops need fields together (their rules: test_bounds.py).
+    "link": {"op": st.just("fetch"), "code": LINK_CODE},
 }
 SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "welcome": {
@@ -340,6 +348,8 @@ SERVER_VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "deleted": {"id": st.integers(1, MAX_ID), "room": ROOM, "by": NICK},
     "edited": {"id": st.integers(1, MAX_ID), "text": TEXT, "edited": TS, "room": ROOM},
     "notice": {"text": TEXT, "ts": TS, "kind": label(1, 16), "from": NICK, "room": ROOM},
+    "keys": {"nick": NICK, "tag": TAG},
+    "link": {"op": st.just("fetch"), "code": LINK_CODE},
 }
 #: Fields of which a valid frame has exactly one.
 EXCLUSIVE = {

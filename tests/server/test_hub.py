@@ -252,6 +252,17 @@ def test_join_and_leave_update_membership():
             body='quotes " and \\ and \u202e and \n and emoji \U0001f600',
             client_msg_id="x",
         ),
+        StoredMessage(
+            id=9,
+            created_at=datetime(2026, 12, 1, 9, 30, 0, 123456),
+            kind="private",
+            room=None,
+            sender="alice",
+            recipient="bob",
+            body="",
+            client_msg_id="c9",
+            envelope='{"v":1,"c":"AAAA","s":"quoted \\" and \\\\"}',
+        ),
     ],
 )
 @pytest.mark.parametrize("ref", [None, "c1"])

@@ -59,6 +59,7 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
     for t in (
         *("moderation_actions", "message_versions", "room_sanctions"),
         *("room_invites", "room_moderators"),
+        "user_keys",
         "read_markers",
         "sessions",
         "room_members",
@@ -169,4 +170,44 @@ def test_0003_moderation_gives_existing_rooms_an_owner_and_downgrades_cleanly(db
     ).fetchall() == [(1,)]
     con.close()
     command.upgrade(cfg, "head")
+    assert current_revision(db_url) == (head_revision(), True)
+
+
+def test_0004_e2e_adds_the_key_directory_and_envelopes_and_goes_back(db_url):
+    from alembic import command
+
+    from parley_chat.server.store.migrate import alembic_config
+
+    upgrade_to_head(db_url)
+    con = sqlite3.connect(database_path(db_url))
+    now = "2026-12-01 10:00:00"
+    for uid, nick in ((1, "alice"), (2, "bob")):
+        con.execute(
+            "INSERT INTO users (id, nick, nick_key, password_hash, created_at) VALUES (?, ?, ?, 'h', ?)",
+            (uid, nick, nick, now),
+        )
+    con.execute(
+        "INSERT INTO messages (created_at, kind, sender_id, recipient_id, body, envelope) "
+        f"VALUES ('{now}', 'private', 1, 2, '', '{{\"v\":1}}')"
+    )
+    con.execute(
+        "INSERT INTO messages (created_at, kind, sender_id, recipient_id, body) "
+        f"VALUES ('{now}', 'private', 2, 1, 'in the clear')"
+    )
+    con.commit()
+    shown = con.execute("SELECT text FROM chat_log ORDER BY id").fetchall()
+    assert shown == [("[end-to-end encrypted]",), ("in the clear",)]
+    con.close()
+
+    command.downgrade(alembic_config(db_url), "0003_moderation")
+    con = sqlite3.connect(database_path(db_url))
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    assert "user_keys" not in names and "messages_fts_ai" in names
+    assert "envelope" not in [r[1] for r in con.execute("PRAGMA table_info(messages)")]
+    assert con.execute("SELECT text FROM chat_log ORDER BY id").fetchall() == [
+        ("",),
+        ("in the clear",),
+    ]
+    con.close()
+    upgrade_to_head(db_url)
     assert current_revision(db_url) == (head_revision(), True)
