@@ -35,9 +35,18 @@ def test_private_conversations_are_listed_after_a_restart(open_app, chat_client,
     assert dm_key("bob") in again.model.conversations  # no double-click needed
     pump(again, lambda: again.sidebar.badge_text(dm_key("carol")) == "1")
     assert again.sidebar.badge_is_loud(dm_key("carol"))
+    # Each row previews its latest message (from the server's list), on one
+    # line cut to the sidebar's width.
+    pump(again, lambda: again.sidebar.preview_of(dm_key("bob")) != "")
+    assert again.sidebar.preview_of(dm_key("bob")).startswith("bob: remember me")
+    carol_line = again.sidebar.preview_of(dm_key("carol"))
+    assert carol_line.startswith("carol: from carol") and carol_line.endswith("\u2026")
     # Opening bob's conversation loads its history.
     again.sidebar.row_button(dm_key("bob")).invoke()
     pump(again, lambda: "remember me after the restart" in again.chat_view.content())
+    # A new message replaces the preview, in the open conversation too.
+    type_into(again, "back again")
+    pump(again, lambda: again.sidebar.preview_of(dm_key("bob")) == "you: back again")
 
 
 def test_reading_on_one_device_marks_it_read_on_the_other(open_app, chat_client, tmp_path):
