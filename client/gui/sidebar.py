@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 import tkinter.font
 from collections.abc import Callable, Sequence
 
@@ -18,6 +19,7 @@ from .model import Conversation, display_text
 
 #: The width of a row's preview line, in pixels (the sidebar is 240 wide).
 PREVIEW_WIDTH = 178
+_SKIN_TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
 
 
 def preview_line(who: str, text: str, fits: Callable[[str], bool]) -> str:
@@ -26,7 +28,9 @@ def preview_line(who: str, text: str, fits: Callable[[str], bool]) -> str:
     says it is too wide. Direction controls are shown as codes and a
     right-to-left text is reordered on its own, so nothing in it can move the
     name before it; the cut is made in reading order, before reordering."""
-    flat = display_text(" ".join(text.split()))
+    # Tk draws a skin tone apart from its emoji (a brown square) in a label,
+    # which cannot hold the chat's emoji images: the hint goes without it.
+    flat = display_text(_SKIN_TONES.sub("", " ".join(text.split())))
     head = f"{display_text(who)}: " if who else ""
     if not flat:
         return head.rstrip()

@@ -108,3 +108,4 @@ def test_the_sidebar_preview_is_one_flat_line_cut_to_fit_and_bidi_safe():
     # The name stays first; the override is shown as a code; the text is reordered.
     assert shown == "bob: " + visual(f"<U+202E>{hebrew}")
     assert preview_line("bob", "   ", fits) == "bob:"
+    assert preview_line("bob", "ok \U0001f44d\U0001f3fd", fits) == "bob: ok \U0001f44d"
