@@ -217,6 +217,11 @@ def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
     view = alice.chat_view
     right_of_subtitle = view.subtitle_label.winfo_x() + view.subtitle_label.winfo_width()
     assert right_of_subtitle <= view.mute_button.winfo_x()
+    try:
+        alice.set_appearance("dark")
+        grab(alice, shots / "minimum-size-dark.png")
+    finally:
+        ctk.set_appearance_mode("light")
 
 
 def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, chat_client, ctk):
