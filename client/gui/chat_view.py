@@ -126,11 +126,15 @@ def _text_runs(
 
     A paragraph holding right-to-left text is cut by *wrap* (when given) into
     display lines first, each reordered on its own and ended by a newline
-    tagged "softbreak", so its lines read from the top down (richtext.wrap)."""
+    tagged "softbreak", so its lines read from the top down (richtext.wrap);
+    all its runs carry "bidi" (the view cuts them again when its width changes)."""
     rtl = richtext.is_rtl(text)
     if rtl:
         tags = (*tags, "rtl")
-    lines = wrap(text) if wrap is not None and richtext.has_rtl(text) else [text]
+    lines = [text]
+    if wrap is not None and richtext.has_rtl(text):
+        lines = wrap(text)
+        tags = (*tags, "bidi")  # cut by us: a resize must cut it again
     out: list[tuple[str, tuple[str, ...]]] = []
     for i, part in enumerate(lines):
         if i:
@@ -578,7 +582,7 @@ class ChatView(ctk.CTkFrame):
         return lambda text: richtext.wrap(text, fits)
 
     def _on_resize(self, _event: object = None) -> None:
-        if self._text_width() == self._wrap_width or not self._tk_text.tag_ranges("rtl"):
+        if self._text_width() == self._wrap_width or not self._tk_text.tag_ranges("bidi"):
             return
         if self._rewrap_id is not None:
             self.after_cancel(self._rewrap_id)

@@ -195,6 +195,35 @@ def test_a_long_right_to_left_paragraph_wraps_from_the_top_down(open_app, chat_c
     assert rows[first][0] < rows[last][0]
 
 
+def test_an_english_paragraph_with_a_long_hebrew_quote_keeps_the_quote_in_order(
+    open_app, chat_client
+):
+    alice = open_app("alice", geometry="1280x600")
+    bob = chat_client("bob")
+    words = [chr(0x05D0 + i % 22) * 3 + chr(0x05D0 + i // 22) for i in range(40)]
+    send_and_wait(bob, "He wrote: " + " ".join(words) + " and left.")
+    pump(alice, lambda: shows(alice, "He wrote:"))
+    text = alice.chat_view._tk_text
+    first, last = words[0][::-1], words[-1][::-1]
+    rows = _display_rows(text, [first, last, "He wrote:", "left."])
+    # Left-to-right paragraph: its English start is on top, the quote reads
+    # from the top down in between, and its English end is at the bottom.
+    assert rows["He wrote:"][0] <= rows[first][0] < rows[last][0] <= rows["left."][0]
+    assert text.tag_ranges("bidi") and not text.tag_ranges("rtl")
+    wide = alice.chat_view._wrap_width
+    alice.geometry("900x600")
+    pump(
+        alice,
+        lambda: 0 < alice.chat_view._wrap_width < wide - 100,
+        what="cut again for the narrower window",
+    )
+    ranges = text.tag_ranges("bidi")
+    for n in range(int(str(ranges[0]).split(".")[0]), int(str(ranges[-1]).split(".")[0]) + 1):
+        assert _display_lines(text, f"{n}.0", f"{n}.end") == 0, n  # Tk wraps none again
+    rows = _display_rows(text, [first, last])
+    assert rows[first][0] < rows[last][0]
+
+
 def test_wrapped_lines_are_indented_by_a_margin_not_spaces(open_app, chat_client):
     from parley_chat.client.gui.chat_view import MARGIN
 
