@@ -491,13 +491,16 @@ class _Printer:
     def _run(self) -> None:
         while True:
             due = self._read_due
+            if due is not None and time.monotonic() >= due:
+                # Checked before every event, so a busy room cannot put it off.
+                self.mark_read(only_due=True)
+                continue
             try:
                 if due is None:
                     event = self._client.events.get()
                 else:
                     event = self._client.events.get(timeout=max(0.0, due - time.monotonic()))
             except queue.Empty:
-                self.mark_read(only_due=True)
                 continue
             if event is self.STOP:
                 return
