@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import getpass
 import os
+import queue
 import re
 import ssl
 import sys
@@ -74,6 +75,7 @@ from .events import (
     ClientEvent,
     Connected,
     ConversationsListed,
+    ConversationSummary,
     Disconnected,
     MessageReceived,
     PresenceChanged,
@@ -102,6 +104,11 @@ DEFAULT_CA = "certs/ca.pem"
 EXIT_ACK_WAIT = 10.0
 #: How long /join waits for the server before going on.
 JOIN_WAIT = 5.0
+#: On a terminal, what was printed counts as read this long after it was
+#: printed (one `read` frame per conversation then, not one per message).
+READ_DELAY = 2.0
+#: Characters of the latest message /conversations shows.
+PREVIEW_CHARS = 60
 DEFAULT_HISTORY = 20
 
 EPILOG = f"""\
@@ -114,6 +121,10 @@ Type a line to say it in the current room (#lobby at first). Commands:
   /leave [#ROOM]      leave a room (default: the current one)
   /who [#ROOM]        who is online in a room
   /rooms              all rooms
+  /conversations      your rooms and private conversations, unread counts,
+                      the latest message (/list does the same)
+  /read               mark what was printed as read (on a terminal this
+                      happens by itself a moment after lines are printed)
   /history [N]        the last N messages of the current room (default {DEFAULT_HISTORY})
   /search WORDS       search the messages you can see
   /rejoin             reconnect and replay what you missed
@@ -267,6 +278,28 @@ def format_message(message: Message, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
+def conversations_text(items: Sequence[ConversationSummary], me: str = "") -> str:
+    """The answer to /conversations: one line per room and private conversation,
+    with its unread count and the latest message, flat and cut to PREVIEW_CHARS
+    (its text an isolated run, as in format_message)."""
+    if not items:
+        return "no conversations"
+    lines = []
+    for c in items:
+        name = _name(c.name) if c.kind == "room" else f"{_name(c.name)} (private)"
+        line = f"{name}: {c.unread} unread" if c.unread else f"{name}: read"
+        if c.last is not None:
+            who = "you" if me and fold(c.last.from_ or "") == fold(me) else _name(c.last.from_)
+            text = " ".join(_printable(c.last.text).split())
+            if len(text) > PREVIEW_CHARS or c.cut:
+                text = text[:PREVIEW_CHARS].rstrip() + "\u2026"
+            line += (
+                f" \u00b7 {who}: {isolate_text(text)}" if who else f" \u00b7 {isolate_text(text)}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (its --help lists commands and exit codes)."""
 
@@ -384,6 +417,15 @@ class _Printer:
         self._join_done = threading.Event()
         #: /ids: message ids in front of messages (for /delete and /edit).
         self.show_ids = False
+        # Read markers: the newest message id printed per conversation
+        # ((kind, name) as ChatClient.mark_read takes them), what the server
+        # was last told, and whether to tell it by itself (a terminal: what is
+        # printed there is read) READ_DELAY after printing.
+        self._printed: dict[tuple[str, str], int] = {}
+        self._marked: dict[tuple[str, str], int] = {}
+        self._read_due: float | None = None
+        self.auto_read = False
+        self.pacer: Pacer | None = None  # read frames keep to the input's pace
         self.thread = threading.Thread(target=self._run, name="cli-printer", daemon=True)
 
     def start(self) -> None:
@@ -418,9 +460,69 @@ class _Printer:
         with self._lock:
             print(status_text(text), file=self._err, flush=True)
 
+    def mark_read(self, *, only_due: bool = False, first_free: bool = False) -> int:
+        """Tell the server each conversation printed is read up to its newest
+        line printed (what it already knows is not sent again). *only_due*:
+        only once READ_DELAY has passed, and only with frames to spare (else
+        later). Otherwise each frame waits for the pace, but the first when
+        *first_free* (the /read line already took its frame). Returns how
+        many markers were sent."""
+        with self._lock:
+            if only_due and (self._read_due is None or time.monotonic() < self._read_due):
+                return 0
+            news = [(k, i) for k, i in self._printed.items() if i > self._marked.get(k, 0)]
+            self._read_due = None
+        sent = 0
+        for n, ((kind, name), message_id) in enumerate(news):
+            pacer = self.pacer
+            if pacer is not None and only_due:
+                if not pacer.try_take():
+                    with self._lock:  # no frame to spare now: try again shortly
+                        self._read_due = time.monotonic() + READ_DELAY
+                    break
+            elif pacer is not None and (n or not first_free):
+                pacer.wait()
+            try:
+                self._client.mark_read(kind, name, message_id)
+            except (LocalProtocolError, ClientError, ValueError):
+                continue
+            with self._lock:
+                self._marked[(kind, name)] = max(self._marked.get((kind, name), 0), message_id)
+            sent += 1
+        return sent
+
+    def _printed_message(self, message: Message, batch: str | None) -> None:
+        """Note *message* as printed (search results are not reading a conversation)."""
+        if batch == "search":
+            return
+        if message.room is not None:
+            key = ("room", message.room)
+        else:
+            me = fold(self._client.nick) if self._client is not None else ""
+            other = message.to if fold(message.from_ or "") == me else message.from_
+            if not other:
+                return
+            key = ("private", other)
+        with self._lock:
+            if message.id > self._printed.get(key, 0):
+                self._printed[key] = message.id
+                if self.auto_read and self._read_due is None:
+                    self._read_due = time.monotonic() + READ_DELAY
+
     def _run(self) -> None:
         while True:
-            event = self._client.events.get()
+            due = self._read_due
+            if due is not None and time.monotonic() >= due:
+                # Checked before every event, so a busy room cannot put it off.
+                self.mark_read(only_due=True)
+                continue
+            try:
+                if due is None:
+                    event = self._client.events.get()
+                else:
+                    event = self._client.events.get(timeout=max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                continue
             if event is self.STOP:
                 return
             try:
@@ -438,6 +540,7 @@ class _Printer:
             if self.show_ids:
                 text = f"[{event.message.id}] {text}"
             self.out(text)
+            self._printed_message(event.message, event.batch)
             if event.e2e_error:
                 self.err(f"(message {event.message.id} could not be decrypted: {event.e2e_error})")
         elif isinstance(event, E2ENotice):
@@ -451,6 +554,9 @@ class _Printer:
                 f"{event.fingerprint})"
             )
         elif isinstance(event, ConversationsListed):
+            if event.tag == "conversations":
+                self.err(conversations_text(event.items, client.nick if client else ""))
+                return
             unread = [f"{c.name} {c.unread}" for c in event.items if c.unread]
             if unread:
                 self.err(f"unread: {', '.join(unread)}")
@@ -526,16 +632,34 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._stamp = clock()
+        self._lock = threading.Lock()  # the printer takes frames too (read markers)
 
     @classmethod
     def for_client(cls, client: ChatClient) -> Pacer:
         """A pacer for what *client*'s server announced."""
         return cls(client.flood_rate, client.flood_burst)
 
+    def try_take(self) -> bool:
+        """Take one frame if one may go now, without waiting; False if not."""
+        if self._rate is None:
+            return True
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._cap, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
     def wait(self) -> float:
         """Block until one more frame may go; returns how long it waited."""
         if self._rate is None:
             return 0.0
+        with self._lock:
+            return self._wait_locked()
+
+    def _wait_locked(self) -> float:
         now = self._clock()
         self._tokens = min(self._cap, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
@@ -650,6 +774,9 @@ class _Session:
             "leave": self._leave,
             "who": self._who,
             "rooms": self._rooms,
+            "conversations": self._conversations,
+            "list": self._conversations,
+            "read": self._read,
             "history": self._history,
             "search": self._search,
             "rejoin": self._rejoin,
@@ -716,6 +843,17 @@ class _Session:
 
     def _rooms(self, arg: str) -> bool:
         self.client.rooms(tag="rooms")
+        return True
+
+    def _conversations(self, arg: str) -> bool:
+        self.client.conversations(tag="conversations")
+        return True
+
+    def _read(self, arg: str) -> bool:
+        sent = self.printer.mark_read(first_free=True)
+        self.printer.err(
+            f"marked {sent} conversation(s) read" if sent else "nothing new to mark read"
+        )
         return True
 
     def _history(self, arg: str) -> bool:
@@ -836,6 +974,8 @@ def main(
     pacer = Pacer.for_client(client)
     with screen(terminal, stdout, stderr) as (out, err):
         printer = _Printer(client, out, err)
+        printer.auto_read = terminal  # a script's output is not someone reading
+        printer.pacer = pacer
         printer.start()
         e2e = (
             TerminalE2E(*e2e_parts, printer.out, printer.err, env, stdin)
@@ -856,6 +996,8 @@ def main(
                     break
         except KeyboardInterrupt:
             pass
+        if terminal:
+            printer.mark_read()  # what is on the screen now has been seen
         all_acked = client.close(reason="bye", timeout=max(0.0, args.ack_wait))
         left = len(client.pending)
         printer.stop()

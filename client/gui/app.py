@@ -293,6 +293,8 @@ class App(ctk.CTk):
         self._pump_id = None
         deadline = time.perf_counter() + PUMP_SLICE
         self.jobs.finish()
+        for key in self.notifier.take_clicks():
+            self.open_from_notification(key)
         backlog = False
         client = self._client
         if client is not None:
@@ -407,6 +409,7 @@ class App(ctk.CTk):
         if len(self.model.conversations) != known:
             self._sidebar_dirty = True  # a new private conversation
         if added.key == self.model.current:
+            self._sidebar_dirty = True  # its preview line
             # Read only if someone is looking: an unfocused window reads nothing.
             self._read_dirty = self._read_dirty or self.window_has_focus()
             if added.rerender:
@@ -860,6 +863,20 @@ class App(ctk.CTk):
             return
         self._request_history(conv, user_asked=True, around=message_id)
 
+    def open_from_notification(self, key: str) -> None:
+        """A click on a desktop notification: bring the window up with that
+        conversation open."""
+        if self._closed:
+            return
+        try:
+            self.deiconify()
+            self.lift()
+            self.focus_force()
+        except Exception:  # a window manager that refuses: the conversation still opens
+            pass
+        if key in self.model.conversations:
+            self.select(key)
+
     def window_has_focus(self) -> bool:
         """True while this window has the keyboard focus."""
         try:
@@ -1151,6 +1168,7 @@ class App(ctk.CTk):
     def destroy(self) -> None:
         """Cancel every pending after() (ours and customtkinter's), then destroy."""
         self._closed = True
+        self.notifier.close()
         try:
             for after_id in self.tk.eval("after info").split():
                 self.tk.call("after", "cancel", after_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+import tkinter.font
 import webbrowser
 from collections.abc import Callable, Sequence
 
@@ -113,26 +114,47 @@ def burst_summary(lines: Sequence[Line]) -> str:
     return " \u00b7 ".join(parts)
 
 
+#: Cuts one paragraph (logical order) into the display lines that fit the view.
+Wrapper = Callable[[str], list[str]]
+
+
 def _text_runs(
-    text: str, tags: tuple[str, ...], hits: tuple[str, ...] = ()
+    text: str, tags: tuple[str, ...], hits: tuple[str, ...] = (), wrap: Wrapper | None = None
 ) -> list[tuple[str, tuple[str, ...]]]:
     """One paragraph of message text as (text, tags) runs: links carry "link" and
-    "href=<url>", emoji "emoji", search hits "hit"; right-to-left paragraphs "rtl"."""
-    if richtext.is_rtl(text):
+    "href=<url>", emoji "emoji", search hits "hit"; right-to-left paragraphs "rtl".
+
+    A paragraph holding right-to-left text is cut by *wrap* (when given) into
+    display lines first, each reordered on its own and ended by a newline
+    tagged "softbreak", so its lines read from the top down (richtext.wrap);
+    all its runs carry "bidi" (the view cuts them again when its width changes)."""
+    rtl = richtext.is_rtl(text)
+    if rtl:
         tags = (*tags, "rtl")
+    lines = [text]
+    if wrap is not None and richtext.has_rtl(text):
+        lines = wrap(text)
+        tags = (*tags, "bidi")  # cut by us: a resize must cut it again
     out: list[tuple[str, tuple[str, ...]]] = []
-    for run in richtext.runs(text, hits):
-        if run.kind == "link":
-            out.append((run.text, (*tags, "link", f"href={run.url}")))
-        elif run.kind in ("emoji", "hit"):
-            out.append((run.text, (*tags, run.kind)))
-        else:
-            out.append((run.text, tags))
+    for i, part in enumerate(lines):
+        if i:
+            out.append(("\n", (*tags, "softbreak")))
+        for run in richtext.runs(part, hits, rtl if len(lines) > 1 else None):
+            if run.kind == "link":
+                out.append((run.text, (*tags, "link", f"href={run.url}")))
+            elif run.kind in ("emoji", "hit"):
+                out.append((run.text, (*tags, run.kind)))
+            else:
+                out.append((run.text, tags))
     return out
 
 
 def segments(
-    line: Line, prev: Line | None, prev_epoch: float = 0.0, now: float | None = None
+    line: Line,
+    prev: Line | None,
+    prev_epoch: float = 0.0,
+    now: float | None = None,
+    wrap: Wrapper | None = None,
 ) -> list[tuple[str, tuple[str, ...]]]:
     """The (text, tags) runs that draw *line* after *prev* in the text widget.
 
@@ -141,7 +163,8 @@ def segments(
     of one sender share one header (nick and time). Every text and name goes
     through display_text, and message text is reordered (right-to-left) one
     paragraph at a time in runs of its own, so nothing in a message can move
-    the nick or the time.
+    the nick or the time. *wrap* cuts paragraphs with right-to-left text into
+    display lines (_text_runs).
     """
     now = time.time() if now is None else now
     text_of = display_text(line.text)
@@ -174,7 +197,7 @@ def segments(
     when = format_time(line.epoch) if line.epoch else ""
     if line.kind == "system":
         out.append(("\u2192 ", ("system", "sysline", *base)))
-        out.extend(_text_runs(text_of, ("system", "sysline", *base)))
+        out.extend(_text_runs(text_of, ("system", "sysline", *base), wrap=wrap))
         out.append((f"   {when}\n", ("ts", "sysline", *base)))
         return out
     if prev is None or prev.kind == "divider" or not continues(prev, line):
@@ -183,7 +206,7 @@ def segments(
         out.append((sender, (line.kind, "nick", "head", *base)))
         out.append((f"   {when}\n", ("ts", "head", *base)))
     for text in text_of.split("\n"):
-        out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits))
+        out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits, wrap))
         out.append(("\n", ("body", *base)))
     if line.edited:
         # Before the last newline: "(edited)" closes the message's last line.
@@ -382,6 +405,13 @@ class ChatView(ctk.CTkFrame):
             command=self.scroll_to_bottom,
         )
         self._tk_text.bind("<Configure>", lambda _e: self._update_jump(), add=True)
+        # Paragraphs with right-to-left text are wrapped by us (_wrapper): a new
+        # width redraws them.
+        self._conv: Conversation | None = None  # the conversation drawn
+        self._wrap_width = 0  # the width the drawn text was wrapped for (0: none)
+        self._rewrap_id: str | None = None
+        self._measure_fonts: dict[int, tkinter.font.Font] = {}
+        self._tk_text.bind("<Configure>", self._on_resize, add=True)
         self.text.bind("<MouseWheel>", lambda _e: self.after_idle(self._update_jump))
         self.text.bind("<Button-4>", lambda _e: self.after_idle(self._update_jump))
         self.text.bind("<Button-5>", lambda _e: self.after_idle(self._update_jump))
@@ -392,6 +422,7 @@ class ChatView(ctk.CTkFrame):
 
     def show(self, conv: Conversation, subtitle: str = "") -> None:
         """Draw conversation *conv* from scratch and scroll to its newest line."""
+        self._conv = conv
         self.set_header(conv, subtitle)
         self._render(conv.lines)
         self.scroll_to_bottom()
@@ -446,6 +477,7 @@ class ChatView(ctk.CTkFrame):
     def rerender(self, conv: Conversation, anchor_id: int | None = None) -> None:
         """Redraw *conv* keeping the reader's place: at the bottom if they were there,
         else with the message *anchor_id* (or the same fraction) at the top."""
+        self._conv = conv
         follow = self.at_bottom()
         first = self._tk_text.yview()[0]
         anchor_index = self._render(conv.lines, anchor_id)
@@ -494,6 +526,7 @@ class ChatView(ctk.CTkFrame):
         tag "tail", so append() can redraw it when the burst goes on."""
         out: list[tuple[str, tuple[str, ...]]] = []
         prev, prev_epoch = self._last, self._last_epoch
+        wrap = self._wrapper()
         burst: list[Line] = []
         before: tuple[Line | None, float] = (prev, prev_epoch)
 
@@ -508,7 +541,7 @@ class ChatView(ctk.CTkFrame):
                 runs = []
                 p, pe = before
                 for ln in burst:
-                    runs += _marked(ln, segments(ln, p, pe, now))
+                    runs += _marked(ln, segments(ln, p, pe, now, wrap))
                     p, pe = ln, ln.epoch or pe
             extra = ("tail",) if tail else ()
             out.extend((text, (*tags, *extra)) for text, tags in runs)
@@ -525,7 +558,7 @@ class ChatView(ctk.CTkFrame):
                     before = (prev, prev_epoch)
                     burst.append(line)
                 else:
-                    out.extend(_marked(line, segments(line, prev, prev_epoch, now)))
+                    out.extend(_marked(line, segments(line, prev, prev_epoch, now, wrap)))
             prev = line
             prev_epoch = line.epoch or prev_epoch
         self._tk_text.tag_remove("tail", "1.0", "end")
@@ -536,6 +569,50 @@ class ChatView(ctk.CTkFrame):
             self._tail = []
         self._last, self._last_epoch = prev, prev_epoch
         return out
+
+    def _text_width(self) -> int:
+        """The pixels a line of message text may take (0 before the view is laid out)."""
+        t = self._tk_text
+        width = t.winfo_width()
+        if width <= 1:
+            return 0
+        inner = 2 * (int(t.cget("padx")) + int(t.cget("borderwidth")))
+        inner += 2 * int(t.cget("highlightthickness"))
+        # The message margins (tag "msg"), and a little slack: bold hits and the
+        # images' padding are a few pixels wider than the measure says.
+        return max(40, width - inner - MARGIN - 12 - 8)
+
+    def _wrapper(self) -> Wrapper | None:
+        """Cuts a paragraph into display lines of the view's width (None before
+        the view has one: Tk's own wrapping then, until the first resize)."""
+        width = self._text_width()
+        self._wrap_width = width
+        if not width:
+            return None
+        font = self._measure_fonts.get(self.font_size)
+        if font is None:
+            font = tkinter.font.Font(self, family=theme.FONT_FAMILY, size=-self.font_size)
+            self._measure_fonts[self.font_size] = font
+        emoji_width = round(self.font_size * 1.25) + 2
+
+        def fits(text: str) -> bool:
+            plain = richtext.EMOJI.sub("", text)
+            emoji_count = len(richtext.EMOJI.findall(text))
+            return font.measure(richtext.shaped(plain)) + emoji_count * emoji_width <= width
+
+        return lambda text: richtext.wrap(text, fits)
+
+    def _on_resize(self, _event: object = None) -> None:
+        if self._text_width() == self._wrap_width or not self._tk_text.tag_ranges("bidi"):
+            return
+        if self._rewrap_id is not None:
+            self.after_cancel(self._rewrap_id)
+        self._rewrap_id = self.after(100, self._rewrap)
+
+    def _rewrap(self) -> None:
+        self._rewrap_id = None
+        if self._conv is not None and self._text_width() != self._wrap_width:
+            self.rerender(self._conv)
 
     def _insert(self, runs: Sequence[tuple[str, tuple[str, ...]]]) -> None:
         """Insert *runs* at the end: text in as few calls as possible, each emoji
@@ -622,6 +699,7 @@ class ChatView(ctk.CTkFrame):
     def jump_to(self, conv: Conversation, message_id: int) -> None:
         """Draw *conv* with message *message_id* in view, a third of the way down,
         and marked (a search result opened in its conversation)."""
+        self._conv = conv
         self.set_header(conv)
         self._render(conv.lines, message_id, mark=True)
         ranges = self._tk_text.tag_ranges("target")

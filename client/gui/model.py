@@ -186,7 +186,12 @@ class Conversation:
     online: tuple[str, ...] = ()
     read: int = 0  # the server's read marker: the user has read up to this id
     counted_to: int = 0  # ids up to this are in the server's unread count already
-    preview: str = ""  # the latest message as the server listed it (sidebar hint)
+    # The latest message (as the server listed it, then as messages arrive),
+    # for the sidebar's one-line hint: its text, who sent it ("you" for the
+    # user), and its id (an older one never replaces it).
+    preview: str = ""
+    preview_from: str = ""
+    preview_id: int = 0
 
     @property
     def newest_id(self) -> int | None:
@@ -356,6 +361,7 @@ class ChatModel:
         lines.append(line)
         conv.lines.extend(lines)
         conv.ids.add(m.id)
+        self._set_preview(conv, m)
         counts = m.kind != "system" and not line.own
         # A fresh login's recent history is not news: only live and missed
         # messages make a conversation unread, and only those the server's own
@@ -446,8 +452,7 @@ class ChatModel:
             last = item.last
             if last is not None:
                 conv.counted_to = max(conv.counted_to, last.id)
-                who = "you" if self.is_me(last.from_) else (last.from_ or "")
-                conv.preview = f"{who}: {last.text}" if who else last.text
+                self._set_preview(conv, last)
             if conv.key != self.current:
                 conv.unread = int(item.unread)
                 # Private messages are always worth a red badge; for rooms the
@@ -530,6 +535,16 @@ class ChatModel:
         return None
 
     # --- helpers -------------------------------------------------------------------------
+
+    def _set_preview(self, conv: Conversation, m: Message) -> bool:
+        """Make *m* the conversation's sidebar hint if it is the newest message
+        (joins and leaves are no news). True if the hint changed."""
+        if m.kind == "system" or m.id < conv.preview_id:
+            return False
+        who = "you" if self.is_me(m.from_) else (m.from_ or "")
+        changed = (conv.preview, conv.preview_from) != (m.text, who)
+        conv.preview, conv.preview_from, conv.preview_id = m.text, who, m.id
+        return changed
 
     @staticmethod
     def _drop_divider(conv: Conversation) -> bool:

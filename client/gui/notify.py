@@ -8,22 +8,36 @@
 #    backend sends on a worker thread that touches no Tk object, and a failure
 #    (no notification service, no D-Bus session) turns the backend off quietly,
 #    logged once. The app still marks the title and rings the bell.
-# 2. Bodies are short plain text: at most PREVIEW characters of the message.
+# 2. A click on a notification reaches the Tk thread only through a queue
+#    (take_clicks), which the app's pump drains: it opens that conversation.
+# 3. Bodies are short plain text: at most PREVIEW characters of the message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import queue
 import sys
 import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("parley.gui.notify")
 
 #: Characters of the message shown in a notification.
 PREVIEW = 140
+#: desktop-notifier's loggers that report a failed send.
+_LIBRARY_LOGGERS = (
+    "desktop_notifier",
+    "desktop_notifier.main",
+    "desktop_notifier.backends.base",
+    "desktop_notifier.backends.dbus",
+    "desktop_notifier.backends.winrt",
+    "desktop_notifier.backends.macos",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +50,11 @@ class Notification:
 
 
 class Backend(Protocol):
-    """Shows notifications. send() must return quickly and never raise."""
+    """Shows notifications. send() must return quickly and never raise.
+
+    A backend that can tell when the user clicks a notification has an
+    `on_click` attribute: Notifier sets it to a callable taking the
+    notification's key, which the backend may call from any thread."""
 
     def send(self, note: Notification) -> None: ...
 
@@ -49,68 +67,131 @@ class NullBackend:
 
 
 class DesktopBackend:
-    """desktop-notifier on a worker thread of its own."""
+    """desktop-notifier's asyncio API on a small event loop of its own thread.
+
+    The loop keeps running between notifications: on Linux the click arrives
+    as a D-Bus signal (ActionInvoked) that only a running loop receives. The
+    click then calls `on_click(key)` on that loop's thread; the Notifier hands
+    it to the Tk thread through a queue (rule 1)."""
+
+    #: Notifications waiting to go out, at most (more are dropped).
+    MAX_PENDING = 20
 
     def __init__(self, app_name: str = "parley") -> None:
         self._app_name = app_name
-        self._queue: queue.Queue[Notification | None] = queue.Queue(maxsize=20)
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._notifier: Any = None
+        self._pending = 0
+        self._lock = threading.Lock()
         self.failed = False
+        self.on_click: Callable[[str], None] | None = None
 
     def send(self, note: Notification) -> None:
-        """Queue *note* for the worker (dropped when the backend failed or is busy)."""
+        """Hand *note* to the loop (dropped when the backend failed or is busy)."""
         if self.failed:
             return
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="parley-notify", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._pending >= self.MAX_PENDING:
+                return
+            self._pending += 1
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._loop,), name="parley-notify", daemon=True
+                )
+                self._thread.start()
+            loop = self._loop
         try:
-            self._queue.put_nowait(note)
-        except queue.Full:
-            pass
+            asyncio.run_coroutine_threadsafe(self._send(note), loop)
+        except RuntimeError:  # the loop was closed
+            with self._lock:
+                self._pending -= 1
+
+    @property
+    def busy(self) -> bool:
+        """True while a notification is on its way to the service."""
+        return self._pending > 0
 
     def close(self) -> None:
-        """Stop the worker."""
-        if self._thread is not None:
-            try:
-                self._queue.put_nowait(None)
-            except queue.Full:
-                pass
+        """Stop the loop (notifications already shown stay; their clicks are ignored)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
 
-    def _run(self) -> None:
-        problem = _no_service()
-        if problem:
-            self._fail(problem)
-            return
-        # desktop-notifier logs a failed send (with a traceback) instead of
-        # raising: take that record as "the service is not there", once.
-        logging.getLogger("desktop_notifier").addFilter(self._on_library_log)
+    def _run(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
         try:
-            from desktop_notifier import DesktopNotifierSync
+            loop.run_forever()
+        finally:
+            loop.close()
 
-            notifier = DesktopNotifierSync(app_name=self._app_name)
-        except Exception as exc:  # no library, or no backend for this platform
-            self._fail(exc)
-            return
-        while True:
-            note = self._queue.get()
-            if note is None:
-                return
-            try:
-                notifier.send(title=note.title, message=note.body)
-            except Exception as exc:  # no D-Bus session, service refused, ...
-                self._fail(exc)
+    async def _send(self, note: Notification) -> None:
+        try:
             if self.failed:
                 return
+            if self._notifier is None:
+                problem = _no_service()
+                if problem:
+                    self._fail(problem)
+                    return
+                _watch_library_log()
+                try:
+                    from desktop_notifier import DesktopNotifier
+
+                    self._notifier = DesktopNotifier(app_name=self._app_name)
+                except Exception as exc:  # no library, or no backend for this platform
+                    self._fail(exc)
+                    return
+            key = note.key
+            _sending.add(self)
+            await self._notifier.send(
+                title=note.title, message=note.body, on_clicked=lambda: self._clicked(key)
+            )
+        except Exception as exc:  # no D-Bus session, service refused, ...
+            self._fail(exc)
+        finally:
+            with self._lock:
+                self._pending -= 1
+                if not self._pending:
+                    _sending.discard(self)
+
+    def _clicked(self, key: str) -> None:
+        on_click = self.on_click
+        if on_click is not None:
+            on_click(key)
 
     def _fail(self, exc: BaseException | str) -> None:
         self.failed = True
         log.info("desktop notifications are off: %s", exc)
 
-    def _on_library_log(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.WARNING and not self.failed:
-            self._fail(record.getMessage())
-        return False  # keep the library's traceback out of the user's terminal
+
+#: The backends with a notification on its way (the library's failure records
+#: do not say whose send failed: every one sending then is off).
+_sending: weakref.WeakSet[DesktopBackend] = weakref.WeakSet()
+_watching = False
+
+
+def _watch_library_log() -> None:
+    """desktop-notifier logs a failed send (with a traceback) instead of raising:
+    take such a record as "the service is not there" for the backends sending.
+    Installed once; a logger's filter sees only its own records, not its
+    children's, hence one per module that reports a failed send."""
+    global _watching
+    if _watching:
+        return
+    _watching = True
+    for name in _LIBRARY_LOGGERS:
+        logging.getLogger(name).addFilter(_on_library_log)
+
+
+def _on_library_log(record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+        for backend in list(_sending):
+            if not backend.failed:
+                backend._fail(record.getMessage())
+    return record.levelno < logging.WARNING  # keep tracebacks out of the user's terminal
 
 
 def _no_service() -> str:
@@ -141,10 +222,23 @@ def preview(text: str) -> str:
 
 
 class Notifier:
-    """Decides the words of a notification and hands it to *backend*."""
+    """Decides the words of a notification and hands it to *backend*; collects
+    the clicks on them for the Tk thread (take_clicks)."""
 
     def __init__(self, backend: Backend | None = None) -> None:
         self.backend: Backend = backend if backend is not None else DesktopBackend()
+        self._clicks: queue.SimpleQueue[str] = queue.SimpleQueue()
+        if hasattr(self.backend, "on_click"):
+            self.backend.on_click = self._clicks.put  # type: ignore[attr-defined]
+
+    def take_clicks(self) -> list[str]:
+        """The keys of the notifications clicked since the last call (Tk thread)."""
+        out = []
+        while True:
+            try:
+                out.append(self._clicks.get_nowait())
+            except queue.Empty:
+                return out
 
     def message(self, key: str, sender: str, where: str | None, text: str) -> Notification:
         """Notify about a message from *sender*, in room *where* (None: private)."""

@@ -12,12 +12,16 @@
 #    the parts of a ZWJ sequence or a flag.
 # 3. Arabic is shaped (joined letter forms, arabic_reshaper) before reordering,
 #    because Tk 8.6 draws neither joined forms nor visual order by itself.
-# 4. Without python-bidi or arabic_reshaper the text is shown in logical order,
+# 4. A paragraph with right-to-left text is cut into display lines in logical
+#    order first (wrap), then each line is reordered on its own, so the lines
+#    of a long Hebrew or Arabic paragraph read from the top down.
+# 5. Without python-bidi or arabic_reshaper the text is shown in logical order,
 #    as before: degraded, never broken.
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 try:  # optional at run time (pinned in requirements.txt)
@@ -76,9 +80,11 @@ def has_rtl(text: str) -> bool:
     return _RTL.search(text) is not None
 
 
-def visual(text: str) -> str:
-    """*text* (one paragraph, no newline) in the order it is drawn left to right:
-    Arabic shaped, right-to-left runs reversed. Emoji clusters stay whole."""
+def visual(text: str, rtl: bool | None = None) -> str:
+    """*text* (one paragraph or one display line of it, no newline) in the order
+    it is drawn left to right: Arabic shaped, right-to-left runs reversed. Emoji
+    clusters stay whole. *rtl*: the paragraph's direction (None: from *text*'s
+    first strong letter; a display line passes its paragraph's)."""
     if not has_rtl(text) or _get_display is None:
         return text
     emoji: list[str] = []
@@ -93,7 +99,10 @@ def visual(text: str) -> str:
     hidden = EMOJI.sub(hide, text)
     if _reshaper is not None and _ARABIC.search(hidden):
         hidden = _reshaper.reshape(hidden)
-    shown = _get_display(hidden)
+    if rtl is None:
+        shown = _get_display(hidden)
+    else:
+        shown = _get_display(hidden, base_dir="R" if rtl else "L")
     back = {free[i]: e for i, e in enumerate(emoji)}
     return "".join(back.get(ch, ch) for ch in shown) if back else shown
 
@@ -157,9 +166,46 @@ def _pieces(text: str, hits: tuple[str, ...]) -> list[tuple[int, Run]]:
     return out
 
 
-def runs(text: str, hits: tuple[str, ...] = ()) -> list[Run]:
-    """One paragraph of message text as the runs drawn left to right."""
-    shown = visual(text)
+def shaped(text: str) -> str:
+    """*text* with Arabic letters in their joined forms (what is measured and drawn)."""
+    if _reshaper is not None and _ARABIC.search(text):
+        return str(_reshaper.reshape(text))
+    return text
+
+
+def wrap(text: str, fits: Callable[[str], bool]) -> list[str]:
+    """*text* (one paragraph, logical order) cut into display lines, each as
+    long as *fits* allows: at spaces, or inside a word longer than a line
+    (never inside an emoji cluster). Lines keep logical order: each is then
+    reordered on its own (visual(line, rtl)), so a wrapped right-to-left
+    paragraph reads top to bottom, as Tk cannot do by itself (it would wrap
+    the reordered paragraph, putting its last words on the first line)."""
+    lines: list[str] = []
+    current = ""
+    for token in re.findall(r"\S+\s*|\s+", text):
+        if fits((current + token).rstrip()):
+            current += token
+            continue
+        if current.strip():
+            lines.append(current.rstrip())
+            current = ""
+        if fits(token.rstrip()):
+            current = token
+            continue
+        for piece in re.findall(f"{EMOJI.pattern}|.", token, re.DOTALL):
+            if current and not fits((current + piece).rstrip()):
+                lines.append(current.rstrip())
+                current = ""
+            current += piece
+    if current.strip() or not lines:
+        lines.append(current.rstrip())
+    return lines
+
+
+def runs(text: str, hits: tuple[str, ...] = (), rtl: bool | None = None) -> list[Run]:
+    """One paragraph (or display line, with its paragraph's direction *rtl*) of
+    message text as the runs drawn left to right."""
+    shown = visual(text, rtl)
     out: list[Run] = []
     pos = 0
     for start, end, url in links(shown):

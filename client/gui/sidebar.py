@@ -8,12 +8,42 @@
 
 from __future__ import annotations
 
+import re
+import tkinter.font
 from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
-from . import theme
-from .model import Conversation
+from . import richtext, theme
+from .model import Conversation, display_text
+
+#: The width of a row's preview line, in pixels (the sidebar is 240 wide).
+PREVIEW_WIDTH = 178
+_SKIN_TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
+
+
+def preview_line(who: str, text: str, fits: Callable[[str], bool]) -> str:
+    """The one-line hint of a conversation's latest message: "who: text", flat
+    (whitespace runs become one space), cut with an ellipsis where *fits*
+    says it is too wide. Direction controls are shown as codes and a
+    right-to-left text is reordered on its own, so nothing in it can move the
+    name before it; the cut is made in reading order, before reordering."""
+    # Tk draws a skin tone apart from its emoji (a brown square) in a label,
+    # which cannot hold the chat's emoji images: the hint goes without it.
+    flat = display_text(_SKIN_TONES.sub("", " ".join(text.split())))
+    head = f"{display_text(who)}: " if who else ""
+    if not flat:
+        return head.rstrip()
+    if not fits(head + flat):
+        lo, hi = 0, len(flat)  # the longest start of the text that fits with the ellipsis
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(head + flat[:mid].rstrip() + "\u2026"):
+                lo = mid
+            else:
+                hi = mid - 1
+        flat = flat[:lo].rstrip() + "\u2026"
+    return head + richtext.visual(flat)
 
 
 def make_avatar(master: ctk.CTkBaseClass, nick: str, size: int = 28) -> ctk.CTkLabel:
@@ -31,13 +61,25 @@ def make_avatar(master: ctk.CTkBaseClass, nick: str, size: int = 28) -> ctk.CTkL
 
 
 class _Row:
-    """One conversation row: a button with the name, and an unread badge."""
+    """One conversation row: a button with the name, an unread badge, and a
+    line previewing the latest message (when there is one)."""
 
     def __init__(
         self, master: ctk.CTkBaseClass, key: str, on_select: Callable[[str], None]
     ) -> None:
         self.frame = ctk.CTkFrame(master, fg_color="transparent", corner_radius=6, height=34)
         self.frame.grid_columnconfigure(0, weight=1)
+        self.preview = ctk.CTkLabel(
+            self.frame,
+            text="",
+            anchor="w",
+            height=14,
+            font=(theme.FONT_FAMILY, theme.SIZE_SMALL),
+            text_color=theme.pair("muted"),
+        )
+        self.preview.bind("<Button-1>", lambda _e: on_select(key))
+        self._font = tkinter.font.Font(master, family=theme.FONT_FAMILY, size=-theme.SIZE_SMALL)
+        self.preview_text = ""
         self.button = ctk.CTkButton(
             self.frame,
             text="",
@@ -63,17 +105,40 @@ class _Row:
         )
         self.state: tuple[object, ...] | None = None
 
-    def show(self, label: str, unread: int, selected: bool, loud: bool = True) -> None:
+    def show(
+        self,
+        label: str,
+        unread: int,
+        selected: bool,
+        loud: bool = True,
+        preview: tuple[str, str] = ("", ""),
+    ) -> None:
         """*loud*: the unread messages mention the user or are private (a red
-        badge); otherwise the count is quiet (grey) and the name is not bold."""
-        state = (label, unread, selected, loud)
+        badge); otherwise the count is quiet (grey) and the name is not bold.
+        *preview*: (who, text) of the latest message ("" text: no preview line)."""
+        state = (label, unread, selected, loud, preview)
         if state == self.state:
             return
         self.state = state
         strong = selected or (unread > 0 and loud)
+        who, text = preview
+        shown = ""
+        if text.strip():
+            shown = preview_line(who, text, lambda t: self._font.measure(t) <= PREVIEW_WIDTH)
+        if shown != self.preview_text:
+            self.preview_text = shown
+            if shown:
+                self.preview.configure(text=shown)
+                self.preview.grid(row=1, column=0, columnspan=2, sticky="ew", padx=(12, 8))
+            else:
+                self.preview.grid_remove()
+        self.frame.configure(fg_color=theme.pair("selected_bg") if selected else "transparent")
+        self.preview.configure(
+            text_color=theme.pair("text") if strong and unread else theme.pair("muted")
+        )
         self.button.configure(
             text=label,
-            fg_color=theme.pair("selected_bg") if selected else "transparent",
+            fg_color="transparent",
             text_color=theme.pair("text") if strong else theme.pair("muted"),
             font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold" if strong else "normal"),
         )
@@ -256,7 +321,9 @@ class Sidebar(ctk.CTkFrame):
                 row = self._rows[conv.key] = _Row(self.scroll, conv.key, self._on_select)
             loud = conv.mentioned and conv.key not in muted
             label = self.label_of(conv) + ("  \u00b7 muted" if conv.key in muted else "")
-            row.show(label, conv.unread, conv.key == current, loud)
+            row.show(
+                label, conv.unread, conv.key == current, loud, (conv.preview_from, conv.preview)
+            )
         order = ["rooms", *(c.key for c in rooms), "dms", *(c.key for c in dms)]
         if search is not None:
             order += ["search", search.key]
@@ -301,6 +368,11 @@ class Sidebar(ctk.CTkFrame):
             return ""
         unread = int(row.state[1]) if row.state else 0  # type: ignore[call-overload]
         return str(row.badge.cget("text")) if unread > 0 else ""
+
+    def preview_of(self, key: str) -> str:
+        """The preview line shown under conversation *key* ("" when none)."""
+        row = self._rows.get(key)
+        return row.preview_text if row is not None else ""
 
     def badge_is_loud(self, key: str) -> bool:
         """True when conversation *key*'s badge is red (mentions, private messages)."""

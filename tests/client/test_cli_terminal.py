@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import pty
@@ -16,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -240,3 +242,166 @@ def test_the_login_list_prints_what_is_unread_on_stderr():
     assert err.getvalue() == "unread: #lobby 3, bob 1\n" and out.getvalue() == ""
     printer.show(ConversationsListed((ConversationSummary("room", "#dev", None, 0, 0),)))
     assert err.getvalue() == "unread: #lobby 3, bob 1\n"  # nothing unread: nothing said
+
+
+# --- conversations and read markers --------------------------------------------------------
+
+
+def test_reading_in_the_terminal_moves_the_read_markers_and_conversations_lists_them(
+    server, ca_file, bob
+):
+    from parley_chat.client.events import ConversationsListed, ReadMoved
+
+    host, port = server.address
+    # alice's other device: it hears when the terminal moves her read markers.
+    phone = ChatClient(host, port, nick="alice", password=PASSWORD, ca_file=ca_file, register=True)
+    phone.connect()
+    collect_until(phone, lambda e: isinstance(e, BatchEnded) and e.kind == "replay")
+    try:
+        for text, to in (("psst alice", "alice"), ("hello lobby", None)):
+            cid = bob.send_text(text, to=to)
+            wait_for_event(bob, lambda e, c=cid: isinstance(e, Acked) and e.client_id == c)
+        phone.conversations(tag="before")
+        listed = wait_for_event(
+            phone, lambda e: isinstance(e, ConversationsListed) and e.tag == "before"
+        )
+        unread = {c.name: c.unread for c in listed.items}
+        assert unread["bob"] == 1 and unread["#lobby"] >= 1
+
+        term = Terminal(_cli(server, ca_file, "alice"))
+        try:
+            term.wait_for("#lobby>")
+            term.wait_for("psst alice")  # the login replay printed both
+            term.wait_for("hello lobby")
+            # Printed on a terminal is read: a moment later the server is told,
+            # and the other device hears it.
+            moved = {}
+            deadline = time.monotonic() + 20
+            while set(moved) != {"#lobby", "bob"}:
+                assert time.monotonic() < deadline, f"read markers moved only for {moved}"
+                ev = wait_for_event(phone, lambda e: isinstance(e, ReadMoved))
+                moved[ev.name] = ev.id
+            at = len(term.screen)
+            term.type("/conversations\r")
+            term.wait_for("#lobby: read", since=at)
+            term.wait_for("bob (private): read \u00b7 bob: psst alice", since=at)
+            term.type("/read\r")
+            term.wait_for("nothing new to mark read", since=at)
+            term.type("\x04")
+            term.wait_for("goodbye")
+            assert term.close() == EXIT_OK
+        finally:
+            if term.proc.poll() is None:
+                term.proc.kill()
+                term.proc.wait(5)
+    finally:
+        phone.close(timeout=2.0)
+
+
+class _Recorder:
+    """A ChatClient stand-in for the printer's unit tests: records mark_read calls."""
+
+    nick = "alice"
+
+    def __init__(self) -> None:
+        self.marked: list[tuple[str, str, int]] = []
+
+    def mark_read(self, kind: str, name: str, message_id: int) -> None:
+        self.marked.append((kind, name, message_id))
+
+
+def test_read_marks_the_newest_line_printed_once_per_conversation_and_never_search_hits():
+    from parley_chat.client.cli import _Printer
+    from parley_chat.client.events import MessageReceived as Received
+    from parley_chat.protocol import Message, format_ts
+
+    def msg(mid: int, **kw: object) -> Message:
+        fields = {
+            "id": mid,
+            "ts": format_ts(datetime.now(UTC)),
+            "kind": "public",
+            "from_": "bob",
+            "text": "t",
+        }
+        fields.update(kw)
+        return Message(**fields)  # type: ignore[arg-type]
+
+    client = _Recorder()
+    printer = _Printer(client, io.StringIO(), io.StringIO())  # type: ignore[arg-type]
+    printer.show(Received(msg(5, room="#lobby")))
+    printer.show(Received(msg(7, room="#lobby")))
+    printer.show(Received(msg(6, kind="private", from_="alice", to="bob")))
+    printer.show(Received(msg(9, room="#dev"), batch="search", tag="search"))
+    assert printer.mark_read() == 2
+    assert sorted(client.marked) == [("private", "bob", 6), ("room", "#lobby", 7)]
+    assert printer.mark_read() == 0  # nothing new: nothing sent again
+    printer.show(Received(msg(8, kind="private", from_="bob", to="alice")))
+    assert printer.mark_read() == 1 and client.marked[-1] == ("private", "bob", 8)
+
+
+def test_the_printer_marks_read_by_itself_only_when_told_to_and_only_when_due():
+    from parley_chat.client.cli import _Printer
+    from parley_chat.client.events import MessageReceived as Received
+    from parley_chat.protocol import Message, format_ts
+
+    client = _Recorder()
+    printer = _Printer(client, io.StringIO(), io.StringIO())  # type: ignore[arg-type]
+    m = Message(
+        id=3, ts=format_ts(datetime.now(UTC)), kind="public", room="#lobby", from_="bob", text="t"
+    )
+    printer.show(Received(m))
+    assert printer.mark_read(only_due=True) == 0  # a script: never by itself
+    printer.auto_read = True
+    printer.show(Received(dataclasses.replace(m, id=4)))
+    assert printer._read_due is not None
+    assert printer.mark_read(only_due=True) == 0  # not yet due
+    printer._read_due = time.monotonic() - 1
+    assert printer.mark_read(only_due=True) == 1 and client.marked[-1][:2] == ("room", "#lobby")
+
+
+def test_pacer_try_take_never_waits_and_shares_the_budget():
+    clock = _Clock()
+    pacer = Pacer(5.0, 3, clock=clock, sleep=clock.sleep)
+    taken = 0
+    while pacer.try_take():
+        taken += 1
+    assert taken == 1 and clock.slept == []  # burst 3: one spare for pings, one taken at login
+    clock.now += 0.2  # one frame's worth at 5/s
+    assert pacer.try_take() and not pacer.try_take()
+
+
+def test_conversations_text_lines():
+    from parley_chat.client.cli import conversations_text
+    from parley_chat.client.events import ConversationSummary
+    from parley_chat.protocol import Message, format_ts
+
+    last = Message(
+        id=4,
+        ts=format_ts(datetime.now(UTC)),
+        kind="public",
+        room="#dev",
+        from_="alice",
+        text="line one\nline two",
+    )
+    pm = Message(
+        id=5,
+        ts=format_ts(datetime.now(UTC)),
+        kind="private",
+        from_="bob",
+        to="alice",
+        text="שלום " * 30,
+    )
+    text = conversations_text(
+        (
+            ConversationSummary("room", "#dev", last, 0, 4),
+            ConversationSummary("private", "bob", pm, 2, 0),
+            ConversationSummary("room", "#empty", None, 0, 0),
+        ),
+        me="alice",
+    )
+    dev, bob_line, empty = text.split("\n")
+    assert dev == "#dev: read \u00b7 you: line one line two"
+    assert bob_line.startswith("bob (private): 2 unread \u00b7 bob: \u2068")  # an isolated run
+    assert bob_line.endswith("\u2026\u2069")
+    assert empty == "#empty: read"
+    assert conversations_text(()) == "no conversations"

@@ -30,13 +30,22 @@ def send_and_wait(client, text: str, **where) -> int:
 
 
 class FakeBackend:
-    """Records the notifications the app would show."""
+    """Records the notifications the app would show; click() is the user
+    clicking one (from another thread, as the real backend's loop does)."""
 
     def __init__(self) -> None:
         self.sent: list[Notification] = []
+        self.on_click = None  # set by Notifier
 
     def send(self, note: Notification) -> None:
         self.sent.append(note)
+
+    def click(self, note: Notification) -> None:
+        import threading
+
+        clicker = threading.Thread(target=self.on_click, args=(note.key,))
+        clicker.start()
+        clicker.join(5)
 
 
 # --- rendering -------------------------------------------------------------------------
@@ -129,6 +138,90 @@ def test_right_to_left_text_is_shown_in_reading_order_and_right_aligned(open_app
     assert "rtl" in alice.chat_view.tags_at_text(shown)
     # The nick and the time are untouched, before the text.
     assert alice.chat_view.nick_colour("bob") == theme.LIGHT.public
+
+
+def _display_lines(text, start: str, end: str) -> int:
+    """How many display lines (wrapped lines) lie between *start* and *end*."""
+    counted = text.count(start, end, "displaylines")
+    return int(counted[0]) if counted else 0  # tkinter gives None for 0
+
+
+def _display_rows(text, needle_words):
+    """For each word, the y pixel of the display line showing it (scrolled into view)."""
+    rows = {}
+    for word in needle_words:
+        index = text.search(word, "1.0")
+        assert index, f"{word!r} not shown"
+        text.see(index)
+        text.update_idletasks()
+        rows[word] = (_display_lines(text, "1.0", index), index)
+    return rows
+
+
+def test_a_long_right_to_left_paragraph_wraps_from_the_top_down(open_app, chat_client):
+    alice = open_app("alice", geometry="1280x600")
+    bob = chat_client("bob")
+    # Forty distinct Hebrew words (one letter thrice each): far more than a line.
+    words = [chr(0x05D0 + i % 22) * 3 + chr(0x05D0 + i // 22) for i in range(40)]
+    send_and_wait(bob, " ".join(words))
+    pump(alice, lambda: shows(alice, words[-1][::-1]))
+    text = alice.chat_view._tk_text
+    first, last = words[0][::-1], words[-1][::-1]  # each word drawn reversed
+    rows = _display_rows(text, [first, last])
+    assert rows[first][0] < rows[last][0], "the paragraph's first words must be on top"
+    # The top line starts (at its right end) with the first word.
+    line_of_first = rows[first][1].split(".")[0]
+    assert text.get(f"{line_of_first}.0", f"{line_of_first}.end").rstrip().endswith(first)
+    # Every line we cut fits: Tk wraps none of them again.
+    ranges = text.tag_ranges("rtl")
+    start_line = int(str(ranges[0]).split(".")[0])
+    end_line = int(str(ranges[-1]).split(".")[0])
+    assert end_line > start_line  # it was cut into lines
+    for n in range(start_line, end_line + 1):
+        assert _display_lines(text, f"{n}.0", f"{n}.end") == 0, n
+    assert "rtl" in text.tag_names(f"{start_line}.0")
+    # A narrower window cuts it again, still from the top down.
+    lines_before = end_line - start_line
+    alice.geometry("900x600")  # the user list folds away too: a much narrower text
+    pump(
+        alice,
+        lambda: len(alice.chat_view._tk_text.tag_ranges("rtl")) > 0
+        and int(str(text.tag_ranges("rtl")[-1]).split(".")[0])
+        - int(str(text.tag_ranges("rtl")[0]).split(".")[0])
+        > lines_before,
+        what="re-wrapped for the narrower window",
+    )
+    rows = _display_rows(text, [first, last])
+    assert rows[first][0] < rows[last][0]
+
+
+def test_an_english_paragraph_with_a_long_hebrew_quote_keeps_the_quote_in_order(
+    open_app, chat_client
+):
+    alice = open_app("alice", geometry="1280x600")
+    bob = chat_client("bob")
+    words = [chr(0x05D0 + i % 22) * 3 + chr(0x05D0 + i // 22) for i in range(40)]
+    send_and_wait(bob, "He wrote: " + " ".join(words) + " and left.")
+    pump(alice, lambda: shows(alice, "He wrote:"))
+    text = alice.chat_view._tk_text
+    first, last = words[0][::-1], words[-1][::-1]
+    rows = _display_rows(text, [first, last, "He wrote:", "left."])
+    # Left-to-right paragraph: its English start is on top, the quote reads
+    # from the top down in between, and its English end is at the bottom.
+    assert rows["He wrote:"][0] <= rows[first][0] < rows[last][0] <= rows["left."][0]
+    assert text.tag_ranges("bidi") and not text.tag_ranges("rtl")
+    wide = alice.chat_view._wrap_width
+    alice.geometry("900x600")
+    pump(
+        alice,
+        lambda: 0 < alice.chat_view._wrap_width < wide - 100,
+        what="cut again for the narrower window",
+    )
+    ranges = text.tag_ranges("bidi")
+    for n in range(int(str(ranges[0]).split(".")[0]), int(str(ranges[-1]).split(".")[0]) + 1):
+        assert _display_lines(text, f"{n}.0", f"{n}.end") == 0, n  # Tk wraps none again
+    rows = _display_rows(text, [first, last])
+    assert rows[first][0] < rows[last][0]
 
 
 def test_wrapped_lines_are_indented_by_a_margin_not_spaces(open_app, chat_client):
@@ -312,6 +405,12 @@ def test_notifications_for_private_messages_and_mentions_while_unfocused(
         pump(alice, lambda: len(backend.sent) == 3)
         settle(alice, 0.1)
         assert [n.body for n in backend.sent][-1] == "marker after the muted mention"
+        # A click on the private message's notification opens that conversation.
+        assert alice.model.current == room_key("#lobby")
+        backend.click(pm)
+        pump(alice, lambda: alice.model.current == dm_key("bob"), what="the clicked conversation")
+        assert "psst alice, a secret" in alice.shown_conversation_text()
+        assert alice.sidebar.badge_text(dm_key("bob")) == ""
     finally:
         alice.shutdown(timeout=0.5)
 

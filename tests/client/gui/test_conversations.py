@@ -1,7 +1,8 @@
 # Conversations that last, against a real server: the sidebar lists private
 # conversations after a restart of the app (the server's conversations list),
 # read markers travel to a second device, and the room browser lists rooms
-# with member counts and joins them.
+# with member counts and joins them; a reconnect within the presence grace
+# changes nothing alice sees.
 
 from __future__ import annotations
 
@@ -35,9 +36,18 @@ def test_private_conversations_are_listed_after_a_restart(open_app, chat_client,
     assert dm_key("bob") in again.model.conversations  # no double-click needed
     pump(again, lambda: again.sidebar.badge_text(dm_key("carol")) == "1")
     assert again.sidebar.badge_is_loud(dm_key("carol"))
+    # Each row previews its latest message (from the server's list), on one
+    # line cut to the sidebar's width.
+    pump(again, lambda: again.sidebar.preview_of(dm_key("bob")) != "")
+    assert again.sidebar.preview_of(dm_key("bob")).startswith("bob: remember me")
+    carol_line = again.sidebar.preview_of(dm_key("carol"))
+    assert carol_line.startswith("carol: from carol") and carol_line.endswith("\u2026")
     # Opening bob's conversation loads its history.
     again.sidebar.row_button(dm_key("bob")).invoke()
     pump(again, lambda: "remember me after the restart" in again.chat_view.content())
+    # A new message replaces the preview, in the open conversation too.
+    type_into(again, "back again")
+    pump(again, lambda: again.sidebar.preview_of(dm_key("bob")) == "you: back again")
 
 
 def test_reading_on_one_device_marks_it_read_on_the_other(open_app, chat_client, tmp_path):
@@ -96,3 +106,70 @@ def test_the_room_browser_lists_rooms_with_member_counts_and_joins(open_app, cha
     browser.buttons["#garden"].invoke()
     pump(alice, lambda: alice.model.current == room_key("#garden"), what="joined and opened")
     wait_event(bob, lambda e: isinstance(e, MessageReceived) and "alice joined" in e.message.text)
+
+
+def test_a_reconnect_within_the_grace_shows_no_leave_or_join(
+    make_server, ca_file, open_app, tmp_path
+):
+    import sqlite3
+    import time
+
+    from parley_chat.protocol import Join
+    from tests.support import RawClient
+
+    # A server of its own (the GUI tests' one has no grace), on its own database.
+    server = make_server(presence_grace=30.0, db_url=f"sqlite:///{tmp_path / 'grace.db'}")
+    alice = open_app("alice", server=server)
+    type_into(alice, "/join #dev")  # the lobby shows no joins and leaves at all
+    pump(alice, lambda: alice.model.current == room_key("#dev"))
+    carol = chat_client_for(server, ca_file, "carol")
+    carol.join("#dev")
+    wait_event(carol, lambda e: isinstance(e, RoomJoined) and e.room == "#dev")
+    bob = RawClient(server.address, ca_file)
+    bob.login("bob")
+    bob.send(Join(room="#dev"))
+    pump(alice, lambda: "bob joined #dev" in alice.chat_view.content())
+    pump(alice, lambda: "bob" in alice.userlist.nicks(), what="bob online in #dev")
+    try:
+        bob.close()  # dropped, no bye: a flaky network
+        # Wait (with a deadline) for the server to have ended that session.
+        deadline = time.monotonic() + 15
+        while True:
+            con = sqlite3.connect(str(server.store.database_path))
+            try:
+                ended = con.execute(
+                    "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id "
+                    "WHERE u.nick = 'bob' AND s.ended_at IS NOT NULL"
+                ).fetchone()[0]
+            finally:
+                con.close()
+            if ended:
+                break
+            assert time.monotonic() < deadline, "bob's session did not end"
+            server.store.submit(lambda s: None).result(15)  # let the store's writer have a turn
+        # A barrier: carol's message, sent after bob's session ended, has reached
+        # alice; without the grace bob would have left her user list before it.
+        send_and_wait(carol, "while bob is away", room="#dev")
+        pump(alice, lambda: "while bob is away" in alice.chat_view.content())
+        assert "bob" in alice.userlist.nicks()
+        again = RawClient(server.address, ca_file)
+        again.login("bob", register=False)
+        send_and_wait(carol, "after bob came back", room="#dev")
+        pump(alice, lambda: "after bob came back" in alice.chat_view.content())
+        again.close()
+    finally:
+        carol.close(timeout=0.5)
+    dev = alice.model.conversations[room_key("#dev")]
+    presence = [ln.text for ln in dev.lines if ln.kind == "system" and "bob" in ln.text]
+    assert presence == ["bob joined #dev"]  # the first join only: no left, no second join
+    assert "bob left" not in alice.chat_view.content()
+    assert "bob" in alice.userlist.nicks()
+
+
+def chat_client_for(server, ca_file, nick: str):
+    from parley_chat.client import ChatClient
+
+    host, port = server.address
+    client = ChatClient(host, port, nick=nick, password="secret-pw", ca_file=ca_file, register=True)
+    client.connect()
+    return client

@@ -91,3 +91,21 @@ def test_local_notices_headings_and_the_divider_too():
         runs = _drawn(Line(kind=kind, text=f"no {RLO}results"))
         assert all(RLO not in text for text, _ in runs), kind
         assert any("<U+202E>" in text for text, _ in runs), kind
+
+
+def test_the_sidebar_preview_is_one_flat_line_cut_to_fit_and_bidi_safe():
+    from parley_chat.client.gui.richtext import visual
+    from parley_chat.client.gui.sidebar import preview_line
+
+    def fits(text: str) -> bool:
+        return len(text) <= 24
+
+    assert preview_line("bob", "hi\nthere", fits) == "bob: hi there"
+    cut = preview_line("you", "a fairly long message that goes on", fits)
+    assert cut == "you: a fairly long mess\u2026" and fits(cut)
+    hebrew = "\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd"
+    shown = preview_line("bob", f"\u202e{hebrew}", fits)
+    # The name stays first; the override is shown as a code; the text is reordered.
+    assert shown == "bob: " + visual(f"<U+202E>{hebrew}")
+    assert preview_line("bob", "   ", fits) == "bob:"
+    assert preview_line("bob", "ok \U0001f44d\U0001f3fd", fits) == "bob: ok \U0001f44d"

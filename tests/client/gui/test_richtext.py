@@ -88,3 +88,29 @@ def test_the_clock_comes_from_the_locales_time_format(monkeypatch):
     assert locale_uses_12_hour() is True
     monkeypatch.setattr(locale, "nl_langinfo", lambda item: "%H:%M:%S")  # de_DE, en_GB
     assert locale_uses_12_hour() is False
+
+
+def test_wrap_cuts_a_paragraph_into_lines_in_reading_order():
+    words = [chr(0x05D0 + i) * 3 for i in range(20)]  # א-words, ב-words, ...
+    text = " ".join(words)
+    lines = richtext.wrap(text, lambda t: len(t) <= 15)
+    assert all(len(line) <= 15 for line in lines)
+    assert " ".join(lines) == text  # nothing lost, nothing reordered yet
+    assert lines[0].startswith(words[0]) and lines[-1].endswith(words[-1])
+    # Each line is then reordered on its own: the first word is the right end
+    # of the top line, as a right-to-left reader starts.
+    top = visual(lines[0], True)
+    assert top.endswith(words[0]) and top.startswith(lines[0].split()[-1])
+
+
+def test_wrap_breaks_a_word_longer_than_a_line_but_never_an_emoji():
+    lines = richtext.wrap("x" * 10 + FAMILY + "y" * 3, lambda t: len(t) <= 12)
+    assert lines[0] == "x" * 10 and lines[1] == FAMILY + "yyy"
+    assert richtext.wrap("", lambda t: True) == [""]
+    assert richtext.wrap("short", lambda t: True) == ["short"]
+
+
+def test_a_display_line_keeps_its_paragraphs_direction():
+    # An English start of a line inside a Hebrew paragraph still reads from the right.
+    assert visual(f"abc {HEBREW}", True) == f"{HEBREW[::-1]} abc"
+    assert visual(f"abc {HEBREW}", False) == f"abc {HEBREW[::-1]}"

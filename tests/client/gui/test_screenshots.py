@@ -148,6 +148,12 @@ def test_screenshot_main_window_with_a_conversation_light_and_dark(
 
 HEBREW = "\u05e9\u05dc\u05d5\u05dd \u05dc\u05db\u05d5\u05dc\u05dd, \u05de\u05d4 \u05e0\u05e9\u05de\u05e2?"
 ARABIC = "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u062c\u0645\u064a\u0639"
+#: Long enough to wrap: its lines must read from the top down.
+LONG_HEBREW = (
+    "זוהי פסקה ארוכה בעברית כדי לבדוק שהשורות נשברות מלמעלה למטה, "
+    "כפי שקורא עברית מצפה לראות אותן; השורה הראשונה מתחילה בצד ימין "
+    "והמשפט האחרון נגמר בשורה התחתונה."
+)
 
 
 def busy_room(open_app, chat_client, geometry: str = "1180x740") -> Any:
@@ -170,6 +176,7 @@ def busy_room(open_app, chat_client, geometry: str = "1180x740") -> Any:
     post(bob, "@alice yes, 13:30 works for me", **room)
     post(carol, HEBREW, **room)
     post(carol, ARABIC + " \U0001f60a", **room)
+    post(carol, LONG_HEBREW, **room)
     post(
         bob,
         "A long one to show wrapping: the installer now checks the free disk space before "
@@ -210,6 +217,11 @@ def test_screenshot_minimum_window_size(shots, open_app, chat_client, ctk):
     view = alice.chat_view
     right_of_subtitle = view.subtitle_label.winfo_x() + view.subtitle_label.winfo_width()
     assert right_of_subtitle <= view.mute_button.winfo_x()
+    try:
+        alice.set_appearance("dark")
+        grab(alice, shots / "minimum-size-dark.png")
+    finally:
+        ctk.set_appearance_mode("light")
 
 
 def test_screenshot_search_with_highlighted_hits_and_the_jump(shots, open_app, chat_client, ctk):
