@@ -84,6 +84,8 @@ class DesktopBackend:
         self._notifier: Any = None
         self._pending = 0
         self._lock = threading.Lock()
+        # Notified whenever a send finishes (shown or failed): wait_idle() waits on it.
+        self._settled = threading.Condition(self._lock)
         self.failed = False
         self.on_click: Callable[[str], None] | None = None
 
@@ -107,11 +109,18 @@ class DesktopBackend:
         except RuntimeError:  # the loop was closed
             with self._lock:
                 self._pending -= 1
+                self._settled.notify_all()
 
     @property
     def busy(self) -> bool:
         """True while a notification is on its way to the service."""
         return self._pending > 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no notification is on its way (shown, or the backend failed);
+        False if *timeout* passed first."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._pending == 0, timeout)
 
     def close(self) -> None:
         """Stop the loop (notifications already shown stay; their clicks are ignored)."""
@@ -156,6 +165,7 @@ class DesktopBackend:
                 self._pending -= 1
                 if not self._pending:
                     _sending.discard(self)
+                self._settled.notify_all()
 
     def _clicked(self, key: str) -> None:
         on_click = self.on_click
@@ -239,6 +249,14 @@ class Notifier:
                 out.append(self._clicks.get_nowait())
             except queue.Empty:
                 return out
+
+    def wait_click(self, timeout: float) -> str | None:
+        """The key of the next notification clicked, or None after *timeout* (for scripts
+        and tests; the app polls take_clicks() from Tk instead)."""
+        try:
+            return self._clicks.get(timeout=timeout)
+        except queue.Empty:
+            return None
 
     def message(self, key: str, sender: str, where: str | None, text: str) -> Notification:
         """Notify about a message from *sender*, in room *where* (None: private)."""

@@ -70,18 +70,22 @@ def test_a_link_is_underlined_and_a_click_opens_it_in_the_browser(
 
 
 def test_the_default_link_handler_is_the_system_browser(monkeypatch):
+    import threading
     import webbrowser
 
     from parley_chat.client.gui import chat_view
 
     seen: list[str] = []
-    monkeypatch.setattr(webbrowser, "open", lambda url, *a, **k: seen.append(url) or True)
-    chat_view.open_in_browser("https://example.com/")
-    import time
+    opened = threading.Event()
 
-    deadline = time.monotonic() + 5
-    while not seen and time.monotonic() < deadline:
-        time.sleep(0.01)
+    def fake_open(url, *a, **k):
+        seen.append(url)
+        opened.set()
+        return True
+
+    monkeypatch.setattr(webbrowser, "open", fake_open)
+    chat_view.open_in_browser("https://example.com/")
+    assert opened.wait(5), "the browser was never asked"
     assert seen == ["https://example.com/"]
 
 
