@@ -292,25 +292,31 @@ def _kick(c: _Ctx) -> Outcome:
     )
 
 
-def _ban(c: _Ctx) -> Outcome:
+def _sanction(c: _Ctx, kind: str) -> tuple[Room, Account, datetime | None]:
+    """The checks and the stored row a ban or a mute share: (room, target, until)."""
     room = c.room()
     c.require(MODERATOR, room)
     target = c.target()
     c.outrank(target, room)
-    if fold(room.name) == fold(DEFAULT_ROOM):
+    if kind == "ban" and fold(room.name) == fold(DEFAULT_ROOM):
         raise Refused(ErrorCode.CANNOT_LEAVE, f"everyone stays in {DEFAULT_ROOM}; mute instead")
     until = c.until()
     mstore.add_sanction(
         c.s,
         room_id=room.id,
         user_id=target.id,
-        kind="ban",
+        kind=kind,
         by_id=c.uid,
         reason=c.f.reason,
         now=c.now,
         until=until,
     )
     c.audit(room_id=room.id, target_id=target.id, until=until)
+    return room, target, until
+
+
+def _ban(c: _Ctx) -> Outcome:
+    room, target, until = _sanction(c, "ban")
     body = f"{target.nick} was banned from {room.name} by {c.nick}{_for(until)}{_why(c.f)}"
     return _put_out(c, room, target, body)
 
@@ -345,22 +351,7 @@ def _unmute(c: _Ctx) -> Outcome:
 
 
 def _mute(c: _Ctx) -> Outcome:
-    room = c.room()
-    c.require(MODERATOR, room)
-    target = c.target()
-    c.outrank(target, room)
-    until = c.until()
-    mstore.add_sanction(
-        c.s,
-        room_id=room.id,
-        user_id=target.id,
-        kind="mute",
-        by_id=c.uid,
-        reason=c.f.reason,
-        now=c.now,
-        until=until,
-    )
-    c.audit(room_id=room.id, target_id=target.id, until=until)
+    room, target, until = _sanction(c, "mute")
     body = f"{target.nick} was muted in {room.name} by {c.nick}{_for(until)}{_why(c.f)}"
     out = Outcome(
         reply=body, messages=[c.system(room, body)], mute=(room.name, target.id, until, True)
