@@ -1,6 +1,7 @@
-# bench/__main__.py: `python -m bench` (make bench) runs the server benchmarks:
-# replay timing (10k and 1M messages) and throughput under load.
-# The desktop client's lag benchmark needs a display: `python -m bench.gui_lag`.
+"""`python -m bench` (make bench) runs the server benchmarks:
+replay timing (10k and 1M messages) and throughput under load.
+The desktop client's lag benchmark needs a display: `python -m bench.gui_lag`.
+"""
 
 from __future__ import annotations
 

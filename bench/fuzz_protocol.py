@@ -1,25 +1,26 @@
-# bench/fuzz_protocol.py: coverage-guided fuzzing of the protocol decoder
-# (atheris, i.e. libFuzzer for Python). Not a test: run it with `make fuzz`,
-# which makes its own venv (.venv-fuzz) with atheris and runs this for
-# FUZZ_SECONDS (default 60) with the JSON dictionary and the seed frames:
-#
-#   .venv-fuzz/bin/python bench/fuzz_protocol.py -max_total_time=60 \
-#       -dict=bench/fuzz/json.dict bench/fuzz/corpus bench/fuzz/seeds
-#
-# libFuzzer writes the inputs it finds interesting into the first corpus
-# folder (bench/fuzz/corpus, not committed) and reads the seeds from the
-# second. A crash (any exception other than RemoteProtocolError, or a broken
-# invariant below) stops the run with a `crash-*` file holding the input;
-# replay it with `.venv-fuzz/bin/python bench/fuzz_protocol.py crash-...`.
-#
-# What each input goes through, and what must hold:
-# 1. The whole input as one line, through decode_client_line and
-#    decode_server_line: only RemoteProtocolError may come out.
-# 2. The input as a byte stream, cut into two chunks at a point the input
-#    picks, through LineDecoder.feed with a small cap, and every line it
-#    returns decoded both ways: only StreamError / RemoteProtocolError.
-# 3. Every frame that decodes re-encodes (protocol.encode) to a line under
-#    MAX_LINE_BYTES, which decodes again to the same frame.
+r"""Coverage-guided fuzzing of the protocol decoder
+(atheris, i.e. libFuzzer for Python). Not a test: run it with `make fuzz`,
+which makes its own venv (.venv-fuzz) with atheris and runs this for
+FUZZ_SECONDS (default 60) with the JSON dictionary and the seed frames:
+
+  .venv-fuzz/bin/python bench/fuzz_protocol.py -max_total_time=60 \
+      -dict=bench/fuzz/json.dict bench/fuzz/corpus bench/fuzz/seeds
+
+libFuzzer writes the inputs it finds interesting into the first corpus
+folder (bench/fuzz/corpus, not committed) and reads the seeds from the
+second. A crash (any exception other than RemoteProtocolError, or a broken
+invariant below) stops the run with a `crash-*` file holding the input;
+replay it with `.venv-fuzz/bin/python bench/fuzz_protocol.py crash-...`.
+
+What each input goes through, and what must hold:
+1. The whole input as one line, through decode_client_line and
+   decode_server_line: only RemoteProtocolError may come out.
+2. The input as a byte stream, cut into two chunks at a point the input
+   picks, through LineDecoder.feed with a small cap, and every line it
+   returns decoded both ways: only StreamError / RemoteProtocolError.
+3. Every frame that decodes re-encodes (protocol.encode) to a line under
+   MAX_LINE_BYTES, which decodes again to the same frame.
+"""
 
 from __future__ import annotations
 

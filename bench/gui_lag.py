@@ -1,15 +1,16 @@
-# bench/gui_lag.py: how responsive the desktop client stays under a message
-# flood. A program, not a test: `python -m bench.gui_lag` prints a table.
-#
-# It starts a real server (temp database, temp certificates from
-# certs.generate), opens the real window on $DISPLAY (or on an Xvfb started
-# with pyvirtualdisplay), logs it in, and has a separate ChatClient post
-# --rate messages per second for --seconds seconds into #lobby. Meanwhile a
-# repeating after(10) probe on the Tk event loop records how late each tick
-# runs: that lateness is the lag a user would feel when typing or scrolling.
-#
-# This program imports client.gui (it measures that window); nothing else
-# outside the GUI's own package and tests does.
+"""How responsive the desktop client stays under a message
+flood. A program, not a test: `python -m bench.gui_lag` prints a table.
+
+It starts a real server (temp database, temp certificates from
+certs.generate), opens the real window on $DISPLAY (or on an Xvfb started
+with pyvirtualdisplay), logs it in, and has a separate ChatClient post
+--rate messages per second for --seconds seconds into #lobby. Meanwhile a
+repeating after(10) probe on the Tk event loop records how late each tick
+runs: that lateness is the lag a user would feel when typing or scrolling.
+
+This program imports client.gui (it measures that window); nothing else
+outside the GUI's own package and tests does.
+"""
 
 from __future__ import annotations
 

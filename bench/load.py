@@ -1,13 +1,14 @@
-# bench/load.py: throughput and latency of the server under many busy clients.
-#
-# N real TLS clients (ChatClient, the client library, all in a child
-# process so they do not share the server's GIL) send to #lobby for a
-# fixed time, each keeping a few messages in flight. Reported: messages
-# committed and acked per second, deliveries per second (every message reaches
-# every client), and the latency from send to ack and from send to delivery at
-# another client (p50 / p99).
-#
-#   python -m bench.load [--clients 20] [--seconds 5] [--window 8]
+"""Throughput and latency of the server under many busy clients.
+
+N real TLS clients (ChatClient, the client library, all in a child
+process so they do not share the server's GIL) send to #lobby for a
+fixed time, each keeping a few messages in flight. Reported: messages
+committed and acked per second, deliveries per second (every message reaches
+every client), and the latency from send to ack and from send to delivery at
+another client (p50 / p99).
+
+  python -m bench.load [--clients 20] [--seconds 5] [--window 8]
+"""
 
 from __future__ import annotations
 

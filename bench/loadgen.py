@@ -1,21 +1,22 @@
-# bench/loadgen.py: the load generator's driver: many TLS chat clients against
-# parley or ngIRCd, latency of every delivery, server CPU and memory, tables.
-#
-# Owns: the run of one load (spawn the worker processes of
-# bench/loadgen_worker.py, connect and log in, settle, send, drain, collect),
-# the server-side figures (/proc of the server's PID), the load matrix of the
-# scale issue, and the markdown tables (one per server, then a side-by-side
-# comparison against the issue's targets). A program, not a test.
-#
-#   python -m bench.loadgen --target parley --clients 200 --rate 20 --seconds 10
-#   python -m bench.loadgen --target ngircd --clients 200 --saturate --seconds 10
-#   python -m bench.loadgen matrix [--only a,c] [--scale 0.5] [--json out.json]   (make bench-load)
-#
-# Why not the client library (DESIGN.md says bench uses client/connection):
-# ChatClient runs one I/O thread per client; a thousand of them in one process
-# are a GIL convoy that tops out far below what the servers under test can do,
-# so the generator would measure itself. Here each worker process runs one
-# epoll loop over its share of non-blocking TLS sockets (see docs/decisions.md).
+"""The load generator's driver: many TLS chat clients against
+parley or ngIRCd, latency of every delivery, server CPU and memory, tables.
+
+Owns: the run of one load (spawn the worker processes of
+bench/loadgen_worker.py, connect and log in, settle, send, drain, collect),
+the server-side figures (/proc of the server's PID), the load matrix of the
+scale issue, and the markdown tables (one per server, then a side-by-side
+comparison against the issue's targets). A program, not a test.
+
+  python -m bench.loadgen --target parley --clients 200 --rate 20 --seconds 10
+  python -m bench.loadgen --target ngircd --clients 200 --saturate --seconds 10
+  python -m bench.loadgen matrix [--only a,c] [--scale 0.5] [--json out.json]   (make bench-load)
+
+Why not the client library (DESIGN.md says bench uses client/connection):
+ChatClient runs one I/O thread per client; a thousand of them in one process
+are a GIL convoy that tops out far below what the servers under test can do,
+so the generator would measure itself. Here each worker process runs one
+epoll loop over its share of non-blocking TLS sockets (see docs/decisions.md).
+"""
 
 from __future__ import annotations
 

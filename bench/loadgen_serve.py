@@ -1,17 +1,18 @@
-# bench/loadgen_serve.py: the parley server as the load generator runs it, in its
-# own process, and the launcher that starts and stops that process.
-#
-# Owns: `python -m bench.loadgen_serve` (a small entry that builds
-# server.config.ServerConfig with the benchmark's relaxed limits and runs
-# server.app.ChatServer, so no server change is needed for limits the CLI does
-# not expose), the pre-created accounts, and ParleyServer (temp dir, certs,
-# subprocess, PID for /proc, stop by PID).
-#
-# Relaxed on purpose: per-address connection cap, handshake cap, flood limits,
-# the send-queue cap, login and idle deadlines. Left as shipped: everything
-# that is the server's own work (TLS settings, scrypt concurrency, commits with
-# synchronous=FULL, fan-out). The scrypt cost is a flag because the issue asks
-# for logins at a cheap cost and at the default one.
+"""The parley server as the load generator runs it, in its
+own process, and the launcher that starts and stops that process.
+
+Owns: `python -m bench.loadgen_serve` (a small entry that builds
+server.config.ServerConfig with the benchmark's relaxed limits and runs
+server.app.ChatServer, so no server change is needed for limits the CLI does
+not expose), the pre-created accounts, and ParleyServer (temp dir, certs,
+subprocess, PID for /proc, stop by PID).
+
+Relaxed on purpose: per-address connection cap, handshake cap, flood limits,
+the send-queue cap, login and idle deadlines. Left as shipped: everything
+that is the server's own work (TLS settings, scrypt concurrency, commits with
+synchronous=FULL, fan-out). The scrypt cost is a flag because the issue asks
+for logins at a cheap cost and at the default one.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-# bench/loadgen_stats.py: the load generator's pure helpers, no I/O of its own
-# beyond reading /proc files it is pointed at.
-#
-# Owns: the latency histogram (sparse counts per latency key, mergeable
-# across processes, percentiles), the /proc parsers that turn a PID into CPU seconds and RSS,
-# and whole-machine CPU from /proc/stat. Kept apart from the event loop so
-# tests/bench can check them without sockets.
+"""The load generator's pure helpers, no I/O of its own
+beyond reading /proc files it is pointed at.
+
+Owns: the latency histogram (sparse counts per latency key, mergeable
+across processes, percentiles), the /proc parsers that turn a PID into CPU seconds and RSS,
+and whole-machine CPU from /proc/stat. Kept apart from the event loop so
+tests/bench can check them without sockets.
+"""
 
 from __future__ import annotations
 

@@ -1,35 +1,36 @@
-# bench/loadgen_worker.py: one load-generator worker process: ONE epoll loop over
-# many non-blocking TLS client sockets, no thread per client.
-#
-# Owns: the client state machines of both dialects (parley's hello/welcome,
-# IRC's NICK/USER/001/JOIN/366), TLS through ssl.SSLObject over MemoryBIO (the
-# socket I/O is ours, the SSL object only does crypto, as asyncio's sslproto),
-# the send schedule of this worker's senders, and the receive-side accounting
-# (deliveries, duplicates, gaps, latency histogram, bytes).
-#
-# The parent (bench/loadgen.py) drives every worker through a Pipe whose fd sits
-# in the same epoll set, so sockets are served while commands wait. Commands:
-#   ("connect", None)              connect and log in every client; -> ("ready", {...})
-#   ("quiet", None)                -> ("quiet", {last_rx_ns, rx_bytes, cpu})
-#   ("load", LoadPlan)             send until plan.stop_ns, decrypt what was recorded;
-#                                  -> ("sent", {sent: {...}, stop_ns, caught_up_ns, cpu...})
-#   ("expect", (sent, deadline))   drain until every delivery owed arrived; -> ("done", {...})
-#   ("close", None)                close all sockets and exit; -> ("closed", {...})
-#
-# Receive side, and why it does not json.loads every line: at saturation a
-# worker sees hundreds of thousands of deliveries per second. Every text carries
-# one token, "~<run>:<sender>:<seq>:<send ns>~", found with one compiled regex
-# over the whole block of complete lines (C speed). Control frames are rare and
-# found by substring first (ack, error, ping, welcome; IRC numerics), then
-# parsed with json.loads / split only when present. Presence lists, system
-# notices, JOIN storms and NAMES replies are only counted as bytes.
-#
-# And why receivers decrypt late: while a load is sent (and while the others
-# are still logging in), a receiver only reads and keeps (arrival time, bytes);
-# decryption and accounting run once sending stops, in slices between polls,
-# with each chunk's arrival time as the delivery time. On a 2-core machine that
-# is the difference between the generator taking a core from the server it
-# measures and taking a fifth of one (docs/decisions.md, "Load generator").
+"""One load-generator worker process: ONE epoll loop over
+many non-blocking TLS client sockets, no thread per client.
+
+Owns: the client state machines of both dialects (parley's hello/welcome,
+IRC's NICK/USER/001/JOIN/366), TLS through ssl.SSLObject over MemoryBIO (the
+socket I/O is ours, the SSL object only does crypto, as asyncio's sslproto),
+the send schedule of this worker's senders, and the receive-side accounting
+(deliveries, duplicates, gaps, latency histogram, bytes).
+
+The parent (bench/loadgen.py) drives every worker through a Pipe whose fd sits
+in the same epoll set, so sockets are served while commands wait. Commands:
+  ("connect", None)              connect and log in every client; -> ("ready", {...})
+  ("quiet", None)                -> ("quiet", {last_rx_ns, rx_bytes, cpu})
+  ("load", LoadPlan)             send until plan.stop_ns, decrypt what was recorded;
+                                 -> ("sent", {sent: {...}, stop_ns, caught_up_ns, cpu...})
+  ("expect", (sent, deadline))   drain until every delivery owed arrived; -> ("done", {...})
+  ("close", None)                close all sockets and exit; -> ("closed", {...})
+
+Receive side, and why it does not json.loads every line: at saturation a
+worker sees hundreds of thousands of deliveries per second. Every text carries
+one token, "~<run>:<sender>:<seq>:<send ns>~", found with one compiled regex
+over the whole block of complete lines (C speed). Control frames are rare and
+found by substring first (ack, error, ping, welcome; IRC numerics), then
+parsed with json.loads / split only when present. Presence lists, system
+notices, JOIN storms and NAMES replies are only counted as bytes.
+
+And why receivers decrypt late: while a load is sent (and while the others
+are still logging in), a receiver only reads and keeps (arrival time, bytes);
+decryption and accounting run once sending stops, in slices between polls,
+with each chunk's arrival time as the delivery time. On a 2-core machine that
+is the difference between the generator taking a core from the server it
+measures and taking a fifth of one (docs/decisions.md, "Load generator").
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
-# bench/peer.py: ngIRCd, the reference server the load benchmark compares
-# parley against, set up, started and stopped here.
-#
-# Owns: installing ngIRCd (apt-get, only when root and it is missing), its
-# TLS-only loopback configuration (the project's generated certificates, no
-# plaintext port, relaxed limits), the process (started in the foreground with
-# -n, so the PID we hold is the server's, for /proc figures) and its stop by PID.
-#
-#   python -m bench.peer                  the load matrix against ngIRCd alone (make bench-peer)
-#   python -m bench.peer --serve          start it and wait (Ctrl-C stops it), for manual runs
-#   python -m bench.loadgen matrix        both servers side by side (make bench-load)
+"""ngIRCd, the reference server the load benchmark compares
+parley against, set up, started and stopped here.
+
+Owns: installing ngIRCd (apt-get, only when root and it is missing), its
+TLS-only loopback configuration (the project's generated certificates, no
+plaintext port, relaxed limits), the process (started in the foreground with
+-n, so the PID we hold is the server's, for /proc figures) and its stop by PID.
+
+  python -m bench.peer                  the load matrix against ngIRCd alone (make bench-peer)
+  python -m bench.peer --serve          start it and wait (Ctrl-C stops it), for manual runs
+  python -m bench.loadgen matrix        both servers side by side (make bench-load)
+"""
 
 from __future__ import annotations
 

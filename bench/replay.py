@@ -1,14 +1,15 @@
-# bench/replay.py: how long a rejoin's replay of 500 messages takes when the
-# database holds 10,000 or 1,000,000 messages.
-#
-# The database is filled with plain INSERTs in large transactions (the FTS
-# triggers run, as in production), then a real server replays to a real TLS
-# client (the client library, as users run it). Reported: the replay query
-# alone (through the store, the same call the server makes), the whole rejoin
-# as a user sees it (TLS connect, login, the end of the replay batch received
-# as events), and the number of SQL statements the replay query issued.
-#
-#   python -m bench.replay [--sizes 10000 1000000] [--runs 20]
+"""How long a rejoin's replay of 500 messages takes when the
+database holds 10,000 or 1,000,000 messages.
+
+The database is filled with plain INSERTs in large transactions (the FTS
+triggers run, as in production), then a real server replays to a real TLS
+client (the client library, as users run it). Reported: the replay query
+alone (through the store, the same call the server makes), the whole rejoin
+as a user sees it (TLS connect, login, the end of the replay batch received
+as events), and the number of SQL statements the replay query issued.
+
+  python -m bench.replay [--sizes 10000 1000000] [--runs 20]
+"""
 
 from __future__ import annotations
 

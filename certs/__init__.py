@@ -1,9 +1,10 @@
-# certs/: the generate-certs script. A local certificate authority (kept once
-# made) signs a short-lived server certificate whose names cover every way a
-# LAN client may reach this machine. Built on `cryptography`, like trustme.
-#
-# Files (all PEM): ca.pem, ca.key (the CA), server.pem (the server certificate
-# alone), server.key. Keys are written 0600, atomically.
+"""The generate-certs script. A local certificate authority (kept once
+made) signs a short-lived server certificate whose names cover every way a
+LAN client may reach this machine. Built on `cryptography`, like trustme.
+
+Files (all PEM): ca.pem, ca.key (the CA), server.pem (the server certificate
+alone), server.key. Keys are written 0600, atomically.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-# certs/__main__.py: `parley-certs` — make the local CA and server certificate.
+"""`parley-certs` — make the local CA and server certificate."""
 
 from __future__ import annotations
 

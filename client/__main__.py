@@ -1,5 +1,6 @@
-# `python -m parley_chat.client`: the terminal client, the same as `parley-cli`
-# (the desktop app is `parley`).
+"""`python -m parley_chat.client`: the terminal client, the same as `parley-cli`
+(the desktop app is `parley`).
+"""
 
 import sys
 

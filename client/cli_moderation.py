@@ -1,13 +1,14 @@
-# client/cli_moderation.py: the terminal client's moderation commands and how it
-# shows moderation events (issue 11).
-#
-# Commands act on the current room unless their first word is a #room:
-#   /topic [TEXT]  /private  /public  /invite NICK  /kick NICK [REASON]
-#   /ban NICK [DURATION] [REASON]  /unban NICK  /mute NICK [DURATION] [REASON]
-#   /unmute NICK  /op NICK  /deop NICK  /delete ID [REASON]  /edit ID TEXT
-#   /announce TEXT  /disconnect NICK [REASON]  /lock NICK [REASON]  /unlock NICK
-#   /ids  (message ids in front of messages, for /delete and /edit)
-# DURATION is minutes, or a number with m, h or d (30m, 2h, 7d).
+"""The terminal client's moderation commands and how it
+shows moderation events (issue 11).
+
+Commands act on the current room unless their first word is a #room:
+  /topic [TEXT]  /private  /public  /invite NICK  /kick NICK [REASON]
+  /ban NICK [DURATION] [REASON]  /unban NICK  /mute NICK [DURATION] [REASON]
+  /unmute NICK  /op NICK  /deop NICK  /delete ID [REASON]  /edit ID TEXT
+  /announce TEXT  /disconnect NICK [REASON]  /lock NICK [REASON]  /unlock NICK
+  /ids  (message ids in front of messages, for /delete and /edit)
+DURATION is minutes, or a number with m, h or d (30m, 2h, 7d).
+"""
 
 from __future__ import annotations
 

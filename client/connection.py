@@ -1,34 +1,35 @@
-# client/connection.py: ChatClient, the network client library. It owns the TLS
-# socket and its one I/O thread, turns frames into events (client/events.py) on
-# a queue.Queue, and keeps the promises of the protocol on the client side:
-# client message ids, acks, de-duplication, resume with replay, reconnect with
-# backoff. It imports no GUI; the terminal client, the desktop app and the
-# benchmarks all drive it the same way.
-#
-# THE RULE: exactly one thread touches a TLS socket at any time. Python 3.11's
-# ssl module has no per-socket lock, and a recv in one thread while another
-# sends corrupts the stream (DESIGN.md section 3). So:
-#   1. connect() opens the socket, does the handshake and the login on the
-#      caller's thread, while nothing else can reach the socket, and then hands
-#      it to a new I/O thread. From then on only that thread uses it; automatic
-#      reconnects also happen on that thread.
-#   2. The I/O thread waits (selectors) on the socket and on a wake-up
-#      socketpair; it reads everything available (including bytes OpenSSL has
-#      already decrypted, which select() cannot see), turns frames into events,
-#      and writes queued bytes non-blocking.
-#   3. Public methods, called from any thread, only encode a frame, append the
-#      bytes to a deque under a lock, and wake the I/O thread (only when the
-#      deque goes from empty to non-empty). No lock is ever held across I/O.
-#
-# Delivery rules (docs/protocol.md):
-#   - Every send gets a fresh client id and stays in `pending` until an `ack`,
-#     or a `message` carrying that id as `ref`, proves it was stored. After any
-#     new login every pending send is sent again with its ORIGINAL id; the server
-#     stores each id once and answers a resend with the original ack.
-#   - Live and replayed messages are delivered once: ids strictly increase, and
-#     ids already delivered are dropped. History and search pages always pass.
-#   - `last_seen` is the greatest id delivered live or by replay; a re-login
-#     sends it so the server replays exactly what was missed.
+"""ChatClient, the network client library. It owns the TLS
+socket and its one I/O thread, turns frames into events (client/events.py) on
+a queue.Queue, and keeps the promises of the protocol on the client side:
+client message ids, acks, de-duplication, resume with replay, reconnect with
+backoff. It imports no GUI; the terminal client, the desktop app and the
+benchmarks all drive it the same way.
+
+THE RULE: exactly one thread touches a TLS socket at any time. Python 3.11's
+ssl module has no per-socket lock, and a recv in one thread while another
+sends corrupts the stream (DESIGN.md section 3). So:
+  1. connect() opens the socket, does the handshake and the login on the
+     caller's thread, while nothing else can reach the socket, and then hands
+     it to a new I/O thread. From then on only that thread uses it; automatic
+     reconnects also happen on that thread.
+  2. The I/O thread waits (selectors) on the socket and on a wake-up
+     socketpair; it reads everything available (including bytes OpenSSL has
+     already decrypted, which select() cannot see), turns frames into events,
+     and writes queued bytes non-blocking.
+  3. Public methods, called from any thread, only encode a frame, append the
+     bytes to a deque under a lock, and wake the I/O thread (only when the
+     deque goes from empty to non-empty). No lock is ever held across I/O.
+
+Delivery rules (docs/protocol.md):
+  - Every send gets a fresh client id and stays in `pending` until an `ack`,
+    or a `message` carrying that id as `ref`, proves it was stored. After any
+    new login every pending send is sent again with its ORIGINAL id; the server
+    stores each id once and answers a resend with the original ack.
+  - Live and replayed messages are delivered once: ids strictly increase, and
+    ids already delivered are dropped. History and search pages always pass.
+  - `last_seen` is the greatest id delivered live or by replay; a re-login
+    sends it so the server replays exactly what was missed.
+"""
 
 from __future__ import annotations
 

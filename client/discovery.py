@@ -1,17 +1,18 @@
-# client/discovery.py: parley servers found on the LAN by DNS-SD over
-# multicast DNS (python-zeroconf), as server/mdns.py advertises them.
-#
-# Rules this module keeps:
-# 1. What mDNS says is unauthenticated: anyone on the LAN can advertise any
-#    name, address and fingerprint. A found server fills in an address, and
-#    trust is settled exactly as for a typed one (the CA file, the pin, or a
-#    person comparing the fingerprint); the advertised fingerprint is shown,
-#    never trusted.
-# 2. Browsing listens on the interfaces asked for (PARLEY_MDNS_INTERFACES, a
-#    comma-separated list of interface addresses; default all), and not at all
-#    with PARLEY_MDNS=off. Tests use both, so they never reach a real network.
-# 3. zeroconf calls back on its own thread; ServerBrowser keeps a snapshot
-#    behind a lock, and user interfaces read it (servers()) on theirs.
+"""Parley servers found on the LAN by DNS-SD over
+multicast DNS (python-zeroconf), as server/mdns.py advertises them.
+
+Rules this module keeps:
+1. What mDNS says is unauthenticated: anyone on the LAN can advertise any
+   name, address and fingerprint. A found server fills in an address, and
+   trust is settled exactly as for a typed one (the CA file, the pin, or a
+   person comparing the fingerprint); the advertised fingerprint is shown,
+   never trusted.
+2. Browsing listens on the interfaces asked for (PARLEY_MDNS_INTERFACES, a
+   comma-separated list of interface addresses; default all), and not at all
+   with PARLEY_MDNS=off. Tests use both, so they never reach a real network.
+3. zeroconf calls back on its own thread; ServerBrowser keeps a snapshot
+   behind a lock, and user interfaces read it (servers()) on theirs.
+"""
 
 from __future__ import annotations
 

@@ -1,22 +1,23 @@
-# client/errors.py: the client library's exceptions. Each one says whose fault
-# a failure is, so a user interface can tell a person what to do about it.
-#
-# Exception hierarchy:
-#
-# * ClientError                   base; also raised for misuse (connect() twice)
-#   x TrustStoreError             the CA file or pinned certificate cannot be loaded (our setup)
-#   x ServerUnreachable           connect refused, timed out, or the name does not resolve (network)
-#   x TLSVerificationFailed       the server could not prove who it is (never retried silently)
-#     + CertificateNotTrusted     its certificate is not signed by the CA we trust (or not the pinned one)
-#       + CertificateExpired      ... because it has expired (or is not valid yet): the operator renews it
-#       + InviteMismatch          its certificates are not the one the invite names
-#     + HostnameMismatch          its certificate is valid but for another name
-#   x LoginRefused                the server refused the hello: `.code` is a protocol ErrorCode value
-#   x ConnectionLost              the connection broke after it was made (network or server)
-#
-# Socket-level exceptions (OSError, ssl.SSLError, TimeoutError) are translated into
-# these only at the socket boundary in client/connection.py, always with
-# `raise ... from exc` so the original cause stays visible.
+"""The client library's exceptions. Each one says whose fault
+a failure is, so a user interface can tell a person what to do about it.
+
+Exception hierarchy:
+
+* ClientError                   base; also raised for misuse (connect() twice)
+  x TrustStoreError             the CA file or pinned certificate cannot be loaded (our setup)
+  x ServerUnreachable           connect refused, timed out, or the name does not resolve (network)
+  x TLSVerificationFailed       the server could not prove who it is (never retried silently)
+    + CertificateNotTrusted     its certificate is not signed by the CA we trust (or not the pinned one)
+      + CertificateExpired      ... because it has expired (or is not valid yet): the operator renews it
+      + InviteMismatch          its certificates are not the one the invite names
+    + HostnameMismatch          its certificate is valid but for another name
+  x LoginRefused                the server refused the hello: `.code` is a protocol ErrorCode value
+  x ConnectionLost              the connection broke after it was made (network or server)
+
+Socket-level exceptions (OSError, ssl.SSLError, TimeoutError) are translated into
+these only at the socket boundary in client/connection.py, always with
+`raise ... from exc` so the original cause stays visible.
+"""
 
 from __future__ import annotations
 

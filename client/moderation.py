@@ -1,9 +1,10 @@
-# client/moderation.py: the client library's side of moderation (issue 11).
-#
-# Turns the server's moderation frames into events (client/events.py) and
-# builds `moderate` requests, so ChatClient only forwards: its I/O thread
-# calls event_for() for frames it does not know itself, and its moderate()
-# sends what request() builds. No GUI import, no socket.
+"""The client library's side of moderation (issue 11).
+
+Turns the server's moderation frames into events (client/events.py) and
+builds `moderate` requests, so ChatClient only forwards: its I/O thread
+calls event_for() for frames it does not know itself, and its moderate()
+sends what request() builds. No GUI import, no socket.
+"""
 
 from __future__ import annotations
 

@@ -1,17 +1,18 @@
-# client/tls.py: the one place a client-side ssl.SSLContext is built, and the
-# certificate probe used to SHOW a person which certificate a server offers.
-#
-# Rules this module keeps:
-# 1. Every context verifies the server's certificate and its host name. There
-#    is no verify=False path for connections that carry credentials or chat.
-# 2. The trust anchor is exactly one thing: the CA file the certs script made,
-#    or (trust on first use, as SSH does) one pinned certificate: the server's
-#    local CA, which the server sends after its own certificate, or (older pins,
-#    servers without a CA) the server's certificate itself. The system's CA
-#    store is never consulted: a LAN chat server is not on the web PKI.
-# 3. probe_server_certificate() is the only unverified connection, and it sends
-#    no application data at all: it fetches the certificates to display their
-#    fingerprints and hangs up.
+"""The one place a client-side ssl.SSLContext is built, and the
+certificate probe used to SHOW a person which certificate a server offers.
+
+Rules this module keeps:
+1. Every context verifies the server's certificate and its host name. There
+   is no verify=False path for connections that carry credentials or chat.
+2. The trust anchor is exactly one thing: the CA file the certs script made,
+   or (trust on first use, as SSH does) one pinned certificate: the server's
+   local CA, which the server sends after its own certificate, or (older pins,
+   servers without a CA) the server's certificate itself. The system's CA
+   store is never consulted: a LAN chat server is not on the web PKI.
+3. probe_server_certificate() is the only unverified connection, and it sends
+   no application data at all: it fetches the certificates to display their
+   fingerprints and hangs up.
+"""
 
 from __future__ import annotations
 

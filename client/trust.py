@@ -1,21 +1,22 @@
-# client/trust.py: trust on first use, as both clients decide it: what to pin
-# from what a server offers, how an invite's fingerprint settles the first
-# connection without a person, and how a pin of a server certificate (older
-# clients pinned that) becomes a pin of the CA that signed it.
-#
-# The policy (docs/security.md, "Trust on first use"):
-# 1. The pin is the server's local CA when the server sends it (server/tls.py),
-#    else the server's own certificate. The CA outlives every `certs --renew`,
-#    so a renewed server is still trusted; a different CA is refused loudly.
-# 2. An invite names the fingerprint to expect: the first connection pins the
-#    certificate with that fingerprint, and refuses (InviteMismatch) when the
-#    server offers none. No invite: a person compares the short fingerprint.
-# 3. A pinned server certificate is replaced by the CA the server now sends
-#    only when that CA signed the pinned certificate: whoever holds that CA's
-#    key could have issued any certificate the user trusted, so nothing is
-#    trusted that was not before.
-# Everything here works on what the unverified probe returned; the connection
-# that carries credentials then verifies against the pin (client/tls.py).
+"""Trust on first use, as both clients decide it: what to pin
+from what a server offers, how an invite's fingerprint settles the first
+connection without a person, and how a pin of a server certificate (older
+clients pinned that) becomes a pin of the CA that signed it.
+
+The policy (docs/security.md, "Trust on first use"):
+1. The pin is the server's local CA when the server sends it (server/tls.py),
+   else the server's own certificate. The CA outlives every `certs --renew`,
+   so a renewed server is still trusted; a different CA is refused loudly.
+2. An invite names the fingerprint to expect: the first connection pins the
+   certificate with that fingerprint, and refuses (InviteMismatch) when the
+   server offers none. No invite: a person compares the short fingerprint.
+3. A pinned server certificate is replaced by the CA the server now sends
+   only when that CA signed the pinned certificate: whoever holds that CA's
+   key could have issued any certificate the user trusted, so nothing is
+   trusted that was not before.
+Everything here works on what the unverified probe returned; the connection
+that carries credentials then verifies against the pin (client/tls.py).
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-# protocol: the parley wire contract, sans-IO.
-#
-# This package contains no networking code at all: no sockets, no threads, no
-# database. It turns bytes into frames and frames into bytes, and says what is
-# valid. Both the server and the client import it; it imports neither.
+"""Protocol: the parley wire contract, sans-IO.
+
+This package contains no networking code at all: no sockets, no threads, no
+database. It turns bytes into frames and frames into bytes, and says what is
+valid. Both the server and the client import it; it imports neither.
+"""
 
 from . import moderation  # noqa: F401  (registers the moderation frames in the tables)
 from .codec import LineDecoder, decode_client_line, decode_server_line, encode

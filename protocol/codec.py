@@ -1,20 +1,21 @@
-# protocol/codec.py: bytes <-> frames. One JSON object per line, UTF-8, `\n`.
-#
-# Bring-your-own-I/O, like h11: the caller pushes received bytes into a
-# LineDecoder and gets complete lines back; encode() returns the bytes to send.
-# Nothing here touches a socket.
-#
-# Decoding is the trust boundary, so whatever the bytes, the only exceptions
-# that leave decode_client_line / decode_server_line / LineDecoder.feed are
-# RemoteProtocolError and its subclass StreamError. The JSON parser is
-# stricter than json.loads' defaults:
-# * NaN, Infinity and -Infinity (which Python accepts) are refused: not JSON.
-# * A number literal past MAX_INT_DIGITS digits is refused before int() sees
-#   it (Python's int() of a long literal is slow, past 4300 digits it raises
-#   ValueError); a float that overflows to infinity (1e999) is refused too.
-# * A key twice in one object is refused: two parsers could disagree about
-#   which value counts.
-# * Lone surrogates (`"\ud800"`) are refused anywhere in the frame.
+r"""Bytes <-> frames. One JSON object per line, UTF-8, `\n`.
+
+Bring-your-own-I/O, like h11: the caller pushes received bytes into a
+LineDecoder and gets complete lines back; encode() returns the bytes to send.
+Nothing here touches a socket.
+
+Decoding is the trust boundary, so whatever the bytes, the only exceptions
+that leave decode_client_line / decode_server_line / LineDecoder.feed are
+RemoteProtocolError and its subclass StreamError. The JSON parser is
+stricter than json.loads' defaults:
+* NaN, Infinity and -Infinity (which Python accepts) are refused: not JSON.
+* A number literal past MAX_INT_DIGITS digits is refused before int() sees
+  it (Python's int() of a long literal is slow, past 4300 digits it raises
+  ValueError); a float that overflows to infinity (1e999) is refused too.
+* A key twice in one object is refused: two parsers could disagree about
+  which value counts.
+* Lone surrogates (`"\ud800"`) are refused anywhere in the frame.
+"""
 
 import json
 import math

@@ -1,12 +1,13 @@
-# protocol/errors.py: error codes carried by `error` frames, and the exceptions
-# the protocol layer raises.
-#
-# Exception hierarchy (who is at fault decides the class):
-#
-# * ProtocolError               never raised directly
-#   x LocalProtocolError        *we* tried to build or send something invalid (a bug here)
-#   x RemoteProtocolError       the *peer* sent something invalid; `.code` goes on the wire
-#     + StreamError             ...and the byte stream cannot be delimited any more: close it
+"""Error codes carried by `error` frames, and the exceptions
+the protocol layer raises.
+
+Exception hierarchy (who is at fault decides the class):
+
+* ProtocolError               never raised directly
+  x LocalProtocolError        *we* tried to build or send something invalid (a bug here)
+  x RemoteProtocolError       the *peer* sent something invalid; `.code` goes on the wire
+    + StreamError             ...and the byte stream cannot be delimited any more: close it
+"""
 
 from enum import StrEnum
 

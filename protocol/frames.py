@@ -1,24 +1,25 @@
-# protocol/frames.py: what can be said on the wire, as one frozen dataclass per
-# frame type.
-#
-# Rules this module keeps:
-# 1. A frame validates itself when it is built, so no handler ever sees a
-#    half-valid frame. Building an invalid frame raises LocalProtocolError;
-#    parse_*_frame() turns that into RemoteProtocolError, because there the
-#    peer is at fault.
-# 2. Client->server and server->client frames are parsed through separate
-#    tables: a server never accepts a `welcome`, a client never a `send`.
-# 3. Unknown extra keys are dropped (a newer peer may add optional fields):
-#    they never reach a handler and are never echoed. Missing or mistyped
-#    known keys are errors.
-# 4. Python names that cannot be wire names (`with`, `from`) are mapped in WIRE_NAMES.
-# 5. Every field is bounded: each str field has a length in CHARS, each int
-#    field a range in RANGES, each list field a count in ITEMS (a test checks
-#    that none is missing). So whatever a peer sends, a frame that exists is
-#    small, and echoing it or storing it cannot fail or overflow.
-# 6. Checks run in this order: field types, then the frame's own check()
-#    (which gives the specific codes: bad-nick, bad-room, bad-text,
-#    text-too-long), then the generic bounds (bad-frame).
+"""What can be said on the wire, as one frozen dataclass per
+frame type.
+
+Rules this module keeps:
+1. A frame validates itself when it is built, so no handler ever sees a
+   half-valid frame. Building an invalid frame raises LocalProtocolError;
+   parse_*_frame() turns that into RemoteProtocolError, because there the
+   peer is at fault.
+2. Client->server and server->client frames are parsed through separate
+   tables: a server never accepts a `welcome`, a client never a `send`.
+3. Unknown extra keys are dropped (a newer peer may add optional fields):
+   they never reach a handler and are never echoed. Missing or mistyped
+   known keys are errors.
+4. Python names that cannot be wire names (`with`, `from`) are mapped in WIRE_NAMES.
+5. Every field is bounded: each str field has a length in CHARS, each int
+   field a range in RANGES, each list field a count in ITEMS (a test checks
+   that none is missing). So whatever a peer sends, a frame that exists is
+   small, and echoing it or storing it cannot fail or overflow.
+6. Checks run in this order: field types, then the frame's own check()
+   (which gives the specific codes: bad-nick, bad-room, bad-text,
+   text-too-long), then the generic bounds (bad-frame).
+"""
 
 from __future__ import annotations
 

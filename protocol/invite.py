@@ -1,14 +1,15 @@
-# protocol/invite.py: the invite line, one string that tells a client where a
-# server is and which certificate to expect there (docs/protocol.md, "Invites").
-#
-#     parley://HOST:PORT#sha256=HEX
-#
-# HOST is a name, an IPv4 address or an IPv6 address in brackets; PORT is
-# optional (5555); HEX is the SHA-256 of the certificate trust on first use
-# pins (the server's local CA, or the server's own certificate when it has no
-# CA), 64 hex digits. `python -m parley_chat.server invite` prints one; both clients take
-# one in place of an address, and then pin that certificate without asking a
-# person to compare fingerprints. Pure: no sockets.
+"""The invite line, one string that tells a client where a
+server is and which certificate to expect there (docs/protocol.md, "Invites").
+
+    parley://HOST:PORT#sha256=HEX
+
+HOST is a name, an IPv4 address or an IPv6 address in brackets; PORT is
+optional (5555); HEX is the SHA-256 of the certificate trust on first use
+pins (the server's local CA, or the server's own certificate when it has no
+CA), 64 hex digits. `python -m parley_chat.server invite` prints one; both clients take
+one in place of an address, and then pin that certificate without asking a
+person to compare fingerprints. Pure: no sockets.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-# protocol/limits.py: the fixed numbers of the wire contract.
-#
-# These are properties of the protocol, shared by both sides. Operator-tunable
-# limits (text length, flood rates, deadlines) live in server.config.ServerConfig
-# and may only be *stricter* than what is here.
+"""The fixed numbers of the wire contract.
+
+These are properties of the protocol, shared by both sides. Operator-tunable
+limits (text length, flood rates, deadlines) live in server.config.ServerConfig
+and may only be *stricter* than what is here.
+"""
 
 import re
 

@@ -1,19 +1,20 @@
-# protocol/moderation.py: the frames of moderation (issue 11): roles, room
-# settings, kick/ban/mute, deleting and editing messages, operator actions.
-#
-# Kept apart from frames.py (which it extends) so the moderation contract reads
-# in one place; the frames follow frames.py's rules (self-validating, bounded,
-# unknown keys dropped) and are registered in its CLIENT_FRAMES and
-# SERVER_FRAMES tables when this module is imported (protocol/__init__ does).
-#
-# Client -> server: one `moderate` frame whose `action` names what to do; the
-# fields each action needs are checked here (ACTION_FIELDS), so the server's
-# handler never sees an incomplete request.
-#
-# Server -> client: `moderated` (a request succeeded), `roominfo` (a room's
-# topic, privacy and roles), `deleted` and `edited` (a message changed),
-# `notice` (words for one user or everyone: an operator's broadcast, an
-# invitation, why they were kicked).
+"""The frames of moderation (issue 11): roles, room
+settings, kick/ban/mute, deleting and editing messages, operator actions.
+
+Kept apart from frames.py (which it extends) so the moderation contract reads
+in one place; the frames follow frames.py's rules (self-validating, bounded,
+unknown keys dropped) and are registered in its CLIENT_FRAMES and
+SERVER_FRAMES tables when this module is imported (protocol/__init__ does).
+
+Client -> server: one `moderate` frame whose `action` names what to do; the
+fields each action needs are checked here (ACTION_FIELDS), so the server's
+handler never sees an incomplete request.
+
+Server -> client: `moderated` (a request succeeded), `roominfo` (a room's
+topic, privacy and roles), `deleted` and `edited` (a message changed),
+`notice` (words for one user or everyone: an operator's broadcast, an
+invitation, why they were kicked).
+"""
 
 from __future__ import annotations
 

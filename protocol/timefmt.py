@@ -1,7 +1,8 @@
-# protocol/timefmt.py: the one timestamp format on the wire.
-#
-# Server time, UTC, ISO 8601 with milliseconds and a `Z`: 2026-11-24T09:30:00.123Z.
-# Fixed width, so timestamps sort as strings too.
+"""The one timestamp format on the wire.
+
+Server time, UTC, ISO 8601 with milliseconds and a `Z`: 2026-11-24T09:30:00.123Z.
+Fixed width, so timestamps sort as strings too.
+"""
 
 import re
 from datetime import UTC, datetime

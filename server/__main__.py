@@ -1,7 +1,8 @@
-# server/__main__.py: `parley-server`: build the config, start the server,
-# print one "listening" line (then the addresses and fingerprint clients need,
-# server/announce.py), advertise it by mDNS (server/mdns.py), and shut down
-# cleanly on SIGINT/SIGTERM. `parley-server invite` prints an invite line.
+"""`parley-server`: build the config, start the server,
+print one "listening" line (then the addresses and fingerprint clients need,
+server/announce.py), advertise it by mDNS (server/mdns.py), and shut down
+cleanly on SIGINT/SIGTERM. `parley-server invite` prints an invite line.
+"""
 
 from __future__ import annotations
 

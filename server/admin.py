@@ -1,22 +1,23 @@
-# server/admin.py: `parley-admin`, the operator's account tool: list,
-# add, reset and delete accounts, and open or close registration (and, in
-# admin_moderation.py, the server operator role and locked accounts).
-#
-# Rules this module keeps:
-# 1. It works while the server runs. Every change goes through
-#    server.store.Store and the functions of server/store/writes.py, the same
-#    code the server runs, in short transactions; SQLite's WAL and busy
-#    timeout let it share the file with the server's writer. The running
-#    server reads the registration setting at each login, so a change takes
-#    effect without a restart.
-# 2. The database is brought to the latest schema first (as the server does
-#    at start, with the same backup of a non-empty database).
-# 3. Passwords come from PARLEY_PASSWORD or a prompt on a terminal, never from
-#    the command line (it is visible to every user in `ps` and lands in shell
-#    history). They are hashed with server.auth.PasswordHasher at the server's
-#    scrypt cost, so the accounts made here log in to the server.
-# 4. Exit codes: 0 done, 1 an error (no such account, nick taken, database
-#    failure), 2 usage (bad arguments, invalid nick, no way to get a password).
+"""`parley-admin`, the operator's account tool: list,
+add, reset and delete accounts, and open or close registration (and, in
+admin_moderation.py, the server operator role and locked accounts).
+
+Rules this module keeps:
+1. It works while the server runs. Every change goes through
+   server.store.Store and the functions of server/store/writes.py, the same
+   code the server runs, in short transactions; SQLite's WAL and busy
+   timeout let it share the file with the server's writer. The running
+   server reads the registration setting at each login, so a change takes
+   effect without a restart.
+2. The database is brought to the latest schema first (as the server does
+   at start, with the same backup of a non-empty database).
+3. Passwords come from PARLEY_PASSWORD or a prompt on a terminal, never from
+   the command line (it is visible to every user in `ps` and lands in shell
+   history). They are hashed with server.auth.PasswordHasher at the server's
+   scrypt cost, so the accounts made here log in to the server.
+4. Exit codes: 0 done, 1 an error (no such account, nick taken, database
+   failure), 2 usage (bad arguments, invalid nick, no way to get a password).
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-# server/admin_moderation.py: the moderation subcommands of `parley-admin`
-# (issue 11): grant or take back the server operator role, lock or unlock an
-# account, and list the operators.
-#
-# Like the rest of the admin tool these work while the server runs: the
-# server reads the operator role from the database at each moderation request,
-# and a lock revokes the account's resume tokens, so the running server ends
-# its connections at its next check (server/app.py) and refuses its logins.
-# Each change is a row of the audit log with no actor (the admin tool).
+"""The moderation subcommands of `parley-admin`
+(issue 11): grant or take back the server operator role, lock or unlock an
+account, and list the operators.
+
+Like the rest of the admin tool these work while the server runs: the
+server reads the operator role from the database at each moderation request,
+and a lock revokes the account's resume tokens, so the running server ends
+its connections at its next check (server/app.py) and refuses its logins.
+Each change is a row of the audit log with no actor (the admin tool).
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,17 @@
-# server/announce.py: what the server tells its operator at start, so that
-# joining takes one step: the addresses a client should type (each one the
-# certificate covers), the fingerprint of the certificate clients pin on first
-# use in a short grouped form, and an invite line (protocol/invite.py).
-#
-# Rules this module keeps:
-# 1. Only addresses the server certificate covers are offered: any other one
-#    fails the client's host name check, so printing it would only mislead.
-# 2. Bound to a wildcard (0.0.0.0, ::), the machine's interfaces are listed
-#    (ifaddr, no network traffic); bound to one address, just that one.
-# 3. The fingerprint shown is the trust anchor's: the local CA when the server
-#    sends it with its certificate (server/tls.py), which a renewal keeps;
-#    otherwise the server certificate's own.
+"""What the server tells its operator at start, so that
+joining takes one step: the addresses a client should type (each one the
+certificate covers), the fingerprint of the certificate clients pin on first
+use in a short grouped form, and an invite line (protocol/invite.py).
+
+Rules this module keeps:
+1. Only addresses the server certificate covers are offered: any other one
+   fails the client's host name check, so printing it would only mislead.
+2. Bound to a wildcard (0.0.0.0, ::), the machine's interfaces are listed
+   (ifaddr, no network traffic); bound to one address, just that one.
+3. The fingerprint shown is the trust anchor's: the local CA when the server
+   sends it with its certificate (server/tls.py), which a renewal keeps;
+   otherwise the server certificate's own.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-# server/app.py: ChatServer, which wires config, store, hub, TLS, listener and
-# connections together and owns the start-up and shutdown order.
-#
-# Start: lock the database (one server per database), migrate it (backing up
-# a non-empty database first), start the writer, end sessions a crash left
-# open, build the TLS context, bind, accept.
-# Stop: stop accepting, tell every client, let their threads finish (bounded),
-# flush the writer, release the lock. Nothing acked is lost: acks are sent
-# only after COMMIT, and the writer drains before it stops.
+"""ChatServer, which wires config, store, hub, TLS, listener and
+connections together and owns the start-up and shutdown order.
+
+Start: lock the database (one server per database), migrate it (backing up
+a non-empty database first), start the writer, end sessions a crash left
+open, build the TLS context, bind, accept.
+Stop: stop accepting, tell every client, let their threads finish (bounded),
+flush the writer, release the lock. Nothing acked is lost: acks are sent
+only after COMMIT, and the writer drains before it stops.
+"""
 
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
-# server/auth.py: passwords, login throttling and resume tokens.
-#
-# Rules this module keeps:
-# 1. Passwords are hashed with scrypt; the cost parameters are stored inside
-#    each hash, so raising the configured cost never breaks existing accounts
-#    and tests can run cheap while the default stays strong.
-# 2. A failed-login throttle is consulted BEFORE any hashing: a guesser must
-#    not be able to make the server burn CPU and memory on scrypt at will.
-# 3. Resume tokens are random; only their SHA-256 is ever stored.
-# 4. At most `max_concurrent` scrypt computations run at once (each takes
-#    128 MiB at the default cost), so twenty simultaneous logins cannot
-#    exhaust memory.
+"""Passwords, login throttling and resume tokens.
+
+Rules this module keeps:
+1. Passwords are hashed with scrypt; the cost parameters are stored inside
+   each hash, so raising the configured cost never breaks existing accounts
+   and tests can run cheap while the default stays strong.
+2. A failed-login throttle is consulted BEFORE any hashing: a guesser must
+   not be able to make the server burn CPU and memory on scrypt at will.
+3. Resume tokens are random; only their SHA-256 is ever stored.
+4. At most `max_concurrent` scrypt computations run at once (each takes
+   128 MiB at the default cost), so twenty simultaneous logins cannot
+   exhaust memory.
+"""
 
 from __future__ import annotations
 

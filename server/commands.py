@@ -1,22 +1,23 @@
-# server/commands.py: one handler per client frame type.
-#
-# Rules this module keeps:
-# 1. Dispatch is a table (HANDLERS) whose guards are data: whether a frame
-#    needs a logged-in session, and where its handler runs, are declared next
-#    to it. Handlers that only touch memory and enqueue writes run on the
-#    connection's I/O loop; handlers that hash a password, read the database or
-#    wait for a commit run on a worker pool, one job per connection at a time,
-#    so an I/O loop never blocks and a connection's frames keep their order.
-# 2. Each handler goes validate -> store -> hub. Writes go through the store's
-#    single writer; a message is acked and fanned out only from the writer's
-#    after-commit callback, so nothing is delivered that is not stored.
-# 3. The sender of every message is the session's user, never a field the
-#    client sent.
-# 4. Handlers see a connection only through the Client protocol below, and get
-#    their collaborators (config, store, hub, hasher, throttles, pools) when
-#    Commands is built: no service locator.
-# 5. No client input reaches an `internal` error: every input is validated at
-#    decode (protocol/) or here, and store failures answer `store-failed`.
+"""One handler per client frame type.
+
+Rules this module keeps:
+1. Dispatch is a table (HANDLERS) whose guards are data: whether a frame
+   needs a logged-in session, and where its handler runs, are declared next
+   to it. Handlers that only touch memory and enqueue writes run on the
+   connection's I/O loop; handlers that hash a password, read the database or
+   wait for a commit run on a worker pool, one job per connection at a time,
+   so an I/O loop never blocks and a connection's frames keep their order.
+2. Each handler goes validate -> store -> hub. Writes go through the store's
+   single writer; a message is acked and fanned out only from the writer's
+   after-commit callback, so nothing is delivered that is not stored.
+3. The sender of every message is the session's user, never a field the
+   client sent.
+4. Handlers see a connection only through the Client protocol below, and get
+   their collaborators (config, store, hub, hasher, throttles, pools) when
+   Commands is built: no service locator.
+5. No client input reaches an `internal` error: every input is validated at
+   decode (protocol/) or here, and store failures answer `store-failed`.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
-# server/config.py: every setting of the server, in one frozen dataclass.
-#
-# Rules this module keeps:
-# 1. ServerConfig.from_args() (through server/config_file.py, which reads the
-#    TOML file, the environment and the flags) is the only code in the server
-#    that reads the command line or the environment; everything else receives
-#    the object. What each field is for the operator (its table in the file,
-#    its range, its variable and flag) is in server/config_schema.py.
-# 2. Every limit and deadline is a field with a sane default, so tests pass
-#    their own values (ServerConfig.for_tests) and the defaults have tests of
-#    their own.
+"""Every setting of the server, in one frozen dataclass.
+
+Rules this module keeps:
+1. ServerConfig.from_args() (through server/config_file.py, which reads the
+   TOML file, the environment and the flags) is the only code in the server
+   that reads the command line or the environment; everything else receives
+   the object. What each field is for the operator (its table in the file,
+   its range, its variable and flag) is in server/config_schema.py.
+2. Every limit and deadline is a field with a sane default, so tests pass
+   their own values (ServerConfig.for_tests) and the defaults have tests of
+   their own.
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,20 @@
-# server/config_file.py: where the server's settings come from, and in which
-# order: the defaults of ServerConfig, then one TOML file, then environment
-# variables (PARLEY_<KEY>), then command-line flags; the later wins.
-#
-# Rules this module keeps:
-# 1. One file at most, never a merge of several: --config FILE, else
-#    $PARLEY_CONFIG, else the first that exists of ./parley.toml, the user's
-#    config folder and the machine's (default_paths()). A file named by
-#    --config or $PARLEY_CONFIG must exist; the default locations may not.
-# 2. Every value is checked by config_schema.check() with its origin, so an
-#    error names the key and the file, variable or flag it came from. Unknown
-#    tables and keys in the file are errors (a typo must not be ignored);
-#    unknown PARLEY_* variables are not (other tools use the prefix:
-#    PARLEY_PASSWORD, PARLEY_CONFIG_DIR).
-# 3. An empty environment variable counts as unset.
-# 4. The result remembers the source of each value, for --print-config.
+"""Where the server's settings come from, and in which
+order: the defaults of ServerConfig, then one TOML file, then environment
+variables (PARLEY_<KEY>), then command-line flags; the later wins.
+
+Rules this module keeps:
+1. One file at most, never a merge of several: --config FILE, else
+   $PARLEY_CONFIG, else the first that exists of ./parley.toml, the user's
+   config folder and the machine's (default_paths()). A file named by
+   --config or $PARLEY_CONFIG must exist; the default locations may not.
+2. Every value is checked by config_schema.check() with its origin, so an
+   error names the key and the file, variable or flag it came from. Unknown
+   tables and keys in the file are errors (a typo must not be ignored);
+   unknown PARLEY_* variables are not (other tools use the prefix:
+   PARLEY_PASSWORD, PARLEY_CONFIG_DIR).
+3. An empty environment variable counts as unset.
+4. The result remembers the source of each value, for --print-config.
+"""
 
 from __future__ import annotations
 

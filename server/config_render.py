@@ -1,14 +1,15 @@
-# server/config_render.py: the server's settings written out as TOML: the
-# commented sample with every default (`--print-sample`, shipped as
-# server/parley.sample.toml) and the settings in effect with the source of
-# each (`--print-config`). Both are valid TOML the server reads back.
-#
-# Rules this module keeps:
-# 1. Everything comes from config_schema.KEYS and ServerConfig's defaults, so
-#    the sample cannot drift from the code (a test compares the shipped file
-#    with render_sample()).
-# 2. Strings are written as TOML basic strings with every control character
-#    escaped, so no value can break the file or the terminal.
+"""The server's settings written out as TOML: the
+commented sample with every default (`--print-sample`, shipped as
+server/parley.sample.toml) and the settings in effect with the source of
+each (`--print-config`). Both are valid TOML the server reads back.
+
+Rules this module keeps:
+1. Everything comes from config_schema.KEYS and ServerConfig's defaults, so
+   the sample cannot drift from the code (a test compares the shipped file
+   with render_sample()).
+2. Strings are written as TOML basic strings with every control character
+   escaped, so no value can break the file or the terminal.
+"""
 
 from __future__ import annotations
 

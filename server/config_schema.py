@@ -1,17 +1,18 @@
-# server/config_schema.py: what each setting of ServerConfig is, for the
-# operator: its table in the configuration file, its type, its allowed range,
-# its environment variable and flags, and one line of help.
-#
-# Rules this module keeps:
-# 1. One Key per ServerConfig field, no more, no fewer (tests/server/
-#    test_config_file.py checks it): a field added without a Key fails a test
-#    instead of being silently unreachable from the file.
-# 2. Every value from outside (TOML, environment, flag) passes check() before
-#    ServerConfig sees it; a refusal is a ConfigError whose message names the
-#    key, the value and where it came from (the file, the variable, the flag).
-# 3. Ranges refuse what cannot work (zero threads, a negative deadline, NaN,
-#    a port past 65535) and what would take the machine down (a billion
-#    connections, a terabyte send queue), and leave room for the rest.
+"""What each setting of ServerConfig is, for the
+operator: its table in the configuration file, its type, its allowed range,
+its environment variable and flags, and one line of help.
+
+Rules this module keeps:
+1. One Key per ServerConfig field, no more, no fewer (tests/server/
+   test_config_file.py checks it): a field added without a Key fails a test
+   instead of being silently unreachable from the file.
+2. Every value from outside (TOML, environment, flag) passes check() before
+   ServerConfig sees it; a refusal is a ConfigError whose message names the
+   key, the value and where it came from (the file, the variable, the flag).
+3. Ranges refuse what cannot work (zero threads, a negative deadline, NaN,
+   a port past 65535) and what would take the machine down (a billion
+   connections, a terabyte send queue), and leave room for the rest.
+"""
 
 from __future__ import annotations
 

@@ -1,24 +1,25 @@
-# server/connection.py: one client connection: its TLS stream, its bounded
-# outbound queue, its flood bucket and deadlines. It has no thread of its own:
-# the handshake stage (server/handshake.py) prepares it, then one IOLoop
-# (server/loop.py) serves it until it closes.
-#
-# THE RULE: exactly one thread touches a given TLS socket at a time. Before
-# adopt() that is the handshake thread; afterwards only the loop's thread. Any
-# other thread (the store's writer running after-commit callbacks, a worker
-# answering a history request, another connection's fan-out) only calls
-# deliver() / send_bytes() / close_soon(), which append under a lock and
-# notify the loop.
-#
-# The outbound queue's contract (after Ergo's socket.go):
-#   1. deliver() MUST NOT block, and MUST NOT reorder frames.
-#   2. Everything queued when the loop gets to the connection is coalesced into
-#      one write (one TLS record per 16 KiB, not one per frame).
-#   3. A peer that stops reading fills its own queue and is dropped with
-#      "send queue exceeded"; nobody else ever waits for it.
-#   4. A replay is streamed: the next part is queued only once what was queued
-#      before has drained below a low-water mark, so a big history never
-#      overflows the user's own queue; frames queued after it wait behind it.
+"""One client connection: its TLS stream, its bounded
+outbound queue, its flood bucket and deadlines. It has no thread of its own:
+the handshake stage (server/handshake.py) prepares it, then one IOLoop
+(server/loop.py) serves it until it closes.
+
+THE RULE: exactly one thread touches a given TLS socket at a time. Before
+adopt() that is the handshake thread; afterwards only the loop's thread. Any
+other thread (the store's writer running after-commit callbacks, a worker
+answering a history request, another connection's fan-out) only calls
+deliver() / send_bytes() / close_soon(), which append under a lock and
+notify the loop.
+
+The outbound queue's contract (after Ergo's socket.go):
+  1. deliver() MUST NOT block, and MUST NOT reorder frames.
+  2. Everything queued when the loop gets to the connection is coalesced into
+     one write (one TLS record per 16 KiB, not one per frame).
+  3. A peer that stops reading fills its own queue and is dropped with
+     "send queue exceeded"; nobody else ever waits for it.
+  4. A replay is streamed: the next part is queued only once what was queued
+     before has drained below a low-water mark, so a big history never
+     overflows the user's own queue; frames queued after it wait behind it.
+"""
 
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
-# server/errors.py: the server's own exceptions (the store has its own in
-# server/store/errors.py; wire errors are protocol.ProtocolError).
-#
-# * ServerError                       never raised directly
-#   x StartupError                    the server cannot start: the operator must act
-#     + AddressInUse                  the port is taken (another server, or another program)
-#     + DatabaseLocked                another parley server already serves this database
-#     + CertificateMissing            no server.pem/server.key in the certs directory
-#   x ConnectionClosed                a connection ended; `.reason` says why
-#     + PeerGone                      the peer hung up or the network failed (their side)
-#     + SendQueueExceeded             the peer stopped reading; we dropped it (their side)
-#     + ClosedByServer                we closed it (shutdown, timeout, protocol abuse)
+"""The server's own exceptions (the store has its own in
+server/store/errors.py; wire errors are protocol.ProtocolError).
+
+* ServerError                       never raised directly
+  x StartupError                    the server cannot start: the operator must act
+    + AddressInUse                  the port is taken (another server, or another program)
+    + DatabaseLocked                another parley server already serves this database
+    + CertificateMissing            no server.pem/server.key in the certs directory
+  x ConnectionClosed                a connection ended; `.reason` says why
+    + PeerGone                      the peer hung up or the network failed (their side)
+    + SendQueueExceeded             the peer stopped reading; we dropped it (their side)
+    + ClosedByServer                we closed it (shutdown, timeout, protocol abuse)
+"""
 
 
 class ServerError(Exception):

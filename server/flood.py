@@ -1,9 +1,10 @@
-# server/flood.py: per-connection flood control, a token bucket.
-#
-# Like Ergo's fakelag, an over-eager client is first *delayed* (its
-# connection stops reading until tokens refill), and only a client that
-# piles up a large backlog anyway is disconnected. Rates come from
-# ServerConfig; the clock is injectable for tests.
+"""Per-connection flood control, a token bucket.
+
+Like Ergo's fakelag, an over-eager client is first *delayed* (its
+connection stops reading until tokens refill), and only a client that
+piles up a large backlog anyway is disconnected. Rates come from
+ServerConfig; the clock is injectable for tests.
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,20 @@
-# server/handshake.py: Handshaker, the thread that takes fresh TCP sockets
-# through plaintext detection and the TLS handshake, non-blocking, under one
-# deadline each, then hands them to an I/O loop.
-#
-# Rules this module keeps:
-# 1. Never on the accept path and never on an I/O loop: a handshake costs a key
-#    exchange and a signature (about a millisecond of CPU; OpenSSL releases the
-#    GIL meanwhile), and a client that never finishes one must not hold anyone
-#    else up.
-# 2. Non-blocking throughout: a silent or trickling client costs a descriptor
-#    and a deadline, never a thread. The deadline runs from the TCP accept and
-#    bounds the whole handshake (reliability.md: slowloris).
-# 3. A client whose first byte is not a TLS handshake record gets one plaintext
-#    line saying the port speaks TLS only, then a close, without blocking.
-# 4. Only this thread touches a socket until it is handed on (DESIGN.md
-#    section 3); after `on_ready` it never touches it again.
+"""Handshaker, the thread that takes fresh TCP sockets
+through plaintext detection and the TLS handshake, non-blocking, under one
+deadline each, then hands them to an I/O loop.
+
+Rules this module keeps:
+1. Never on the accept path and never on an I/O loop: a handshake costs a key
+   exchange and a signature (about a millisecond of CPU; OpenSSL releases the
+   GIL meanwhile), and a client that never finishes one must not hold anyone
+   else up.
+2. Non-blocking throughout: a silent or trickling client costs a descriptor
+   and a deadline, never a thread. The deadline runs from the TCP accept and
+   bounds the whole handshake (reliability.md: slowloris).
+3. A client whose first byte is not a TLS handshake record gets one plaintext
+   line saying the port speaks TLS only, then a close, without blocking.
+4. Only this thread touches a socket until it is handed on (DESIGN.md
+   section 3); after `on_ready` it never touches it again.
+"""
 
 from __future__ import annotations
 

@@ -1,26 +1,27 @@
-# server/hub.py: who is online, which rooms they are in, and fan-out.
-#
-# Rules this module keeps:
-# 1. All state lives under one lock, held only for in-memory work: never
-#    across SQL, a socket call or a wait. Connections are only *enqueued to*
-#    (Peer.deliver never blocks), and outside the lock.
-# 2. A message is encoded once and the same bytes go to every recipient.
-# 3. Inside batch() (the store's writer wraps each committed group in one),
-#    deliveries are gathered per connection and handed over once at the end:
-#    one queue append and at most one loop wake-up per connection per group,
-#    and so one coalesced TLS write, instead of one per message.
-# 4. A private message reaches the connections of its sender and its
-#    recipient, and nobody else.
-# 5. Presence travels as deltas (`joined` / `left`) to a room's members; the
-#    full list goes only to one connection that asks (login, `who`), in pages
-#    that each fit the line cap. Deltas are gathered per room and sent to the
-#    members at once (flush_presence): a storm of n logins costs each member
-#    one write per flush, and the hub work per login is O(1), not O(members).
-# 6. The hub tracks room membership only for users who are online; the
-#    database is the truth for everyone else.
-# 7. A user whose last connection ended may linger: still listed as online,
-#    with no connections, until the presence grace runs out (expire()) or one
-#    of their connections comes back (attach() revives them silently).
+"""Who is online, which rooms they are in, and fan-out.
+
+Rules this module keeps:
+1. All state lives under one lock, held only for in-memory work: never
+   across SQL, a socket call or a wait. Connections are only *enqueued to*
+   (Peer.deliver never blocks), and outside the lock.
+2. A message is encoded once and the same bytes go to every recipient.
+3. Inside batch() (the store's writer wraps each committed group in one),
+   deliveries are gathered per connection and handed over once at the end:
+   one queue append and at most one loop wake-up per connection per group,
+   and so one coalesced TLS write, instead of one per message.
+4. A private message reaches the connections of its sender and its
+   recipient, and nobody else.
+5. Presence travels as deltas (`joined` / `left`) to a room's members; the
+   full list goes only to one connection that asks (login, `who`), in pages
+   that each fit the line cap. Deltas are gathered per room and sent to the
+   members at once (flush_presence): a storm of n logins costs each member
+   one write per flush, and the hub work per login is O(1), not O(members).
+6. The hub tracks room membership only for users who are online; the
+   database is the truth for everyone else.
+7. A user whose last connection ended may linger: still listed as online,
+   with no connections, until the presence grace runs out (expire()) or one
+   of their connections comes back (attach() revives them silently).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-# server/invite.py: `parley-server invite`: print the one line a user pastes
-# into the connect screen or gives the terminal client (protocol/invite.py).
-#
-# It takes the server's own --host, --port and --certs (and their PARLEY_*
-# variables), so `parley-server invite` beside `python -m parley_chat.server --host
-# 0.0.0.0` names an address the running server is reachable at and its
-# certificate covers. It reads certificates only: no server needs to run.
+"""`parley-server invite`: print the one line a user pastes
+into the connect screen or gives the terminal client (protocol/invite.py).
+
+It takes the server's own --host, --port and --certs (and their PARLEY_*
+variables), so `parley-server invite` beside `python -m parley_chat.server --host
+0.0.0.0` names an address the running server is reachable at and its
+certificate covers. It reads certificates only: no server needs to run.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-# server/listener.py: the accept loop.
-#
-# Rules this module keeps:
-# 1. The accept thread only accepts: no TLS, no reads. Each socket is handed
-#    to the handshake stage (server/handshake.py), which does the handshake
-#    under a deadline, so a client that never handshakes stalls nobody.
-# 2. Connections and handshakes per address, and handshakes overall, are
-#    capped by the callback (ChatServer._accept) before anything is spent.
-# 3. Running out of descriptors (EMFILE and friends) is logged and retried
-#    after a pause, like trio's serve_listeners; other errors stop the loop.
+"""The accept loop.
+
+Rules this module keeps:
+1. The accept thread only accepts: no TLS, no reads. Each socket is handed
+   to the handshake stage (server/handshake.py), which does the handshake
+   under a deadline, so a client that never handshakes stalls nobody.
+2. Connections and handshakes per address, and handshakes overall, are
+   capped by the callback (ChatServer._accept) before anything is spent.
+3. Running out of descriptors (EMFILE and friends) is logged and retried
+   after a pause, like trio's serve_listeners; other errors stop the loop.
+"""
 
 from __future__ import annotations
 

@@ -1,29 +1,30 @@
-# server/logs.py: `parley-logs`, the operator's chat-logs tool: ad-hoc
-# SQL, export, search, statistics and online backups of the server's database.
-#
-# Rules this module keeps:
-# 1. It is the OPERATOR's tool. The operator owns the database file and sees
-#    everything in it, private messages and password hashes included; the
-#    visibility rules of server/store/queries.py protect chat users from each
-#    other and do not apply here (DESIGN.md section 5).
-# 2. Read-only by construction, not by convention: every subcommand but
-#    `backup` reads through ReadOnlyDatabase, which opens the file with
-#    `mode=ro`, sets `query_only`, allows no attached databases, and installs
-#    an authorizer that lets SELECT, reads, functions and recursive CTEs
-#    through and refuses everything else before it runs. `backup` writes only
-#    its target file.
-# 2b. No command that writes a file (backup, export --out) ever writes over
-#    the database or its sidecars (-wal, -shm, -journal, the server's .lock),
-#    however the target is spelled: symlinks and hard links are seen through
-#    (refuse_database_files). Writing a backup over the live -wal lost
-#    acknowledged messages after a crash.
-# 3. It never creates a database: a missing file is an error.
-# 4. Output that can be large streams (export, csv and json query output);
-#    only the aligned table is built in memory, because its widths depend on
-#    every row.
-#
-# This is the one module outside server/store/ that writes SQL by hand: that
-# is its purpose (the operator's SQL over the documented schema, docs/schema.md).
+"""`parley-logs`, the operator's chat-logs tool: ad-hoc
+SQL, export, search, statistics and online backups of the server's database.
+
+Rules this module keeps:
+1. It is the OPERATOR's tool. The operator owns the database file and sees
+   everything in it, private messages and password hashes included; the
+   visibility rules of server/store/queries.py protect chat users from each
+   other and do not apply here (DESIGN.md section 5).
+2. Read-only by construction, not by convention: every subcommand but
+   `backup` reads through ReadOnlyDatabase, which opens the file with
+   `mode=ro`, sets `query_only`, allows no attached databases, and installs
+   an authorizer that lets SELECT, reads, functions and recursive CTEs
+   through and refuses everything else before it runs. `backup` writes only
+   its target file.
+2b. No command that writes a file (backup, export --out) ever writes over
+   the database or its sidecars (-wal, -shm, -journal, the server's .lock),
+   however the target is spelled: symlinks and hard links are seen through
+   (refuse_database_files). Writing a backup over the live -wal lost
+   acknowledged messages after a crash.
+3. It never creates a database: a missing file is an error.
+4. Output that can be large streams (export, csv and json query output);
+   only the aligned table is built in memory, because its widths depend on
+   every row.
+
+This is the one module outside server/store/ that writes SQL by hand: that
+is its purpose (the operator's SQL over the documented schema, docs/schema.md).
+"""
 
 from __future__ import annotations
 

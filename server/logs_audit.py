@@ -1,8 +1,9 @@
-# server/logs_audit.py: `parley-logs audit`, the moderation audit log (issue 11)
-# as a table: who did what to whom, where, when and why, newest first.
-#
-# A read of the documented schema (moderation_actions, docs/schema.md) through
-# the logs tool's read-only connection, like its other subcommands.
+"""`parley-logs audit`, the moderation audit log (issue 11)
+as a table: who did what to whom, where, when and why, newest first.
+
+A read of the documented schema (moderation_actions, docs/schema.md) through
+the logs tool's read-only connection, like its other subcommands.
+"""
 
 from __future__ import annotations
 

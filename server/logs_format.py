@@ -1,20 +1,21 @@
-# server/logs_format.py: how the operator tools (server.logs, server.admin)
-# print rows: an aligned text table for people, CSV and JSON for programs, and
-# the parsing of the times operators type (--since, --until).
-#
-# Rules this module keeps:
-# 1. It never touches a database: it formats the rows it is given.
-# 2. Table cells are made safe for a terminal: a newline or tab inside a
-#    message would break the table, and any other control character (possible
-#    in a hand-edited database) must never reach the operator's terminal, where
-#    it could move the cursor or retitle the window. Invisible format
-#    characters are shown as escapes too: bidi controls (U+202E RIGHT-TO-LEFT
-#    OVERRIDE and friends) would reorder the columns on screen, and
-#    zero-width ones would hide text, e.g. make two different nicks look
-#    alike. Chat users may send any of them, and the store keeps them
-#    verbatim. CSV and JSON are data formats and keep values exactly.
-# 3. NULL is an empty cell in tables and CSV, and `null` in JSON (use JSON to
-#    tell NULL from an empty string).
+"""How the operator tools (server.logs, server.admin)
+print rows: an aligned text table for people, CSV and JSON for programs, and
+the parsing of the times operators type (--since, --until).
+
+Rules this module keeps:
+1. It never touches a database: it formats the rows it is given.
+2. Table cells are made safe for a terminal: a newline or tab inside a
+   message would break the table, and any other control character (possible
+   in a hand-edited database) must never reach the operator's terminal, where
+   it could move the cursor or retitle the window. Invisible format
+   characters are shown as escapes too: bidi controls (U+202E RIGHT-TO-LEFT
+   OVERRIDE and friends) would reorder the columns on screen, and
+   zero-width ones would hide text, e.g. make two different nicks look
+   alike. Chat users may send any of them, and the store keeps them
+   verbatim. CSV and JSON are data formats and keep values exactly.
+3. NULL is an empty cell in tables and CSV, and `null` in JSON (use JSON to
+   tell NULL from an empty string).
+"""
 
 from __future__ import annotations
 

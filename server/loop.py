@@ -1,18 +1,19 @@
-# server/loop.py: IOLoop, one thread that serves many connections through one
-# selector.
-#
-# Rules this module keeps:
-# 1. A connection belongs to exactly one loop from the end of its handshake to
-#    its close, and only that loop's thread touches its TLS socket (DESIGN.md
-#    section 3: Python's ssl has no per-socket lock).
-# 2. Other threads never do I/O: they append bytes to a connection's queue and
-#    call notify(conn). notify() wakes the loop at most once until the loop has
-#    run again (the `_wake_pending` flag), so a committed group of messages for
-#    a thousand connections costs one wake-up per loop, not one per delivery.
-# 3. A loop never blocks on anything but its selector: no SQL, no password
-#    hashing, no blocking socket call. Handlers that need those run on a worker
-#    pool (server/workers.py).
-# 4. A failure in one connection's code closes that connection, never the loop.
+"""IOLoop, one thread that serves many connections through one
+selector.
+
+Rules this module keeps:
+1. A connection belongs to exactly one loop from the end of its handshake to
+   its close, and only that loop's thread touches its TLS socket (DESIGN.md
+   section 3: Python's ssl has no per-socket lock).
+2. Other threads never do I/O: they append bytes to a connection's queue and
+   call notify(conn). notify() wakes the loop at most once until the loop has
+   run again (the `_wake_pending` flag), so a committed group of messages for
+   a thousand connections costs one wake-up per loop, not one per delivery.
+3. A loop never blocks on anything but its selector: no SQL, no password
+   hashing, no blocking socket call. Handlers that need those run on a worker
+   pool (server/workers.py).
+4. A failure in one connection's code closes that connection, never the loop.
+"""
 
 from __future__ import annotations
 

@@ -1,20 +1,21 @@
-# server/mdns.py: advertise a running server on the LAN with DNS-SD over
-# multicast DNS (python-zeroconf), so clients list it without an address.
-#
-# Service type `_parley._tcp.local.`; instance "<server_name> on <host>"
-# (zeroconf renames it if another machine took the name); TXT records:
-#   v       the protocol version (protocol.PROTOCOL_VERSION)
-#   sha256  the fingerprint of the certificate clients pin (hex, 64 digits)
-#   anchor  "ca" when that is the local CA, "cert" for the server certificate
-# Anyone on a LAN can advertise anything: clients show these records, and never
-# trust a server because of them (docs/security.md).
-#
-# Rules this module keeps:
-# 1. The advertisement goes out only where the server listens: bound to
-#    loopback, on loopback only; to one address, on that interface; to a
-#    wildcard, on every interface.
-# 2. Advertising never stops the server: zeroconf runs on its own threads, and
-#    a failure (no multicast, port 5353 refused) is one warning in the log.
+"""Advertise a running server on the LAN with DNS-SD over
+multicast DNS (python-zeroconf), so clients list it without an address.
+
+Service type `_parley._tcp.local.`; instance "<server_name> on <host>"
+(zeroconf renames it if another machine took the name); TXT records:
+  v       the protocol version (protocol.PROTOCOL_VERSION)
+  sha256  the fingerprint of the certificate clients pin (hex, 64 digits)
+  anchor  "ca" when that is the local CA, "cert" for the server certificate
+Anyone on a LAN can advertise anything: clients show these records, and never
+trust a server because of them (docs/security.md).
+
+Rules this module keeps:
+1. The advertisement goes out only where the server listens: bound to
+   loopback, on loopback only; to one address, on that interface; to a
+   wildcard, on every interface.
+2. Advertising never stops the server: zeroconf runs on its own threads, and
+   a failure (no multicast, port 5353 refused) is one warning in the log.
+"""
 
 from __future__ import annotations
 

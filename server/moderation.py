@@ -1,21 +1,22 @@
-# server/moderation.py: the `moderate` handler and the rules of who may do what
-# (issue 11).
-#
-# Rules this module keeps:
-# 1. Permissions are ranks: member < room moderator < room owner < server
-#    operator. An action on a room needs a rank there (ACTION_RANK); an action
-#    on a person also needs the actor to outrank them, so a moderator cannot
-#    kick, ban or mute an owner or an operator, and nobody acts on themselves.
-# 2. The check and the change run in one op on the store's writer thread, in
-#    one transaction: a refusal (Refused) changes nothing, and no role can
-#    change between the check and the write. Everything the hub does happens
-#    in the op's after-commit callback, so nothing is announced that is not
-#    stored, and the effects reach every connection of the users concerned.
-# 3. Every action that changes something writes one row of the audit log
-#    (moderation_actions).
-# 4. Mutes are checked on the I/O loop (a room `send` never waits for the
-#    database), against MuteCache: loaded once at the first login, then kept
-#    in step by mute and unmute.
+"""The `moderate` handler and the rules of who may do what
+(issue 11).
+
+Rules this module keeps:
+1. Permissions are ranks: member < room moderator < room owner < server
+   operator. An action on a room needs a rank there (ACTION_RANK); an action
+   on a person also needs the actor to outrank them, so a moderator cannot
+   kick, ban or mute an owner or an operator, and nobody acts on themselves.
+2. The check and the change run in one op on the store's writer thread, in
+   one transaction: a refusal (Refused) changes nothing, and no role can
+   change between the check and the write. Everything the hub does happens
+   in the op's after-commit callback, so nothing is announced that is not
+   stored, and the effects reach every connection of the users concerned.
+3. Every action that changes something writes one row of the audit log
+   (moderation_actions).
+4. Mutes are checked on the I/O loop (a room `send` never waits for the
+   database), against MuteCache: loaded once at the first login, then kept
+   in step by mute and unmute.
+"""
 
 from __future__ import annotations
 

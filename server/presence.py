@@ -1,15 +1,16 @@
-# server/presence.py: the presence grace period's clock.
-#
-# When a user's last connection ends, the hub keeps them listed as online
-# (lingering) and hands out a token; this module calls back with that token
-# once the grace has passed, and the caller then asks the hub whether the user
-# is still gone (Hub.expire) before telling the rooms. A reconnect within the
-# grace revives the lingering user in the hub, so the callback finds nothing
-# to do: no `left`, no `joined`, no noise.
-#
-# One thread and a heap of deadlines serve every lingering user (a server
-# restart makes hundreds at once); the callback runs on that thread and must
-# not block for long.
+"""The presence grace period's clock.
+
+When a user's last connection ends, the hub keeps them listed as online
+(lingering) and hands out a token; this module calls back with that token
+once the grace has passed, and the caller then asks the hub whether the user
+is still gone (Hub.expire) before telling the rooms. A reconnect within the
+grace revives the lingering user in the hub, so the callback finds nothing
+to do: no `left`, no `joined`, no noise.
+
+One thread and a heap of deadlines serve every lingering user (a server
+restart makes hundreds at once); the callback runs on that thread and must
+not block for long.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-# server/reasons.py: the short, human reason stored for a session's end.
-#
-# The I/O layers end a connection with whatever words describe it best for
-# the log, often with an exception's text in them ("network error: EOF
-# occurred in violation of protocol (_ssl.c:2427)"). The log keeps those; the
-# sessions table (which operators read and chat_log-style reports show) gets
-# one of a few plain phrases instead, so no raw exception or OpenSSL text is
-# ever stored or shown as the reason a user left.
+"""The short, human reason stored for a session's end.
+
+The I/O layers end a connection with whatever words describe it best for
+the log, often with an exception's text in them ("network error: EOF
+occurred in violation of protocol (_ssl.c:2427)"). The log keeps those; the
+sessions table (which operators read and chat_log-style reports show) gets
+one of a few plain phrases instead, so no raw exception or OpenSSL text is
+ever stored or shown as the reason a user left.
+"""
 
 from __future__ import annotations
 

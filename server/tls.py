@@ -1,10 +1,11 @@
-# server/tls.py: the one place the server builds an ssl.SSLContext.
-#
-# Every departure from Python's defaults carries its reason. The result is
-# Mozilla "intermediate" compliant with the <= 365-day certificate the certs
-# script makes; tests/server/test_tls_profile.py runs sslyze against a real
-# server to keep it so (the profile, and why P-256 only: docs/decisions.md,
-# "TLS profile").
+"""The one place the server builds an ssl.SSLContext.
+
+Every departure from Python's defaults carries its reason. The result is
+Mozilla "intermediate" compliant with the <= 365-day certificate the certs
+script makes; tests/server/test_tls_profile.py runs sslyze against a real
+server to keep it so (the profile, and why P-256 only: docs/decisions.md,
+"TLS profile").
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
-# server/workers.py: WorkerPool, a small fixed set of threads for handler work
-# that may block (password hashing, SQL reads, waiting for a commit), so that
-# no I/O loop ever waits on it.
-#
-# Rules this module keeps:
-# 1. The pool is bounded: `threads` workers, an unbounded queue of jobs. Each
-#    connection has at most one job in flight (Connection.begin_job/end_job),
-#    so the queue is bounded by the number of connections.
-# 2. A job that raises is logged and forgotten; the worker lives on.
+"""WorkerPool, a small fixed set of threads for handler work
+that may block (password hashing, SQL reads, waiting for a commit), so that
+no I/O loop ever waits on it.
+
+Rules this module keeps:
+1. The pool is bounded: `threads` workers, an unbounded queue of jobs. Each
+   connection has at most one job in flight (Connection.begin_job/end_job),
+   so the queue is bounded by the number of connections.
+2. A job that raises is logged and forgotten; the worker lives on.
+"""
 
 from __future__ import annotations
 

@@ -1,19 +1,20 @@
-# transport/tlsstream.py: TLSStream, one non-blocking ssl.SSLSocket with an
-# outbound buffer.
-#
-# Rules this module keeps:
-# 1. Exactly one thread uses a TLSStream at a time (DESIGN.md section 3): it
-#    has no lock, because Python 3.11's ssl has none either.
-# 2. read() drains everything readable, including bytes OpenSSL has already
-#    decrypted into its own buffer (SSLSocket.pending()), which select() and
-#    epoll cannot see. It stops early only at the caller's byte budget, and then
-#    says so (`has_buffered`), so the caller can come back without waiting for
-#    the socket to turn readable again.
-# 3. After SSLWantWriteError OpenSSL must be given the same bytes again; the
-#    outbound buffer resends from its offset, so that always holds.
-# 4. Errors leave as two classes: PeerClosed (a clean end of stream) and
-#    NetworkError (anything else that broke the connection). Callers translate
-#    them to their own side's vocabulary.
+"""TLSStream, one non-blocking ssl.SSLSocket with an
+outbound buffer.
+
+Rules this module keeps:
+1. Exactly one thread uses a TLSStream at a time (DESIGN.md section 3): it
+   has no lock, because Python 3.11's ssl has none either.
+2. read() drains everything readable, including bytes OpenSSL has already
+   decrypted into its own buffer (SSLSocket.pending()), which select() and
+   epoll cannot see. It stops early only at the caller's byte budget, and then
+   says so (`has_buffered`), so the caller can come back without waiting for
+   the socket to turn readable again.
+3. After SSLWantWriteError OpenSSL must be given the same bytes again; the
+   outbound buffer resends from its offset, so that always holds.
+4. Errors leave as two classes: PeerClosed (a clean end of stream) and
+   NetworkError (anything else that broke the connection). Callers translate
+   them to their own side's vocabulary.
+"""
 
 from __future__ import annotations
 

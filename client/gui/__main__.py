@@ -1,9 +1,10 @@
-# client/gui/__main__.py: `parley` (make client): the desktop client.
-#
-# Command-line values override the remembered ones for this run (and are
-# remembered once used to connect). The password is never a command-line
-# argument (other users could read it in the process list): PARLEY_PASSWORD,
-# when set, makes the app connect at once, for scripts and tests.
+"""`parley` (make client): the desktop client.
+
+Command-line values override the remembered ones for this run (and are
+remembered once used to connect). The password is never a command-line
+argument (other users could read it in the process list): PARLEY_PASSWORD,
+when set, makes the app connect at once, for scripts and tests.
+"""
 
 from __future__ import annotations
 

@@ -1,20 +1,21 @@
-# client/gui/app.py: App, the root window. It owns the ChatClient, wires the
-# views to the model, and runs the one pump that brings the network's events
-# into the Tk thread.
-#
-# THE RULES:
-# 1. Only the Tk thread touches widgets. The network lives on ChatClient's own
-#    I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
-#    run on short-lived worker threads (jobs.py) that touch nothing but the
-#    client and never hold a reference to a Tk object; their results come back
-#    to the Tk thread through a queue.
-# 2. One pump, re-armed with after(), drains both queues in bounded slices:
-#    at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
-#    of messages never stalls the event loop. A backlog re-arms it after 1 ms
-#    (input and redraws get their turn in between); otherwise every 15 ms.
-# 3. Events only change the model (client/gui/model.py) and mark views dirty;
-#    each tick then updates each dirty view once: all new lines of the open
-#    conversation go in with one text insert.
+"""App, the root window. It owns the ChatClient, wires the
+views to the model, and runs the one pump that brings the network's events
+into the Tk thread.
+
+THE RULES:
+1. Only the Tk thread touches widgets. The network lives on ChatClient's own
+   I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
+   run on short-lived worker threads (jobs.py) that touch nothing but the
+   client and never hold a reference to a Tk object; their results come back
+   to the Tk thread through a queue.
+2. One pump, re-armed with after(), drains both queues in bounded slices:
+   at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
+   of messages never stalls the event loop. A backlog re-arms it after 1 ms
+   (input and redraws get their turn in between); otherwise every 15 ms.
+3. Events only change the model (client/gui/model.py) and mark views dirty;
+   each tick then updates each dirty view once: all new lines of the open
+   conversation go in with one text insert.
+"""
 
 from __future__ import annotations
 

@@ -1,16 +1,17 @@
-# client/gui/chat_view.py: the conversation pane: a header with the search box,
-# the "load older" control, the read-only message text with one tag per kind,
-# and the "new messages below" bar.
-#
-# Rules this module keeps:
-# 1. Follow the bottom only when the view already is at the bottom: a reader
-#    who scrolled up to read is never yanked down; a bar offers the jump.
-# 2. Text goes in as few Tk calls as possible: append() inserts a whole batch
-#    of lines with ONE `insert` carrying (text, tags) pairs.
-# 3. Tag colours are raw Tk colours (they do not follow customtkinter's mode),
-#    so apply_theme() re-applies them from theme.tag_colours() on every switch.
-# 4. The widget is read-only for the user but not `state="disabled"` while
-#    inserting (a disabled CTkTextbox drops inserts silently).
+"""The conversation pane: a header with the search box,
+the "load older" control, the read-only message text with one tag per kind,
+and the "new messages below" bar.
+
+Rules this module keeps:
+1. Follow the bottom only when the view already is at the bottom: a reader
+   who scrolled up to read is never yanked down; a bar offers the jump.
+2. Text goes in as few Tk calls as possible: append() inserts a whole batch
+   of lines with ONE `insert` carrying (text, tags) pairs.
+3. Tag colours are raw Tk colours (they do not follow customtkinter's mode),
+   so apply_theme() re-applies them from theme.tag_colours() on every switch.
+4. The widget is read-only for the user but not `state="disabled"` while
+   inserting (a disabled CTkTextbox drops inserts silently).
+"""
 
 from __future__ import annotations
 

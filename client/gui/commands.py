@@ -1,10 +1,11 @@
-# client/gui/commands.py: what a line typed in the input box means. Pure: it
-# turns text into an action and never performs it (the app does).
-#
-# A line that does not start with "/" is a message to the open conversation;
-# "//" at the start sends a message that begins with one "/". Everything else
-# starting with "/" is a command from COMMANDS; a mistake comes back as Invalid
-# with a sentence saying how to use the command.
+"""What a line typed in the input box means. Pure: it
+turns text into an action and never performs it (the app does).
+
+A line that does not start with "/" is a message to the open conversation;
+"//" at the start sends a message that begins with one "/". Everything else
+starting with "/" is a command from COMMANDS; a mistake comes back as Invalid
+with a sentence saying how to use the command.
+"""
 
 from __future__ import annotations
 

@@ -1,14 +1,15 @@
-# client/gui/composer.py: where the user writes: a multi-line input (Enter
-# sends, Shift+Enter starts a new line, a pasted block shows as its lines),
-# nick completion (Tab, also after "@"), Up/Down recall of earlier messages,
-# command hints while a "/" command is typed, the Send button, and the banner
-# above them that says when the user is out of the chat and offers Rejoin.
-#
-# Rules this module keeps:
-# 1. The banner sits above the input in the layout (never over the messages),
-#    and its text wraps at word boundaries to the width it has.
-# 2. Up/Down recall only when the cursor is on the first/last line of what is
-#    typed: inside a multi-line draft they move the cursor as usual.
+"""Where the user writes: a multi-line input (Enter
+sends, Shift+Enter starts a new line, a pasted block shows as its lines),
+nick completion (Tab, also after "@"), Up/Down recall of earlier messages,
+command hints while a "/" command is typed, the Send button, and the banner
+above them that says when the user is out of the chat and offers Rejoin.
+
+Rules this module keeps:
+1. The banner sits above the input in the layout (never over the messages),
+   and its text wraps at word boundaries to the width it has.
+2. Up/Down recall only when the cursor is on the first/last line of what is
+   typed: inside a multi-line draft they move the cursor as usual.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-# client/gui/connect_dialog.py: the connect screen: host, port, CA file (with a
-# file picker), nick, password, "create account", the servers found on the
-# LAN (click one to fill in its address), and one panel under the Connect
-# button that explains a failure, asks to trust a fingerprint on first use,
-# or warns loudly that a pinned certificate changed. An invite line pasted
-# into the Server field fills host and port and carries its fingerprint.
-#
-# It only collects and shows; the app decides what happens (callbacks), so
-# nothing here connects to a server or writes the settings files. It listens
-# for mDNS announcements (client/discovery.py) unless PARLEY_MDNS=off.
+"""The connect screen: host, port, CA file (with a
+file picker), nick, password, "create account", the servers found on the
+LAN (click one to fill in its address), and one panel under the Connect
+button that explains a failure, asks to trust a fingerprint on first use,
+or warns loudly that a pinned certificate changed. An invite line pasted
+into the Server field fills host and port and carries its fingerprint.
+
+It only collects and shows; the app decides what happens (callbacks), so
+nothing here connects to a server or writes the settings files. It listens
+for mDNS announcements (client/discovery.py) unless PARLEY_MDNS=off.
+"""
 
 from __future__ import annotations
 

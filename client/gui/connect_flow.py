@@ -1,10 +1,11 @@
-# client/gui/connect_flow.py: the steps from the Connect button to a logged-in
-# ChatClient: check the form, settle trust (CA file, pinned CA or certificate,
-# an invite's fingerprint, or ask the user on first use), log in on a worker
-# thread, explain failures.
-#
-# The trust policy itself is written down in connecting.py; this module only
-# sequences it. It runs on the Tk thread; blocking steps go through Jobs.
+"""The steps from the Connect button to a logged-in
+ChatClient: check the form, settle trust (CA file, pinned CA or certificate,
+an invite's fingerprint, or ask the user on first use), log in on a worker
+thread, explain failures.
+
+The trust policy itself is written down in connect_policy.py; this module only
+sequences it. It runs on the Tk thread; blocking steps go through Jobs.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-# client/gui/emoji.py: colour emoji as Tk images. Tk 8.6 cannot draw colour
-# glyphs (a smiley comes out monochrome, most emoji as empty boxes), so each
-# emoji cluster is drawn once with Pillow from a colour emoji font (Noto Color
-# Emoji on Linux, Segoe UI Emoji on Windows, Apple Color Emoji on macOS), scaled
-# to the text size and cached.
-#
-# Without a colour emoji font (or Pillow's FreeType), image() returns None and
-# the chat view shows the characters as text: degraded, never broken.
+"""Colour emoji as Tk images. Tk 8.6 cannot draw colour
+glyphs (a smiley comes out monochrome, most emoji as empty boxes), so each
+emoji cluster is drawn once with Pillow from a colour emoji font (Noto Color
+Emoji on Linux, Segoe UI Emoji on Windows, Apple Color Emoji on macOS), scaled
+to the text size and cached.
+
+Without a colour emoji font (or Pillow's FreeType), image() returns None and
+the chat view shows the characters as text: degraded, never broken.
+"""
 
 from __future__ import annotations
 

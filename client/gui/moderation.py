@@ -1,14 +1,15 @@
-# client/gui/moderation.py: moderation in the desktop client (issue 11).
-#
-# - The slash commands (/topic, /invite, /kick, /ban, /unban, /mute, /unmute,
-#   /op, /deop, /private, /public, /delete, /edit, /announce, /disconnect,
-#   /lock, /unlock): parse() turns one into a ModerationCommand (pure, like
-#   commands.py, which calls it for the names it does not know).
-# - RoomRoles: each room's topic and roles from `roominfo`, for the header (the
-#   topic under the room's name) and the user list (a role beside each name).
-# - The message context menu: a right-click on a message offers Edit (your
-#   own) and Delete (your own, or any in a room you moderate).
-# - on_event(): what the moderation events do to the model and the view.
+"""Moderation in the desktop client (issue 11).
+
+- The slash commands (/topic, /invite, /kick, /ban, /unban, /mute, /unmute,
+  /op, /deop, /private, /public, /delete, /edit, /announce, /disconnect,
+  /lock, /unlock): parse() turns one into a ModerationCommand (pure, like
+  commands.py, which calls it for the names it does not know).
+- RoomRoles: each room's topic and roles from `roominfo`, for the header (the
+  topic under the room's name) and the user list (a role beside each name).
+- The message context menu: a right-click on a message offers Edit (your
+  own) and Delete (your own, or any in a room you moderate).
+- on_event(): what the moderation events do to the model and the view.
+"""
 
 from __future__ import annotations
 

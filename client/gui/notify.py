@@ -1,16 +1,17 @@
-# client/gui/notify.py: desktop notifications for private messages and
-# mentions, behind a small backend interface: the app calls Notifier, Notifier
-# calls a Backend. The real backend is desktop-notifier (D-Bus on Linux,
-# Windows toasts, macOS Notification Center); tests hand in a fake.
-#
-# Rules this module keeps:
-# 1. Sending never blocks the Tk thread and never raises into it: the real
-#    backend sends on a worker thread that touches no Tk object, and a failure
-#    (no notification service, no D-Bus session) turns the backend off quietly,
-#    logged once. The app still marks the title and rings the bell.
-# 2. A click on a notification reaches the Tk thread only through a queue
-#    (take_clicks), which the app's pump drains: it opens that conversation.
-# 3. Bodies are short plain text: at most PREVIEW characters of the message.
+"""Desktop notifications for private messages and
+mentions, behind a small backend interface: the app calls Notifier, Notifier
+calls a Backend. The real backend is desktop-notifier (D-Bus on Linux,
+Windows toasts, macOS Notification Center); tests hand in a fake.
+
+Rules this module keeps:
+1. Sending never blocks the Tk thread and never raises into it: the real
+   backend sends on a worker thread that touches no Tk object, and a failure
+   (no notification service, no D-Bus session) turns the backend off quietly,
+   logged once. The app still marks the title and rings the bell.
+2. A click on a notification reaches the Tk thread only through a queue
+   (take_clicks), which the app's pump drains: it opens that conversation.
+3. Bodies are short plain text: at most PREVIEW characters of the message.
+"""
 
 from __future__ import annotations
 

@@ -1,22 +1,23 @@
-# client/gui/richtext.py: how one line of message text is split into runs the
-# chat view draws differently: links, colour emoji, search hits and plain text,
-# in the order they appear on screen (right-to-left text reordered). Pure: no Tk
-# (emoji.py turns emoji runs into images).
-#
-# Rules this module keeps:
-# 1. Reordering (the Unicode bidi algorithm, python-bidi) works on one run of
-#    message text at a time: a nick, a time or a room name is never part of
-#    what it reorders, so nothing a message holds can move them.
-# 2. Emoji clusters go through the reordering as placeholders of a neutral
-#    class, each distinct, and come back whole: an RTL paragraph never reverses
-#    the parts of a ZWJ sequence or a flag.
-# 3. Arabic is shaped (joined letter forms, arabic_reshaper) before reordering,
-#    because Tk 8.6 draws neither joined forms nor visual order by itself.
-# 4. A paragraph with right-to-left text is cut into display lines in logical
-#    order first (wrap), then each line is reordered on its own, so the lines
-#    of a long Hebrew or Arabic paragraph read from the top down.
-# 5. Without python-bidi or arabic_reshaper the text is shown in logical order,
-#    as before: degraded, never broken.
+"""How one line of message text is split into runs the
+chat view draws differently: links, colour emoji, search hits and plain text,
+in the order they appear on screen (right-to-left text reordered). Pure: no Tk
+(emoji.py turns emoji runs into images).
+
+Rules this module keeps:
+1. Reordering (the Unicode bidi algorithm, python-bidi) works on one run of
+   message text at a time: a nick, a time or a room name is never part of
+   what it reorders, so nothing a message holds can move them.
+2. Emoji clusters go through the reordering as placeholders of a neutral
+   class, each distinct, and come back whole: an RTL paragraph never reverses
+   the parts of a ZWJ sequence or a flag.
+3. Arabic is shaped (joined letter forms, arabic_reshaper) before reordering,
+   because Tk 8.6 draws neither joined forms nor visual order by itself.
+4. A paragraph with right-to-left text is cut into display lines in logical
+   order first (wrap), then each line is reordered on its own, so the lines
+   of a long Hebrew or Arabic paragraph read from the top down.
+5. Without python-bidi or arabic_reshaper the text is shown in logical order,
+   as before: degraded, never broken.
+"""
 
 from __future__ import annotations
 

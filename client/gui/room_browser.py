@@ -1,7 +1,8 @@
-# client/gui/room_browser.py: the room browser: every room on the server with
-# its member count, a Join (or Open) button per room, and a field to create a
-# new one. A small window of its own over the chat; it knows nothing of the
-# network (the app asks for the list and passes it in).
+"""The room browser: every room on the server with
+its member count, a Join (or Open) button per room, and a field to create a
+new one. A small window of its own over the chat; it knows nothing of the
+network (the app asks for the list and passes it in).
+"""
 
 from __future__ import annotations
 

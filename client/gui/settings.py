@@ -1,23 +1,24 @@
-# client/gui/settings.py: everything the desktop client remembers between runs,
-# as small JSON files in the user's folders. Pure: no Tk, no sockets.
-#
-# Files, in the folders platformdirs gives for the app "parley" (config_dir()
-# and data_dir(); docs/gui.md lists them per system):
-#   settings.json       (config) the connect form's last values, appearance, window size
-#   known_servers.json  (data)   certificates pinned on first use, per host and port
-#   last_seen.json      (data)   the id of the last message shown, per server and nick
-#
-# Rules this module keeps:
-# 1. The password is never written: Settings has no field for it, and save()
-#    writes only Settings' own fields.
-# 2. Every write is atomic (temp file + rename), so a crash never leaves half a
-#    file; a missing or unreadable file reads as empty, never as an error that
-#    stops the app from starting.
-# 3. A pin is only ever replaced by an explicit forget_pin() then set_pin(): the
-#    caller decides, with the user, never this module.
-# 4. Files from the folder used before platformdirs ($XDG_CONFIG_HOME/parley,
-#    else ~/.config/parley) are moved once to their new folder, never over a
-#    file already there (SettingsStore.for_user).
+"""Everything the desktop client remembers between runs,
+as small JSON files in the user's folders. Pure: no Tk, no sockets.
+
+Files, in the folders platformdirs gives for the app "parley" (config_dir()
+and data_dir(); docs/gui.md lists them per system):
+  settings.json       (config) the connect form's last values, appearance, window size
+  known_servers.json  (data)   certificates pinned on first use, per host and port
+  last_seen.json      (data)   the id of the last message shown, per server and nick
+
+Rules this module keeps:
+1. The password is never written: Settings has no field for it, and save()
+   writes only Settings' own fields.
+2. Every write is atomic (temp file + rename), so a crash never leaves half a
+   file; a missing or unreadable file reads as empty, never as an error that
+   stops the app from starting.
+3. A pin is only ever replaced by an explicit forget_pin() then set_pin(): the
+   caller decides, with the user, never this module.
+4. Files from the folder used before platformdirs ($XDG_CONFIG_HOME/parley,
+   else ~/.config/parley) are moved once to their new folder, never over a
+   file already there (SettingsStore.for_user).
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-# client/gui/sidebar.py: the left column: the brand and server, the rooms and
-# private conversations with their unread counts, and the user's own card
-# (status, light/dark switch, sign out).
-#
-# Rows are created once per conversation and then only reconfigured when what
-# they show changes (a cached state per row), so a busy room costs the sidebar
-# nothing while its count does not move.
+"""The left column: the brand and server, the rooms and
+private conversations with their unread counts, and the user's own card
+(status, light/dark switch, sign out).
+
+Rows are created once per conversation and then only reconfigured when what
+they show changes (a cached state per row), so a busy room costs the sidebar
+nothing while its count does not move.
+"""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
-# client/gui/statusbar.py: the bottom bar: the connection state (connected,
-# reconnecting with a live countdown and a "Retry now" button, offline), the
-# TLS version and the server certificate's SHA-256 fingerprint: short and in
-# groups of four on the bar, the whole of it on hover and on a click (details).
-#
-# The countdown ticks with its own after() timer on the Tk thread; it is
-# cancelled whenever the state changes and when the bar is destroyed. While
-# not connected, no fingerprint is shown (it would be the old server's).
+"""The bottom bar: the connection state (connected,
+reconnecting with a live countdown and a "Retry now" button, offline), the
+TLS version and the server certificate's SHA-256 fingerprint: short and in
+groups of four on the bar, the whole of it on hover and on a click (details).
+
+The countdown ticks with its own after() timer on the Tk thread; it is
+cancelled whenever the state changes and when the bar is destroyed. While
+not connected, no fingerprint is shown (it would be the old server's).
+"""
 
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
-# client/gui/theme.py: every colour and font size the desktop client uses, per
-# appearance mode. Pure data plus the WCAG contrast formula; no Tk.
-#
-# Rules this module keeps:
-# 1. Each message kind has one foreground colour per mode, chosen so it reads
-#    against every background it can sit on in that mode (the chat background,
-#    the tint of the user's own messages, the mention highlight): WCAG AA, a
-#    contrast ratio of at least 4.5 (tests/client/gui/test_theme.py checks it).
-# 2. Text-widget tag colours are raw Tk colours that do not follow
-#    customtkinter's appearance mode, so the chat view re-applies them from
-#    tag_colours() whenever the mode changes. Frame and widget colours are
-#    (light, dark) tuples that customtkinter switches by itself.
+"""Every colour and font size the desktop client uses, per
+appearance mode. Pure data plus the WCAG contrast formula; no Tk.
+
+Rules this module keeps:
+1. Each message kind has one foreground colour per mode, chosen so it reads
+   against every background it can sit on in that mode (the chat background,
+   the tint of the user's own messages, the mention highlight): WCAG AA, a
+   contrast ratio of at least 4.5 (tests/client/gui/test_theme.py checks it).
+2. Text-widget tag colours are raw Tk colours that do not follow
+   customtkinter's appearance mode, so the chat view re-applies them from
+   tag_colours() whenever the mode changes. Frame and widget colours are
+   (light, dark) tuples that customtkinter switches by itself.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-# client/gui/userlist.py: the right column: who is online in the open room.
-# A double-click on a name opens a private conversation with that user.
-#
-# Rows are kept per nick and only added, removed or re-ordered when the list
-# changes, so presence traffic in a busy room stays cheap.
+"""The right column: who is online in the open room.
+A double-click on a name opens a private conversation with that user.
+
+Rows are kept per nick and only added, removed or re-ordered when the list
+changes, so presence traffic in a busy room stays cheap.
+"""
 
 from __future__ import annotations
 

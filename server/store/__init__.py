@@ -1,7 +1,8 @@
-# server/store/: everything that touches the database. The rest of the server
-# calls `writes.*` through Store.submit() (or Store.submit_bookkeeping() for
-# session rows and tokens, which may wait for a writable database) and
-# `queries.*` inside Store.read(); nothing outside this package writes SQL.
+"""Everything that touches the database. The rest of the server
+calls `writes.*` through Store.submit() (or Store.submit_bookkeeping() for
+session rows and tokens, which may wait for a writable database) and
+`queries.*` inside Store.read(); nothing outside this package writes SQL.
+"""
 
 from . import queries, writes
 from .errors import (

@@ -1,9 +1,10 @@
-# server/store/engine.py: the one place SQLAlchemy engines are built, with the
-# durability settings every connection needs (see reliability.md section 3):
-# WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not pysqlite's
-# legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it never
-# meets SQLITE_BUSY_SNAPSHOT half-way through a transaction. A read-only
-# database still opens (reads must keep working when writes cannot).
+"""The one place SQLAlchemy engines are built, with the
+durability settings every connection needs (see reliability.md section 3):
+WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not pysqlite's
+legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it never
+meets SQLITE_BUSY_SNAPSHOT half-way through a transaction. A read-only
+database still opens (reads must keep working when writes cannot).
+"""
 
 from __future__ import annotations
 

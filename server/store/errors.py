@@ -1,19 +1,20 @@
-# server/store/errors.py: what the store raises, split by whose fault it is.
-#
-# StoreError: the database failed (disk full, I/O error, locked): the server's
-# problem; the operation did not happen and may be retried.
-#   StoreUnwritable: the database refuses writes at the moment (read-only,
-#   full, I/O error, locked): reads still work, and bookkeeping writes wait in
-#   the writer's backlog (Store.submit_bookkeeping).
-# StoreConflict: the request contradicts what is stored (nick taken, no such
-# user or room, not a member, a client id reused): the caller's problem;
-# retrying will not help.
-# StoreRejected: the input itself cannot be stored (a lone surrogate in a text,
-# an integer beyond SQLite's 64 bits, a value of an unsupported type): the
-# caller's problem; retrying the same input will not help either.
-#
-# Every one of them means: nothing of that operation was written, and no other
-# caller's operation was affected.
+"""What the store raises, split by whose fault it is.
+
+StoreError: the database failed (disk full, I/O error, locked): the server's
+problem; the operation did not happen and may be retried.
+  StoreUnwritable: the database refuses writes at the moment (read-only,
+  full, I/O error, locked): reads still work, and bookkeeping writes wait in
+  the writer's backlog (Store.submit_bookkeeping).
+StoreConflict: the request contradicts what is stored (nick taken, no such
+user or room, not a member, a client id reused): the caller's problem;
+retrying will not help.
+StoreRejected: the input itself cannot be stored (a lone surrogate in a text,
+an integer beyond SQLite's 64 bits, a value of an unsupported type): the
+caller's problem; retrying the same input will not help either.
+
+Every one of them means: nothing of that operation was written, and no other
+caller's operation was affected.
+"""
 
 
 class StoreError(Exception):

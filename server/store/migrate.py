@@ -1,8 +1,9 @@
-# server/store/migrate.py: bring a database to the latest Alembic revision,
-# backing up a non-empty database first. Alembic owns the schema: this module
-# only drives it (the same as `alembic upgrade head` from the project root).
-# The script directory is the installed parley_chat.migrations package, found from
-# its module, so an installed copy migrates without the checkout's alembic.ini.
+"""Bring a database to the latest Alembic revision,
+backing up a non-empty database first. Alembic owns the schema: this module
+only drives it (the same as `alembic upgrade head` from the project root).
+The script directory is the installed parley_chat.migrations package, found from
+its module, so an installed copy migrates without the checkout's alembic.ini.
+"""
 
 from __future__ import annotations
 

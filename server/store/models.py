@@ -1,9 +1,10 @@
-# server/store/models.py: the typed SQLAlchemy 2.x models: the schema's source
-# of truth for Python. Alembic migrations create exactly this (a test compares
-# them); the chat_log view and the FTS5 index live in the migrations only,
-# because SQLAlchemy has no model for either.
-#
-# Times are naive UTC datetimes (SQLite has no time zones); the wire adds "Z".
+"""The typed SQLAlchemy 2.x models: the schema's source
+of truth for Python. Alembic migrations create exactly this (a test compares
+them); the chat_log view and the FTS5 index live in the migrations only,
+because SQLAlchemy has no model for either.
+
+Times are naive UTC datetimes (SQLite has no time zones); the wire adds "Z".
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-# server/store/moderation.py: the reads and writes of moderation (issue 11):
-# operators and locked accounts, room owners, moderators, topics, private
-# rooms and invitations, bans and mutes, edited and deleted messages, and the
-# audit log (moderation_actions).
-#
-# Like queries.py and writes.py these are functions of an open Session that
-# return records, never ORM objects. The writes run on the writer thread inside
-# the caller's op (server/moderation.py), so a permission check and the change
-# it allows happen in one transaction. Visibility (what a ban or a deletion
-# hides) stays in queries._visible_to.
+"""The reads and writes of moderation (issue 11):
+operators and locked accounts, room owners, moderators, topics, private
+rooms and invitations, bans and mutes, edited and deleted messages, and the
+audit log (moderation_actions).
+
+Like queries.py and writes.py these are functions of an open Session that
+return records, never ORM objects. The writes run on the writer thread inside
+the caller's op (server/moderation.py), so a permission check and the change
+it allows happen in one transaction. Visibility (what a ban or a deletion
+hides) stays in queries._visible_to.
+"""
 
 from __future__ import annotations
 

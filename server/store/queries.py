@@ -1,10 +1,11 @@
-# server/store/queries.py: every read the server makes. Each function takes an
-# open Session (from Store.read()) and returns records, never ORM objects.
-#
-# Visibility lives here, in one place: a user sees the messages of the rooms
-# they are a member of and the private messages they sent or received. Every
-# path a chat user can reach (replay, history, search) goes through
-# _visible_to(), so a private message cannot leak through one of them.
+"""Every read the server makes. Each function takes an
+open Session (from Store.read()) and returns records, never ORM objects.
+
+Visibility lives here, in one place: a user sees the messages of the rooms
+they are a member of and the private messages they sent or received. Every
+path a chat user can reach (replay, history, search) goes through
+_visible_to(), so a private message cannot leak through one of them.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-# server/store/records.py: plain frozen records the store hands out.
-#
-# Nothing outside the store sees an ORM object: sessions end, objects expire,
-# and a record can safely cross threads (the writer hands them to the hub).
+"""Plain frozen records the store hands out.
+
+Nothing outside the store sees an ORM object: sessions end, objects expire,
+and a record can safely cross threads (the writer hands them to the hub).
+"""
 
 from __future__ import annotations
 

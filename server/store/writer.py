@@ -1,30 +1,31 @@
-# server/store/writer.py: Store, the owner of the database connections: one
-# writer thread that group-commits every write, a pool of readers, and the
-# backlog of bookkeeping writes that wait while the database refuses writes.
-#
-# Why one writer: SQLite allows one writer at a time anyway, and a commit under
-# synchronous=FULL costs an fsync; taking every pending write into one
-# transaction (group commit) gives ~30x the single-row rate.
-#
-# Isolation: each operation runs in its own SAVEPOINT. Whatever one operation
-# raises (a conflict, a lone surrogate in a text, an int beyond 64 bits, a bad
-# parameter type, a bug) fails that operation alone: it is rolled back to its
-# savepoint and the group goes on. Only a database-wide failure (read-only,
-# full, I/O error, locked, corrupt) may have aborted SQLite's whole
-# transaction; then the group is rolled back and re-run one operation per
-# transaction, so each caller learns the truth about its own write. An
-# operation may therefore run more than once: it must only touch the database
-# (writes.py keeps that rule); each job's callback and future complete exactly
-# once, after COMMIT (or the final failure), in submission order.
-#
-# Bookkeeping (session rows, resume tokens) must not stop logins when the
-# database refuses writes: submit_bookkeeping() writes like submit() when it
-# can, and otherwise keeps the operation, in order, in a bounded backlog that
-# the writer retries every `retry_interval` seconds and before each group.
-# Session and token ids come from the store (new_session_id, new_token_id), not
-# from an INSERT, so a login gets its ids even on a read-only database. A
-# bookkeeping future resolves (DEFERRED) as soon as its op is queued in the
-# backlog, possibly before earlier jobs' callbacks; those stay in order.
+"""Store, the owner of the database connections: one
+writer thread that group-commits every write, a pool of readers, and the
+backlog of bookkeeping writes that wait while the database refuses writes.
+
+Why one writer: SQLite allows one writer at a time anyway, and a commit under
+synchronous=FULL costs an fsync; taking every pending write into one
+transaction (group commit) gives ~30x the single-row rate.
+
+Isolation: each operation runs in its own SAVEPOINT. Whatever one operation
+raises (a conflict, a lone surrogate in a text, an int beyond 64 bits, a bad
+parameter type, a bug) fails that operation alone: it is rolled back to its
+savepoint and the group goes on. Only a database-wide failure (read-only,
+full, I/O error, locked, corrupt) may have aborted SQLite's whole
+transaction; then the group is rolled back and re-run one operation per
+transaction, so each caller learns the truth about its own write. An
+operation may therefore run more than once: it must only touch the database
+(writes.py keeps that rule); each job's callback and future complete exactly
+once, after COMMIT (or the final failure), in submission order.
+
+Bookkeeping (session rows, resume tokens) must not stop logins when the
+database refuses writes: submit_bookkeeping() writes like submit() when it
+can, and otherwise keeps the operation, in order, in a bounded backlog that
+the writer retries every `retry_interval` seconds and before each group.
+Session and token ids come from the store (new_session_id, new_token_id), not
+from an INSERT, so a login gets its ids even on a read-only database. A
+bookkeeping future resolves (DEFERRED) as soon as its op is queued in the
+backlog, possibly before earlier jobs' callbacks; those stay in order.
+"""
 
 from __future__ import annotations
 

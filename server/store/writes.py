@@ -1,9 +1,10 @@
-# server/store/writes.py: every write the server makes, as functions of an open
-# Session. They run on the writer thread (Store.submit, or
-# Store.submit_bookkeeping for session rows and tokens), each inside its own
-# SAVEPOINT of a group-committed transaction, and may be re-run alone if the
-# database fails the group, or later from the bookkeeping backlog, so they
-# must not have effects outside the database: callbacks after COMMIT do the rest.
+"""Every write the server makes, as functions of an open
+Session. They run on the writer thread (Store.submit, or
+Store.submit_bookkeeping for session rows and tokens), each inside its own
+SAVEPOINT of a group-committed transaction, and may be re-run alone if the
+database fails the group, or later from the bookkeeping backlog, so they
+must not have effects outside the database: callbacks after COMMIT do the rest.
+"""
 
 from __future__ import annotations
 
