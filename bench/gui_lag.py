@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
     from parley_chat.certs import generate
     from parley_chat.client import ChatClient
-    from parley_chat.server.app import ChatServer
+    from parley_chat.server.chat_server import ChatServer
     from parley_chat.server.config import ServerConfig
 
     paths = generate(tmp / "certs")

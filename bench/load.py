@@ -23,7 +23,7 @@ from pathlib import Path
 
 from parley_chat.certs import generate
 from parley_chat.client import Acked, ChatClient, MessageReceived
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 
 

@@ -3,7 +3,7 @@ own process, and the launcher that starts and stops that process.
 
 Owns: `python -m bench.loadgen_serve` (a small entry that builds
 server.config.ServerConfig with the benchmark's relaxed limits and runs
-server.app.ChatServer, so no server change is needed for limits the CLI does
+server.chat_server.ChatServer, so no server change is needed for limits the CLI does
 not expose), the pre-created accounts, and ParleyServer (temp dir, certs,
 subprocess, PID for /proc, stop by PID).
 
@@ -97,7 +97,7 @@ def serve(argv: list[str] | None = None) -> int:
     parser.add_argument("--password", default="bench-pw")
     args = parser.parse_args(argv)
 
-    from parley_chat.server.app import ChatServer
+    from parley_chat.server.chat_server import ChatServer
     from parley_chat.server.config import ServerConfig
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

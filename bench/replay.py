@@ -26,8 +26,8 @@ from sqlalchemy import event
 
 from parley_chat.certs import generate
 from parley_chat.client import BatchEnded, ChatClient, MessageReceived
-from parley_chat.server.app import ChatServer
 from parley_chat.server.auth import PasswordHasher
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 from parley_chat.server.store import Store, queries, upgrade_to_head
 

@@ -12,7 +12,7 @@ import sys
 import threading
 
 from . import announce, mdns
-from .app import ChatServer
+from .chat_server import ChatServer
 from .config import ServerConfig
 from .config_file import command_line_config
 from .errors import StartupError

@@ -5,7 +5,7 @@ account, and list the operators.
 Like the rest of the admin tool these work while the server runs: the
 server reads the operator role from the database at each moderation request,
 and a lock revokes the account's resume tokens, so the running server ends
-its connections at its next check (server/app.py) and refuses its logins.
+its connections at its next check (server/chat_server.py) and refuses its logins.
 Each change is a row of the audit log with no actor (the admin tool).
 """
 

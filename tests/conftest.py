@@ -12,7 +12,7 @@ import pytest
 
 import parley_chat.server
 from parley_chat.certs import generate
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -36,7 +36,7 @@ from parley_chat.protocol import (
     Presence,
     decode_server_line,
 )
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.store import writes
 from parley_chat.server.store.models import Room, RoomMember
 from tests.support import DEFAULT_TIMEOUT, RawClient

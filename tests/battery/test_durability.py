@@ -25,7 +25,7 @@ from parley_chat.protocol import (
     Send,
     encode,
 )
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from tests.battery.helpers import (
     Client,
     barrier,

@@ -21,7 +21,7 @@ from parley_chat.client import (
 )
 from parley_chat.client.tls import is_ca_certificate, issued_by
 from parley_chat.client.trust import anchor_for_invite, upgraded_pin
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 from tests.support import wait_for_event
 

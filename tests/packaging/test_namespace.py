@@ -66,7 +66,7 @@ def test_every_command_imports_without_posix_only_modules(tmp_path: Path):
     modules = [
         "parley_chat.entry",
         "parley_chat.server.__main__",
-        "parley_chat.server.app",
+        "parley_chat.server.chat_server",
         "parley_chat.server.admin",
         "parley_chat.server.logs",
         "parley_chat.certs.__main__",

@@ -17,7 +17,7 @@ from parley_chat.client.gui.app import App
 from parley_chat.client.gui.connecting import DEFAULT_CA_FILE
 from parley_chat.client.gui.settings import Pin, Settings, SettingsStore, server_key
 from parley_chat.protocol.invite import format_invite
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 from parley_chat.server.mdns import Advertiser, txt_records
 from tests.client.gui.helpers import pump
