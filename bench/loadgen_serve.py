@@ -65,8 +65,7 @@ def create_accounts(db_url: str, prefix: str, count: int, password: str, scrypt_
     verifies at that cost, since the stored hash carries its parameters.
     """
     from parley_chat.server.auth import PasswordHasher
-    from parley_chat.server.commands import utcnow
-    from parley_chat.server.store import Store, upgrade_to_head, writes
+    from parley_chat.server.store import Store, upgrade_to_head, utcnow, writes
 
     upgrade_to_head(db_url, backup=False)
     password_hash = PasswordHasher(n=scrypt_n).hash(password)

@@ -80,11 +80,6 @@ class LineDecoder:
             raise StreamError(ErrorCode.LINE_TOO_LONG, f"line over {self._max} bytes")
         return lines
 
-    @property
-    def buffered(self) -> int:
-        """Bytes of an incomplete line held so far."""
-        return len(self._buf)
-
 
 # --- the strict JSON parser ----------------------------------------------------
 

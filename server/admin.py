@@ -26,10 +26,8 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -47,10 +45,10 @@ from .store import (
     StoreRejected,
     queries,
     upgrade_to_head,
+    utcnow,
     writes,
 )
 from .store.engine import database_path
-from .store.models import ChatSession, Message, User
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -77,11 +75,6 @@ class AdminUsage(AdminError):
     """The command line cannot be carried out as given. Exit code 2."""
 
     exit_code = EXIT_USAGE
-
-
-def utcnow() -> datetime:
-    """Naive UTC now, the form the store keeps (as server.commands.utcnow)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def read_password(
@@ -141,29 +134,23 @@ class Admin:
             user = queries.get_user(s, nick)
             if user is None:
                 raise AdminError(f"there is no account named {nick}")
-            sent = s.scalar(select(func.count(Message.id)).where(Message.sender_id == user.id))
-        return user.id, user.nick, int(sent or 0)
+            sent = queries.messages_sent(s, user.id)
+        return user.id, user.nick, sent
 
     # --- subcommands ---------------------------------------------------------------------
 
     def users(self) -> int:
         """List every account (removed ones too) with its last session start; returns the count."""
-        # The store has no operator report of this shape; it is a read of the
-        # documented schema through the store's own session (docs/schema.md).
-        last = (
-            select(ChatSession.user_id, func.max(ChatSession.started_at).label("started"))
-            .group_by(ChatSession.user_id)
-            .subquery()
-        )
         with self.store.read() as s:
-            rows = s.execute(
-                select(User.nick, User.created_at, User.deleted_at, last.c.started)
-                .outerjoin(last, last.c.user_id == User.id)
-                .order_by(User.id)
-            ).all()
+            rows = queries.account_report(s)
         table = [
-            (nick, short_time(created), short_time(deleted), short_time(started))
-            for nick, created, deleted, started in rows
+            (
+                r.nick,
+                short_time(r.created_at),
+                short_time(r.deleted_at),
+                short_time(r.last_session),
+            )
+            for r in rows
         ]
         write_table(
             self.out, ["nick", "created (UTC)", "deleted (UTC)", "last session (UTC)"], table

@@ -15,11 +15,10 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .store import moderation as mstore
-from .store.models import User
+from .store import utcnow
 
 #: The subcommands this module adds.
 COMMANDS = ("op", "deop", "lock", "unlock", "operators")
@@ -45,25 +44,19 @@ def add_parsers(sub: Any) -> None:
 
 def run(admin: Any, args: argparse.Namespace) -> None:
     """Carry out one moderation subcommand through the Admin's store (AdminError on failure)."""
-    from .admin import utcnow
-
     if args.command == "operators":
         with admin.store.read() as s:
-            rows = s.execute(
-                select(User.nick, User.operator, User.locked_at, User.lock_reason)
-                .where(
-                    User.deleted_at.is_(None),
-                    (User.operator.is_(True)) | (User.locked_at.is_not(None)),
-                )
-                .order_by(User.nick_key)
-            ).all()
-        for nick, operator, locked_at, reason in rows:
-            marks = (["operator"] if operator else []) + (
-                [f"locked {_when(locked_at)}" + (f" ({reason})" if reason else "")]
-                if locked_at
+            rows = mstore.operators_and_locked(s)
+        for acct in rows:
+            marks = (["operator"] if acct.operator else []) + (
+                [
+                    f"locked {_when(acct.locked_at)}"
+                    + (f" ({acct.lock_reason})" if acct.lock_reason else "")
+                ]
+                if acct.locked_at
                 else []
             )
-            admin.out.write(f"{nick}: {', '.join(marks)}\n")
+            admin.out.write(f"{acct.nick}: {', '.join(marks)}\n")
         if not rows:
             admin.out.write("no operators and no locked accounts\n")
         return

@@ -23,7 +23,7 @@ from parley_chat.protocol import Error, ErrorCode
 
 from . import store as store_pkg
 from .auth import LoginThrottle, PasswordHasher
-from .commands import MAX_REASON_CHARS, Commands, utcnow
+from .commands import MAX_REASON_CHARS, Commands
 from .config import ServerConfig
 from .connection import Connection
 from .database_file import DatabaseFile
@@ -34,7 +34,7 @@ from .loop import IOLoop
 from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
 from .presence import GraceTimers
 from .reasons import stored_reason
-from .store import DEFERRED, Store, queries, writes
+from .store import DEFERRED, Store, queries, utcnow, writes
 from .tls import server_context
 from .workers import WorkerPool
 

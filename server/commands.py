@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
@@ -81,6 +81,7 @@ from .store import (
     StoreError,
     StoreRejected,
     queries,
+    utcnow,
     writes,
 )
 from .store.moderation import Refused
@@ -96,11 +97,6 @@ WRITE_WAIT = 30.0
 REPLAY_PART_BYTES = 64 * 1024
 #: Session end reasons are stored up to this many characters.
 MAX_REASON_CHARS = 200
-
-
-def utcnow() -> datetime:
-    """Naive UTC now, the form the store keeps."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Client(Protocol):

@@ -338,13 +338,8 @@ class Hub:
         with self._lock:
             return [nick for _, nick in self._sorted.get(fold(room), ())]
 
-    def online_count(self) -> int:
-        """How many users are online."""
-        with self._lock:
-            return len(self._users)
-
     def all_connections(self) -> list[Peer]:
-        """Every logged-in connection (for shutdown notices)."""
+        """Every logged-in connection (for server-wide notices: moderation's `announce`)."""
         with self._lock:
             return [c for u in self._users.values() for c in u.conns]
 

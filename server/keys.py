@@ -91,7 +91,7 @@ def keys_get(cmds: Commands, conn: Client, f: KeysGet) -> None:
 def keys_put(cmds: Commands, conn: Client, f: KeysPut) -> None:
     """keys_put {sign, box, sig, replace?}: publish; answered with the account's keys frame."""
     assert conn.user_id is not None and conn.nick is not None
-    from .commands import utcnow  # here: commands imports this module
+    from .store import utcnow
 
     op = partial(
         key_store.put_keys,

@@ -503,7 +503,7 @@ ACTIONS: dict[str, Callable[[_Ctx], Outcome]] = {
 
 def moderate(cmds: Commands, conn: Client, f: Moderate) -> None:
     """moderate {action, ...}: check the actor's role, change, audit, tell who is concerned."""
-    from .commands import utcnow
+    from .store import utcnow
 
     uid, nick = conn.user_id, conn.nick
     assert uid is not None and nick is not None

@@ -17,7 +17,7 @@ from .errors import (
     StoreUnwritable,
 )
 from .migrate import MigrationReport, current_revision, head_revision, upgrade_to_head
-from .records import RoomInfo, StoredMessage, UserRecord
+from .records import RoomInfo, StoredMessage, UserRecord, utcnow
 from .writer import DEFERRED, LoginRecord, Store, is_database_wide
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "is_database_wide",
     "queries",
     "upgrade_to_head",
+    "utcnow",
     "writes",
 ]

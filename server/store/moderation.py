@@ -73,6 +73,7 @@ class Account:
     operator: bool
     locked: bool
     lock_reason: str | None
+    locked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,16 @@ def account(s: Session, nick: str) -> Account | None:
     return _account(u) if u is not None else None
 
 
+def operators_and_locked(s: Session) -> list[Account]:
+    """The live accounts that are server operators or locked, by nick."""
+    users = s.scalars(
+        select(User)
+        .where(User.deleted_at.is_(None), (User.operator.is_(True)) | (User.locked_at.is_not(None)))
+        .order_by(User.nick_key)
+    )
+    return [_account(u) for u in users]
+
+
 def account_by_id(s: Session, user_id: int) -> Account | None:
     """The live account with this id, or None (deleted accounts too)."""
     u = s.get(User, user_id)
@@ -107,7 +118,9 @@ def account_by_id(s: Session, user_id: int) -> Account | None:
 
 
 def _account(u: User) -> Account:
-    return Account(u.id, u.nick, bool(u.operator), u.locked_at is not None, u.lock_reason)
+    return Account(
+        u.id, u.nick, bool(u.operator), u.locked_at is not None, u.lock_reason, u.locked_at
+    )
 
 
 def room_by_name(s: Session, name: str) -> Room | None:

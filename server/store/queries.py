@@ -44,7 +44,7 @@ from .models import (
     ServerSetting,
     User,
 )
-from .records import ConversationRecord, RoomInfo, StoredMessage, UserRecord
+from .records import AccountRow, ConversationRecord, RoomInfo, StoredMessage, UserRecord
 
 _Sender = aliased(User, name="sender")
 _Recipient = aliased(User, name="recipient")
@@ -139,9 +139,24 @@ def get_user(s: Session, nick: str) -> UserRecord | None:
     )
 
 
-def list_users(s: Session) -> list[UserRecord]:
-    """Every account, deleted ones included, oldest first."""
-    return [user_record(u) for u in s.scalars(select(User).order_by(User.id))]
+def account_report(s: Session) -> list[AccountRow]:
+    """Every account, deleted ones included, oldest first, with its last session's start."""
+    last = (
+        select(ChatSession.user_id, func.max(ChatSession.started_at).label("started"))
+        .group_by(ChatSession.user_id)
+        .subquery()
+    )
+    rows = s.execute(
+        select(User.nick, User.created_at, User.deleted_at, last.c.started)
+        .outerjoin(last, last.c.user_id == User.id)
+        .order_by(User.id)
+    ).all()
+    return [AccountRow(nick, created, deleted, started) for nick, created, deleted, started in rows]
+
+
+def messages_sent(s: Session, user_id: int) -> int:
+    """How many stored messages *user_id* wrote (deleted ones included)."""
+    return int(s.scalar(select(func.count(Message.id)).where(Message.sender_id == user_id)) or 0)
 
 
 def user_by_token(s: Session, token_hash: str, now: datetime) -> tuple[UserRecord, int] | None:

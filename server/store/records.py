@@ -7,7 +7,12 @@ and a record can safely cross threads (the writer hands them to the hub).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form the store keeps (SQLite has no time zones)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +24,16 @@ class UserRecord:
     password_hash: str
     created_at: datetime
     deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRow:
+    """One line of the operator's account list (`parley-admin users`). Times naive UTC."""
+
+    nick: str
+    created_at: datetime
+    deleted_at: datetime | None
+    last_session: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,7 +36,7 @@ from parley_chat.protocol import (
     decode_server_line,
 )
 from parley_chat.server.chat_server import ChatServer
-from parley_chat.server.store import writes
+from parley_chat.server.store import utcnow, writes
 from parley_chat.server.store.models import Room, RoomMember
 from tests.support import DEFAULT_TIMEOUT, RawClient
 
@@ -343,11 +342,6 @@ class Battery:
 
 
 # --- filling the database faster than the wire (setup only) ------------------------------
-
-
-def utcnow() -> datetime:
-    """Naive UTC now, the form the store keeps."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def db_files(server: ChatServer) -> list[Path]:

@@ -25,14 +25,13 @@ from parley_chat.protocol import (
     Send,
     Welcome,
 )
-from parley_chat.server.store import Store, upgrade_to_head, writes
+from parley_chat.server.store import Store, upgrade_to_head, utcnow, writes
 from tests.battery.helpers import (
     Client,
     add_rooms,
     barrier,
     create_account,
     joined_presence,
-    utcnow,
 )
 
 _LINE_CAP = 64 * 1024

@@ -8,7 +8,6 @@ import socket
 import sqlite3
 import string
 import time
-from datetime import UTC, datetime
 
 import pytest
 
@@ -479,15 +478,11 @@ def test_encode_once_frames_reach_twenty_clients(server, ca_file):
 
 
 def test_a_password_reset_by_the_operator_ends_open_connections(make_server, ca_file):
-    from parley_chat.server.store import writes
+    from parley_chat.server.store import utcnow, writes
 
     server = make_server(revocation_check_interval=0.1)
     alice, bob = online(server, ca_file, "alice"), online(server, ca_file, "bob")
-    server.store.submit(
-        lambda s: writes.set_password(
-            s, "alice", "scrypt$new", datetime.now(UTC).replace(tzinfo=None)
-        )
-    ).result(5)
+    server.store.submit(lambda s: writes.set_password(s, "alice", "scrypt$new", utcnow())).result(5)
     frames = alice.expect_closed()
     errors = [f for f in frames if isinstance(f, Error)]
     assert [e.code for e in errors] == [ErrorCode.AUTH_FAILED]

@@ -488,7 +488,8 @@ def test_the_admin_tool_locks_and_unlocks_an_account_while_the_server_runs(serve
     assert any(isinstance(f, Error) for f in frames)
     with pytest.raises(AssertionError, match=r"account-locked.*abuse"):
         RawClient(server.address, ca_file).login("carol")
-    assert "carol: locked" in run_admin(db_url, "operators")
+    listed = run_admin(db_url, "operators")
+    assert listed.startswith("carol: locked ") and listed.endswith(" (abuse)\n"), listed
     run_admin(db_url, "unlock", "carol")
     online(server, ca_file, "carol")
     assert rows(server, "SELECT actor_id, action, detail FROM moderation_actions ORDER BY id") == [
