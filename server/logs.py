@@ -45,6 +45,7 @@ from tqdm import tqdm
 from . import logs_audit
 from .config import add_db_argument, operator_config
 from .logs_format import FORMATS, parse_time, write_rows, write_table
+from .store.backup import BackupFailed, copy_sqlite
 from .store.engine import BUSY_TIMEOUT_MS, database_path
 from .store.queries import fts_query, like_pattern, search_terms
 
@@ -608,12 +609,11 @@ class BackupReport:
 def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
     """A consistent copy of the live database *source* at *target*.
 
-    Uses SQLite's online backup API in one step: the copy is one read snapshot,
-    taken while the server keeps writing (WAL readers never block the writer).
-    The copy is written under a temporary name with mode 0600 (it holds
-    password hashes and private messages), checked with `PRAGMA quick_check`,
-    switched to the rollback journal so it is one self-contained file, and
-    renamed into place. Nothing but the target is written.
+    The copy itself is server.store.backup.copy_sqlite (one snapshot, mode 0600,
+    checked, renamed into place; the same routine as the pre-migration backup).
+    This adds the guards of a command: never over the live database or its
+    companions, never over an existing file without *force*. Nothing but the
+    target is written.
     """
     refuse_database_files(source, target)
     if target.is_dir():
@@ -622,41 +622,11 @@ def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
         raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
     if not target.parent.is_dir():
         raise LogsError(f"the directory {target.parent} does not exist")
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
     try:
-        src = sqlite3.connect(
-            source.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        dst = sqlite3.connect(tmp, isolation_level=None)
-        try:
-            src.backup(dst)  # pages=-1: every page in one step, hence one snapshot
-            dst.execute("PRAGMA journal_mode=DELETE")
-            check = dst.execute("PRAGMA quick_check").fetchone()[0]
-            has_messages = dst.execute(
-                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'messages'"
-            ).fetchone()
-            messages = (
-                dst.execute("SELECT count(*) FROM messages").fetchone()[0] if has_messages else None
-            )
-        finally:
-            dst.close()
-            src.close()
-        if check != "ok":
-            raise LogsError(f"the copy failed its integrity check: {check}")
-        os.replace(tmp, target)
-    except sqlite3.Error as exc:
-        _remove_partial(tmp)
-        raise LogsError(f"backup failed: {exc}") from exc
-    except BaseException:
-        _remove_partial(tmp)
-        raise
-    return BackupReport(target=target, size=target.stat().st_size, messages=messages)
-
-
-def _remove_partial(tmp: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
+        copy = copy_sqlite(source, target)
+    except BackupFailed as exc:
+        raise LogsError(str(exc)) from exc
+    return BackupReport(target=copy.path, size=copy.size, messages=copy.messages)
 
 
 # --- command line --------------------------------------------------------------------------

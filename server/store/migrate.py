@@ -7,7 +7,6 @@ its module, so an installed copy migrates without the checkout's alembic.ini.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from sqlalchemy import create_engine, inspect
 
 from parley_chat import migrations as migrations_pkg
 
+from .backup import copy_sqlite
 from .engine import database_path
 
 #: Alembic's script directory: env.py, script.py.mako and versions/, wherever installed.
@@ -70,18 +70,6 @@ def current_revision(url: str) -> tuple[str | None, bool]:
         engine.dispose()
 
 
-def backup_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite database (the online backup API)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        with dst:
-            src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
-
-
 def upgrade_to_head(url: str, *, backup: bool = True) -> MigrationReport:
     """Upgrade the database at *url* to head; back it up first if it holds data."""
     path = database_path(url)
@@ -94,6 +82,6 @@ def upgrade_to_head(url: str, *, backup: bool = True) -> MigrationReport:
         if backup and has_tables and path is not None and path.exists():
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
             backup_path = path.with_name(f"{path.name}.before-{head}-{stamp}.bak")
-            backup_sqlite(path, backup_path)
+            copy_sqlite(path, backup_path)
         command.upgrade(alembic_config(url), "head")
     return MigrationReport(from_revision=before, to_revision=head, backup_path=backup_path)

@@ -598,6 +598,7 @@ def test_backup_while_a_store_writes(tmp_path):
     store = Store(url)
     store.start()
     stop = threading.Event()
+    going = threading.Event()  # set once 20 writes are in: the writer is surely going
     written = [0]
 
     def keep_writing() -> None:
@@ -609,12 +610,13 @@ def test_backup_while_a_store_writes(tmp_path):
                 )
             ).result(10)  # fmt: skip
             written[0] += 1
+            if written[0] == 20:
+                going.set()
 
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        while written[0] < 20:  # the writer is surely going
-            threading.Event().wait(0.01)
+        assert going.wait(60), f"the writer stalled after {written[0]} writes"
         target = tmp_path / "backup.db"
         low = 12 + written[0]
         proc = run_cli("--db", url, "backup", str(target))  # a real process, as operators run it

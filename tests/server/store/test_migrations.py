@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -80,7 +81,11 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
     con.close()
     report = upgrade_to_head(db_url, backup=True)
     assert report.backup_path is not None and report.backup_path.exists()
+    # The same routine as `parley-logs backup`: private to its owner, one self-contained file.
+    assert stat.S_IMODE(report.backup_path.stat().st_mode) == 0o600
+    assert list(report.backup_path.parent.glob(".*partial*")) == []
     saved = sqlite3.connect(report.backup_path)
+    assert saved.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     assert saved.execute("SELECT nick FROM legacy_users").fetchall() == [("old",)]
     saved.close()
     assert current_revision(db_url) == (head_revision(), True)
