@@ -8,6 +8,7 @@ alone), server.key. Keys are written 0600, atomically.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import socket
@@ -89,15 +90,18 @@ def _general_name(name: str) -> x509.GeneralName:
 
 
 def fingerprint_sha256(cert: x509.Certificate | bytes | str) -> str:
-    """SHA-256 of the DER certificate as 64 lowercase hex digits (PEM or DER accepted)."""
+    """SHA-256 of the DER certificate as 64 lowercase hex digits: the one fingerprint.
+
+    The server prints it at start, invites and mDNS carry it, both clients pin it.
+    A certificate object, PEM (str or bytes) or DER bytes; DER is hashed as given,
+    unparsed (what a TLS socket's getpeercert(binary_form=True) returns).
+    """
     if isinstance(cert, str):
         cert = cert.encode()
     if isinstance(cert, bytes):
-        cert = (
-            x509.load_pem_x509_certificate(cert)
-            if cert.lstrip().startswith(b"-----")
-            else x509.load_der_x509_certificate(cert)
-        )
+        if not cert.lstrip().startswith(b"-----"):
+            return hashlib.sha256(cert).hexdigest()
+        cert = x509.load_pem_x509_certificate(cert)
     return cert.fingerprint(hashes.SHA256()).hex()
 
 

@@ -38,7 +38,12 @@ from .events import (
     RoomsListed,
     ServerError,
 )
-from .tls import ProbedCertificate, client_context, fingerprint_of, probe_server_certificate
+from .tls import (
+    ProbedCertificate,
+    client_context,
+    fingerprint_sha256,
+    probe_server_certificate,
+)
 
 __all__ = [
     "Acked",
@@ -71,6 +76,6 @@ __all__ = [
     "TrustStoreError",
     "backoff_delay",
     "client_context",
-    "fingerprint_of",
+    "fingerprint_sha256",
     "probe_server_certificate",
 ]

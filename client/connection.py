@@ -119,7 +119,7 @@ from .events import (
 )
 from .moderation import event_for as _moderation_event
 from .moderation import request as _moderation_request
-from .tls import client_context, fingerprint_of, probe_server_certificate
+from .tls import client_context, fingerprint_sha256, probe_server_certificate
 
 log = logging.getLogger("parley.client")
 
@@ -211,7 +211,7 @@ class _Link:
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self.sock = sock
         self.tls_version = sock.version() or "unknown"
-        self.fingerprint = fingerprint_of(sock.getpeercert(binary_form=True) or b"")
+        self.fingerprint = fingerprint_sha256(sock.getpeercert(binary_form=True) or b"")
         self.decoder = LineDecoder()
         self.frames: deque[Frame] = deque()
         # Created when the link goes non-blocking (after the login handshake).

@@ -16,7 +16,6 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import ssl
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+
+from parley_chat.certs import fingerprint_sha256
 
 from .errors import TrustStoreError
 
@@ -99,11 +100,6 @@ class ProbedCertificate:
         return self.ca_pem is not None
 
 
-def fingerprint_of(der: bytes) -> str:
-    """SHA-256 of a DER certificate as 64 lowercase hex digits (what the server prints at start)."""
-    return hashlib.sha256(der).hexdigest()
-
-
 def is_ca_certificate(pem: str) -> bool:
     """True when *pem* is a CA certificate (basic constraints CA:TRUE); False for a
     server certificate or anything unreadable."""
@@ -171,5 +167,7 @@ def probe_server_certificate(host: str, port: int, timeout: float = 5.0) -> Prob
     for extra in chain[1:]:
         ca_pem = ssl.DER_cert_to_PEM_cert(extra)
         if issued_by(pem, ca_pem):
-            return ProbedCertificate(pem, fingerprint_of(der), ca_pem, fingerprint_of(extra))
-    return ProbedCertificate(pem=pem, fingerprint=fingerprint_of(der))
+            return ProbedCertificate(
+                pem, fingerprint_sha256(der), ca_pem, fingerprint_sha256(extra)
+            )
+    return ProbedCertificate(pem=pem, fingerprint=fingerprint_sha256(der))

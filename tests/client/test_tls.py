@@ -20,7 +20,7 @@ from parley_chat.client import (
     HostnameMismatch,
     TrustStoreError,
     client_context,
-    fingerprint_of,
+    fingerprint_sha256,
     probe_server_certificate,
 )
 
@@ -94,9 +94,20 @@ def test_unreadable_trust_anchors_raise_trust_store_error(tmp_path):
 
 
 def test_fingerprint_is_sha256_lowercase_hex():
-    fp = fingerprint_of(b"abc")
+    fp = fingerprint_sha256(b"abc")
     assert fp == hashlib.sha256(b"abc").hexdigest()
     assert re.fullmatch(r"[0-9a-f]{64}", fp)
+
+
+def test_the_one_fingerprint_is_the_same_from_pem_der_and_a_certificate(certs_dir):
+    from cryptography import x509
+
+    pem = leaf_pem(certs_dir / "server.pem")
+    der = ssl.PEM_cert_to_DER_cert(pem)
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    expected = hashlib.sha256(der).hexdigest()
+    assert fingerprint_sha256(pem) == fingerprint_sha256(pem.encode()) == expected
+    assert fingerprint_sha256(der) == fingerprint_sha256(cert) == expected
 
 
 # --- the probe -------------------------------------------------------------------------
@@ -106,7 +117,7 @@ def test_probe_returns_the_offered_certificate_and_logs_nobody_in(server, certs_
     host, port = server.address
     probed = probe_server_certificate(host, port)
     assert probed.fingerprint == leaf_fingerprint(certs_dir / "server.pem")
-    assert fingerprint_of(ssl.PEM_cert_to_DER_cert(probed.pem)) == probed.fingerprint
+    assert fingerprint_sha256(ssl.PEM_cert_to_DER_cert(probed.pem)) == probed.fingerprint
     assert count_rows(server, "sessions") == 0
 
 
