@@ -3,7 +3,10 @@ made) signs a short-lived server certificate whose names cover every way a
 LAN client may reach this machine. Built on `cryptography`, like trustme.
 
 Files (all PEM): ca.pem, ca.key (the CA), server.pem (the server certificate
-alone), server.key. Keys are written 0600, atomically.
+alone), server.key. Keys are written 0600, atomically. For several server
+nodes sharing one database, generate_node() issues each node its own
+certificate under the same CA, in nodes/NAME/ (server.pem, server.key and a
+copy of ca.pem: the directory that node runs with).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 import socket
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -19,16 +23,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "CertPaths",
+    "NodeCertPaths",
     "check_server_certificate",
     "default_names",
     "fingerprint_sha256",
     "generate",
+    "generate_node",
     "lan_addresses",
     "short_fingerprint",
 ]
@@ -157,6 +164,36 @@ def _key_usage(*, ca: bool) -> x509.KeyUsage:
     )
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    now: datetime,
+    days: int,
+    *,
+    ca: bool,
+) -> x509.CertificateBuilder:
+    # What every certificate here shares (trustme's _cert_builder_common): a random
+    # serial, an hour of slack for clocks behind ours, the basic constraints and the
+    # key usage of its role, and its own key identifier.
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(
+            # path_length=0: the CA signs server certificates only, never another CA.
+            x509.BasicConstraints(ca=ca, path_length=0 if ca else None),
+            critical=True,
+        )
+        .add_extension(_key_usage(ca=ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
 def _make_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
@@ -165,20 +202,7 @@ def _make_ca(now: datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKe
             x509.NameAttribute(NameOID.COMMON_NAME, f"parley CA on {socket.gethostname()}"),
         ]
     )
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(ca=True), critical=True)
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = _builder(name, name, key.public_key(), now, CA_DAYS, ca=True).sign(key, hashes.SHA256())
     return cert, key
 
 
@@ -191,21 +215,13 @@ def _make_server(
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(ca=False), critical=True)
+        _builder(subject, ca_cert.subject, key.public_key(), now, days, ca=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
             x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
         )
@@ -238,18 +254,8 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     paths = {n: out / n for n in ("ca.pem", "ca.key", "server.pem", "server.key")}
     now = datetime.now(UTC)
-    created_ca = created_server = False
-    if force or not (paths["ca.pem"].exists() and paths["ca.key"].exists()):
-        ca_cert, ca_key = _make_ca(now)
-        _write_atomic(paths["ca.key"], _key_pem(ca_key), 0o600)
-        _write_atomic(paths["ca.pem"], _pem(ca_cert), 0o644)
-        created_ca = True
-    else:
-        ca_cert = x509.load_pem_x509_certificate(paths["ca.pem"].read_bytes())
-        loaded = serialization.load_pem_private_key(paths["ca.key"].read_bytes(), None)
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{paths['ca.key']} is not an EC private key")
-        ca_key = loaded
+    created_server = False
+    ca_cert, ca_key, created_ca = _ca(paths["ca.pem"], paths["ca.key"], force, now)
     server_missing = not (paths["server.pem"].exists() and paths["server.key"].exists())
     if created_ca or renew or server_missing:
         names = list(dict.fromkeys([*default_names(), *extra_sans]))
@@ -267,6 +273,116 @@ def generate(
         created_ca=created_ca,
         created_server=created_server,
     )
+
+
+def _ca(
+    cert_path: Path, key_path: Path, force: bool, now: datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey, bool]:
+    """The CA kept at these paths, or a new one (when missing, or *force*); True if new."""
+    if force or not (cert_path.exists() and key_path.exists()):
+        ca_cert, ca_key = _make_ca(now)
+        _write_atomic(key_path, _key_pem(ca_key), 0o600)
+        _write_atomic(cert_path, _pem(ca_cert), 0o644)
+        return ca_cert, ca_key, True
+    ca_cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    loaded = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_path} is not an EC private key")
+    return ca_cert, loaded, False
+
+
+# --- one certificate per node (several servers sharing a database) --------------------------
+
+#: Where generate_node() puts node NAME's files, below the CA's directory.
+NODES_DIR = "nodes"
+
+#: A node name: what `parley-server --node` takes, a directory name, and the
+#: certificate's first DNS name. DNS label characters, at most 63.
+_NODE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCertPaths:
+    """A node's certificate directory: what its machine runs with (`--certs DIR`).
+
+    It holds the node's server.pem and server.key and a copy of the shared ca.pem
+    (so the node sends the CA after its certificate, as a single server does);
+    never ca.key, which stays where the CA was made.
+    """
+
+    directory: Path
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    created_ca: bool
+    created_server: bool
+
+
+def generate_node(
+    out_dir: Path | str,
+    node: str,
+    names: Iterable[str] = (),
+    *,
+    renew: bool = False,
+    days: int = MAX_SERVER_DAYS,
+) -> NodeCertPaths:
+    """Issue node *node* its own certificate under the shared CA in *out_dir*.
+
+    The files go to `<out_dir>/nodes/<node>/`. The CA is the one in *out_dir* (made
+    if missing, never replaced here): every node's certificate chains to the same
+    ca.pem, so a client that trusts one node trusts all of them, and fails over
+    between them without a question. The certificate covers *node* and *names*
+    (the node machine's host names and addresses: this machine's are not its).
+    Idempotent like generate(): an existing node certificate is kept unless
+    *renew*; the node key is new each time the certificate is.
+    """
+    if not _NODE_NAME.fullmatch(node):
+        raise ValueError(
+            f"{node!r} is not a node name: 1 to 63 letters, digits or '-' (ASCII), "
+            "not starting or ending with '-'"
+        )
+    if not 1 <= days <= MAX_SERVER_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_SERVER_DAYS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca_cert, ca_key, created_ca = _ca(out / "ca.pem", out / "ca.key", False, now)
+    directory = out / NODES_DIR / node
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path, ca_copy = (
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "ca.pem",
+    )
+    created_server = False
+    if created_ca or renew or not _issued_by(cert_path, key_path, ca_cert):
+        all_names = list(dict.fromkeys([node, *names]))
+        cert, key = _make_server(ca_cert, ca_key, all_names, days, now)
+        _write_atomic(key_path, _key_pem(key), 0o600)
+        _write_atomic(cert_path, _pem(cert), 0o644)
+        created_server = True
+    # Always the current CA, so the node's chain and the clients' ca.pem agree.
+    _write_atomic(ca_copy, _pem(ca_cert), 0o644)
+    return NodeCertPaths(
+        directory=directory,
+        ca_cert=ca_copy,
+        server_cert=cert_path,
+        server_key=key_path,
+        created_ca=created_ca,
+        created_server=created_server,
+    )
+
+
+def _issued_by(cert_path: Path, key_path: Path, ca_cert: x509.Certificate) -> bool:
+    # False when the node has no certificate yet, or one a replaced CA signed (it
+    # would no longer verify against the ca.pem copied beside it).
+    if not (cert_path.exists() and key_path.exists()):
+        return False
+    try:
+        x509.load_pem_x509_certificate(cert_path.read_bytes()).verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def check_server_certificate(
