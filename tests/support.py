@@ -1,28 +1,39 @@
-# A raw protocol client for integration tests: real TLS, frames by hand.
-#
-# Used from one test thread only (one thread per TLS socket, as everywhere).
-# Every read has a deadline.
+"""What the tests share: a raw protocol client (real TLS, frames by hand), barriers, waits.
+
+RawClient is used from one test thread only (one thread per TLS socket, as everywhere).
+Every read and every wait has a deadline, and waits for a sign: a frame, an event, or
+the answer to a request sent for the purpose (a barrier). Nothing here waits for a
+quiet period: silence proves nothing on a loaded machine.
+"""
 
 from __future__ import annotations
 
+import itertools
 import queue
 import socket
+import sqlite3
 import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from parley_chat.client.events import RoomsListed
 from parley_chat.protocol import (
     PROTOCOL_VERSION,
     Frame,
     Hello,
     LineDecoder,
+    Ping,
+    Pong,
     Welcome,
     decode_server_line,
     encode,
 )
+
+if TYPE_CHECKING:
+    from parley_chat.server.chat_server import ChatServer
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -102,15 +113,6 @@ class RawClient:
 
         return self.recv_until(matches, timeout)[-1]
 
-    def drain(self, quiet: float = 0.3) -> list[Frame]:
-        """Every frame that arrives until the connection is quiet for *quiet* seconds."""
-        out: list[Frame] = []
-        while True:
-            try:
-                out.append(self.recv(quiet))
-            except TimeoutError:
-                return out
-
     def expect_closed(self, timeout: float = DEFAULT_TIMEOUT) -> list[Frame]:
         """Read until the server closes the connection; return the frames it sent first."""
         deadline = time.monotonic() + timeout
@@ -162,9 +164,42 @@ class RawClient:
             pass
 
 
+def online(server: ChatServer, ca_file: Path, nick: str, **login: Any) -> RawClient:
+    """A RawClient of *server* logged in as *nick* (registered on first use), replay read."""
+    client = RawClient(server.address, ca_file)
+    client.login(nick, **login)
+    return client
+
+
+def barrier(
+    client: RawClient, token: str = "barrier", timeout: float = DEFAULT_TIMEOUT
+) -> list[Frame]:
+    """Send a ping and return every frame up to its pong (the pong excluded).
+
+    The server handles a connection's frames in order (a handler that runs off the
+    I/O loop holds the connection's next frames until it is done), so when the pong
+    arrives everything queued for this client before the ping was handled has
+    arrived too. Asynchronous effects of earlier frames (an ack after COMMIT, a
+    fan-out from another connection's send) may still be on their way: wait for
+    those by their own sign.
+    """
+    client.send(Ping(token=token))
+    frames = client.recv_until(lambda f: isinstance(f, Pong) and f.token == token, timeout)
+    return frames[:-1]
+
+
 def messages_in(frames: list[Frame]) -> list[Frame]:
     """Only the `message` frames."""
     return [f for f in frames if f.TYPE == "message"]
+
+
+def db_rows(server: ChatServer, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows of *sql* read from the server's SQLite file by a connection of the test's own."""
+    con = sqlite3.connect(str(server.store.database_path))
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
 
 
 # --- waiting on a ChatClient's event queue (every wait has a deadline) -------------
@@ -194,13 +229,18 @@ def wait_for_event(client: Any, predicate: Callable[[Any], bool], timeout: float
     return collect_until(client, predicate, timeout)[-1]
 
 
-def drain_events(client: Any, quiet: float = 0.5, limit: float = 15.0) -> list[Any]:
-    """Every event until none arrives for *quiet* seconds (at most *limit* in all)."""
-    deadline = time.monotonic() + limit
-    out: list[Any] = []
-    while time.monotonic() < deadline:
-        try:
-            out.append(client.events.get(timeout=quiet))
-        except queue.Empty:
-            break
-    return out
+_barrier_tags = itertools.count(1)
+
+
+def barrier_events(client: Any, timeout: float = 15.0) -> list[Any]:
+    """Every event from ChatClient *client* up to the answer to a request made now.
+
+    The request is a `rooms` listing with a fresh tag; the server answers a
+    connection's requests in order, so every event the server had queued for this
+    client before it comes first. The answer itself (RoomsListed with that tag) is
+    left out. The client must be connected, or reconnecting (the request waits).
+    """
+    tag = f"barrier-{next(_barrier_tags)}"
+    client.rooms(tag=tag)
+    seen = collect_until(client, lambda e: isinstance(e, RoomsListed) and e.tag == tag, timeout)
+    return seen[:-1]

@@ -1,13 +1,14 @@
-# Helpers of the reliability battery (reliability.md section 6): a RawClient
-# that can bind a source address and keeps what it needs for the cross-cutting
-# checks, waits that always have a deadline and a sign to wait for, and the
-# end-of-case invariants (no `internal` error frame, the server still logs a
-# fresh client in, no traceback in the server log).
-#
-# Everything here talks to the server over the wire. The only exceptions are
-# at the bottom: database fillers that set up big states (thousands of rooms,
-# megabytes of history) faster than the wire could, and chattr for a
-# read-only database.
+"""Helpers of the reliability battery (reliability.md section 6): a RawClient
+that can bind a source address and keeps what it needs for the cross-cutting
+checks, waits that always have a deadline and a sign to wait for, and the
+end-of-case invariants (no `internal` error frame, the server still logs a
+fresh client in, no traceback in the server log).
+
+Everything here talks to the server over the wire. The only exceptions are
+at the bottom: database fillers that set up big states (thousands of rooms,
+megabytes of history) faster than the wire could, and chattr for a
+read-only database.
+"""
 
 from __future__ import annotations
 
@@ -30,15 +31,13 @@ from parley_chat.protocol import (
     ErrorCode,
     Frame,
     LineDecoder,
-    Ping,
-    Pong,
     Presence,
     decode_server_line,
 )
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.store import utcnow, writes
 from parley_chat.server.store.models import Room, RoomMember
-from tests.support import DEFAULT_TIMEOUT, RawClient
+from tests.support import DEFAULT_TIMEOUT, RawClient, barrier
 
 #: Where the end-of-case probe connects from: an address no case uses, so no
 #: per-address limit a case exhausted (connections, logins, registrations) applies.
@@ -178,18 +177,6 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
             return False
         except ConnectionError:
             return True
-
-
-def barrier(client: RawClient, token: str, timeout: float = DEFAULT_TIMEOUT) -> list[Frame]:
-    """Send a ping and return every frame up to its pong (the pong excluded).
-
-    Frames are handled in order, so when the pong arrives every frame sent
-    before the ping has been processed (its asynchronous effects, such as an
-    ack after COMMIT, may still be on their way).
-    """
-    client.send(Ping(token=token))
-    frames = client.recv_until(lambda f: isinstance(f, Pong) and f.token == token, timeout)
-    return frames[:-1]
 
 
 def codes(frames: Iterable[Frame]) -> list[str]:

@@ -34,8 +34,7 @@ from parley_chat.client import (
 from parley_chat.client.connection import SeenIds
 from parley_chat.client.events import BatchStarted, ClientEvent
 from parley_chat.protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
-from tests.support import RawClient, collect_until, wait_for_event
-from tests.support import drain_events as drain
+from tests.support import RawClient, barrier_events, collect_until, wait_for_event
 
 PASSWORD = "secret-pw"
 
@@ -71,7 +70,7 @@ def kill_socket(client: ChatClient) -> None:
     """
     link = client._link
     assert link is not None and link.sock.fileno() != -1, (
-        f"the client has no live connection: {drain(client)}"
+        f"the client has no live connection; queued events: {list(client.events.queue)}"
     )
     # The plain socket's shutdown: SSLSocket.shutdown would also reset the TLS
     # object that the I/O thread is using.
@@ -409,7 +408,7 @@ def test_dropped_connection_reconnects_and_replays_missed_messages_once_in_order
     later = collect_until(
         alice, lambda e: isinstance(e, MessageReceived) and e.message.text == "live again"
     )
-    later += drain(alice)
+    later += barrier_events(alice)
     assert texts(later, "bob") == ["live again"]
     delivered = [e.message.id for e in events + later if isinstance(e, MessageReceived)]
     assert alice.connected and alice.last_seen == max(delivered)
@@ -423,7 +422,7 @@ def test_a_send_caught_by_a_drop_is_resent_and_stored_once(server, clients):
     during = alice.send_text("typed while offline")
     assert during in alice.pending
     events = collect_until(alice, lambda e: isinstance(e, Acked) and e.client_id == during)
-    events += drain(alice)
+    events += barrier_events(alice)
     acked = [e.client_id for e in events if isinstance(e, Acked)]
     assert sorted(acked) == sorted([before, during]) and alice.pending == {}
     for client_id in (before, during):
@@ -448,7 +447,7 @@ def test_a_stored_send_whose_ack_was_lost_is_resent_with_its_original_id(server,
 
     alice.rejoin()
     events = collect_until(alice, lambda e: isinstance(e, Acked))
-    events += drain(alice)
+    events += barrier_events(alice)
     assert [e.client_id for e in events if isinstance(e, Acked)] == ["lost-ack-1"]
     assert alice.pending == {}
     assert rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = 'lost-ack-1'") == [
@@ -458,7 +457,7 @@ def test_a_stored_send_whose_ack_was_lost_is_resent_with_its_original_id(server,
 
 def test_rejoin_after_close_replays_exactly_what_was_missed(clients):
     alice, bob = clients("alice"), clients("bob")
-    drain(alice, quiet=0.2)
+    barrier_events(alice)
     assert alice.close() and not alice.connected
     closed = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
     assert closed.by_user and not closed.will_retry
@@ -480,7 +479,7 @@ def test_rejoin_after_close_replays_exactly_what_was_missed(clients):
     assert [m.text for m in replayed] == sent
     assert all(m.id > last_seen for m in replayed)
     assert [m.kind for m in replayed].count("private") == 10
-    events += drain(alice)
+    events += barrier_events(alice)
     ids = [e.message.id for e in events if isinstance(e, MessageReceived)]
     assert len(ids) == len(set(ids))
     assert texts(events, "bob") == sent

@@ -19,13 +19,7 @@ from parley_chat.protocol import (
     Send,
     Who,
 )
-from tests.support import RawClient, messages_in
-
-
-def online(server, ca_file, nick, **login) -> RawClient:
-    client = RawClient(server.address, ca_file)
-    client.login(nick, **login)
-    return client
+from tests.support import RawClient, barrier, messages_in, online
 
 
 def _batch_frames(client: RawClient, kind: str, tag: str | None = None):
@@ -155,7 +149,7 @@ def test_history_never_shows_other_peoples_private_messages_or_rooms(server, ca_
     alice.expect(Presence, room="#secret")
     alice.send(Send(id="s", text="secret room talk", room="#secret"))
     alice.expect(Ack)
-    carol.drain()
+    barrier(carol)
     carol.send(History(with_="bob", tag="t1"))
     _, page, _ = _batch_frames(carol, "history", "t1")
     assert page == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import socket
-import sqlite3
 import string
 import time
 
@@ -28,29 +27,12 @@ from parley_chat.protocol import (
     Who,
     encode,
 )
-from tests.support import RawClient, messages_in
-
-
-def _db_path(server) -> str:
-    return str(server.store.database_path)
-
-
-def _rows(server, sql, *args):
-    con = sqlite3.connect(_db_path(server))
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+from tests.support import RawClient, barrier, messages_in, online
+from tests.support import db_rows as _rows
 
 
 def connect(server, ca_file) -> RawClient:
     return RawClient(server.address, ca_file)
-
-
-def online(server, ca_file, nick) -> RawClient:
-    client = connect(server, ca_file)
-    client.login(nick)
-    return client
 
 
 # --- accounts and login ----------------------------------------------------------
@@ -156,7 +138,7 @@ def test_unsupported_version(server, ca_file):
 
 def test_public_message_is_acked_after_storage_and_broadcast(server, ca_file):
     alice, bob = online(server, ca_file, "alice"), online(server, ca_file, "bob")
-    alice.drain()
+    barrier(alice)  # bob's arrival is read: what follows starts with the send
     alice.send(Send(id="c1", text="hello lobby", room="#lobby"))
     before_ack = alice.recv_until(lambda f: isinstance(f, Ack))
     ack = before_ack[-1]
@@ -186,7 +168,7 @@ def test_sender_is_the_session_user_never_a_client_field(server, ca_file):
 def test_private_message_reaches_only_its_two_parties(server, ca_file):
     alice, bob, carol = (online(server, ca_file, n) for n in ("alice", "bob", "carol"))
     for c in (alice, bob, carol):
-        c.drain()
+        barrier(c)
     alice.send(Send(id="p1", text="just for bob", to="bob"))
     ack = alice.expect(Ack)
     got = bob.expect(Message, id=ack.id)
@@ -229,7 +211,7 @@ def test_resend_with_same_client_id_is_stored_once_and_acked_again(server, ca_fi
 
 def test_coming_online_and_going_offline_are_presence_deltas_not_history(server, ca_file):
     bob = online(server, ca_file, "bob")
-    bob.drain()
+    barrier(bob)
     alice = online(server, ca_file, "alice")
     came = bob.expect(Presence, room="#lobby")
     assert (came.joined, came.online) == ("alice", None)
@@ -251,7 +233,7 @@ def test_coming_online_and_going_offline_are_presence_deltas_not_history(server,
 def test_who_lists_online_users(server, ca_file):
     alice = online(server, ca_file, "alice")
     bob = online(server, ca_file, "bob")  # keep a reference: a dropped client disconnects
-    alice.drain()
+    barrier(alice)
     alice.send(Who(tag="w1"))
     answer = alice.expect(Presence, tag="w1")
     assert answer.online == ["alice", "bob"]
@@ -265,7 +247,7 @@ def test_one_user_on_two_connections_gets_everything_on_both(server, ca_file):
     ack = bob.expect(Ack)
     assert desk.expect(Message, id=ack.id).text == "to alice"
     assert laptop.expect(Message, id=ack.id).text == "to alice"
-    bob.drain()
+    barrier(bob)
     bob.send(Who(tag="w"))
     assert bob.expect(Presence, tag="w").online == ["alice", "bob"], "listed once"
 
@@ -278,8 +260,7 @@ def test_rooms_join_leave(server, ca_file):
     ack = alice.expect(Ack)
     bob.send(Send(id="d2", text="not a member", room="#dev"))
     assert bob.expect(Error).code == ErrorCode.NOT_IN_ROOM
-    bob.send(Ping(token="sync"))
-    seen = bob.recv_until(lambda f: isinstance(f, Pong))
+    seen = barrier(bob, "sync")
     assert ack.id not in [m.id for m in messages_in(seen)]
     alice.send(Leave(room="#lobby"))
     assert alice.expect(Error).code == ErrorCode.CANNOT_LEAVE
@@ -302,7 +283,7 @@ def test_rooms_join_leave(server, ca_file):
 )
 def test_bad_frames_get_an_error_and_keep_the_connection(server, ca_file, line, code):
     alice = online(server, ca_file, "alice")
-    alice.drain()
+    barrier(alice)
     alice.send(line)
     assert alice.expect(Error).code == code
     alice.send(Send(id="after", text="still here", room="#lobby"))
@@ -325,7 +306,7 @@ def test_text_over_the_limit_is_refused_and_not_stored(make_server, ca_file):
 
 def test_line_over_the_cap_is_an_error_then_close(server, ca_file):
     alice = online(server, ca_file, "alice")
-    alice.drain()
+    barrier(alice)
     alice.send(b"{" + b"a" * (70 * 1024))
     frames = alice.expect_closed()
     assert [f.code for f in frames if isinstance(f, Error)] == [ErrorCode.LINE_TOO_LONG]
@@ -399,11 +380,14 @@ def test_a_reader_that_never_reads_is_dropped_and_others_are_unaffected(make_ser
         assert time.monotonic() < deadline, "the non-reader was never dropped"
         alice.send(Send(id=f"s{sent}", text=text, room="#lobby"))
         t0 = time.monotonic()
-        assert alice.expect(Ack).ref == f"s{sent}"
+        last = alice.expect(Ack)
+        assert last.ref == f"s{sent}"
         assert time.monotonic() - t0 < 2.0, "the sender waited on the slow reader"
         sent += 1
-    # bob, who reads, got every one of them.
-    got = [m for m in bob.drain(1.0) if isinstance(m, Message) and m.from_ == "alice"]
+    # bob, who reads, got every one of them: up to the last, then nothing more (a barrier).
+    frames = bob.recv_until(lambda f: isinstance(f, Message) and f.id == last.id)
+    frames += barrier(bob)
+    got = [m for m in frames if isinstance(m, Message) and m.from_ == "alice"]
     assert len(got) == sent
     ((reason,),) = _rows(
         server,
@@ -429,7 +413,7 @@ def test_history_survives_a_restart(make_server, ca_file, db_url):
 
 def test_full_disk_refuses_without_ack_and_recovers(server, ca_file):
     alice = online(server, ca_file, "alice")
-    alice.drain()
+    barrier(alice)
     # Cap the database at its current size: the next insert fails with SQLITE_FULL.
     server.store.submit(
         lambda s: s.connection().exec_driver_sql(
@@ -467,7 +451,7 @@ def test_busy_port_is_a_clear_error(server, make_server, tmp_path):
 def test_encode_once_frames_reach_twenty_clients(server, ca_file):
     clients = [online(server, ca_file, f"user{i}") for i in range(20)]
     for c in clients:
-        c.drain(0.2)
+        barrier(c)
     clients[0].send(Send(id="all", text="hello everyone", room="#lobby"))
     own = clients[0].recv_until(lambda f: isinstance(f, Ack))
     ack = own[-1]

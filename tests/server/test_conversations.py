@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from parley_chat.protocol import (
@@ -20,14 +18,13 @@ from parley_chat.protocol import (
     Join,
     ListConversations,
     Message,
-    Ping,
-    Pong,
     Presence,
     Read,
     Send,
     Welcome,
 )
-from tests.support import RawClient, messages_in
+from tests.support import RawClient, barrier, messages_in
+from tests.support import db_rows as _rows
 
 
 def online(server, ca_file, nick: str) -> tuple[RawClient, Welcome, Conversations]:
@@ -45,25 +42,11 @@ def say(client: RawClient, cid: str, text: str, *, room: str | None = None, to: 
     return client.expect(Ack, ref=cid)
 
 
-def barrier(client: RawClient, token: str) -> list:
-    """Every frame up to the answer to a ping: proof that nothing else was queued first."""
-    client.send(Ping(token=token))
-    return client.recv_until(lambda f: isinstance(f, Pong) and f.token == token)
-
-
 def listed(client: RawClient, tag: str = "c") -> dict[tuple[str, str], dict]:
     client.send(ListConversations(tag=tag))
     frame = client.expect(Conversations, tag=tag)
     assert not frame.more
     return {(i["kind"], i["name"]): i for i in frame.items}
-
-
-def _rows(server, sql: str, *args):
-    con = sqlite3.connect(str(server.store.database_path))
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def test_welcome_announces_the_flood_limits(make_server, ca_file):

@@ -28,8 +28,6 @@ from parley_chat.protocol import (
     ListConversations,
     ListRooms,
     Message,
-    Ping,
-    Pong,
     Presence,
     RoomList,
     Search,
@@ -46,20 +44,8 @@ from parley_chat.protocol.moderation import (
 )
 from parley_chat.server import admin, logs
 from parley_chat.server.store import moderation as mstore
-from tests.support import RawClient
-
-
-def online(server, ca_file, nick: str, **login: Any) -> RawClient:
-    client = RawClient(server.address, ca_file)
-    client.login(nick, **login)
-    return client
-
-
-def barrier(client: RawClient) -> list:
-    """Every frame up to the answer to a ping."""
-    token = uuid.uuid4().hex
-    client.send(Ping(token=token))
-    return client.recv_until(lambda f: isinstance(f, Pong) and f.token == token)
+from tests.support import RawClient, barrier, online
+from tests.support import db_rows as rows
 
 
 def join(client: RawClient, room: str) -> RoomInfo:
@@ -120,14 +106,6 @@ def who(client: RawClient, room: str) -> RoomInfo | Error:
         lambda f: isinstance(f, Error) or (isinstance(f, RoomInfo) and f.tag == "w")
     )
     return frames[-1]
-
-
-def rows(server, sql: str, *args: Any) -> list[tuple]:
-    con = sqlite3.connect(str(server.store.database_path))
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def make_operator(db_url: str, nick: str) -> str:

@@ -5,36 +5,20 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
-from parley_chat.protocol import Bye, Ping, Pong, Presence
+from parley_chat.protocol import Bye, Presence
 from parley_chat.server.reasons import STORED_REASONS, stored_reason
-from tests.support import RawClient
+from tests.support import RawClient, barrier, online
+from tests.support import db_rows as _rows
 
 GRACE = 1.0
 DEADLINE = 15.0
 
 
-def _rows(server, sql: str, *args):
-    con = sqlite3.connect(str(server.store.database_path))
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def online(server, ca_file, nick: str) -> RawClient:
-    client = RawClient(server.address, ca_file)
-    client.login(nick)
-    return client
-
-
 def presence_until_pong(client: RawClient, token: str) -> list[Presence]:
     """The presence frames queued for *client* before the answer to a new ping."""
-    client.send(Ping(token=token))
-    frames = client.recv_until(lambda f: isinstance(f, Pong) and f.token == token)
-    return [f for f in frames if isinstance(f, Presence)]
+    return [f for f in barrier(client, token) if isinstance(f, Presence)]
 
 
 def wait_session_ended(server, nick: str, count: int = 1) -> list[str]:
