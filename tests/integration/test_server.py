@@ -448,17 +448,48 @@ def test_busy_port_is_a_clear_error(server, make_server, tmp_path):
         make_server(db_url=f"sqlite:///{tmp_path / 'other.db'}", port=server.address[1])
 
 
-def test_encode_once_frames_reach_twenty_clients(server, ca_file):
-    clients = [online(server, ca_file, f"user{i}") for i in range(20)]
-    for c in clients:
-        barrier(c)
+def test_a_message_is_encoded_once_and_its_bytes_shared_by_every_recipient(
+    server, ca_file, monkeypatch
+):
+    n = 20
+    clients = [online(server, ca_file, f"user{i}") for i in range(n)]
+    # Every join delta has arrived: none is left for the message's batch to flush
+    # first, which would hand those members a list of their own instead.
+    for i, c in enumerate(clients[:-1]):
+        waiting = {f"user{j}" for j in range(i + 1, n)}
+        while waiting:
+            f = c.recv()
+            if isinstance(f, Presence) and f.joined in waiting:
+                waiting.discard(f.joined)
+    # The real connections, watched: what the hub hands each one as shared bytes.
+    handed: dict[str, list[bytes]] = {}
+    for conn in server.hub.all_connections():
+
+        def spy(data, chunks, _deliver=conn.deliver_shared, _nick=conn.nick):
+            handed.setdefault(_nick, []).append(data)
+            _deliver(data, chunks)
+
+        monkeypatch.setattr(conn, "deliver_shared", spy)
+
     clients[0].send(Send(id="all", text="hello everyone", room="#lobby"))
     own = clients[0].recv_until(lambda f: isinstance(f, Ack))
     ack = own[-1]
     assert [f.text for f in own if isinstance(f, Message) and f.id == ack.id] == ["hello everyone"]
     for c in clients[1:]:
         assert c.expect(Message, id=ack.id).text == "hello everyone"
-    _ = encode  # the frames above are built with the shared codec
+
+    # One bytes object, encoded once, queued for all 19 readers...
+    blobs = [handed.get(f"user{i}", []) for i in range(1, n)]
+    assert all(len(b) == 1 for b in blobs), blobs
+    shared = blobs[0][0]
+    assert all(b[0] is shared for b in blobs)
+    assert shared == encode(
+        Message(
+            id=ack.id, ts=ack.ts, kind="public", text="hello everyone", from_="user0", room="#lobby"
+        )
+    )
+    # ...and not for the sender, whose own copy carries its client id.
+    assert "user0" not in handed
 
 
 def test_a_password_reset_by_the_operator_ends_open_connections(make_server, ca_file):
