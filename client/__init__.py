@@ -28,6 +28,7 @@ from .events import (
     ConversationsListed,
     ConversationSummary,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     ReadMoved,
@@ -35,7 +36,6 @@ from .events import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from .tls import ProbedCertificate, client_context, fingerprint_of, probe_server_certificate
 
@@ -53,6 +53,7 @@ __all__ = [
     "ConversationSummary",
     "ConversationsListed",
     "Disconnected",
+    "ErrorReply",
     "HostnameMismatch",
     "InviteMismatch",
     "LoginRefused",
@@ -64,7 +65,6 @@ __all__ = [
     "RoomJoined",
     "RoomLeft",
     "RoomsListed",
-    "ServerError",
     "ServerUnreachable",
     "TLSVerificationFailed",
     "TrustStoreError",

@@ -77,13 +77,13 @@ from .events import (
     ConversationsListed,
     ConversationSummary,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     Reconnecting,
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from .gui.settings import Pin, SettingsStore, config_dir
 from .tls import is_ca_certificate, probe_server_certificate
@@ -589,7 +589,7 @@ class _Printer:
                     self._join_done.set()
         elif isinstance(event, RoomLeft):
             self.err(f"left {event.room}")
-        elif isinstance(event, ServerError):
+        elif isinstance(event, ErrorReply):
             self.err(f"error {event.code}: {event.message}")
             with self._lock:
                 if self._join_wanted is not None and event.ref is None:

@@ -161,9 +161,14 @@ class RoomLeft:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerError:
-    """The server refused a request. `code` is a protocol.ErrorCode value;
-    `ref` the client id of the send it refers to, if any."""
+class ErrorReply:
+    """The server answered a request with an `error` frame (it refused it, or announces
+    it is closing the connection). `code` is a protocol.ErrorCode value; `ref`
+    the client id of the send (or moderation request) it refers to, if any.
+
+    Not to be confused with server/errors.py's exceptions: this is what a client
+    is told, on its event queue.
+    """
 
     code: str
     message: str
@@ -268,7 +273,7 @@ ClientEvent = (
     | ReadMoved
     | RoomJoined
     | RoomLeft
-    | ServerError
+    | ErrorReply
     | Disconnected
     | Reconnecting
     | ModerationEvent

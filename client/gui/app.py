@@ -36,6 +36,7 @@ from parley_chat.client import (
     Connected,
     ConversationsListed,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     ReadMoved,
@@ -43,7 +44,6 @@ from parley_chat.client import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
@@ -502,7 +502,7 @@ class App(ctk.CTk):
         self._view_dirty = self._sidebar_dirty = self._users_dirty = True
         self._note(f"You left {ev.room}.", "notice")
 
-    def _on_server_error(self, ev: ServerError) -> None:
+    def _on_server_error(self, ev: ErrorReply) -> None:
         if ev.code in ("shutdown", "timeout", "flood"):
             # The connection closes next: say why once, here, in plain words.
             self._closing_notice = True
@@ -574,7 +574,7 @@ class App(ctk.CTk):
         PresenceChanged: _on_presence,
         RoomJoined: _on_room_joined,
         RoomLeft: _on_room_left,
-        ServerError: _on_server_error,
+        ErrorReply: _on_server_error,
         Disconnected: _on_disconnected,
         Reconnecting: _on_reconnecting,
         Acked: _ignore,

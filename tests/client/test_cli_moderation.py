@@ -10,12 +10,12 @@ from parley_chat.client import Acked
 from parley_chat.client.cli_moderation import ModerationCommands, describe, parse_duration
 from parley_chat.client.connection import ChatClient
 from parley_chat.client.events import (
+    ErrorReply,
     MessageDeleted,
     MessageEdited,
     ModerationDone,
     NoticeReceived,
     RoomInfoChanged,
-    ServerError,
 )
 from tests.support import wait_for_event
 
@@ -58,7 +58,7 @@ def test_the_commands_reach_the_server_and_the_events_say_what_happened(server, 
         notice = wait_for_event(bob, lambda e: isinstance(e, NoticeReceived))
         assert "too loud" in notice.text and notice.kind == "mute"
         bob.send_text("hello?", room="#ops")
-        refused = wait_for_event(bob, lambda e: isinstance(e, ServerError))
+        refused = wait_for_event(bob, lambda e: isinstance(e, ErrorReply))
         assert refused.code == "muted"
         client_id = bob.send_text("a line of mine", room="#lobby")
         ack = wait_for_event(bob, lambda e: isinstance(e, Acked) and e.client_id == client_id)
@@ -66,7 +66,7 @@ def test_the_commands_reach_the_server_and_the_events_say_what_happened(server, 
         edited = wait_for_event(alice, lambda e: isinstance(e, MessageEdited))
         assert describe(edited) == f"#lobby message {ack.id} edited: a better line"
         commands["delete"](str(ack.id))  # not hers: alice is not a moderator of #lobby
-        denied = wait_for_event(alice, lambda e: isinstance(e, ServerError))
+        denied = wait_for_event(alice, lambda e: isinstance(e, ErrorReply))
         assert denied.code == "not-permitted" and "moderator" in denied.message
         bob.delete_message(ack.id)
         gone = wait_for_event(alice, lambda e: isinstance(e, MessageDeleted))
