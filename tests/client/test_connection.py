@@ -9,9 +9,14 @@ Every wait has a deadline: events are read from the queue with timeouts.
 from __future__ import annotations
 
 import hashlib
+import os
+import queue
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -24,6 +29,7 @@ from parley_chat.client import (
     ConversationsListed,
     Disconnected,
     ErrorReply,
+    HostnameMismatch,
     LoginRefused,
     MessageReceived,
     PresenceChanged,
@@ -31,6 +37,7 @@ from parley_chat.client import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
+    ServerUnreachable,
     backoff_delay,
 )
 from parley_chat.client.events import BatchStarted, ClientEvent
@@ -421,3 +428,162 @@ def test_without_auto_reconnect_a_drop_is_final(clients):
     assert not alice.connected
     alice.rejoin()
     assert wait_for_event(alice, lambda e: isinstance(e, Connected)).resumed
+
+
+# --- several server addresses: failover -------------------------------------------------------
+
+
+def test_constructor_takes_one_address_or_a_list_of_them(ca_file):
+    one = _offline_client(ca_file)
+    assert one.addresses == (("127.0.0.1", 9),) and (one.host, one.port) == ("127.0.0.1", 9)
+    two = ChatClient(
+        [("127.0.0.1", 9), ("localhost", 10)], nick="alice", password=PASSWORD, ca_file=ca_file
+    )
+    assert two.addresses == (("127.0.0.1", 9), ("localhost", 10)) and two.port == 9
+    for host, port in (("127.0.0.1", None), ([("127.0.0.1", 9)], 9), ([], None)):
+        with pytest.raises(ValueError):
+            ChatClient(host, port, nick="alice", password=PASSWORD, ca_file=ca_file)  # type: ignore[arg-type]
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connect_skips_a_server_that_is_down_and_logs_in_at_the_next(
+    make_server, ca_file, tmp_path
+):
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    dead = ("127.0.0.1", _closed_port())
+    alice = ChatClient(
+        [dead, b.address], nick="alice", password=PASSWORD, ca_file=ca_file, register=True
+    )
+    try:
+        alice.connect()
+        collect_until(alice, is_replay_end)
+        assert (alice.host, alice.port) == b.address
+        ref = alice.send_text("reached b")
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == ref)
+        assert rows(b, "SELECT body FROM messages WHERE client_msg_id = ?", ref) == [("reached b",)]
+    finally:
+        alice.close(timeout=2.0)
+    # With every address down, connect() raises the failure plainly.
+    nobody = ChatClient(
+        [dead, ("127.0.0.1", _closed_port())], nick="alice", password=PASSWORD, ca_file=ca_file
+    )
+    with pytest.raises(ServerUnreachable):
+        nobody.connect()
+
+
+def test_a_certificate_that_fails_verification_is_not_skipped_for_the_next_address(
+    make_server, ca_file, tmp_path
+):
+    # The first server listens on 127.0.0.2, a name its certificate does not carry.
+    stranger = make_server(host="127.0.0.2", db_url=f"sqlite:///{tmp_path / 'x.db'}")
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    alice = ChatClient(
+        [stranger.address, b.address],
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+    )
+    with pytest.raises(HostnameMismatch, match="127.0.0.2"):
+        alice.connect()
+    assert not alice.connected
+    assert rows(b, "SELECT count(*) FROM users") == [(0,)]  # b never heard from alice
+
+
+def _start_server_process(certs_dir, db_path) -> tuple[subprocess.Popen[str], int]:
+    """A server in a process of its own (so it can be killed), and its port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "--port",
+            "0",
+            "--db",
+            f"sqlite:///{db_path}",
+            "--certs",
+            str(certs_dir),
+            "--scrypt-n",
+            "16",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # readline() blocks, so it runs in a thread and the test waits with a deadline.
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError("the server printed nothing in time") from None
+    assert line.startswith("parley listening on "), line
+    return proc, int(line.split()[3].rsplit(":", 1)[1])
+
+
+def test_a_server_killed_mid_session_fails_over_to_the_next_with_replay_and_resends(
+    make_server, certs_dir, ca_file, tmp_path
+):
+    proc, port_a = _start_server_process(certs_dir, tmp_path / "a.db")
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    addresses = [("127.0.0.1", port_a), b.address]
+    alice = ChatClient(
+        addresses,
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+        reconnect_base=0.2,
+    )
+    bob = ChatClient(
+        b.address[0], b.address[1], nick="bob", password=PASSWORD, ca_file=ca_file, register=True
+    )
+    try:
+        alice.connect()
+        collect_until(alice, is_replay_end)
+        assert alice.port == port_a
+        first = alice.send_text("on a")
+        wait_for_event(alice, lambda e: isinstance(e, MessageReceived) and e.message.ref == first)
+        seen_on_a = alice.last_seen
+        assert seen_on_a is not None
+        # Meanwhile, on b: messages alice has not seen.
+        bob.connect()
+        collect_until(bob, is_replay_end)
+        sent = [bob.send_text(f"on b {i}") for i in range(seen_on_a + 3)]
+        acks = collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == sent[-1])
+        ids = {e.client_id: e.id for e in acks if isinstance(e, Acked)}
+
+        proc.kill()  # SIGKILL: no shutdown notice, the connection just breaks
+        proc.wait(30)
+        dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+        assert dropped.will_retry
+        during = alice.send_text("typed during the failover")
+        events = collect_until(alice, is_replay_end, timeout=30)
+        connected = next(e for e in events if isinstance(e, Connected))
+        # b never issued alice's token: she logs in with the password there.
+        assert not connected.resumed and (alice.host, alice.port) == b.address
+        # b replays what comes after the last message alice saw (on a).
+        replayed = [e.message for e in events if isinstance(e, MessageReceived)]
+        expected = [f"on b {i}" for i, ref in enumerate(sent) if ids[ref] > seen_on_a]
+        assert expected and [m.text for m in replayed if m.from_ == "bob"] == expected
+        assert all(m.id > seen_on_a for m in replayed)
+        # The send made while no server was reachable is stored on b, once.
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == during)
+        assert rows(b, "SELECT count(*) FROM messages WHERE client_msg_id = ?", during) == [(1,)]
+        assert alice.pending == {}
+    finally:
+        alice.close(timeout=2.0)
+        bob.close(timeout=2.0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
