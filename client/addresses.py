@@ -4,11 +4,12 @@ A client may know several servers of one site (the nodes of a cluster, or
 one server by two names). ChatClient takes them as a list of (host, port) and
 tries them in order; the terminal client's `--host` and the desktop client's
 Server field take the comma-separated form parsed here. An IPv6 literal goes
-in brackets (`[::1]:5555`); a host without a port gets the default port.
+in brackets (`[::1]:5555`; a bare one alone takes the default port); a host without a port gets the default port.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 #: One server: (host name or IP literal, TCP port).
@@ -52,9 +53,12 @@ def _parse_one(entry: str, default_port: int) -> Address:
             raise ValueError(f"bad server address {entry!r}: write [v6]:port")
         port_text = rest[1:] if rest else ""
     elif entry.count(":") > 1:
-        raise ValueError(
-            f"bad server address {entry!r}: put an IPv6 address in brackets, [v6]:port"
-        )
+        try:  # a bare IPv6 literal, as --host always took: the default port
+            return str(ipaddress.IPv6Address(entry)), default_port
+        except ValueError:
+            raise ValueError(
+                f"bad server address {entry!r}: put an IPv6 address in brackets, [v6]:port"
+            ) from None
     else:
         host, _, port_text = entry.partition(":")
         if not host:

@@ -50,6 +50,7 @@ from parley_chat.protocol import (
 )
 from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
 
+from .addresses import Address, parse_addresses
 from .cli_moderation import HELP as MODERATION_HELP
 from .cli_moderation import ModerationCommands, describe
 from .connection import ChatClient
@@ -321,8 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="an invite line from the server's operator (parley://HOST:PORT#sha256=...): "
         "where to connect and which certificate to trust on first use; HOST[:PORT] works too",
     )
-    parser.add_argument("--host", default=None, help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="server port (default 5555)")
+    parser.add_argument(
+        "--host",
+        default=None,
+        metavar="HOST[:PORT][,HOST2[:PORT2]...]",
+        help="server address (default 127.0.0.1); several, comma-separated, to fail over: "
+        "they are tried in order at start and whenever the connection breaks",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="server port where --host gives none (default 5555)"
+    )
     parser.add_argument(
         "--ca",
         default=None,
@@ -912,9 +921,11 @@ def main(
     if args.discover:
         return _list_servers(args, env, stdout, stderr)
     try:
-        target = _target(args)
+        target, addresses = _target(args)
     except InviteError as exc:
         return fail(EXIT_USAGE, f"bad invite: {exc}")
+    except ValueError as exc:
+        return fail(EXIT_USAGE, f"bad --host: {exc}")
     if args.forget_pin:
         forgot = _pins(env).forget_pin(target.host, target.port)
         return fail(EXIT_OK, f"{'forgot' if forgot else 'no'} pinned certificate for {target}")
@@ -933,8 +944,7 @@ def main(
         )
     try:
         client = ChatClient(
-            target.host,
-            target.port,
+            addresses,
             nick=args.nick,
             password=password,
             register=args.register,
@@ -1035,13 +1045,23 @@ def _changed_warning(exc: TLSVerificationFailed, target: Invite, env: Mapping[st
     )
 
 
-def _target(args: argparse.Namespace) -> Invite:
-    """Where to connect: the invite (or HOST[:PORT]) argument, else --host/--port."""
+def _target(args: argparse.Namespace) -> tuple[Invite, list[Address]]:
+    """Where to connect: the invite (or HOST[:PORT]) argument, else --host/--port.
+
+    Returns the first server (its pin is the trust anchor for all: they share
+    one CA) and every address to try, in order. Raises InviteError or ValueError.
+    """
+    fingerprint = None
+    port = args.port or 5555
+    hosts = args.host or "127.0.0.1"
     if args.server:
         text = args.server if looks_like_invite(args.server) else f"parley://{args.server}"
         invite = parse_invite(text)
-        return Invite(args.host or invite.host, args.port or invite.port, invite.fingerprint)
-    return Invite(args.host or "127.0.0.1", args.port or 5555)
+        fingerprint, port = invite.fingerprint, args.port or invite.port
+        hosts = args.host or invite.host
+    addresses = parse_addresses(hosts, port)
+    first_host, first_port = addresses[0]
+    return Invite(first_host, first_port, fingerprint), addresses
 
 
 def _pins(env: Mapping[str, str]) -> SettingsStore:
