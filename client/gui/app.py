@@ -628,7 +628,7 @@ class App(ctk.CTk):
             self.exit_chat()
         elif isinstance(action, commands.Rejoin):
             self.rejoin()
-        elif isinstance(action, moderation.ModerationCommand):
+        elif isinstance(action, commands.Moderate):
             room = action.room or self._current_room()
             if action.needs_room and room is None:
                 self._note(f"/{action.action} works in a room: open one, or name it first", "error")
