@@ -253,7 +253,7 @@ class App(ctk.CTk):
     def _remember_form(self, form: ConnectForm) -> None:
         s = self.settings
         s.host, s.port, s.ca_file, s.nick, s.register = (
-            form.host,
+            form.servers or form.host,  # a failover list is kept as typed
             form.port,
             form.ca_file,
             form.nick,
