@@ -1,10 +1,13 @@
-# client: everything a person runs to chat, on one network library.
-#
-# connection (ChatClient: TLS, one I/O thread, events, acks, resume, reconnect),
-# tls (the client SSLContext and the display-only certificate probe), trust
-# (what trust on first use pins), discovery (servers found by mDNS), errors,
-# events, and cli (the terminal client). The desktop app lives in client.gui and
-# nothing here imports it.
+"""client: everything a person runs to chat, on one network library.
+
+session (ClientSession: the protocol's client side, sans-IO), connection
+(ChatClient: the I/O shell around it: TLS, one I/O thread, events, reconnect
+and failover), addresses (server lists), commands (the slash commands of both
+clients), tls (the client SSLContext and the display-only certificate probe),
+trust (what trust on first use pins), discovery (servers found by mDNS), errors,
+events, and cli (the terminal client). The desktop app lives in client.gui and
+nothing here imports it.
+"""
 
 from .connection import ChatClient, backoff_delay
 from .errors import (

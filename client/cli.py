@@ -1,24 +1,27 @@
-# client/cli.py: the terminal client, `parley-cli`, built on ChatClient.
-#
-# Rules this module keeps:
-# 1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
-#    never from the command line (it would show in `ps` and shell history) and
-#    never from the chat input.
-# 2. stdout carries only messages, one line each (continuation lines of a
-#    multi-line text indented by four spaces), so it can be piped and grepped;
-#    status, answers to commands and errors go to stderr.
-# 3. Two threads: the main thread reads stdin and issues requests; a printer
-#    thread consumes ChatClient.events and prints. Neither touches the socket.
-#    On a terminal the main thread reads through a prompt_toolkit prompt (line
-#    editing, history) under patch_stdout, so printed lines go above the line
-#    being typed and never into it; otherwise (a pipe, a file) it reads plain
-#    lines: the scripting mode.
-# 6. Input never outruns the server's flood pace (welcome.flood): a script of
-#    any length is sent as fast as the server takes it, never delayed or
-#    dropped by the server's flood control (Pacer).
-# 4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
-# 5. Nothing a message holds can move the time, room or nick of its line, in
-#    a terminal that lays out bidirectional text (isolate_text, docs/cli.md).
+"""The terminal client, `parley-cli`, built on ChatClient.
+
+Rules this module keeps:
+1. The password comes from PARLEY_PASSWORD or a getpass prompt on a terminal,
+   never from the command line (it would show in `ps` and shell history) and
+   never from the chat input.
+2. stdout carries only messages, one line each (continuation lines of a
+   multi-line text indented by four spaces), so it can be piped and grepped;
+   status, answers to commands and errors go to stderr.
+3. Two threads: the main thread reads stdin and issues requests; a printer
+   thread consumes ChatClient.events and prints. Neither touches the socket.
+   On a terminal the main thread reads through a prompt_toolkit prompt (line
+   editing, history) under patch_stdout, so printed lines go above the line
+   being typed and never into it; otherwise (a pipe, a file) it reads plain
+   lines: the scripting mode.
+4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
+5. Nothing a message holds can move the time, room or nick of its line, in
+   a terminal that lays out bidirectional text (isolate_text, docs/cli.md).
+6. Input never outruns the server's flood pace (welcome.flood): a script of
+   any length is sent as fast as the server takes it, never delayed or
+   dropped by the server's flood control (Pacer).
+7. Slash commands are parsed by client/commands.py, the table both clients
+   share; this module performs them.
+"""
 
 from __future__ import annotations
 

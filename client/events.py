@@ -1,9 +1,10 @@
-# client/events.py: what the client library tells its user, as frozen dataclasses
-# put on ChatClient.events (a queue.Queue).
-#
-# The terminal client, the desktop client and the benchmarks all consume this
-# one stream. Events are produced on the library's I/O thread; consumers read
-# them on their own thread (the GUI drains the queue with after()).
+"""What the client library tells its user, as frozen dataclasses put on ChatClient.events.
+
+The terminal client, the desktop client and the benchmarks all consume this
+one stream (a queue.Queue). Events are made by the sans-IO ClientSession
+(client/session.py) and by ChatClient's I/O thread (connection state);
+consumers read them on their own thread (the GUI drains the queue with after()).
+"""
 
 from __future__ import annotations
 
