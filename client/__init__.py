@@ -1,8 +1,10 @@
-"""Client: everything a person runs to chat, on one network library.
+"""client: everything a person runs to chat, on one network library.
 
-connection (ChatClient: TLS, one I/O thread, events, acks, resume, reconnect),
-tls (the client SSLContext and the display-only certificate probe), trust
-(what trust on first use pins), discovery (servers found by mDNS), errors,
+session (ClientSession: the protocol's client side, sans-IO), connection
+(ChatClient: the I/O shell around it: TLS, one I/O thread, events, reconnect
+and failover), addresses (server lists), commands (the slash commands of both
+clients), tls (the client SSLContext and the display-only certificate probe),
+trust (what trust on first use pins), discovery (servers found by mDNS), errors,
 events, and cli (the terminal client). The desktop app lives in client.gui and
 nothing here imports it.
 """
@@ -29,6 +31,7 @@ from .events import (
     ConversationsListed,
     ConversationSummary,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     ReadMoved,
@@ -36,7 +39,6 @@ from .events import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from .tls import (
     ProbedCertificate,
@@ -59,6 +61,7 @@ __all__ = [
     "ConversationSummary",
     "ConversationsListed",
     "Disconnected",
+    "ErrorReply",
     "HostnameMismatch",
     "InviteMismatch",
     "LoginRefused",
@@ -70,7 +73,6 @@ __all__ = [
     "RoomJoined",
     "RoomLeft",
     "RoomsListed",
-    "ServerError",
     "ServerUnreachable",
     "TLSVerificationFailed",
     "TrustStoreError",

@@ -13,12 +13,14 @@ Rules this module keeps:
    editing, history) under patch_stdout, so printed lines go above the line
    being typed and never into it; otherwise (a pipe, a file) it reads plain
    lines: the scripting mode.
-6. Input never outruns the server's flood pace (welcome.flood): a script of
-   any length is sent as fast as the server takes it, never delayed or
-   dropped by the server's flood control (Pacer).
 4. Exit codes are stable (EXIT_* below, docs/cli.md, --help).
 5. Nothing a message holds can move the time, room or nick of its line, in
    a terminal that lays out bidirectional text (isolate_text, docs/cli.md).
+6. Input never outruns the server's flood pace (welcome.flood): a script of
+   any length is sent as fast as the server takes it, never delayed or
+   dropped by the server's flood control (Pacer).
+7. Slash commands are parsed by client/commands.py, the table both clients
+   share; this module performs them.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from typing import TextIO
 from parley_chat.certs import short_fingerprint
 from parley_chat.protocol import (
     DEFAULT_ROOM,
-    MAX_PAGE,
     LocalProtocolError,
     Message,
     fold,
@@ -51,8 +52,11 @@ from parley_chat.protocol import (
 )
 from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
 
+from . import commands
+from .addresses import Address, parse_addresses
 from .cli_moderation import HELP as MODERATION_HELP
 from .cli_moderation import ModerationCommands, describe
+from .commands import Client, Command, Invalid, UnknownCommand, help_text
 from .connection import ChatClient
 from .discovery import DEFAULT_WAIT, discover, enabled, interfaces_from_env
 from .e2e.crypto import E2EError
@@ -78,13 +82,13 @@ from .events import (
     ConversationsListed,
     ConversationSummary,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     Reconnecting,
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from .gui.settings import Pin, SettingsStore, config_dir
 from .tls import is_ca_certificate, probe_server_certificate
@@ -117,20 +121,7 @@ The password is read from the environment variable {PASSWORD_ENV}, or asked for
 when standard input is a terminal. It is never a command-line argument.
 
 Type a line to say it in the current room (#lobby at first). Commands:
-  /msg NICK TEXT      private message
-  /join #ROOM         join (or create) a room and talk there
-  /leave [#ROOM]      leave a room (default: the current one)
-  /who [#ROOM]        who is online in a room
-  /rooms              all rooms
-  /conversations      your rooms and private conversations, unread counts,
-                      the latest message (/list does the same)
-  /read               mark what was printed as read (on a terminal this
-                      happens by itself a moment after lines are printed)
-  /history [N]        the last N messages of the current room (default {DEFAULT_HISTORY})
-  /search WORDS       search the messages you can see
-  /rejoin             reconnect and replay what you missed
-  /help               this list
-  /exit               leave (end of input does the same)
+{help_text(Client.TERMINAL, "chat")}
 A line starting with // sends the rest literally, starting with one /.
 On a terminal the line being typed stays put while messages arrive above it;
 Left/Right, Home/End and the usual Emacs keys edit it, Up/Down recall earlier
@@ -322,8 +313,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="an invite line from the server's operator (parley://HOST:PORT#sha256=...): "
         "where to connect and which certificate to trust on first use; HOST[:PORT] works too",
     )
-    parser.add_argument("--host", default=None, help="server address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=None, help="server port (default 5555)")
+    parser.add_argument(
+        "--host",
+        default=None,
+        metavar="HOST[:PORT][,HOST2[:PORT2]...]",
+        help="server address (default 127.0.0.1); several, comma-separated, to fail over: "
+        "they are tried in order at start and whenever the connection breaks",
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="server port where --host gives none (default 5555)"
+    )
     parser.add_argument(
         "--ca",
         default=None,
@@ -590,7 +589,7 @@ class _Printer:
                     self._join_done.set()
         elif isinstance(event, RoomLeft):
             self.err(f"left {event.room}")
-        elif isinstance(event, ServerError):
+        elif isinstance(event, ErrorReply):
             self.err(f"error {event.code}: {event.message}")
             with self._lock:
                 if self._join_wanted is not None and event.ref is None:
@@ -661,12 +660,14 @@ class Pacer:
             return self._wait_locked()
 
     def _wait_locked(self) -> float:
+        rate = self._rate
+        assert rate is not None  # wait() returns at once without a rate
         now = self._clock()
-        self._tokens = min(self._cap, self._tokens + (now - self._stamp) * self._rate)
+        self._tokens = min(self._cap, self._tokens + (now - self._stamp) * rate)
         self._stamp = now
         waited = 0.0
         if self._tokens < 1.0:
-            waited = (1.0 - self._tokens) / self._rate
+            waited = (1.0 - self._tokens) / rate
             self._sleep(waited)
             # Exactly one token is due now (recomputing it from the clock could
             # fall short by a rounding error and spin).
@@ -745,47 +746,66 @@ class _Session:
 
     def handle(self, line: str) -> bool:
         """Act on one input line. Returns False when the user asked to leave."""
-        line = line.rstrip("\r\n")
-        if not line.strip():
+        command = commands.parse(line, Client.TERMINAL)
+        if command is None:
             return True
-        if line.startswith("//"):
-            return self._say(line[1:])
-        if not line.startswith("/"):
-            return self._say(line)
-        command, _, arg = line[1:].partition(" ")
-        arg = arg.strip()
-        handler = self._commands().get(command.lower())
-        if handler is None and self.e2e is not None and self.e2e.command(command.lower(), arg):
+        if (
+            isinstance(command, UnknownCommand)
+            and self.e2e is not None
+            and self.e2e.command(command.name, command.args)  # /keys, /trust, ...
+        ):
             return True
-        if handler is None:
-            self.printer.err(f"unknown command /{command} (type /help for the list)")
+        if isinstance(command, Invalid):
+            self.printer.err(command.message)
             return True
         try:
-            return handler(arg)
+            return self._run(command)
         except LocalProtocolError as exc:
             self.printer.err(f"error {exc.code}: {exc.message}")
         except ClientError as exc:
             self.printer.err(f"error: {exc}")
         return True
 
-    def _commands(self) -> dict[str, Callable[[str], bool]]:
-        return {
-            "msg": self._msg,
-            "join": self._join,
-            "leave": self._leave,
-            "who": self._who,
-            "rooms": self._rooms,
-            "conversations": self._conversations,
-            "list": self._conversations,
-            "read": self._read,
-            "history": self._history,
-            "search": self._search,
-            "rejoin": self._rejoin,
-            "help": self._help,
-            "exit": self._exit,
-            "quit": self._exit,
-            **self.moderation.commands(),
-        }
+    def _run(self, command: Command) -> bool:
+        """Perform one parsed command; False for /exit."""
+        match command:
+            case commands.Say(text):
+                return self._say(text)
+            case commands.PrivateMessage(nick, text):
+                return self._msg(nick, text)
+            case commands.JoinRoom(room):
+                return self._join(room)
+            case commands.LeaveRoom(room):
+                return self._leave(room)
+            case commands.Who(room):
+                self.client.who(room or self.room, tag="who")
+            case commands.ListRooms():
+                self.client.rooms(tag="rooms")
+            case commands.ListConversations():
+                self.client.conversations(tag="conversations")
+            case commands.MarkRead():
+                sent = self.printer.mark_read(first_free=True)
+                self.printer.err(
+                    f"marked {sent} conversation(s) read" if sent else "nothing new to mark read"
+                )
+            case commands.ShowHistory(limit):
+                self.client.history(room=self.room, limit=limit or DEFAULT_HISTORY, tag="history")
+            case commands.SearchMessages(words):
+                self.client.search(words, tag="search")
+                if self.e2e is not None:
+                    self.e2e.search(words, format_message)
+            case commands.Rejoin():
+                self.printer.err("rejoining...")
+                self.client.rejoin()
+            case commands.Help():
+                self.printer.err(HELP_TEXT)
+                if self.e2e is not None:
+                    self.printer.err(E2E_HELP)
+            case commands.Exit():
+                return False
+            case commands.Moderate() | commands.ToggleIds():
+                self.moderation.run(command)
+        return True
 
     def _say(self, text: str) -> bool:
         try:
@@ -797,22 +817,14 @@ class _Session:
             self.printer.err("(not connected: the message is kept and sent after reconnecting)")
         return True
 
-    def _msg(self, arg: str) -> bool:
-        nick, _, text = arg.partition(" ")
-        if not nick or not text.strip():
-            self.printer.err("usage: /msg NICK TEXT")
-            return True
+    def _msg(self, nick: str, text: str) -> bool:
         if self.e2e is not None:
             self.e2e.send_private(nick, text, lambda: self.client.send_text(text, to=nick))
             return True
         self.client.send_text(text, to=nick)
         return True
 
-    def _join(self, arg: str) -> bool:
-        if not arg:
-            self.printer.err("usage: /join #ROOM")
-            return True
-        room = arg if arg.startswith("#") else f"#{arg}"
+    def _join(self, room: str) -> bool:
         known = {fold(r): r for r in self.client.joined_rooms}
         if fold(room) in known:
             self.room = known[fold(room)]
@@ -828,66 +840,13 @@ class _Session:
             self.printer.err(f"no answer to /join yet; still talking in {self.room}")
         return True
 
-    def _leave(self, arg: str) -> bool:
+    def _leave(self, arg: str | None) -> bool:
         room = arg or self.room
-        if not room.startswith("#"):
-            room = f"#{room}"
         self.client.leave(room)
         if fold(room) == fold(self.room) and fold(room) != fold(DEFAULT_ROOM):
             self.room = DEFAULT_ROOM
             self.printer.err(f"talking in {self.room}")
         return True
-
-    def _who(self, arg: str) -> bool:
-        self.client.who(arg or self.room, tag="who")
-        return True
-
-    def _rooms(self, arg: str) -> bool:
-        self.client.rooms(tag="rooms")
-        return True
-
-    def _conversations(self, arg: str) -> bool:
-        self.client.conversations(tag="conversations")
-        return True
-
-    def _read(self, arg: str) -> bool:
-        sent = self.printer.mark_read(first_free=True)
-        self.printer.err(
-            f"marked {sent} conversation(s) read" if sent else "nothing new to mark read"
-        )
-        return True
-
-    def _history(self, arg: str) -> bool:
-        try:
-            limit = int(arg) if arg else DEFAULT_HISTORY
-        except ValueError:
-            self.printer.err("usage: /history [N]")
-            return True
-        self.client.history(room=self.room, limit=max(1, min(MAX_PAGE, limit)), tag="history")
-        return True
-
-    def _search(self, arg: str) -> bool:
-        if not arg:
-            self.printer.err("usage: /search WORDS")
-            return True
-        self.client.search(arg, tag="search")
-        if self.e2e is not None:
-            self.e2e.search(arg, format_message)
-        return True
-
-    def _rejoin(self, arg: str) -> bool:
-        self.printer.err("rejoining...")
-        self.client.rejoin()
-        return True
-
-    def _help(self, arg: str) -> bool:
-        self.printer.err(HELP_TEXT)
-        if self.e2e is not None:
-            self.printer.err(E2E_HELP)
-        return True
-
-    def _exit(self, arg: str) -> bool:
-        return False
 
 
 def main(
@@ -913,9 +872,11 @@ def main(
     if args.discover:
         return _list_servers(args, env, stdout, stderr)
     try:
-        target = _target(args)
+        target, addresses = _target(args)
     except InviteError as exc:
         return fail(EXIT_USAGE, f"bad invite: {exc}")
+    except ValueError as exc:
+        return fail(EXIT_USAGE, f"bad --host: {exc}")
     if args.forget_pin:
         forgot = _pins(env).forget_pin(target.host, target.port)
         return fail(EXIT_OK, f"{'forgot' if forgot else 'no'} pinned certificate for {target}")
@@ -934,8 +895,7 @@ def main(
         )
     try:
         client = ChatClient(
-            target.host,
-            target.port,
+            addresses,
             nick=args.nick,
             password=password,
             register=args.register,
@@ -1036,13 +996,23 @@ def _changed_warning(exc: TLSVerificationFailed, target: Invite, env: Mapping[st
     )
 
 
-def _target(args: argparse.Namespace) -> Invite:
-    """Where to connect: the invite (or HOST[:PORT]) argument, else --host/--port."""
+def _target(args: argparse.Namespace) -> tuple[Invite, list[Address]]:
+    """Where to connect: the invite (or HOST[:PORT]) argument, else --host/--port.
+
+    Returns the first server (its pin is the trust anchor for all: they share
+    one CA) and every address to try, in order. Raises InviteError or ValueError.
+    """
+    fingerprint = None
+    port = args.port or 5555
+    hosts = args.host or "127.0.0.1"
     if args.server:
         text = args.server if looks_like_invite(args.server) else f"parley://{args.server}"
         invite = parse_invite(text)
-        return Invite(args.host or invite.host, args.port or invite.port, invite.fingerprint)
-    return Invite(args.host or "127.0.0.1", args.port or 5555)
+        fingerprint, port = invite.fingerprint, args.port or invite.port
+        hosts = args.host or invite.host
+    addresses = parse_addresses(hosts, port)
+    first_host, first_port = addresses[0]
+    return Invite(first_host, first_port, fingerprint), addresses
 
 
 def _pins(env: Mapping[str, str]) -> SettingsStore:

@@ -1,8 +1,13 @@
-"""ChatClient, the network client library. It owns the TLS
-socket and its one I/O thread, turns frames into events (client/events.py) on
-a queue.Queue, and keeps the promises of the protocol on the client side:
-client message ids, acks, de-duplication, resume with replay, reconnect with
-backoff. It imports no GUI; the terminal client, the desktop app and the
+"""ChatClient, the network client library: the I/O shell around ClientSession.
+
+ChatClient owns the TLS socket and its one I/O thread. Everything the protocol
+promises on the client side (client message ids, acks, de-duplication, replay
+state, batches, conversations, end-to-end hooks) lives in the sans-IO
+ClientSession (client/session.py); this module connects, verifies the server,
+logs in, feeds the session the frames that arrive, puts the events it returns
+on a queue.Queue, writes what it queues, keeps the link alive with pings, and
+reconnects with backoff, failing over between the server addresses it was
+given. It imports no GUI; the terminal client, the desktop app and the
 benchmarks all drive it the same way.
 
 THE RULE: exactly one thread touches a TLS socket at any time. Python 3.11's
@@ -13,28 +18,24 @@ sends corrupts the stream (DESIGN.md section 3). So:
      it to a new I/O thread. From then on only that thread uses it; automatic
      reconnects also happen on that thread.
   2. The I/O thread waits (selectors) on the socket and on a wake-up
-     socketpair; it reads everything available (including bytes OpenSSL has
-     already decrypted, which select() cannot see), turns frames into events,
-     and writes queued bytes non-blocking.
-  3. Public methods, called from any thread, only encode a frame, append the
-     bytes to a deque under a lock, and wake the I/O thread (only when the
-     deque goes from empty to non-empty). No lock is ever held across I/O.
+     socketpair; it reads everything available through transport's TLSStream
+     (the non-blocking loop the server uses too), hands the frames to the
+     session, and writes queued bytes non-blocking.
+  3. Public methods, called from any thread, only ask the session to queue a
+     frame and wake the I/O thread (only when its outbox goes from empty to
+     non-empty). No lock is ever held across I/O.
 
-Delivery rules (docs/protocol.md):
-  - Every send gets a fresh client id and stays in `pending` until an `ack`,
-    or a `message` carrying that id as `ref`, proves it was stored. After any
-    new login every pending send is sent again with its ORIGINAL id; the server
-    stores each id once and answers a resend with the original ack.
-  - Live and replayed messages are delivered once: ids strictly increase, and
-    ids already delivered are dropped. History and search pages always pass.
-  - `last_seen` is the greatest id delivered live or by replay; a re-login
-    sends it so the server replays exactly what was missed.
+Failover: the client is given one address or several (host, port) pairs. A
+connect, and each reconnect attempt, tries them in order starting with the
+current one, and moves on to the next when one cannot be reached, breaks
+during the login or refuses it for a passing reason (shutting down, full). The
+certificate is verified for each address by its own host name (or
+*server_hostname*) against the same trust anchor; a certificate that fails
+verification stops the attempt there and is never skipped silently.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import heapq
 import logging
 import queue
 import random
@@ -43,40 +44,26 @@ import socket
 import ssl
 import threading
 import time
-import uuid
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from parley_chat.protocol import (
     DEFAULT_ROOM,
-    MAX_TEXT_CHARS,
-    PROTOCOL_VERSION,
-    Ack,
-    Batch,
     Bye,
-    Conversations,
     Error,
     ErrorCode,
     Frame,
-    Hello,
     History,
     Join,
-    Keys,
     Leave,
     LineDecoder,
-    Link,
     ListConversations,
     ListRooms,
-    LocalProtocolError,
-    Message,
     Ping,
     Pong,
-    Presence,
     Read,
     RemoteProtocolError,
-    RoomList,
     Search,
     Send,
     StreamError,
@@ -84,11 +71,11 @@ from parley_chat.protocol import (
     Who,
     decode_server_line,
     encode,
-    fold,
     valid_nick,
 )
 from parley_chat.transport import PeerClosed, StreamClosed, TLSStream
 
+from .addresses import Address, format_address
 from .errors import (
     CertificateExpired,
     CertificateNotTrusted,
@@ -99,27 +86,12 @@ from .errors import (
     ServerUnreachable,
     TLSVerificationFailed,
 )
-from .events import (
-    Acked,
-    BatchEnded,
-    BatchStarted,
-    ClientEvent,
-    Connected,
-    ConversationsListed,
-    ConversationSummary,
-    Disconnected,
-    MessageReceived,
-    PresenceChanged,
-    ReadMoved,
-    Reconnecting,
-    RoomJoined,
-    RoomLeft,
-    RoomsListed,
-    ServerError,
-)
-from .moderation import event_for as _moderation_event
+from .events import ClientEvent, Disconnected, ErrorReply, Reconnecting
 from .moderation import request as _moderation_request
+from .session import E2E_PLACEHOLDER, ClientSession, E2EHooks, SeenIds
 from .tls import client_context, fingerprint_sha256, probe_server_certificate
+
+__all__ = ["E2E_PLACEHOLDER", "ChatClient", "E2EHooks", "SeenIds", "backoff_delay"]
 
 log = logging.getLogger("parley.client")
 
@@ -127,27 +99,14 @@ _READ_CHUNK = 64 * 1024
 # Bytes read per loop turn before writes get their turn; the loop comes
 # straight back for the rest (TLSStream.has_buffered).
 _READ_BUDGET = 4 * 1024 * 1024
-# Delivered ids remembered for de-duplication; older ones fold into a floor.
-_SEEN_IDS_KEPT = 10_000
-# A send the server could not store (store-failed) is tried again after this.
-_STORE_RETRY_DELAY = 5.0
 # close() always leaves the bye this long to go out, even past its deadline.
 _BYE_GRACE = 0.5
 # OpenSSL verify codes for a certificate that is valid but names another host/IP.
 _NAME_MISMATCH_CODES = frozenset({62, 64})
 #: X509_V_ERR_CERT_NOT_YET_VALID (9) and X509_V_ERR_CERT_HAS_EXPIRED (10).
 _EXPIRED_CODES = frozenset({9, 10})
-# Server error codes that announce the server is about to close the connection.
-_CLOSING_CODES = frozenset(
-    {
-        ErrorCode.SHUTDOWN,
-        ErrorCode.TIMEOUT,
-        ErrorCode.FLOOD,
-        ErrorCode.LINE_TOO_LONG,
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        ErrorCode.DISCONNECTED,
-    }
-)
+#: The longest bye reason sent (the server keeps it in the session row).
+_BYE_REASON_CHARS = 200
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: float | None = None) -> float:
@@ -170,46 +129,13 @@ class _Dropped(Exception):
         self.reason = reason
 
 
-class SeenIds:
-    """Ids already delivered, for de-duplication, in bounded memory.
-
-    Ids at or below `floor` count as seen: the initial floor is the `last_seen`
-    a session started from, and the oldest remembered ids fold into it when
-    more than *keep* are held.
-    """
-
-    def __init__(self, floor: int = 0, keep: int = _SEEN_IDS_KEPT) -> None:
-        self.floor = floor
-        self._keep = keep
-        self._ids: set[int] = set()
-        self._heap: list[int] = []
-
-    def add(self, message_id: int) -> bool:
-        """Record *message_id*; False if it was already delivered."""
-        if message_id <= self.floor or message_id in self._ids:
-            return False
-        self._ids.add(message_id)
-        heapq.heappush(self._heap, message_id)
-        while len(self._heap) > self._keep:
-            oldest = heapq.heappop(self._heap)
-            self._ids.discard(oldest)
-            self.floor = max(self.floor, oldest)
-        return True
-
-
-@dataclass(slots=True)
-class _OpenBatch:
-    kind: str
-    tag: str | None
-    target: str | None
-
-
 class _Link:
     """One established TLS connection. Used by one thread at a time: the thread
     that logs in, then the I/O thread it is handed to."""
 
-    def __init__(self, sock: ssl.SSLSocket) -> None:
+    def __init__(self, sock: ssl.SSLSocket, address: Address) -> None:
         self.sock = sock
+        self.address = address
         self.tls_version = sock.version() or "unknown"
         self.fingerprint = fingerprint_sha256(sock.getpeercert(binary_form=True) or b"")
         self.decoder = LineDecoder()
@@ -221,7 +147,6 @@ class _Link:
         self.ping_count = 0
         self.closing = False
         self.closing_deadline = 0.0
-        self.drop_reason: str | None = None
 
     def feed(self, data: bytes) -> None:
         """Decode received bytes into frames. Unknown or malformed frames are skipped
@@ -244,29 +169,6 @@ class _Link:
             pass
 
 
-#: The text shown for an encrypted message that cannot be read here.
-E2E_PLACEHOLDER = "[end-to-end encrypted]"
-
-
-class E2EHooks(Protocol):
-    """What ChatClient asks of end-to-end encryption (client/e2e/session.E2ESession).
-
-    All of them run on the I/O thread and must not block on the network.
-    """
-
-    def open(self, m: Message) -> tuple[Message, str | None]:
-        """The message decrypted (text = plaintext, e2e None), and None or why it could not be."""
-
-    def on_frame(self, frame: Keys | Link) -> None:
-        """A key directory answer or a link frame arrived."""
-
-    def on_error(self, frame: Error) -> None:
-        """An error frame arrived (a refused keys_put or link)."""
-
-    def preview(self, message_id: int) -> str | None:
-        """This device's decrypted text of message *message_id*, if it has it."""
-
-
 class ChatClient:
     """A parley client connection with automatic reconnect. Thread-safe API; events on `events`.
 
@@ -274,6 +176,10 @@ class ChatClient:
     CertificateNotTrusted, HostnameMismatch, LoginRefused, ConnectionLost), then
     read `events` from any one consumer thread. Requests (send_text, join, ...)
     may be called from any thread and never block. close() ends gracefully.
+
+    Where: *host* and *port*, or a list of (host, port) pairs as *host* (and no
+    *port*) to fail over between several servers of one site, tried in order
+    (the module docstring says when the client moves on).
 
     Trust: exactly one of *ca_file* (the server's CA) or *pinned_cert_pem* (a
     server certificate pinned on first use). Credentials: *password* and/or a
@@ -286,16 +192,16 @@ class ChatClient:
     are guaranteed).
 
     *server_hostname* overrides the name the certificate must carry (default:
-    *host*). *reconnect_base* / *reconnect_cap* shape the reconnect backoff;
-    the client pings a server that has been silent for *ping_interval* seconds
-    and drops the connection (then reconnects) if nothing arrives within
-    *ping_timeout* after that.
+    the host of each address). *reconnect_base* / *reconnect_cap* shape the
+    reconnect backoff; the client pings a server that has been silent for
+    *ping_interval* seconds and drops the connection (then reconnects) if
+    nothing arrives within *ping_timeout* after that.
     """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | Sequence[Address],
+        port: int | None = None,
         *,
         nick: str,
         password: str | None = None,
@@ -319,11 +225,10 @@ class ChatClient:
             raise ValueError("give a password or a resume token")
         if password is not None and not password:
             raise ValueError("the password is empty")
+        self._addresses = _addresses(host, port)
+        self._current = 0  # index of the address in use (or tried first next)
         self._ctx = client_context(ca_file, pinned_cert_pem)
-        self.host = host
-        self.port = port
-        self._server_hostname = server_hostname or host
-        self._requested_nick = nick
+        self._server_hostname = server_hostname
         self._password = password
         self._register = register
         self._auto_reconnect = auto_reconnect
@@ -336,37 +241,16 @@ class ChatClient:
 
         #: Everything that happens, in order. Consume it from one thread.
         self.events: queue.Queue[ClientEvent] = queue.Queue()
-
-        # Session state, written by the thread that owns the link (connect()'s
-        # caller before the I/O thread starts, then the I/O thread); read anywhere.
-        self._token = token
-        self._nick = nick
-        self._last_seen = last_seen
-        self._seen = SeenIds(last_seen or 0)
+        #: The protocol state (sans-IO): what ChatClient's requests and properties use.
+        self.session = ClientSession(
+            nick, token=token, last_seen=last_seen, on_outgoing=self._wake_from_caller
+        )
         self._tls_version: str | None = None
         self._fingerprint: str | None = None
-        self._max_text = MAX_TEXT_CHARS
-        self._flood_rate: float | None = None
-        self._flood_burst: int | None = None
-        self._conversation_pages: list[ConversationSummary] = []
-        self._batch: _OpenBatch | None = None
-        self._acked_max = 0  # greatest message id the server acked to us
-        self._retry_at: dict[str, float] = {}  # I/O thread only
 
-        # Shared between threads, under _lock.
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)  # pending shrank, or the I/O thread ended
-        self._pending: dict[str, Send] = {}  # insertion order = send order
-        self._out: deque[bytes] = deque()  # for the live link
-        self._deferred: list[bytes] = []  # requests made while no link was live
-        self._live = False
-        self._rooms: dict[str, str] = {}  # fold(room) -> room name
-        # Who is online per room, kept from the server's full lists and deltas
-        # (I/O thread only): fold(room) -> {fold(nick): nick}.
-        self._online: dict[str, dict[str, str]] = {}
-        self._online_pages: dict[str, list[str]] = {}  # a paged list being received
-        self._room_pages: list[tuple[str, int, bool]] = []  # a paged `rooms` answer
-
+        # Notified when the session may have settled (pending shrank, an echo
+        # came back) or the I/O thread ended: close() waits on it.
+        self._changed = threading.Condition()
         self._stop = threading.Event()
         self._close_reason = "bye"
         self._close_deadline = 0.0
@@ -374,36 +258,48 @@ class ChatClient:
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
         self._link: _Link | None = None
-        #: End-to-end encryption (client/e2e/session.py), when attached.
-        self._e2e: E2EHooks | None = None
 
     # --- properties ------------------------------------------------------------------
 
     @property
+    def addresses(self) -> tuple[Address, ...]:
+        """Every server address this client may use, in the order they are tried."""
+        return self._addresses
+
+    @property
+    def host(self) -> str:
+        """The host of the address in use (or to be tried first)."""
+        return self._addresses[self._current][0]
+
+    @property
+    def port(self) -> int:
+        """The port of the address in use (or to be tried first)."""
+        return self._addresses[self._current][1]
+
+    @property
     def nick(self) -> str:
         """The nick, in the account's spelling once logged in."""
-        return self._nick
+        return self.session.nick
 
     @property
     def token(self) -> str | None:
         """The latest resume token (every welcome brings a new one)."""
-        return self._token
+        return self.session.token
 
     @property
     def last_seen(self) -> int | None:
         """Id of the last message delivered live or in a replay (not history/search)."""
-        return self._last_seen
+        return self.session.last_seen
 
     @property
     def pending(self) -> dict[str, Send]:
         """A copy of the unacked sends: client id -> Send frame, oldest first."""
-        with self._lock:
-            return dict(self._pending)
+        return self.session.pending
 
     @property
     def connected(self) -> bool:
         """True while logged in on a live connection."""
-        return self._live
+        return self.session.logged_in
 
     @property
     def tls_version(self) -> str | None:
@@ -418,32 +314,33 @@ class ChatClient:
     @property
     def joined_rooms(self) -> tuple[str, ...]:
         """The rooms this user is a member of, as the server spells them."""
-        with self._lock:
-            return tuple(self._rooms.values())
+        return self.session.joined_rooms
 
     @property
     def max_text(self) -> int:
         """The longest message text the server accepts (announced in welcome)."""
-        return self._max_text
+        return self.session.max_text
 
     @property
     def flood_rate(self) -> float | None:
         """Frames per second the server lets this connection send (from welcome), or None."""
-        return self._flood_rate
+        return self.session.flood_rate
 
     @property
     def flood_burst(self) -> int | None:
         """Frames the server takes at once before the rate applies (from welcome), or None."""
-        return self._flood_burst
+        return self.session.flood_burst
 
     # --- connecting --------------------------------------------------------------------
 
     def connect(self) -> None:
         """Connect, verify the server, log in, and start the I/O thread. Blocking.
 
-        Emits Connected; the replay batch that follows is delivered as events by
-        the I/O thread. Raises ServerUnreachable, CertificateNotTrusted,
-        HostnameMismatch, LoginRefused or ConnectionLost; nothing is retried here.
+        Tries the addresses in order (see the module docstring). Emits
+        Connected; the replay batch that follows is delivered as events by the
+        I/O thread. Raises ServerUnreachable, CertificateNotTrusted,
+        HostnameMismatch, LoginRefused or ConnectionLost (the last address's
+        failure when none worked); nothing is retried later.
         """
         if self._thread is not None and self._thread.is_alive():
             raise ClientError("already connected; close() or rejoin() first")
@@ -454,7 +351,7 @@ class ChatClient:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         try:
-            link, welcome, resumed = self._login()
+            link, welcome, resumed = self._login_any()
         except BaseException:
             self._close_wake_pair(self._wake_r, self._wake_w)
             raise
@@ -462,7 +359,7 @@ class ChatClient:
         self._thread = threading.Thread(
             target=self._run,
             args=(link, self._wake_r, self._wake_w),
-            name=f"parley-client-{self._nick}",
+            name=f"parley-client-{self.nick}",
             daemon=True,
         )
         self._thread.start()
@@ -489,20 +386,13 @@ class ChatClient:
         thread = self._thread
         if thread is not None and thread.is_alive():
             with self._changed:
-                # Also wait for the echoes of acked sends. Our server sends the
-                # echo before the ack, so this wait ends at once there; it keeps
-                # a bye from cutting an echo off with a server that does not.
-                while (self._pending or self._echo_missing()) and thread.is_alive():
+                while not self.session.settled and thread.is_alive():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._changed.wait(remaining)
             self._stop_thread(reason, deadline)
-        with self._lock:
-            return not self._pending
-
-    def _echo_missing(self) -> bool:
-        return self._acked_max > (self._last_seen or 0)
+        return not self.session.pending
 
     def __enter__(self) -> ChatClient:
         self.connect()
@@ -519,50 +409,27 @@ class ChatClient:
         The send stays in `pending` until the server acks it; an Acked event
         follows. Raises LocalProtocolError for text or names the protocol refuses.
         """
-        if room is None and to is None:
-            room = DEFAULT_ROOM
-        if len(text) > self._max_text:
-            raise LocalProtocolError(
-                ErrorCode.TEXT_TOO_LONG, f"message text is over {self._max_text} characters"
-            )
-        client_id = uuid.uuid4().hex
-        frame = Send(id=client_id, text=text, room=room, to=to)
-        data = encode(frame)
-        with self._lock:
-            self._pending[client_id] = frame
-            # While no link is live the send waits in pending; the next login sends it.
-            wake = self._live and self._append_locked(data)
-        if wake:
-            self._wake()
-        return client_id
+        return self.session.send_text(text, room=room, to=to)
 
     def send_envelope(self, to: str, envelope: str) -> str:
         """Post an end-to-end encrypted private message (its envelope) *to* a nick.
 
         Like send_text (pending until acked); client/e2e/session.py builds the envelope.
         """
-        client_id = uuid.uuid4().hex
-        frame = Send(id=client_id, text="", to=to, e2e=envelope)
-        data = encode(frame)
-        with self._lock:
-            self._pending[client_id] = frame
-            wake = self._live and self._append_locked(data)
-        if wake:
-            self._wake()
-        return client_id
+        return self.session.send_envelope(to, envelope)
 
     def request(self, frame: Frame) -> None:
         """Send any client frame (sent after the next login while disconnected)."""
-        self._request(frame)
+        self.session.request(frame)
 
     @property
     def e2e(self) -> E2EHooks | None:
         """The attached end-to-end encryption (client/e2e/session.E2ESession), or None."""
-        return self._e2e
+        return self.session.e2e
 
     def attach_e2e(self, hooks: E2EHooks | None) -> None:
         """Let *hooks* open encrypted messages and see key and link frames (None: detach)."""
-        self._e2e = hooks
+        self.session.e2e = hooks
 
     def emit(self, event: object) -> None:
         """Put an event of an extension (such as end-to-end encryption) on `events`."""
@@ -570,19 +437,19 @@ class ChatClient:
 
     def join(self, room: str) -> None:
         """Join (creating it if new) *room*; RoomJoined follows."""
-        self._request(Join(room=room))
+        self.session.request(Join(room=room))
 
     def leave(self, room: str) -> None:
-        """Leave *room*; RoomLeft follows (#lobby cannot be left: ServerError)."""
-        self._request(Leave(room=room))
+        """Leave *room*; RoomLeft follows (#lobby cannot be left: ErrorReply)."""
+        self.session.request(Leave(room=room))
 
     def who(self, room: str | None = None, tag: str | None = None) -> None:
         """Ask who is online in *room* (default #lobby); PresenceChanged with *tag* follows."""
-        self._request(Who(room=room, tag=tag))
+        self.session.request(Who(room=room, tag=tag))
 
     def rooms(self, tag: str | None = None) -> None:
         """Ask for every room with its member count; RoomsListed follows."""
-        self._request(ListRooms(tag=tag))
+        self.session.request(ListRooms(tag=tag))
 
     def history(
         self,
@@ -602,13 +469,13 @@ class ChatClient:
         """
         if room is None and with_ is None:
             room = DEFAULT_ROOM
-        self._request(
+        self.session.request(
             History(room=room, with_=with_, before=before, limit=limit, tag=tag, around=around)
         )
 
     def conversations(self, tag: str | None = None) -> None:
         """Ask for the user's conversations again; ConversationsListed (with *tag*) follows."""
-        self._request(ListConversations(tag=tag))
+        self.session.request(ListConversations(tag=tag))
 
     def mark_read(self, kind: str, name: str, message_id: int) -> None:
         """Tell the server the user has read conversation *name* up to *message_id*.
@@ -623,13 +490,13 @@ class ChatClient:
             frame = Read(id=message_id, with_=name)
         else:
             raise ValueError(f"conversation kind is 'room' or 'private', not {kind!r}")
-        self._request(frame)
+        self.session.request(frame)
 
     def search(
         self, words: str, before: int | None = None, limit: int = 50, tag: str | None = None
     ) -> None:
         """Search the messages this user may see; a search batch (newest first) follows."""
-        self._request(Search(words=words, before=before, limit=limit, tag=tag))
+        self.session.request(Search(words=words, before=before, limit=limit, tag=tag))
 
     def moderate(
         self,
@@ -644,7 +511,7 @@ class ChatClient:
     ) -> str:
         """Ask for a moderation action (protocol/moderation.py ACTION_FIELDS); returns its ref.
 
-        ModerationDone with that ref follows on success, ServerError with it on
+        ModerationDone with that ref follows on success, ErrorReply with it on
         refusal (not-permitted, no-such-message, ...). Raises LocalProtocolError
         for a request the protocol refuses (unknown action, missing field).
         """
@@ -657,7 +524,7 @@ class ChatClient:
             reason=reason,
             minutes=minutes,
         )
-        self._request(frame)
+        self.session.request(frame)
         assert frame.ref is not None
         return frame.ref
 
@@ -671,30 +538,14 @@ class ChatClient:
 
     def ping(self) -> None:
         """Ping the server now (only when connected)."""
-        data = encode(Ping(token=f"user-{time.monotonic():.3f}"))
-        with self._lock:
-            wake = self._live and self._append_locked(data)
-        if wake:
-            self._wake()
+        self.session.ping(f"user-{time.monotonic():.3f}")
 
-    def _request(self, frame: Frame) -> None:
-        data = encode(frame)
-        with self._lock:
-            if self._live:
-                wake = self._append_locked(data)
-            else:
-                self._deferred.append(data)
-                wake = False
-        if wake:
-            self._wake()
-
-    def _append_locked(self, data: bytes) -> bool:
-        was_empty = not self._out
-        self._out.append(data)
-        # Wake only when the I/O thread may be asleep with nothing to write,
-        # and never from the I/O thread itself (it flushes on its next turn).
+    def _wake_from_caller(self) -> None:
+        # The session's outbox turned non-empty. The I/O thread itself flushes
+        # on its next turn; any other thread wakes it, since it may be asleep.
         thread = self._thread
-        return was_empty and (thread is None or threading.get_ident() != thread.ident)
+        if thread is None or threading.get_ident() != thread.ident:
+            self._wake()
 
     def _wake(self) -> None:
         w = self._wake_w
@@ -707,33 +558,60 @@ class ChatClient:
 
     # --- login (on the thread that owns the new link) ------------------------------------
 
-    def _login(self) -> tuple[_Link, Welcome, bool]:
-        if self._token is not None:
+    def _login_any(self) -> tuple[_Link, Welcome, bool]:
+        """Log in at the first address that takes us, starting with the current one.
+
+        An address that cannot be reached, breaks during the login, or refuses
+        it for a passing reason is skipped; the last such failure is raised when
+        none worked. A certificate that fails verification, and a refusal of the
+        credentials, are raised at once: another node would say the same, and
+        a changed identity is never passed over silently.
+        """
+        count = len(self._addresses)
+        failure: ClientError | None = None
+        for step in range(count):
+            index = (self._current + step) % count
+            address = self._addresses[index]
             try:
-                link, welcome = self._attempt(token=self._token)
+                link, welcome, resumed = self._login(address)
+            except LoginRefused as exc:
+                if not exc.transient:
+                    raise
+                failure = exc
+            except (ServerUnreachable, ConnectionLost) as exc:
+                failure = exc
+            else:
+                if index != self._current:
+                    log.info("failing over to %s", format_address(address))
+                self._current = index
+                return link, welcome, resumed
+            if count > 1:
+                log.info("server %s failed: %s", format_address(address), failure)
+        assert failure is not None
+        raise failure
+
+    def _login(self, address: Address) -> tuple[_Link, Welcome, bool]:
+        token = self.session.token
+        if token is not None:
+            try:
+                link, welcome = self._attempt(address, token=token)
                 return link, welcome, True
             except LoginRefused as exc:
                 if exc.code != ErrorCode.BAD_TOKEN or self._password is None:
                     raise
                 log.info("the server refused the resume token; logging in with the password")
-                self._token = None
-        link, welcome = self._attempt(password=self._password)
+                self.session.forget_token()
+        link, welcome = self._attempt(address, password=self._password)
         return link, welcome, False
 
     def _attempt(
-        self, *, token: str | None = None, password: str | None = None
+        self, address: Address, *, token: str | None = None, password: str | None = None
     ) -> tuple[_Link, Welcome]:
-        hello = Hello(
-            version=PROTOCOL_VERSION,
-            nick=self._requested_nick,
-            password=password,
-            token=token,
-            register=self._register and password is not None,
-            last_seen=self._last_seen,
-            client=self._client_name,
+        hello = self.session.hello(
+            password=password, token=token, register=self._register, client_name=self._client_name
         )
         deadline = time.monotonic() + self._connect_timeout
-        link = _Link(self._open_tls())
+        link = _Link(self._open_tls(address), address)
         try:
             link.sock.settimeout(max(0.01, deadline - time.monotonic()))
             link.sock.sendall(encode(hello))
@@ -743,7 +621,7 @@ class ChatClient:
         except TimeoutError as exc:
             link.close()
             raise ConnectionLost(
-                f"no answer to the login from {self.host}:{self.port} "
+                f"no answer to the login from {format_address(address)} "
                 f"within {self._connect_timeout:.0f} s"
             ) from exc
         except (ssl.SSLError, OSError) as exc:
@@ -754,12 +632,14 @@ class ChatClient:
             raise
         return link, welcome
 
-    def _open_tls(self) -> ssl.SSLSocket:
-        where = f"{self.host}:{self.port}"
+    def _open_tls(self, address: Address) -> ssl.SSLSocket:
+        host = address[0]
+        where = format_address(address)
+        server_hostname = self._server_hostname or host
         try:
-            raw = socket.create_connection((self.host, self.port), timeout=self._connect_timeout)
+            raw = socket.create_connection(address, timeout=self._connect_timeout)
         except socket.gaierror as exc:
-            raise ServerUnreachable(f"cannot resolve {self.host}: {exc.strerror}") from exc
+            raise ServerUnreachable(f"cannot resolve {host}: {exc.strerror}") from exc
         except TimeoutError as exc:
             raise ServerUnreachable(
                 f"no answer from {where} within {self._connect_timeout:.0f} s"
@@ -771,15 +651,15 @@ class ChatClient:
         try:
             # The handshake (certificate and host name check included) runs here,
             # bounded as a whole by the socket's timeout.
-            return self._ctx.wrap_socket(raw, server_hostname=self._server_hostname)
+            return self._ctx.wrap_socket(raw, server_hostname=server_hostname)
         except ssl.SSLCertVerificationError as exc:
             raw.close()
-            fingerprint, anchor = self._probe_fingerprints()
+            fingerprint, anchor = self._probe_fingerprints(address)
             # Plain words, not OpenSSL's: the cause stays chained for the log.
             if exc.verify_code in _NAME_MISMATCH_CODES:
                 raise HostnameMismatch(
                     f"the certificate of {where} is not valid for the name "
-                    f"{self._server_hostname!r}; nothing was sent",
+                    f"{server_hostname!r}; nothing was sent",
                     fingerprint,
                     anchor,
                 ) from exc
@@ -810,12 +690,12 @@ class ChatClient:
                 f"the connection to {where} broke during the handshake: {exc}"
             ) from exc
 
-    def _probe_fingerprints(self) -> tuple[str | None, str | None]:
+    def _probe_fingerprints(self, address: Address) -> tuple[str | None, str | None]:
         # Only to show a person which certificates were offered; never trusted.
         # (the server's certificate, and what trust on first use would pin)
         try:
             probed = probe_server_certificate(
-                self.host, self.port, timeout=min(5.0, self._connect_timeout)
+                address[0], address[1], timeout=min(5.0, self._connect_timeout)
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
             log.info("could not fetch the offered certificate: %s", exc)
@@ -847,41 +727,13 @@ class ChatClient:
                 raise ConnectionLost(exc.reason) from exc
 
     def _activate(self, link: _Link, welcome: Welcome, resumed: bool) -> None:
-        """The link is logged in: adopt the session, queue the resends, emit Connected."""
-        self._token = welcome.token
-        self._nick = welcome.nick
-        self._max_text = welcome.max_text or MAX_TEXT_CHARS
-        flood = welcome.flood or {}
-        self._flood_rate = flood.get("rate")
-        self._flood_burst = flood.get("burst")
-        self._conversation_pages = []
+        """The link is logged in: the session adopts it (and queues the resends)."""
         self._tls_version = link.tls_version
         self._fingerprint = link.fingerprint
-        self._batch = None
-        self._retry_at.clear()
         self._link = link
-        with self._lock:
-            self._rooms = {fold(r): r for r in welcome.rooms}
-            self._online, self._online_pages, self._room_pages = {}, {}, []
-            # Resends first, in their original order and with their original ids,
-            # then requests made while offline. Flipping _live under the same lock
-            # keeps any send_text racing with this in order behind them.
-            self._out.clear()
-            self._out.extend(encode(frame) for frame in self._pending.values())
-            self._out.extend(self._deferred)
-            self._deferred.clear()
-            self._live = True
-        if self._pending:
-            log.info("re-sending %d unacked message(s)", len(self._pending))
-        self._emit(
-            Connected(
-                nick=welcome.nick,
-                rooms=tuple(welcome.rooms),
-                server=welcome.server,
-                created=welcome.created,
-                resumed=resumed,
-                tls_version=link.tls_version,
-                fingerprint=link.fingerprint,
+        self._emit_all(
+            self.session.logged_in_with(
+                welcome, resumed=resumed, tls_version=link.tls_version, fingerprint=link.fingerprint
             )
         )
 
@@ -892,15 +744,14 @@ class ChatClient:
         try:
             while current is not None:
                 reason, by_user = self._serve(current, wake_r)
-                with self._lock:
-                    self._live = False
+                self.session.connection_lost()
                 current.close()
                 self._link = None
                 if by_user:
                     self._emit(Disconnected(reason, will_retry=False, by_user=True))
                     break
                 retry = self._auto_reconnect and not self._stop.is_set()
-                if (current.drop_reason or "").startswith(ErrorCode.DISCONNECTED):
+                if (self.session.closing_reason or "").startswith(ErrorCode.DISCONNECTED):
                     retry = False  # an operator put this user out: coming back at once defeats it
                 self._emit(Disconnected(reason, will_retry=retry))
                 if not retry:
@@ -910,8 +761,7 @@ class ChatClient:
                     self._emit(Disconnected("closed", will_retry=False, by_user=True))
         except Exception as exc:  # a bug here must not vanish silently
             log.exception("the client's I/O thread failed")
-            with self._lock:
-                self._live = False
+            self.session.connection_lost()
             self._emit(Disconnected(f"internal client error: {exc}", will_retry=False))
         finally:
             self._close_wake_pair(wake_r, wake_w)
@@ -921,6 +771,8 @@ class ChatClient:
     def _serve(self, link: _Link, wake_r: socket.socket) -> tuple[str, bool]:
         """Run one link until it ends. Returns (reason, ended_by_user)."""
         sock = link.sock
+        stream = link.stream
+        assert stream is not None
         sel = selectors.DefaultSelector()
         sel.register(wake_r, selectors.EVENT_READ)
         sel.register(sock, selectors.EVENT_READ)
@@ -935,29 +787,21 @@ class ChatClient:
                         # server's last words: an error, the echo of a send).
                         self._process(link)
                     now = time.monotonic()
-                    if self._stop.is_set() and not link.closing:
-                        # Graceful end: bye, then wait for the server to hang up.
-                        link.closing = True
-                        link.closing_deadline = max(self._close_deadline, now + _BYE_GRACE)
-                        self._enqueue(Bye(reason=self._close_reason))
+                    self._flush(link, now)
                     if link.closing and now >= link.closing_deadline:
                         return "closed", True
-                    self._timers(link, now)
-                    self._flush(link)
                 except _Dropped as exc:
                     if link.closing:
                         return "closed", True
-                    return link.drop_reason or exc.reason, False
+                    return self.session.closing_reason or exc.reason, False
                 want = selectors.EVENT_READ
-                assert link.stream is not None
-                if link.stream.wants_write or self._out:
+                if stream.wants_write or self.session.has_outgoing:
                     want |= selectors.EVENT_WRITE
                 if want != registered:
                     sel.modify(sock, want)
                     registered = want
                 # Bytes OpenSSL already decrypted are invisible to select().
-                # Bytes OpenSSL already decrypted are invisible to select().
-                buffered = link.stream.has_buffered or sock.pending()
+                buffered = stream.has_buffered or sock.pending()
                 timeout = 0.0 if buffered else self._next_timeout(link, time.monotonic())
                 for key, _mask in sel.select(timeout):
                     if key.fileobj is wake_r:
@@ -978,41 +822,42 @@ class ChatClient:
             link.ping_sent_at = None
             link.feed(data)
 
-    def _flush(self, link: _Link) -> None:
+    def _process(self, link: _Link) -> None:
+        if not link.frames:
+            return
+        now = time.monotonic()
+        while link.frames:
+            self._emit_all(self.session.receive(link.frames.popleft(), now))
+        with self._changed:
+            self._changed.notify_all()  # close() may wait for an ack or an echo
+
+    def _flush(self, link: _Link, now: float) -> None:
+        """Queue what is due (session frames, keepalive, bye) and write what the socket takes."""
         stream = link.stream
         assert stream is not None
-        with self._lock:
-            if self._out:
-                stream.queue_many(list(self._out))
-                self._out.clear()
-        try:
-            stream.flush()
-        except StreamClosed as exc:
-            raise _Dropped(exc.reason) from exc
-
-    def _enqueue(self, frame: Frame) -> None:
-        # From the I/O thread: no wake needed, the loop flushes next.
-        with self._lock:
-            self._out.append(encode(frame))
-
-    def _timers(self, link: _Link, now: float) -> None:
+        self.session.tick(now)
+        frames = self.session.frames_to_send()
+        if frames:
+            stream.queue_many([encode(f) for f in frames])
+        if self._stop.is_set() and not link.closing:
+            # Graceful end: bye, then wait for the server to hang up.
+            link.closing = True
+            link.closing_deadline = max(self._close_deadline, now + _BYE_GRACE)
+            stream.queue(encode(Bye(reason=self._close_reason)))
         if not link.closing:
             if link.ping_sent_at is None:
                 if now - link.last_rx >= self._ping_interval:
                     link.ping_count += 1
                     link.ping_sent_at = now
-                    self._enqueue(Ping(token=f"c{link.ping_count}"))
+                    stream.queue(encode(Ping(token=f"c{link.ping_count}")))
             elif now - link.ping_sent_at >= self._ping_timeout:
                 raise _Dropped(
                     f"the server stopped answering (nothing for {now - link.last_rx:.0f} s)"
                 )
-        for client_id, due in list(self._retry_at.items()):
-            if due <= now:
-                del self._retry_at[client_id]
-                with self._lock:
-                    frame = self._pending.get(client_id)
-                    if frame is not None:
-                        self._out.append(encode(frame))
+        try:
+            stream.flush()
+        except StreamClosed as exc:
+            raise _Dropped(exc.reason) from exc
 
     def _next_timeout(self, link: _Link, now: float) -> float:
         if link.ping_sent_at is None:
@@ -1021,12 +866,15 @@ class ChatClient:
             deadlines = [link.ping_sent_at + self._ping_timeout]
         if link.closing:
             deadlines.append(link.closing_deadline)
-        deadlines.extend(self._retry_at.values())
+        retry = self.session.next_deadline()
+        if retry is not None:
+            deadlines.append(retry)
         return max(0.0, min(deadlines) - now)
 
     def _reconnect(self) -> _Link | None:
         """Log in again with backoff until it works, the user stops us, or the server
-        refuses the credentials. Returns the new link, or None."""
+        refuses the credentials. Each attempt tries every address, the current one
+        first. Returns the new link, or None."""
         attempt = 0
         while True:
             attempt += 1
@@ -1035,12 +883,12 @@ class ChatClient:
             if self._stop.wait(delay):
                 return None
             try:
-                link, welcome, resumed = self._login()
+                link, welcome, resumed = self._login_any()
             except LoginRefused as exc:
                 if exc.transient:
                     log.info("reconnect attempt %d: %s", attempt, exc)
                     continue
-                self._emit(ServerError(exc.code, exc.message))
+                self._emit(ErrorReply(exc.code, exc.message))
                 self._emit(Disconnected(f"login refused: {exc}", will_retry=False))
                 return None
             except TLSVerificationFailed as exc:
@@ -1057,7 +905,7 @@ class ChatClient:
             return link
 
     def _stop_thread(self, reason: str, deadline: float) -> None:
-        self._close_reason = reason[:200] or "bye"
+        self._close_reason = reason[:_BYE_REASON_CHARS] or "bye"
         self._close_deadline = deadline
         self._stop.set()
         self._wake()
@@ -1074,205 +922,26 @@ class ChatClient:
                 except OSError:
                     pass
 
-    # --- frames -> events (I/O thread) -----------------------------------------------------
-
     def _emit(self, event: ClientEvent) -> None:
         self.events.put(event)
 
-    def _process(self, link: _Link) -> None:
-        while link.frames:
-            self._handle(link, link.frames.popleft())
-
-    def _handle(self, link: _Link, frame: Frame) -> None:
-        """Turn one server frame into state changes and events."""
-        if isinstance(frame, Message):
-            self._on_message(frame)
-        elif isinstance(frame, Ack):
-            if frame.id > self._acked_max and not frame.duplicate:
-                self._acked_max = frame.id
-            self._resolve(frame.ref, frame.id, frame.ts, frame.duplicate)
-        elif isinstance(frame, Batch):
-            self._on_batch(frame)
-        elif isinstance(frame, Presence):
-            self._on_presence(frame)
-        elif isinstance(frame, RoomList):
-            self._room_pages.extend(
-                (str(r.get("name", "")), int(r.get("members", 0)), bool(r.get("joined")))
-                for r in frame.rooms
-            )
-            if not frame.more:  # a paged list is shown once, whole
-                rooms, self._room_pages = tuple(self._room_pages), []
-                self._emit(RoomsListed(rooms=rooms, tag=frame.tag))
-        elif isinstance(frame, Conversations):
-            self._conversation_pages.extend(_summary(item, self._e2e) for item in frame.items)
-            if not frame.more:  # a paged list is shown once, whole
-                items, self._conversation_pages = tuple(self._conversation_pages), []
-                self._emit(ConversationsListed(items=items, tag=frame.tag))
-        elif isinstance(frame, Read):
-            if frame.room is not None:
-                self._emit(ReadMoved("room", frame.room, frame.id))
-            elif frame.with_ is not None:
-                self._emit(ReadMoved("private", frame.with_, frame.id))
-        elif isinstance(frame, Error):
-            self._on_error(link, frame)
-        elif isinstance(frame, Keys | Link):
-            hooks = self._e2e
-            if hooks is not None:
-                try:
-                    hooks.on_frame(frame)
-                except Exception:  # a bug there must not end the I/O thread
-                    log.exception("end-to-end encryption failed on a %s frame", frame.TYPE)
-        elif isinstance(frame, Ping):
-            self._enqueue(Pong(token=frame.token))
-        elif isinstance(frame, Pong):
-            pass  # any frame already counted as a sign of life
-        elif (event := _moderation_event(frame)) is not None:
-            self._emit(event)
-        else:
-            log.warning("unexpected %s frame from the server, ignored", frame.TYPE)
-
-    def _on_message(self, m: Message) -> None:
-        if m.ref is not None:
-            # Our own message came back: it is stored, even if its ack was lost.
-            self._resolve(m.ref, m.id, m.ts, False)
-        batch = self._batch
-        if batch is not None and batch.kind in ("history", "search"):
-            # Asked for by the user: always shown, and they do not move last_seen.
-            self._emit(self._received(m, batch.kind, batch.tag))
-            return
-        if not self._seen.add(m.id):
-            return
-        if self._last_seen is None or m.id > self._last_seen:
-            with self._changed:
-                self._last_seen = m.id
-                self._changed.notify_all()  # close() may wait for this echo
-        if batch is None:
-            self._emit(self._received(m, None, None))
-        else:
-            self._emit(self._received(m, batch.kind, batch.tag))
-
-    def _received(self, m: Message, batch: str | None, tag: str | None) -> MessageReceived:
-        if m.e2e is None:
-            return MessageReceived(m, batch, tag)
-        hooks = self._e2e
-        if hooks is None:
-            shown = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
-            return MessageReceived(shown, batch, tag, True, "end-to-end encryption is off here")
-        try:
-            opened, error = hooks.open(m)
-        except Exception:  # a bug there must not end the I/O thread
-            log.exception("could not open an encrypted message")
-            opened = dataclasses.replace(m, text=E2E_PLACEHOLDER, e2e=None)
-            error = "this client failed to decrypt it"
-        return MessageReceived(opened, batch, tag, True, error)
-
-    def _resolve(self, client_id: str, message_id: int, ts: str, duplicate: bool) -> None:
-        with self._changed:
-            frame = self._pending.pop(client_id, None)
-            if frame is not None:
-                self._changed.notify_all()
-        self._retry_at.pop(client_id, None)
-        if frame is not None:
-            self._emit(Acked(client_id, message_id, ts, duplicate))
-
-    def _on_batch(self, f: Batch) -> None:
-        if f.state == "open":
-            if f.kind == "replay" and not f.gap and self._last_seen is None:
-                # A complete replay (nothing left out) when this client had seen
-                # nothing: whatever follows is new, so a later rejoin asks for
-                # everything after it, even if the replay turns out empty.
-                with self._lock:
-                    self._last_seen = 0
-            self._batch = _OpenBatch(f.kind, f.tag, f.target)
-            self._emit(BatchStarted(f.kind, f.tag, f.target, f.gap))
-        else:
-            self._batch = None
-            self._emit(BatchEnded(f.kind, f.tag, f.target, f.more, f.count or 0))
-
-    def _on_presence(self, f: Presence) -> None:
-        me = fold(self._nick)
-        key = fold(f.room)
-        if f.joined is not None and fold(f.joined) == me:
-            with self._lock:
-                new = key not in self._rooms
-                self._rooms[key] = f.room
-            if new:
-                self._emit(RoomJoined(f.room))
-        if f.left is not None and fold(f.left) == me:
-            with self._lock:
-                gone = self._rooms.pop(key, None) is not None
-            if gone:
-                self._emit(RoomLeft(f.room))
-        if f.online is not None:
-            # A full list (at login, or the answer to who), maybe in pages.
-            pages = self._online_pages.setdefault(key, [])
-            pages.extend(f.online)
-            if f.more:
-                return
-            del self._online_pages[key]
-            self._online[key] = {fold(n): n for n in pages}
-        else:
-            # A delta: one user came online in the room, or left it.
-            members = self._online.setdefault(key, {})
-            if f.joined is not None:
-                members[fold(f.joined)] = f.joined
-            if f.left is not None:
-                members.pop(fold(f.left), None)
-            if f.left is not None and fold(f.left) == me:
-                self._online.pop(key, None)
-        online = tuple(sorted(self._online.get(key, {}).values(), key=fold))
-        self._emit(
-            PresenceChanged(room=f.room, online=online, joined=f.joined, left=f.left, tag=f.tag)
-        )
-
-    def _on_error(self, link: _Link, f: Error) -> None:
-        if f.ref is not None:
-            with self._changed:
-                if f.code == ErrorCode.STORE_FAILED and f.ref in self._pending:
-                    # Not stored, but may be later: keep it pending and try again.
-                    self._retry_at[f.ref] = time.monotonic() + _STORE_RETRY_DELAY
-                elif self._pending.pop(f.ref, None) is not None:
-                    # Refused for good (bad text, not in the room, ...): it will never be acked.
-                    self._changed.notify_all()
-        if f.code in _CLOSING_CODES:
-            link.drop_reason = f"{f.code}: {f.message}"
-        hooks = self._e2e
-        if hooks is not None:
-            hooks.on_error(f)
-        self._emit(ServerError(f.code, f.message, f.ref))
+    def _emit_all(self, events: list[ClientEvent]) -> None:
+        for event in events:
+            self.events.put(event)
 
 
-def _summary(item: dict[str, object], hooks: E2EHooks | None = None) -> ConversationSummary:
-    """A `conversations` entry (already validated by the protocol) as a summary.
-
-    An encrypted message's preview comes without its envelope (and an empty
-    text): it shows this device's decrypted copy, if *hooks* have one, else
-    the placeholder.
-    """
-    last = item.get("last")
-    message = None
-    if isinstance(last, dict):
-        message = Message(
-            id=last["id"],
-            ts=last["ts"],
-            kind=last["kind"],
-            text=last["text"],
-            from_=last.get("from"),
-            room=last.get("room"),
-            to=last.get("to"),
-            ref=last.get("ref"),
-        )
-        if message.kind == "private" and not message.text:
-            text = hooks.preview(message.id) if hooks is not None else None
-            message = dataclasses.replace(message, text=text or E2E_PLACEHOLDER)
-    return ConversationSummary(
-        kind=str(item["kind"]),
-        name=str(item["name"]),
-        last=message,
-        unread=int(item["unread"]),  # type: ignore[call-overload]
-        read=int(item["read"]),  # type: ignore[call-overload]
-        cut=bool(item.get("cut", False)),
-    )
+def _addresses(host: str | Sequence[Address], port: int | None) -> tuple[Address, ...]:
+    """The constructor's *host*/*port* as a tuple of addresses (ValueError when unusable)."""
+    if isinstance(host, str):
+        if port is None:
+            raise ValueError("give a port with the host (or a list of (host, port) pairs)")
+        return ((host, port),)
+    if port is not None:
+        raise ValueError("give the ports inside the list of (host, port) pairs, not as port")
+    out = tuple((str(h), int(p)) for h, p in host)
+    if not out:
+        raise ValueError("give at least one server address")
+    return out
 
 
 def _drain(sock: socket.socket) -> None:

@@ -1,9 +1,9 @@
-"""What the client library tells its user, as frozen dataclasses
-put on ChatClient.events (a queue.Queue).
+"""What the client library tells its user, as frozen dataclasses put on ChatClient.events.
 
 The terminal client, the desktop client and the benchmarks all consume this
-one stream. Events are produced on the library's I/O thread; consumers read
-them on their own thread (the GUI drains the queue with after()).
+one stream (a queue.Queue). Events are made by the sans-IO ClientSession
+(client/session.py) and by ChatClient's I/O thread (connection state);
+consumers read them on their own thread (the GUI drains the queue with after()).
 """
 
 from __future__ import annotations
@@ -162,9 +162,14 @@ class RoomLeft:
 
 
 @dataclass(frozen=True, slots=True)
-class ServerError:
-    """The server refused a request. `code` is a protocol.ErrorCode value;
-    `ref` the client id of the send it refers to, if any."""
+class ErrorReply:
+    """The server answered a request with an `error` frame (it refused it, or announces
+    it is closing the connection). `code` is a protocol.ErrorCode value; `ref`
+    the client id of the send (or moderation request) it refers to, if any.
+
+    Not to be confused with server/errors.py's exceptions: this is what a client
+    is told, on its event queue.
+    """
 
     code: str
     message: str
@@ -269,7 +274,7 @@ ClientEvent = (
     | ReadMoved
     | RoomJoined
     | RoomLeft
-    | ServerError
+    | ErrorReply
     | Disconnected
     | Reconnecting
     | ModerationEvent

@@ -37,6 +37,7 @@ from parley_chat.client import (
     Connected,
     ConversationsListed,
     Disconnected,
+    ErrorReply,
     MessageReceived,
     PresenceChanged,
     ReadMoved,
@@ -44,7 +45,6 @@ from parley_chat.client import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
 )
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
@@ -254,7 +254,7 @@ class App(ctk.CTk):
     def _remember_form(self, form: ConnectForm) -> None:
         s = self.settings
         s.host, s.port, s.ca_file, s.nick, s.register = (
-            form.host,
+            form.servers or form.host,  # a failover list is kept as typed
             form.port,
             form.ca_file,
             form.nick,
@@ -503,7 +503,7 @@ class App(ctk.CTk):
         self._view_dirty = self._sidebar_dirty = self._users_dirty = True
         self._note(f"You left {ev.room}.", "notice")
 
-    def _on_server_error(self, ev: ServerError) -> None:
+    def _on_server_error(self, ev: ErrorReply) -> None:
         if ev.code in ("shutdown", "timeout", "flood"):
             # The connection closes next: say why once, here, in plain words.
             self._closing_notice = True
@@ -575,7 +575,7 @@ class App(ctk.CTk):
         PresenceChanged: _on_presence,
         RoomJoined: _on_room_joined,
         RoomLeft: _on_room_left,
-        ServerError: _on_server_error,
+        ErrorReply: _on_server_error,
         Disconnected: _on_disconnected,
         Reconnecting: _on_reconnecting,
         Acked: _ignore,
@@ -629,7 +629,7 @@ class App(ctk.CTk):
             self.exit_chat()
         elif isinstance(action, commands.Rejoin):
             self.rejoin()
-        elif isinstance(action, moderation.ModerationCommand):
+        elif isinstance(action, commands.Moderate):
             room = action.room or self._current_room()
             if action.needs_room and room is None:
                 self._note(f"/{action.action} works in a room: open one, or name it first", "error")

@@ -19,6 +19,7 @@ from tkinter import filedialog
 import customtkinter as ctk
 
 from parley_chat.client import discovery
+from parley_chat.client.addresses import parse_addresses
 from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
 from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
 
@@ -338,12 +339,21 @@ class ConnectDialog(ctk.CTkFrame):
         except ValueError:
             port = 0
         host = self.host.get().strip()
+        servers = ""
+        if "," in host or (host.count(":") == 1 and not looks_like_invite(host)):
+            # host:port,host2:port2 (failover): the first is the server, the rest follow.
+            servers = host
+            try:
+                (host, port), *_ = parse_addresses(servers, port)
+            except ValueError:
+                pass  # check_form says what is wrong
         expected = ""
         if self._invite is not None and self._invite[:2] == (host, port):
             expected = self._invite[2]
         return ConnectForm(
             host=host,
             port=port,
+            servers=servers,
             ca_file=self.ca_file.get().strip(),
             nick=self.nick.get().strip(),
             password=self.password.get(),

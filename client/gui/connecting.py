@@ -39,6 +39,7 @@ from parley_chat.client import (
 )
 from parley_chat.protocol import valid_nick
 
+from ..addresses import Address, format_addresses, parse_addresses
 from .settings import Pin
 
 #: The name the desktop client gives the server in `hello`.
@@ -48,7 +49,13 @@ CLIENT_NAME = "parley-desktop"
 @dataclass(frozen=True, slots=True)
 class ConnectForm:
     """The connect form's values. `ca_file` empty means trust on first use;
-    `expected_fingerprint` (hex) comes from a pasted invite and settles it."""
+    `expected_fingerprint` (hex) comes from a pasted invite and settles it.
+
+    `servers` is the Server field as typed when it names servers with their
+    ports (`host:port,host2:port2`, for failover: client/addresses.py), else
+    empty; `host` and `port` are then the first of them, which the pin, the
+    probe and the remembered last message belong to (all share one CA).
+    """
 
     host: str
     port: int
@@ -57,6 +64,14 @@ class ConnectForm:
     password: str
     register: bool = False
     expected_fingerprint: str = ""
+    servers: str = ""
+
+    @property
+    def addresses(self) -> list[Address]:
+        """Every server to try, in order. Raises ValueError for a list that does not parse."""
+        if not self.servers:
+            return [(self.host.strip(), self.port)]
+        return parse_addresses(self.servers, self.port)
 
     @property
     def uses_ca(self) -> bool:
@@ -65,7 +80,12 @@ class ConnectForm:
 
     @property
     def where(self) -> str:
-        """host:port, for messages."""
+        """host:port (or every server of the list), for messages."""
+        if self.servers:
+            try:
+                return format_addresses(self.addresses)
+            except ValueError:
+                return self.servers
         return f"{self.host}:{self.port}"
 
 
@@ -90,6 +110,13 @@ def check_form(form: ConnectForm) -> Problem | None:
     if not form.host.strip():
         return Problem(
             "Enter the server's address", "Type the host name or IP address of the server."
+        )
+    try:
+        form.addresses  # noqa: B018 (parsed only to check it)
+    except ValueError as exc:
+        return Problem(
+            "Check the server addresses",
+            f"{_sentence(str(exc))} Several servers go as host:port,host2:port2.",
         )
     if not 0 < form.port < 65536:
         return Problem("Check the port", "The port is a number from 1 to 65535 (parley uses 5555).")
@@ -131,8 +158,7 @@ def build_client(form: ConnectForm, *, pin: Pin | None, last_seen: int | None) -
     else:
         raise ValueError("no CA file and no pinned certificate: nothing to trust")
     return ChatClient(
-        form.host.strip(),
-        form.port,
+        form.addresses,
         nick=form.nick,
         password=form.password,
         register=form.register,

@@ -421,3 +421,25 @@ def test_messages_left_unacked_exit_6(make_server, ca_file):
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_several_hosts_fail_over_to_the_first_that_answers(server, ca_file):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    host, port = server.address
+    args = cli_args(server, ca_file, "alice", "--register")
+    args[args.index("--host") + 1] = f"{host}:{dead},{host}:{port}"
+    args[args.index("--port") + 1] = "1"  # each address carries its own port
+    result = run_cli(args, ["over here"])
+    assert result.returncode == EXIT_OK, result.stderr
+    assert f"connected as alice to {host}:{port}" in result.stderr
+    assert re.search(rf"{TIME} #lobby <alice> over here", result.stdout), result.stdout
+
+
+def test_a_bad_host_list_is_a_usage_error(server, ca_file):
+    args = cli_args(server, ca_file, "alice")
+    args[args.index("--host") + 1] = "127.0.0.1:5555,,b"
+    result = run_cli(args, ["hi"])
+    assert result.returncode == EXIT_USAGE
+    assert "bad --host" in result.stderr and "empty server address" in result.stderr

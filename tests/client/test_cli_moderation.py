@@ -1,5 +1,5 @@
-# The terminal client's moderation commands (client/cli_moderation.py) and the
-# client library's moderation events, against a real server over TLS.
+"""The terminal client's moderation (client/cli_moderation.py, parsed by client/commands.py)
+and the client library's moderation events, against a real server over TLS."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import re
 
 from parley_chat.client import Acked
 from parley_chat.client.cli_moderation import ModerationCommands, describe, parse_duration
+from parley_chat.client.commands import Client, Invalid, Moderate, ToggleIds, parse
 from parley_chat.client.connection import ChatClient
 from parley_chat.client.events import (
+    ErrorReply,
     MessageDeleted,
     MessageEdited,
     ModerationDone,
     NoticeReceived,
     RoomInfoChanged,
-    ServerError,
 )
 from tests.support import wait_for_event
 
@@ -46,36 +47,45 @@ def test_the_commands_reach_the_server_and_the_events_say_what_happened(server, 
     alice, bob = connect(server, ca_file, "alice"), connect(server, ca_file, "bob")
     try:
         printer = _Printer()
-        commands = ModerationCommands(alice, lambda: "#lobby", printer).commands()
+        moderation = ModerationCommands(alice, lambda: "#lobby", printer)
+
+        def run(line: str) -> None:
+            command = parse(line, Client.TERMINAL)
+            if isinstance(command, Invalid):
+                printer.err(command.message)
+            else:
+                assert isinstance(command, Moderate | ToggleIds), command
+                moderation.run(command)
+
         alice.join("#ops")
         wait_for_event(alice, lambda e: isinstance(e, RoomInfoChanged) and e.room == "#ops")
         bob.join("#ops")
         wait_for_event(bob, lambda e: isinstance(e, RoomInfoChanged) and e.room == "#ops")
-        commands["topic"]("#ops Rota for December")
+        run("/topic #ops Rota for December")
         info = wait_for_event(bob, lambda e: isinstance(e, RoomInfoChanged) and e.topic)
         assert describe(info) == "#ops topic: Rota for December; owner alice"
-        commands["mute"]("#ops bob 2h too loud")
+        run("/mute #ops bob 2h too loud")
         notice = wait_for_event(bob, lambda e: isinstance(e, NoticeReceived))
         assert "too loud" in notice.text and notice.kind == "mute"
         bob.send_text("hello?", room="#ops")
-        refused = wait_for_event(bob, lambda e: isinstance(e, ServerError))
+        refused = wait_for_event(bob, lambda e: isinstance(e, ErrorReply))
         assert refused.code == "muted"
         client_id = bob.send_text("a line of mine", room="#lobby")
         ack = wait_for_event(bob, lambda e: isinstance(e, Acked) and e.client_id == client_id)
         bob.edit_message(ack.id, "a better line")
         edited = wait_for_event(alice, lambda e: isinstance(e, MessageEdited))
         assert describe(edited) == f"#lobby message {ack.id} edited: a better line"
-        commands["delete"](str(ack.id))  # not hers: alice is not a moderator of #lobby
-        denied = wait_for_event(alice, lambda e: isinstance(e, ServerError))
+        run(f"/delete {ack.id}")  # not hers: alice is not a moderator of #lobby
+        denied = wait_for_event(alice, lambda e: isinstance(e, ErrorReply))
         assert denied.code == "not-permitted" and "moderator" in denied.message
         bob.delete_message(ack.id)
         gone = wait_for_event(alice, lambda e: isinstance(e, MessageDeleted))
         assert describe(gone) == f"(message {ack.id} was deleted by bob)"
-        commands["ids"]("")
+        run("/ids")
         assert printer.show_ids
-        commands["ban"]("")
+        run("/ban")
         assert printer.lines[-1].startswith("usage: /ban")
-        commands["unmute"]("#ops bob")
+        run("/unmute #ops bob")
         done = wait_for_event(
             alice, lambda e: isinstance(e, ModerationDone) and "unmuted" in e.message
         )

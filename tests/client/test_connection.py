@@ -1,15 +1,22 @@
-# Tests of client/connection.py. The first part drives the pure pieces (backoff,
-# de-duplication, frame -> event handling) without sockets; the rest runs real
-# ChatClients over real TLS against a real server and a real SQLite file.
-# Every wait has a deadline: events are read from the queue with timeouts.
+"""Tests of client/connection.py, the I/O shell around ClientSession.
+
+A few pure checks (backoff, the constructor) come first; the rest runs real
+ChatClients over real TLS against real servers and real SQLite files
+(tests/client/test_session.py tests the session itself, without sockets).
+Every wait has a deadline: events are read from the queue with timeouts.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import socket
 import sqlite3
 import ssl
+import subprocess
+import sys
+import threading
 import time
 
 import pytest
@@ -21,6 +28,8 @@ from parley_chat.client import (
     Connected,
     ConversationsListed,
     Disconnected,
+    ErrorReply,
+    HostnameMismatch,
     LoginRefused,
     MessageReceived,
     PresenceChanged,
@@ -28,12 +37,11 @@ from parley_chat.client import (
     RoomJoined,
     RoomLeft,
     RoomsListed,
-    ServerError,
+    ServerUnreachable,
     backoff_delay,
 )
-from parley_chat.client.connection import SeenIds
 from parley_chat.client.events import BatchStarted, ClientEvent
-from parley_chat.protocol import Ack, Batch, Error, LocalProtocolError, Message, Presence, Send
+from parley_chat.protocol import Ack, LocalProtocolError, Send
 from tests.support import RawClient, barrier_events, collect_until, wait_for_event
 
 PASSWORD = "secret-pw"
@@ -114,37 +122,8 @@ def test_backoff_doubles_from_base_up_to_cap_with_jitter():
         assert ceiling / 2 <= delay <= ceiling
 
 
-def test_seen_ids_drop_duplicates_and_everything_below_the_floor():
-    seen = SeenIds(floor=10, keep=3)
-    assert not seen.add(10) and not seen.add(3)
-    assert seen.add(11) and not seen.add(11)
-    assert seen.add(13) and seen.add(12) and seen.add(14)
-    # Only 3 are kept: the oldest (11) folds into the floor and stays "seen".
-    assert seen.floor == 11
-    assert not seen.add(11) and not seen.add(12) and seen.add(15)
-
-
-class _FakeLink:
-    drop_reason: str | None = None
-
-
 def _offline_client(ca_file, **kwargs: object) -> ChatClient:
     return ChatClient("127.0.0.1", 9, nick="alice", password=PASSWORD, ca_file=ca_file, **kwargs)  # type: ignore[arg-type]
-
-
-def _msg(id: int, text: str = "hi", **kwargs: object) -> Message:
-    kwargs.setdefault("room", "#lobby")
-    kwargs.setdefault("from_", "bob")
-    return Message(id=id, ts="2026-11-24T09:30:00.000Z", kind="public", text=text, **kwargs)  # type: ignore[arg-type]
-
-
-def _events(client: ChatClient) -> list[ClientEvent]:
-    out = []
-    while True:
-        try:
-            out.append(client.events.get_nowait())
-        except queue.Empty:
-            return out
 
 
 def test_constructor_checks_credentials_and_nick(ca_file):
@@ -156,84 +135,6 @@ def test_constructor_checks_credentials_and_nick(ca_file):
         ChatClient("127.0.0.1", 1, nick="alice", password="", ca_file=ca_file)
 
 
-def test_live_and_replayed_messages_are_delivered_once_and_move_last_seen(ca_file):
-    client = _offline_client(ca_file, last_seen=4)
-    link = _FakeLink()
-    client._handle(link, _msg(4))  # at or below the starting last_seen: already shown
-    client._handle(link, _msg(5))
-    client._handle(link, Batch(state="open", kind="replay"))
-    client._handle(link, _msg(5))
-    client._handle(link, _msg(6))
-    client._handle(link, Batch(state="close", kind="replay", count=2))
-    client._handle(link, _msg(6))
-    client._handle(link, _msg(7))
-    got = [(e.message.id, e.batch) for e in _events(client) if isinstance(e, MessageReceived)]
-    assert got == [(5, None), (6, "replay"), (7, None)]
-    assert client.last_seen == 7
-
-
-def test_history_and_search_pages_always_pass_and_leave_last_seen_alone(ca_file):
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    client._handle(link, _msg(9))
-    for kind in ("history", "search"):
-        client._handle(link, Batch(state="open", kind=kind, tag="t"))
-        client._handle(link, _msg(3))
-        client._handle(link, _msg(9))
-        client._handle(link, Batch(state="close", kind=kind, tag="t", count=2))
-    got = [
-        (e.message.id, e.batch, e.tag) for e in _events(client) if isinstance(e, MessageReceived)
-    ]
-    assert got == [
-        (9, None, None),
-        (3, "history", "t"),
-        (9, "history", "t"),
-        (3, "search", "t"),
-        (9, "search", "t"),
-    ]
-    assert client.last_seen == 9
-
-
-def test_a_send_is_resolved_once_by_its_echo_or_its_ack(ca_file):
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    first = client.send_text("one")
-    second = client.send_text("two", to="bob")
-    assert list(client.pending) == [first, second]
-    assert not client.connected  # kept until a login sends it
-    # The echo (message with ref) arrives before the ack, e.g. in a replay.
-    client._handle(link, _msg(20, "one", from_="alice", ref=first))
-    client._handle(link, Ack(ref=first, id=20, ts="2026-11-24T09:30:00.000Z", duplicate=True))
-    client._handle(link, Ack(ref=second, id=21, ts="2026-11-24T09:30:00.000Z"))
-    acked = [e for e in _events(client) if isinstance(e, Acked)]
-    assert [(a.client_id, a.id) for a in acked] == [(first, 20), (second, 21)]
-    assert client.pending == {}
-
-
-def test_an_acked_send_counts_as_done_for_close_only_once_its_echo_arrived(ca_file):
-    # close() waits for both the ack and the echo, whatever order they come in
-    # (parley's server sends the echo first), so a bye cannot cut the echo off.
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    ref = client.send_text("mine")
-    client._handle(link, Ack(ref=ref, id=30, ts="2026-11-24T09:30:00.000Z"))
-    assert client.pending == {} and client._echo_missing()
-    client._handle(link, _msg(30, "mine", from_="alice", ref=ref))
-    assert not client._echo_missing()
-
-
-def test_refused_sends_leave_pending_but_store_failures_stay(ca_file):
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    refused = client.send_text("x", room="#nowhere")
-    kept = client.send_text("y")
-    client._handle(link, Error(code="not-in-room", message="join first", ref=refused))
-    client._handle(link, Error(code="store-failed", message="disk full", ref=kept))
-    assert list(client.pending) == [kept]
-    errors = [e for e in _events(client) if isinstance(e, ServerError)]
-    assert [e.code for e in errors] == ["not-in-room", "store-failed"]
-
-
 def test_send_text_refuses_what_the_protocol_refuses(ca_file):
     client = _offline_client(ca_file)
     with pytest.raises(LocalProtocolError):
@@ -243,39 +144,6 @@ def test_send_text_refuses_what_the_protocol_refuses(ca_file):
     with pytest.raises(LocalProtocolError):
         client.send_text("x" * (client.max_text + 1))
     assert client.pending == {}
-
-
-def test_own_presence_changes_become_room_events(ca_file):
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    client._handle(link, Presence(room="#dev", online=["alice"], joined="alice"))
-    client._handle(link, Presence(room="#dev", online=["alice", "bob"], joined="bob"))
-    client._handle(link, Presence(room="#DEV", online=["alice"], joined="ALICE"))  # again: no event
-    client._handle(link, Presence(room="#dev", online=["bob"], left="alice"))
-    events = _events(client)
-    assert [type(e) for e in events if isinstance(e, RoomJoined | RoomLeft)] == [
-        RoomJoined,
-        RoomLeft,
-    ]
-    assert sum(isinstance(e, PresenceChanged) for e in events) == 4
-    assert client.joined_rooms == ()
-
-
-def test_presence_deltas_and_pages_keep_a_full_online_list(ca_file):
-    client = _offline_client(ca_file)
-    link = _FakeLink()
-    client._handle(link, Presence(room="#lobby", online=["alice", "bob"], more=True))
-    client._handle(link, Presence(room="#lobby", online=["carol"]))
-    client._handle(link, Presence(room="#lobby", joined="Dave"))
-    client._handle(link, Presence(room="#lobby", left="bob"))
-    changes = [e for e in _events(client) if isinstance(e, PresenceChanged)]
-    # A paged list is reported once, whole; each delta then gives the new full list.
-    assert [c.online for c in changes] == [
-        ("alice", "bob", "carol"),
-        ("alice", "bob", "carol", "Dave"),
-        ("alice", "carol", "Dave"),
-    ]
-    assert (changes[1].joined, changes[2].left) == ("Dave", "bob")
 
 
 # --- against a real server ---------------------------------------------------------------------
@@ -376,12 +244,12 @@ def test_rooms_join_leave_who_history_and_search(clients):
     ]
     # bob is not in #dev: sending there is refused and never stays pending.
     refused = bob.send_text("let me in", room="#dev")
-    err = wait_for_event(bob, lambda e: isinstance(e, ServerError))
+    err = wait_for_event(bob, lambda e: isinstance(e, ErrorReply))
     assert err.code == "not-in-room" and err.ref == refused and bob.pending == {}
     alice.leave("#dev")
     assert wait_for_event(alice, lambda e: isinstance(e, RoomLeft)).room == "#dev"
     alice.leave("#lobby")
-    assert wait_for_event(alice, lambda e: isinstance(e, ServerError)).code == "cannot-leave"
+    assert wait_for_event(alice, lambda e: isinstance(e, ErrorReply)).code == "cannot-leave"
 
 
 def test_dropped_connection_reconnects_and_replays_missed_messages_once_in_order(clients):
@@ -443,7 +311,7 @@ def test_a_stored_send_whose_ack_was_lost_is_resent_with_its_original_id(server,
     raw.send(Send(id="lost-ack-1", room="#lobby", text="exactly once"))
     raw.expect(Ack, ref="lost-ack-1")
     raw.close()
-    alice._pending["lost-ack-1"] = Send(id="lost-ack-1", room="#lobby", text="exactly once")
+    alice.session.restore_pending([Send(id="lost-ack-1", room="#lobby", text="exactly once")])
 
     alice.rejoin()
     events = collect_until(alice, lambda e: isinstance(e, Acked))
@@ -559,3 +427,162 @@ def test_without_auto_reconnect_a_drop_is_final(clients):
     assert not alice.connected
     alice.rejoin()
     assert wait_for_event(alice, lambda e: isinstance(e, Connected)).resumed
+
+
+# --- several server addresses: failover -------------------------------------------------------
+
+
+def test_constructor_takes_one_address_or_a_list_of_them(ca_file):
+    one = _offline_client(ca_file)
+    assert one.addresses == (("127.0.0.1", 9),) and (one.host, one.port) == ("127.0.0.1", 9)
+    two = ChatClient(
+        [("127.0.0.1", 9), ("localhost", 10)], nick="alice", password=PASSWORD, ca_file=ca_file
+    )
+    assert two.addresses == (("127.0.0.1", 9), ("localhost", 10)) and two.port == 9
+    for host, port in (("127.0.0.1", None), ([("127.0.0.1", 9)], 9), ([], None)):
+        with pytest.raises(ValueError):
+            ChatClient(host, port, nick="alice", password=PASSWORD, ca_file=ca_file)  # type: ignore[arg-type]
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_connect_skips_a_server_that_is_down_and_logs_in_at_the_next(
+    make_server, ca_file, tmp_path
+):
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    dead = ("127.0.0.1", _closed_port())
+    alice = ChatClient(
+        [dead, b.address], nick="alice", password=PASSWORD, ca_file=ca_file, register=True
+    )
+    try:
+        alice.connect()
+        collect_until(alice, is_replay_end)
+        assert (alice.host, alice.port) == b.address
+        ref = alice.send_text("reached b")
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == ref)
+        assert rows(b, "SELECT body FROM messages WHERE client_msg_id = ?", ref) == [("reached b",)]
+    finally:
+        alice.close(timeout=2.0)
+    # With every address down, connect() raises the failure plainly.
+    nobody = ChatClient(
+        [dead, ("127.0.0.1", _closed_port())], nick="alice", password=PASSWORD, ca_file=ca_file
+    )
+    with pytest.raises(ServerUnreachable):
+        nobody.connect()
+
+
+def test_a_certificate_that_fails_verification_is_not_skipped_for_the_next_address(
+    make_server, ca_file, tmp_path
+):
+    # The first server listens on 127.0.0.2, a name its certificate does not carry.
+    stranger = make_server(host="127.0.0.2", db_url=f"sqlite:///{tmp_path / 'x.db'}")
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    alice = ChatClient(
+        [stranger.address, b.address],
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+    )
+    with pytest.raises(HostnameMismatch, match=r"127\.0\.0\.2"):
+        alice.connect()
+    assert not alice.connected
+    assert rows(b, "SELECT count(*) FROM users") == [(0,)]  # b never heard from alice
+
+
+def _start_server_process(certs_dir, db_path) -> tuple[subprocess.Popen[str], int]:
+    """A server in a process of its own (so it can be killed), and its port."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "--port",
+            "0",
+            "--db",
+            f"sqlite:///{db_path}",
+            "--certs",
+            str(certs_dir),
+            "--scrypt-n",
+            "16",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    # readline() blocks, so it runs in a thread and the test waits with a deadline.
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=60)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError("the server printed nothing in time") from None
+    assert line.startswith("parley listening on "), line
+    return proc, int(line.split()[3].rsplit(":", 1)[1])
+
+
+def test_a_server_killed_mid_session_fails_over_to_the_next_with_replay_and_resends(
+    make_server, certs_dir, ca_file, tmp_path
+):
+    proc, port_a = _start_server_process(certs_dir, tmp_path / "a.db")
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    addresses = [("127.0.0.1", port_a), b.address]
+    alice = ChatClient(
+        addresses,
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+        reconnect_base=0.2,
+    )
+    bob = ChatClient(
+        b.address[0], b.address[1], nick="bob", password=PASSWORD, ca_file=ca_file, register=True
+    )
+    try:
+        alice.connect()
+        collect_until(alice, is_replay_end)
+        assert alice.port == port_a
+        first = alice.send_text("on a")
+        wait_for_event(alice, lambda e: isinstance(e, MessageReceived) and e.message.ref == first)
+        seen_on_a = alice.last_seen
+        assert seen_on_a is not None
+        # Meanwhile, on b: messages alice has not seen.
+        bob.connect()
+        collect_until(bob, is_replay_end)
+        sent = [bob.send_text(f"on b {i}") for i in range(seen_on_a + 3)]
+        acks = collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == sent[-1])
+        ids = {e.client_id: e.id for e in acks if isinstance(e, Acked)}
+
+        proc.kill()  # SIGKILL: no shutdown notice, the connection just breaks
+        proc.wait(30)
+        dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+        assert dropped.will_retry
+        during = alice.send_text("typed during the failover")
+        events = collect_until(alice, is_replay_end, timeout=30)
+        connected = next(e for e in events if isinstance(e, Connected))
+        # b never issued alice's token: she logs in with the password there.
+        assert not connected.resumed and (alice.host, alice.port) == b.address
+        # b replays what comes after the last message alice saw (on a).
+        replayed = [e.message for e in events if isinstance(e, MessageReceived)]
+        expected = [f"on b {i}" for i, ref in enumerate(sent) if ids[ref] > seen_on_a]
+        assert expected and [m.text for m in replayed if m.from_ == "bob"] == expected
+        assert all(m.id > seen_on_a for m in replayed)
+        # The send made while no server was reachable is stored on b, once.
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == during)
+        assert rows(b, "SELECT count(*) FROM messages WHERE client_msg_id = ?", during) == [(1,)]
+        assert alice.pending == {}
+    finally:
+        alice.close(timeout=2.0)
+        bob.close(timeout=2.0)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
