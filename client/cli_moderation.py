@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from parley_chat.protocol.vocab import Action
 
 from .events import MessageDeleted, MessageEdited, ModerationDone, NoticeReceived, RoomInfoChanged
 
@@ -57,20 +60,27 @@ class ModerationCommands:
     def commands(self) -> dict[str, Callable[[str], bool]]:
         """Command name -> handler (returns True: keep going)."""
         table: dict[str, Callable[[str], bool]] = {
-            "topic": self._topic,
-            "private": lambda a: self._room_only("private", a),
-            "public": lambda a: self._room_only("public", a),
-            "delete": self._delete,
-            "edit": self._edit,
-            "announce": self._announce,
+            Action.TOPIC: self._topic,
+            Action.PRIVATE: partial(self._room_only, Action.PRIVATE),
+            Action.PUBLIC: partial(self._room_only, Action.PUBLIC),
+            Action.DELETE: self._delete,
+            Action.EDIT: self._edit,
+            Action.ANNOUNCE: self._announce,
             "ids": self._ids,
         }
-        for action in ("invite", "unban", "unmute", "op", "deop", "unlock"):
-            table[action] = lambda a, action=action: self._on_nick(action, a, reason=False)
-        for action in ("kick", "disconnect", "lock"):
-            table[action] = lambda a, action=action: self._on_nick(action, a, reason=True)
-        for action in ("ban", "mute"):
-            table[action] = lambda a, action=action: self._on_nick(action, a, timed=True)
+        for action in (
+            Action.INVITE,
+            Action.UNBAN,
+            Action.UNMUTE,
+            Action.OP,
+            Action.DEOP,
+            Action.UNLOCK,
+        ):
+            table[action] = partial(self._on_nick, action, reason=False)
+        for action in (Action.KICK, Action.DISCONNECT, Action.LOCK):
+            table[action] = partial(self._on_nick, action, reason=True)
+        for action in (Action.BAN, Action.MUTE):
+            table[action] = partial(self._on_nick, action, timed=True)
         return table
 
     def _split_room(self, arg: str) -> tuple[str, str]:
@@ -81,7 +91,7 @@ class ModerationCommands:
 
     def _topic(self, arg: str) -> bool:
         room, text = self._split_room(arg)
-        self.client.moderate("topic", room=room, text=text)
+        self.client.moderate(Action.TOPIC, room=room, text=text)
         return True
 
     def _room_only(self, action: str, arg: str) -> bool:
@@ -90,7 +100,7 @@ class ModerationCommands:
         return True
 
     def _on_nick(self, action: str, arg: str, *, reason: bool = True, timed: bool = False) -> bool:
-        server_wide = action in ("disconnect", "lock", "unlock")
+        server_wide = action in (Action.DISCONNECT, Action.LOCK, Action.UNLOCK)
         room, rest = (None, arg) if server_wide else self._split_room(arg)
         nick, _, tail = rest.partition(" ")
         if not nick:
@@ -146,7 +156,7 @@ class ModerationCommands:
         if not arg.strip():
             self._err("usage: /announce TEXT")
             return True
-        self.client.moderate("announce", text=arg)
+        self.client.moderate(Action.ANNOUNCE, text=arg)
         return True
 
     def _ids(self, arg: str) -> bool:
