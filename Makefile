@@ -98,9 +98,15 @@ sysdeps:
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
 	env -u DISPLAY $(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, then mypy over the package as it installs (pyproject.toml [tool.mypy]):
+# tools/mypy_tree.py first links the top-level folders into build/mypy/parley_chat.
+# CI (.ci/run) runs this beside `make test` and fails when it fails.
+MYPY_TREE := build/mypy
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tools/mypy_tree.py $(MYPY_TREE)
+	$(VENV)/bin/mypy
 
 format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format .

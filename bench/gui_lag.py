@@ -23,6 +23,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 PROBE_MS = 10
 
@@ -127,7 +128,7 @@ def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
 
     lags: list[float] = []
     idle_lags: list[float] = []
-    state = {"expected": 0.0, "phase": "idle", "drained_at": 0.0}
+    state: dict[str, Any] = {"expected": 0.0, "phase": "idle", "drained_at": 0.0}
     lobby_key = "#lobby"
 
     def shown() -> int:
@@ -170,7 +171,9 @@ def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
         state["drained_at"] - state.get("load_start", 0.0) - (send_times[0] if send_times else 0)
     )
     conv = app.model.conversations.get(lobby_key)
-    ids = [ln.id for ln in conv.lines if ln.sender == "sender"] if conv else []
+    ids = (
+        [ln.id for ln in conv.lines if ln.sender == "sender" and ln.id is not None] if conv else []
+    )
     in_order = ids == sorted(ids) and len(ids) == len(set(ids))
     app.shutdown(timeout=1.0)
 

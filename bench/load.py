@@ -38,7 +38,7 @@ def _drive(
     clients: int,
     seconds: float,
     window: int,
-    out: multiprocessing.Queue,  # type: ignore[type-arg]
+    out: multiprocessing.Queue,
 ) -> None:
     """The clients, in their own process so they do not share the server's GIL.
 
@@ -121,7 +121,7 @@ def run(clients: int, seconds: float, window: int) -> dict[str, float]:
         server = ChatServer(ServerConfig.for_tests(f"sqlite:///{root / 'load.db'}", root / "certs"))
         server.start()
         try:
-            out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+            out: multiprocessing.Queue = multiprocessing.Queue()
             child = multiprocessing.Process(
                 target=_drive,
                 args=(server.address, root / "certs" / "ca.pem", clients, seconds, window, out),

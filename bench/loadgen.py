@@ -55,12 +55,18 @@ IDLE_HOLD_S = 3.0
 class Target(Protocol):
     """A running server the generator can load: where it is and which process it is."""
 
-    name: str
-    dialect: str
-    host: str
-    port: int
-    pid: int
-    ca_file: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def dialect(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def ca_file(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +343,9 @@ def wait_for_quiet(limit: float, say: Any, threshold: float = 0.25) -> float:
         time.sleep(1.0)
         after = machine_cpu()
         cores = (
-            (after.busy - before.busy) / max(1e-9, (after.total - before.total)) * os.cpu_count()
+            (after.busy - before.busy)
+            / max(1e-9, (after.total - before.total))
+            * (os.cpu_count() or 1)
         )
         if cores < threshold or time.monotonic() > deadline:
             return cores
@@ -420,6 +428,7 @@ class External:
 
 def start_target(kind: str, *, users: int, scrypt_n: int = CHEAP_SCRYPT_N) -> Any:
     """A started server context manager: "parley" (fresh database) or "ngircd"."""
+    server: Any
     if kind == "parley":
         from bench.loadgen_serve import ParleyServer
 

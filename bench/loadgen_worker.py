@@ -47,7 +47,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
-from typing import Any
+from typing import Any, cast
 
 from bench.loadgen_stats import COARSE_OFFSET, COARSE_SHIFT, FINE_LIMIT_NS, FINE_SHIFT
 
@@ -509,7 +509,8 @@ class Worker:
                 # again would only raise SSLWantReadError, and an exception per
                 # read was a tenth of the worker's time at 1000 clients.
                 while inbio.pending and off <= room:
-                    got = read(_RECORD, pview[off : off + _RECORD])
+                    # With a buffer, read() returns a count (typeshed says bytes).
+                    got = cast(int, read(_RECORD, pview[off : off + _RECORD]))
                     if not got:
                         break
                     off += got

@@ -88,7 +88,7 @@ def fill(db: Path, total: int) -> None:
     batch = 50_000
     done = 0
     while done < total:
-        rows = []
+        rows: list[tuple[str, str, int | None, int, int | None, str, str]] = []
         for n in range(done, min(total, done + batch)):
             sender = rng.randrange(USERS) + 1
             text = " ".join(rng.choices(WORDS, k=rng.randint(3, 14)))

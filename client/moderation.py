@@ -18,6 +18,7 @@ from parley_chat.protocol.moderation import (
     Moderated,
     Notice,
     RoomInfo,
+    action_named,
 )
 
 from .events import (
@@ -69,7 +70,7 @@ def request(
     """A `moderate` frame with a fresh `ref`. Raises LocalProtocolError for a bad request
     (unknown action, a field it needs missing, a bad name, text or duration)."""
     return Moderate(
-        action=action,
+        action=action_named(action),
         room=room,
         nick=nick,
         id=message_id,

@@ -131,7 +131,7 @@ def _offered_chain(sock: ssl.SSLSocket) -> list[bytes]:
     public = getattr(sock, "get_unverified_chain", None)
     if public is not None:
         return [bytes(c) for c in public()]
-    private = sock._sslobj.get_unverified_chain()  # type: ignore[union-attr]
+    private = sock._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
     return [c.public_bytes(ssl._ssl.ENCODING_DER) for c in private or []]  # type: ignore[attr-defined]
 
 

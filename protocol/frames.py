@@ -28,7 +28,8 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from enum import StrEnum
+from typing import Any, ClassVar, TypeVar, Union
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import (
@@ -62,11 +63,17 @@ from .limits import (
     valid_room,
 )
 from .timefmt import valid_ts
+from .vocab import BatchKind, BatchState, ConversationKind, LinkOp, MessageKind
 
-MESSAGE_KINDS = ("public", "private", "system")
-BATCH_KINDS = ("replay", "history", "search")
-CONVERSATION_KINDS = ("room", "private")
-LINK_OPS = ("offer", "fetch", "answer")
+_Word = TypeVar("_Word", bound=StrEnum)
+
+
+def _words(vocab: type[StrEnum]) -> tuple[str, ...]:
+    """A vocabulary's wire strings, as error messages list them."""
+    return tuple(member.value for member in vocab)
+
+
+_CONVERSATION_KINDS = frozenset(_words(ConversationKind))
 
 # Shorthands for the bounds tables below: (fewest, most) characters or values.
 # Nicks and rooms are checked by their patterns in check() (with the codes
@@ -94,6 +101,22 @@ _MAX_FLOOD_RATE = 1e9
 
 def _fail(code: ErrorCode, message: str) -> typing.NoReturn:
     raise LocalProtocolError(code, message)
+
+
+def _word(frame: Frame, name: str, vocab: type[_Word], problem: str) -> None:
+    """Turn field *name* of *frame* (a string, as parsed) into its member of *vocab*.
+
+    A word outside the vocabulary fails with bad-frame and *problem*. Frames
+    are frozen, so the member is set as __post_init__ sets derived fields.
+    """
+    value = getattr(frame, name)
+    if type(value) is vocab:
+        return
+    try:
+        member = vocab(value)
+    except ValueError:
+        _fail(ErrorCode.BAD_FRAME, problem)
+    object.__setattr__(frame, name, member)
 
 
 def _show(value: Any) -> str:
@@ -500,7 +523,7 @@ class Message(Frame):
     CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text", "from_"})
     id: int
     ts: str
-    kind: str
+    kind: MessageKind
     text: str
     from_: str | None = None
     room: str | None = None
@@ -511,8 +534,7 @@ class Message(Frame):
     e2e: str | None = None
 
     def check(self) -> None:
-        if self.kind not in MESSAGE_KINDS:
-            _fail(ErrorCode.BAD_FRAME, f"message 'kind' is one of {MESSAGE_KINDS}")
+        _word(self, "kind", MessageKind, f"message 'kind' is one of {_words(MessageKind)}")
         _check_ts(self.ts)
         if self.edited is not None:
             _check_ts(self.edited)
@@ -555,8 +577,8 @@ class Batch(Frame):
         "target": (0, MAX_TARGET_CHARS),
     }
     RANGES: ClassVar[dict[str, tuple[int, int]]] = {"count": _ID}
-    state: str
-    kind: str
+    state: BatchState
+    kind: BatchKind
     tag: str | None = None
     target: str | None = None
     gap: bool = False
@@ -564,10 +586,8 @@ class Batch(Frame):
     count: int | None = None
 
     def check(self) -> None:
-        if self.state not in ("open", "close"):
-            _fail(ErrorCode.BAD_FRAME, "batch 'state' is 'open' or 'close'")
-        if self.kind not in BATCH_KINDS:
-            _fail(ErrorCode.BAD_FRAME, f"batch 'kind' is one of {BATCH_KINDS}")
+        _word(self, "state", BatchState, "batch 'state' is 'open' or 'close'")
+        _word(self, "kind", BatchKind, f"batch 'kind' is one of {_words(BatchKind)}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -668,9 +688,10 @@ class Conversations(Frame):
             kind, name, cut = entry.get("kind"), entry.get("name"), entry.get("cut", False)
             unread, read, last = entry.get("unread"), entry.get("read"), entry.get("last")
             if not (
-                kind in CONVERSATION_KINDS
+                isinstance(kind, str)
+                and kind in _CONVERSATION_KINDS
                 and isinstance(name, str)
-                and (valid_room(name) if kind == "room" else valid_nick(name))
+                and (valid_room(name) if kind == ConversationKind.ROOM else valid_nick(name))
                 and type(unread) is int
                 and 0 <= unread <= MAX_ID
                 and type(read) is int
@@ -693,7 +714,13 @@ class Conversations(Frame):
                         ErrorCode.BAD_FRAME,
                         f"a conversation's 'last' text is at most {MAX_PREVIEW_CHARS} characters",
                     )
-            item = {"kind": kind, "name": name, "last": last, "unread": unread, "read": read}
+            item = {
+                "kind": ConversationKind(kind),
+                "name": name,
+                "last": last,
+                "unread": unread,
+                "read": read,
+            }
             if cut:
                 item["cut"] = True
             entries.append(item)
@@ -817,24 +844,30 @@ class Link(Frame):
         "mac": _KEY,
         "box": (1, MAX_LINK_BOX_CHARS),
     }
-    op: str
+    op: LinkOp
     code: str
     pub: str | None = None
     mac: str | None = None
     box: str | None = None
 
     def check(self) -> None:
-        if self.op not in LINK_OPS:
-            _fail(ErrorCode.BAD_FRAME, f"link 'op' is one of {LINK_OPS}")
+        _word(self, "op", LinkOp, f"link 'op' is one of {_words(LinkOp)}")
         if not _CODE_TEXT.fullmatch(self.code):
             _fail(ErrorCode.BAD_FRAME, "a link 'code' is 4 capital letters or digits")
-        need = {"offer": ("pub", "mac"), "fetch": (), "answer": ("pub", "mac", "box")}[self.op]
+        need = _LINK_NEEDS[self.op]
         for name in ("pub", "mac", "box"):
             value = getattr(self, name)
             if (value is not None) != (name in need):
                 _fail(ErrorCode.BAD_FRAME, f"link {self.op} needs exactly {need or 'no keys'}")
             _check_b64(value, name)
 
+
+#: The keys each link step carries (and no others).
+_LINK_NEEDS: dict[LinkOp, tuple[str, ...]] = {
+    LinkOp.OFFER: ("pub", "mac"),
+    LinkOp.FETCH: (),
+    LinkOp.ANSWER: ("pub", "mac", "box"),
+}
 
 CLIENT_FRAMES: dict[str, type[Frame]] = {
     c.TYPE: c
@@ -922,6 +955,10 @@ def _compile(hint: Any) -> typing.Callable[[Any], bool]:
         return lambda v: isinstance(v, dict)
     if hint is Any:
         return lambda v: True
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        # A vocabulary field arrives as a string; the frame's check() turns it
+        # into its member (or fails with a message naming the words).
+        return lambda v: isinstance(v, str)
     if hint is int:
         # JSON true/false must not pass as 1/0.
         return lambda v: isinstance(v, int) and not isinstance(v, bool)
@@ -929,6 +966,8 @@ def _compile(hint: Any) -> typing.Callable[[Any], bool]:
 
 
 def _type_name(hint: Any) -> str:
+    if isinstance(hint, type) and issubclass(hint, StrEnum):
+        return "str"
     if isinstance(hint, type):  # str(int) would say "<class 'int'>"
         return hint.__name__
     return str(hint).replace("typing.", "").replace("NoneType", "null")

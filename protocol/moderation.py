@@ -37,6 +37,8 @@ from .frames import (
     _check_text,
     _check_ts,
     _fail,
+    _word,
+    _words,
 )
 from .limits import (
     MAX_REASON_CHARS,
@@ -47,38 +49,47 @@ from .limits import (
     fold,
     has_forbidden_control,
 )
+from .vocab import Action, NoticeKind, Role
 
 #: What each action needs: "room", "nick", "id" (a message id), "text".
 #: `reason` is optional for all; `minutes` only for ban and mute.
-ACTION_FIELDS: dict[str, frozenset[str]] = {
+ACTION_FIELDS: dict[Action, frozenset[str]] = {
     # room settings (owner, moderator or operator; privacy: owner or operator)
-    "topic": frozenset({"room"}),  # no text: the topic is cleared
-    "private": frozenset({"room"}),
-    "public": frozenset({"room"}),
-    "invite": frozenset({"room", "nick"}),
+    Action.TOPIC: frozenset({"room"}),  # no text: the topic is cleared
+    Action.PRIVATE: frozenset({"room"}),
+    Action.PUBLIC: frozenset({"room"}),
+    Action.INVITE: frozenset({"room", "nick"}),
     # actions on a member of a room
-    "kick": frozenset({"room", "nick"}),
-    "ban": frozenset({"room", "nick"}),
-    "unban": frozenset({"room", "nick"}),
-    "mute": frozenset({"room", "nick"}),
-    "unmute": frozenset({"room", "nick"}),
+    Action.KICK: frozenset({"room", "nick"}),
+    Action.BAN: frozenset({"room", "nick"}),
+    Action.UNBAN: frozenset({"room", "nick"}),
+    Action.MUTE: frozenset({"room", "nick"}),
+    Action.UNMUTE: frozenset({"room", "nick"}),
     # room moderators (owner or operator)
-    "op": frozenset({"room", "nick"}),
-    "deop": frozenset({"room", "nick"}),
+    Action.OP: frozenset({"room", "nick"}),
+    Action.DEOP: frozenset({"room", "nick"}),
     # messages (the author, or a moderator of the message's room)
-    "delete": frozenset({"id"}),
-    "edit": frozenset({"id", "text"}),
+    Action.DELETE: frozenset({"id"}),
+    Action.EDIT: frozenset({"id", "text"}),
     # server-wide (operators only)
-    "disconnect": frozenset({"nick"}),
-    "lock": frozenset({"nick"}),
-    "unlock": frozenset({"nick"}),
-    "announce": frozenset({"text"}),
+    Action.DISCONNECT: frozenset({"nick"}),
+    Action.LOCK: frozenset({"nick"}),
+    Action.UNLOCK: frozenset({"nick"}),
+    Action.ANNOUNCE: frozenset({"text"}),
 }
-ACTIONS = tuple(ACTION_FIELDS)
+_NOT_AN_ACTION = f"moderate 'action' is one of {', '.join(_words(Action))}"
+
+
+def action_named(name: str) -> Action:
+    """The Action *name* spells (a command's word); LocalProtocolError if there is none."""
+    try:
+        return Action(name)
+    except ValueError:
+        _fail(ErrorCode.BAD_FRAME, _NOT_AN_ACTION)
+
+
 #: Actions that take `minutes` (a timed sanction; absent: until lifted).
-TIMED_ACTIONS = frozenset({"ban", "mute"})
-#: Roles a `roominfo` frame and clients show, strongest first.
-ROLES = ("operator", "owner", "moderator")
+TIMED_ACTIONS = frozenset({Action.BAN, Action.MUTE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +115,7 @@ class Moderate(Frame):
         "minutes": (1, MAX_SANCTION_MINUTES),
     }
     CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
-    action: str
+    action: Action
     room: str | None = None
     nick: str | None = None
     id: int | None = None
@@ -114,12 +125,11 @@ class Moderate(Frame):
     ref: str | None = None
 
     def check(self) -> None:
-        needs = ACTION_FIELDS.get(self.action)
-        if needs is None:
-            _fail(ErrorCode.BAD_FRAME, f"moderate 'action' is one of {', '.join(ACTIONS)}")
+        _word(self, "action", Action, _NOT_AN_ACTION)
+        needs = ACTION_FIELDS[self.action]
         for name in ("room", "nick", "id", "text"):
             given = getattr(self, name) is not None
-            if name in needs and not given and not (self.action == "topic" and name == "text"):
+            if name in needs and not given and not (self.action is Action.TOPIC and name == "text"):
                 _fail(ErrorCode.BAD_FRAME, f"moderate {self.action!r} needs {name!r}")
         if self.room is not None:
             _check_room(self.room)
@@ -128,18 +138,22 @@ class Moderate(Frame):
         if self.minutes is not None and self.action not in TIMED_ACTIONS:
             _fail(ErrorCode.BAD_FRAME, "only ban and mute take 'minutes'")
         if self.text is not None:
-            if self.action == "topic":
+            if self.action is Action.TOPIC:
                 if len(self.text) > MAX_TOPIC_CHARS:
                     _fail(ErrorCode.BAD_TEXT, f"a topic is at most {MAX_TOPIC_CHARS} characters")
                 if "\n" in self.text or has_forbidden_control(self.text):
                     _fail(ErrorCode.BAD_TEXT, "a topic is one line without control characters")
-            elif self.action in ("edit", "announce"):
+            elif self.action in (Action.EDIT, Action.ANNOUNCE):
                 _check_text(self.text)
 
 
 @dataclass(frozen=True, slots=True)
 class Moderated(Frame):
-    """A `moderate` request succeeded: {action, message, ref?}. `message` says what was done."""
+    """A `moderate` request succeeded: {action, message, ref?}. `message` says what was done.
+
+    `action` echoes the request's (an Action); it stays a plain string here so
+    that a client reading a newer server's answer never refuses it.
+    """
 
     TYPE: ClassVar[str] = "moderated"
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -189,15 +203,15 @@ class RoomInfo(Frame):
             if nick is not None:
                 _check_nick(nick)
 
-    def role_of(self, nick: str) -> str | None:
-        """The strongest role *nick* holds in this room (see ROLES), or None."""
+    def role_of(self, nick: str) -> Role | None:
+        """The strongest role *nick* holds in this room (see Role), or None."""
         me = fold(nick)
         if any(fold(n) == me for n in self.operators or ()):
-            return "operator"
+            return Role.OPERATOR
         if self.owner is not None and fold(self.owner) == me:
-            return "owner"
+            return Role.OWNER
         if any(fold(n) == me for n in self.moderators or ()):
-            return "moderator"
+            return Role.MODERATOR
         return None
 
 
@@ -241,9 +255,11 @@ class Edited(Frame):
 class Notice(Frame):
     """Words from the server or an operator: {text, ts, from?, room?, kind}.
 
-    `kind` is "announce" (an operator's broadcast to everyone online), "invite"
-    (the user was invited to `room`), "kick" or "ban" (the user was put out of
-    `room`; `text` says why), "mute" or "unmute" (in `room`).
+    `kind` is one of NoticeKind: "announce" (an operator's broadcast to everyone
+    online), "invite" (the user was invited to `room`), "kick" or "ban" (the user
+    was put out of `room`; `text` says why), "unban", "mute" or "unmute" (in
+    `room`). It stays a plain string on the wire side, so that a client shows a
+    newer server's notice of a kind it does not know instead of refusing it.
     """
 
     TYPE: ClassVar[str] = "notice"
@@ -258,7 +274,7 @@ class Notice(Frame):
     CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"text"})
     text: str
     ts: str
-    kind: str = "announce"
+    kind: str = NoticeKind.ANNOUNCE
     from_: str | None = None
     room: str | None = None
 
@@ -266,7 +282,7 @@ class Notice(Frame):
         _check_ts(self.ts)
 
 
-for _cls in (Moderate,):
-    CLIENT_FRAMES[_cls.TYPE] = _cls
-for _cls in (Moderated, RoomInfo, Deleted, Edited, Notice):
-    SERVER_FRAMES[_cls.TYPE] = _cls
+for _client in (Moderate,):
+    CLIENT_FRAMES[_client.TYPE] = _client
+for _server in (Moderated, RoomInfo, Deleted, Edited, Notice):
+    SERVER_FRAMES[_server.TYPE] = _server

@@ -221,16 +221,16 @@ class Admin:
             )
             return value
         with self.store.read() as s:
-            value = queries.get_setting(s, REGISTRATION_KEY)
-        if value is None:
+            stored = queries.get_setting(s, REGISTRATION_KEY)
+        if stored is None:
             self.out.write(
                 "registration: not set here; the server's --registration flag decides "
                 "(default open)\n"
             )
         else:
-            state = "open" if value == "true" else "closed"
+            state = "open" if stored == "true" else "closed"
             self.out.write(f"registration is {state} (stored setting, overrides --registration)\n")
-        return value
+        return stored
 
 
 # --- command line ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter, deque
 from datetime import datetime, timedelta
+from functools import partial
 
 from parley_chat.protocol import Error, ErrorCode
 
@@ -444,8 +445,7 @@ class ChatServer:
                     touched[sid] = last_touch
                 at = utcnow()
                 self.store.submit_bookkeeping(
-                    lambda s, ids=fresh, at=at: writes.touch_sessions(s, ids, at),
-                    what="touch_sessions",
+                    partial(writes.touch_sessions, ids=fresh, now=at), what="touch_sessions"
                 )
 
     def _end_revoked(self, conns: list[Connection]) -> None:

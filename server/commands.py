@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
+from sqlalchemy.orm import Session
+
 from parley_chat.protocol import (
     DEFAULT_ROOM,
     MAX_ROOMS_LISTED,
@@ -66,6 +68,7 @@ from parley_chat.protocol import (
 )
 from parley_chat.protocol.limits import MAX_CONVERSATIONS_LISTED, MAX_PREVIEW_CHARS
 from parley_chat.protocol.moderation import Moderate
+from parley_chat.protocol.vocab import BatchKind, BatchState, MessageKind
 
 from . import keys, moderation
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
@@ -84,7 +87,7 @@ from .store import (
     utcnow,
     writes,
 )
-from .store.moderation import Refused
+from .store.moderation import Refused, RoomSettings
 from .store.records import ConversationRecord, StoredMessage, UserRecord
 from .workers import WorkerPool
 
@@ -130,6 +133,9 @@ class Client(Protocol):
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several unsolicited byte strings."""
+
+    def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
+        """Queue one encoded message shared by many recipients (see Hub's Peer)."""
 
     def close_after_flush(self, reason: str, error: Error | None = None) -> None:
         """Send *error*, flush, close."""
@@ -494,8 +500,8 @@ class Commands:
             lines.append(line)
         lines.reverse()
         up_to = max((m.id for m in messages), default=0)
-        head = encode(Batch(state="open", kind="replay", target=target, gap=gap))
-        tail = encode(Batch(state="close", kind="replay", target=target, count=len(lines)))
+        head = encode(Batch(BatchState.OPEN, BatchKind.REPLAY, target=target, gap=gap))
+        tail = encode(Batch(BatchState.CLOSE, BatchKind.REPLAY, target=target, count=len(lines)))
         parts: list[bytes] = []
         current = [head]
         size = len(head)
@@ -511,7 +517,7 @@ class Commands:
 
     def _batch(
         self,
-        kind: str,
+        kind: BatchKind,
         messages: Iterable[StoredMessage],
         nick: str,
         *,
@@ -521,14 +527,14 @@ class Commands:
     ) -> bytes:
         """One coalesced write: batch open, the messages, batch close (history, search)."""
         me = fold(nick)
-        parts = [encode(Batch(state="open", kind=kind, tag=tag, target=target))]
+        parts = [encode(Batch(BatchState.OPEN, kind, tag=tag, target=target))]
         count = 0
         for m in messages:
             ref = m.client_msg_id if m.sender is not None and fold(m.sender) == me else None
             parts.append(encode(message_frame(m, ref)))
             count += 1
         parts.append(
-            encode(Batch(state="close", kind=kind, tag=tag, target=target, more=more, count=count))
+            encode(Batch(BatchState.CLOSE, kind, tag=tag, target=target, more=more, count=count))
         )
         return b"".join(parts)
 
@@ -564,7 +570,7 @@ class Commands:
                 return
             op = partial(
                 writes.add_message,
-                kind="public",
+                kind=MessageKind.PUBLIC,
                 body=f.text,
                 now=now,
                 room=room,
@@ -582,7 +588,7 @@ class Commands:
                 return
             op = partial(
                 writes.add_message,
-                kind="private",
+                kind=MessageKind.PRIVATE,
                 body=f.text,
                 now=now,
                 sender_id=conn.user_id,
@@ -592,7 +598,13 @@ class Commands:
             )
         self.store.submit(op, partial(self._committed, conn, f))
 
-    def _committed(self, conn: Client, f: Send, result: Any, exc: BaseException | None) -> None:
+    def _committed(
+        self,
+        conn: Client,
+        f: Send,
+        result: tuple[StoredMessage, bool] | None,
+        exc: BaseException | None,
+    ) -> None:
         # Runs on the writer thread, after COMMIT (or its failure).
         if exc is not None:
             if isinstance(exc, StoreError):
@@ -610,6 +622,7 @@ class Commands:
                 message, code = "internal server error", ErrorCode.INTERNAL
             conn.send_frame(Error(code=code, message=message, ref=f.id))
             return
+        assert result is not None
         msg, duplicate = result
         ack = encode(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
         # Fan out first, then ack, in one batch: the sender's own copy is queued
@@ -657,7 +670,7 @@ class Commands:
         now = utcnow()
         max_rooms = self.cfg.max_rooms
 
-        def op(s: Any) -> tuple[str, StoredMessage | None, Any]:
+        def op(s: Session) -> tuple[str, StoredMessage | None, RoomSettings | None]:
             canonical = queries.room_exists(s, f.room)
             if canonical is None and queries.room_count(s) >= max_rooms:
                 raise _RoomCap(f"the server has {max_rooms} rooms, the most allowed")
@@ -668,11 +681,18 @@ class Commands:
             if not joined:
                 return canonical, None, settings
             msg, _ = writes.add_message(
-                s, kind="system", body=f"{nick} joined {canonical}", now=now, room=canonical
+                s,
+                kind=MessageKind.SYSTEM,
+                body=f"{nick} joined {canonical}",
+                now=now,
+                room=canonical,
             )
             return canonical, msg, settings
 
-        def done(result: Any, exc: BaseException | None) -> None:
+        def done(
+            result: tuple[str, StoredMessage | None, RoomSettings | None] | None,
+            exc: BaseException | None,
+        ) -> None:
             if isinstance(exc, Refused):
                 conn.send_frame(Error(code=exc.code, message=exc.message))
                 return
@@ -684,6 +704,7 @@ class Commands:
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not join: {exc}")
                 )
                 return
+            assert result is not None
             room, msg, settings = result
             self.hub.joined(uid, room)
             with self.hub.batch():
@@ -717,15 +738,15 @@ class Commands:
             return
         now = utcnow()
 
-        def op(s: Any) -> StoredMessage | None:
+        def op(s: Session) -> StoredMessage | None:
             if not writes.leave_room(s, uid, room):
                 return None
             msg, _ = writes.add_message(
-                s, kind="system", body=f"{nick} left {room}", now=now, room=room
+                s, kind=MessageKind.SYSTEM, body=f"{nick} left {room}", now=now, room=room
             )
             return msg
 
-        def done(result: Any, exc: BaseException | None) -> None:
+        def done(result: StoredMessage | None, exc: BaseException | None) -> None:
             if exc is not None:
                 conn.send_frame(
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not leave: {exc}")
@@ -807,7 +828,9 @@ class Commands:
                     s, uid, peer=peer.nick, before=f.before, around=f.around, limit=f.limit
                 )
             target = peer.nick
-        conn.send_bytes(self._batch("history", messages, nick, tag=f.tag, target=target, more=more))
+        conn.send_bytes(
+            self._batch(BatchKind.HISTORY, messages, nick, tag=f.tag, target=target, more=more)
+        )
 
     def search(self, conn: Client, f: Search) -> None:
         """search {words, before?, limit?, tag?}: visible messages matching, newest first."""
@@ -815,7 +838,7 @@ class Commands:
         assert uid is not None and nick is not None
         with self.store.read() as s:
             messages, more = queries.search(s, uid, f.words, before=f.before, limit=f.limit)
-        conn.send_bytes(self._batch("search", messages, nick, tag=f.tag, more=more))
+        conn.send_bytes(self._batch(BatchKind.SEARCH, messages, nick, tag=f.tag, more=more))
 
     # --- conversations and read markers ----------------------------------------------------
 
@@ -843,7 +866,7 @@ class Commands:
                 return
         now = utcnow()
 
-        def op(s: Any) -> tuple[Read, bool] | None:
+        def op(s: Session) -> tuple[Read, bool] | None:
             if room is not None:
                 room_id = queries.room_id_of(s, room)
                 if room_id is None:
@@ -867,7 +890,7 @@ class Commands:
             )
             return Read(id=marker, with_=peer.nick), moved
 
-        def done(result: Any, exc: BaseException | None) -> None:
+        def done(result: tuple[Read, bool] | None, exc: BaseException | None) -> None:
             if isinstance(exc, NoSuchUser):
                 conn.send_frame(Error(code=ErrorCode.NO_SUCH_NICK, message=str(exc)))
             elif exc is not None:

@@ -37,6 +37,7 @@ from parley_chat.protocol import (
     Error,
     ErrorCode,
     Frame,
+    Hello,
     LineDecoder,
     Ping,
     RemoteProtocolError,
@@ -422,7 +423,7 @@ class Connection:
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         self._bad_frames += 1
         error = Error(code=exc.code, message=exc.message, ref=exc.ref)
-        if exc.frame_type == "hello" and not self.logged_in:
+        if exc.frame_type == Hello.TYPE and not self.logged_in:
             # A hello that fails validation is a refused login: answer, then close.
             self._begin_close(f"login refused: {exc.code}", error)
         elif self._bad_frames > self._cfg.max_bad_frames:

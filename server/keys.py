@@ -13,9 +13,10 @@ import threading
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from parley_chat.protocol import Error, ErrorCode, Keys, KeysGet, KeysPut, Link, encode
+from parley_chat.protocol.vocab import LinkOp
 
 from .store import keys as key_store
 from .store.errors import StoreConflict, StoreError
@@ -104,7 +105,7 @@ def keys_put(cmds: Commands, conn: Client, f: KeysPut) -> None:
     )
     nick = conn.nick
 
-    def done(result: Any, exc: BaseException | None) -> None:
+    def done(result: bool | None, exc: BaseException | None) -> None:
         if isinstance(exc, StoreConflict):
             conn.send_frame(Error(code=ErrorCode.KEYS_EXIST, message=str(exc)))
             return
@@ -126,14 +127,16 @@ def link(cmds: Commands, conn: Client, f: Link) -> None:
     """link {op, code, ...}: relay device linking between connections of one account."""
     assert conn.user_id is not None
     relay: LinkRelay = cmds.links
-    if f.op == "offer":
+    if f.op is LinkOp.OFFER:
         if not relay.offer(conn.user_id, conn, f):
             conn.send_frame(
                 Error(code=ErrorCode.BAD_FRAME, message="too many devices are waiting to be linked")
             )
         return
     found = (
-        relay.find(conn.user_id, f.code) if f.op == "fetch" else relay.take(conn.user_id, f.code)
+        relay.find(conn.user_id, f.code)
+        if f.op is LinkOp.FETCH
+        else relay.take(conn.user_id, f.code)
     )
     if found is None or found.conn is conn:
         conn.send_frame(
@@ -144,7 +147,7 @@ def link(cmds: Commands, conn: Client, f: Link) -> None:
             )
         )
         return
-    if f.op == "fetch":
+    if f.op is LinkOp.FETCH:
         conn.send_frame(found.frame)
     else:
         found.conn.deliver(encode(f))  # unsolicited on that connection

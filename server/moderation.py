@@ -37,12 +37,14 @@ from parley_chat.protocol.moderation import (
     Notice,
     RoomInfo,
 )
+from parley_chat.protocol.vocab import Action, MessageKind, NoticeKind
 
 from .store import moderation as mstore
 from .store import writes
 from .store.models import Message, Room
 from .store.moderation import MODERATOR, OPERATOR, OWNER, RANK_NAMES, Account, Refused
 from .store.records import StoredMessage
+from .store.vocab import SanctionKind
 
 if TYPE_CHECKING:
     from .commands import Client, Commands
@@ -182,7 +184,9 @@ class _Ctx:
         return Notice(text=text, ts=format_ts(self.now), kind=self.f.action, from_=self.nick)
 
     def system(self, room: Room, body: str) -> StoredMessage:
-        msg, _ = writes.add_message(self.s, kind="system", body=body, now=self.now, room=room.name)
+        msg, _ = writes.add_message(
+            self.s, kind=MessageKind.SYSTEM, body=body, now=self.now, room=room.name
+        )
         return msg
 
     def audit(self, **kw: Any) -> None:
@@ -232,10 +236,10 @@ def _topic(c: _Ctx) -> Outcome:
 
 def _privacy(c: _Ctx) -> Outcome:
     room = c.room()
-    if fold(room.name) == fold(DEFAULT_ROOM) and c.f.action == "private":
+    if fold(room.name) == fold(DEFAULT_ROOM) and c.f.action is Action.PRIVATE:
         raise Refused(ErrorCode.NOT_PERMITTED, f"{DEFAULT_ROOM} is everyone's; it stays public")
     c.require(OWNER, room)
-    private = c.f.action == "private"
+    private = c.f.action is Action.PRIVATE
     mstore.set_private(c.s, room, private)
     body = (
         f"{c.nick} made {room.name} private: only invited users can join it"
@@ -252,7 +256,7 @@ def _invite(c: _Ctx) -> Outcome:
     room = c.room()
     c.require(MODERATOR, room)
     target = c.target()
-    if mstore.sanction(c.s, room.id, target.id, "ban", c.now) is not None:
+    if mstore.sanction(c.s, room.id, target.id, SanctionKind.BAN, c.now) is not None:
         raise Refused(
             ErrorCode.BANNED, f"{target.nick} is banned from {room.name}; unban them first"
         )
@@ -261,7 +265,9 @@ def _invite(c: _Ctx) -> Outcome:
     mstore.invite(c.s, room, target.id, c.uid, c.now)
     c.audit(room_id=room.id, target_id=target.id)
     notice = c.notice_text(f"{c.nick} invited you to {room.name} (/join {room.name})")
-    notice = Notice(text=notice.text, ts=notice.ts, kind="invite", from_=c.nick, room=room.name)
+    notice = Notice(
+        text=notice.text, ts=notice.ts, kind=NoticeKind.INVITE, from_=c.nick, room=room.name
+    )
     return Outcome(reply=f"invited {target.nick} to {room.name}", notices=[(target.id, notice)])
 
 
@@ -293,13 +299,13 @@ def _kick(c: _Ctx) -> Outcome:
     )
 
 
-def _sanction(c: _Ctx, kind: str) -> tuple[Room, Account, datetime | None]:
+def _sanction(c: _Ctx, kind: SanctionKind) -> tuple[Room, Account, datetime | None]:
     """The checks and the stored row a ban or a mute share: (room, target, until)."""
     room = c.room()
     c.require(MODERATOR, room)
     target = c.target()
     c.outrank(target, room)
-    if kind == "ban" and fold(room.name) == fold(DEFAULT_ROOM):
+    if kind is SanctionKind.BAN and fold(room.name) == fold(DEFAULT_ROOM):
         raise Refused(ErrorCode.CANNOT_LEAVE, f"everyone stays in {DEFAULT_ROOM}; mute instead")
     until = c.until()
     mstore.add_sanction(
@@ -317,42 +323,42 @@ def _sanction(c: _Ctx, kind: str) -> tuple[Room, Account, datetime | None]:
 
 
 def _ban(c: _Ctx) -> Outcome:
-    room, target, until = _sanction(c, "ban")
+    room, target, until = _sanction(c, SanctionKind.BAN)
     body = f"{target.nick} was banned from {room.name} by {c.nick}{_for(until)}{_why(c.f)}"
     return _put_out(c, room, target, body)
 
 
-def _unsanction(c: _Ctx, kind: str) -> Outcome:
+def _unsanction(c: _Ctx, kind: SanctionKind) -> Outcome:
     room = c.room()
     c.require(MODERATOR, room)
     target = c.target()
     if not mstore.lift_sanction(
         c.s, room_id=room.id, user_id=target.id, kind=kind, by_id=c.uid, now=c.now
     ):
-        what = "banned from" if kind == "ban" else "muted in"
+        what = "banned from" if kind is SanctionKind.BAN else "muted in"
         raise Refused(ErrorCode.BAD_FRAME, f"{target.nick} is not {what} {room.name}")
     c.audit(room_id=room.id, target_id=target.id)
-    done = "unbanned from" if kind == "ban" else "unmuted in"
+    done = "unbanned from" if kind is SanctionKind.BAN else "unmuted in"
     body = f"{target.nick} was {done} {room.name} by {c.nick}"
     out = Outcome(reply=body, messages=[c.system(room, body)])
     out.notices.append(
         (target.id, Notice(text=body, ts=format_ts(c.now), kind=c.f.action, room=room.name))
     )
-    if kind == "mute":
+    if kind is SanctionKind.MUTE:
         out.mute = (room.name, target.id, None, False)
     return out
 
 
 def _unban(c: _Ctx) -> Outcome:
-    return _unsanction(c, "ban")
+    return _unsanction(c, SanctionKind.BAN)
 
 
 def _unmute(c: _Ctx) -> Outcome:
-    return _unsanction(c, "mute")
+    return _unsanction(c, SanctionKind.MUTE)
 
 
 def _mute(c: _Ctx) -> Outcome:
-    room, target, until = _sanction(c, "mute")
+    room, target, until = _sanction(c, SanctionKind.MUTE)
     body = f"{target.nick} was muted in {room.name} by {c.nick}{_for(until)}{_why(c.f)}"
     out = Outcome(
         reply=body, messages=[c.system(room, body)], mute=(room.name, target.id, until, True)
@@ -360,7 +366,9 @@ def _mute(c: _Ctx) -> Outcome:
     out.notices.append(
         (
             target.id,
-            Notice(text=body, ts=format_ts(c.now), kind="mute", from_=c.nick, room=room.name),
+            Notice(
+                text=body, ts=format_ts(c.now), kind=NoticeKind.MUTE, from_=c.nick, room=room.name
+            ),
         )
     )
     return out
@@ -370,7 +378,7 @@ def _moderator(c: _Ctx) -> Outcome:
     room = c.room()
     c.require(OWNER, room)
     target = c.target()
-    on = c.f.action == "op"
+    on = c.f.action is Action.OP
     if not mstore.set_moderator(c.s, room, target.id, on, c.uid, c.now):
         state = "already" if on else "not"
         raise Refused(ErrorCode.BAD_FRAME, f"{target.nick} is {state} a moderator of {room.name}")
@@ -428,12 +436,15 @@ def _delete(c: _Ctx) -> Outcome:
 
 def _edit(c: _Ctx) -> Outcome:
     m, room = _message(c)
-    if m.sender_id != c.uid or m.kind == "system":
+    if m.sender_id != c.uid or m.kind == MessageKind.SYSTEM:
         raise Refused(ErrorCode.NOT_PERMITTED, "you can only edit your own messages")
     assert c.f.text is not None
     if len(c.f.text) > c.max_text:
         raise Refused(ErrorCode.TEXT_TOO_LONG, f"message text is over {c.max_text} characters")
-    if room is not None and mstore.sanction(c.s, room.id, c.uid, "mute", c.now) is not None:
+    if (
+        room is not None
+        and mstore.sanction(c.s, room.id, c.uid, SanctionKind.MUTE, c.now) is not None
+    ):
         raise Refused(ErrorCode.MUTED, f"you are muted in {room.name}; the message was not edited")
     if c.f.text == m.body:
         return Outcome(reply=f"message {m.id} unchanged")
@@ -458,7 +469,7 @@ def _disconnect(c: _Ctx) -> Outcome:
 def _lock(c: _Ctx) -> Outcome:
     c.require(OPERATOR, None)
     target = c.target()
-    on = c.f.action == "lock"
+    on = c.f.action is Action.LOCK
     if on:
         c.outrank(target, None)
     mstore.set_locked(c.s, target.nick, on, c.f.reason, c.now)
@@ -473,28 +484,28 @@ def _announce(c: _Ctx) -> Outcome:
     c.require(OPERATOR, None)
     assert c.f.text is not None
     c.audit(detail=c.f.text)
-    notice = Notice(text=c.f.text, ts=format_ts(c.now), kind="announce", from_=c.nick)
+    notice = Notice(text=c.f.text, ts=format_ts(c.now), kind=NoticeKind.ANNOUNCE, from_=c.nick)
     return Outcome(reply="announced to everyone online", broadcast=notice)
 
 
-ACTIONS: dict[str, Callable[[_Ctx], Outcome]] = {
-    "topic": _topic,
-    "private": _privacy,
-    "public": _privacy,
-    "invite": _invite,
-    "kick": _kick,
-    "ban": _ban,
-    "unban": _unban,
-    "mute": _mute,
-    "unmute": _unmute,
-    "op": _moderator,
-    "deop": _moderator,
-    "delete": _delete,
-    "edit": _edit,
-    "disconnect": _disconnect,
-    "lock": _lock,
-    "unlock": _lock,
-    "announce": _announce,
+ACTIONS: dict[Action, Callable[[_Ctx], Outcome]] = {
+    Action.TOPIC: _topic,
+    Action.PRIVATE: _privacy,
+    Action.PUBLIC: _privacy,
+    Action.INVITE: _invite,
+    Action.KICK: _kick,
+    Action.BAN: _ban,
+    Action.UNBAN: _unban,
+    Action.MUTE: _mute,
+    Action.UNMUTE: _unmute,
+    Action.OP: _moderator,
+    Action.DEOP: _moderator,
+    Action.DELETE: _delete,
+    Action.EDIT: _edit,
+    Action.DISCONNECT: _disconnect,
+    Action.LOCK: _lock,
+    Action.UNLOCK: _lock,
+    Action.ANNOUNCE: _announce,
 }
 
 
@@ -513,7 +524,7 @@ def moderate(cmds: Commands, conn: Client, f: Moderate) -> None:
     def op(s: Session) -> Outcome:
         return action(_Ctx(s, uid, nick, f, now, cmds.cfg.max_text_chars))
 
-    def done(result: Any, exc: BaseException | None) -> None:
+    def done(result: Outcome | None, exc: BaseException | None) -> None:
         if isinstance(exc, Refused):
             conn.send_frame(Error(code=exc.code, message=exc.message, ref=f.ref))
             return
@@ -526,6 +537,7 @@ def moderate(cmds: Commands, conn: Client, f: Moderate) -> None:
                 )
             )
             return
+        assert result is not None
         apply(cmds, conn, f, result)
 
     cmds.store.submit(op, done, what=f"moderate {f.action}")
@@ -581,7 +593,7 @@ def before_join(s: Session, user_id: int, name: str, now: datetime) -> None:
     room = mstore.room_by_name(s, name)
     if room is None:
         return
-    ban = mstore.sanction(s, room.id, user_id, "ban", now)
+    ban = mstore.sanction(s, room.id, user_id, SanctionKind.BAN, now)
     if ban is not None:
         why = f": {ban.reason}" if ban.reason else ""
         raise Refused(ErrorCode.BANNED, f"you are banned from {room.name}{_for(ban.until)}{why}")

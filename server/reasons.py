@@ -10,35 +10,36 @@ ever stored or shown as the reason a user left.
 
 from __future__ import annotations
 
+from .store.vocab import EndReason
+
 #: What a session's end is stored as, by the start of the reason the server
 #: closed it with (first match wins; see Connection, IOLoop, Commands.bye).
-_BY_PREFIX: tuple[tuple[str, str], ...] = (
-    ("bye", "signed out"),
-    ("server shutdown", "server shutdown"),
-    ("server restart", "server restart"),
-    ("network error", "network error"),
-    ("the peer hung up without a TLS close", "network error"),
-    ("the peer closed the connection", "connection closed"),
-    ("ping timeout", "timed out"),
-    ("login timed out", "timed out"),
-    ("send queue exceeded", "not reading"),
-    ("flooding", "flooding"),
-    ("line too long", "protocol error"),
-    ("too many invalid frames", "protocol error"),
-    ("unsupported protocol version", "protocol error"),
-    ("account changed by the operator", "account changed"),
-    ("too many connections", "too many connections"),
-    ("internal server error", "server error"),
+_BY_PREFIX: tuple[tuple[str, EndReason], ...] = (
+    ("bye", EndReason.SIGNED_OUT),
+    ("server shutdown", EndReason.SERVER_SHUTDOWN),
+    ("server restart", EndReason.SERVER_RESTART),
+    ("network error", EndReason.NETWORK_ERROR),
+    ("the peer hung up without a TLS close", EndReason.NETWORK_ERROR),
+    ("the peer closed the connection", EndReason.CONNECTION_CLOSED),
+    ("ping timeout", EndReason.TIMED_OUT),
+    ("login timed out", EndReason.TIMED_OUT),
+    ("send queue exceeded", EndReason.NOT_READING),
+    ("flooding", EndReason.FLOODING),
+    ("line too long", EndReason.PROTOCOL_ERROR),
+    ("too many invalid frames", EndReason.PROTOCOL_ERROR),
+    ("unsupported protocol version", EndReason.PROTOCOL_ERROR),
+    ("account changed by the operator", EndReason.ACCOUNT_CHANGED),
+    ("too many connections", EndReason.TOO_MANY_CONNECTIONS),
+    ("internal server error", EndReason.SERVER_ERROR),
 )
 
 #: Every phrase a session's end can be stored as.
-STORED_REASONS = frozenset({phrase for _, phrase in _BY_PREFIX} | {"connection ended"})
+STORED_REASONS = frozenset(EndReason)
 
 
-def stored_reason(reason: str) -> str:
+def stored_reason(reason: str) -> EndReason:
     """The short phrase stored for a session that ended with *reason* (log wording)."""
     for prefix, phrase in _BY_PREFIX:
         if reason.startswith(prefix):
             return phrase
-    # An end nobody described yet (a bug, a new code path): still no raw text.
-    return "connection ended"
+    return EndReason.CONNECTION_ENDED

@@ -35,7 +35,9 @@ from parley_chat.protocol import (
     KeysGet,
     KeysPut,
     Link,
+    LinkOp,
     Message,
+    MessageKind,
     fold,
 )
 
@@ -343,7 +345,14 @@ class E2ESession:
         if local is None:
             return []
         return [
-            Message(id=h.id, ts=h.ts, kind="private", text=h.text, from_=h.sender, to=h.recipient)
+            Message(
+                id=h.id,
+                ts=h.ts,
+                kind=MessageKind.PRIVATE,
+                text=h.text,
+                from_=h.sender,
+                to=h.recipient,
+            )
             for h in local.search(words, limit)
         ]
 
@@ -361,7 +370,7 @@ class E2ESession:
         pub = bytes(device.public_key)
         self._device = (device, code_id, secret)
         self.client.request(
-            Link(op="offer", code=code_id, pub=b64(pub), mac=b64(link_mac(secret, pub)))
+            Link(op=LinkOp.OFFER, code=code_id, pub=b64(pub), mac=b64(link_mac(secret, pub)))
         )
         return LinkStart(code, comparison_code(secret, pub))
 
@@ -402,7 +411,7 @@ class E2ESession:
         code_id, secret = split_link_code(code)
         pending = self._wait(
             f"link:{code_id}",
-            lambda: self.client.request(Link(op="fetch", code=code_id)),
+            lambda: self.client.request(Link(op=LinkOp.FETCH, code=code_id)),
             timeout,
         )
         if pending.error is not None:
@@ -425,7 +434,7 @@ class E2ESession:
         one_time, sealed = wrap_for_device(keys, pub)
         self.client.request(
             Link(
-                op="answer",
+                op=LinkOp.ANSWER,
                 code=code_id,
                 pub=b64(one_time),
                 mac=b64(link_mac(secret, one_time, sealed)),
@@ -438,7 +447,7 @@ class E2ESession:
     def on_frame(self, frame: Keys | Link) -> None:
         """A keys or link frame arrived: wake whoever waits for it."""
         if isinstance(frame, Link):
-            if frame.op == "answer":
+            if frame.op is LinkOp.ANSWER:
                 self._on_answer(frame)
                 return
             key = f"link:{frame.code}"

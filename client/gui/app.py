@@ -446,6 +446,7 @@ class App(ctk.CTk):
             self._batches[ev.tag] = []
 
     def _on_batch_ended(self, ev: BatchEnded) -> None:
+        conv: Conversation | None
         if ev.kind == "replay":
             self.model.end_replay()
             if self._replay_missed and self._logins == 1:
@@ -910,7 +911,7 @@ class App(ctk.CTk):
         if not client.connected:
             self._note("You are offline: this message will be sent when you rejoin.", "notice")
 
-    def _request(self, call: Callable[[ChatClient], None]) -> None:
+    def _request(self, call: Callable[[ChatClient], object]) -> None:
         client = self._client
         if client is None:
             return

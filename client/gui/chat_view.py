@@ -373,7 +373,7 @@ class ChatView(ctk.CTkFrame):
         self._tk_text.bind("<<Cut>>", lambda _e: "break")
         self._tk_text.configure(insertwidth=0, takefocus=False)
         for tag, opts in _LAYOUT_TAGS.items():
-            self._tk_text.tag_configure(tag, **opts)  # type: ignore[arg-type]
+            self._tk_text.tag_configure(tag, **opts)
         for tag, font in _fonts(font_size).items():
             self._tk_text.tag_configure(tag, font=font)
         self._tk_text.tag_bind("link", "<Button-1>", self._click_link)
@@ -625,7 +625,7 @@ class ChatView(ctk.CTkFrame):
                 image = self.emoji.image(text, height)
                 if image is not None:
                     if args:
-                        self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+                        self._tk_text.insert("end", *args)
                         args = []
                     self._tk_text.image_create("end", image=image, align="center", padx=1)
                     for tag in tags:
@@ -635,7 +635,7 @@ class ChatView(ctk.CTkFrame):
             args.append(text)
             args.append(tags)
         if args:
-            self._tk_text.insert("end", *args)  # type: ignore[arg-type]
+            self._tk_text.insert("end", *args)
 
     def _href_tag(self, tag: str) -> str:
         url = tag[len("href=") :]
@@ -827,7 +827,7 @@ class ChatView(ctk.CTkFrame):
     def apply_theme(self, mode: str) -> None:
         """(Re)apply the tag colours of *mode* ("light" or "dark")."""
         for tag, opts in theme.tag_colours(mode).items():
-            self._tk_text.tag_configure(tag, **opts)  # type: ignore[arg-type]
+            self._tk_text.tag_configure(tag, **opts)
         # Later tags win: kind colours over the row tints, mentions over own rows.
         for tag in (
             "own",

@@ -289,6 +289,7 @@ class ConnectDialog(ctk.CTkFrame):
     def _panel_button(
         self, text: str, command: Callable[[], None], primary: bool = False
     ) -> ctk.CTkButton:
+        colours: dict[str, object]
         if primary:
             colours = {
                 "fg_color": theme.pair("accent"),
@@ -310,7 +311,7 @@ class ConnectDialog(ctk.CTkFrame):
             corner_radius=8,
             font=(theme.FONT_FAMILY, theme.SIZE_SMALL + 1, "bold"),
             command=command,
-            **colours,  # type: ignore[arg-type]
+            **colours,
         )
 
     # --- values ----------------------------------------------------------------------------
@@ -611,7 +612,7 @@ class ConnectDialog(ctk.CTkFrame):
             self.panel_buttons.grid(row=3, column=0, sticky="w", padx=14, pady=(10, 0))
         else:
             self.panel_buttons.grid_remove()
-        self.panel.grid(column=0, columnspan=2, sticky="ew", padx=36, **place)  # type: ignore[arg-type]
+        self.panel.grid(column=0, columnspan=2, sticky="ew", padx=36, **place)
         self.panel.grid_rowconfigure(4, minsize=12)
 
     def _show_form(self) -> None:

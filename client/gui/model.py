@@ -24,6 +24,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from parley_chat.protocol import DEFAULT_ROOM, Message, fold, parse_ts
+from parley_chat.protocol.vocab import ConversationKind, MessageKind
 
 #: The key of the search results pseudo-conversation.
 SEARCH_KEY = "?search"
@@ -103,7 +104,7 @@ def continues(prev: Line | None, line: Line) -> bool:
         prev is not None
         and prev.is_message
         and line.is_message
-        and line.kind in ("public", "private")
+        and line.kind in (MessageKind.PUBLIC, MessageKind.PRIVATE)
         and prev.kind == line.kind
         and prev.sender is not None
         and prev.sender == line.sender
@@ -346,7 +347,7 @@ class ChatModel:
         if m.room is not None:
             conv = self.ensure_room(m.room)
         else:
-            conv = self.ensure_dm(m.to if self.is_me(m.from_) else (m.from_ or "?"))
+            conv = self.ensure_dm((m.to or "?") if self.is_me(m.from_) else (m.from_ or "?"))
         if self.last_shown_id is None or m.id > self.last_shown_id:
             self.last_shown_id = m.id
         if m.id in conv.ids:
@@ -363,7 +364,7 @@ class ChatModel:
         conv.lines.extend(lines)
         conv.ids.add(m.id)
         self._set_preview(conv, m)
-        counts = m.kind != "system" and not line.own
+        counts = m.kind != MessageKind.SYSTEM and not line.own
         # A fresh login's recent history is not news: only live and missed
         # messages make a conversation unread, and only those the server's own
         # count (at login) did not include, past the read marker.
@@ -375,9 +376,9 @@ class ChatModel:
         )
         if key != self.current and unread:
             conv.unread += 1
-            conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
+            conv.mentioned = conv.mentioned or line.mention or m.kind == MessageKind.PRIVATE
         trimmed = self._trim(conv)
-        notify = counts and (m.kind == "private" or line.mention)
+        notify = counts and (m.kind == MessageKind.PRIVATE or line.mention)
         return Added(key, tuple(lines), notify, moved or trimmed)
 
     def add_history(self, key: str, messages: list[Message], more: bool) -> int:
@@ -443,9 +444,9 @@ class ChatModel:
         every room and private peer gets its conversation, with the server's
         unread count and read marker, so nothing vanishes after a restart."""
         for item in items:
-            if item.kind == "room":
+            if item.kind == ConversationKind.ROOM:
                 conv = self.ensure_room(item.name)
-            elif item.kind == "private":
+            elif item.kind == ConversationKind.PRIVATE:
                 conv = self.ensure_dm(item.name)
             else:
                 continue
@@ -462,7 +463,7 @@ class ChatModel:
 
     def read_moved(self, kind: str, name: str, message_id: int) -> Conversation | None:
         """The user read up to *message_id* elsewhere (another device): fewer unread."""
-        key = room_key(name) if kind == "room" else dm_key(name)
+        key = room_key(name) if kind == ConversationKind.ROOM else dm_key(name)
         conv = self.conversations.get(key)
         if conv is None or message_id <= conv.read:
             return None
@@ -475,7 +476,10 @@ class ChatModel:
             left = sum(
                 1
                 for ln in conv.lines
-                if ln.id is not None and ln.id > message_id and not ln.own and ln.kind != "system"
+                if ln.id is not None
+                and ln.id > message_id
+                and not ln.own
+                and ln.kind != MessageKind.SYSTEM
             )
             conv.unread = min(conv.unread, left)
             conv.mentioned = conv.mentioned and conv.unread > 0
@@ -540,7 +544,7 @@ class ChatModel:
     def _set_preview(self, conv: Conversation, m: Message) -> bool:
         """Make *m* the conversation's sidebar hint if it is the newest message
         (joins and leaves are no news). True if the hint changed."""
-        if m.kind == "system" or m.id < conv.preview_id:
+        if m.kind == MessageKind.SYSTEM or m.id < conv.preview_id:
             return False
         who = "you" if self.is_me(m.from_) else (m.from_ or "")
         changed = (conv.preview, conv.preview_from) != (m.text, who)

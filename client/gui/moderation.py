@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from parley_chat.protocol import fold, valid_nick, valid_room
+from parley_chat.protocol.vocab import NoticeKind, Role
 
 from ..cli_moderation import parse_duration
 from ..events import MessageDeleted, MessageEdited, ModerationDone, NoticeReceived, RoomInfoChanged
@@ -133,15 +134,15 @@ class RoomRoles:
         info = self.rooms.get(fold(room))
         return info.topic if info else None
 
-    def roles(self, room: str) -> dict[str, str]:
+    def roles(self, room: str) -> dict[str, Role]:
         """fold(nick) -> role for the room's owner, moderators and operators."""
         info = self.rooms.get(fold(room))
         if info is None:
             return {}
-        out = {fold(n): "moderator" for n in info.moderators}
+        out = {fold(n): Role.MODERATOR for n in info.moderators}
         if info.owner:
-            out[fold(info.owner)] = "owner"
-        out.update({fold(n): "operator" for n in info.operators})
+            out[fold(info.owner)] = Role.OWNER
+        out.update({fold(n): Role.OPERATOR for n in info.operators})
         return out
 
     def may_moderate(self, room: str, me: str) -> bool:
@@ -150,7 +151,11 @@ class RoomRoles:
 
 
 #: What the user list shows beside a name with a role.
-ROLE_MARKS = {"operator": "\u2605 operator", "owner": "\u2605 owner", "moderator": "\u2606 mod"}
+ROLE_MARKS = {
+    Role.OPERATOR: "\u2605 operator",
+    Role.OWNER: "\u2605 owner",
+    Role.MODERATOR: "\u2606 mod",
+}
 
 
 def on_event(app: App, event: object) -> bool:
@@ -168,7 +173,7 @@ def on_event(app: App, event: object) -> bool:
             app.mark_view_dirty()
         return True
     if isinstance(event, NoticeReceived):
-        who = f"{event.sender}: " if event.sender and event.kind == "announce" else ""
+        who = f"{event.sender}: " if event.sender and event.kind == NoticeKind.ANNOUNCE else ""
         app.note(f"{who}{event.text}", "notice")
         return True
     if isinstance(event, ModerationDone):

@@ -240,7 +240,7 @@ class Notifier:
         self.backend: Backend = backend if backend is not None else DesktopBackend()
         self._clicks: queue.SimpleQueue[str] = queue.SimpleQueue()
         if hasattr(self.backend, "on_click"):
-            self.backend.on_click = self._clicks.put  # type: ignore[attr-defined]
+            self.backend.on_click = self._clicks.put
 
     def take_clicks(self) -> list[str]:
         """The keys of the notifications clicked since the last call (Tk thread)."""

@@ -7,9 +7,11 @@ changes, so presence traffic in a busy room stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import customtkinter as ctk
+
+from parley_chat.protocol.vocab import Role
 
 from . import theme
 from .sidebar import make_avatar
@@ -97,7 +99,7 @@ class UserList(ctk.CTkFrame):
                     widget.bind("<Double-Button-1>", lambda _e, n=nick: self._on_open(n))
             row.frame.grid(row=i, column=0, sticky="ew", pady=1)
 
-    def set_roles(self, roles: dict[str, str]) -> None:
+    def set_roles(self, roles: Mapping[str, Role]) -> None:
         """Mark the listed users who hold a role here: fold(nick) -> operator, owner or moderator."""
         from .moderation import ROLE_MARKS
 
@@ -107,7 +109,8 @@ class UserList(ctk.CTkFrame):
         self._marked = tuple(self.rows)
         for nick, row in self.rows.items():
             base = row.label.cget("text").split("  \u2605")[0].split("  \u2606")[0]
-            mark = ROLE_MARKS.get(roles.get(nick.lower(), ""), "")
+            role = roles.get(nick.lower())
+            mark = ROLE_MARKS[role] if role is not None else ""
             text = f"{base}  {mark}" if mark else base
             if row.label.cget("text") != text:
                 row.label.configure(text=text)

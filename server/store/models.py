@@ -26,6 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
 
+from parley_chat.protocol.vocab import MessageKind
+
+from .vocab import SanctionKind, sql_in
+
 # Named constraints make migrations (and SQLite batch mode) deterministic.
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -34,8 +38,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-MESSAGE_KINDS = ("public", "private", "system")
 
 
 class Base(DeclarativeBase):
@@ -133,7 +135,7 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("sender_id", "client_msg_id"),
-        CheckConstraint("kind IN ('public', 'private', 'system')", name="kind"),
+        CheckConstraint(sql_in("kind", MessageKind), name="kind"),
         CheckConstraint("(room_id IS NULL) <> (recipient_id IS NULL)", name="one_target"),
         CheckConstraint("(kind = 'private') = (recipient_id IS NOT NULL)", name="private_target"),
         Index("ix_messages_room_id_id", "room_id", "id"),
@@ -144,6 +146,7 @@ class Message(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    #: A MessageKind (the column holds its string).
     kind: Mapped[str] = mapped_column(String(8))
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     sender_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -236,13 +239,14 @@ class RoomSanction(Base):
 
     __tablename__ = "room_sanctions"
     __table_args__ = (
-        CheckConstraint("kind IN ('ban', 'mute')", name="kind"),
+        CheckConstraint(sql_in("kind", SanctionKind), name="kind"),
         Index("ix_room_sanctions_room_id_user_id", "room_id", "user_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: A SanctionKind.
     kind: Mapped[str] = mapped_column(String(8))
     by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str | None] = mapped_column(String(200))

@@ -20,6 +20,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from parley_chat.protocol import fold
+from parley_chat.protocol.vocab import MessageKind, Role
 
 from .errors import StoreConflict
 from .models import (
@@ -35,11 +36,17 @@ from .models import (
 )
 from .queries import get_message
 from .records import StoredMessage
+from .vocab import SanctionKind
 from .writes import revoke_tokens
 
 #: Rank of each role: an actor may act on a target of a lower rank only.
 MEMBER, MODERATOR, OWNER, OPERATOR = 0, 1, 2, 3
-RANK_NAMES = {MEMBER: "member", MODERATOR: "moderator", OWNER: "owner", OPERATOR: "operator"}
+RANK_NAMES: dict[int, str] = {
+    MEMBER: "member",
+    MODERATOR: Role.MODERATOR,
+    OWNER: Role.OWNER,
+    OPERATOR: Role.OPERATOR,
+}
 
 
 class Refused(StoreConflict):
@@ -158,7 +165,7 @@ def rooms_settings(s: Session, names: list[str]) -> list[RoomSettings]:
     rooms = {r.name_key: r for r in s.scalars(select(Room).where(Room.name_key.in_(keys)))}
     ids = [r.id for r in rooms.values()]
     owner_ids = {r.owner_id for r in rooms.values() if r.owner_id is not None}
-    owners = (
+    owners: dict[int, str] = (
         dict(s.execute(select(User.id, User.nick).where(User.id.in_(owner_ids))).all())  # type: ignore[arg-type]
         if owner_ids
         else {}
@@ -228,7 +235,7 @@ def _in_force(now: datetime) -> Any:
 
 
 def sanction(
-    s: Session, room_id: int, user_id: int, kind: str, now: datetime
+    s: Session, room_id: int, user_id: int, kind: SanctionKind, now: datetime
 ) -> RoomSanction | None:
     """The ban or mute of the user in the room in force at *now*, or None."""
     return s.scalar(
@@ -249,7 +256,7 @@ def mutes_in_force(s: Session, now: datetime) -> list[tuple[str, int, datetime |
     rows = s.execute(
         select(Room.name, RoomSanction.user_id, RoomSanction.until)
         .join(Room, Room.id == RoomSanction.room_id)
-        .where(RoomSanction.kind == "mute", _in_force(now))
+        .where(RoomSanction.kind == SanctionKind.MUTE, _in_force(now))
     ).all()
     return [(name, uid, until) for name, uid, until in rows]
 
@@ -405,7 +412,7 @@ def add_sanction(
     *,
     room_id: int,
     user_id: int,
-    kind: str,
+    kind: SanctionKind,
     by_id: int | None,
     reason: str | None,
     now: datetime,
@@ -428,7 +435,7 @@ def add_sanction(
 
 
 def lift_sanction(
-    s: Session, *, room_id: int, user_id: int, kind: str, by_id: int | None, now: datetime
+    s: Session, *, room_id: int, user_id: int, kind: SanctionKind, by_id: int | None, now: datetime
 ) -> int:
     """Lift the user's bans (or mutes) in force in a room; returns how many."""
     result = s.execute(
@@ -441,7 +448,7 @@ def lift_sanction(
         )
         .values(lifted_at=now, lifted_by_id=by_id)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)
 
 
 def message_row(s: Session, message_id: int) -> Message | None:
@@ -527,7 +534,7 @@ def changed_since(
     seen = or_(
         Message.room_id.in_(_member_rooms(user_id)),
         and_(
-            Message.kind == "private",
+            Message.kind == MessageKind.PRIVATE,
             or_(Message.sender_id == user_id, Message.recipient_id == user_id),
         ),
     )

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from parley_chat.protocol import fold
+from parley_chat.protocol.vocab import ConversationKind, MessageKind
 
 from .models import (
     ChatSession,
@@ -45,6 +46,7 @@ from .models import (
     User,
 )
 from .records import AccountRow, ConversationRecord, RoomInfo, StoredMessage, UserRecord
+from .vocab import EndReason, SanctionKind
 
 _Sender = aliased(User, name="sender")
 _Recipient = aliased(User, name="recipient")
@@ -94,7 +96,8 @@ def message_select() -> Select[Any]:
 
 def to_records(rows: Sequence[Any]) -> list[StoredMessage]:
     """Rows of message_select() as records."""
-    return [StoredMessage(*row) for row in rows]
+    # The kind column holds a MessageKind's string: made a member again here.
+    return [StoredMessage(row[0], row[1], MessageKind(row[2]), *row[3:]) for row in rows]
 
 
 def get_message(s: Session, message_id: int) -> StoredMessage | None:
@@ -229,7 +232,7 @@ def _banned_rooms(user_id: int | ColumnElement[int]) -> Select[Any]:
     """The rooms the user is banned from now (a ban in force: not lifted, not run out)."""
     return select(RoomSanction.room_id).where(
         RoomSanction.user_id == user_id,
-        RoomSanction.kind == "ban",
+        RoomSanction.kind == SanctionKind.BAN,
         RoomSanction.lifted_at.is_(None),
         # The stored form and CURRENT_TIMESTAMP are both UTC "YYYY-MM-DD HH:MM:SS...".
         or_(RoomSanction.until.is_(None), RoomSanction.until > func.current_timestamp()),
@@ -252,7 +255,7 @@ def _visible_to(user_id: int | ColumnElement[int]) -> ColumnElement[bool]:
                 Message.room_id.not_in(_banned_rooms(user_id)),
             ),
             and_(
-                Message.kind == "private",
+                Message.kind == MessageKind.PRIVATE,
                 or_(Message.sender_id == user_id, Message.recipient_id == user_id),
             ),
         ),
@@ -271,7 +274,9 @@ _UID = bindparam("uid", type_=Integer)
 
 _REPLAY_AFTER = (
     message_select()
-    .where(Message.id > bindparam("after_id"), Message.kind != "system", _visible_to(_UID))
+    .where(
+        Message.id > bindparam("after_id"), Message.kind != MessageKind.SYSTEM, _visible_to(_UID)
+    )
     .order_by(Message.id.desc())
     .limit(bindparam("limit", type_=Integer))
 )
@@ -307,7 +312,7 @@ def _latest_statement() -> Select[Any]:
         )
         .where(
             Message.room_id.in_(_member_rooms(_UID)),
-            Message.kind != "system",
+            Message.kind != MessageKind.SYSTEM,
             Message.deleted_at.is_(None),
         )
         .subquery()
@@ -316,7 +321,7 @@ def _latest_statement() -> Select[Any]:
     private_ids = (
         select(Message.id)
         .where(
-            Message.kind == "private",
+            Message.kind == MessageKind.PRIVATE,
             Message.deleted_at.is_(None),
             or_(Message.sender_id == _UID, Message.recipient_id == _UID),
         )
@@ -349,7 +354,7 @@ def latest_for_user(
 def _between(user_id: int, other: Any) -> ColumnElement[bool]:
     """The private messages between *user_id* and *other* (an id or a subquery), both ways."""
     return and_(
-        Message.kind == "private",
+        Message.kind == MessageKind.PRIVATE,
         or_(
             and_(Message.sender_id == user_id, Message.recipient_id == other),
             and_(Message.sender_id == other, Message.recipient_id == user_id),
@@ -423,11 +428,11 @@ def _conversation_statements() -> dict[str, Any]:
     (every login runs all of them: building them per call cost more than running them)."""
     uid = _UID
     # Deleted messages are neither a conversation's latest nor unread.
-    chat = and_(Message.kind != "system", Message.deleted_at.is_(None))
+    chat = and_(Message.kind != MessageKind.SYSTEM, Message.deleted_at.is_(None))
     from_others = or_(Message.sender_id.is_(None), Message.sender_id != uid)
     peer = case((Message.sender_id == uid, Message.recipient_id), else_=Message.sender_id)
     mine = and_(
-        Message.kind == "private",
+        Message.kind == MessageKind.PRIVATE,
         Message.deleted_at.is_(None),
         or_(Message.sender_id == uid, Message.recipient_id == uid),
     )
@@ -461,7 +466,7 @@ def _conversation_statements() -> dict[str, Any]:
             and_(ReadMarker.user_id == uid, ReadMarker.peer_id == Message.sender_id),
         )
         .where(
-            Message.kind == "private",
+            Message.kind == MessageKind.PRIVATE,
             Message.recipient_id == uid,
             Message.sender_id != uid,
             Message.deleted_at.is_(None),
@@ -507,7 +512,7 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
     )
     out = [
         ConversationRecord(
-            kind="room",
+            kind=ConversationKind.ROOM,
             name=name,
             last=last.get(room_last.get(rid, 0) or 0),
             unread=int(room_unread.get(rid, 0)),
@@ -518,7 +523,7 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
     for pid, nick in sorted(peers, key=lambda p: -peer_last[p[0]]):
         out.append(
             ConversationRecord(
-                kind="private",
+                kind=ConversationKind.PRIVATE,
                 name=nick,
                 last=last.get(peer_last[pid]),
                 unread=int(peer_unread.get(pid, 0)),
@@ -537,7 +542,8 @@ def search_terms(words: str) -> tuple[list[str], list[str]]:
     Nothing the user types is ever FTS syntax: each term becomes one quoted
     phrase ("" doubles a quote), so `example.com`, `C++` and `"` just work.
     """
-    long_terms, short_terms = [], []
+    long_terms: list[str] = []
+    short_terms: list[str] = []
     for t in _TOKEN.findall(words):
         (long_terms if len(t) >= TRIGRAM else short_terms).append(t)
     return long_terms, short_terms
@@ -585,7 +591,7 @@ def cut_off_by_restart(s: Session, since: datetime) -> list[tuple[int, str, list
         select(ChatSession.user_id, func.max(ChatSession.ended_at).label("ended"))
         .where(
             ChatSession.ended_at >= since,
-            ChatSession.end_reason.in_(("server shutdown", "server restart")),
+            ChatSession.end_reason.in_((EndReason.SERVER_SHUTDOWN, EndReason.SERVER_RESTART)),
         )
         .group_by(ChatSession.user_id)
         .subquery()

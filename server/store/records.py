@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from parley_chat.protocol.vocab import ConversationKind, MessageKind
+
 
 def utcnow() -> datetime:
     """Naive UTC now, the form the store keeps (SQLite has no time zones)."""
@@ -42,7 +44,7 @@ class StoredMessage:
 
     id: int
     created_at: datetime
-    kind: str  # "public" | "private" | "system"
+    kind: MessageKind
     room: str | None
     sender: str | None
     recipient: str | None
@@ -65,12 +67,12 @@ class RoomInfo:
 class ConversationRecord:
     """One conversation of a user: a room they are in, or a private peer.
 
-    `kind` is "room" or "private"; `name` the room or the peer's nick; `last`
+    `kind` says which (a room or a private peer); `name` the room or the peer's nick; `last`
     the latest message the user may see (notices left out), or None; `read`
     the user's read marker (0: none); `unread` messages from others after it.
     """
 
-    kind: str
+    kind: ConversationKind
     name: str
     last: StoredMessage | None
     unread: int

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import (
@@ -63,8 +63,13 @@ from .records import UserRecord
 
 log = logging.getLogger("parley.store")
 
-Op = Callable[[Session], Any]
-Done = Callable[[Any, BaseException | None], None]
+#: What an op returns (and its future resolves to).
+T = TypeVar("T")
+
+#: An op: a function of the writer's session.
+Op = Callable[[Session], T]
+#: Its callback: (the op's result, None) after COMMIT, (None, the error) on failure.
+Done = Callable[[T | None, BaseException | None], None]
 
 #: Bookkeeping writes kept while the database refuses writes; beyond this the
 #: newest are dropped (and logged): memory stays bounded through a long outage.
@@ -95,15 +100,15 @@ DEFERRED: Final = _Deferred()
 
 
 @dataclass(slots=True)
-class _Job:
-    op: Op
-    on_done: Done | None
+class _Job(Generic[T]):
+    op: Op[T]
+    on_done: Done[T] | None
     what: str
     bookkeeping: bool = False
     #: Bookkeeping only: runs on the writer thread once the op is committed
     #: (True) or given up (False), whenever that is.
     on_settled: Callable[[bool], None] | None = None
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[T] = field(default_factory=Future)
     finished: bool = False
 
 
@@ -181,7 +186,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {orig}"
 
 
-def _op_name(op: Op) -> str:
+def _op_name(op: Op[Any]) -> str:
     while isinstance(op, partial):
         op = op.func
     return getattr(op, "__name__", type(op).__name__)
@@ -287,7 +292,7 @@ class LoginRecord:
 
     session_id: int
     token_id: int
-    stored: Future[Any]
+    stored: Future[int | _Deferred]
 
 
 class Store:
@@ -310,14 +315,14 @@ class Store:
         self.group_max = group_max
         self.retry_interval = retry_interval
         self.backlog_max = backlog_max
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job[Any] | object] = queue.SimpleQueue()
         self._writer_engine: Engine | None = None
         self._reader_engine: Engine | None = None
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
         # Writer-thread state.
-        self._backlog: deque[_Job] = deque()
+        self._backlog: deque[_Job[Any]] = deque()
         self._dropped = 0
         self._writable = True
         self._last_write_error: str | None = None
@@ -373,8 +378,8 @@ class Store:
                 engine.dispose()
 
     def submit(
-        self, op: Op, on_done: Done | None = None, *, what: str | None = None
-    ) -> Future[Any]:
+        self, op: Op[T], on_done: Done[T] | None = None, *, what: str | None = None
+    ) -> Future[T]:
         """Run `op(session)` on the writer thread in a group-committed transaction.
 
         After COMMIT (or failure), `on_done(result, exc)` runs on the writer
@@ -387,7 +392,7 @@ class Store:
         """
         return self._enqueue(_Job(op, on_done, what or _op_name(op)))
 
-    def submit_bookkeeping(self, op: Op, *, what: str | None = None) -> Future[Any]:
+    def submit_bookkeeping(self, op: Op[T], *, what: str | None = None) -> Future[T | _Deferred]:
         """Write *op* now if the database accepts writes, or later, in order.
 
         For writes no caller must wait on to go on working (session rows,
@@ -401,7 +406,8 @@ class Store:
         submit() when the op itself fails (it is then dropped, not retried),
         StoreUnwritable when the backlog is full (the op is dropped).
         """
-        return self._enqueue(_Job(op, None, what or _op_name(op), bookkeeping=True))
+        job: _Job[T | _Deferred] = _Job(op, None, what or _op_name(op), bookkeeping=True)
+        return self._enqueue(job)
 
     def new_session_id(self) -> int:
         """An id for a session row not stored yet (writes.open_session(session_id=...))."""
@@ -448,7 +454,9 @@ class Store:
             with self._pending_lock:
                 self._pending_tokens.pop(token_hash, None)
 
-        job = _Job(login, None, "login", bookkeeping=True, on_settled=settled)
+        job: _Job[int | _Deferred] = _Job(
+            login, None, "login", bookkeeping=True, on_settled=settled
+        )
         return LoginRecord(session_id, token_id, self._enqueue(job))
 
     def user_by_token(self, token_hash: str, now: datetime) -> tuple[UserRecord, int] | None:
@@ -472,7 +480,7 @@ class Store:
             return None
         return user, pending.token_id
 
-    def _enqueue(self, job: _Job) -> Future[Any]:
+    def _enqueue(self, job: _Job[T]) -> Future[T]:
         with self._lock:
             if self._closed.is_set() or self._thread is None:
                 self._finish(job, None, StoreError("the store is closed"))
@@ -503,7 +511,7 @@ class Store:
                 continue
             if first is _STOP:
                 break
-            jobs: list[_Job] = [first]  # type: ignore[list-item]
+            jobs: list[_Job[Any]] = [first]  # type: ignore[list-item]
             while len(jobs) < self.group_max:
                 try:
                     item = self._queue.get_nowait()
@@ -527,7 +535,7 @@ class Store:
                 self._settle(job, False)
             self._backlog.clear()
 
-    def _guarded(self, step: Callable[[list[_Job]], None], jobs: list[_Job]) -> None:
+    def _guarded(self, step: Callable[[list[_Job[Any]]], None], jobs: list[_Job[Any]]) -> None:
         try:
             step(jobs)
         except Exception:  # never let the writer die: that would hang every caller
@@ -537,10 +545,10 @@ class Store:
                     self._settle(job, False)
                     self._finish(job, None, StoreError("internal store error"))
 
-    def _process(self, jobs: list[_Job]) -> None:
+    def _process(self, jobs: list[_Job[Any]]) -> None:
         if self._backlog:
             self._drain_backlog([])  # older bookkeeping first, when writes work again
-        now: list[_Job] = []
+        now: list[_Job[Any]] = []
         for job in jobs:
             if job.bookkeeping and self._backlog:
                 self._defer(job)  # behind the ones already waiting: order is kept
@@ -550,7 +558,7 @@ class Store:
             self._commit_group(now)
 
     def _attempt(
-        self, jobs: list[_Job], *, savepoints: bool = False
+        self, jobs: list[_Job[Any]], *, savepoints: bool = False
     ) -> list[tuple[Any, BaseException | None]]:
         """Run *jobs* in one transaction and commit.
 
@@ -581,15 +589,15 @@ class Store:
                 try:
                     result = job.op(s)
                 except Exception as raised:
-                    exc = _original_error(raised)
-                    wide = is_database_wide(exc)
+                    error = _original_error(raised)
+                    wide = is_database_wide(error)
                     if wide:
-                        raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc
+                        raise _GroupFailed(error, database_wide=wide, at_begin=False) from error
                     if len(jobs) > 1:
-                        raise _RetryIsolated from exc  # close() below rolls it all back
+                        raise _RetryIsolated from error  # close() below rolls it all back
                     # A lone op: rolling the transaction back undoes that op alone.
                     s.rollback()
-                    return [(None, exc)]
+                    return [(None, error)]
                 if not _transaction_usable(s):
                     # An op ended the transaction itself: nothing it did counts.
                     if len(jobs) > 1:
@@ -602,11 +610,11 @@ class Store:
                     with s.begin_nested():
                         result = job.op(s)
                 except Exception as raised:
-                    exc = _original_error(raised)
-                    wide = is_database_wide(exc)
+                    error = _original_error(raised)
+                    wide = is_database_wide(error)
                     if wide or not _transaction_usable(s):
-                        raise _GroupFailed(exc, database_wide=wide, at_begin=False) from exc
-                    outcomes.append((None, exc))
+                        raise _GroupFailed(error, database_wide=wide, at_begin=False) from error
+                    outcomes.append((None, error))
                 else:
                     outcomes.append((result, None))
             # Only a commit that changed rows proves writes work: on a read-only
@@ -627,7 +635,7 @@ class Store:
                 log.warning("rolling back a failed write transaction failed: %s", exc)
         return outcomes
 
-    def _commit_group(self, jobs: list[_Job]) -> None:
+    def _commit_group(self, jobs: list[_Job[Any]]) -> None:
         try:
             try:
                 outcomes = self._attempt(jobs)
@@ -664,7 +672,7 @@ class Store:
                     self._settle(job, False)
                     self._finish(job, None, self._op_error(job, exc))
 
-    def _fail(self, job: _Job, failure: _GroupFailed) -> None:
+    def _fail(self, job: _Job[Any], failure: _GroupFailed) -> None:
         if job.bookkeeping and failure.database_wide:
             self._defer(job)
             return
@@ -673,7 +681,7 @@ class Store:
         self._settle(job, False)
         self._finish(job, None, failure.error())
 
-    def _op_error(self, job: _Job, exc: BaseException) -> BaseException:
+    def _op_error(self, job: _Job[Any], exc: BaseException) -> BaseException:
         """The error the caller of a failed (rolled back) operation gets, logged once."""
         if isinstance(exc, StoreConflict):
             return exc  # routine: nick taken, not a member; the caller says so
@@ -721,7 +729,7 @@ class Store:
 
     # --- the bookkeeping backlog --------------------------------------------------
 
-    def _defer(self, job: _Job) -> None:
+    def _defer(self, job: _Job[Any]) -> None:
         if len(self._backlog) >= self.backlog_max:
             self._dropped += 1
             if self._dropped == 1:
@@ -736,7 +744,7 @@ class Store:
         self._backlog.append(job)
         self._finish(job, DEFERRED, None)
 
-    def _drain_backlog(self, _jobs: list[_Job]) -> None:
+    def _drain_backlog(self, _jobs: list[_Job[Any]]) -> None:
         """Store the backlog, oldest first, as far as the database lets us."""
         stored = 0
         while self._backlog:
@@ -758,7 +766,7 @@ class Store:
                 f"; {dropped} were dropped while the backlog was full" if dropped else "",
             )
 
-    def _attempt_backlog(self, chunk: list[_Job]) -> list[tuple[Any, BaseException | None]]:
+    def _attempt_backlog(self, chunk: list[_Job[Any]]) -> list[tuple[Any, BaseException | None]]:
         """The outcomes of the leading jobs of *chunk* that the database answered
         (all of them, or fewer when it refused writes again)."""
         try:
@@ -785,7 +793,7 @@ class Store:
         return outcomes
 
     @staticmethod
-    def _settle(job: _Job, stored: bool) -> None:
+    def _settle(job: _Job[Any], stored: bool) -> None:
         if job.on_settled is None:
             return
         callback, job.on_settled = job.on_settled, None
@@ -795,7 +803,7 @@ class Store:
             log.exception("a bookkeeping callback failed")
 
     @staticmethod
-    def _finish(job: _Job, result: Any, exc: BaseException | None) -> None:
+    def _finish(job: _Job[Any], result: Any, exc: BaseException | None) -> None:
         if job.finished:  # exactly once, whatever path the job took
             return
         job.finished = True

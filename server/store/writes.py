@@ -8,12 +8,15 @@ must not have effects outside the database: callbacks after COMMIT do the rest.
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, fold
+from parley_chat.protocol.vocab import MessageKind
 
 from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
 from .models import (
@@ -72,7 +75,7 @@ def revoke_tokens(s: Session, user_id: int, now: datetime) -> int:
         .where(ResumeToken.user_id == user_id, ResumeToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)
 
 
 def set_password(s: Session, nick: str, password_hash: str, now: datetime) -> UserRecord:
@@ -128,7 +131,7 @@ def db_time(now: datetime) -> str:
 def add_message(
     s: Session,
     *,
-    kind: str,
+    kind: MessageKind,
     body: str,
     now: datetime,
     room: str | None = None,
@@ -145,9 +148,12 @@ def add_message(
     new message is not stored and must not be acked as the old one. A public
     message needs the sender to be a member of the room (NotVisible otherwise).
     """
+    kind = MessageKind(kind)  # a member, whatever string a caller passed
     # The driver's own connection, inside the session's transaction: this is
     # the busiest write, and SQLAlchemy's result objects cost more than the SQL.
-    raw = s.connection().connection.dbapi_connection
+    # sqlite3's: the SQL above is SQLite's (its `?` parameters, its RETURNING), and
+    # PEP 249, which SQLAlchemy types the driver's connection by, has no execute().
+    raw = cast("sqlite3.Connection", s.connection().connection.dbapi_connection)
     assert raw is not None
 
     def duplicate(room_id: int | None) -> tuple[StoredMessage, bool] | None:
@@ -301,7 +307,7 @@ def end_open_sessions(s: Session, reason: str, now: datetime) -> int:
         .where(ChatSession.ended_at.is_(None))
         .values(ended_at=now, end_reason=reason[:200])
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return int(result.rowcount or 0)
 
 
 def join_room(s: Session, user_id: int, room: str, now: datetime) -> bool:
@@ -333,7 +339,7 @@ def leave_room(s: Session, user_id: int, room: str) -> bool:
     s.execute(
         delete(ReadMarker).where(ReadMarker.user_id == user_id, ReadMarker.room_id == target.id)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 def move_read_marker(
