@@ -1,20 +1,21 @@
-# client/gui/app.py: App, the root window. It owns the ChatClient, wires the
-# views to the model, and runs the one pump that brings the network's events
-# into the Tk thread.
-#
-# THE RULES:
-# 1. Only the Tk thread touches widgets. The network lives on ChatClient's own
-#    I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
-#    run on short-lived worker threads (jobs.py) that touch nothing but the
-#    client and never hold a reference to a Tk object; their results come back
-#    to the Tk thread through a queue.
-# 2. One pump, re-armed with after(), drains both queues in bounded slices:
-#    at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
-#    of messages never stalls the event loop. A backlog re-arms it after 1 ms
-#    (input and redraws get their turn in between); otherwise every 15 ms.
-# 3. Events only change the model (client/gui/model.py) and mark views dirty;
-#    each tick then updates each dirty view once: all new lines of the open
-#    conversation go in with one text insert.
+"""App, the root window. It owns the ChatClient, wires the
+views to the model, and runs the one pump that brings the network's events
+into the Tk thread.
+
+THE RULES:
+1. Only the Tk thread touches widgets. The network lives on ChatClient's own
+   I/O thread; blocking calls (connect, rejoin, close, the certificate probe)
+   run on short-lived worker threads (jobs.py) that touch nothing but the
+   client and never hold a reference to a Tk object; their results come back
+   to the Tk thread through a queue.
+2. One pump, re-armed with after(), drains both queues in bounded slices:
+   at most PUMP_MAX_EVENTS events or PUMP_SLICE seconds per tick, so a flood
+   of messages never stalls the event loop. A backlog re-arms it after 1 ms
+   (input and redraws get their turn in between); otherwise every 15 ms.
+3. Events only change the model (client/gui/model.py) and mark views dirty;
+   each tick then updates each dirty view once: all new lines of the open
+   conversation go in with one text insert.
+"""
 
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ from ..e2e.session import E2ENotice
 from . import commands, moderation, theme
 from .chat_view import ChatView
 from .composer import Composer
-from .connect_dialog import ConnectDialog
 from .connect_flow import ConnectFlow
-from .connecting import ConnectForm, Problem, describe_failure, plain_reason
+from .connect_page import ConnectPage
+from .connect_policy import ConnectForm, Problem, describe_failure, plain_reason
 from .e2e import HELP_LINES as E2E_HELP_LINES
 from .e2e import DesktopE2E, session_of
 from .jobs import Jobs
@@ -122,7 +123,6 @@ class App(ctk.CTk):
         self._pin: Pin | None = None
         self.model = ChatModel()
         self._reset_session_state()
-        self._ever_connected = False
         self._pump_id: str | None = None
         self.room_browser: Any = None
         self._save_size_id: str | None = None
@@ -150,7 +150,7 @@ class App(ctk.CTk):
     # --- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.connect_page = ConnectDialog(
+        self.connect_page = ConnectPage(
             self,
             on_connect=self.connect,
             on_trust=lambda: self.flow.trust_accepted(),
@@ -317,12 +317,6 @@ class App(ctk.CTk):
         if not self._closed:
             self._pump_id = self.after(1 if backlog else PUMP_IDLE_MS, self._pump)
 
-    def pump_now(self) -> None:
-        """Run one pump tick at once (tests drive the app with this and update())."""
-        if self._pump_id is not None:
-            self.after_cancel(self._pump_id)
-        self._pump()
-
     def _dispatch(self, event: ClientEvent) -> None:
         handler = self._HANDLERS.get(type(event))
         if handler is not None:
@@ -368,7 +362,6 @@ class App(ctk.CTk):
 
     def _on_connected(self, ev: Connected) -> None:
         self._logins += 1
-        self._ever_connected = True
         self._rejoining = self._leaving = False
         self.model.set_me(ev.nick)
         rooms = {room_key(r) for r in ev.rooms}

@@ -1,17 +1,18 @@
-# client/gui/model.py: the desktop client's state without any widget: the
-# conversations (rooms, private conversations, search results), their lines,
-# unread counts, who is online, de-duplication, the "new since you left"
-# divider and the history paging state. Pure: testable without a display.
-#
-# Rules this module keeps:
-# 1. A message is shown at most once per conversation: every conversation keeps
-#    the ids it holds, and anything already there is dropped (live, replay,
-#    history pages that overlap).
-# 2. The divider goes right before the first message a "missed" replay brings
-#    into a conversation (a rejoin, a reconnect, a restart with a stored
-#    last_seen); there is at most one divider per conversation.
-# 3. The last message id shown (live or replayed, never history or search) is
-#    tracked here, so the app can persist exactly what the user has seen.
+"""The desktop client's state without any widget: the
+conversations (rooms, private conversations, search results), their lines,
+unread counts, who is online, de-duplication, the "new since you left"
+divider and the history paging state. Pure: testable without a display.
+
+Rules this module keeps:
+1. A message is shown at most once per conversation: every conversation keeps
+   the ids it holds, and anything already there is dropped (live, replay,
+   history pages that overlap).
+2. The divider goes right before the first message a "missed" replay brings
+   into a conversation (a rejoin, a reconnect, a restart with a stored
+   last_seen); there is at most one divider per conversation.
+3. The last message id shown (live or replayed, never history or search) is
+   tracked here, so the app can persist exactly what the user has seen.
+"""
 
 from __future__ import annotations
 

@@ -1,23 +1,24 @@
-# client/gui/connecting.py: what the connect form asks for, how the server is
-# trusted, and what each failure tells the user to do. No Tk.
-#
-# Trust, in the order it is decided:
-# 1. A CA file in the form: the server must present a certificate it signed,
-#    for the host name typed (client/tls.py). Nothing else is consulted.
-# 2. No CA file, and a certificate pinned for this host and port: the server
-#    must present a certificate the pin vouches for. The pin is the server's
-#    local CA (so a renewed server certificate is still trusted), or for pins
-#    older clients made, the server certificate itself, replaced by its CA as
-#    soon as the server sends that CA (client/trust.py). A server the pin does
-#    not vouch for is refused, loudly, and never re-pinned without the user
-#    explicitly forgetting the old pin.
-# 3. No CA file and no pin (first use, as SSH does): the app fetches the
-#    certificates with the display-only probe. With an invite, the fingerprint
-#    it names decides, and a mismatch is refused loudly; without one the app
-#    shows the CA's short fingerprint and pins it only if the user accepts.
-#    The real connection then verifies against that pin, so a server that
-#    swaps certificates between the probe and the login is refused too.
-# Credentials are only ever sent on a connection that passed one of these.
+"""What the connect form asks for, how the server is
+trusted, and what each failure tells the user to do. No Tk.
+
+Trust, in the order it is decided:
+1. A CA file in the form: the server must present a certificate it signed,
+   for the host name typed (client/tls.py). Nothing else is consulted.
+2. No CA file, and a certificate pinned for this host and port: the server
+   must present a certificate the pin vouches for. The pin is the server's
+   local CA (so a renewed server certificate is still trusted), or for pins
+   older clients made, the server certificate itself, replaced by its CA as
+   soon as the server sends that CA (client/trust.py). A server the pin does
+   not vouch for is refused, loudly, and never re-pinned without the user
+   explicitly forgetting the old pin.
+3. No CA file and no pin (first use, as SSH does): the app fetches the
+   certificates with the display-only probe. With an invite, the fingerprint
+   it names decides, and a mismatch is refused loudly; without one the app
+   shows the CA's short fingerprint and pins it only if the user accepts.
+   The real connection then verifies against that pin, so a server that
+   swaps certificates between the probe and the login is refused too.
+Credentials are only ever sent on a connection that passed one of these.
+"""
 
 from __future__ import annotations
 

@@ -1,13 +1,14 @@
-# client/gui/connect_dialog.py: the connect screen: host, port, CA file (with a
-# file picker), nick, password, "create account", the servers found on the
-# LAN (click one to fill in its address), and one panel under the Connect
-# button that explains a failure, asks to trust a fingerprint on first use,
-# or warns loudly that a pinned certificate changed. An invite line pasted
-# into the Server field fills host and port and carries its fingerprint.
-#
-# It only collects and shows; the app decides what happens (callbacks), so
-# nothing here connects to a server or writes the settings files. It listens
-# for mDNS announcements (client/discovery.py) unless PARLEY_MDNS=off.
+"""The connect screen: host, port, CA file (with a
+file picker), nick, password, "create account", the servers found on the
+LAN (click one to fill in its address), and one panel under the Connect
+button that explains a failure, asks to trust a fingerprint on first use,
+or warns loudly that a pinned certificate changed. An invite line pasted
+into the Server field fills host and port and carries its fingerprint.
+
+It only collects and shows; the app decides what happens (callbacks), so
+nothing here connects to a server or writes the settings files. It listens
+for mDNS announcements (client/discovery.py) unless PARLEY_MDNS=off.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
 from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
 
 from . import theme
-from .connecting import (
+from .connect_policy import (
     ConnectForm,
     Problem,
     format_fingerprint,
@@ -48,7 +49,7 @@ _ENTRY = {
 }
 
 
-class ConnectDialog(ctk.CTkFrame):
+class ConnectPage(ctk.CTkFrame):
     """The connect form, centred on the window. Callbacks: *on_connect* (ConnectForm),
     *on_trust* (accept the fingerprint shown), *on_cancel* (dismiss the panel),
     *on_forget_pin* (remove a pin after a changed-certificate warning)."""
