@@ -70,7 +70,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         app = App(
-            store, settings=settings, title=args.title, password=env.get(PASSWORD_ENV) or None
+            store,
+            settings=settings,
+            title=args.title,
+            password=env.get(PASSWORD_ENV) or None,
+            environ=env,
         )
     except Exception as exc:  # no display, most likely
         print(f"parley: cannot open the window: {exc}", file=sys.stderr)

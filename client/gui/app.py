@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import customtkinter as ctk
@@ -90,7 +90,9 @@ class App(ctk.CTk):
 
     *store* holds the settings files; *settings* overrides what it remembers
     (command-line values); *title* is the window title's base; *password*, when
-    given, connects at once with the form's values (scripts and tests only).
+    given, connects at once with the form's values (scripts and tests only);
+    *environ* is where the end-to-end key passphrase (PARLEY_KEY_PASSPHRASE) is
+    looked up (default os.environ).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class App(ctk.CTk):
         title: str = "parley",
         password: str | None = None,
         notifier: Backend | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store or SettingsStore()
         self.settings = settings or self.store.load()
@@ -117,7 +120,8 @@ class App(ctk.CTk):
         self.grid_rowconfigure(0, weight=1)
 
         self.jobs = Jobs()  # blocking work off the Tk thread (rule 1)
-        self.e2e = DesktopE2E(self)  # end-to-end encrypted private messages (gui/e2e.py)
+        # End-to-end encrypted private messages (gui/e2e.py).
+        self.e2e = DesktopE2E(self, environ)
         self._client: ChatClient | None = None
         self._form: ConnectForm | None = None  # the last form used (password blanked)
         self._pin: Pin | None = None
@@ -164,6 +168,7 @@ class App(ctk.CTk):
             self.jobs,
             on_form_used=self._remember_form,
             on_logged_in=self._attach,
+            prepare_e2e=self.e2e.prepare,
         )
 
         page = self.chat_page = ctk.CTkFrame(self, corner_radius=0, fg_color=theme.pair("chat_bg"))
@@ -175,6 +180,7 @@ class App(ctk.CTk):
             on_new_room=self.browse_rooms,
             on_toggle_theme=self.toggle_appearance,
             on_sign_out=self.sign_out,
+            on_keys=self.show_key_menu,
         )
         self.sidebar.grid(row=0, column=0, sticky="ns")
         self.sidebar.set_theme_icon(self.settings.appearance)
@@ -384,14 +390,13 @@ class App(ctk.CTk):
         if ev.created:
             self._note(f"Welcome, {ev.nick}! Your account has been created.", "notice")
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
-        if self._logins == 1:
-            if self.flow.e2e_off:
-                self._note(f"End-to-end encryption is off: {self.flow.e2e_off}", "notice")
-            elif self._client is not None:
-                self.e2e.settle(self._client)
+        if self._logins == 1 and self._client is not None:
+            self.e2e.settle(self._client)
 
     def _on_message(self, ev: MessageReceived) -> None:
         m = ev.message
+        if ev.secure:
+            self.model.mark_secure(m.id, self._unreadable(ev))
         if ev.batch in ("history", "search"):
             self._batches.setdefault(ev.tag or "", []).append(m)
             return
@@ -470,6 +475,8 @@ class App(ctk.CTk):
             if session is not None:  # encrypted messages only this device can search
                 found = {m.id for m in messages}
                 local = [m for m in session.search_local(words) if m.id not in found]
+                for m in local:
+                    self.model.mark_secure(m.id)
                 messages = sorted([*messages, *local], key=lambda m: -m.id)
             self.model.set_search(words, messages, ev.more)
             self.select(SEARCH_KEY)
@@ -558,6 +565,48 @@ class App(ctk.CTk):
 
     def _on_e2e_notice(self, ev: E2ENotice) -> None:
         self._note(ev.text, "error" if ev.kind in ("key-changed", "link-failed") else "notice")
+        if ev.kind == "linked":
+            self.e2e_keys_changed()
+
+    def _unreadable(self, ev: MessageReceived) -> str | None:
+        """Why an end-to-end encrypted message cannot be read here (None: it was)."""
+        if ev.e2e_error is None:
+            return None
+        if self.e2e.locked is not None:
+            return "your keys are locked on this device"
+        return ev.e2e_error
+
+    # --- end-to-end encryption (gui/e2e.py) --------------------------------------------------
+
+    def e2e_keys_changed(self) -> None:
+        """This device got (or unlocked) its keys: private conversations are fetched
+        again, so what showed as unreadable is decrypted now."""
+        self.model.forget_private()
+        conv = self.model.current_conversation
+        self._view_dirty = self._sidebar_dirty = True
+        if conv is not None and conv.kind == "dm":
+            self._request_history(conv, user_asked=False)
+
+    def prefers_key_passphrase(self) -> bool:
+        """True when the keys are to be protected by a passphrase even with an OS keyring."""
+        return bool(self.settings.key_passphrase)
+
+    def key_menu_entries(self) -> list[tuple[str, Callable[[], None]]]:
+        """What the key button's menu offers now: (label, action) pairs."""
+        return self.e2e.menu_entries(self._client)
+
+    def show_key_menu(self) -> None:
+        """The key button: a menu of the end-to-end key actions, under the pointer."""
+        import tkinter
+
+        entries = self.key_menu_entries()
+        if not entries:
+            self._note("End-to-end encryption is off on this device.", "error")
+            return
+        menu = tkinter.Menu(self, tearoff=False)
+        for label, action in entries:
+            menu.add_command(label=label, command=action)
+        menu.tk_popup(self.winfo_pointerx(), self.winfo_pointery())
 
     _HANDLERS: dict[type, Callable[[App, Any], None]] = {
         Connected: _on_connected,
@@ -723,6 +772,7 @@ class App(ctk.CTk):
     def sign_out(self) -> None:
         """Leave the chat and go back to the connect screen."""
         self._mark_read()
+        self.e2e.forget()  # the next sign-in asks for the key passphrase again
         client = self._client
         self._client = None
         if client is not None:
@@ -1153,6 +1203,7 @@ class App(ctk.CTk):
         self._save_last_seen(force=True)
         self._mark_read()  # what is open now has been seen, however briefly
         self._closed = True
+        self.e2e.close_dialog()
         client, self._client = self._client, None
         if client is not None:
             client.close("window closed", timeout=timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certificate
 from parley_chat.client.tls import is_ca_certificate
@@ -18,15 +19,18 @@ from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
 from .connect_page import ConnectPage
 from .connect_policy import ConnectForm, Problem, build_client, check_form, describe_failure
-from .e2e import attach_session
 from .jobs import Jobs
 from .settings import Pin, SettingsStore
+
+#: Opens the end-to-end keys for a client before it connects: (client, data
+#: folder, then) -> None; it calls *then* when the keys are settled (gui/e2e.py).
+PrepareE2E = Callable[[ChatClient, Path, Callable[[], None]], None]
 
 
 class ConnectFlow:
     """Drives the connect *page*. *on_form_used* (form) is called when a form is used, so
     the app can remember it; *on_logged_in* (client, form, pin) gets the client
-    once connect() succeeded."""
+    once connect() succeeded; *prepare_e2e* opens the end-to-end keys first."""
 
     def __init__(
         self,
@@ -36,16 +40,16 @@ class ConnectFlow:
         *,
         on_form_used: Callable[[ConnectForm], None],
         on_logged_in: Callable[[ChatClient, ConnectForm, Pin | None], None],
+        prepare_e2e: PrepareE2E | None = None,
     ) -> None:
         self._page = page
         self._store = store
         self._jobs = jobs
         self._on_form_used = on_form_used
         self._on_logged_in = on_logged_in
+        self._prepare_e2e = prepare_e2e
         self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
         self._changed_pin: ConnectForm | None = None
-        #: Why end-to-end encryption is off for the last login (None: it is on).
-        self.e2e_off: str | None = None
 
     def connect(self, form: ConnectForm) -> None:
         """Check *form*, settle trust (CA file, pin, or ask), then log in."""
@@ -161,8 +165,16 @@ class ConnectFlow:
         except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
             self._page.show_problem(describe_failure(exc, form, pin))
             return
+        if self._prepare_e2e is None:
+            self._connect(client, form, pin)
+            return
         # Before connecting, so the replay of encrypted messages is decrypted.
-        self.e2e_off = attach_session(client, self._store.data_directory)
+        self._page.set_busy("Opening your end-to-end keys\u2026")
+        self._prepare_e2e(
+            client, self._store.data_directory, lambda: self._connect(client, form, pin)
+        )
+
+    def _connect(self, client: ChatClient, form: ConnectForm, pin: Pin | None) -> None:
         self._page.set_busy("Connecting\u2026")
 
         def done(_result: object, exc: BaseException | None) -> None:

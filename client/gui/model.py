@@ -89,6 +89,9 @@ class Line:
     where: str | None = None
     hits: tuple[str, ...] = ()  # search words to highlight (search results only)
     edited: bool = False  # its author edited it (moderation): shown as "(edited)"
+    # End-to-end encrypted (a padlock); a private line without it went unencrypted.
+    secure: bool = False
+    unreadable: str | None = None  # why an encrypted message cannot be read here
 
     @property
     def is_message(self) -> bool:
@@ -235,6 +238,8 @@ class ChatModel:
         self._mention_re: re.Pattern[str] | None = None
         self._replay_missed = False  # a "missed" replay batch is open
         self._divided: set[str] = set()  # conversations that got a divider in it
+        # Messages that arrived end-to-end encrypted: id -> why unreadable (None: read).
+        self._secure: dict[int, str | None] = {}
         self.set_me(me)
 
     # --- identity and conversations -------------------------------------------------
@@ -324,6 +329,28 @@ class ChatModel:
         self._replay_missed = False
         self._divided = set()
 
+    def mark_secure(self, message_id: int, unreadable: str | None = None) -> None:
+        """Message *message_id* arrived end-to-end encrypted (and, with *unreadable*,
+        could not be decrypted here, for that reason): its line gets the padlock."""
+        if unreadable is None or self._secure.get(message_id, "") is not None:
+            self._secure[message_id] = unreadable
+
+    def is_secure(self, message_id: int) -> bool:
+        """True when message *message_id* arrived end-to-end encrypted."""
+        return message_id in self._secure
+
+    def forget_private(self) -> None:
+        """Drop the lines of every private conversation (their history is fetched
+        again): after this device got its keys, what was unreadable is not any more."""
+        for conv in self.conversations.values():
+            if conv.kind != "dm":
+                continue
+            self._secure = {i: r for i, r in self._secure.items() if i not in conv.ids}
+            conv.lines = []
+            conv.ids = set()
+            conv.has_more = True
+            conv.loading = False
+
     def line_of(self, m: Message, where: str | None = None) -> Line:
         """The line showing message *m*."""
         own = self.is_me(m.from_)
@@ -337,6 +364,8 @@ class ChatModel:
             mention=not own and m.kind != "system" and self.mentions_me(m.text),
             where=where,
             edited=m.edited is not None,
+            secure=m.id in self._secure,
+            unreadable=self._secure.get(m.id),
         )
 
     def add(self, m: Message, *, replayed: bool = False) -> Added | None:

@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 from parley_chat.client import ChatClient
+from parley_chat.client.e2e.files import PASSPHRASE_ENV
 from tests.client.gui.helpers import pump
+
+#: The end-to-end key passphrase windows get unless a test asks otherwise (so no
+#: window stops at the passphrase dialog on a machine without an OS keyring).
+GUI_KEY_PASSPHRASE = "gui test key passphrase"
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +96,9 @@ def open_app(
     ctk: Any, gui_server: Any, ca_file: Path, tmp_path: Path
 ) -> Iterator[Callable[..., Any]]:
     """Open desktop windows: open_app(nick, ...) returns a logged-in App (or, with
-    connected=False, one that is still on the connect screen)."""
+    connected=False, one that is still on the connect screen). The keys are
+    protected by *key_passphrase* (PARLEY_KEY_PASSPHRASE in the window's
+    environment); None leaves it out, so the window asks in its key dialog."""
     from parley_chat.client.gui.app import App
     from parley_chat.client.gui.settings import Settings, SettingsStore
 
@@ -109,6 +116,7 @@ def open_app(
         geometry: str = "1100x700",
         title: str | None = None,
         register: bool = True,
+        key_passphrase: str | None = GUI_KEY_PASSPHRASE,
     ) -> Any:
         srv = server or gui_server
         host, port = srv.address
@@ -123,7 +131,14 @@ def open_app(
             appearance=appearance,
             geometry=geometry if config is None else settings.geometry,
         )
-        app = App(store, settings=settings, title=title or f"parley-{nick}", password=password)
+        environ = {PASSPHRASE_ENV: key_passphrase} if key_passphrase is not None else {}
+        app = App(
+            store,
+            settings=settings,
+            title=title or f"parley-{nick}",
+            password=password,
+            environ=environ,
+        )
         app.geometry(f"+{40 * len(apps)}+{30 * len(apps)}")
         apps.append(app)
         if connected:
