@@ -21,11 +21,10 @@ never on the Tk thread; results come back as notes in the open conversation.
 from __future__ import annotations
 
 import os
+import tkinter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
-
-import customtkinter as ctk
 
 from parley_chat.protocol import fold
 
@@ -402,9 +401,9 @@ class DesktopE2E:
             self.locked = None
             self._remembered = (device.folder, phrase, keys)
             self.close_dialog()
+            self._app.e2e_keys_changed()
             self._app._note("Your end-to-end keys are unlocked.", "notice")
             self.settle(client)
-            self._app.e2e_keys_changed()
 
         if protection == "keyring":
             self._job(
@@ -499,9 +498,9 @@ class DesktopE2E:
                     if keep_with_file
                     else ""
                 )
+                self._app.e2e_keys_changed()
                 self._app._note(f"Keys imported from {source}.{extra}", "notice")
                 self.settle(client)
-                self._app.e2e_keys_changed()
 
             self._app.jobs.start("e2e-import", work, done)
 
@@ -519,7 +518,7 @@ class DesktopE2E:
     ) -> None:
         self.close_dialog()
         master = self._app
-        assert isinstance(master, ctk.CTkBaseClass)
+        assert isinstance(master, tkinter.Misc)  # the App window
         self.dialog = KeyDialog(
             master, mode, account=account, on_submit=on_submit, on_cancel=on_cancel, path=path
         )

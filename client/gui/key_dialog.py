@@ -19,6 +19,7 @@ means is said in the dialog itself, before the user chooses.
 from __future__ import annotations
 
 from collections.abc import Callable
+import tkinter
 from tkinter import filedialog
 
 import customtkinter as ctk
@@ -75,7 +76,7 @@ class KeyDialog(ctk.CTkToplevel):
 
     def __init__(
         self,
-        master: ctk.CTkBaseClass,
+        master: tkinter.Misc,
         mode: str,
         *,
         account: str,

@@ -340,13 +340,14 @@ class ChatModel:
         return message_id in self._secure
 
     def forget_private(self) -> None:
-        """Drop the lines of every private conversation (their history is fetched
-        again): after this device got its keys, what was unreadable is not any more."""
+        """Drop the messages of every private conversation (their history is fetched
+        again; local notes stay): after this device got its keys, what was
+        unreadable is not any more."""
         for conv in self.conversations.values():
             if conv.kind != "dm":
                 continue
             self._secure = {i: r for i, r in self._secure.items() if i not in conv.ids}
-            conv.lines = []
+            conv.lines = [ln for ln in conv.lines if ln.id is None and ln.kind != "divider"]
             conv.ids = set()
             conv.has_more = True
             conv.loading = False
