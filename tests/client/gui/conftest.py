@@ -49,6 +49,13 @@ def tk_garbage_on_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
         gc.enable()
 
 
+@pytest.fixture(autouse=True)
+def key_passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows made without open_app protect their end-to-end keys with
+    GUI_KEY_PASSPHRASE too, rather than stopping at the key dialog."""
+    monkeypatch.setenv(PASSPHRASE_ENV, GUI_KEY_PASSPHRASE)
+
+
 @pytest.fixture(scope="session")
 def display() -> Iterator[str]:
     """The X display: pytest-xvfb's (DISPLAY is set), else an Xvfb of our own."""
