@@ -1,9 +1,10 @@
-# client/gui/__main__.py: `parley` (make client): the desktop client.
-#
-# Command-line values override the remembered ones for this run (and are
-# remembered once used to connect). The password is never a command-line
-# argument (other users could read it in the process list): PARLEY_PASSWORD,
-# when set, makes the app connect at once, for scripts and tests.
+"""`parley` (make client): the desktop client.
+
+Command-line values override the remembered ones for this run (and are
+remembered once used to connect). The password is never a command-line
+argument (other users could read it in the process list): PARLEY_PASSWORD,
+when set, makes the app connect at once, for scripts and tests.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from .settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
+#: How long the process waits, after the window closed, for the goodbye to the
+#: server (App.shutdown gives the close 2 s; a little more for the thread).
+CLOSE_WAIT = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +91,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
     app.mainloop()
+    # The window is gone already; the connection says goodbye before the process ends.
+    app.wait_closed(CLOSE_WAIT)
     return 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -131,6 +132,8 @@ class App(ctk.CTk):
         self.room_browser: Any = None
         self._save_size_id: str | None = None
         self._closed = False
+        #: The thread closing the connection after shutdown() (None: none yet).
+        self.closing: threading.Thread | None = None
 
         self._build()
         self._show_connect_page()
@@ -275,7 +278,6 @@ class App(ctk.CTk):
         self._sidebar_dirty = True
         self._users_dirty = True
         self._title_dirty = True
-        self._title_unread = 0
         self._batches: dict[str, list[Message]] = {}
         # tag -> (key, user asked, the message to jump to when it lands)
         self._history_tags: dict[str, tuple[str, bool, int | None]] = {}
@@ -304,6 +306,8 @@ class App(ctk.CTk):
         backlog = False
         client = self._client
         if client is not None:
+            # Messages in the open conversation are unread while nobody looks.
+            self.model.away = not self.window_has_focus()
             handled = 0
             while client is self._client:
                 if handled >= PUMP_MAX_EVENTS or time.perf_counter() >= deadline:
@@ -422,8 +426,6 @@ class App(ctk.CTk):
             and added.key not in self.muted
             and not self.window_has_focus()
         ):
-            self._title_unread += 1
-            self._title_dirty = True
             self.notifier.message(added.key, m.from_ or "?", m.room, m.text)
             self.bell()
 
@@ -1132,8 +1134,9 @@ class App(ctk.CTk):
     def _update_title(self) -> None:
         conv = self.model.current_conversation
         parts = []
-        if self._title_unread:
-            parts.append(f"({self._title_unread})")
+        waiting = self.model.attention(self.muted)
+        if waiting:
+            parts.append(f"({waiting})")
         if self._client is not None and conv is not None:
             name = conv.name if conv.kind != "dm" else f"@{conv.name}"
             parts.append(f"{name} \u2014 {self._base_title}")
@@ -1157,9 +1160,9 @@ class App(ctk.CTk):
 
     def _on_focus_in(self, _event: object) -> None:
         self._read_dirty = True  # what the open conversation shows is read now
-        if self._title_unread:
-            self._title_unread = 0
-            self._title_dirty = True
+        self.model.away = False
+        if self.model.looked_back():
+            self._sidebar_dirty = self._title_dirty = True
 
     def _on_configure(self, event: Any) -> None:
         if event.widget is not self or self._closed:
@@ -1195,7 +1198,9 @@ class App(ctk.CTk):
         self.shutdown(timeout=2.0)
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """Save state, close the connection (waiting up to *timeout*), destroy the window."""
+        """Save state, destroy the window at once, and close the connection on a
+        thread of its own (leaving gracefully takes up to *timeout*: the Tk
+        thread never waits for the network). wait_closed() waits for that."""
         if self._closed:
             return
         if self.winfo_exists():
@@ -1206,8 +1211,25 @@ class App(ctk.CTk):
         self.e2e.close_dialog()
         client, self._client = self._client, None
         if client is not None:
-            client.close("window closed", timeout=timeout)
+            # The thread holds the client only, never a Tk object (jobs.py, rule 2).
+            self.closing = threading.Thread(
+                target=client.close,
+                args=("window closed",),
+                kwargs={"timeout": timeout},
+                name="parley-gui-close",
+                daemon=True,
+            )
+            self.closing.start()
         self.destroy()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait for the connection closed by shutdown() to be closed (the process
+        waits before it exits); True when it is (or there was none)."""
+        closing = self.closing
+        if closing is None:
+            return True
+        closing.join(timeout)
+        return not closing.is_alive()
 
     def destroy(self) -> None:
         """Cancel every pending after() (ours and customtkinter's), then destroy."""

@@ -147,11 +147,15 @@ class DesktopE2E:
             self._app.jobs.start("e2e-open", device.load, opened)
             return
         if protection is None:
-            if keyring_usable() and not self._app.prefers_key_passphrase():
-                self._attach(client, None, None)  # keys made after login, kept by the keyring
-                proceed()
-                return
-            self._ask_new_passphrase(client, proceed)
+            # Probing the keyring talks to D-Bus (Secret Service): off the Tk thread.
+            def probed(usable: bool, exc: BaseException | None) -> None:
+                if usable and exc is None and not self._app.prefers_key_passphrase():
+                    self._attach(client, None, None)  # keys made after login, in the keyring
+                    proceed()
+                else:
+                    self._ask_new_passphrase(client, proceed)
+
+            self._app.jobs.start("e2e-keyring", keyring_usable, probed)
             return
         self._ask_unlock(client, proceed)
 
@@ -413,12 +417,16 @@ class DesktopE2E:
             )
             return
         if protection is None:
-            if keyring_usable() and not self._app.prefers_key_passphrase():
-                unlocked(None, None)
-                return
-            self._open_dialog(
-                "create", client.nick, lambda phrase, _p: unlocked(None, phrase), self._gone
-            )
+
+            def probed(usable: bool, exc: BaseException | None) -> None:
+                if usable and exc is None and not self._app.prefers_key_passphrase():
+                    unlocked(None, None)
+                    return
+                self._open_dialog(
+                    "create", client.nick, lambda phrase, _p: unlocked(None, phrase), self._gone
+                )
+
+            self._app.jobs.start("e2e-keyring", keyring_usable, probed)
             return
 
         def typed(phrase: str, _path: str) -> None:
@@ -471,22 +479,26 @@ class DesktopE2E:
         if device is None:
             return
         client = session.client
-        # Keys kept by the keyring stay there; otherwise (no keyring, locked keys,
-        # or a passphrase preferred) the file's passphrase protects them here too.
-        keep_with_file = device.passphrase is None and (
-            self.locked is not None or not keyring_usable() or self._app.prefers_key_passphrase()
-        )
+        locked = self.locked is not None
+        prefers = self._app.prefers_key_passphrase()
 
         def typed(phrase: str, where: str) -> None:
             source = Path(os.path.expanduser(where))
 
-            def work() -> None:
+            def work() -> bool:
                 keys = _read_keys(source, phrase)
-                if keep_with_file:
-                    device.passphrase = phrase  # protected here as the file is
+                # Keys kept by the keyring stay there; otherwise (no keyring, locked
+                # keys, or a passphrase preferred) the file's passphrase protects
+                # them here too. (Probing the keyring talks to D-Bus: here, off Tk.)
+                with_file = device.passphrase is None and (
+                    locked or prefers or not keyring_usable()
+                )
+                if with_file:
+                    device.passphrase = phrase
                 session.adopt(keys)  # saved on this device, then used
+                return with_file
 
-            def done(_r: object, exc: BaseException | None) -> None:
+            def done(keep_with_file: bool, exc: BaseException | None) -> None:
                 if exc is not None:
                     self._dialog_error(exc)
                     return

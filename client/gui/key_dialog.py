@@ -18,8 +18,8 @@ means is said in the dialog itself, before the user chooses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import tkinter
+from collections.abc import Callable
 from tkinter import filedialog
 
 import customtkinter as ctk

@@ -235,6 +235,9 @@ class ChatModel:
         self.current: str = room_key(DEFAULT_ROOM)
         self.last_shown_id: int | None = None
         self.found: dict[int, Message] = {}  # the search results, by id
+        #: The window is not being looked at (unfocused): messages in the open
+        #: conversation count as unread too, until looked_back().
+        self.away = False
         self._mention_re: re.Pattern[str] | None = None
         self._replay_missed = False  # a "missed" replay batch is open
         self._divided: set[str] = set()  # conversations that got a divider in it
@@ -312,9 +315,25 @@ class ChatModel:
         other = m.to if self.is_me(m.from_) else m.from_
         return dm_key(other or "")
 
-    def total_unread(self) -> int:
-        """Unread messages over every conversation but the open one."""
-        return sum(c.unread for k, c in self.conversations.items() if k != self.current)
+    def attention(self, muted: set[str] | frozenset[str] = frozenset()) -> int:
+        """How many conversations (not *muted*) hold unread private messages or
+        mentions: the window title's count. It comes from the conversations'
+        own unread counts, the one count the client keeps."""
+        return sum(
+            1
+            for k, c in self.conversations.items()
+            if c.unread > 0 and c.mentioned and k not in muted
+        )
+
+    def looked_back(self) -> bool:
+        """The user is looking at the window again: the open conversation is read.
+        True when that changed its count."""
+        conv = self.current_conversation
+        if conv is None or (conv.unread == 0 and not conv.mentioned):
+            return False
+        conv.unread = 0
+        conv.mentioned = False
+        return True
 
     # --- incoming messages --------------------------------------------------------------
 
@@ -403,7 +422,7 @@ class ChatModel:
             and m.id > conv.counted_to
             and m.id > conv.read
         )
-        if key != self.current and unread:
+        if (key != self.current or self.away) and unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or line.mention or m.kind == "private"
         trimmed = self._trim(conv)

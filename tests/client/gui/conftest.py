@@ -154,6 +154,8 @@ def open_app(
                 lambda: app.statusbar.state == "connected" and app.model.current_conversation,
                 what=f"{nick} connected",
             )
+            # Settled: the end-to-end keys too (their note is in the conversation).
+            pump(app, lambda: app.jobs.pending == 0, what=f"{nick}'s start-up jobs")
         return app
 
     yield _open
@@ -162,6 +164,8 @@ def open_app(
             app.shutdown(timeout=0.5)
         except Exception:
             pass
+    for app in apps:
+        assert app.wait_closed(10), "a window's connection was not closed"
 
 
 @pytest.fixture

@@ -193,7 +193,9 @@ def test_without_a_keyring_the_window_asks_for_a_passphrase(
     public_barrier(alice, bob, "after the refused message")
     assert dm_key("alice") not in bob.model.conversations
     assert all(
-        "a secret for bob" not in ln.text for c in bob.model.conversations.values() for ln in c.lines
+        "a secret for bob" not in ln.text
+        for c in bob.model.conversations.values()
+        for ln in c.lines
     )
 
     # Unlocked from the key menu, the same message goes, encrypted.
