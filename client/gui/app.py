@@ -308,13 +308,14 @@ class App(ctk.CTk):
         if client is not None:
             # Messages in the open conversation are unread while nobody looks.
             self.model.away = not self.window_has_focus()
+            events = client.events
             handled = 0
             while client is self._client:
                 if handled >= PUMP_MAX_EVENTS or time.perf_counter() >= deadline:
                     backlog = True
                     break
                 try:
-                    event = client.events.get_nowait()
+                    event = events.get_nowait()
                 except queue.Empty:
                     break
                 handled += 1
@@ -449,8 +450,8 @@ class App(ctk.CTk):
             self.model.end_replay()
             if self._replay_missed and self._logins == 1:
                 # A restart replayed only what was missed: fetch some context above it.
-                for conv in self.model.rooms():
-                    self._request_history(conv, user_asked=False, limit=30)
+                for room in self.model.rooms():
+                    self._request_history(room, user_asked=False, limit=30)
             return
         messages = self._batches.pop(ev.tag or "", [])
         if ev.kind == "history" and ev.tag in self._history_tags:
@@ -894,6 +895,7 @@ class App(ctk.CTk):
         if m is None:
             return
         key = self.model.key_of(m)
+        conv: Conversation | None
         if m.room is None:
             other = m.to if self.model.is_me(m.from_) else m.from_
             conv = self.model.ensure_dm(other or "?")
@@ -1045,8 +1047,8 @@ class App(ctk.CTk):
             return " \u00b7 ".join(part for part in (topic, online) if part)
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
-            online = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
-            return "private conversation \u00b7 " + ("online" if online else "offline")
+            here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
+            return "private conversation \u00b7 " + ("online" if here else "offline")
         return ""
 
     def _cycle(self, step: int) -> None:

@@ -22,11 +22,12 @@ import keyring
 import pytest
 from keyring.backends import fail
 
+from parley_chat.client import MessageReceived
 from parley_chat.client.e2e.files import account_dir
 from parley_chat.client.gui.chat_view import PLAIN_PRIVATE
 from parley_chat.client.gui.e2e import SETTLED_TEXT
 from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
-from tests.client.gui.helpers import pump, type_into
+from tests.client.gui.helpers import pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -255,3 +256,27 @@ def test_keys_exported_in_one_window_are_imported_on_a_second_device(open_app, t
     assert "secure" in device2.chat_view.tags_at_text("the otter sleeps at nine")
     pump(device2, lambda: shows(device2, SETTLED_TEXT), what="the new device settled")
     assert not shows(device2, "[end-to-end encrypted]")
+
+
+def test_cancelling_the_first_passphrase_makes_no_keys_and_sends_nothing_to_peers_with_keys(
+    open_app, no_keyring, chat_client, tmp_path, gui_server
+):
+    bob = open_app("bob")
+    pump(bob, lambda: shows(bob, SETTLED_TEXT), what="bob's keys settled")
+    dave = chat_client("dave")  # a client without end-to-end keys
+    carol = open_app("carol", key_passphrase=None, connected=False)
+    dialog_of(carol, "create").cancel_button.invoke()
+    pump(carol, lambda: connected(carol) and shows(carol, LOCKED), what="locked said")
+    host, port = gui_server.address
+    assert not (account_dir(tmp_path / "config-carol", host, port, "carol") / "keys.json").exists()
+
+    type_into(carol, "/msg bob for bob only")
+    pump(carol, lambda: shows(carol, "Not sent: bob has end-to-end encryption keys"))
+    # To someone without keys it goes, plainly, and says so.
+    type_into(carol, "/msg dave for dave, in the clear")
+    pump(carol, lambda: shows(carol, "dave has no end-to-end encryption keys"))
+    pump(carol, lambda: shows(carol, f"for dave, in the clear ({PLAIN_PRIVATE})"))
+    got = wait_event(dave, lambda e: isinstance(e, MessageReceived) and e.message.to == "dave")
+    assert got.message.text == "for dave, in the clear" and not got.secure
+    public_barrier(carol, bob, "carol's barrier")
+    assert dm_key("carol") not in bob.model.conversations
