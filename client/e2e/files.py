@@ -19,7 +19,13 @@ from parley_chat.protocol import fold
 from ..connection import ChatClient
 from ..gui.settings import data_dir
 from .crypto import AccountKeys, E2EError
-from .keystore import decrypt_keys, encrypt_keys, encrypt_keys_keyring, write_private
+from .keystore import (
+    decrypt_keys,
+    encrypt_keys,
+    encrypt_keys_keyring,
+    key_file_protection,
+    write_private,
+)
 from .localstore import LocalStore
 from .pins import PinStore
 from .session import E2ESession
@@ -44,6 +50,18 @@ class DeviceKeys:
         self.passphrase = passphrase
         self.keyring_name = keyring_name
 
+    @property
+    def protection(self) -> str | None:
+        """How the key file on this device is protected: "argon2id" (a passphrase),
+        "keyring", or None when there is no key file yet. E2EError: not a key file."""
+        if not self.path.exists():
+            return None
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise E2EError(f"cannot read {self.path}: {exc.strerror}") from exc
+        return key_file_protection(data)
+
     def load(self) -> AccountKeys | None:
         """The keys, or None when this device has none. E2EError: wrong passphrase, ..."""
         if not self.path.exists():
@@ -59,20 +77,31 @@ class DeviceKeys:
         write_private(self.path, data)
 
 
-def open_session(
-    client: ChatClient,
-    env: Mapping[str, str],
-    passphrase: str | None,
-    root: Path | None = None,
-) -> tuple[E2ESession, DeviceKeys]:
-    """An E2ESession for *client* with this device's keys, pins and local store, kept
-    under *root* (default: the data folder, gui.settings.data_dir).
+def keyring_usable() -> bool:
+    """Whether an OS keyring is there to keep a key in (not keyring's "fail" or "null"
+    backends, which are what a machine without a keyring service gets)."""
+    try:
+        import keyring
+        from keyring.backends import fail, null
+    except ImportError:
+        return False
+    try:
+        backend = keyring.get_keyring()
+    except Exception:  # a broken keyring configuration is no keyring
+        return False
+    return not isinstance(backend, fail.Keyring | null.Keyring)
 
-    Raises E2EError when the key file cannot be opened (wrong passphrase, no keyring).
-    """
-    folder = account_dir(root or data_dir(env), client.host, client.port, client.nick)
-    device = DeviceKeys(folder, passphrase, f"{client.nick}@{client.host}:{client.port}")
-    keys = device.load()
+
+def device_keys(client: ChatClient, root: Path, passphrase: str | None) -> DeviceKeys:
+    """The key file of *client*'s account on this device, under the client's folder *root*."""
+    folder = account_dir(root, client.host, client.port, client.nick)
+    return DeviceKeys(folder, passphrase, f"{client.nick}@{client.host}:{client.port}")
+
+
+def session_for(client: ChatClient, device: DeviceKeys, keys: AccountKeys | None) -> E2ESession:
+    """An E2ESession for *client* with *keys* (None: none on this device yet, or
+    locked), the pins and local store in *device*'s folder; saves new keys there."""
+    folder = device.folder
     pins = PinStore(folder / "pins.json")
 
     def local(keys: AccountKeys) -> LocalStore:
@@ -86,4 +115,20 @@ def open_session(
         except OSError as exc:
             raise E2EError(f"cannot save the keys in {device.path}: {exc}") from exc
 
-    return E2ESession(client, keys, pins, local_factory=local, on_keys=saved), device
+    return E2ESession(client, keys, pins, local_factory=local, on_keys=saved)
+
+
+def open_session(
+    client: ChatClient,
+    env: Mapping[str, str],
+    passphrase: str | None,
+    root: Path | None = None,
+) -> tuple[E2ESession, DeviceKeys]:
+    """An E2ESession for *client* with this device's keys, pins and local store, kept
+    under *root* (default: the data folder, gui.settings.data_dir).
+
+    Raises E2EError when the key file cannot be opened (wrong passphrase, no keyring).
+    """
+    device = device_keys(client, root or data_dir(env), passphrase)
+    keys = device.load()
+    return session_for(client, device, keys), device

@@ -63,6 +63,14 @@ def _load(data: bytes) -> dict[str, Any]:
     return doc
 
 
+def key_file_protection(data: bytes) -> str:
+    """What protects key file *data*: "argon2id" (a passphrase) or "keyring"."""
+    kdf = _load(data).get("kdf")
+    if kdf not in ("argon2id", "keyring"):
+        raise E2EError(f"unknown key protection {kdf!r}")
+    return str(kdf)
+
+
 def decrypt_keys(
     data: bytes, passphrase: str | None = None, keyring_name: str | None = None
 ) -> AccountKeys:

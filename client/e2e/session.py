@@ -183,6 +183,13 @@ class E2ESession:
         if self._local is None and self._local_factory is not None:
             self._local = self._local_factory(keys)
 
+    def unlock(self, keys: AccountKeys) -> None:
+        """Use *keys*, read from this device's own key file after the session was
+        made without them (a passphrase typed later); nothing is written."""
+        self._keys = keys
+        if self._local is None and self._local_factory is not None:
+            self._local = self._local_factory(keys)
+
     def adopt(self, keys: AccountKeys) -> None:
         """Use *keys* on this device from now on (imported from an export file); saved."""
         self._adopt(keys)

@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from .settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
+#: How long the process waits, after the window closed, for the goodbye to the
+#: server (App.shutdown gives the close 2 s; a little more for the thread).
+CLOSE_WAIT = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +74,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
     try:
         app = App(
-            store, settings=settings, title=args.title, password=env.get(PASSWORD_ENV) or None
+            store,
+            settings=settings,
+            title=args.title,
+            password=env.get(PASSWORD_ENV) or None,
+            environ=env,
         )
     except Exception as exc:  # no display, most likely
         print(f"parley: cannot open the window: {exc}", file=sys.stderr)
@@ -84,6 +91,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     signal.signal(signal.SIGTERM, _graceful)
     signal.signal(signal.SIGINT, _graceful)
     app.mainloop()
+    # The window is gone already; the connection says goodbye before the process ends.
+    app.wait_closed(CLOSE_WAIT)
     return 0
 
 

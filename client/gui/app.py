@@ -22,8 +22,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import customtkinter as ctk
@@ -52,9 +53,9 @@ from ..e2e.session import E2ENotice
 from . import commands, moderation, theme
 from .chat_view import ChatView
 from .composer import Composer
-from .connect_dialog import ConnectDialog
 from .connect_flow import ConnectFlow
-from .connecting import ConnectForm, Problem, describe_failure, plain_reason
+from .connect_page import ConnectPage
+from .connect_policy import ConnectForm, Problem, describe_failure, plain_reason
 from .e2e import HELP_LINES as E2E_HELP_LINES
 from .e2e import DesktopE2E, session_of
 from .jobs import Jobs
@@ -90,7 +91,9 @@ class App(ctk.CTk):
 
     *store* holds the settings files; *settings* overrides what it remembers
     (command-line values); *title* is the window title's base; *password*, when
-    given, connects at once with the form's values (scripts and tests only).
+    given, connects at once with the form's values (scripts and tests only);
+    *environ* is where the end-to-end key passphrase (PARLEY_KEY_PASSPHRASE) is
+    looked up (default os.environ).
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class App(ctk.CTk):
         title: str = "parley",
         password: str | None = None,
         notifier: Backend | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store or SettingsStore()
         self.settings = settings or self.store.load()
@@ -117,17 +121,19 @@ class App(ctk.CTk):
         self.grid_rowconfigure(0, weight=1)
 
         self.jobs = Jobs()  # blocking work off the Tk thread (rule 1)
-        self.e2e = DesktopE2E(self)  # end-to-end encrypted private messages (gui/e2e.py)
+        # End-to-end encrypted private messages (gui/e2e.py).
+        self.e2e = DesktopE2E(self, environ)
         self._client: ChatClient | None = None
         self._form: ConnectForm | None = None  # the last form used (password blanked)
         self._pin: Pin | None = None
         self.model = ChatModel()
         self._reset_session_state()
-        self._ever_connected = False
         self._pump_id: str | None = None
         self.room_browser: Any = None
         self._save_size_id: str | None = None
         self._closed = False
+        #: The thread closing the connection after shutdown() (None: none yet).
+        self.closing: threading.Thread | None = None
 
         self._build()
         self._show_connect_page()
@@ -151,7 +157,7 @@ class App(ctk.CTk):
     # --- layout ----------------------------------------------------------------------------
 
     def _build(self) -> None:
-        self.connect_page = ConnectDialog(
+        self.connect_page = ConnectPage(
             self,
             on_connect=self.connect,
             on_trust=lambda: self.flow.trust_accepted(),
@@ -165,6 +171,7 @@ class App(ctk.CTk):
             self.jobs,
             on_form_used=self._remember_form,
             on_logged_in=self._attach,
+            prepare_e2e=self.e2e.prepare,
         )
 
         page = self.chat_page = ctk.CTkFrame(self, corner_radius=0, fg_color=theme.pair("chat_bg"))
@@ -176,6 +183,7 @@ class App(ctk.CTk):
             on_new_room=self.browse_rooms,
             on_toggle_theme=self.toggle_appearance,
             on_sign_out=self.sign_out,
+            on_keys=self.show_key_menu,
         )
         self.sidebar.grid(row=0, column=0, sticky="ns")
         self.sidebar.set_theme_icon(self.settings.appearance)
@@ -270,7 +278,6 @@ class App(ctk.CTk):
         self._sidebar_dirty = True
         self._users_dirty = True
         self._title_dirty = True
-        self._title_unread = 0
         self._batches: dict[str, list[Message]] = {}
         # tag -> (key, user asked, the message to jump to when it lands)
         self._history_tags: dict[str, tuple[str, bool, int | None]] = {}
@@ -299,13 +306,16 @@ class App(ctk.CTk):
         backlog = False
         client = self._client
         if client is not None:
+            # Messages in the open conversation are unread while nobody looks.
+            self.model.away = not self.window_has_focus()
+            events = client.events
             handled = 0
             while client is self._client:
                 if handled >= PUMP_MAX_EVENTS or time.perf_counter() >= deadline:
                     backlog = True
                     break
                 try:
-                    event = client.events.get_nowait()
+                    event = events.get_nowait()
                 except queue.Empty:
                     break
                 handled += 1
@@ -317,12 +327,6 @@ class App(ctk.CTk):
         self._maybe_save_last_seen()
         if not self._closed:
             self._pump_id = self.after(1 if backlog else PUMP_IDLE_MS, self._pump)
-
-    def pump_now(self) -> None:
-        """Run one pump tick at once (tests drive the app with this and update())."""
-        if self._pump_id is not None:
-            self.after_cancel(self._pump_id)
-        self._pump()
 
     def _dispatch(self, event: ClientEvent) -> None:
         handler = self._HANDLERS.get(type(event))
@@ -369,7 +373,6 @@ class App(ctk.CTk):
 
     def _on_connected(self, ev: Connected) -> None:
         self._logins += 1
-        self._ever_connected = True
         self._rejoining = self._leaving = False
         self.model.set_me(ev.nick)
         rooms = {room_key(r) for r in ev.rooms}
@@ -392,14 +395,13 @@ class App(ctk.CTk):
         if ev.created:
             self._note(f"Welcome, {ev.nick}! Your account has been created.", "notice")
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
-        if self._logins == 1:
-            if self.flow.e2e_off:
-                self._note(f"End-to-end encryption is off: {self.flow.e2e_off}", "notice")
-            elif self._client is not None:
-                self.e2e.settle(self._client)
+        if self._logins == 1 and self._client is not None:
+            self.e2e.settle(self._client)
 
     def _on_message(self, ev: MessageReceived) -> None:
         m = ev.message
+        if ev.secure:
+            self.model.mark_secure(m.id, self._unreadable(ev))
         if ev.batch in ("history", "search"):
             self._batches.setdefault(ev.tag or "", []).append(m)
             return
@@ -425,8 +427,6 @@ class App(ctk.CTk):
             and added.key not in self.muted
             and not self.window_has_focus()
         ):
-            self._title_unread += 1
-            self._title_dirty = True
             self.notifier.message(added.key, m.from_ or "?", m.room, m.text)
             self.bell()
 
@@ -451,8 +451,8 @@ class App(ctk.CTk):
             self.model.end_replay()
             if self._replay_missed and self._logins == 1:
                 # A restart replayed only what was missed: fetch some context above it.
-                for conv in self.model.rooms():
-                    self._request_history(conv, user_asked=False, limit=30)
+                for room in self.model.rooms():
+                    self._request_history(room, user_asked=False, limit=30)
             return
         messages = self._batches.pop(ev.tag or "", [])
         if ev.kind == "history" and ev.tag in self._history_tags:
@@ -479,6 +479,8 @@ class App(ctk.CTk):
             if session is not None:  # encrypted messages only this device can search
                 found = {m.id for m in messages}
                 local = [m for m in session.search_local(words) if m.id not in found]
+                for m in local:
+                    self.model.mark_secure(m.id)
                 messages = sorted([*messages, *local], key=lambda m: -m.id)
             self.model.set_search(words, messages, ev.more)
             self.select(SEARCH_KEY)
@@ -567,6 +569,48 @@ class App(ctk.CTk):
 
     def _on_e2e_notice(self, ev: E2ENotice) -> None:
         self._note(ev.text, "error" if ev.kind in ("key-changed", "link-failed") else "notice")
+        if ev.kind == "linked":
+            self.e2e_keys_changed()
+
+    def _unreadable(self, ev: MessageReceived) -> str | None:
+        """Why an end-to-end encrypted message cannot be read here (None: it was)."""
+        if ev.e2e_error is None:
+            return None
+        if self.e2e.locked is not None:
+            return "your keys are locked on this device"
+        return ev.e2e_error
+
+    # --- end-to-end encryption (gui/e2e.py) --------------------------------------------------
+
+    def e2e_keys_changed(self) -> None:
+        """This device got (or unlocked) its keys: private conversations are fetched
+        again, so what showed as unreadable is decrypted now."""
+        self.model.forget_private()
+        conv = self.model.current_conversation
+        self._view_dirty = self._sidebar_dirty = True
+        if conv is not None and conv.kind == "dm":
+            self._request_history(conv, user_asked=False)
+
+    def prefers_key_passphrase(self) -> bool:
+        """True when the keys are to be protected by a passphrase even with an OS keyring."""
+        return bool(self.settings.key_passphrase)
+
+    def key_menu_entries(self) -> list[tuple[str, Callable[[], None]]]:
+        """What the key button's menu offers now: (label, action) pairs."""
+        return self.e2e.menu_entries(self._client)
+
+    def show_key_menu(self) -> None:
+        """The key button: a menu of the end-to-end key actions, under the pointer."""
+        import tkinter
+
+        entries = self.key_menu_entries()
+        if not entries:
+            self._note("End-to-end encryption is off on this device.", "error")
+            return
+        menu = tkinter.Menu(self, tearoff=False)
+        for label, action in entries:
+            menu.add_command(label=label, command=action)
+        menu.tk_popup(self.winfo_pointerx(), self.winfo_pointery())
 
     _HANDLERS: dict[type, Callable[[App, Any], None]] = {
         Connected: _on_connected,
@@ -732,6 +776,7 @@ class App(ctk.CTk):
     def sign_out(self) -> None:
         """Leave the chat and go back to the connect screen."""
         self._mark_read()
+        self.e2e.forget()  # the next sign-in asks for the key passphrase again
         client = self._client
         self._client = None
         if client is not None:
@@ -851,6 +896,7 @@ class App(ctk.CTk):
         if m is None:
             return
         key = self.model.key_of(m)
+        conv: Conversation | None
         if m.room is None:
             other = m.to if self.model.is_me(m.from_) else m.from_
             conv = self.model.ensure_dm(other or "?")
@@ -1002,8 +1048,8 @@ class App(ctk.CTk):
             return " \u00b7 ".join(part for part in (topic, online) if part)
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
-            online = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
-            return "private conversation \u00b7 " + ("online" if online else "offline")
+            here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
+            return "private conversation \u00b7 " + ("online" if here else "offline")
         return ""
 
     def _cycle(self, step: int) -> None:
@@ -1091,8 +1137,9 @@ class App(ctk.CTk):
     def _update_title(self) -> None:
         conv = self.model.current_conversation
         parts = []
-        if self._title_unread:
-            parts.append(f"({self._title_unread})")
+        waiting = self.model.attention(self.muted)
+        if waiting:
+            parts.append(f"({waiting})")
         if self._client is not None and conv is not None:
             name = conv.name if conv.kind != "dm" else f"@{conv.name}"
             parts.append(f"{name} \u2014 {self._base_title}")
@@ -1116,9 +1163,9 @@ class App(ctk.CTk):
 
     def _on_focus_in(self, _event: object) -> None:
         self._read_dirty = True  # what the open conversation shows is read now
-        if self._title_unread:
-            self._title_unread = 0
-            self._title_dirty = True
+        self.model.away = False
+        if self.model.looked_back():
+            self._sidebar_dirty = self._title_dirty = True
 
     def _on_configure(self, event: Any) -> None:
         if event.widget is not self or self._closed:
@@ -1154,7 +1201,9 @@ class App(ctk.CTk):
         self.shutdown(timeout=2.0)
 
     def shutdown(self, timeout: float = 2.0) -> None:
-        """Save state, close the connection (waiting up to *timeout*), destroy the window."""
+        """Save state, destroy the window at once, and close the connection on a
+        thread of its own (leaving gracefully takes up to *timeout*: the Tk
+        thread never waits for the network). wait_closed() waits for that."""
         if self._closed:
             return
         if self.winfo_exists():
@@ -1162,10 +1211,28 @@ class App(ctk.CTk):
         self._save_last_seen(force=True)
         self._mark_read()  # what is open now has been seen, however briefly
         self._closed = True
+        self.e2e.close_dialog()
         client, self._client = self._client, None
         if client is not None:
-            client.close("window closed", timeout=timeout)
+            # The thread holds the client only, never a Tk object (jobs.py, rule 2).
+            self.closing = threading.Thread(
+                target=client.close,
+                args=("window closed",),
+                kwargs={"timeout": timeout},
+                name="parley-gui-close",
+                daemon=True,
+            )
+            self.closing.start()
         self.destroy()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait for the connection closed by shutdown() to be closed (the process
+        waits before it exits); True when it is (or there was none)."""
+        closing = self.closing
+        if closing is None:
+            return True
+        closing.join(timeout)
+        return not closing.is_alive()
 
     def destroy(self) -> None:
         """Cancel every pending after() (ours and customtkinter's), then destroy."""

@@ -34,6 +34,11 @@ from .model import (
     local_time,
 )
 
+#: The mark after an end-to-end encrypted message (drawn as a colour emoji).
+LOCK = "\U0001f512"
+#: The words after a private message that was not end-to-end encrypted.
+PLAIN_PRIVATE = "not end-to-end encrypted"
+
 #: Left margin of message text, in pixels: wrapped lines keep it (lmargin2),
 #: so a long message reads as one indented block, not typed spaces.
 MARGIN = 16
@@ -195,6 +200,10 @@ def segments(
         base += ("own",)
     if line.mention:
         base += ("mention",)
+    if line.secure:
+        base += ("secure",)
+    elif line.kind == "private":
+        base += ("insecure",)
     when = format_time(line.epoch) if line.epoch else ""
     if line.kind == "system":
         out.append(("\u2192 ", ("system", "sysline", *base)))
@@ -209,9 +218,20 @@ def segments(
     for text in text_of.split("\n"):
         out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits, wrap))
         out.append(("\n", ("body", *base)))
+    # Before the last newline, closing the message's last line: "(edited)", then
+    # the padlock of an end-to-end encrypted message, or the plain words for a
+    # private message that was not (the peer had no keys).
+    tail: list[tuple[str, tuple[str, ...]]] = []
     if line.edited:
-        # Before the last newline: "(edited)" closes the message's last line.
-        out.insert(len(out) - 1, (" (edited)", ("ts", "edited", *base)))
+        tail.append((" (edited)", ("ts", "edited", *base)))
+    if line.secure:
+        tail.append((" ", ("body", *base)))
+        tail.append((LOCK, ("ts", "lock", "emoji", *base)))
+        if line.unreadable:
+            tail.append((f" ({display_text(line.unreadable)})", ("ts", "unreadable", *base)))
+    elif line.kind == "private":
+        tail.append((f" ({PLAIN_PRIVATE})", ("ts", "plain", *base)))
+    out[len(out) - 1 : len(out) - 1] = tail
     return out
 
 
@@ -761,6 +781,10 @@ class ChatView(ctk.CTkFrame):
     def content(self) -> str:
         """All the text shown (for tests and copying)."""
         return self._tk_text.get("1.0", "end-1c")
+
+    def tagged_count(self, tag: str) -> int:
+        """How many separate runs carry *tag* (e.g. "lock": the padlocks shown)."""
+        return len(self._tk_text.tag_ranges(tag)) // 2
 
     def tags_at_text(self, needle: str) -> tuple[str, ...]:
         """The tags at the first occurrence of *needle* (empty when absent)."""

@@ -11,50 +11,54 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certificate
 from parley_chat.client.tls import is_ca_certificate
 from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
-from .connect_dialog import ConnectDialog
-from .connecting import ConnectForm, Problem, build_client, check_form, describe_failure
-from .e2e import attach_session
+from .connect_page import ConnectPage
+from .connect_policy import ConnectForm, Problem, build_client, check_form, describe_failure
 from .jobs import Jobs
 from .settings import Pin, SettingsStore
 
+#: Opens the end-to-end keys for a client before it connects: (client, data
+#: folder, then) -> None; it calls *then* when the keys are settled (gui/e2e.py).
+PrepareE2E = Callable[[ChatClient, Path, Callable[[], None]], None]
+
 
 class ConnectFlow:
-    """Drives *dialog*. *on_form_used* (form) is called when a form is used, so
+    """Drives the connect *page*. *on_form_used* (form) is called when a form is used, so
     the app can remember it; *on_logged_in* (client, form, pin) gets the client
-    once connect() succeeded."""
+    once connect() succeeded; *prepare_e2e* opens the end-to-end keys first."""
 
     def __init__(
         self,
-        dialog: ConnectDialog,
+        page: ConnectPage,
         store: SettingsStore,
         jobs: Jobs,
         *,
         on_form_used: Callable[[ConnectForm], None],
         on_logged_in: Callable[[ChatClient, ConnectForm, Pin | None], None],
+        prepare_e2e: PrepareE2E | None = None,
     ) -> None:
-        self._dialog = dialog
+        self._page = page
         self._store = store
         self._jobs = jobs
         self._on_form_used = on_form_used
         self._on_logged_in = on_logged_in
+        self._prepare_e2e = prepare_e2e
         self._trusting: tuple[ConnectForm, ProbedCertificate] | None = None
         self._changed_pin: ConnectForm | None = None
-        #: Why end-to-end encryption is off for the last login (None: it is on).
-        self.e2e_off: str | None = None
 
     def connect(self, form: ConnectForm) -> None:
         """Check *form*, settle trust (CA file, pin, or ask), then log in."""
         problem = check_form(form)
         if problem is not None:
-            self._dialog.show_problem(problem)
+            self._page.show_problem(problem)
             return
         self._on_form_used(form)
-        self._dialog.hide_panel()
+        self._page.hide_panel()
         if form.uses_ca:
             self._login(form, None)
             return
@@ -64,7 +68,7 @@ class ConnectFlow:
             return
         # A pinned server certificate (or none): fetch the certificates (display
         # only; nothing is sent), then migrate the pin, or settle first use.
-        self._dialog.set_busy("Fetching the server's certificate\u2026")
+        self._page.set_busy("Fetching the server's certificate\u2026")
         host, port = form.host, form.port
 
         def done(probed: ProbedCertificate | None, exc: BaseException | None) -> None:
@@ -72,7 +76,7 @@ class ConnectFlow:
                 self._login(form, self._migrated(form, pin, probed))
                 return
             if exc is not None or probed is None:
-                self._dialog.show_problem(
+                self._page.show_problem(
                     Problem(
                         f"Can't reach {form.where}",
                         f"{_reason(exc)}. Check the address and port, and that the server "
@@ -84,7 +88,7 @@ class ConnectFlow:
                 self._trust_invite(form, probed)
                 return
             self._trusting = (form, probed)
-            self._dialog.show_trust_prompt(
+            self._page.show_trust_prompt(
                 form.where, probed.anchor_fingerprint, ca=probed.anchor_is_ca
             )
 
@@ -106,13 +110,13 @@ class ConnectFlow:
         try:
             pem = anchor_for_invite(probed, form.expected_fingerprint, form.where)
         except Exception as exc:  # InviteMismatch: refused loudly, nothing pinned
-            self._dialog.show_problem(describe_failure(exc, form))
+            self._page.show_problem(describe_failure(exc, form))
             return
         pin = Pin(pem=pem, fingerprint=probed.anchor_fingerprint)
         try:
             self._store.set_pin(form.host, form.port, pin)
         except ValueError as exc:
-            self._dialog.show_problem(Problem("Already pinned", str(exc)))
+            self._page.show_problem(Problem("Already pinned", str(exc)))
             return
         self._login(form, pin)
 
@@ -127,7 +131,7 @@ class ConnectFlow:
         try:
             self._store.set_pin(form.host, form.port, pin)
         except ValueError as exc:  # a pin appeared meanwhile: never overwrite one
-            self._dialog.show_problem(Problem("Already pinned", str(exc)))
+            self._page.show_problem(Problem("Already pinned", str(exc)))
             return
         self._login(form, pin)
 
@@ -135,8 +139,8 @@ class ConnectFlow:
         """The user dismissed the panel (trust prompt or warning)."""
         self._trusting = None
         self._changed_pin = None
-        self._dialog.hide_panel()
-        self._dialog.set_busy(None)
+        self._page.hide_panel()
+        self._page.set_busy(None)
 
     def forget_pin(self) -> None:
         """After a changed-certificate warning: remove the old pin (and trust nothing yet)."""
@@ -145,7 +149,7 @@ class ConnectFlow:
         if form is None:
             return
         self._store.forget_pin(form.host, form.port)
-        self._dialog.show_problem(
+        self._page.show_problem(
             Problem(
                 "The old certificate is forgotten",
                 "Press Connect to see the new fingerprint. Trust it only if it matches the "
@@ -159,21 +163,29 @@ class ConnectFlow:
         try:
             client = build_client(form, pin=pin, last_seen=last_seen)
         except Exception as exc:  # TrustStoreError, ValueError: bad input, nothing sent
-            self._dialog.show_problem(describe_failure(exc, form, pin))
+            self._page.show_problem(describe_failure(exc, form, pin))
+            return
+        if self._prepare_e2e is None:
+            self._connect(client, form, pin)
             return
         # Before connecting, so the replay of encrypted messages is decrypted.
-        self.e2e_off = attach_session(client, self._store.data_directory)
-        self._dialog.set_busy("Connecting\u2026")
+        self._page.set_busy("Opening your end-to-end keys\u2026")
+        self._prepare_e2e(
+            client, self._store.data_directory, lambda: self._connect(client, form, pin)
+        )
+
+    def _connect(self, client: ChatClient, form: ConnectForm, pin: Pin | None) -> None:
+        self._page.set_busy("Connecting\u2026")
 
         def done(_result: object, exc: BaseException | None) -> None:
             if exc is not None:
                 problem = describe_failure(exc, form, pin)
                 if problem.severity == "danger":
                     self._changed_pin = form
-                self._dialog.show_problem(problem)
+                self._page.show_problem(problem)
                 return
-            self._dialog.set_busy(None)
-            self._dialog.hide_panel()
+            self._page.set_busy(None)
+            self._page.hide_panel()
             self._on_logged_in(client, form, pin)
 
         self._jobs.start("connect", client.connect, done)

@@ -90,6 +90,9 @@ class Line:
     where: str | None = None
     hits: tuple[str, ...] = ()  # search words to highlight (search results only)
     edited: bool = False  # its author edited it (moderation): shown as "(edited)"
+    # End-to-end encrypted (a padlock); a private line without it went unencrypted.
+    secure: bool = False
+    unreadable: str | None = None  # why an encrypted message cannot be read here
 
     @property
     def is_message(self) -> bool:
@@ -233,9 +236,14 @@ class ChatModel:
         self.current: str = room_key(DEFAULT_ROOM)
         self.last_shown_id: int | None = None
         self.found: dict[int, Message] = {}  # the search results, by id
+        #: The window is not being looked at (unfocused): messages in the open
+        #: conversation count as unread too, until looked_back().
+        self.away = False
         self._mention_re: re.Pattern[str] | None = None
         self._replay_missed = False  # a "missed" replay batch is open
         self._divided: set[str] = set()  # conversations that got a divider in it
+        # Messages that arrived end-to-end encrypted: id -> why unreadable (None: read).
+        self._secure: dict[int, str | None] = {}
         self.set_me(me)
 
     # --- identity and conversations -------------------------------------------------
@@ -308,9 +316,25 @@ class ChatModel:
         other = m.to if self.is_me(m.from_) else m.from_
         return dm_key(other or "")
 
-    def total_unread(self) -> int:
-        """Unread messages over every conversation but the open one."""
-        return sum(c.unread for k, c in self.conversations.items() if k != self.current)
+    def attention(self, muted: set[str] | frozenset[str] = frozenset()) -> int:
+        """How many conversations (not *muted*) hold unread private messages or
+        mentions: the window title's count. It comes from the conversations'
+        own unread counts, the one count the client keeps."""
+        return sum(
+            1
+            for k, c in self.conversations.items()
+            if c.unread > 0 and c.mentioned and k not in muted
+        )
+
+    def looked_back(self) -> bool:
+        """The user is looking at the window again: the open conversation is read.
+        True when that changed its count."""
+        conv = self.current_conversation
+        if conv is None or (conv.unread == 0 and not conv.mentioned):
+            return False
+        conv.unread = 0
+        conv.mentioned = False
+        return True
 
     # --- incoming messages --------------------------------------------------------------
 
@@ -325,6 +349,29 @@ class ChatModel:
         self._replay_missed = False
         self._divided = set()
 
+    def mark_secure(self, message_id: int, unreadable: str | None = None) -> None:
+        """Message *message_id* arrived end-to-end encrypted (and, with *unreadable*,
+        could not be decrypted here, for that reason): its line gets the padlock."""
+        if unreadable is None or self._secure.get(message_id, "") is not None:
+            self._secure[message_id] = unreadable
+
+    def is_secure(self, message_id: int) -> bool:
+        """True when message *message_id* arrived end-to-end encrypted."""
+        return message_id in self._secure
+
+    def forget_private(self) -> None:
+        """Drop the messages of every private conversation (their history is fetched
+        again; local notes stay): after this device got its keys, what was
+        unreadable is not any more."""
+        for conv in self.conversations.values():
+            if conv.kind != "dm":
+                continue
+            self._secure = {i: r for i, r in self._secure.items() if i not in conv.ids}
+            conv.lines = [ln for ln in conv.lines if ln.id is None and ln.kind != "divider"]
+            conv.ids = set()
+            conv.has_more = True
+            conv.loading = False
+
     def line_of(self, m: Message, where: str | None = None) -> Line:
         """The line showing message *m*."""
         own = self.is_me(m.from_)
@@ -338,6 +385,8 @@ class ChatModel:
             mention=not own and m.kind != "system" and self.mentions_me(m.text),
             where=where,
             edited=m.edited is not None,
+            secure=m.id in self._secure,
+            unreadable=self._secure.get(m.id),
         )
 
     def add(self, m: Message, *, replayed: bool = False) -> Added | None:
@@ -374,7 +423,7 @@ class ChatModel:
             and m.id > conv.counted_to
             and m.id > conv.read
         )
-        if key != self.current and unread:
+        if (key != self.current or self.away) and unread:
             conv.unread += 1
             conv.mentioned = conv.mentioned or line.mention or m.kind == MessageKind.PRIVATE
         trimmed = self._trim(conv)

@@ -130,6 +130,8 @@ class Settings:
     geometry: str = "1120x720"  # "WIDTHxHEIGHT" of the main window
     font_size: int = 14  # the chat's text size in pixels (Ctrl+plus/minus)
     muted: list[str] = field(default_factory=list)  # conversation keys without notifications
+    # Protect the end-to-end keys with a passphrase even where an OS keyring is there.
+    key_passphrase: bool = False
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Settings:

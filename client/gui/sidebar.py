@@ -157,7 +157,8 @@ class _Row:
 
 class Sidebar(ctk.CTkFrame):
     """Rooms and private conversations. Callbacks: *on_select* (conversation key),
-    *on_new_room*, *on_toggle_theme*, *on_sign_out* (no arguments)."""
+    *on_new_room*, *on_toggle_theme*, *on_sign_out*, *on_keys* (the end-to-end
+    key menu; no arguments)."""
 
     def __init__(
         self,
@@ -167,6 +168,7 @@ class Sidebar(ctk.CTkFrame):
         on_new_room: Callable[[], None],
         on_toggle_theme: Callable[[], None],
         on_sign_out: Callable[[], None],
+        on_keys: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(master, corner_radius=0, width=240, fg_color=theme.pair("side_bg"))
         self._on_select = on_select
@@ -253,10 +255,15 @@ class Sidebar(ctk.CTkFrame):
             "text_color": theme.pair("muted"),
             "font": (theme.FONT_FAMILY, 16),
         }
+        # The end-to-end keys: unlock, export, import (a menu; client/gui/e2e.py).
+        self.keys_button = ctk.CTkButton(
+            card, text="\u26bf", command=on_keys or (lambda: None), **icon
+        )
+        self.keys_button.grid(row=0, column=2, rowspan=2, padx=(0, 2))
         self.theme_button = ctk.CTkButton(card, text="\u263e", command=on_toggle_theme, **icon)
-        self.theme_button.grid(row=0, column=2, rowspan=2, padx=(0, 2))
+        self.theme_button.grid(row=0, column=3, rowspan=2, padx=(0, 2))
         self.sign_out_button = ctk.CTkButton(card, text="\u21e5", command=on_sign_out, **icon)
-        self.sign_out_button.grid(row=0, column=3, rowspan=2, padx=(0, 10))
+        self.sign_out_button.grid(row=0, column=4, rowspan=2, padx=(0, 10))
 
     def _section(self, title: str, on_add: Callable[[], None] | None) -> ctk.CTkFrame:
         frame = ctk.CTkFrame(self.scroll, fg_color="transparent", height=28)

@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 from parley_chat.client import ChatClient
+from parley_chat.client.e2e.files import PASSPHRASE_ENV
 from tests.client.gui.helpers import pump
+
+#: The end-to-end key passphrase windows get unless a test asks otherwise (so no
+#: window stops at the passphrase dialog on a machine without an OS keyring).
+GUI_KEY_PASSPHRASE = "gui test key passphrase"
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +47,13 @@ def tk_garbage_on_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         gc.collect()
         gc.enable()
+
+
+@pytest.fixture(autouse=True)
+def key_passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows made without open_app protect their end-to-end keys with
+    GUI_KEY_PASSPHRASE too, rather than stopping at the key dialog."""
+    monkeypatch.setenv(PASSPHRASE_ENV, GUI_KEY_PASSPHRASE)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +103,9 @@ def open_app(
     ctk: Any, gui_server: Any, ca_file: Path, tmp_path: Path
 ) -> Iterator[Callable[..., Any]]:
     """Open desktop windows: open_app(nick, ...) returns a logged-in App (or, with
-    connected=False, one that is still on the connect screen)."""
+    connected=False, one that is still on the connect screen). The keys are
+    protected by *key_passphrase* (PARLEY_KEY_PASSPHRASE in the window's
+    environment); None leaves it out, so the window asks in its key dialog."""
     from parley_chat.client.gui.app import App
     from parley_chat.client.gui.settings import Settings, SettingsStore
 
@@ -109,6 +123,7 @@ def open_app(
         geometry: str = "1100x700",
         title: str | None = None,
         register: bool = True,
+        key_passphrase: str | None = GUI_KEY_PASSPHRASE,
     ) -> Any:
         srv = server or gui_server
         host, port = srv.address
@@ -123,7 +138,14 @@ def open_app(
             appearance=appearance,
             geometry=geometry if config is None else settings.geometry,
         )
-        app = App(store, settings=settings, title=title or f"parley-{nick}", password=password)
+        environ = {PASSPHRASE_ENV: key_passphrase} if key_passphrase is not None else {}
+        app = App(
+            store,
+            settings=settings,
+            title=title or f"parley-{nick}",
+            password=password,
+            environ=environ,
+        )
         app.geometry(f"+{40 * len(apps)}+{30 * len(apps)}")
         apps.append(app)
         if connected:
@@ -132,6 +154,8 @@ def open_app(
                 lambda: app.statusbar.state == "connected" and app.model.current_conversation,
                 what=f"{nick} connected",
             )
+            # Settled: the end-to-end keys too (their note is in the conversation).
+            pump(app, lambda: app.jobs.pending == 0, what=f"{nick}'s start-up jobs")
         return app
 
     yield _open
@@ -140,6 +164,8 @@ def open_app(
             app.shutdown(timeout=0.5)
         except Exception:
             pass
+    for app in apps:
+        assert app.wait_closed(10), "a window's connection was not closed"
 
 
 @pytest.fixture

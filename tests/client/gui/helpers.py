@@ -31,12 +31,18 @@ def pump(
         time.sleep(0.005)
 
 
-def settle(app: Any, seconds: float = 0.2) -> None:
-    """Pump for a short while (lets queued events arrive), with no condition."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        app.update()
-        time.sleep(0.005)
+def idle(app: Any, timeout: float = DEFAULT_WAIT) -> None:
+    """A draw barrier: pump until the window has handled every event its client
+    queued and every background job it started, then let Tk finish its idle
+    work (geometry, redraws). What the window shows after this is what it will
+    show until something new arrives, so a test may assert an absence."""
+
+    def caught_up() -> bool:
+        client = getattr(app, "_client", None)
+        return (client is None or client.events.empty()) and app.jobs.pending == 0
+
+    pump(app, caught_up, timeout, what="the window handled what it had")
+    app.update_idletasks()
 
 
 def wait_event(

@@ -12,7 +12,7 @@ from parley_chat.client import Acked, MessageReceived, RoomJoined
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
 from parley_chat.client.gui.notify import Notification
-from tests.client.gui.helpers import press, pump, settle, type_into, wait_event
+from tests.client.gui.helpers import idle, press, pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -350,7 +350,7 @@ def test_sending_while_scrolled_up_scrolls_to_your_message(open_app, chat_client
     pump(alice, lambda: not alice.chat_view.at_bottom())
     type_into(alice, "my reply at the bottom")
     pump(alice, lambda: shows(alice, "my reply at the bottom"))
-    settle(alice, 0.1)
+    idle(alice)
     assert alice.chat_view.at_bottom()
 
 
@@ -407,7 +407,7 @@ def test_notifications_for_private_messages_and_mentions_while_unfocused(
         send_and_wait(bob, "@alice again, muted")
         send_and_wait(bob, "marker after the muted mention", to="alice")
         pump(alice, lambda: len(backend.sent) == 3)
-        settle(alice, 0.1)
+        idle(alice)
         assert [n.body for n in backend.sent][-1] == "marker after the muted mention"
         # A click on the private message's notification opens that conversation.
         assert alice.model.current == room_key("#lobby")
@@ -417,6 +417,7 @@ def test_notifications_for_private_messages_and_mentions_while_unfocused(
         assert alice.sidebar.badge_text(dm_key("bob")) == ""
     finally:
         alice.shutdown(timeout=0.5)
+        alice.wait_closed(10)
 
 
 def test_badges_are_red_only_for_mentions_and_private_messages(open_app, chat_client):
@@ -526,7 +527,7 @@ def test_the_banner_wraps_at_words_and_keeps_the_last_line_in_view(open_app, cha
     pump(alice, lambda: shows(alice, "line 39"))
     type_into(alice, "/exit")
     pump(alice, lambda: alice.composer.banner_visible)
-    settle(alice, 0.1)
+    idle(alice)
     label = alice.composer.banner_label
     assert 0 < int(label.cget("wraplength")) <= alice.composer.banner.winfo_width()
     assert alice.chat_view.at_bottom()

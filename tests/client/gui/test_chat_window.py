@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import tkinter
 
 import pytest
 
-from parley_chat.client import Acked, MessageReceived
+from parley_chat.client import Acked, MessageReceived, PresenceChanged
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
-from tests.client.gui.helpers import pump, settle, type_into, wait_event
+from tests.client.gui.helpers import idle, pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -77,7 +79,7 @@ def test_private_message_is_purple_and_reaches_its_recipient_only(open_app):
     type_into(alice, "/join #lobby")
     type_into(alice, "public marker after the secret")
     pump(carol, lambda: shows(carol, "public marker after the secret"))
-    settle(carol)
+    idle(carol)
     assert dm_key("alice") not in carol.model.conversations
     everything = "".join(ln.text for c in carol.model.conversations.values() for ln in c.lines)
     assert "the secret is 42" not in everything
@@ -109,7 +111,7 @@ def test_exit_then_rejoin_replays_what_was_missed_once_in_order_under_the_divide
     missed = [f"missed number {i}" for i in range(1, 6)]
     for text in missed:
         send_and_wait(bob, text)
-    settle(alice, 0.2)
+    idle(alice)
     assert not shows(alice, "missed number 1")
     type_into(alice, "/rejoin")
     pump(alice, lambda: shows(alice, missed[-1]), what="the replay")
@@ -196,9 +198,13 @@ def test_private_message_or_mention_while_unfocused_marks_title_and_rings(
     pump(alice, lambda: alice.title().startswith("(2) "))
     assert len(bells) == 2
     assert "parley-notify" in alice.title()
-    # Coming back to the window clears the mark.
+    # Coming back to the window reads the open room (its mention); the private
+    # conversation waits until it is opened. The count is the conversations'
+    # own unread counts (one counter): conversations with something for alice.
     alice.event_generate("<FocusIn>")
-    pump(alice, lambda: not alice.title().startswith("("))
+    pump(alice, lambda: alice.title().startswith("(1) "), what="the room read")
+    alice.sidebar.row_button(dm_key("bob")).invoke()
+    pump(alice, lambda: not alice.title().startswith("("), what="the mark cleared")
 
 
 def test_double_click_on_a_user_opens_a_private_conversation(open_app, chat_client):
@@ -246,14 +252,14 @@ def test_view_follows_new_messages_only_when_at_the_bottom(open_app, chat_client
     pump(alice, lambda: not alice.chat_view.at_bottom())
     send_and_wait(bob, "arrives while reading history")
     pump(alice, lambda: shows(alice, "arrives while reading history"))
-    settle(alice, 0.1)
+    idle(alice)
     assert not alice.chat_view.at_bottom()
     assert alice.chat_view.jump_button.winfo_ismapped()
     alice.chat_view.jump_button.invoke()
     pump(alice, lambda: alice.chat_view.at_bottom())
     send_and_wait(bob, "followed again")
     pump(alice, lambda: shows(alice, "followed again"))
-    settle(alice, 0.1)
+    idle(alice)
     assert alice.chat_view.at_bottom()
 
 
@@ -313,6 +319,7 @@ def test_reopening_the_app_replays_exactly_what_was_missed(open_app, chat_client
     seen = send_and_wait(bob, "seen before closing")
     pump(alice, lambda: shows(alice, "seen before closing"))
     alice.shutdown(timeout=0.5)
+    assert alice.wait_closed(10)
     last_seen = json.loads((config / "last_seen.json").read_text())
     assert seen in last_seen.values()
     for text in ("missed while closed 1", "missed while closed 2"):
@@ -350,3 +357,21 @@ def test_keyboard_shortcuts(open_app):
     assert alice.composer.get() == ""
     entry.event_generate("<Control-KeyPress-f>")
     pump(alice, lambda: alice.focus_get() is alice.chat_view.search_entry._entry)
+
+
+def test_closing_the_window_is_at_once_and_the_goodbye_goes_off_the_tk_thread(
+    open_app, chat_client
+):
+    alice = open_app("alice")
+    bob = chat_client("bob")
+    pump(alice, lambda: "bob" in alice.userlist.rows, what="bob online")
+    alice.on_close()  # the window's close box
+    # The window is gone when on_close returns; the connection is being closed
+    # by a thread of its own, not by this (the Tk) thread.
+    with pytest.raises(tkinter.TclError):
+        alice.winfo_exists()
+    assert alice.closing is not None and alice.closing is not threading.current_thread()
+    assert alice.closing.name == "parley-gui-close"
+    # It says goodbye: bob sees alice leave (a graceful close, not a timeout).
+    wait_event(bob, lambda e: isinstance(e, PresenceChanged) and e.left == "alice")
+    assert alice.wait_closed(10)

@@ -14,7 +14,7 @@ import pytest
 from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.discovery import DiscoveredServer
 from parley_chat.client.gui.app import App
-from parley_chat.client.gui.connecting import DEFAULT_CA_FILE
+from parley_chat.client.gui.connect_policy import DEFAULT_CA_FILE
 from parley_chat.client.gui.settings import Pin, Settings, SettingsStore, server_key
 from parley_chat.protocol.invite import format_invite
 from parley_chat.server.chat_server import ChatServer
@@ -99,6 +99,7 @@ def test_a_fresh_client_without_a_ca_file_asks_to_trust_on_first_use(
         assert "First connection" in page.panel_text()
     finally:
         app.shutdown(timeout=0.5)
+        app.wait_closed(10)
 
 
 def test_a_pinned_server_certificate_becomes_a_pin_of_its_ca(open_app, tmp_path, request):
@@ -182,4 +183,5 @@ def test_the_connect_screen_lists_a_server_advertised_on_loopback(
         assert (page.host.get(), page.port.get()) == ("127.0.0.1", str(port))
     finally:
         app.shutdown(timeout=0.5)
+        app.wait_closed(10)
         advertiser.stop()

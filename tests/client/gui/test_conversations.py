@@ -28,6 +28,7 @@ def test_private_conversations_are_listed_after_a_restart(open_app, chat_client,
     send_and_wait(bob, "remember me after the restart", to="alice")
     pump(alice, lambda: dm_key("bob") in alice.model.conversations)
     alice.shutdown(timeout=0.5)
+    assert alice.wait_closed(10)
     bob.close(timeout=0.5)  # bob is offline: he must still be listed
     send_and_wait(chat_client("carol"), "from carol, while alice was away", to="alice")
 
@@ -77,11 +78,13 @@ def test_the_read_marker_survives_a_restart(open_app, chat_client, tmp_path):
         send_and_wait(bob, f"unread in later {i}", room="#later")
     pump(alice, lambda: alice.sidebar.badge_text(room_key("#later")) == "3")
     alice.shutdown(timeout=0.5)
+    assert alice.wait_closed(10)
     again = open_app("alice", config=config)
     pump(again, lambda: again.sidebar.badge_text(room_key("#later")) == "3", what="3 unread")
     again.select(room_key("#later"))
     pump(again, lambda: "unread in later 2" in again.chat_view.content())
     again.shutdown(timeout=0.5)
+    assert again.wait_closed(10)
     third = open_app("alice", config=config)
 
     pump(third, lambda: room_key("#later") in third.model.conversations)

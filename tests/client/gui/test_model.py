@@ -79,9 +79,25 @@ def test_unread_counts_skip_the_open_conversation_own_messages_and_notices():
     m.add(msg(4))  # the open conversation
     assert m.conversations["#dev"].unread == 1
     assert m.conversations["#lobby"].unread == 0
-    assert m.total_unread() == 1
+    assert m.attention() == 0  # no private message, no mention
+    m.add(msg(5, "hi @alice", room="#dev"))
+    assert m.conversations["#dev"].unread == 2
+    assert m.attention() == 1 and m.attention({"#dev"}) == 0  # muted: not counted
     m.select("#dev")
     assert m.conversations["#dev"].unread == 0
+    assert m.attention() == 0
+
+
+def test_while_away_the_open_conversation_counts_unread_until_looked_back():
+    m = model()
+    m.away = True
+    m.add(msg(1))  # the open conversation (#lobby)
+    m.add(msg(2, "hey @alice"))
+    assert m.conversations["#lobby"].unread == 2 and m.attention() == 1
+    m.away = False
+    assert m.looked_back()
+    assert m.conversations["#lobby"].unread == 0 and m.attention() == 0
+    assert not m.looked_back()
 
 
 def test_a_fresh_logins_recent_history_is_not_unread_but_missed_messages_are():

@@ -16,7 +16,7 @@ from parley_chat.client import Acked, RoomJoined
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
 from parley_chat.client.gui.settings import Pin, SettingsStore
-from tests.client.gui.helpers import pump, settle, type_into, wait_event
+from tests.client.gui.helpers import idle, pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -34,7 +34,7 @@ def grab(app: Any, path: Path) -> Any:
     from PIL import ImageGrab
 
     app.lift()
-    settle(app, 0.3)  # let customtkinter finish drawing
+    idle(app)  # customtkinter has drawn everything
     x, y = app.winfo_rootx(), app.winfo_rooty()
     w, h = app.winfo_width(), app.winfo_height()
     image = ImageGrab.grab(bbox=(x, y, x + w, y + h), xdisplay=os.environ["DISPLAY"])
@@ -71,11 +71,13 @@ def test_screenshot_connect_dialog_light_dark_and_trust_prompts(
     finally:
         ctk.set_appearance_mode("light")
         app.shutdown(timeout=0.5)
+        assert app.wait_closed(10)
     prompt = open_app("alice", ca="", connected=False, geometry="1180x740")
     prompt.geometry("+0+0")
     pump(prompt, lambda: prompt.connect_page.panel_kind == "warn")
     grab(prompt, shots / "connect-trust-prompt-light.png")
     prompt.shutdown(timeout=0.5)
+    assert prompt.wait_closed(10)
 
     # A CA that did not sign the server's certificate.
     other = generate(tmp_path / "other")
@@ -84,6 +86,7 @@ def test_screenshot_connect_dialog_light_dark_and_trust_prompts(
     pump(untrusted, lambda: untrusted.connect_page.panel_kind == "error")
     grab(untrusted, shots / "connect-untrusted-light.png")
     untrusted.shutdown(timeout=0.5)
+    assert untrusted.wait_closed(10)
 
     # A pinned certificate that is not the one the server now presents.
     config = tmp_path / "config-pinned"
@@ -316,7 +319,7 @@ def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, ch
         post(bob, "and the staging keys are rotated, tell me when you are back", to="alice")
         pump(alice, lambda: len(backend.sent) == 2, what="two notifications")
         pump(alice, lambda: alice.sidebar.badge_text(dm_key("bob")) == "1")
-        settle(alice, 0.3)
+        idle(alice)
         image = ImageGrab.grab(bbox=(0, 0, 1280, 800), xdisplay=os.environ["DISPLAY"])
         image.save(shots / "notification-light.png")
         assert alice.sidebar.badge_is_loud(dm_key("bob"))
@@ -326,6 +329,7 @@ def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, ch
         for toast in backend.toasts:
             toast.destroy()
         alice.shutdown(timeout=0.5)
+        assert alice.wait_closed(10)
 
 
 def test_screenshot_room_browser_and_conversations_after_a_restart(
@@ -343,6 +347,7 @@ def test_screenshot_room_browser_and_conversations_after_a_restart(
     post(carol, "I put the slides in the shared folder", to="alice")
     pump(alice, lambda: dm_key("carol") in alice.model.conversations)
     alice.shutdown(timeout=0.5)
+    assert alice.wait_closed(10)
     post(carol, "one more thing while you were away", to="alice")
     again = open_app("alice", config=config, geometry="1180x740")
     again.geometry("+0+0")
@@ -354,7 +359,7 @@ def test_screenshot_room_browser_and_conversations_after_a_restart(
     browser = again.room_browser
     browser.geometry("+380+120")
     pump(again, lambda: "#garden" in browser.buttons)
-    settle(again, 0.3)
+    idle(again)
     from PIL import ImageGrab
 
     image = ImageGrab.grab(bbox=(0, 0, 1180, 740), xdisplay=os.environ["DISPLAY"])
@@ -375,7 +380,7 @@ def test_screenshot_composer_with_command_hints_and_a_multi_line_draft(
     before = alice.composer.entry.winfo_height()
     alice.composer.set_text("first line of a longer note\nsecond line\nthird line, and @b")
     pump(alice, lambda: "bob" in alice.composer.hint)
-    settle(alice, 0.2)
+    idle(alice)
     assert alice.composer.entry.winfo_height() > before  # the input grew with the lines
     grab(alice, shots / "composer-multi-line-light.png")
 

@@ -40,6 +40,7 @@ def test_typing_in_the_real_process_reaches_another_client(
         "DISPLAY": display,
         "PARLEY_CONFIG_DIR": str(tmp_path / "config"),
         "PARLEY_PASSWORD": "smoke-secret",
+        "PARLEY_KEY_PASSPHRASE": "smoke key passphrase",
         "PYTHONPATH": str(ROOT),
     }
     proc = subprocess.Popen(

@@ -1,4 +1,4 @@
-# client/gui/connecting.py: the form's checks and what each failure tells the
+# client/gui/connect_policy.py: the form's checks and what each failure tells the
 # user (no display, no network).
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from parley_chat.client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from parley_chat.client.gui.connecting import (
+from parley_chat.client.gui.connect_policy import (
     DEFAULT_CA_FILE,
     ConnectForm,
     check_form,
@@ -114,7 +114,7 @@ def test_a_missing_default_ca_file_starts_as_trust_on_first_use(tmp_path, monkey
 
 
 def test_failures_never_show_raw_openssl_or_exception_text():
-    from parley_chat.client.gui.connecting import plain_reason
+    from parley_chat.client.gui.connect_policy import plain_reason
 
     form = ConnectForm("chat.lan", 5555, "", "alice", "pw")
     raw = [

@@ -24,7 +24,7 @@ from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
 from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
 
 from . import theme
-from .connecting import (
+from .connect_policy import (
     ConnectForm,
     Problem,
     format_fingerprint,
@@ -50,7 +50,7 @@ _ENTRY = {
 }
 
 
-class ConnectDialog(ctk.CTkFrame):
+class ConnectPage(ctk.CTkFrame):
     """The connect form, centred on the window. Callbacks: *on_connect* (ConnectForm),
     *on_trust* (accept the fingerprint shown), *on_cancel* (dismiss the panel),
     *on_forget_pin* (remove a pin after a changed-certificate warning)."""

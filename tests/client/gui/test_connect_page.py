@@ -15,7 +15,7 @@ from parley_chat.client.gui.app import App
 from parley_chat.client.gui.settings import Settings, SettingsStore, server_key
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
-from tests.client.gui.helpers import pump, settle
+from tests.client.gui.helpers import idle, pump
 
 pytestmark = pytest.mark.gui
 
@@ -46,7 +46,7 @@ def test_untrusted_ca_shows_the_offered_fingerprint_and_sends_no_password(
     assert "not trusted" in text
     assert fingerprint_sha256((certs_dir / "server.pem").read_bytes()) in flat(text)
     assert "nothing was sent" in text
-    settle(app, 0.3)
+    idle(app)
     # No login ever reached the server: no account, no session, nobody online.
     assert rows(gui_server, "SELECT COUNT(*) FROM sessions") == [(0,)]
     assert rows(gui_server, "SELECT COUNT(*) FROM users") == [(0,)]
@@ -77,6 +77,7 @@ def test_trust_on_first_use_pins_the_ca_survives_a_renewal_and_refuses_a_new_ca(
     pins = json.loads((config / "known_servers.json").read_text())
     assert pins[server_key(host, port)]["fingerprint"] == ca_fp
     app.shutdown(timeout=0.5)
+    assert app.wait_closed(10)
 
     # The operator renews the server certificate (same CA) and restarts: no prompt.
     server.stop()
@@ -94,6 +95,7 @@ def test_trust_on_first_use_pins_the_ca_survives_a_renewal_and_refuses_a_new_ca(
     assert again.connect_page.panel_kind == "" and again.statusbar.state == "connected"
     assert again._client.fingerprint == fingerprint_sha256(mine.server_cert.read_bytes())
     again.shutdown(timeout=0.5)
+    assert again.wait_closed(10)
     sessions_before = rows(renewed, "SELECT COUNT(*) FROM sessions")
 
     # The same host and port now presents a certificate from another CA.
@@ -192,6 +194,7 @@ def test_settings_remember_the_form_and_window_size_but_never_the_password(
         pump(app, lambda: app.winfo_width() == 1040)
     finally:
         app.shutdown(timeout=0.5)
+        app.wait_closed(10)
     saved = store.load()
     assert (saved.host, saved.port, saved.ca_file, saved.nick, saved.register) == (
         host,
@@ -215,3 +218,4 @@ def test_settings_remember_the_form_and_window_size_but_never_the_password(
         assert again.winfo_width() == 1040
     finally:
         again.shutdown(timeout=0.5)
+        again.wait_closed(10)
