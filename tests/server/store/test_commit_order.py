@@ -85,8 +85,7 @@ def _race(dsn: str, table: str) -> tuple[set[int], set[int]]:
                 w.wait(WRITER_DEADLINE)
         assert [w.returncode for w in writers] == [0, 0]
         every = {
-            int(i)
-            for (i,) in reader.execute(f"SELECT id FROM {table} WHERE id > %s", (floor,))
+            int(i) for (i,) in reader.execute(f"SELECT id FROM {table} WHERE id > %s", (floor,))
         }
     assert len(every) == 2 * INSERTS
     return seen, every
