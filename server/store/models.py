@@ -1,9 +1,11 @@
 """The typed SQLAlchemy 2.x models: the schema's source
 of truth for Python. Alembic migrations create exactly this (a test compares
-them); the chat_log view and the FTS5 index live in the migrations only,
-because SQLAlchemy has no model for either.
+them); the chat_log view, the FTS5 index (pg_trgm on PostgreSQL) and
+PostgreSQL's message id counter live in the migrations only, because
+SQLAlchemy has no model for them (see migrations/versions/0005_postgres.py).
 
-Times are naive UTC datetimes (SQLite has no time zones); the wire adds "Z".
+Times are naive UTC datetimes (SQLite has no time zones; PostgreSQL's columns
+are TIMESTAMP WITHOUT TIME ZONE to match); the wire adds "Z".
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -40,10 +43,17 @@ NAMING = {
 }
 
 
+#: Every integer column: SQLite's INTEGER is 64 bits (and INTEGER PRIMARY KEY is the
+#: rowid), PostgreSQL's is 32, so there it is BIGINT: ids up to 2**63 - 1 (the
+#: protocol's MAX_ID) on both.
+Id = Integer().with_variant(BigInteger(), "postgresql")
+
+
 class Base(DeclarativeBase):
     """Declarative base with the project's constraint naming convention."""
 
     metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {int: Id}
 
 
 class User(Base):
@@ -53,7 +63,7 @@ class User(Base):
 
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     nick: Mapped[str] = mapped_column(String(24))
     nick_key: Mapped[str | None] = mapped_column(String(24), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
@@ -71,7 +81,7 @@ class ResumeToken(Base):
 
     __tablename__ = "resume_tokens"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -85,8 +95,9 @@ class ChatSession(Base):
     Named ChatSession so it never shadows SQLAlchemy's Session."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_node_ended_at", "node", "ended_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("resume_tokens.id"))
     peer: Mapped[str] = mapped_column(String(64))
@@ -95,6 +106,9 @@ class ChatSession(Base):
     last_active_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     end_reason: Mapped[str | None] = mapped_column(String(200))
+    #: The server node that opened it (ServerConfig.node); NULL for rows from before
+    #: nodes existed. A node's start-up closes its own open sessions only.
+    node: Mapped[str | None] = mapped_column(String(64))
 
 
 class Room(Base):
@@ -102,14 +116,14 @@ class Room(Base):
 
     __tablename__ = "rooms"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(33))
     name_key: Mapped[str] = mapped_column(String(33), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # Moderation. owner_id is the creator (no foreign key: SQLite cannot add
     # one to an existing table without rebuilding it, which would drop the
     # FTS triggers and the chat_log view with it).
-    owner_id: Mapped[int | None] = mapped_column(Integer)
+    owner_id: Mapped[int | None] = mapped_column(Id)
     topic: Mapped[str | None] = mapped_column(String(300))
     private: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
@@ -144,7 +158,7 @@ class Message(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     #: A MessageKind (the column holds its string).
     kind: Mapped[str] = mapped_column(String(8))
@@ -157,7 +171,7 @@ class Message(Base):
     # message_versions); a deleted message stays, marked, for the operator.
     edited_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
-    deleted_by_id: Mapped[int | None] = mapped_column(Integer)
+    deleted_by_id: Mapped[int | None] = mapped_column(Id)
     #: An end-to-end encrypted private message's envelope (then `body` is ''):
     #: opaque to the server, never indexed for search (docs/security.md).
     envelope: Mapped[str | None] = mapped_column(Text)
@@ -178,11 +192,11 @@ class ReadMarker(Base):
         CheckConstraint("(room_id IS NULL) <> (peer_id IS NULL)", name="one_target"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     peer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    message_id: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[int] = mapped_column(Id)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -243,7 +257,7 @@ class RoomSanction(Base):
         Index("ix_room_sanctions_room_id_user_id", "room_id", "user_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     #: A SanctionKind.
@@ -263,9 +277,9 @@ class MessageVersion(Base):
     __tablename__ = "message_versions"
     __table_args__ = (UniqueConstraint("message_id", "version"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Id)
     body: Mapped[str] = mapped_column(Text)
     replaced_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -276,7 +290,7 @@ class ModerationAction(Base):
 
     __tablename__ = "moderation_actions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(16))
@@ -288,9 +302,21 @@ class ModerationAction(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+#: What the migrations make by hand for one dialect and no model describes: SQLite's
+#: FTS5 tables (messages_fts*), PostgreSQL's message id counter and pg_trgm index.
+HAND_MADE_TABLES = ("messages_fts", "message_counter")
+HAND_MADE_INDEXES = ("ix_messages_body_trgm",)
+
+
 def compared_with_models(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Alembic's include_object filter: leave the hand-made FTS5 tables (which no
+    """Alembic's include_object filter: leave the hand-made tables and indexes (which no
     model describes) out when the database is compared with these models."""
-    return not (type_ == "table" and name is not None and name.startswith("messages_fts"))
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(HAND_MADE_TABLES)
+    if type_ == "index":
+        return name not in HAND_MADE_INDEXES
+    return True
