@@ -40,6 +40,7 @@ from .events import (
     RoomLeft,
     RoomsListed,
 )
+from .session import ClientSession
 from .tls import ProbedCertificate, client_context, fingerprint_of, probe_server_certificate
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "ChatClient",
     "ClientError",
     "ClientEvent",
+    "ClientSession",
     "Connected",
     "ConnectionLost",
     "ConversationSummary",
