@@ -40,6 +40,7 @@ from .events import (
     RoomLeft,
     RoomsListed,
 )
+from .session import ClientSession
 from .tls import (
     ProbedCertificate,
     client_context,
@@ -56,6 +57,7 @@ __all__ = [
     "ChatClient",
     "ClientError",
     "ClientEvent",
+    "ClientSession",
     "Connected",
     "ConnectionLost",
     "ConversationSummary",

@@ -732,7 +732,7 @@ class ChatClient:
         self._fingerprint = link.fingerprint
         self._link = link
         self._emit_all(
-            self.session.logged_in_with(
+            self.session.welcomed(
                 welcome, resumed=resumed, tls_version=link.tls_version, fingerprint=link.fingerprint
             )
         )

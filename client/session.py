@@ -10,8 +10,9 @@ around h11: it connects, verifies the server, reads frames and hands each one to
 
 The caller drives it in three steps, for each established connection:
   1. `hello(...)` builds the login frame; after the server's welcome,
-     `logged_in(...)` adopts it and queues the resends.
-  2. Every frame from the server goes to `receive(frame, now)`; requests
+     `welcomed(...)` adopts it and queues the resends.
+  2. Every frame from the server goes to `receive(frame, now)` (replies such as
+     a pong go to the outbox; receive never calls on_outgoing); requests
      (`send_text`, `request`, ...) queue frames; `frames_to_send()` drains them;
      `tick(now)` queues what a timer made due (`next_deadline()` says when).
   3. When the connection ends, `connection_lost()`; the next login starts at 1
@@ -232,7 +233,7 @@ class ClientSession:
 
     @property
     def logged_in(self) -> bool:
-        """True between `logged_in()` and `connection_lost()`."""
+        """True between `welcomed()` and `connection_lost()`."""
         return self._live
 
     @property
@@ -296,7 +297,7 @@ class ClientSession:
         """The server refused the resume token: the next login uses the password."""
         self._token = None
 
-    def logged_in_with(
+    def welcomed(
         self, welcome: Welcome, *, resumed: bool, tls_version: str, fingerprint: str
     ) -> list[ClientEvent]:
         """The server welcomed us: adopt its view and queue the resends. Returns [Connected].

@@ -47,6 +47,7 @@ from parley_chat.client import (
     RoomLeft,
     RoomsListed,
 )
+from parley_chat.client.addresses import format_address
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 
 from ..e2e.session import E2ENotice
@@ -386,6 +387,8 @@ class App(ctk.CTk):
             self._view_dirty = True
         form = self._form
         where = form.where if form else "?"
+        if form is not None and form.servers and self._client is not None:
+            where = format_address((self._client.host, self._client.port))  # the one in use
         self.statusbar.set_connected(
             f"Connected as {ev.nick} to {where}", ev.tls_version, ev.fingerprint
         )

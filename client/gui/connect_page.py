@@ -341,7 +341,8 @@ class ConnectPage(ctk.CTkFrame):
             port = 0
         host = self.host.get().strip()
         servers = ""
-        if "," in host or (host.count(":") == 1 and not looks_like_invite(host)):
+        named_port = host.count(":") == 1 or host.startswith("[")
+        if not looks_like_invite(host) and ("," in host or named_port):
             # host:port,host2:port2 (failover): the first is the server, the rest follow.
             servers = host
             try:

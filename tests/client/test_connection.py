@@ -586,3 +586,29 @@ def test_a_server_killed_mid_session_fails_over_to_the_next_with_replay_and_rese
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+
+
+def test_a_server_shutting_down_hands_its_clients_over_to_the_next(make_server, ca_file, tmp_path):
+    a = make_server(db_url=f"sqlite:///{tmp_path / 'a.db'}")
+    b = make_server(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    alice = ChatClient(
+        [a.address, b.address],
+        nick="alice",
+        password=PASSWORD,
+        ca_file=ca_file,
+        register=True,
+        reconnect_base=0.2,
+    )
+    try:
+        alice.connect()
+        collect_until(alice, is_replay_end)
+        assert alice.port == a.address[1]
+        a.stop()  # the server says `shutdown` and closes: a passing reason, so b is next
+        dropped = wait_for_event(alice, lambda e: isinstance(e, Disconnected))
+        assert dropped.will_retry and dropped.reason.startswith("shutdown")
+        connected = wait_for_event(alice, lambda e: isinstance(e, Connected), timeout=30)
+        assert connected.nick == "alice" and (alice.host, alice.port) == b.address
+        ref = alice.send_text("after the handover")
+        wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == ref)
+    finally:
+        alice.close(timeout=2.0)

@@ -70,7 +70,7 @@ def _welcome(**kwargs: Any) -> Welcome:
 
 
 def _online(session: ClientSession, **welcome: Any) -> list[ClientEvent]:
-    return session.logged_in_with(
+    return session.welcomed(
         _welcome(**welcome), resumed=False, tls_version="TLSv1.3", fingerprint="ab" * 32
     )
 

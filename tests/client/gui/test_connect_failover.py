@@ -74,7 +74,37 @@ def test_the_connect_screen_fails_over_to_the_second_server_and_remembers_the_li
         page.connect_button.invoke()
         pump(app, lambda: app.statusbar.state == "connected", what="connected to the second")
         assert app._client is not None and (app._client.host, app._client.port) == (host, port)
+        # The status bar names the server in use, not the whole list.
+        assert app.statusbar.state_label.cget("text") == f"Connected as sam to {host}:{port}"
     finally:
         app.shutdown(timeout=0.5)
     saved = store.load()
     assert saved.host == servers  # kept as typed, for the next start
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize(
+    ("typed", "host", "port", "servers"),
+    [
+        ("chat.lan", "chat.lan", 5555, ""),
+        ("fe80::1", "fe80::1", 5555, ""),
+        ("chat.lan:6000", "chat.lan", 6000, "chat.lan:6000"),
+        ("[::1]:6000", "::1", 6000, "[::1]:6000"),
+        ("a.lan,b.lan:6000", "a.lan", 5555, "a.lan,b.lan:6000"),
+    ],
+)
+def test_the_server_field_splits_into_the_first_server_and_the_list(
+    ctk, tmp_path, typed, host, port, servers
+):
+    store = SettingsStore(tmp_path / "cfg")
+    store.save(Settings())
+    app = App(store)
+    try:
+        page = app.connect_page
+        for entry, value in ((page.host, typed), (page.port, "5555")):
+            entry.delete(0, "end")
+            entry.insert(0, value)
+        got = page.get_form()
+        assert (got.host, got.port, got.servers) == (host, port, servers)
+    finally:
+        app.shutdown(timeout=0.5)
