@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 #: The kinds of event (see the module docstring).
 KINDS = frozenset(
@@ -180,3 +180,18 @@ class LocalBus:
 
     def stop(self) -> None:
         """Nothing to stop."""
+
+
+class Cluster(Protocol):
+    """What handlers tell the other nodes beyond the hub's own hooks (moderation)."""
+
+    def moderated(self, f: Any, out: Any) -> None:
+        """A moderation action (a Moderate frame, its committed Outcome) was carried out
+        here: the other nodes' connections must learn of it too."""
+
+
+class NoCluster:
+    """A node alone: nobody else to tell."""
+
+    def moderated(self, f: Any, out: Any) -> None:
+        """Nothing to do."""
