@@ -362,6 +362,11 @@ class Hub:
         self._observe_presence(user_id, False)
         return rooms
 
+    def user_id_of(self, nick: str) -> int | None:
+        """The id of an online user (here or on another node), else None."""
+        with self._lock:
+            return self._by_nick.get(fold(nick))
+
     def is_online(self, nick: str) -> bool:
         """True if *nick* has at least one connection."""
         with self._lock:
@@ -491,7 +496,7 @@ class Hub:
         with self._lock:
             if room is not None:
                 members = self._members.get(fold(room))
-                return bool(members) and any(u.conns for u in members.values())
+                return members is not None and any(u.conns for u in members.values())
             return any((u := self._users.get(uid)) is not None and u.conns for uid in users)
 
     # --- fan-out --------------------------------------------------------------
