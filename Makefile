@@ -77,7 +77,9 @@ onefile: dist
 	  pyinstaller==$(PYINSTALLER_VERSION) "$$(ls dist/parley_chat-*.whl)[gui]"
 	cd dist && ../$(ONEFILE_VENV)/bin/python -m parley_chat.onefile --build .
 
-# System packages the GUI tests need: installed when root and missing, otherwise named.
+# System packages the GUI and PostgreSQL tests need: installed when root and missing,
+# otherwise named. postgresql: the store suite also runs on a real PostgreSQL server that
+# tests/pgserver.py starts with initdb and pg_ctl (the Debian service itself is not used).
 # fonts-noto-color-emoji: the desktop client draws colour emoji from it (without it,
 # emoji fall back to text and the emoji-image test is skipped).
 sysdeps:
@@ -85,6 +87,7 @@ sysdeps:
 	command -v Xvfb >/dev/null 2>&1 || missing="$$missing xvfb"; \
 	command -v xdotool >/dev/null 2>&1 || missing="$$missing xdotool"; \
 	fc-list 2>/dev/null | grep -qi "Noto Color Emoji" || missing="$$missing fonts-noto-color-emoji"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing system packages:$$missing"; \

@@ -75,9 +75,12 @@ class ChatServer:
             config.scrypt_n, config.scrypt_r, config.scrypt_p, config.max_concurrent_hashes
         )
         # The file the store opens (a temporary one for an in-memory URL) and its lock.
-        self.database = DatabaseFile(config.db_url)
+        self.database = DatabaseFile(config.db_url, node=config.node)
         self.store: Store = Store(
-            self.database.url, group_max=config.group_max, callback_scope=self.hub.batch
+            self.database.url,
+            group_max=config.group_max,
+            callback_scope=self.hub.batch,
+            node=config.node,
         )
         self._login_pool = WorkerPool("login", config.login_workers)
         self._request_pool = WorkerPool("request", config.request_workers)
@@ -144,7 +147,13 @@ class ChatServer:
             self.store.start()
             started = utcnow()
             ended = self.store.submit_bookkeeping(
-                lambda s: writes.end_open_sessions(s, "server restart", started),
+                # On a shared (PostgreSQL) database, the other nodes' sessions are live.
+                lambda s: writes.end_open_sessions(
+                    s,
+                    "server restart",
+                    started,
+                    node=self.config.node if self.store.shared else None,
+                ),
                 what="end_open_sessions",
             ).result(30)
             if ended is DEFERRED:

@@ -27,6 +27,8 @@ from parley_chat.protocol import (
 
 DEFAULT_DB_URL = "sqlite:///parley.db"
 DEFAULT_PORT = 5555
+#: The longest node name (sessions.node is VARCHAR(64)).
+MAX_NODE_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,8 @@ class ServerConfig:
     join_rate [0.5/s] per user, rooms_page [500] rooms per `rooms` frame.
     History: replay_cap [500] and replay_max_bytes [1 MiB], fresh_room_messages [50],
     fresh_private_messages [50].
-    Storage: db_url [sqlite:///parley.db], group_max [512] writes per commit,
+    Storage: db_url [sqlite:///parley.db] (or postgresql://...), node ["main"]
+    this server's name among the nodes sharing a database, group_max [512] writes per commit,
     backup_before_migrate [True].
     LAN: mdns [True] advertises the server by DNS-SD/mDNS.
     Presence: presence_grace [20 s] a user whose last connection ended stays listed
@@ -74,6 +77,11 @@ class ServerConfig:
     db_url: str = DEFAULT_DB_URL
     certs_dir: Path = field(default_factory=lambda: Path("certs"))
     server_name: str = "parley"
+    #: This server's node name: its sessions carry it, and on PostgreSQL it is what
+    #: only one running server may hold (an advisory lock), so several nodes sharing
+    #: one database each need their own. "main" by default: a host name can change
+    #: under a container, and one machine needs no name.
+    node: str = "main"
 
     max_connections_per_ip: int = 16
     #: Handshakes in flight. They are non-blocking (server/handshake.py), so a
@@ -189,6 +197,8 @@ class ServerConfig:
             raise ValueError(f"rooms_page and max_rooms_per_user are at most {MAX_ROOMS_LISTED}")
         if self.presence_grace < 0:
             raise ValueError("presence_grace must be 0 or more")
+        if not 1 <= len(self.node) <= MAX_NODE_CHARS or not self.node.isprintable():
+            raise ValueError(f"node is 1 to {MAX_NODE_CHARS} printable characters")
         if not 1 <= len(self.server_name) <= MAX_SERVER_NAME_CHARS:
             raise ValueError(f"server_name is 1 to {MAX_SERVER_NAME_CHARS} characters")
         if self.bus not in ("local", "postgres"):

@@ -468,6 +468,15 @@ KEYS: tuple[Key, ...] = (
         env_name="PARLEY_DB",
         flag_names=("--db", "--db-url"),
     ),
+    _k(
+        "node",
+        "database",
+        str,
+        "This server's node name among the servers sharing one PostgreSQL database "
+        "(one running server per name).",
+        1,
+        64,
+    ),
     _k("group_max", "database", int, "Writes committed together in one transaction.", 1, 100_000),
     _k(
         "bus",

@@ -9,7 +9,12 @@ An in-memory URL (``sqlite://``, ``sqlite:///:memory:``) cannot serve a threaded
 SQLite gives every connection its own empty in-memory database, so the migration, the
 writer and the readers would each see a different one. Such a server gets a fresh SQLite
 file in a temporary directory instead, removed when it stops: the same lifetime as memory,
-with one database every thread shares. Other non-file URLs are used as they are, unlocked.
+with one database every thread shares.
+
+A PostgreSQL database may be shared by several servers (nodes), one per node name: a
+server holds an advisory lock keyed by its node name (server/store/node_lock.py) instead,
+and a second server with the same name is refused with the holder's node, pid and host.
+Other non-file URLs are used as they are, unlocked.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from filelock import FileLock, Timeout
 from sqlalchemy.engine import make_url
 
 from .errors import DatabaseLocked
-from .store.engine import database_path
+from .store.engine import database_path, is_postgresql, normalized_url
+from .store.node_lock import NodeLock, NodeLockTaken
 
 log = logging.getLogger("parley.server")
 
@@ -40,16 +46,18 @@ class DatabaseFile:
     another server holds it) and ``release()`` unlocks it and removes a temporary database.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, node: str = "main") -> None:
         self.requested_url = url
+        self.node = node
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if is_memory_url(url):
             # TemporaryDirectory cleans up at exit too, should release() never run.
             self._tmp = tempfile.TemporaryDirectory(prefix="parley-memory-")
             url = f"sqlite:///{Path(self._tmp.name) / 'parley.db'}"
-        self.url = url
+        self.url = normalized_url(url)
         self.path = database_path(url)
         self._lock: FileLock | None = None
+        self._node_lock: NodeLock | None = None
 
     @property
     def lock_path(self) -> Path | None:
@@ -58,6 +66,9 @@ class DatabaseFile:
 
     def acquire(self) -> None:
         """Take the lock, or raise DatabaseLocked naming the server that holds it."""
+        if is_postgresql(self.url):
+            self._acquire_node_lock()
+            return
         lock_path = self.lock_path
         if lock_path is None:
             log.warning(
@@ -76,8 +87,22 @@ class DatabaseFile:
             ) from exc
         self._lock = lock
 
+    def _acquire_node_lock(self) -> None:
+        lock = NodeLock(self.url, self.node)
+        try:
+            lock.acquire()
+        except NodeLockTaken as exc:
+            raise DatabaseLocked(
+                f"another parley server ({exc}) is already serving node {self.node!r} of this "
+                "database; stop it first, or give this one its own --node"
+            ) from exc
+        self._node_lock = lock
+
     def release(self) -> None:
         """Unlock, and remove the temporary database of a memory URL. Safe to call twice."""
+        if self._node_lock is not None:
+            self._node_lock.release()
+            self._node_lock = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

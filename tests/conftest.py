@@ -1,5 +1,6 @@
 # Shared fixtures: certificates from the project's own script, a temp SQLite
-# database, and a real TLS server on an ephemeral loopback port.
+# database (or a real PostgreSQL one: pg_server, pg_url), and a real TLS server
+# on an ephemeral loopback port.
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import parley_chat.server
 from parley_chat.certs import generate
 from parley_chat.server.app import ChatServer
 from parley_chat.server.config import ServerConfig
+from tests.pgserver import PgServer, PostgresUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,6 +62,33 @@ def certs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ca_file(certs_dir: Path) -> Path:
     """The CA certificate clients trust."""
     return certs_dir / "ca.pem"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server for the whole session (tests/pgserver.py), stopped at the end.
+
+    Skipped where PostgreSQL is not installed, except on CI (CI set), where that fails:
+    `make test` installs it, and the store suite must run on both dialects there."""
+    try:
+        server = PgServer()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped afterwards)."""
+    name = pg_server.create_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
 
 
 @pytest.fixture

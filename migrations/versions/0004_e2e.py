@@ -61,5 +61,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP VIEW IF EXISTS chat_log")
     op.execute(_CHAT_LOG.format(text="m.body"))
-    op.execute("ALTER TABLE messages DROP COLUMN envelope")  # SQLite 3.35+
+    op.execute("ALTER TABLE messages DROP COLUMN envelope")  # SQLite 3.35+, PostgreSQL
     op.drop_table("user_keys")

@@ -1,9 +1,17 @@
 # server/store/engine.py: the one place SQLAlchemy engines are built, with the
-# durability settings every connection needs (see reliability.md section 3):
-# WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not pysqlite's
-# legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it never
-# meets SQLITE_BUSY_SNAPSHOT half-way through a transaction. A read-only
+# durability settings every connection needs (see reliability.md section 3).
+#
+# SQLite: WAL, synchronous=FULL, busy_timeout, foreign keys; SQLAlchemy (not
+# pysqlite's legacy mode) emits BEGIN, and the writer's is BEGIN IMMEDIATE so it
+# never meets SQLITE_BUSY_SNAPSHOT half-way through a transaction. A read-only
 # database still opens (reads must keep working when writes cannot).
+#
+# PostgreSQL (psycopg 3): synchronous_commit on (its default, set explicitly so
+# a server-wide "off" cannot weaken it: with fsync that is what WAL with
+# synchronous=FULL gives), READ COMMITTED, pre-ping so a restarted database
+# server costs one failed write, not a dead writer connection. No PRAGMAs and no
+# BEGIN IMMEDIATE: the driver begins transactions itself, and row locks (the
+# message counter, see models.MessageCounter) order the writers of several nodes.
 
 from __future__ import annotations
 
@@ -34,6 +42,27 @@ def _code(exc: sqlite3.Error) -> int | None:
     return sqlite3.SQLITE_READONLY if "readonly" in str(exc) else None
 
 
+def is_sqlite(url: str) -> bool:
+    """True for a SQLite URL (file or memory)."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def is_postgresql(url: str) -> bool:
+    """True for a PostgreSQL URL (any driver)."""
+    return make_url(url).get_backend_name() == "postgresql"
+
+
+def normalized_url(url: str) -> str:
+    """*url* with psycopg 3 as the PostgreSQL driver when none is named.
+
+    SQLAlchemy's default PostgreSQL driver is psycopg2, which parley does not use:
+    `postgresql://host/db` means psycopg 3 here, as the docs say."""
+    u = make_url(url)
+    if u.drivername == "postgresql":
+        return u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
 def database_path(url: str) -> Path | None:
     """The file behind a SQLite URL (None for in-memory or other databases)."""
     u = make_url(url)
@@ -47,12 +76,17 @@ def database_path(url: str) -> Path | None:
 
 def make_engine(url: str, *, writer: bool) -> Engine:
     """An engine for the writer thread (one connection, BEGIN IMMEDIATE) or for readers."""
+    url = normalized_url(url)
+    if is_postgresql(url):
+        return _postgresql_engine(url, writer=writer)
     kwargs: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
     if writer:
         kwargs.update(pool_size=1, max_overflow=0)
     else:
         kwargs.update(pool_size=5, max_overflow=20)
     engine = create_engine(url, **kwargs)
+    if not is_sqlite(url):
+        return engine
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -82,3 +116,16 @@ def make_engine(url: str, *, writer: bool) -> Engine:
         conn.connection.dbapi_connection.execute(begin)
 
     return engine
+
+
+def _postgresql_engine(url: str, *, writer: bool) -> Engine:
+    options = "-c synchronous_commit=on -c default_transaction_isolation=read\\ committed"
+    kwargs: dict[str, Any] = {
+        "connect_args": {"options": options, "application_name": "parley-server"},
+        "pool_pre_ping": True,
+    }
+    if writer:
+        kwargs.update(pool_size=1, max_overflow=0)
+    else:
+        kwargs.update(pool_size=5, max_overflow=20)
+    return create_engine(url, **kwargs)

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, inspect
 
 from parley_chat import migrations as migrations_pkg
 
-from .engine import database_path
+from .engine import database_path, normalized_url
 
 #: Alembic's script directory: env.py, script.py.mako and versions/, wherever installed.
 SCRIPT_LOCATION = Path(migrations_pkg.__file__).resolve().parent
@@ -45,6 +45,7 @@ def alembic_config(url: str) -> Config:
     Built in code rather than read from alembic.ini: the ini file stays in the checkout
     for running `alembic` by hand, and is not part of an installed copy.
     """
+    url = normalized_url(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
     cfg.set_main_option("path_separator", "os")
@@ -60,7 +61,7 @@ def head_revision() -> str | None:
 
 def current_revision(url: str) -> tuple[str | None, bool]:
     """The database's revision, and whether it holds any tables at all."""
-    engine = create_engine(url)
+    engine = create_engine(normalized_url(url))
     try:
         with engine.connect() as conn:
             tables = inspect(conn).get_table_names()

@@ -1,9 +1,11 @@
 # server/store/models.py: the typed SQLAlchemy 2.x models: the schema's source
 # of truth for Python. Alembic migrations create exactly this (a test compares
-# them); the chat_log view and the FTS5 index live in the migrations only,
-# because SQLAlchemy has no model for either.
+# them); the chat_log view, the FTS5 index (pg_trgm on PostgreSQL) and
+# PostgreSQL's message id counter live in the migrations only, because
+# SQLAlchemy has no model for them (see migrations/versions/0005_postgres.py).
 #
-# Times are naive UTC datetimes (SQLite has no time zones); the wire adds "Z".
+# Times are naive UTC datetimes (SQLite has no time zones; PostgreSQL's columns
+# are TIMESTAMP WITHOUT TIME ZONE to match); the wire adds "Z".
 
 from __future__ import annotations
 
@@ -82,6 +84,7 @@ class ChatSession(Base):
     Named ChatSession so it never shadows SQLAlchemy's Session."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_node_ended_at", "node", "ended_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
@@ -92,6 +95,9 @@ class ChatSession(Base):
     last_active_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
     end_reason: Mapped[str | None] = mapped_column(String(200))
+    #: The server node that opened it (ServerConfig.node); NULL for rows from before
+    #: nodes existed. A node's start-up closes its own open sessions only.
+    node: Mapped[str | None] = mapped_column(String(64))
 
 
 class Room(Base):
@@ -283,9 +289,21 @@ class ModerationAction(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+#: What the migrations make by hand for one dialect and no model describes: SQLite's
+#: FTS5 tables (messages_fts*), PostgreSQL's message id counter and pg_trgm index.
+HAND_MADE_TABLES = ("messages_fts", "message_counter")
+HAND_MADE_INDEXES = ("ix_messages_body_trgm",)
+
+
 def compared_with_models(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    """Alembic's include_object filter: leave the hand-made FTS5 tables (which no
+    """Alembic's include_object filter: leave the hand-made tables and indexes (which no
     model describes) out when the database is compared with these models."""
-    return not (type_ == "table" and name is not None and name.startswith("messages_fts"))
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(HAND_MADE_TABLES)
+    if type_ == "index":
+        return name not in HAND_MADE_INDEXES
+    return True

@@ -54,7 +54,8 @@ _FTS = table("messages_fts", column("rowid"))
 #: The trigram tokenizer cannot match anything shorter than three characters.
 TRIGRAM = 3
 
-#: The largest id SQLite can store (a signed 64-bit INTEGER). Python ints
+#: The largest id SQLite can store (a signed 64-bit INTEGER; PostgreSQL's
+#: columns are smaller, and a larger bound still compares fine). Python ints
 #: beyond it cannot even be bound (OverflowError), so bounds are clamped here.
 MAX_ID = 2**63 - 1
 
@@ -538,9 +539,17 @@ def like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
-def search_condition(words: str) -> ColumnElement[bool]:
-    """Messages whose text contains every word (substring, case-insensitive)."""
+def search_condition(words: str, dialect: str = "sqlite") -> ColumnElement[bool]:
+    """Messages whose text contains every word (substring, case-insensitive).
+
+    SQLite: the trigram FTS5 index for terms of 3+ characters, LIKE for shorter
+    ones. PostgreSQL: ILIKE for every term; pg_trgm's GIN index
+    (ix_messages_body_trgm) serves the terms of 3+ characters."""
     long_terms, short_terms = search_terms(words)
+    if dialect == "postgresql":
+        terms = long_terms + short_terms
+        pg_conds = [Message.body.ilike(like_pattern(t), escape="\\") for t in terms]
+        return and_(*pg_conds) if pg_conds else false()
     conds: list[ColumnElement[bool]] = []
     if long_terms:
         match = literal_column(_FTS.name).op("MATCH")(bindparam("fts", fts_query(long_terms)))
@@ -554,9 +563,13 @@ def search(
 ) -> tuple[list[StoredMessage], bool]:
     """Messages visible to the user containing every word, newest first, and
     whether more (older) matches exist. Trigram FTS5 for terms of 3+ characters,
-    LIKE for shorter ones (the trigram tokenizer cannot match them)."""
+    LIKE for shorter ones (the trigram tokenizer cannot match them); pg_trgm and
+    ILIKE on PostgreSQL (search_condition)."""
     q = _before(
-        q=message_select().where(_visible_to(user_id), search_condition(words)), before=before
+        q=message_select().where(
+            _visible_to(user_id), search_condition(words, s.get_bind().dialect.name)
+        ),
+        before=before,
     )
     rows = s.execute(q.order_by(Message.id.desc()).limit(limit + 1)).all()
     return to_records(rows[:limit]), len(rows) > limit

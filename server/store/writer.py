@@ -44,8 +44,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import (
+    DataError,
     DBAPIError,
     IntegrityError,
     OperationalError,
@@ -55,7 +56,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 
 from . import queries, writes
-from .engine import database_path, make_engine
+from .engine import database_path, is_postgresql, make_engine
 from .errors import StoreConflict, StoreError, StoreRejected, StoreUnwritable
 from .models import ChatSession, ResumeToken
 from .records import UserRecord
@@ -142,6 +143,14 @@ _DATABASE_WIDE_TEXT = (
 )
 
 
+# PostgreSQL SQLSTATEs that say the database cannot write now, whatever the
+# statement: connection lost (08), out of disk or memory (53), shut down or
+# cancelled by the operator (57), system or I/O error (58), internal error (XX),
+# and a read-only transaction or a hot standby (25006).
+_PG_DATABASE_WIDE_CLASSES = frozenset({"08", "53", "57", "58", "XX"})
+_PG_DATABASE_WIDE_STATES = frozenset({"25006"})
+
+
 def is_database_wide(exc: BaseException) -> bool:
     """True when *exc* says the database cannot write at all (read-only, full,
     I/O error, locked, corrupt), not that one statement or its input was bad."""
@@ -156,12 +165,19 @@ def is_database_wide(exc: BaseException) -> bool:
             return (code & 0xFF) in _DATABASE_WIDE_CODES  # extended codes keep the primary low byte
         text = str(orig).lower()
         return any(t in text for t in _DATABASE_WIDE_TEXT)
-    # Another database (PostgreSQL): its OperationalError is about the server.
+    # PostgreSQL: by SQLSTATE class. Its OperationalError is about the server too.
+    state = getattr(orig, "sqlstate", None)
+    if isinstance(state, str) and (
+        state in _PG_DATABASE_WIDE_STATES or state[:2] in _PG_DATABASE_WIDE_CLASSES
+    ):
+        return True
     return isinstance(exc, OperationalError)
 
 
 def _is_bad_input(exc: BaseException) -> bool:
     """True when *exc* says the values could not be bound or encoded."""
+    if isinstance(exc, DataError):  # PostgreSQL: a value out of range, a NUL in a text
+        return True
     if isinstance(exc, DBAPIError):
         return isinstance(exc.orig, sqlite3.InterfaceError | sqlite3.ProgrammingError)
     if isinstance(exc, sqlite3.InterfaceError | sqlite3.ProgrammingError):
@@ -238,11 +254,16 @@ def _transaction_usable(s: Session) -> bool:
 #: How long an _IdSource trusts its counter before it reads max(id) again.
 _ID_REREAD = 1.0
 
+#: Ids a PostgreSQL _IdSource takes from the sequence at once.
+_ID_BLOCK = 64
+
 
 class _IdSource:
-    """Ids for rows the store inserts later (sessions, resume tokens): above
-    both the table's largest id and every id handed out before. The server is
-    the only writer of these tables (one server per database: the lock)."""
+    """Ids for rows the store inserts later (sessions, resume tokens).
+
+    SQLite: above both the table's largest id and every id handed out before;
+    the server is the only writer of these tables (one server per file: the
+    lock). PostgreSQL: from the table's sequence, shared by every node."""
 
     def __init__(self, store: Store, column: Any) -> None:
         self._store = store
@@ -250,8 +271,11 @@ class _IdSource:
         self._last = 0
         self._read_at = float("-inf")
         self._lock = threading.Lock()
+        self._block: deque[int] = deque()
 
     def next(self) -> int:
+        if self._store.shared:
+            return self._next_from_sequence()
         with self._lock:
             fresh = time.monotonic() - self._read_at < _ID_REREAD
         stored = 0
@@ -269,6 +293,30 @@ class _IdSource:
                 self._read_at = time.monotonic()
             self._last = max(self._last, stored) + 1
             return self._last
+
+    def _next_from_sequence(self) -> int:
+        """PostgreSQL: several nodes insert these rows, so max(id) + 1 would collide;
+        ids come from the table's own sequence instead, a block at a time (a login
+        storm would otherwise pay a round trip per id), and a database that cannot be
+        reached only stops logins once the block is used up."""
+        with self._lock:
+            if self._block:
+                return self._block.popleft()
+            table = self._column.table.name
+            try:
+                with self._store.read() as s:
+                    ids = s.scalars(
+                        text(
+                            "SELECT nextval(pg_get_serial_sequence(:t, 'id'))"
+                            " FROM generate_series(1, :n)"
+                        ),
+                        {"t": table, "n": _ID_BLOCK},
+                    ).all()
+            except Exception as exc:
+                # Without the database no id is known to be free on every node.
+                raise StoreUnwritable(f"cannot take a new {table} id: {exc}") from exc
+            self._block.extend(int(i) for i in ids)
+            return self._block.popleft()
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +349,13 @@ class Store:
         retry_interval: float = RETRY_INTERVAL,
         backlog_max: int = BACKLOG_MAX,
         callback_scope: Callable[[], AbstractContextManager[object]] = nullcontext,
+        node: str = "main",
     ) -> None:
         self.url = url
+        #: The server node this store writes for (sessions.node).
+        self.node = node
+        #: True on PostgreSQL: several nodes may share the database.
+        self.shared = is_postgresql(url)
         #: Entered around each committed group's callbacks (the server passes
         #: Hub.batch, so a group's fan-out reaches each connection at once).
         self._callback_scope = callback_scope
@@ -440,6 +493,7 @@ class Store:
                 token_id=token_id,
                 now=now,
                 session_id=session_id,
+                node=self.node,
             )
 
         def settled(_stored: bool) -> None:

@@ -7,14 +7,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, fold
 
-from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
+from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible, StoreConflict
 from .models import (
     ChatSession,
     Message,
@@ -102,7 +104,11 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
 
 # add_message is the hot path (every chat line), so it speaks SQL directly:
 # three short statements instead of the ORM's dozen, which measured ~4x faster
-# (bench/load.py). The text is still the store's alone.
+# (bench/load.py). The text is still the store's alone. SQLite runs it on the
+# driver's own connection with `?` placeholders (SQLAlchemy's result objects
+# cost more than the SQL there); PostgreSQL through exec_driver_sql with named
+# placeholders (psycopg refuses `?`), so its errors arrive wrapped by SQLAlchemy
+# like every other write's.
 _ROOM_AND_MEMBERSHIP = (
     "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
     " WHERE m.room_id = r.id AND m.user_id = ?) FROM rooms AS r WHERE r.name_key = ?"
@@ -117,6 +123,77 @@ _EXISTING = (
     "SELECT id, kind, room_id, recipient_id, body, envelope FROM messages"
     " WHERE sender_id = ? AND client_msg_id = ?"
 )
+
+#: The same statements for psycopg. The id comes from messages_take_id (the
+#: counter row, migration 0005_postgres): commit order across nodes.
+_PG_ROOM_AND_MEMBERSHIP = (
+    "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
+    " WHERE m.room_id = r.id AND m.user_id = %(user)s) FROM rooms AS r"
+    " WHERE r.name_key = %(key)s"
+)
+_PG_NICKS = (
+    "SELECT (SELECT nick FROM users WHERE id = %(a)s::integer),"
+    " (SELECT nick FROM users WHERE id = %(b)s::integer)"
+)
+_PG_INSERT = (
+    "INSERT INTO messages (created_at, kind, room_id, sender_id, recipient_id, body,"
+    " client_msg_id, envelope) VALUES (%(created_at)s, %(kind)s, %(room_id)s,"
+    " %(sender_id)s, %(recipient_id)s, %(body)s, %(client_msg_id)s, %(envelope)s)"
+    " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
+)
+_PG_EXISTING = (
+    "SELECT id, kind, room_id, recipient_id, body, envelope FROM messages"
+    " WHERE sender_id = %(sender)s AND client_msg_id = %(cid)s"
+)
+
+_Row = Sequence[Any] | None
+
+
+class _HotPath:
+    """add_message's four statements on one dialect's connection."""
+
+    def __init__(self, s: Session) -> None:
+        conn = s.connection()
+        self.sqlite = conn.dialect.name == "sqlite"
+        if self.sqlite:
+            # The driver's own connection, inside the session's transaction.
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            self._raw: Any = raw
+        else:
+            self._conn = conn
+
+    def _pg(self, sql: str, params: dict[str, Any]) -> _Row:
+        row = self._conn.exec_driver_sql(sql, params).fetchone()
+        return None if row is None else tuple(row)
+
+    def room(self, sender_id: int | None, key: str) -> _Row:
+        if self.sqlite:
+            return self._raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, key)).fetchone()  # type: ignore[no-any-return]
+        return self._pg(_PG_ROOM_AND_MEMBERSHIP, {"user": sender_id, "key": key})
+
+    def existing(self, sender_id: int, client_msg_id: str) -> _Row:
+        if self.sqlite:
+            return self._raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()  # type: ignore[no-any-return]
+        return self._pg(_PG_EXISTING, {"sender": sender_id, "cid": client_msg_id})
+
+    def insert(self, values: tuple[Any, ...]) -> int | None:
+        if self.sqlite:
+            created_at, *rest = values
+            row = self._raw.execute(_INSERT, (db_time(created_at), *rest)).fetchone()
+        else:
+            names = ("created_at", "kind", "room_id", "sender_id", "recipient_id", "body")
+            params = dict(zip((*names, "client_msg_id", "envelope"), values, strict=True))
+            row = self._pg(_PG_INSERT, params)
+        return None if row is None else int(row[0])
+
+    def nicks(self, a: int | None, b: int | None) -> tuple[str | None, str | None]:
+        if self.sqlite:
+            found = self._raw.execute(_NICKS, (a, b)).fetchone()
+        else:
+            found = self._pg(_PG_NICKS, {"a": a, "b": b})
+        assert found is not None
+        return found[0], found[1]
 
 
 def db_time(now: datetime) -> str:
@@ -144,15 +221,12 @@ def add_message(
     new message is not stored and must not be acked as the old one. A public
     message needs the sender to be a member of the room (NotVisible otherwise).
     """
-    # The driver's own connection, inside the session's transaction: this is
-    # the busiest write, and SQLAlchemy's result objects cost more than the SQL.
-    raw = s.connection().connection.dbapi_connection
-    assert raw is not None
+    db = _HotPath(s)
 
     def duplicate(room_id: int | None) -> tuple[StoredMessage, bool] | None:
         if sender_id is None or client_msg_id is None:
             return None
-        row = raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()
+        row = db.existing(sender_id, client_msg_id)
         if row is None:
             return None
         found, old_kind, old_room, old_recipient, old_body, old_envelope = row
@@ -173,7 +247,7 @@ def add_message(
 
     room_id, room_name = None, None
     if room is not None:
-        row = raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, fold(room))).fetchone()
+        row = db.room(sender_id, fold(room))
         if row is None:
             raise NoSuchRoom(f"there is no room {room}")
         room_id, room_name, member = row
@@ -183,16 +257,23 @@ def add_message(
             if again is not None:
                 return again
             raise NotVisible(f"you are not in {room_name}; join it first")
-    inserted = raw.execute(
-        _INSERT,
-        (db_time(now), kind, room_id, sender_id, recipient_id, body, client_msg_id, envelope),
-    ).fetchone()
-    new_id = inserted[0] if inserted is not None else None
+    if not db.sqlite:
+        # PostgreSQL's id trigger runs before ON CONFLICT is decided, so a re-send
+        # reaching the INSERT would use up a counter value and leave a gap in the
+        # ids, which nodes delivering strictly by id would wait on: look first.
+        again = duplicate(room_id)
+        if again is not None:
+            return again
+    new_id = db.insert((now, kind, room_id, sender_id, recipient_id, body, client_msg_id, envelope))
     if new_id is None:  # the UNIQUE (sender, client id) pair exists: a re-send
+        if not db.sqlite:
+            # Stored by another node since the look above: fail this op, so its
+            # rollback returns the counter value; the client's re-send is acked.
+            raise StoreConflict("the same message arrived twice at once; send it again")
         again = duplicate(room_id)
         assert again is not None
         return again
-    sender, recipient = raw.execute(_NICKS, (sender_id, recipient_id)).fetchone()
+    sender, recipient = db.nicks(sender_id, recipient_id)
     stored = StoredMessage(
         id=new_id,
         created_at=now,
@@ -257,12 +338,15 @@ def open_session(
     token_id: int | None,
     now: datetime,
     session_id: int | None = None,
+    node: str | None = None,
 ) -> int:
     """Record a logged-in connection; returns the session id.
 
     *session_id* is one from Store.new_session_id() when the row may be
-    stored later (bookkeeping); None lets the database choose."""
-    values = {
+    stored later (bookkeeping); None lets the database choose. *node* is the
+    server node serving the connection."""
+    values: dict[str, Any] = {
+        "node": node,
         "user_id": user_id,
         "token_id": token_id,
         "peer": peer[:64],
@@ -293,13 +377,16 @@ def end_session(s: Session, session_id: int, reason: str, now: datetime) -> None
     )
 
 
-def end_open_sessions(s: Session, reason: str, now: datetime) -> int:
-    """Close every session still open (left by a crash); returns how many."""
-    result = s.execute(
-        update(ChatSession)
-        .where(ChatSession.ended_at.is_(None))
-        .values(ended_at=now, end_reason=reason[:200])
-    )
+def end_open_sessions(s: Session, reason: str, now: datetime, *, node: str | None = None) -> int:
+    """Close the sessions still open (left by a crash); returns how many.
+
+    With *node*, only that node's and those of no node (stored before nodes
+    existed): the other nodes sharing the database are serving theirs. Without
+    it, every open session (one server per SQLite file)."""
+    stmt = update(ChatSession).where(ChatSession.ended_at.is_(None))
+    if node is not None:
+        stmt = stmt.where(or_(ChatSession.node == node, ChatSession.node.is_(None)))
+    result = s.execute(stmt.values(ended_at=now, end_reason=reason[:200]))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
