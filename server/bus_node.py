@@ -93,7 +93,7 @@ class Node:
         """*identity* is this run of the node: its name, "#", a random tag (see
         identity()). *mutes* is the handlers' MuteCache (server/moderation.py)."""
         self.identity = identity
-        self.name = identity.split("#", 1)[0]
+        self.name = identity.rsplit("#", 1)[0]
         self.bus = bus
         self._store = store
         self._hub = hub
@@ -269,7 +269,7 @@ class Node:
         if node == self.identity:
             return  # our own, already handled here
         hello = any(e.kind == "hello" for e in events)
-        name = node.split("#", 1)[0]
+        name = node.rsplit("#", 1)[0]
         if name == self.name:
             log.error(
                 "node %s: another node runs under this name (%s); give each its own --node",
@@ -278,7 +278,7 @@ class Node:
             )
         if hello:
             # The same node started again: what it had before is gone.
-            for old in [n for n in self._heard if n != node and n.split("#", 1)[0] == name]:
+            for old in [n for n in self._heard if n != node and n.rsplit("#", 1)[0] == name]:
                 del self._heard[old]
                 self._tell_left(self._hub.forget_node(old))
         first = node not in self._heard

@@ -68,8 +68,8 @@ class ServerConfig:
     LAN: mdns [True] advertises the server by DNS-SD/mDNS.
     Presence: presence_grace [20 s] a user whose last connection ended stays listed
     as online, so a reconnect within it makes no left/joined noise.
-    Nodes: bus [local] (postgres: several nodes share one PostgreSQL database),
-    node [node1] this node's name among them.
+    Nodes: bus [local] (postgres: several nodes share one PostgreSQL database and
+    hear of each other's commits by LISTEN/NOTIFY).
     """
 
     host: str = "127.0.0.1"
@@ -174,8 +174,6 @@ class ServerConfig:
     #: How committed messages reach connections: "local" (this process alone) or
     #: "postgres" (several nodes sharing a PostgreSQL database; server/bus_postgres.py).
     bus: str = "local"
-    #: This node's name, unique among the nodes sharing a database.
-    node: str = "node1"
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -205,8 +203,6 @@ class ServerConfig:
             raise ValueError("bus is local or postgres")
         if self.bus == "postgres" and not self.db_url.startswith("postgresql"):
             raise ValueError("bus = postgres needs a PostgreSQL db_url (postgresql+psycopg://...)")
-        if not 1 <= len(self.node) <= 32 or not self.node.isprintable() or "#" in self.node:
-            raise ValueError("node is 1 to 32 printable characters, without #")
 
     @property
     def cert_file(self) -> Path:

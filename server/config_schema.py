@@ -487,14 +487,6 @@ KEYS: tuple[Key, ...] = (
         choices=BUS_KINDS,
     ),
     _k(
-        "node",
-        "database",
-        str,
-        "This node's name, unique among the nodes sharing a database.",
-        1,
-        32,
-    ),
-    _k(
         "backup_before_migrate",
         "database",
         bool,
