@@ -3,6 +3,9 @@ an exact replay, catching up after the listener connection is cut, and order und
 
 from __future__ import annotations
 
+import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -74,23 +77,73 @@ def _read_messages(c: RawClient, count: int, timeout: float = 60) -> list[Messag
     return got
 
 
+def _node_process(
+    name: str, pg_url: str, certs_dir: Path
+) -> tuple[subprocess.Popen[str], tuple[str, int]]:
+    """A node as a real server process (`python -m parley_chat.server`), and its address."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "parley_chat.server",
+            "--db",
+            pg_url,
+            "--bus",
+            "postgres",
+            "--node",
+            name,
+            "--port",
+            "0",
+            "--certs-dir",
+            str(certs_dir),
+            "--scrypt-n",
+            "16",
+            "--presence-grace",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    ready: queue.Queue[str] = queue.Queue()
+    out = proc.stdout
+
+    def read_lines() -> None:
+        for line in out:
+            ready.put(line)
+
+    threading.Thread(target=read_lines, daemon=True).start()
+    deadline = time.monotonic() + 60
+    while True:
+        line = ready.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line.startswith("parley listening on "):
+            host, port = line.split()[3].rsplit(":", 1)
+            return proc, (host, int(port))
+
+
 def test_a_killed_nodes_client_reconnects_to_another_node_with_an_exact_replay(
-    make_node: Callable[..., ChatServer], ca_file: Path
+    make_node: Callable[..., ChatServer], pg_url: str, certs_dir: Path, ca_file: Path
 ) -> None:
     a = make_node("a")
-    b = make_node("b")
-    c = make_node("c")
-    alice = _client(a, ca_file)
-    alice.login("alice")
-    bob = _client(b, ca_file)
-    bob.login("bob")
-    _barrier(bob)
-    for i in range(5):
-        alice.send(Send(id=f"before-{i}", room="#lobby", text=f"before {i}"))
-    seen = _read_messages(bob, 5)
-    last_seen = seen[-1].id
-    b.stop()  # node B goes away; bob's connection with it
-    bob.expect_closed(timeout=30)
+    b_proc, b_address = _node_process("b", pg_url, certs_dir)
+    try:
+        c = make_node("c")
+        alice = _client(a, ca_file)
+        alice.login("alice")
+        bob = RawClient(b_address, ca_file)
+        bob.login("bob")
+        _barrier(bob)
+        for i in range(5):
+            alice.send(Send(id=f"before-{i}", room="#lobby", text=f"before {i}"))
+        seen = _read_messages(bob, 5)
+        last_seen = seen[-1].id
+        b_proc.kill()  # node B dies at once (SIGKILL); bob's connection with it
+        b_proc.wait(30)
+        bob.expect_closed(timeout=30)
+    finally:
+        if b_proc.poll() is None:
+            b_proc.kill()
     # Meanwhile on A: messages bob has not seen, public and private.
     for i in range(10):
         alice.send(Send(id=f"after-{i}", room="#lobby", text=f"after {i}"))
