@@ -100,7 +100,14 @@ class ChatServer:
             from .bus_postgres import PgBus  # psycopg: only where it is used
 
             bus = PgBus(self.database.url, node_identity)
-        self.node = Node(node_identity, bus, self.store, self.hub, self.commands.mutes)
+        self.node = Node(
+            node_identity,
+            bus,
+            self.store,
+            self.hub,
+            self.commands.mutes,
+            timeout=config.node_timeout,
+        )
         self.commands.cluster = self.node
         self.ssl_context = server_context(config)
         self.migration: store_pkg.MigrationReport | None = None

@@ -18,8 +18,8 @@ following in order:
   begins and when the last one ends (`up` / `down`); a user is online while
   connected on any node, and listed once. A starting node says `hello`: the
   others forget what they knew of its earlier life and announce their own
-  users to it. Each node says `alive` every HEARTBEAT seconds; one silent for
-  NODE_TIMEOUT is taken for dead and its users go offline.
+  users to it. Each node says `alive` every quarter of node_timeout; one
+  silent for node_timeout is taken for dead and its users go offline.
 * Membership and moderation. A user's rooms changed on another node (join,
   leave, kick, ban): read them, and tell this node's connections. A mute,
   a room's settings, an edit or a deletion, a notice, a disconnection or an
@@ -54,9 +54,8 @@ log = logging.getLogger("parley.node")
 
 #: Seconds a gap in the ids waits for its notification before it is read.
 HOLD: Final = 0.05
-#: Seconds between a node's `alive` events.
-HEARTBEAT: Final = 5.0
-#: Seconds of silence after which another node is taken for dead.
+#: Seconds of silence after which another node is taken for dead (the default
+#: of the node_timeout setting); a node says `alive` every quarter of it.
 NODE_TIMEOUT: Final = 20.0
 #: Seconds between reads of the largest id (finds notifications that never came).
 TAIL_CHECK: Final = 2.0
@@ -89,9 +88,22 @@ def identity(name: str) -> str:
 class Node:
     """This server's part in a cluster of nodes: ordered delivery, presence, moderation."""
 
-    def __init__(self, identity: str, bus: Bus, store: Store, hub: Hub, mutes: Any) -> None:
+    def __init__(
+        self,
+        identity: str,
+        bus: Bus,
+        store: Store,
+        hub: Hub,
+        mutes: Any,
+        *,
+        timeout: float = NODE_TIMEOUT,
+    ) -> None:
         """*identity* is this run of the node: its name, "#", a random tag (see
-        identity()). *mutes* is the handlers' MuteCache (server/moderation.py)."""
+        identity()). *mutes* is the handlers' MuteCache (server/moderation.py).
+        *timeout*: seconds of silence after which another node is taken for dead;
+        this node speaks every quarter of it."""
+        self.timeout = timeout
+        self.heartbeat = timeout / 4
         self.identity = identity
         self.name = identity.rsplit("#", 1)[0]
         self.bus = bus
@@ -211,7 +223,7 @@ class Node:
     def _run(self) -> None:
         assert self._order is not None
         now = time.monotonic()
-        next_beat = now + HEARTBEAT
+        next_beat = now + self.heartbeat
         next_tail = now + TAIL_CHECK
         retry_at = 0.0
         while True:
@@ -247,7 +259,7 @@ class Node:
             if now >= retry_at and not self._guard(self._advance):
                 retry_at = now + READ_RETRY
             if now >= next_beat:
-                next_beat = now + HEARTBEAT
+                next_beat = now + self.heartbeat
                 self._beat(now)
             if stop:
                 break
@@ -410,7 +422,7 @@ class Node:
     def _beat(self, now: float) -> None:
         self.bus.publish([Event("alive")])
         for node, heard in list(self._heard.items()):
-            if now - heard > NODE_TIMEOUT:
+            if now - heard > self.timeout:
                 log.warning(
                     "node %s: node %s silent for %.0f s: its users are offline",
                     self.name,

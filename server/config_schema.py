@@ -487,6 +487,15 @@ KEYS: tuple[Key, ...] = (
         choices=BUS_KINDS,
     ),
     _k(
+        "node_timeout",
+        "database",
+        float,
+        "Silence on the bus after which another node is taken for dead (its users offline).",
+        1.0,
+        3600.0,
+        unit="s",
+    ),
+    _k(
         "backup_before_migrate",
         "database",
         bool,

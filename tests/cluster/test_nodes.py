@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 
-from parley_chat.protocol import Ack, Message, Ping, Pong, Send, encode
+from parley_chat.protocol import Ack, Message, Ping, Pong, Presence, Send, Who, encode
 from parley_chat.server.app import ChatServer
 from parley_chat.server.bus_postgres import libpq_url
 from tests.support import RawClient
@@ -78,7 +78,7 @@ def _read_messages(c: RawClient, count: int, timeout: float = 60) -> list[Messag
 
 
 def _node_process(
-    name: str, pg_url: str, certs_dir: Path
+    name: str, pg_url: str, certs_dir: Path, *extra: str
 ) -> tuple[subprocess.Popen[str], tuple[str, int]]:
     """A node as a real server process (`python -m parley_chat.server`), and its address."""
     proc = subprocess.Popen(
@@ -100,6 +100,7 @@ def _node_process(
             "16",
             "--presence-grace",
             "0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -238,3 +239,62 @@ def test_two_thousand_concurrent_sends_across_two_nodes_reach_everyone_complete_
             assert mine == list(range(per))
     for c in senders + readers:
         c.close()
+
+
+def _online(c: RawClient) -> list[str]:
+    c.send(Who(room="#lobby", tag="w"))
+    return list(c.expect(Presence, timeout=20, tag="w").online or [])
+
+
+def test_a_killed_nodes_users_go_offline_elsewhere_after_the_node_timeout(
+    make_node: Callable[..., ChatServer], pg_url: str, certs_dir: Path, ca_file: Path
+) -> None:
+    a = make_node("a", node_timeout=2.0)
+    b_proc, b_address = _node_process("b", pg_url, certs_dir, "--node-timeout", "2")
+    try:
+        watcher = _client(a, ca_file)
+        watcher.login("watcher")
+        bob = RawClient(b_address, ca_file)
+        bob.login("bob")
+        deadline = time.monotonic() + 30
+        while "bob" not in _online(watcher):
+            watcher.expect(Presence, timeout=max(0.1, deadline - time.monotonic()), joined="bob")
+        b_proc.kill()  # no goodbye: A hears nothing more from B
+        b_proc.wait(30)
+    finally:
+        if b_proc.poll() is None:
+            b_proc.kill()
+    watcher.expect(Presence, timeout=30, left="bob")
+    assert _online(watcher) == ["watcher"]
+    watcher.close()
+    bob.close()
+
+
+def test_a_restarted_node_makes_the_others_forget_its_earlier_users(
+    make_node: Callable[..., ChatServer], pg_url: str, certs_dir: Path, ca_file: Path
+) -> None:
+    a = make_node("a", node_timeout=600.0)  # never by silence in this test
+    b_proc, b_address = _node_process("b", pg_url, certs_dir, "--node-timeout", "600")
+    procs = [b_proc]
+    try:
+        watcher = _client(a, ca_file)
+        watcher.login("watcher")
+        bob = RawClient(b_address, ca_file)
+        bob.login("bob")
+        deadline = time.monotonic() + 30
+        while "bob" not in _online(watcher):
+            watcher.expect(Presence, timeout=max(0.1, deadline - time.monotonic()), joined="bob")
+        b_proc.kill()
+        b_proc.wait(30)
+        bob.close()
+        # B again, under the same name: its hello tells A that bob's session there is gone.
+        again, _address = _node_process("b", pg_url, certs_dir, "--node-timeout", "600")
+        procs.append(again)
+        watcher.expect(Presence, timeout=60, left="bob")
+        assert _online(watcher) == ["watcher"]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(30)
+    watcher.close()

@@ -187,3 +187,55 @@ def test_an_operator_disconnecting_a_user_ends_their_connections_on_every_node(
         error = next(f for f in frames if isinstance(f, Error))
         assert error.code == ErrorCode.DISCONNECTED and "enough" in error.message
     op.close()
+
+
+def test_a_private_message_across_nodes_reaches_its_two_parties_only(
+    make_node: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    a = make_node("a")
+    b = make_node("b")
+    alice_a = _client(a, ca_file, "alice")
+    alice_b = _client(b, ca_file, "alice")
+    bob_b = _client(b, ca_file, "bob")
+    eve_a = _client(a, ca_file, "eve")
+    eve_b = _client(b, ca_file, "eve")
+    cid = uuid.uuid4().hex
+    alice_a.send(Send(id=cid, to="bob", text="just for bob"))
+    got = bob_b.expect(Message, timeout=20, text="just for bob")
+    assert got.to == "bob" and got.from_ == "alice" and got.ref is None
+    # alice's other connection (on B) gets her own copy, with her client id.
+    assert alice_b.expect(Message, timeout=20, text="just for bob").ref == cid
+    # A public message after it, from each node: eve sees those and nothing before.
+    assert isinstance(_send(bob_b, "public after"), Ack)
+    assert isinstance(_send(alice_a, "public after 2"), Ack)
+    for eve in (eve_a, eve_b):
+        frames = eve.recv_until(
+            lambda f: isinstance(f, Message) and f.text == "public after 2", timeout=20
+        )
+        texts = [f.text for f in frames if isinstance(f, Message)]
+        assert "just for bob" not in texts and "public after" in texts
+    for c in (alice_a, alice_b, bob_b, eve_a, eve_b):
+        c.close()
+
+
+def test_an_edit_and_a_deletion_on_one_node_reach_the_other(
+    make_node: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    from parley_chat.protocol.moderation import Deleted, Edited
+
+    a = make_node("a")
+    b = make_node("b")
+    alice = _client(a, ca_file, "alice")
+    bob = _client(b, ca_file, "bob")
+    _barrier(bob)
+    ack = _send(alice, "typo hree")
+    assert isinstance(ack, Ack)
+    bob.expect(Message, timeout=20, id=ack.id)
+    _ok(alice, "edit", id=ack.id, text="typo here")
+    edited = bob.expect(Edited, timeout=20, id=ack.id)
+    assert edited.text == "typo here" and edited.room == "#lobby"
+    _ok(alice, "delete", id=ack.id)
+    deleted = bob.expect(Deleted, timeout=20, id=ack.id)
+    assert deleted.by == "alice" and deleted.room == "#lobby"
+    alice.close()
+    bob.close()
