@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+#: Integer columns: INTEGER on SQLite (64 bits; the rowid for a primary key),
+#: BIGINT on PostgreSQL (see models.Id).
+_INT = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -25,11 +29,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "read_markers",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("room_id", sa.Integer(), nullable=True),
-        sa.Column("peer_id", sa.Integer(), nullable=True),
-        sa.Column("message_id", sa.Integer(), nullable=False),
+        sa.Column("id", _INT, nullable=False),
+        sa.Column("user_id", _INT, nullable=False),
+        sa.Column("room_id", _INT, nullable=True),
+        sa.Column("peer_id", _INT, nullable=True),
+        sa.Column("message_id", _INT, nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.CheckConstraint(
             "(room_id IS NULL) <> (peer_id IS NULL)", name=op.f("ck_read_markers_one_target")

@@ -18,6 +18,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+#: Integer columns: INTEGER on SQLite (64 bits; the rowid for a primary key),
+#: BIGINT on PostgreSQL (see models.Id).
+_INT = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 revision: str = "0003_moderation"
 down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
@@ -63,19 +67,19 @@ def upgrade() -> None:
     )
     op.add_column("users", sa.Column("locked_at", sa.DateTime(), nullable=True))
     op.add_column("users", sa.Column("lock_reason", sa.String(length=200), nullable=True))
-    op.add_column("rooms", sa.Column("owner_id", sa.Integer(), nullable=True))
+    op.add_column("rooms", sa.Column("owner_id", _INT, nullable=True))
     op.add_column("rooms", sa.Column("topic", sa.String(length=300), nullable=True))
     op.add_column(
         "rooms", sa.Column("private", sa.Boolean(), server_default=sa.false(), nullable=False)
     )
     op.add_column("messages", sa.Column("edited_at", sa.DateTime(), nullable=True))
     op.add_column("messages", sa.Column("deleted_at", sa.DateTime(), nullable=True))
-    op.add_column("messages", sa.Column("deleted_by_id", sa.Integer(), nullable=True))
+    op.add_column("messages", sa.Column("deleted_by_id", _INT, nullable=True))
     op.create_table(
         "room_moderators",
-        sa.Column("room_id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("granted_by_id", sa.Integer(), nullable=True),
+        sa.Column("room_id", _INT, nullable=False),
+        sa.Column("user_id", _INT, nullable=False),
+        sa.Column("granted_by_id", _INT, nullable=True),
         sa.Column("granted_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["granted_by_id"], ["users.id"], name=op.f("fk_room_moderators_granted_by_id_users")
@@ -90,9 +94,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "room_invites",
-        sa.Column("room_id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("invited_by_id", sa.Integer(), nullable=True),
+        sa.Column("room_id", _INT, nullable=False),
+        sa.Column("user_id", _INT, nullable=False),
+        sa.Column("invited_by_id", _INT, nullable=True),
         sa.Column("invited_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["invited_by_id"], ["users.id"], name=op.f("fk_room_invites_invited_by_id_users")
@@ -107,16 +111,16 @@ def upgrade() -> None:
     )
     op.create_table(
         "room_sanctions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("room_id", sa.Integer(), nullable=False),
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("id", _INT, nullable=False),
+        sa.Column("room_id", _INT, nullable=False),
+        sa.Column("user_id", _INT, nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
-        sa.Column("by_id", sa.Integer(), nullable=True),
+        sa.Column("by_id", _INT, nullable=True),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("until", sa.DateTime(), nullable=True),
         sa.Column("lifted_at", sa.DateTime(), nullable=True),
-        sa.Column("lifted_by_id", sa.Integer(), nullable=True),
+        sa.Column("lifted_by_id", _INT, nullable=True),
         sa.CheckConstraint("kind IN ('ban', 'mute')", name=op.f("ck_room_sanctions_kind")),
         sa.ForeignKeyConstraint(
             ["by_id"], ["users.id"], name=op.f("fk_room_sanctions_by_id_users")
@@ -137,9 +141,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "message_versions",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("message_id", sa.Integer(), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("id", _INT, nullable=False),
+        sa.Column("message_id", _INT, nullable=False),
+        sa.Column("version", _INT, nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("replaced_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -152,13 +156,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "moderation_actions",
-        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("id", _INT, nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("actor_id", _INT, nullable=True),
         sa.Column("action", sa.String(length=16), nullable=False),
-        sa.Column("room_id", sa.Integer(), nullable=True),
-        sa.Column("target_id", sa.Integer(), nullable=True),
-        sa.Column("message_id", sa.Integer(), nullable=True),
+        sa.Column("room_id", _INT, nullable=True),
+        sa.Column("target_id", _INT, nullable=True),
+        sa.Column("message_id", _INT, nullable=True),
         sa.Column("reason", sa.String(length=200), nullable=True),
         sa.Column("until", sa.DateTime(), nullable=True),
         sa.Column("detail", sa.Text(), nullable=True),

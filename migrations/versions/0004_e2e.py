@@ -16,6 +16,10 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+#: Integer columns: INTEGER on SQLite (64 bits; the rowid for a primary key),
+#: BIGINT on PostgreSQL (see models.Id).
+_INT = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 revision: str = "0004_e2e"
 down_revision: str | None = "0003_moderation"
 branch_labels: str | Sequence[str] | None = None
@@ -44,7 +48,7 @@ _E2E_TEXT = "CASE WHEN m.envelope IS NOT NULL THEN '[end-to-end encrypted]' ELSE
 def upgrade() -> None:
     op.create_table(
         "user_keys",
-        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("user_id", _INT, nullable=False),
         sa.Column("sign_key", sa.String(length=44), nullable=False),
         sa.Column("box_key", sa.String(length=44), nullable=False),
         sa.Column("sig", sa.String(length=88), nullable=False),

@@ -128,4 +128,15 @@ def _postgresql_engine(url: str, *, writer: bool) -> Engine:
         kwargs.update(pool_size=1, max_overflow=0)
     else:
         kwargs.update(pool_size=5, max_overflow=20)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if writer:
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Any) -> None:
+            # psycopg sends BEGIN lazily, with the first statement. The writer begins
+            # at once, as on SQLite: a refused connection then fails before any op
+            # runs, and an op that ends the transaction (ROLLBACK) is told from one
+            # that ran no SQL (the writer checks the transaction status after each).
+            conn.connection.dbapi_connection.execute("SELECT 1")
+
+    return engine

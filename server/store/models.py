@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -39,10 +40,17 @@ NAMING = {
 MESSAGE_KINDS = ("public", "private", "system")
 
 
+#: Every integer column: SQLite's INTEGER is 64 bits (and INTEGER PRIMARY KEY is the
+#: rowid), PostgreSQL's is 32, so there it is BIGINT: ids up to 2**63 - 1 (the
+#: protocol's MAX_ID) on both.
+Id = Integer().with_variant(BigInteger(), "postgresql")
+
+
 class Base(DeclarativeBase):
     """Declarative base with the project's constraint naming convention."""
 
     metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {int: Id}
 
 
 class User(Base):
@@ -52,7 +60,7 @@ class User(Base):
 
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     nick: Mapped[str] = mapped_column(String(24))
     nick_key: Mapped[str | None] = mapped_column(String(24), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
@@ -70,7 +78,7 @@ class ResumeToken(Base):
 
     __tablename__ = "resume_tokens"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
@@ -86,7 +94,7 @@ class ChatSession(Base):
     __tablename__ = "sessions"
     __table_args__ = (Index("ix_sessions_node_ended_at", "node", "ended_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("resume_tokens.id"))
     peer: Mapped[str] = mapped_column(String(64))
@@ -105,14 +113,14 @@ class Room(Base):
 
     __tablename__ = "rooms"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(33))
     name_key: Mapped[str] = mapped_column(String(33), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     # Moderation. owner_id is the creator (no foreign key: SQLite cannot add
     # one to an existing table without rebuilding it, which would drop the
     # FTS triggers and the chat_log view with it).
-    owner_id: Mapped[int | None] = mapped_column(Integer)
+    owner_id: Mapped[int | None] = mapped_column(Id)
     topic: Mapped[str | None] = mapped_column(String(300))
     private: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
 
@@ -147,7 +155,7 @@ class Message(Base):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     kind: Mapped[str] = mapped_column(String(8))
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
@@ -159,7 +167,7 @@ class Message(Base):
     # message_versions); a deleted message stays, marked, for the operator.
     edited_at: Mapped[datetime | None] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
-    deleted_by_id: Mapped[int | None] = mapped_column(Integer)
+    deleted_by_id: Mapped[int | None] = mapped_column(Id)
     #: An end-to-end encrypted private message's envelope (then `body` is ''):
     #: opaque to the server, never indexed for search (docs/security.md).
     envelope: Mapped[str | None] = mapped_column(Text)
@@ -180,11 +188,11 @@ class ReadMarker(Base):
         CheckConstraint("(room_id IS NULL) <> (peer_id IS NULL)", name="one_target"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     peer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    message_id: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[int] = mapped_column(Id)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -245,7 +253,7 @@ class RoomSanction(Base):
         Index("ix_room_sanctions_room_id_user_id", "room_id", "user_id"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     kind: Mapped[str] = mapped_column(String(8))
@@ -264,9 +272,9 @@ class MessageVersion(Base):
     __tablename__ = "message_versions"
     __table_args__ = (UniqueConstraint("message_id", "version"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"))
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Id)
     body: Mapped[str] = mapped_column(Text)
     replaced_at: Mapped[datetime] = mapped_column(DateTime)
 
@@ -277,7 +285,7 @@ class ModerationAction(Base):
 
     __tablename__ = "moderation_actions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     action: Mapped[str] = mapped_column(String(16))

@@ -179,6 +179,10 @@ def _is_bad_input(exc: BaseException) -> bool:
     if isinstance(exc, DataError):  # PostgreSQL: a value out of range, a NUL in a text
         return True
     if isinstance(exc, DBAPIError):
+        if _is_psycopg(exc.orig):
+            # Refused before it reached the server (no SQLSTATE): a value psycopg
+            # cannot adapt or encode. The server's own refusals carry one.
+            return getattr(exc.orig, "sqlstate", None) is None
         return isinstance(exc.orig, sqlite3.InterfaceError | sqlite3.ProgrammingError)
     if isinstance(exc, sqlite3.InterfaceError | sqlite3.ProgrammingError):
         return True  # from the message insert, which runs on the driver itself
@@ -187,6 +191,10 @@ def _is_bad_input(exc: BaseException) -> bool:
     # UnicodeEncodeError (a lone surrogate), OverflowError (> 2**63-1) and
     # ValueError / TypeError from a value the driver cannot take.
     return isinstance(exc, ValueError | OverflowError | TypeError)
+
+
+def _is_psycopg(exc: BaseException | None) -> bool:
+    return type(exc).__module__.startswith("psycopg")
 
 
 def _reason(exc: BaseException) -> str:
@@ -236,6 +244,10 @@ def _original_error(exc: BaseException) -> BaseException:
     return exc
 
 
+#: libpq's PQtransactionStatus values for "a command runs" and "idle in a transaction".
+_PQ_ACTIVE, _PQ_INTRANS = 1, 2
+
+
 def _transaction_usable(s: Session) -> bool:
     """Whether the group's transaction is still open in SQLite.
 
@@ -246,6 +258,10 @@ def _transaction_usable(s: Session) -> bool:
         if not s.in_transaction():
             return False
         raw = s.connection().connection.dbapi_connection
+        info = getattr(raw, "info", None)
+        status = getattr(info, "transaction_status", None)
+        if status is not None:  # psycopg: in a transaction, and not an aborted one
+            return int(status) in (_PQ_ACTIVE, _PQ_INTRANS)
         return raw is None or bool(getattr(raw, "in_transaction", True))
     except Exception:
         return False

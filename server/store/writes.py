@@ -125,25 +125,28 @@ _EXISTING = (
 )
 
 #: The same statements for psycopg. The id comes from messages_take_id (the
-#: counter row, migration 0005_postgres): commit order across nodes.
+#: counter row, migration 0005_postgres): commit order across nodes. Ids are
+#: cast to bigint, so one beyond 64 bits is refused (a DataError: the input's
+#: fault) instead of compared as a numeric that matches nothing.
 _PG_ROOM_AND_MEMBERSHIP = (
     "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
-    " WHERE m.room_id = r.id AND m.user_id = %(user)s) FROM rooms AS r"
+    " WHERE m.room_id = r.id AND m.user_id = %(user)s::bigint) FROM rooms AS r"
     " WHERE r.name_key = %(key)s"
 )
 _PG_NICKS = (
-    "SELECT (SELECT nick FROM users WHERE id = %(a)s::integer),"
-    " (SELECT nick FROM users WHERE id = %(b)s::integer)"
+    "SELECT (SELECT nick FROM users WHERE id = %(a)s::bigint),"
+    " (SELECT nick FROM users WHERE id = %(b)s::bigint)"
 )
 _PG_INSERT = (
     "INSERT INTO messages (created_at, kind, room_id, sender_id, recipient_id, body,"
-    " client_msg_id, envelope) VALUES (%(created_at)s, %(kind)s, %(room_id)s,"
-    " %(sender_id)s, %(recipient_id)s, %(body)s, %(client_msg_id)s, %(envelope)s)"
+    " client_msg_id, envelope) VALUES (%(created_at)s, %(kind)s, %(room_id)s::bigint,"
+    " %(sender_id)s::bigint, %(recipient_id)s::bigint, %(body)s, %(client_msg_id)s,"
+    " %(envelope)s)"
     " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
 )
 _PG_EXISTING = (
     "SELECT id, kind, room_id, recipient_id, body, envelope FROM messages"
-    " WHERE sender_id = %(sender)s AND client_msg_id = %(cid)s"
+    " WHERE sender_id = %(sender)s::bigint AND client_msg_id = %(cid)s"
 )
 
 _Row = Sequence[Any] | None

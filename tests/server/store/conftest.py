@@ -1,15 +1,36 @@
-# Fixtures for store tests: a migrated temp SQLite file and a started Store.
+# Fixtures for store tests: a migrated temp database and a started Store, on
+# both dialects: every test here that takes db_url (or store) runs once on a
+# SQLite file and once on a database of the session's PostgreSQL server.
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from parley_chat.server.store import Store, upgrade_to_head, writes
 
 NOW = datetime(2026, 11, 25, 12, 0, 0)
+
+
+DIALECTS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=DIALECTS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh empty database: a SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'chat.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite file, for the tests of what only SQLite does (read-only files,
+    a full disk, its file lock)."""
+    return f"sqlite:///{tmp_path / 'chat.db'}"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -33,17 +34,23 @@ from tests.server.store.conftest import NOW, post
 
 WAIT = 10  # seconds: the deadline of every wait below
 LATER = NOW + timedelta(days=14)
+#: How each dialect says it refuses writes.
+READ_ONLY = re.compile("readonly|read-only")
 
 
 class ReadOnlySwitch:
     """Makes the store's writer connection refuse writes (SQLITE_READONLY) while on.
 
     BEGIN IMMEDIATE still succeeds and the first write fails, as on a file
-    opened read-only."""
+    opened read-only. On PostgreSQL the transaction is made READ ONLY, and the
+    first write fails with SQLSTATE 25006, as on a read-only database or a
+    standby."""
 
     def __init__(self, store: Store) -> None:
         self.on = False
         engine = store._writer_engine
+        assert engine is not None
+        self.sqlite = engine.dialect.name == "sqlite"
         # On after BEGIN when asked; off again when the connection goes back to
         # the pool, so the next BEGIN IMMEDIATE works.
         event.listen(engine, "begin", self._after_begin)
@@ -51,11 +58,12 @@ class ReadOnlySwitch:
 
     def _after_begin(self, conn: Any) -> None:
         if self.on:
-            conn.exec_driver_sql("PRAGMA query_only = ON")
+            conn.exec_driver_sql(
+                "PRAGMA query_only = ON" if self.sqlite else "SET TRANSACTION READ ONLY"
+            )
 
-    @staticmethod
-    def _checkin(dbapi_conn: Any, _record: Any) -> None:
-        if dbapi_conn is not None:
+    def _checkin(self, dbapi_conn: Any, _record: Any) -> None:
+        if dbapi_conn is not None and self.sqlite:
             dbapi_conn.execute("PRAGMA query_only = OFF")
 
 
@@ -108,7 +116,7 @@ def test_logins_and_reads_go_on_while_the_database_refuses_writes(quick_store):
     # What a restart does on a read-only database: end the sessions left open.
     ended = store.submit_bookkeeping(lambda s: writes.end_open_sessions(s, "server restart", NOW))
     assert ended.result(WAIT) is DEFERRED
-    assert not store.writable and "readonly" in (store.last_write_error or "")
+    assert not store.writable and READ_ONLY.search(store.last_write_error or "")
     first, second = _login(store, uid, 2), _login(store, uid, 3)
     assert first.stored.result(WAIT) is DEFERRED and second.stored.result(WAIT) is DEFERRED
     assert first.session_id > crashed.session_id and second.session_id == first.session_id + 1
@@ -124,7 +132,7 @@ def test_logins_and_reads_go_on_while_the_database_refuses_writes(quick_store):
             s, kind="public", body="during", now=NOW, room="#lobby", sender_id=uid
         )
     )
-    with pytest.raises(StoreUnwritable, match="readonly"):
+    with pytest.raises(StoreUnwritable, match=READ_ONLY):
         failed.result(WAIT)
     # A transaction that wrote nothing commits even now; it proves nothing.
     nowhere = store.submit(
@@ -247,10 +255,45 @@ def test_ids_stay_above_rows_inserted_without_one(store, users):
             s, user_id=users["bob"], peer="p", client=None, token_id=None, now=NOW
         )
     ).result(WAIT)
-    assert store.new_session_id() > max(given, plain)
+    following = store.new_session_id()
+    if store.shared:
+        # PostgreSQL: every node's ids come from the one sequence (a block at a
+        # time), so none is handed out twice, in whatever order.
+        assert len({given, plain, following}) == 3
+    else:
+        assert following > max(given, plain)
+    stored = store.submit(
+        lambda s: writes.open_session(
+            s,
+            user_id=users["bob"],
+            peer="p",
+            client=None,
+            token_id=None,
+            now=NOW,
+            session_id=following,
+        )
+    ).result(WAIT)
+    assert stored == following
 
 
-def test_a_store_on_a_read_only_file_starts_and_serves_reads(db_url, tmp_path):
+def test_ids_from_two_stores_on_one_postgresql_database_never_collide(pg_url):
+    # Two nodes: each takes blocks of the sequence, neither reads max(id) + 1.
+    upgrade_to_head(pg_url, backup=False)
+    a, b = Store(pg_url, node="a"), Store(pg_url, node="b")
+    a.start()
+    b.start()
+    try:
+        ids = [st.new_session_id() for _ in range(100) for st in (a, b)]
+        assert len(set(ids)) == len(ids)
+        tokens = [st.new_token_id() for _ in range(100) for st in (a, b)]
+        assert len(set(tokens)) == len(tokens)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_store_on_a_read_only_file_starts_and_serves_reads(sqlite_url, tmp_path):
+    db_url = sqlite_url  # a read-only file: SQLite's
     # The whole database opened read-only (as on a file the server may not
     # write): startup bookkeeping waits, logins get ids, reads work.
     upgrade_to_head(db_url, backup=False)
@@ -281,7 +324,8 @@ def test_a_store_on_a_read_only_file_starts_and_serves_reads(db_url, tmp_path):
         store.close()
 
 
-def test_a_read_only_database_not_in_wal_mode_still_serves_reads(db_url):
+def test_a_read_only_database_not_in_wal_mode_still_serves_reads(sqlite_url):
+    db_url = sqlite_url  # a read-only file: SQLite's
     # A backup restored onto a read-only mount is in rollback-journal mode and
     # cannot be switched to WAL: connections must still open, and reads work.
     upgrade_to_head(db_url, backup=False)

@@ -303,7 +303,8 @@ def test_sql_errors_of_one_op_are_store_errors_and_fail_alone(store, users):
     assert store.writable
 
 
-def test_when_begin_is_refused_no_op_runs_and_bookkeeping_waits_in_order(db_url):
+def test_when_begin_is_refused_no_op_runs_and_bookkeeping_waits_in_order(sqlite_url):
+    db_url = sqlite_url  # query_only at BEGIN IMMEDIATE: SQLite's
     # The database refuses even BEGIN IMMEDIATE (here: query_only stays on):
     # nobody's operation ran, so all are told at once, none is re-run.
     upgrade_to_head(db_url, backup=False)

@@ -1,16 +1,19 @@
 # Alembic owns the schema: an empty database upgrades to head, the models and
-# the migrations agree, and a non-empty database is backed up first.
+# the migrations agree, and a non-empty database is backed up first; on
+# PostgreSQL the same migrations make pg_trgm search and the message counter.
 
 from __future__ import annotations
 
 import sqlite3
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from parley_chat.server.store import current_revision, head_revision, upgrade_to_head
 from parley_chat.server.store.engine import database_path
+from parley_chat.server.store.migrate import alembic_config
 from parley_chat.server.store.models import Base, compared_with_models
 
 
@@ -27,7 +30,8 @@ def test_empty_database_upgrades_to_head_and_models_match(db_url):
     engine.dispose()
 
 
-def test_view_index_and_default_room_exist(db_url):
+def test_view_index_and_default_room_exist(sqlite_url):
+    db_url = sqlite_url  # SQLite's schema: see the _on_postgresql tests
     upgrade_to_head(db_url)
     con = sqlite3.connect(database_path(db_url))
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
@@ -41,7 +45,8 @@ def test_view_index_and_default_room_exist(db_url):
     con.close()
 
 
-def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
+def test_upgrade_is_idempotent_and_backs_up_an_older_database(sqlite_url, tmp_path):
+    db_url = sqlite_url  # SQLite's schema: see the _on_postgresql tests
     upgrade_to_head(db_url)
     again = upgrade_to_head(db_url)
     assert not again.changed and again.backup_path is None
@@ -86,7 +91,8 @@ def test_upgrade_is_idempotent_and_backs_up_an_older_database(db_url, tmp_path):
     assert current_revision(db_url) == (head_revision(), True)
 
 
-def test_0002_marks_everything_stored_before_it_read(db_url):
+def test_0002_marks_everything_stored_before_it_read(sqlite_url):
+    db_url = sqlite_url  # SQLite's schema: see the _on_postgresql tests
     from alembic import command
 
     from parley_chat.server.store.migrate import alembic_config
@@ -128,7 +134,8 @@ def test_0002_marks_everything_stored_before_it_read(db_url):
     }
 
 
-def test_0003_moderation_gives_existing_rooms_an_owner_and_downgrades_cleanly(db_url):
+def test_0003_moderation_gives_existing_rooms_an_owner_and_downgrades_cleanly(sqlite_url):
+    db_url = sqlite_url  # SQLite's schema: see the _on_postgresql tests
     from alembic import command
 
     from parley_chat.server.store.migrate import alembic_config
@@ -173,7 +180,8 @@ def test_0003_moderation_gives_existing_rooms_an_owner_and_downgrades_cleanly(db
     assert current_revision(db_url) == (head_revision(), True)
 
 
-def test_0004_e2e_adds_the_key_directory_and_envelopes_and_goes_back(db_url):
+def test_0004_e2e_adds_the_key_directory_and_envelopes_and_goes_back(sqlite_url):
+    db_url = sqlite_url  # SQLite's schema: see the _on_postgresql tests
     from alembic import command
 
     from parley_chat.server.store.migrate import alembic_config
@@ -211,3 +219,82 @@ def test_0004_e2e_adds_the_key_directory_and_envelopes_and_goes_back(db_url):
     con.close()
     upgrade_to_head(db_url)
     assert current_revision(db_url) == (head_revision(), True)
+
+
+def test_the_schema_on_postgresql_has_the_view_trigram_index_and_counter(pg_url):
+    report = upgrade_to_head(pg_url)
+    assert report.to_revision == "0005_postgres" and report.backup_path is None
+    engine = create_engine(pg_url)
+    with engine.connect() as conn:
+        cols = conn.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_name = 'chat_log' ORDER BY ordinal_position"
+            )
+        ).scalars()
+        assert list(cols) == [
+            *("id", "ts", "room", "sender", "recipient", "kind", "text"),
+            *("edited_at", "deleted_at", "deleted_by"),
+        ]
+        index = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_body_trgm'")
+        ).scalar()
+        assert "gin" in index and "gin_trgm_ops" in index
+        assert conn.execute(text("SELECT pos FROM message_counter")).scalar() == 0
+        assert conn.execute(text("SELECT name FROM rooms")).all() == [("#lobby",)]
+        # Every integer column is BIGINT: ids up to 2**63 - 1, as on SQLite.
+        small = conn.execute(
+            text(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND data_type = 'integer'"
+                " AND table_name <> 'chat_log'"
+            )
+        ).scalars()
+        assert list(small) == []
+    engine.dispose()
+
+
+def test_postgresql_migrations_go_down_and_up_again_keeping_ids_in_order(pg_url):
+    upgrade_to_head(pg_url)
+    cfg = alembic_config(pg_url)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO users (nick, nick_key, password_hash, created_at)"
+                " VALUES ('old', 'old', 'h', now())"
+            )
+        )
+        for _ in range(3):
+            conn.execute(
+                text(
+                    "INSERT INTO messages (created_at, kind, room_id, sender_id, body)"
+                    " VALUES (now(), 'public', 1, 1, 'before')"
+                )
+            )
+    command.downgrade(cfg, "0004_e2e")
+    with engine.begin() as conn:  # without the counter: the sequence, moved past the counter
+        new = conn.execute(
+            text(
+                "INSERT INTO messages (created_at, kind, room_id, sender_id, body)"
+                " VALUES (now(), 'public', 1, 1, 'during') RETURNING id"
+            )
+        ).scalar()
+        assert new == 4
+    command.upgrade(cfg, "head")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT pos FROM message_counter")).scalar() == 4
+        new = conn.execute(
+            text(
+                "INSERT INTO messages (created_at, kind, room_id, sender_id, body)"
+                " VALUES (now(), 'public', 1, 1, 'after') RETURNING id"
+            )
+        ).scalar()
+        assert new == 5
+    command.downgrade(cfg, "base")
+    with engine.connect() as conn:
+        left = conn.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ).scalars()
+        assert set(left) == {"alembic_version"}
+    engine.dispose()

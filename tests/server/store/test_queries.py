@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from parley_chat.server.store import queries, writes
 from parley_chat.server.store.queries import fts_query, like_pattern, search_terms
@@ -129,7 +130,7 @@ def test_deleted_user_frees_the_nick_and_keeps_messages(store, users, chat):
         assert queries.get_user(s, "carol") is None
         rows = (
             s.connection()
-            .exec_driver_sql("SELECT sender FROM chat_log WHERE id = ?", (chat["lobby2"].id,))
+            .execute(text("SELECT sender FROM chat_log WHERE id = :id"), {"id": chat["lobby2"].id})
             .all()
         )
     assert rows == [("carol (removed)",)]

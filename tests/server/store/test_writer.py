@@ -1,4 +1,5 @@
-# The writer: durability pragmas on every connection, group commit, a failing
+# The writer: durability settings on every connection (SQLite's pragmas,
+# PostgreSQL's synchronous_commit), group commit, a failing
 # operation failing alone, callbacks after commit and in order.
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from parley_chat.server.store.engine import make_engine
 from tests.server.store.conftest import NOW, post
 
 
-def test_every_connection_is_wal_with_synchronous_full(db_url, store):
+def test_every_connection_is_wal_with_synchronous_full(sqlite_url):
+    db_url = sqlite_url  # PRAGMAs: SQLite's
     for writer in (True, False):
         engine = make_engine(db_url, writer=writer)
         with engine.connect() as conn:
@@ -22,6 +24,25 @@ def test_every_connection_is_wal_with_synchronous_full(db_url, store):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
         engine.dispose()
+
+
+def test_every_postgresql_connection_commits_synchronously(pg_url):
+    # synchronous_commit on (with fsync): a commit is on disk, as WAL with synchronous=FULL.
+    for writer in (True, False):
+        engine = make_engine(pg_url, writer=writer)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+        engine.dispose()
+
+
+def test_a_url_without_a_driver_means_psycopg_3(pg_url):
+    bare = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    engine = make_engine(bare, writer=False)
+    assert engine.dialect.driver == "psycopg"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    engine.dispose()
 
 
 def test_writes_are_group_committed_and_callbacks_run_in_order(store, users):
