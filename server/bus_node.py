@@ -152,6 +152,13 @@ class Node:
         """The largest id delivered (or passed) here."""
         return self._order.last if self._order is not None else 0
 
+    def settle(self, timeout: float) -> bool:
+        """Block until everything handed to the node before this call was handled
+        (True), or *timeout*: a barrier for tests and for shutdown."""
+        done = threading.Event()
+        self._inbox.put(done)
+        return done.wait(timeout)
+
     def wait_idle(self, upto: int, timeout: float) -> bool:
         """Block until every id up to *upto* was delivered here (True), or *timeout*."""
         deadline = time.monotonic() + timeout
@@ -244,11 +251,14 @@ class Node:
                     break
             stop = False
             resync = False
+            settled: list[threading.Event] = []
             for it in items:
                 if it is _STOP:
                     stop = True
                 elif it is _RESYNC:
                     resync = True
+                elif isinstance(it, threading.Event):
+                    settled.append(it)
                 else:
                     self._guard(self._take_in, it)
             now = time.monotonic()
@@ -261,6 +271,8 @@ class Node:
             if now >= next_beat:
                 next_beat = now + self.heartbeat
                 self._beat(now)
+            for marker in settled:
+                marker.set()
             if stop:
                 break
 
