@@ -13,8 +13,10 @@ own connections. An event therefore carries ids and routing, never a text:
   ban); read them.
 * `mute` {user, room}: a mute was set or lifted; read it.
 * `roominfo` {room}: a room's topic, privacy or roles changed; read them.
-* `moderation` {audit id, user?, room?}: a notice, a disconnection or an
-  announcement; read the audit row.
+* `moderation` {audit id}: a notice, a disconnection or an announcement;
+  read the audit row.
+* `read` {marker id, user, room | peer}: the user's read marker moved; their
+  connections on the other nodes follow.
 * `up` / `down` {user}: the user's first connection on the sending node
   began, or its last one ended (presence: who is online where).
 * `hello` / `alive` / `sync`: a node started (everyone re-announces who is
@@ -42,6 +44,7 @@ KINDS = frozenset(
         "mute",
         "roominfo",
         "moderation",
+        "read",
         "up",
         "down",
         "hello",
@@ -189,9 +192,16 @@ class Cluster(Protocol):
         """A moderation action (a Moderate frame, its committed Outcome) was carried out
         here: the other nodes' connections must learn of it too."""
 
+    def read_moved(self, user_id: int, frame: Any, peer_id: int | None) -> None:
+        """The user's read marker moved (a Read frame; *peer_id* for a private
+        conversation): their devices on the other nodes follow."""
+
 
 class NoCluster:
     """A node alone: nobody else to tell."""
 
     def moderated(self, f: Any, out: Any) -> None:
+        """Nothing to do."""
+
+    def read_moved(self, user_id: int, frame: Any, peer_id: int | None) -> None:
         """Nothing to do."""

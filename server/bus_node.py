@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from parley_chat.protocol import Error, ErrorCode, Presence, encode, format_ts
+from parley_chat.protocol import Error, ErrorCode, Presence, Read, encode, format_ts
 from parley_chat.protocol.moderation import Deleted, Edited, Notice
 
 from .bus import Bus, Event
@@ -114,6 +114,8 @@ class Node:
         self._order: Order[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="bus-deliver", daemon=True)
         self._heard: dict[str, float] = {}  # other node -> when it last said anything
+        # (nick, rooms) of the users a payload's `up` events name, read at once.
+        self._users_read: dict[int, tuple[str, list[str]]] = {}
         self._started = False
         #: Counters for tests and logs.
         self.read_rows = 0
@@ -217,6 +219,13 @@ class Node:
         if events:
             self.bus.publish(events)
 
+    def read_moved(self, user_id: int, frame: Any, peer_id: int | None) -> None:
+        """Commands.cluster: the user's read marker moved here."""
+        if not self._started:
+            return
+        users = (user_id,) if peer_id is None else (user_id, peer_id)
+        self.bus.publish([Event("read", frame.id, room=frame.room, users=users)])
+
     # --- what the bus calls (its listener thread) --------------------------------------
 
     def _received(self, node: str, events: list[Event]) -> None:
@@ -307,12 +316,19 @@ class Node:
                 self._tell_left(self._hub.forget_node(old))
         first = node not in self._heard
         self._heard[node] = time.monotonic()
-        if first and not hello:
-            # A node we took for dead (or that started before us and we never
-            # heard): its users may be unknown here.
+        if first and not any(e.kind in ("hello", "up") for e in events):
+            # A node we took for dead (or never heard start): its users may be
+            # unknown here. (One answering our hello announces them anyway.)
             self.bus.publish([Event("sync")])
-        for event in events:
-            self._event(node, event)
+        ups = [e.users[0] for e in events if e.kind == "up" and e.users]
+        if len(ups) > 1:  # a node announcing its users: one read for all of them
+            with self._store.read() as s:
+                self._users_read = bus_reads.online_users(s, ups)
+        try:
+            for event in events:
+                self._event(node, event)
+        finally:
+            self._users_read = {}
 
     def _event(self, node: str, e: Event) -> None:
         assert self._order is not None
@@ -348,6 +364,8 @@ class Node:
                 self._changed(e.kind, e.id)
         elif e.kind == "moderation" and e.id is not None:
             self._moderation(e.id)
+        elif e.kind == "read" and e.id is not None and e.users:
+            self._read_marker(e.id, e.room, e.users)
 
     # --- messages -------------------------------------------------------------------------
 
@@ -408,8 +426,10 @@ class Node:
     # --- presence -------------------------------------------------------------------------
 
     def _remote_up(self, node: str, user_id: int) -> None:
-        with self._store.read() as s:
-            found = bus_reads.online_user(s, user_id)
+        found = self._users_read.get(user_id)
+        if found is None:
+            with self._store.read() as s:
+                found = bus_reads.online_user(s, user_id)
         if found is None:
             return
         nick, rooms = found
@@ -508,6 +528,22 @@ class Node:
             for uid in {row.sender_id, row.recipient_id}:
                 if uid is not None:
                     self._hub.send_to_user(uid, data)
+
+    def _read_marker(self, marker: int, room: str | None, users: tuple[int, ...]) -> None:
+        user_id = users[0]
+        if not self._hub.reaches(None, (user_id,)):
+            return
+        if room is not None:
+            frame = Read(id=marker, room=room)
+        else:
+            if len(users) < 2:
+                return
+            with self._store.read() as s:
+                found = bus_reads.online_user(s, users[1])
+            if found is None:
+                return
+            frame = Read(id=marker, with_=found[0])
+        self._hub.send_to_user(user_id, encode(frame))
 
     def _moderation(self, audit_id: int) -> None:
         with self._store.read() as s:

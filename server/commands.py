@@ -860,7 +860,7 @@ class Commands:
                 return
         now = utcnow()
 
-        def op(s: Any) -> tuple[Read, bool] | None:
+        def op(s: Any) -> tuple[Read, bool, int | None] | None:
             if room is not None:
                 room_id = queries.room_id_of(s, room)
                 if room_id is None:
@@ -871,7 +871,7 @@ class Commands:
                 marker, moved = writes.move_read_marker(
                     s, uid, room_id=room_id, message_id=upto, now=now
                 )
-                return Read(id=marker, room=room), moved
+                return Read(id=marker, room=room), moved, None
             assert f.with_ is not None
             peer = queries.get_user(s, f.with_)
             if peer is None:
@@ -882,7 +882,7 @@ class Commands:
             marker, moved = writes.move_read_marker(
                 s, uid, peer_id=peer.id, message_id=upto, now=now
             )
-            return Read(id=marker, with_=peer.nick), moved
+            return Read(id=marker, with_=peer.nick), moved, peer.id
 
         def done(result: Any, exc: BaseException | None) -> None:
             if isinstance(exc, NoSuchUser):
@@ -900,9 +900,10 @@ class Commands:
                     )
                 )
             else:
-                frame, moved = result
-                if moved:  # the other devices of this user follow
+                frame, moved, peer_id = result
+                if moved:  # the other devices of this user follow, on every node
                     self.hub.send_to_user(uid, encode(frame), skip=conn)
+                    self.cluster.read_moved(uid, frame, peer_id)
 
         self.store.submit(op, done)
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, aliased
 
 from . import moderation as mstore
 from . import queries
-from .models import Message, ModerationAction, Room, User
+from .models import Message, ModerationAction, Room, RoomMember, User
 from .records import StoredMessage
 
 _Actor = aliased(User, name="actor")
@@ -95,6 +95,29 @@ def online_user(s: Session, user_id: int) -> tuple[str, list[str]] | None:
     if nick is None:
         return None
     return nick, queries.rooms_of(s, user_id)
+
+
+def online_users(s: Session, user_ids: list[int]) -> dict[int, tuple[str, list[str]]]:
+    """online_user() of many users in two queries (a node announcing its users)."""
+    if not user_ids:
+        return {}
+    ids = sorted(set(user_ids))
+    out: dict[int, tuple[str, list[str]]] = {
+        uid: (nick, [])
+        for uid, nick in s.execute(
+            select(User.id, User.nick).where(User.id.in_(ids), User.deleted_at.is_(None))
+        ).all()
+    }
+    rows = s.execute(
+        select(RoomMember.user_id, Room.name)
+        .join(Room, Room.id == RoomMember.room_id)
+        .where(RoomMember.user_id.in_(ids))
+        .order_by(RoomMember.user_id, Room.name_key)
+    ).all()
+    for uid, name in rows:
+        if uid in out:
+            out[uid][1].append(name)
+    return out
 
 
 def mute_in_force(

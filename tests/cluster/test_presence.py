@@ -239,3 +239,29 @@ def test_an_edit_and_a_deletion_on_one_node_reach_the_other(
     assert deleted.by == "alice" and deleted.room == "#lobby"
     alice.close()
     bob.close()
+
+
+def test_a_read_marker_moved_on_one_node_reaches_the_users_devices_on_the_other(
+    make_node: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    from parley_chat.protocol import Read
+
+    a = make_node("a")
+    b = make_node("b")
+    alice_a = _client(a, ca_file, "alice")
+    alice_b = _client(b, ca_file, "alice")
+    bob = _client(b, ca_file, "bob")
+    room_msg = _send(bob, "read me")
+    assert isinstance(room_msg, Ack)
+    dm_id = uuid.uuid4().hex
+    bob.send(Send(id=dm_id, to="alice", text="and me"))
+    dm = bob.expect(Ack, timeout=20, ref=dm_id)
+    alice_a.expect(Message, timeout=20, id=dm.id)
+    alice_a.send(Read(id=room_msg.id, room="#lobby"))
+    got = alice_b.expect(Read, timeout=20, room="#lobby")
+    assert got.id == room_msg.id
+    alice_a.send(Read(id=dm.id, with_="bob"))
+    got = alice_b.expect(Read, timeout=20, with_="bob")
+    assert got.id == dm.id
+    for c in (alice_a, alice_b, bob):
+        c.close()
