@@ -159,6 +159,25 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+def _address(target: Target, worker: int) -> tuple[str, int]:
+    """Where worker *worker* connects: a target of several nodes (bench/nodes.py) lists
+    their `addresses`, and the workers share them out in turn."""
+    addresses: list[tuple[str, int]] = getattr(target, "addresses", None) or [
+        (target.host, target.port)
+    ]
+    return addresses[worker % len(addresses)]
+
+
+def _server_cpu(target: Target) -> float:
+    """CPU seconds of the target's server processes (all nodes of a cluster target)."""
+    return sum(process_cpu(pid) for pid in getattr(target, "pids", None) or [target.pid])
+
+
+def _server_rss(target: Target) -> float:
+    """Resident MB of the target's server processes, summed."""
+    return sum(process_rss_mb(pid) for pid in getattr(target, "pids", None) or [target.pid])
+
+
 def _collect(pipes: list[Pipe], kind: str, timeout: float) -> list[dict[str, Any]]:
     """One reply of *kind* from every worker, within *timeout* seconds."""
     got: dict[int, dict[str, Any]] = {}
@@ -205,8 +224,8 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
             worker=w,
             workers=workers,
             dialect=target.dialect,
-            host=target.host,
-            port=target.port,
+            host=_address(target, w)[0],
+            port=_address(target, w)[1],
             ca_file=target.ca_file,
             clients=load.clients,
             senders=senders,
@@ -229,7 +248,7 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         # login time is a figure of its own)
         result.idle_before = wait_for_quiet(load.wait_quiet, say)
         t_start = time.monotonic_ns()
-        login_cpu0 = process_cpu(target.pid)
+        login_cpu0 = _server_cpu(target)
         _broadcast(pipes, "connect")
         ready = _collect(pipes, "ready", load.login_timeout + 30)
         done_ns = [t for r in ready for t in r["login_done_ns"]]
@@ -260,13 +279,13 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
                 break
         result.settle_s = (last - t_start) / 1e9
         result.login_rx_kb = sum(q["rx_bytes"] for q in quiet) / max(1, result.ready) / 1024
-        result.rss_idle_mb = process_rss_mb(target.pid)
-        result.login_server_cpu_s = process_cpu(target.pid) - login_cpu0
+        result.rss_idle_mb = _server_rss(target)
+        result.login_server_cpu_s = _server_cpu(target) - login_cpu0
         result.login_gen_cpu_s = sum(q["cpu"] for q in quiet)
         say(f"  settled after {result.settle_s:.2f} s, server RSS {result.rss_idle_mb:.1f} MB")
         if load.login_only:
             time.sleep(load.idle_seconds)
-            result.rss_end_mb = process_rss_mb(target.pid)
+            result.rss_end_mb = _server_rss(target)
             return result
         # 3. the measured load, once the machine is quiet (other people's jobs
         # on the same two cores would otherwise be measured as our latency)
@@ -280,9 +299,9 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         result.defer = load.defer
         _broadcast(pipes, "load", plan)
         time.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-        cpu0, machine0 = process_cpu(target.pid), machine_cpu()
+        cpu0, machine0 = _server_cpu(target), machine_cpu()
         time.sleep(max(0.0, (stop_ns - time.monotonic_ns()) / 1e9))
-        cpu_stop, machine_stop = process_cpu(target.pid), machine_cpu()
+        cpu_stop, machine_stop = _server_cpu(target), machine_cpu()
         sent_replies = _collect(pipes, "sent", load.seconds + 300)
         sent: dict[int, int] = {}
         for r in sent_replies:
@@ -307,8 +326,8 @@ def run_load(target: Target, load: Load, *, log: Any = None) -> Result:
         _broadcast(pipes, "expect", (sent, caught_up_ns + int(load.drain * 1e9)))
         done = _collect(pipes, "done", load.drain + 60)
         end_ns = time.monotonic_ns()
-        cpu1 = process_cpu(target.pid)
-        result.rss_end_mb = process_rss_mb(target.pid)
+        cpu1 = _server_cpu(target)
+        result.rss_end_mb = _server_rss(target)
         _summarise(result, done, start_ns, stopped_ns, end_ns, cpu1 - cpu0)
         for r in done:
             errors.update(r["errors"])

@@ -88,7 +88,7 @@ def serve(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.loadgen_serve")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--db", required=True, help="SQLite file")
+    parser.add_argument("--db", required=True, help="SQLite file, or a database URL")
     parser.add_argument("--certs", required=True, help="directory with server.pem/server.key")
     parser.add_argument("--scrypt-n", type=int, default=16)
     parser.add_argument("--users", type=int, default=0, help="accounts to create first")
@@ -101,7 +101,7 @@ def serve(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("parley.memory").setLevel(logging.INFO)
-    db_url = f"sqlite:///{args.db}"
+    db_url = args.db if "://" in args.db else f"sqlite:///{args.db}"
     if args.users:
         create_accounts(db_url, args.user_prefix, args.users, args.password, args.scrypt_n)
     known = {f.name for f in dataclasses.fields(ServerConfig)}
@@ -148,10 +148,25 @@ class ParleyServer:
     dialect = "parley"
     name = "parley"
 
-    def __init__(self, *, scrypt_n: int = 16, users: int = 0, password: str = "bench-pw") -> None:
+    def __init__(
+        self,
+        *,
+        scrypt_n: int = 16,
+        users: int = 0,
+        password: str = "bench-pw",
+        db_url: str | None = None,
+        certs: Path | None = None,
+        settings: str = "",
+    ) -> None:
+        """*db_url*, *certs* and *settings* (BENCH_PARLEY_SET) let several nodes
+        (bench/nodes.py) share one database and one CA; by default each server
+        gets a fresh SQLite file and certificates of its own."""
         self.scrypt_n = scrypt_n
         self.users = users
         self.password = password
+        self.db_url = db_url
+        self.certs = certs
+        self.settings = settings
         self.host = "127.0.0.1"
         self.port = 0
         self.pid = 0
@@ -174,17 +189,19 @@ class ParleyServer:
 
         self._tmp = tempfile.TemporaryDirectory(prefix="parley-loadgen-")
         root = Path(self._tmp.name)
-        paths = generate(root / "certs")
-        self.ca_file = str(paths.ca_cert)
+        certs = self.certs or root / "certs"
+        if self.certs is None:
+            generate(certs)
+        self.ca_file = str(certs / "ca.pem")
         repo = Path(__file__).resolve().parent.parent
         cmd = [
             sys.executable,
             "-m",
             "bench.loadgen_serve",
             "--db",
-            str(root / "chat.db"),
+            self.db_url or str(root / "chat.db"),
             "--certs",
-            str(root / "certs"),
+            str(certs),
             "--scrypt-n",
             str(self.scrypt_n),
             "--users",
@@ -193,8 +210,13 @@ class ParleyServer:
             self.password,
         ]
         self._log = open(root / "server.log", "w")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ)
+        if self.settings:
+            env["BENCH_PARLEY_SET"] = (
+                env.get("BENCH_PARLEY_SET", "") + " " + self.settings
+            ).strip()
         self._proc = subprocess.Popen(
-            cmd, cwd=repo, stdout=subprocess.PIPE, stderr=self._log, text=True
+            cmd, cwd=repo, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env
         )
         self.pid = self._proc.pid
         assert self._proc.stdout is not None

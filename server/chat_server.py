@@ -24,6 +24,8 @@ from parley_chat.protocol import Error, ErrorCode
 
 from . import store as store_pkg
 from .auth import LoginThrottle, PasswordHasher
+from .bus import Bus, LocalBus
+from .bus_node import Node, identity
 from .commands import MAX_REASON_CHARS, Commands
 from .config import ServerConfig
 from .connection import Connection
@@ -92,6 +94,23 @@ class ChatServer:
             login_pool=self._login_pool,
             request_pool=self._request_pool,
         )
+        # Several nodes sharing a PostgreSQL database hear of each other's commits
+        # over the bus (server/bus_node.py); one node alone delivers directly.
+        bus: Bus = LocalBus()
+        node_identity = identity(config.node)
+        if config.bus == "postgres":
+            from .bus_postgres import PgBus  # psycopg: only where it is used
+
+            bus = PgBus(self.database.url, node_identity)
+        self.node = Node(
+            node_identity,
+            bus,
+            self.store,
+            self.hub,
+            self.commands.mutes,
+            timeout=config.node_timeout,
+        )
+        self.commands.cluster = self.node
         self.ssl_context = server_context(config)
         self.migration: store_pkg.MigrationReport | None = None
         self._listener: Listener | None = None
@@ -154,9 +173,12 @@ class ChatServer:
                 )
             elif ended:
                 log.info("ended %d session(s) left open by an earlier run", ended)
+            # Listen to the other nodes, then read the largest id, then serve.
+            self.node.start()
             self._linger_cut_off(started)
             sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
         except BaseException:
+            self.node.stop()
             self.store.close()
             self._unlock_database()
             raise
@@ -208,6 +230,7 @@ class ChatServer:
             loop.stop()
         self._maintenance.join(2)
         self._grace.stop()
+        self.node.stop()
         self.store.close()
         self._unlock_database()
         self._stopped.set()

@@ -72,6 +72,7 @@ from parley_chat.protocol.vocab import BatchKind, BatchState, MessageKind
 
 from . import keys, moderation
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
+from .bus import Cluster, NoCluster
 from .config import ServerConfig
 from .flood import TokenBucket
 from .hub import Hub, message_frame, presence_pages
@@ -197,6 +198,8 @@ class Commands:
         #: Who is muted where (moderation), for the send path on the I/O loop.
         self.mutes = moderation.MuteCache()
         self.links = keys.LinkRelay()  # device linking offers (server/keys.py)
+        #: The other nodes sharing the database (server/bus_node.py); none by default.
+        self.cluster: Cluster = NoCluster()
 
     def dispatch(self, conn: Client, frame: Frame) -> None:
         """Run the handler for *frame* (inline or on its pool). Called on the I/O loop."""
@@ -627,11 +630,15 @@ class Commands:
         ack = encode(Ack(ref=f.id, id=msg.id, ts=format_ts(msg.created_at), duplicate=duplicate))
         # Fan out first, then ack, in one batch: the sender's own copy is queued
         # ahead of the ack on its connection, so a client that says bye right
-        # after the ack has already been sent everything.
+        # after the ack has already been sent everything. (With several nodes
+        # the message may wait for its turn by id: the ack waits with it.)
         with self.hub.batch():
             if not duplicate:
-                self.hub.deliver_message(msg, conn.user_id, f.id)
-            self.hub.reply(conn, ack)
+                self.hub.deliver_message(
+                    msg, conn.user_id, f.id, then=partial(self.hub.reply, conn, ack)
+                )
+            else:
+                self.hub.reply(conn, ack)
 
     # --- rooms ----------------------------------------------------------------------------
 
@@ -752,12 +759,19 @@ class Commands:
                     Error(code=ErrorCode.STORE_FAILED, message=f"could not leave: {exc}")
                 )
                 return
-            with self.hub.batch():
-                if result is not None:
-                    self.hub.deliver_message(result, None, None)
+
+            def gone() -> None:
                 self.hub.left(uid, room)
                 # The leaver is no longer a member, so its connections are told directly.
                 self.hub.publish_presence(room, left=nick, extra_user=uid)
+
+            with self.hub.batch():
+                # After the notice of the leave, which the leaver gets too (with
+                # several nodes the notice may wait for its turn: the leave waits with it).
+                if result is not None:
+                    self.hub.deliver_message(result, None, None, then=gone)
+                else:
+                    gone()
 
         self.store.submit(op, done)
 
@@ -866,7 +880,7 @@ class Commands:
                 return
         now = utcnow()
 
-        def op(s: Session) -> tuple[Read, bool] | None:
+        def op(s: Session) -> tuple[Read, bool, int | None] | None:
             if room is not None:
                 room_id = queries.room_id_of(s, room)
                 if room_id is None:
@@ -877,7 +891,7 @@ class Commands:
                 marker, moved = writes.move_read_marker(
                     s, uid, room_id=room_id, message_id=upto, now=now
                 )
-                return Read(id=marker, room=room), moved
+                return Read(id=marker, room=room), moved, None
             assert f.with_ is not None
             peer = queries.get_user(s, f.with_)
             if peer is None:
@@ -888,7 +902,7 @@ class Commands:
             marker, moved = writes.move_read_marker(
                 s, uid, peer_id=peer.id, message_id=upto, now=now
             )
-            return Read(id=marker, with_=peer.nick), moved
+            return Read(id=marker, with_=peer.nick), moved, peer.id
 
         def done(result: tuple[Read, bool] | None, exc: BaseException | None) -> None:
             if isinstance(exc, NoSuchUser):
@@ -906,9 +920,10 @@ class Commands:
                     )
                 )
             else:
-                frame, moved = result
-                if moved:  # the other devices of this user follow
+                frame, moved, peer_id = result
+                if moved:  # the other devices of this user follow, on every node
                     self.hub.send_to_user(uid, encode(frame), skip=conn)
+                    self.cluster.read_moved(uid, frame, peer_id)
 
         self.store.submit(op, done)
 

@@ -69,6 +69,9 @@ class ServerConfig:
     LAN: mdns [True] advertises the server by DNS-SD/mDNS.
     Presence: presence_grace [20 s] a user whose last connection ended stays listed
     as online, so a reconnect within it makes no left/joined noise.
+    Nodes: bus [local] (postgres: several nodes share one PostgreSQL database and
+    hear of each other's commits by LISTEN/NOTIFY), node_timeout [20 s] of silence
+    before another node is taken for dead.
     """
 
     host: str = "127.0.0.1"
@@ -170,6 +173,12 @@ class ServerConfig:
     mdns: bool = True
     #: Seconds a user whose last connection ended stays listed as online (0: none).
     presence_grace: float = 20.0
+    #: How committed messages reach connections: "local" (this process alone) or
+    #: "postgres" (several nodes sharing a PostgreSQL database; server/bus_postgres.py).
+    bus: str = "local"
+    #: Seconds another node may stay silent on the bus before it is taken for dead
+    #: and its users are listed as offline (each node speaks every quarter of it).
+    node_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -195,6 +204,12 @@ class ServerConfig:
             raise ValueError(f"node is 1 to {MAX_NODE_CHARS} printable characters")
         if not 1 <= len(self.server_name) <= MAX_SERVER_NAME_CHARS:
             raise ValueError(f"server_name is 1 to {MAX_SERVER_NAME_CHARS} characters")
+        if self.node_timeout <= 0:
+            raise ValueError("node_timeout must be positive")
+        if self.bus not in ("local", "postgres"):
+            raise ValueError("bus is local or postgres")
+        if self.bus == "postgres" and not self.db_url.startswith("postgresql"):
+            raise ValueError("bus = postgres needs a PostgreSQL db_url (postgresql+psycopg://...)")
 
     @property
     def cert_file(self) -> Path:

@@ -37,6 +37,8 @@ HOUR = 3600.0
 DAY = 24 * HOUR
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: The buses between nodes (server/bus.py).
+BUS_KINDS = ("local", "postgres")
 
 
 class ConfigError(ValueError):
@@ -478,6 +480,23 @@ KEYS: tuple[Key, ...] = (
     ),
     _k("group_max", "database", int, "Writes committed together in one transaction.", 1, 100_000),
     _k(
+        "bus",
+        "database",
+        str,
+        "How committed messages reach connections: local (one node) or postgres "
+        "(several nodes sharing a PostgreSQL database, by LISTEN/NOTIFY).",
+        choices=BUS_KINDS,
+    ),
+    _k(
+        "node_timeout",
+        "database",
+        float,
+        "Silence on the bus after which another node is taken for dead (its users offline).",
+        1.0,
+        3600.0,
+        unit="s",
+    ),
+    _k(
         "backup_before_migrate",
         "database",
         bool,
@@ -518,10 +537,11 @@ def check(key: Key, value: object, origin: str) -> object:
         if not isinstance(value, str):
             raise fail(f"expected a string, got {_kind_of(value)}")
         if key.choices:
-            upper = value.strip().upper()
-            if upper not in key.choices:
+            # Case-insensitive; the value is the choice as listed.
+            chosen = {c.upper(): c for c in key.choices}.get(value.strip().upper())
+            if chosen is None:
                 raise fail(f"must be {key.describe_range()}")
-            return upper
+            return chosen
         if not value.strip():
             raise fail("must not be empty")
         if key.kind is Path:

@@ -59,6 +59,29 @@ class Peer(Protocol):
         holds live deliveries back while it replays (it de-duplicates by id)."""
 
 
+class Sequencer(Protocol):
+    """Orders committed messages before they are fanned out (server/bus_node.py)."""
+
+    def offer(
+        self,
+        msg: StoredMessage,
+        sender_id: int | None,
+        ref: str | None,
+        then: Callable[[], None] | None,
+    ) -> None:
+        """Deliver *msg* through Hub.deliver_now() in id order, then call *then*."""
+
+
+class Observer(Protocol):
+    """Told of changes other nodes must hear of (server/bus_node.py)."""
+
+    def presence_changed(self, user_id: int, online: bool) -> None:
+        """The user's presence on this node began (first connection) or ended."""
+
+    def membership_changed(self, user_id: int) -> None:
+        """The online user's rooms changed (join, leave, kick, ban)."""
+
+
 @dataclass(eq=False)
 class _User:
     user_id: int
@@ -72,6 +95,14 @@ class _User:
     #: Non-zero while lingering (no connections, grace running): the token of
     #: this linger, so an expiry from an earlier one is recognised as stale.
     lingering: int = 0
+    #: Other nodes where the user has connections (server/bus_node.py): the
+    #: user is online while this is not empty, with no connection here.
+    remote: set[str] = field(default_factory=set)
+
+    @property
+    def local(self) -> bool:
+        """Whether the user is online on this node (connected or lingering)."""
+        return bool(self.conns) or bool(self.lingering)
 
 
 @dataclass(eq=False)
@@ -192,6 +223,9 @@ class Hub:
         # can reuse one audience for a room's consecutive messages.
         self._epoch = 0
         self._pseq = 0  # numbers presence deltas and room arrivals, in order
+        #: Set when several nodes share the database (server/bus_node.py).
+        self.sequencer: Sequencer | None = None
+        self.observer: Observer | None = None
 
     def _add_member(self, key: str, user: _User) -> None:
         self._epoch += 1
@@ -226,16 +260,24 @@ class Hub:
         with self._lock:
             user = self._users.get(user_id)
             first = user is None
+            began = user is None or not user.local
             if user is None:
                 user = self._add_locked(user_id, nick, rooms)
-            elif user.lingering:
-                # Back within the grace: the same user again, with the rooms the
-                # database has now (in case they changed meanwhile).
+            elif user.local or user.remote:
+                # Back within the grace, or online on another node: the same
+                # user again, with the rooms the database has now (in case they
+                # changed meanwhile).
                 user.lingering = 0
                 self._set_rooms_locked(user, rooms)
             user.conns.add(conn)
             self._epoch += 1
-            return first
+        if began:
+            self._observe_presence(user_id, True)
+        return first
+
+    def _observe_presence(self, user_id: int, online: bool) -> None:
+        if self.observer is not None:
+            self.observer.presence_changed(user_id, online)
 
     def _add_locked(self, user_id: int, nick: str, rooms: list[str]) -> _User:
         user = _User(user_id, nick, rooms={fold(r): r for r in rooms})
@@ -285,7 +327,9 @@ class Hub:
             user = self._add_locked(user_id, nick, rooms)
             self._linger_seq += 1
             user.lingering = self._linger_seq
-            return user.lingering
+            token = user.lingering
+        self._observe_presence(user_id, True)
+        return token
 
     def expire(self, user_id: int, token: int) -> tuple[str, list[str]] | None:
         """The grace of linger *token* is over: if the user is still gone, forget
@@ -294,8 +338,13 @@ class Hub:
             user = self._users.get(user_id)
             if user is None or user.conns or user.lingering != token:
                 return None
-            self._remove_locked(user)
-            return user.nick, list(user.rooms.values())
+            user.lingering = 0
+            gone = None
+            if not user.remote:  # else still online on another node: nobody is told
+                self._remove_locked(user)
+                gone = user.nick, list(user.rooms.values())
+        self._observe_presence(user_id, False)
+        return gone
 
     def detach(self, conn: Peer, user_id: int) -> list[str] | None:
         """Forget *conn*. If it was the user's last connection, return the rooms they were in."""
@@ -305,10 +354,19 @@ class Hub:
                 return None
             user.conns.discard(conn)
             self._epoch += 1
-            if user.conns:
+            if user.conns or user.lingering:
                 return None
-            self._remove_locked(user)
-            return list(user.rooms.values())
+            rooms = None
+            if not user.remote:  # else still online on another node
+                self._remove_locked(user)
+                rooms = list(user.rooms.values())
+        self._observe_presence(user_id, False)
+        return rooms
+
+    def user_id_of(self, nick: str) -> int | None:
+        """The id of an online user (here or on another node), else None."""
+        with self._lock:
+            return self._by_nick.get(fold(nick))
 
     def is_online(self, nick: str) -> bool:
         """True if *nick* has at least one connection."""
@@ -353,6 +411,8 @@ class Hub:
                 key = fold(room)
                 user.rooms[key] = room
                 self._add_member(key, user)
+        if user is not None and self.observer is not None:
+            self.observer.membership_changed(user_id)
 
     def left(self, user_id: int, room: str) -> None:
         """Record that an online user left *room* (after the database did)."""
@@ -362,6 +422,78 @@ class Hub:
                 key = fold(room)
                 user.rooms.pop(key, None)
                 self._drop_member(key, user_id)
+        if user is not None and self.observer is not None:
+            self.observer.membership_changed(user_id)
+
+    # --- other nodes (server/bus_node.py) ----------------------------------------
+
+    def remote_up(self, user_id: int, nick: str, rooms: list[str], node: str) -> bool:
+        """The user has connections on *node*. True if they just came online (the
+        caller tells their rooms); False if they were online already."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                user = self._add_locked(user_id, nick, rooms)
+                user.remote.add(node)
+                return True
+            user.remote.add(node)
+            return False
+
+    def remote_down(self, user_id: int, node: str) -> tuple[str, list[str]] | None:
+        """The user's last connection on *node* ended. (nick, rooms to tell) if
+        they are now offline everywhere, else None."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None or node not in user.remote:
+                return None
+            user.remote.discard(node)
+            if user.remote or user.local:
+                return None
+            self._remove_locked(user)
+            return user.nick, list(user.rooms.values())
+
+    def forget_node(self, node: str) -> list[tuple[str, list[str]]]:
+        """*node* is gone (restarted or silent): its users are offline unless they
+        are connected elsewhere. (nick, rooms to tell) of each who went offline."""
+        with self._lock:
+            ids = [u.user_id for u in self._users.values() if node in u.remote]
+        gone = []
+        for uid in ids:
+            out = self.remote_down(uid, node)
+            if out is not None:
+                gone.append(out)
+        return gone
+
+    def set_rooms(self, user_id: int, rooms: list[str]) -> tuple[list[str], list[str]]:
+        """Make an online user's rooms *rooms* (the database's, after another node
+        changed them). Returns (rooms added, rooms dropped); nobody is told."""
+        with self._lock:
+            user = self._users.get(user_id)
+            if user is None:
+                return [], []
+            before = dict(user.rooms)
+            self._set_rooms_locked(user, rooms)
+            added = [r for k, r in user.rooms.items() if k not in before]
+            dropped = [r for k, r in before.items() if k not in user.rooms]
+            return added, dropped
+
+    def local_users(self) -> list[int]:
+        """The users online on this node (connected or lingering)."""
+        with self._lock:
+            return [u.user_id for u in self._users.values() if u.local]
+
+    def knows(self, user_id: int) -> bool:
+        """Whether the user is online (here or on another node)."""
+        with self._lock:
+            return user_id in self._users
+
+    def reaches(self, room: str | None, users: tuple[int, ...] = ()) -> bool:
+        """Whether a message to *room* (or between *users*) has a connection here."""
+        with self._lock:
+            if room is not None:
+                members = self._members.get(fold(room))
+                return members is not None and any(u.conns for u in members.values())
+            return any((u := self._users.get(uid)) is not None and u.conns for uid in users)
 
     # --- fan-out --------------------------------------------------------------
 
@@ -506,12 +638,31 @@ class Hub:
             for conn, data in plan:
                 conn.deliver(data)
 
-    def deliver_message(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
-        """Fan a committed message out to every connection allowed to see it.
+    def deliver_message(
+        self,
+        msg: StoredMessage,
+        sender_id: int | None,
+        ref: str | None,
+        *,
+        then: Callable[[], None] | None = None,
+    ) -> int:
+        """Fan a committed message out to every connection allowed to see it, then
+        run *then* (what must follow it on the connections: an ack, a leave).
 
         Copies for the sender's own connections carry *ref* (the sender's client
-        id). Returns how many connections it was queued for.
+        id). With a sequencer (several nodes), the message waits its turn by id
+        and this returns 0; otherwise how many connections it was queued for.
         """
+        if self.sequencer is not None:
+            self.sequencer.offer(msg, sender_id, ref, then)
+            return 0
+        count = self.deliver_now(msg, sender_id, ref)
+        if then is not None:
+            then()
+        return count
+
+    def deliver_now(self, msg: StoredMessage, sender_id: int | None, ref: str | None) -> int:
+        """deliver_message() without waiting for a turn (the sequencer's own call)."""
         plain, own = message_bytes(msg, ref)
         if self._lazy_presence:
             # Who joined goes out before what they say (read without the lock:

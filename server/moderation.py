@@ -118,6 +118,8 @@ class Outcome:
     disconnect: list[tuple[int, str]] = field(default_factory=list)  # (user id, why)
     mute: tuple[str, int, datetime | None, bool] | None = None
     broadcast: Notice | None = None
+    #: The action's audit row: other nodes read it to tell their connections.
+    audit_id: int | None = None
 
 
 @dataclass
@@ -129,6 +131,7 @@ class _Ctx:
     now: datetime
     max_text: int
     _actor: Account | None = None
+    audit_id: int | None = None
 
     @property
     def actor(self) -> Account:
@@ -190,7 +193,7 @@ class _Ctx:
         return msg
 
     def audit(self, **kw: Any) -> None:
-        mstore.record(
+        self.audit_id = mstore.record(
             self.s,
             now=self.now,
             action=self.f.action,
@@ -522,7 +525,10 @@ def moderate(cmds: Commands, conn: Client, f: Moderate) -> None:
     action = ACTIONS[f.action]
 
     def op(s: Session) -> Outcome:
-        return action(_Ctx(s, uid, nick, f, now, cmds.cfg.max_text_chars))
+        ctx = _Ctx(s, uid, nick, f, now, cmds.cfg.max_text_chars)
+        out = action(ctx)
+        out.audit_id = ctx.audit_id
+        return out
 
     def done(result: Outcome | None, exc: BaseException | None) -> None:
         if isinstance(exc, Refused):
@@ -549,9 +555,31 @@ def apply(cmds: Commands, conn: Client, f: Moderate, out: Outcome) -> None:
     if out.mute is not None:
         room, user_id, until, on = out.mute
         cmds.mutes.set(room, user_id, until, on)
+
+    def rest() -> None:
+        # After the messages (with several nodes they may wait for their turn by
+        # id: what tells of them waits with them).
+        _tell(cmds, conn, f, out)
+
     with hub.batch():
-        for msg in out.messages:
-            hub.deliver_message(msg, None, None)
+        for i, msg in enumerate(out.messages):
+            hub.deliver_message(msg, None, None, then=rest if i == len(out.messages) - 1 else None)
+        if not out.messages:
+            rest()
+    if out.broadcast is not None:
+        data = encode(out.broadcast)
+        for peer in hub.all_connections():
+            peer.deliver(data)
+    for user_id, why in out.disconnect:
+        error = Error(code=ErrorCode.DISCONNECTED, message=why)
+        for peer in hub.connections_of(user_id):
+            cast(Any, peer).close_after_flush(why[:200], error)
+    cmds.cluster.moderated(f, out)  # the other nodes' connections (server/bus_node.py)
+
+
+def _tell(cmds: Commands, conn: Client, f: Moderate, out: Outcome) -> None:
+    hub = cmds.hub
+    with hub.batch():
         for st in out.rooms:
             hub.send_to_room(st.name, encode(roominfo_frame(st)))
         for room, data in out.to_room:
@@ -566,14 +594,6 @@ def apply(cmds: Commands, conn: Client, f: Moderate, out: Outcome) -> None:
             hub.left(user_id, room)
             hub.publish_presence(room, left=nick, extra_user=user_id)
         hub.reply(conn, encode(Moderated(action=f.action, message=out.reply[:500], ref=f.ref)))
-    if out.broadcast is not None:
-        data = encode(out.broadcast)
-        for peer in hub.all_connections():
-            peer.deliver(data)
-    for user_id, why in out.disconnect:
-        error = Error(code=ErrorCode.DISCONNECTED, message=why)
-        for peer in hub.connections_of(user_id):
-            cast(Any, peer).close_after_flush(why[:200], error)
 
 
 # --- hooks for commands.py (login, join, who, rooms, send) ----------------------------

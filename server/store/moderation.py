@@ -326,22 +326,22 @@ def record(
     reason: str | None = None,
     until: datetime | None = None,
     detail: str | None = None,
-) -> None:
-    """Add one row to the audit log."""
-    s.add(
-        ModerationAction(
-            created_at=now,
-            actor_id=actor_id,
-            action=action,
-            room_id=room_id,
-            target_id=target_id,
-            message_id=message_id,
-            reason=reason[:200] if reason else None,
-            until=until,
-            detail=detail,
-        )
+) -> int:
+    """Add one row to the audit log; returns its id."""
+    row = ModerationAction(
+        created_at=now,
+        actor_id=actor_id,
+        action=action,
+        room_id=room_id,
+        target_id=target_id,
+        message_id=message_id,
+        reason=reason[:200] if reason else None,
+        until=until,
+        detail=detail,
     )
+    s.add(row)
     s.flush()
+    return row.id
 
 
 def set_owner(s: Session, room_name: str, user_id: int) -> None:
