@@ -17,12 +17,12 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Select, func, select
+
 from parley_chat.ircproto import Message, SaslError, isupport_lines, parse_plain
 from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import DEFAULT_ROOM, PROTOCOL_VERSION, Hello, fold, message_wire
 from parley_chat.protocol.limits import NICK_RE
-
-from sqlalchemy import Select, func, select
 
 from .. import moderation
 from ..auth import new_token
