@@ -94,6 +94,7 @@ class _Batch:
     direct: dict[Peer, list[tuple[int, int | None, bytes]]] = field(default_factory=dict)
     runs: list[_Run] = field(default_factory=list)
     open_runs: dict[str, _Run] = field(default_factory=dict)  # fold(room) -> its latest run
+    after: list[Callable[[], None]] = field(default_factory=list)  # run after the hand-over
 
 
 def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
@@ -381,7 +382,21 @@ class Hub:
             yield
         finally:
             self._local.pending = None
-            self._hand_over(pending)
+            try:
+                self._hand_over(pending)
+            finally:
+                for step in pending.after:
+                    step()
+
+    def after_batch(self, step: Callable[[], None]) -> None:
+        """Run *step* once this thread's current batch has been handed over (at once
+        outside a batch): a caller that must know its deliveries are queued (the IRC
+        gateway answers a command only after its echo) waits for it."""
+        pending: _Batch | None = getattr(self._local, "pending", None)
+        if pending is None:
+            step()
+        else:
+            pending.after.append(step)
 
     def _hand_over(self, b: _Batch) -> None:
         """Give each connection its share of a batch, in the batch's order, in one call.

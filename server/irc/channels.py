@@ -18,7 +18,7 @@ from parley_chat.protocol.limits import ROOM_RE
 from parley_chat.protocol.moderation import Moderate
 
 from .. import moderation
-from ..commands import WRITE_WAIT, utcnow
+from ..commands import utcnow
 from ..store import StoreConflict, queries, writes
 from ..store import moderation as mstore
 from ..store.moderation import Refused
@@ -143,7 +143,7 @@ def _join_one(gw: IrcGateway, conn: IrcConnection, name: str) -> None:
         gw.hub.flush_presence()
 
     try:
-        room, _ = gw.store.submit(op, done).result(WRITE_WAIT)
+        room, _ = gw.commit(op, done)
     except Refused as exc:
         code = n.ERR_BANNEDFROMCHAN if exc.code == ErrorCode.BANNED else n.ERR_INVITEONLYCHAN
         conn.reply(gw.numeric(conn, code, name, exc.message))
@@ -202,7 +202,7 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
             gw.hub.publish_presence(room, left=nick, extra_user=uid)
         gw.hub.flush_presence()
 
-    gw.store.submit(op, done).result(WRITE_WAIT)
+    gw.commit(op, done)
     conn.reply(Message("PART", params, gw.mask(nick)))
 
 
@@ -292,7 +292,9 @@ def topic(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
 def _moderate(gw: IrcGateway, conn: IrcConnection, f: Moderate) -> None:
     """Run a parley moderation request and wait for its effects (they are this command's)."""
     moderation.moderate(gw.commands, conn, f)
-    gw.store.submit(lambda s: None, what="irc barrier").result(WRITE_WAIT)
+    # Its op was queued first: once a no-op queued after it has been handed over,
+    # so has everything the moderation delivered.
+    gw.commit(lambda s: None, lambda result, exc: None)
 
 
 def kick(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:

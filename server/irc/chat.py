@@ -17,7 +17,7 @@ from parley_chat.ircproto import Message
 from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import fold
 
-from ..commands import WRITE_WAIT, utcnow
+from ..commands import utcnow
 from ..store import IdReused, StoreConflict, StoreError, StoreRejected, queries, writes
 from .gateway import LOOP, REQUEST, Spec
 
@@ -113,7 +113,7 @@ def _send_one(gw: IrcGateway, conn: IrcConnection, target: str, text: str) -> Me
                 gw.hub.deliver_message(stored, uid, ref)
 
     try:
-        gw.store.submit(op, done).result(WRITE_WAIT)
+        gw.commit(op, done)
     except (StoreRejected, StoreConflict, IdReused) as exc:
         return gw.numeric(conn, n.ERR_CANNOTSENDTOCHAN, target, f"Not stored: {exc}")
     except StoreError as exc:

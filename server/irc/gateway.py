@@ -13,6 +13,7 @@ history.py (CHATHISTORY).
 from __future__ import annotations
 
 import itertools
+import threading
 import logging
 import re
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from parley_chat.protocol import Error, ErrorCode
 from parley_chat.protocol.limits import MAX_TOPIC_CHARS
 
 from ..auth import PasswordHasher
-from ..commands import Commands
+from ..commands import WRITE_WAIT, Commands
 from ..config import ServerConfig
 from ..hub import Hub
 from ..store import Store, StoreError
@@ -223,6 +224,25 @@ class IrcGateway:
             conn.end_command()
         for step in conn.take_later():
             step()
+
+    def commit(
+        self, op: Callable[[Any], Any], done: Callable[[Any, BaseException | None], None]
+    ) -> Any:
+        """Run *op* on the store's writer and *done* after COMMIT, and return once what
+        *done* delivered is queued on the connections (so a command's echo comes before
+        the answer to the next command). Raises what *op* raised."""
+        queued = threading.Event()
+
+        def after(result: Any, exc: BaseException | None) -> None:
+            try:
+                done(result, exc)
+            finally:
+                self.hub.after_batch(queued.set)
+
+        future = self.store.submit(op, after)
+        result = future.result(WRITE_WAIT)
+        queued.wait(WRITE_WAIT)
+        return result
 
     def need_params(self, conn: IrcConnection, msg: Message, count: int) -> bool:
         """True if *msg* has *count* parameters; else answers 461 and returns False."""
