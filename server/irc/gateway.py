@@ -13,9 +13,9 @@ history.py (CHATHISTORY).
 from __future__ import annotations
 
 import itertools
-import threading
 import logging
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
