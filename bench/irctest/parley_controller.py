@@ -49,7 +49,7 @@ class ParleyController(BaseServerController, DirectoryBasedController):
             raise NotImplementedByController("server password (PASS is account:password here)")
         if ssl:
             raise NotImplementedByController("TLS tests (the forwarder is plaintext)")
-        assert self.proc is None
+        assert self.proc is None  # type: ignore[has-type]
         self.hostname, self.port = hostname, port
         self.create_config()
         assert self.directory is not None

@@ -69,7 +69,7 @@ class IrcClient:
     def until(self, command: str, timeout: float = DEFAULT_TIMEOUT) -> list[Message]:
         """Every message up to and including the first with *command*."""
         deadline = time.monotonic() + timeout
-        out = []
+        out: list[Message] = []
         while True:
             msg = self.recv(max(0.01, deadline - time.monotonic()))
             out.append(msg)
@@ -81,7 +81,7 @@ class IrcClient:
         token = f"sync{next(_tokens)}"
         self.send(f"PING {token}")
         deadline = time.monotonic() + timeout
-        out = []
+        out: list[Message] = []
         while True:
             msg = self.recv(max(0.01, deadline - time.monotonic()))
             if msg.command == "PONG" and msg.params[-1] == token:
