@@ -9,7 +9,14 @@ from __future__ import annotations
 from . import numerics
 from .caps import CapNegotiation
 from .isupport import isupport_lines
-from .lines import MAX_LINE_BYTES, MAX_TAG_BYTES, BadEncoding, LineDecoder, TooLong
+from .lines import (
+    MAX_CLIENT_TAG_BYTES,
+    MAX_LINE_BYTES,
+    MAX_TAG_BYTES,
+    BadEncoding,
+    LineDecoder,
+    TooLong,
+)
 from .message import (
     Message,
     ParseError,
@@ -22,6 +29,7 @@ from .message import (
 from .sasl import ChunkAssembler, SaslError, chunks, parse_plain
 
 __all__ = [
+    "MAX_CLIENT_TAG_BYTES",
     "MAX_LINE_BYTES",
     "MAX_TAG_BYTES",
     "BadEncoding",

@@ -1,7 +1,8 @@
 """The IRC line decoder: bytes in, complete lines out, with IRC's length limits.
 
-A line is at most 512 bytes with its CR LF, plus up to 8191 bytes of tags (the
-IRCv3 message-tags limit: the ``@`` section and its space). Clients end lines with
+A line is at most 512 bytes with its CR LF, plus its tags: up to 8191 bytes for the
+whole ``@`` section a server sends, and 4096 for what a client may send (the IRCv3
+message-tags limits, ``@`` and the trailing space included). Clients end lines with
 CR LF or a bare LF; both are accepted. A line over the limit is not fatal: it
 is dropped and reported as a TooLong item, so the server can answer 417 and
 carry on (the rest of that line is skipped up to its end).
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 
 #: The body of a line (source, command, parameters) with its CR LF.
 MAX_LINE_BYTES = 512
-#: The tags section of a client line, ``@`` and trailing space included.
+#: The tags section of a line, ``@`` and trailing space included.
 MAX_TAG_BYTES = 8191
+#: The tags section a client may send (client-only tags), ``@`` and space included.
+MAX_CLIENT_TAG_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -338,6 +338,11 @@ class Hub:
         with self._lock:
             return [nick for _, nick in self._sorted.get(fold(room), ())]
 
+    def online_nicks(self) -> list[str]:
+        """The nicks of everyone online (the IRC gateway's WHO with a mask)."""
+        with self._lock:
+            return [u.nick for u in self._users.values()]
+
     def online_count(self) -> int:
         """How many users are online."""
         with self._lock:

@@ -60,6 +60,9 @@ class ParleyController(BaseServerController, DirectoryBasedController):
         self.proc = self.execute(cmd, proc_name="parley")
         self.wait_for_port()
 
+    def wait_for_services(self) -> None:
+        """Accounts are built in: there are no services to wait for."""
+
     def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
         """Create an account with REGISTER (before connection registration)."""
         with socket.create_connection((self.hostname, self.port), timeout=10) as c:

@@ -9,6 +9,7 @@ parley clients. Joins and leaves write what a parley `join`/`leave` writes.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import TYPE_CHECKING, Any
 
 from parley_chat.ircproto import Message
@@ -47,7 +48,11 @@ def names_lines(gw: IrcGateway, conn: IrcConnection, room: str) -> list[Message]
     with gw.store.read() as s:
         st = mstore.room_settings(s, room)
     ops = _ops(st)
-    nicks = [("@" if fold(x) in ops else "") + x for x in gw.hub.online_in(room)]
+    full = conn.caps.has("userhost-in-names")
+    nicks = [
+        ("@" if fold(x) in ops else "") + (gw.mask(x) if full else x)
+        for x in gw.hub.online_in(room)
+    ]
     kind = "@" if st is not None and st.private else "="
     out = [
         gw.numeric(conn, n.RPL_NAMREPLY, kind, room, " ".join(nicks[i : i + NAMES_PER_LINE]))
@@ -176,6 +181,8 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
         conn.reply(gw.numeric(conn, code, name, text))
         return
     params = (room, reason) if reason else (room,)
+    if reason:
+        gw.set_part_reason(room, nick, reason)
     if fold(room) == fold(DEFAULT_ROOM):
         # Everyone stays in the default room: IRC only stops showing it.
         conn.hide(room)
@@ -229,7 +236,7 @@ def _visible_room(gw: IrcGateway, conn: IrcConnection, name: str) -> str | None:
 
 
 def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
-    """WHO #channel | nick: 352 lines, then 315."""
+    """WHO #channel | nick | mask (* and ? wildcards): 352 lines, then 315."""
     if not msg.params:
         conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, "*", "End of /WHO list"))
         return
@@ -241,24 +248,27 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             with gw.store.read() as s:
                 ops = _ops(mstore.room_settings(s, room))
             rows = [(room, x, fold(x) in ops) for x in gw.hub.online_in(room)]
-    elif gw.hub.is_online(mask):
-        with gw.store.read() as s:
-            found = queries.get_user(s, mask)
-        if found is not None:
-            rows = [("*", found.nick, False)]
+    else:
+        pattern = fold(mask)
+        rows = [
+            ("*", x, False)
+            for x in sorted(gw.hub.online_nicks(), key=fold)
+            if fnmatch.fnmatchcase(fold(x), pattern)
+        ]
     for channel, who_nick, op in rows:
         flags = ("G" if _away(gw, who_nick) else "H") + ("@" if op else "")
+        username, realname = gw.idents.get(fold(who_nick), (who_nick, who_nick))
         conn.reply(
             gw.numeric(
                 conn,
                 n.RPL_WHOREPLY,
                 channel,
-                who_nick,
+                username,
                 "parley",
                 gw.server_name,
                 who_nick,
                 flags,
-                f"0 {who_nick}",
+                f"0 {realname}",
             )
         )
     conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, mask, "End of /WHO list"))

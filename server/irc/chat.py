@@ -10,6 +10,7 @@ committed and fanned out, so its echo comes before the answer to the next one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,14 @@ def _send(gw: IrcGateway, conn: IrcConnection, msg: Message, *, notice: bool) ->
     text = msg.params[1]
     targets = [t for t in msg.params[0].split(",") if t][:MAX_TARGETS]
     for target in targets:
-        err = _send_one(gw, conn, target, text)
+        err = _send_one(gw, conn, target, text, notice)
         if err is not None and not notice:
             conn.reply(err)
 
 
-def _send_one(gw: IrcGateway, conn: IrcConnection, target: str, text: str) -> Message | None:
+def _send_one(
+    gw: IrcGateway, conn: IrcConnection, target: str, text: str, notice: bool = False
+) -> Message | None:
     uid = conn.user_id
     assert uid is not None
     cfg = gw.cfg
@@ -103,12 +106,14 @@ def _send_one(gw: IrcGateway, conn: IrcConnection, target: str, text: str) -> Me
             client_msg_id=ref,
         )
         away = gw.away.get(fold(recipient.nick))
-        if away is not None:
+        if away is not None and not notice:
             conn.reply(gw.numeric(conn, n.RPL_AWAY, recipient.nick, away))
 
     def done(result: Any, exc: BaseException | None) -> None:
         if exc is None:
             stored, duplicate = result
+            if notice:
+                gw.mark_notice(stored.id)
             if not duplicate:
                 gw.hub.deliver_message(stored, uid, ref)
 
@@ -152,7 +157,8 @@ def whois(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     mine = {fold(r) for r in conn.channels()}
     assert conn.user_id is not None
     shared = [r for r in _rooms_of_nick(gw, found.id) if fold(r) in mine]
-    conn.reply(gw.numeric(conn, n.RPL_WHOISUSER, found.nick, found.nick, "parley", "*", found.nick))
+    username, realname = gw.idents.get(fold(found.nick), (found.nick, found.nick))
+    conn.reply(gw.numeric(conn, n.RPL_WHOISUSER, found.nick, username, "parley", "*", realname))
     if shared:
         conn.reply(gw.numeric(conn, n.RPL_WHOISCHANNELS, found.nick, " ".join(shared)))
     conn.reply(gw.numeric(conn, n.RPL_WHOISSERVER, found.nick, gw.server_name, "parley"))
@@ -166,6 +172,12 @@ def whois(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
 
 def _rooms_of_nick(gw: IrcGateway, user_id: int) -> list[str]:
     return gw.hub.rooms_of(user_id)
+
+
+def time_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
+    """TIME: the server's time (UTC)."""
+    now = datetime.now(UTC)
+    conn.reply(gw.numeric(conn, "391", gw.server_name, now.strftime("%A %B %d %Y -- %H:%M:%S UTC")))
 
 
 def motd(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
@@ -186,5 +198,6 @@ COMMANDS: dict[str, Spec] = {
     "AWAY": Spec(away, True, LOOP),
     "WHOIS": Spec(whois, True, REQUEST),
     "MOTD": Spec(motd, True, LOOP),
+    "TIME": Spec(time_, True, LOOP),
     "LUSERS": Spec(lusers, True, LOOP),
 }

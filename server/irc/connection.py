@@ -21,7 +21,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from parley_chat.ircproto import CapNegotiation, ChunkAssembler, LineDecoder, Message, encode
+from parley_chat.ircproto import (
+    MAX_CLIENT_TAG_BYTES,
+    CapNegotiation,
+    ChunkAssembler,
+    LineDecoder,
+    Message,
+    encode,
+)
 from parley_chat.protocol import Error, Frame, Ping, fold
 
 from ..config import ServerConfig
@@ -74,6 +81,8 @@ class IrcConnection(Connection):
         self.account: tuple[Any, str] | None = None  # (UserRecord, device) after SASL
         self.wanted_nick: str | None = None
         self.user_given = False
+        self.username = "user"
+        self.realname = ""
         self.password: str | None = None
         self.registering = False  # the login job is running
         self.device = "default"
@@ -98,13 +107,16 @@ class IrcConnection(Connection):
                 is_echo=self._is_echo,
                 is_online=gateway.hub.is_online,
                 mask=gateway.mask,
+                is_notice=gateway.is_notice,
+                part_reason=gateway.part_reason,
+                quit_reason=gateway.quit_reason,
             )
         )
 
     # --- the Connection hooks ----------------------------------------------------
 
     def _new_decoder(self, cfg: ServerConfig) -> Any:
-        return LineDecoder()
+        return LineDecoder(max_tags=MAX_CLIENT_TAG_BYTES)
 
     def _handle_line(self, line: Any) -> None:
         self.gw.handle(self, line)

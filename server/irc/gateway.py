@@ -16,13 +16,14 @@ import itertools
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from parley_chat.ircproto import BadEncoding, Message, ParseError, TooLong, parse
 from parley_chat.ircproto import numerics as n
-from parley_chat.protocol import Error, ErrorCode
+from parley_chat.protocol import Error, ErrorCode, fold
 from parley_chat.protocol.limits import MAX_TOPIC_CHARS
 
 from ..auth import PasswordHasher
@@ -39,6 +40,8 @@ log = logging.getLogger("parley.irc")
 CHATHISTORY_MAX = 1000
 #: The host part of every user's mask (parley does not publish addresses).
 USER_HOST = "parley"
+#: How many recent NOTICE ids and PART/QUIT reasons are remembered.
+RECENT_LIMIT = 10_000
 
 Handler = Callable[["IrcGateway", IrcConnection, Message], None]
 LOOP, LOGIN, REQUEST = "loop", "login", "request"
@@ -89,6 +92,14 @@ class IrcGateway:
             self.server_name += ".irc"  # a server name with a dot cannot be taken for a nick
         self._batch_ids = itertools.count(1)
         self.away: dict[str, str] = {}  # fold(nick) -> away message (IRC users only)
+        #: fold(nick) -> (username, realname) that user's last IRC login gave.
+        self.idents: dict[str, tuple[str, str]] = {}
+        # Recent words for events parley does not store: message ids sent as NOTICE,
+        # PART and QUIT reasons. Bounded; a restart forgets them (docs/irc.md).
+        self._notices: OrderedDict[int, None] = OrderedDict()
+        self._parts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._quits: OrderedDict[str, str] = OrderedDict()
+        self._recent_lock = threading.Lock()
         from . import channels, chat, history, login
 
         self.handlers: dict[str, Spec] = {}
@@ -113,8 +124,10 @@ class IrcGateway:
             "echo-message": "",
             "labeled-response": "",
             "message-tags": "",
+            "multi-prefix": "",
             "sasl": "PLAIN",
             "server-time": "",
+            "userhost-in-names": "",
             "draft/account-registration": "before-connect",
         }
         return caps
@@ -128,6 +141,7 @@ class IrcGateway:
             "CHANMODES": "b,,,nt",
             "CHANNELLEN": "33",
             "CHANTYPES": "#",
+            "CLIENTTAGDENY": "*",
             "CHATHISTORY": str(CHATHISTORY_MAX),
             "MSGREFTYPES": "msgid,timestamp",
             "NETWORK": self.server_name.split(".")[0],
@@ -141,7 +155,40 @@ class IrcGateway:
 
     def mask(self, nick: str) -> str:
         """nick!user@host of a user."""
-        return f"{nick}!{nick}@{USER_HOST}"
+        ident = self.idents.get(fold(nick))
+        return f"{nick}!{ident[0] if ident else nick}@{USER_HOST}"
+
+    def _remember(self, table: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        with self._recent_lock:
+            table[key] = value
+            table.move_to_end(key)
+            while len(table) > RECENT_LIMIT:
+                table.popitem(last=False)
+
+    def mark_notice(self, message_id: int) -> None:
+        """Message *message_id* was sent as a NOTICE: IRC recipients see one."""
+        self._remember(self._notices, message_id, None)
+
+    def is_notice(self, message_id: object) -> bool:
+        """Whether a message was sent (recently) as a NOTICE."""
+        return isinstance(message_id, int) and message_id in self._notices
+
+    def set_part_reason(self, room: str, nick: str, reason: str) -> None:
+        """Why *nick* is leaving *room* (for the PART lines of the others)."""
+        self._remember(self._parts, (fold(room), fold(nick)), reason)
+
+    def part_reason(self, room: str, nick: str) -> str | None:
+        """The reason *nick* gave for leaving *room*, if any."""
+        return self._parts.get((fold(room), fold(nick)))
+
+    def set_quit_reason(self, nick: str, reason: str) -> None:
+        """The QUIT message of *nick*."""
+        self._remember(self._quits, fold(nick), reason)
+
+    def quit_reason(self, nick: str) -> str:
+        """The QUIT line's text for *nick*."""
+        reason = self._quits.get(fold(nick))
+        return f"Quit: {reason}" if reason else "Quit: offline"
 
     def away_nicks(self) -> list[str]:
         """fold()ed nicks of the users marked away."""
@@ -181,17 +228,17 @@ class IrcGateway:
             msg = parse(item)
         except ParseError:
             return
-        spec = self.handlers.get(msg.command)
-        if spec is None:
-            if conn.logged_in:
-                conn.reply(self.numeric(conn, n.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command"))
-            else:
-                conn.reply(self.numeric(conn, n.ERR_NOTREGISTERED, "You have not registered"))
-            return
-        if spec.registered and not conn.logged_in:
-            conn.reply(self.numeric(conn, n.ERR_NOTREGISTERED, "You have not registered"))
-            return
         label = msg.tags.get("label") if conn.caps.has("labeled-response") else None
+        spec = self.handlers.get(msg.command)
+        if spec is None or (spec.registered and not conn.logged_in):
+            if spec is None and conn.logged_in:
+                answer = self.numeric(conn, n.ERR_UNKNOWNCOMMAND, msg.command, "Unknown command")
+            else:
+                answer = self.numeric(conn, n.ERR_NOTREGISTERED, "You have not registered")
+            conn.begin_command(label)
+            conn.reply(answer)
+            conn.end_command()
+            return
         if spec.runs_on == LOOP:
             self._run(spec, conn, msg, label)
             return

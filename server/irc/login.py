@@ -109,6 +109,8 @@ def user(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         return
     if not gw.need_params(conn, msg, 4):
         return
+    conn.username = msg.params[0][:24]
+    conn.realname = msg.params[3][:100]
     conn.user_given = True
     maybe_register(gw, conn)
 
@@ -354,6 +356,7 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
         newest = s.scalar(_max_id())
     conn.set_nick(user.nick)
     conn.wanted_nick = user.nick
+    gw.idents[fold(user.nick)] = (conn.username, conn.realname or user.nick)
     for room in rooms:
         if cfg.irc_show_lobby or fold(room) != fold(DEFAULT_ROOM):
             conn.show(room)
@@ -457,6 +460,18 @@ def quit_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     conn.reply(Message("ERROR", (f"Closing link: Quit: {reason}",)))
     conn.end_command()
     conn.close_soon(f"quit: {reason}"[:200])
+    uid, nick = conn.user_id, conn.nick
+    if uid is None or nick is None:
+        return
+    # Gone now, as IRC users expect (not once the close has lingered): the channels
+    # hear the QUIT at once if this was the user's last connection.
+    gw.set_quit_reason(nick, reason)
+    rooms = gw.hub.detach(conn, uid)
+    if rooms:
+        with gw.hub.batch():
+            for room in rooms:
+                gw.hub.publish_presence(room, left=nick)
+        gw.hub.flush_presence()
 
 
 COMMANDS: dict[str, Spec] = {

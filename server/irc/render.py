@@ -57,6 +57,14 @@ def split_text(text: str, limit: int = TEXT_BYTES) -> list[str]:
     return out or [""]
 
 
+def _cut(data: bytes, limit: int) -> str:
+    """The longest prefix of UTF-8 *data* of at most *limit* bytes, as text."""
+    cut = min(limit, len(data))
+    while 0 < cut < len(data) and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return data[:cut].decode("utf-8")
+
+
 @dataclass
 class View:
     """What rendering needs to know of one IRC connection (its own state)."""
@@ -70,6 +78,9 @@ class View:
     is_echo: Callable[[str | None], bool]  # a ref this connection's own PRIVMSG carried
     is_online: Callable[[str], bool]
     mask: Callable[[str], str]
+    is_notice: Callable[[object], bool]  # a message id sent as an IRC NOTICE
+    part_reason: Callable[[str, str], str | None]  # (room, nick) -> why they left
+    quit_reason: Callable[[str], str]  # nick -> the QUIT message
 
 
 class Renderer:
@@ -151,17 +162,42 @@ class Renderer:
             and not replay
             and self.v.is_echo(ref if isinstance(ref := w.get("ref"), str) else None)
         )
+        to_self = (
+            room is None and own and str(w.get("to") or "").lower() == me.lower()
+        )  # a private message to oneself: an echo, and a message received
         if echo and not self.v.has_cap("echo-message"):
-            return [(Message("", ()), True)]  # the echo's place, for a label
+            marker = [(Message("", ()), True)]  # the echo's place, for a label
+            if to_self:
+                return marker + [(m, False) for m, _ in self._lines(w, sender, target, False)]
+            return marker
+        lines = self._lines(w, sender, target, echo)
+        if echo and to_self:
+            lines += [(m, False) for m, _ in self._lines(w, sender, target, False)]
+        return lines
+
+    def _lines(
+        self, w: dict[str, object], sender: str, target: str, echo: bool
+    ) -> list[tuple[Message, bool]]:
+        mid = w.get("id")
+        text = str(w.get("text") or "")
         source = self.v.mask(sender)
         if w.get("e2e"):
             tags = self.tags(w, str(mid))
             return [(Message("NOTICE", (target, E2E_NOTICE), source, tags), echo)]
+        command = "NOTICE" if self.v.is_notice(mid) else "PRIVMSG"
+        # What fits in one 512-byte line after this source and target.
+        room_left = 510 - len(f":{source} {command} {target} :".encode())
+        data = text.encode("utf-8")
+        if "\n" not in text and room_left < len(data) <= 510 - len(f"{command} {target} :"):
+            # A text that fit in the sender's IRC line: cut to fit, as IRC servers do.
+            pieces = [_cut(data, room_left)]
+        else:
+            pieces = split_text(text, max(64, min(TEXT_BYTES, room_left)))
         out = []
-        for i, piece in enumerate(split_text(text)):
+        for i, piece in enumerate(pieces):
             msgid = str(mid) if i == 0 else f"{mid}-{i}"
             out.append(
-                (Message("PRIVMSG", (target, piece or " "), source, self.tags(w, msgid)), echo)
+                (Message(command, (target, piece or " "), source, self.tags(w, msgid)), echo)
             )
         return out
 
@@ -223,6 +259,8 @@ class Renderer:
                 if left.lower() in self._quit:
                     return []
                 self._quit.add(left.lower())
-                return [Message("QUIT", ("Quit: offline",), self.v.mask(left))]
-            return [Message("PART", (shown,), self.v.mask(left))]
+                return [Message("QUIT", (self.v.quit_reason(left),), self.v.mask(left))]
+            reason = self.v.part_reason(shown, left)
+            params = (shown, reason) if reason else (shown,)
+            return [Message("PART", params, self.v.mask(left))]
         return []

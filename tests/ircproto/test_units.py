@@ -49,7 +49,7 @@ def test_tags_get_their_own_8191_bytes() -> None:
     d = LineDecoder()
     tags = b"@+x=" + b"a" * 8000 + b" "
     body = b"PRIVMSG #a :" + b"b" * 400
-    assert d.feed(tags + body + b"\r\n") == [(tags + body).decode()]
+    assert d.feed(tags + body + b"\r\n") == [(tags + body).decode()]  # server tag limit
     assert isinstance(d.feed(b"@+x=" + b"a" * 9000 + b" PING\r\n")[0], TooLong)
 
 
