@@ -116,3 +116,12 @@ def test_sasl_rejects_bad_input() -> None:
         ChunkAssembler().feed("!!!")
     with pytest.raises(SaslError):
         parse_plain(base64.b64decode(base64.b64encode(b"onlyone")))
+
+
+def test_client_tag_limit_4096() -> None:
+    from parley_chat.ircproto import MAX_CLIENT_TAG_BYTES
+
+    d = LineDecoder(max_tags=MAX_CLIENT_TAG_BYTES)
+    at_limit = b"@+x=" + b"a" * (4096 - 5) + b" TAGMSG #a"
+    assert d.feed(at_limit + b"\r\n") == [at_limit.decode()]
+    assert isinstance(d.feed(b"@+x=" + b"a" * 4092 + b" TAGMSG #a\r\n")[0], TooLong)
