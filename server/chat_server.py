@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+import weakref
 from collections import Counter, deque
 from datetime import datetime, timedelta
 from functools import partial
@@ -32,6 +33,8 @@ from .connection import Connection
 from .database_file import DatabaseFile
 from .handshake import Handshaker
 from .hub import Hub
+from .irc.connection import IrcConnection
+from .irc.gateway import IrcGateway
 from .listener import Listener, bind
 from .loop import IOLoop
 from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
@@ -111,6 +114,16 @@ class ChatServer:
             timeout=config.node_timeout,
         )
         self.commands.cluster = self.node
+        # The IRC listener's handlers (server/irc/): the same store, hub, hasher and pools.
+        self.irc = IrcGateway(
+            config,
+            self.commands,
+            login_pool=self._login_pool,
+            request_pool=self._request_pool,
+        )
+        self._irc_listener: Listener | None = None
+        # Accepted on the IRC port, until admitted (weak: a socket shed meanwhile just goes).
+        self._irc_accepted: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.ssl_context = server_context(config)
         self.migration: store_pkg.MigrationReport | None = None
         self._listener: Listener | None = None
@@ -177,6 +190,15 @@ class ChatServer:
             self.node.start()
             self._linger_cut_off(started)
             sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
+            irc_sock = None
+            if self.config.irc_port:
+                try:
+                    irc_sock = bind(
+                        self.config.host, self.config.irc_port, self.config.listen_backlog
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
         except BaseException:
             self.node.stop()
             self.store.close()
@@ -189,6 +211,9 @@ class ChatServer:
         self._handshaker.start()
         self._listener = Listener(sock, self._accept)
         self._listener.start()
+        if irc_sock is not None:
+            self._irc_listener = Listener(irc_sock, self._accept_irc)
+            self._irc_listener.start()
         self._maintenance.start()
         self._grace.start()
 
@@ -197,6 +222,11 @@ class ChatServer:
         """The (host, port) the server listens on (the real port when configured with 0)."""
         assert self._listener is not None, "start() the server first"
         return self._listener.address
+
+    @property
+    def irc_address(self) -> tuple[str, int] | None:
+        """The (host, port) of the IRC listener, or None when it is off."""
+        return self._irc_listener.address if self._irc_listener is not None else None
 
     def serve_forever(self) -> None:
         """Block until stop() is called (from a signal handler or another thread)."""
@@ -210,6 +240,8 @@ class ChatServer:
         self._stopping.set()
         if self._listener is not None:
             self._listener.stop()
+        if self._irc_listener is not None:
+            self._irc_listener.stop()
         self._handshaker.stop()
         with self._conns_lock:
             conns = list(self._conns)
@@ -274,6 +306,12 @@ class ChatServer:
             conn = self._admit_locked(sock, peer, accepted_at)
         self._start_handshake(conn)
 
+    def _accept_irc(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        # The IRC port: the same admission and limits, an IRC connection at the end.
+        with self._conns_lock:
+            self._irc_accepted.add(sock)
+        self._accept(sock, peer)
+
     def _slot_free_locked(self, ip: str) -> bool:
         # An address's handshakes are capped before it may take a global slot,
         # so silent sockets from one address never starve anyone else.
@@ -290,14 +328,27 @@ class ChatServer:
         self._handshakes_per_ip[ip] += 1
         over = self._per_ip[ip] >= self.config.max_connections_per_ip
         self._per_ip[ip] += 1
-        conn = Connection(
-            self.config,
-            sock,
-            peer,
-            dispatch=self.commands.dispatch,
-            finished=self._connection_finished,
-            refuse=ErrorCode.TOO_MANY_CONNECTIONS if over else None,
-        )
+        refuse = ErrorCode.TOO_MANY_CONNECTIONS if over else None
+        conn: Connection
+        if sock in self._irc_accepted:
+            self._irc_accepted.discard(sock)
+            conn = IrcConnection(
+                self.config,
+                sock,
+                peer,
+                gateway=self.irc,
+                finished=self._irc_finished,
+                refuse=refuse,
+            )
+        else:
+            conn = Connection(
+                self.config,
+                sock,
+                peer,
+                dispatch=self.commands.dispatch,
+                finished=self._connection_finished,
+                refuse=refuse,
+            )
         conn.accepted_at = conn.last_rx = accepted_at  # the deadlines run from the accept
         self._conns.add(conn)
         self._in_handshake.add(conn)
@@ -403,6 +454,16 @@ class ChatServer:
         with self.hub.batch():
             for room in rooms:
                 self.hub.publish_presence(room, left=nick)
+
+    def _irc_finished(self, conn: Connection, reason: str) -> None:
+        # An IRC connection ended: where its device stopped reading, then as any other.
+        from .irc.login import finished
+
+        assert isinstance(conn, IrcConnection)
+        try:
+            finished(self.irc, conn)
+        finally:
+            self._connection_finished(conn, reason)
 
     def _grace_expired(self, user_id: int, token: int) -> None:
         # On the grace thread: the user did not come back in time.

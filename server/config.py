@@ -72,6 +72,8 @@ class ServerConfig:
     Nodes: bus [local] (postgres: several nodes share one PostgreSQL database and
     hear of each other's commits by LISTEN/NOTIFY), node_timeout [20 s] of silence
     before another node is taken for dead.
+    IRC: irc_port [0 = off; 6697 is IRC's TLS port], irc_guests [False],
+    irc_show_lobby [True] (docs/irc.md).
     """
 
     host: str = "127.0.0.1"
@@ -179,6 +181,13 @@ class ServerConfig:
     #: Seconds another node may stay silent on the bus before it is taken for dead
     #: and its users are listed as offline (each node speaks every quarter of it).
     node_timeout: float = 20.0
+    #: The IRC listener's TCP port (TLS only, the same certificates); 0: no IRC
+    #: listener (the default: docs/irc.md). 6697 is IRC's TLS port.
+    irc_port: int = 0
+    #: IRC clients without an account may connect with a temporary nick.
+    irc_guests: bool = False
+    #: IRC clients see the default room as a joined channel (else they join it by hand).
+    irc_show_lobby: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
@@ -187,6 +196,8 @@ class ServerConfig:
             raise ValueError(f"max_line_bytes must be 1024..{MAX_LINE_BYTES}")
         if not 0 <= self.port <= 65535:
             raise ValueError("port must be 0..65535")
+        if not 0 <= self.irc_port <= 65535:
+            raise ValueError("irc_port must be 0..65535")
         for name in ("handshake_timeout", "login_timeout", "idle_ping_after", "idle_close_after"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -50,6 +50,7 @@ TABLES: dict[str, str] = {
     "server": "Where the server listens and what it calls itself.",
     "tls": "Certificates and TLS handshakes.",
     "connections": "One connection's deadlines and buffers.",
+    "irc": "The IRC listener (docs/irc.md): off unless irc_port is set.",
     "threads": "The server's threads (whatever the number of clients).",
     "frames": "Protocol lines and message text.",
     "flood": "Flood control, before and after login.",
@@ -262,6 +263,17 @@ KEYS: tuple[Key, ...] = (
         HOUR,
         unit="s",
     ),
+    # [irc]
+    _k(
+        "irc_port",
+        "irc",
+        int,
+        "The IRC listener's port (TLS only, same certificates); 0: no IRC listener.",
+        0,
+        65535,
+    ),
+    _k("irc_guests", "irc", bool, "IRC clients without an account may use a temporary nick."),
+    _k("irc_show_lobby", "irc", bool, "IRC clients see the default room as a joined channel."),
     # [threads]
     _k("io_threads", "threads", int, "Selector I/O loops (one is fastest under the GIL).", 1, 64),
     _k(

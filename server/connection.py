@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from parley_chat.protocol import (
     Error,
@@ -117,7 +117,7 @@ class Connection:
         # Owned by the loop thread.
         self._stream: TLSStream | None = None
         self._loop: IOLoop | None = None
-        self._decoder = LineDecoder(cfg.max_line_bytes)
+        self._decoder = self._new_decoder(cfg)
         self._backlog: deque[bytes] = deque()
         self._bucket = TokenBucket(cfg.flood_burst, cfg.flood_rate)
         self.paused_until = 0.0
@@ -239,7 +239,7 @@ class Connection:
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a reply to this client's own request."""
-        self.send_bytes(encode(frame))
+        self.send_bytes(self._encode(frame))
 
     def send_bytes(self, data: bytes) -> None:
         """Queue solicited bytes (replies, history pages).
@@ -286,7 +286,7 @@ class Connection:
             if self._dead or self._close_request is not None:
                 return
             if error is not None:
-                data = encode(error)
+                data = self._encode(error)
                 self._queue.append(data)
                 self._queued_bytes += len(data)
             self._close_request = (reason, True)
@@ -412,13 +412,26 @@ class Connection:
                     )
                 return
             self.paused_until = 0.0
-            line = self._backlog.popleft()
-            try:
-                frame = decode_client_line(line)
-            except RemoteProtocolError as exc:
-                self._protocol_error(exc)
-                continue
-            self._dispatch(self, frame)
+            self._handle_line(self._backlog.popleft())
+
+    # --- hooks for another line protocol on the same I/O design (server/irc/) ------
+
+    def _new_decoder(self, cfg: ServerConfig) -> Any:
+        """The line decoder: its feed(bytes) returns the complete lines."""
+        return LineDecoder(cfg.max_line_bytes)
+
+    def _handle_line(self, line: Any) -> None:
+        """Decode one line the decoder produced and dispatch it (on the loop thread)."""
+        try:
+            frame = decode_client_line(line)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        self._dispatch(self, frame)
+
+    def _encode(self, frame: Frame) -> bytes:
+        """The bytes of a frame the connection itself sends (errors, pings)."""
+        return encode(frame)
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
         self._bad_frames += 1

@@ -168,7 +168,9 @@ class Handshaker:
         if first[0] != _TLS_HANDSHAKE_RECORD:
             log.info("%s: plaintext client on the TLS port, refused", item.conn.peer)
             try:
-                raw.send(PLAINTEXT_REFUSAL)  # small: fits in any empty socket buffer
+                # small: fits in any empty socket buffer. Another line protocol
+                # (the IRC listener) says it in its own words.
+                raw.send(getattr(item.conn, "plaintext_refusal", PLAINTEXT_REFUSAL))
                 raw.shutdown(socket.SHUT_WR)
             except OSError:
                 self._fail(item, "plaintext client refused")

@@ -126,6 +126,7 @@ class _Batch:
     direct: dict[Peer, list[tuple[int, int | None, bytes]]] = field(default_factory=dict)
     runs: list[_Run] = field(default_factory=list)
     open_runs: dict[str, _Run] = field(default_factory=dict)  # fold(room) -> its latest run
+    after: list[Callable[[], None]] = field(default_factory=list)  # run after the hand-over
 
 
 def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
@@ -396,6 +397,16 @@ class Hub:
         with self._lock:
             return [nick for _, nick in self._sorted.get(fold(room), ())]
 
+    def online_nicks(self) -> list[str]:
+        """The nicks of everyone online (the IRC gateway's WHO with a mask)."""
+        with self._lock:
+            return [u.nick for u in self._users.values()]
+
+    def online_count(self) -> int:
+        """How many users are online."""
+        with self._lock:
+            return len(self._users)
+
     def all_connections(self) -> list[Peer]:
         """Every logged-in connection (for server-wide notices: moderation's `announce`)."""
         with self._lock:
@@ -509,7 +520,21 @@ class Hub:
             yield
         finally:
             self._local.pending = None
-            self._hand_over(pending)
+            try:
+                self._hand_over(pending)
+            finally:
+                for step in pending.after:
+                    step()
+
+    def after_batch(self, step: Callable[[], None]) -> None:
+        """Run *step* once this thread's current batch has been handed over (at once
+        outside a batch): a caller that must know its deliveries are queued (the IRC
+        gateway answers a command only after its echo) waits for it."""
+        pending: _Batch | None = getattr(self._local, "pending", None)
+        if pending is None:
+            step()
+        else:
+            pending.after.append(step)
 
     def _hand_over(self, b: _Batch) -> None:
         """Give each connection its share of a batch, in the batch's order, in one call.

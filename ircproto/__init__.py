@@ -1,0 +1,52 @@
+"""Sans-IO IRC: messages, lines, capabilities, ISUPPORT, SASL chunks, numerics.
+
+Pure functions and small state holders; no sockets, no threads. The server's IRC
+gateway (server/irc/) is built on it.
+"""
+
+from __future__ import annotations
+
+from . import numerics
+from .caps import CapNegotiation
+from .isupport import isupport_lines
+from .lines import (
+    MAX_CLIENT_TAG_BYTES,
+    MAX_LINE_BYTES,
+    MAX_TAG_BYTES,
+    BadEncoding,
+    LineDecoder,
+    TooLong,
+)
+from .message import (
+    Message,
+    ParseError,
+    encode,
+    escape_tag_value,
+    format_message,
+    parse,
+    unescape_tag_value,
+)
+from .sasl import ChunkAssembler, SaslError, chunks, parse_plain
+
+__all__ = [
+    "MAX_CLIENT_TAG_BYTES",
+    "MAX_LINE_BYTES",
+    "MAX_TAG_BYTES",
+    "BadEncoding",
+    "CapNegotiation",
+    "ChunkAssembler",
+    "LineDecoder",
+    "Message",
+    "ParseError",
+    "SaslError",
+    "TooLong",
+    "chunks",
+    "encode",
+    "escape_tag_value",
+    "format_message",
+    "isupport_lines",
+    "numerics",
+    "parse",
+    "parse_plain",
+    "unescape_tag_value",
+]

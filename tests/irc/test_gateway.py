@@ -1,0 +1,236 @@
+"""The IRC listener against the real server: logins, channels and private
+messages between IRC and parley clients, history, replay, bad input."""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from parley_chat.protocol import Ack, Join, Message, Ping, Pong, Send
+from parley_chat.server.app import ChatServer
+from tests.irc.ircclient import IrcClient
+from tests.support import RawClient
+
+Connect = Callable[[], IrcClient]
+
+
+def parley(server: ChatServer, ca_file: Path, nick: str, password: str = "secret-pw") -> RawClient:
+    """A parley client logged in (its account created if new)."""
+    c = RawClient(server.address, ca_file)
+    c.login(nick, password)
+    return c
+
+
+def barrier(c: RawClient) -> None:
+    """Everything the server queued for *c* before now has been read."""
+    c.send(Ping(token="barrier"))
+    c.expect(Pong, token="barrier")
+
+
+def privmsgs(lines: list) -> list[tuple[str, str, str]]:  # type: ignore[type-arg]
+    """(source nick, target, text) of the PRIVMSGs in *lines*."""
+    return [
+        ((m.source or "").split("!")[0], m.params[0], m.params[1])
+        for m in lines
+        if m.command == "PRIVMSG"
+    ]
+
+
+# --- logins ------------------------------------------------------------------------
+
+
+def test_no_account_means_464_and_error(irc_connect: Connect) -> None:
+    c = irc_connect()
+    c.send("NICK stranger")
+    c.send("USER stranger 0 * :Stranger")
+    lines = c.until("ERROR")
+    assert lines[-2].command == "464"
+    with pytest.raises(EOFError):
+        c.recv()
+
+
+def test_pass_account_password(irc_server: ChatServer, irc_connect: Connect, ca_file: Path) -> None:
+    parley(irc_server, ca_file, "bob").close()
+    c = irc_connect()
+    c.send("PASS bob:secret-pw")
+    c.send("NICK whatever")
+    c.send("USER bob 0 * :Bob")
+    welcome = c.expect("001")
+    assert welcome.params[0] == "bob"  # the nick is the account's
+
+
+def test_wrong_password_by_sasl_is_904(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    parley(irc_server, ca_file, "carol").close()
+    c = irc_connect()
+    c.send("CAP LS 302")
+    c.send("CAP REQ sasl")
+    c.expect("CAP")
+    c.send("AUTHENTICATE PLAIN")
+    c.expect("AUTHENTICATE")
+    c.send("AUTHENTICATE " + base64.b64encode(b"\0carol\0wrong").decode())
+    assert c.expect("904").params[0] == "*"
+
+
+def test_plaintext_client_gets_one_error_line(irc_server: ChatServer) -> None:
+    address = irc_server.irc_address
+    assert address is not None
+    with socket.create_connection(address, timeout=10) as s:
+        s.sendall(b"NICK plain\r\nUSER plain 0 * :x\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    assert data.startswith(b"ERROR :") and data.endswith(b"\r\n") and data.count(b"\r\n") == 1
+
+
+# --- channels and private messages, both ways -------------------------------------------
+
+
+def test_channel_messages_between_irc_and_parley(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    p = parley(irc_server, ca_file, "pat")
+    p.send(Join(room="#dev"))
+    barrier(p)
+    parley(irc_server, ca_file, "ian").close()
+    i = irc_connect()
+    i.login("ian", "secret-pw", caps=("echo-message", "server-time", "message-tags"))
+    i.sync()
+    i.send("JOIN #dev")
+    joined = i.sync()
+    assert joined[0].command == "JOIN" and joined[0].params == ("#dev",)
+    names = next(m for m in joined if m.command == "353")
+    assert set(names.params[-1].split()) == {"@pat", "ian"}  # the room's creator owns it
+    i.send("PRIVMSG #dev :hello from irc")
+    echo = i.sync()
+    assert privmsgs(echo) == [("ian", "#dev", "hello from irc")]
+    assert echo[0].tags["msgid"].isdigit() and echo[0].tags["time"].endswith("Z")
+    got = p.expect(Message, text="hello from irc")
+    assert got.room == "#dev" and got.from_ == "ian"  # type: ignore[attr-defined]
+    p.send(Send(id="m1", room="#dev", text="line one\nline two"))
+    p.expect(Ack, ref="m1")
+    i.send("PING x")
+    lines = i.until("PONG")
+    assert privmsgs(lines) == [("pat", "#dev", "line one"), ("pat", "#dev", "line two")]
+    p.close()
+
+
+def test_private_messages_reach_only_their_two_parties(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    p = parley(irc_server, ca_file, "pia")
+    for nick in ("ivy", "eve"):
+        parley(irc_server, ca_file, nick).close()
+    ivy, eve = irc_connect(), irc_connect()
+    ivy.login("ivy", "secret-pw")
+    eve.login("eve", "secret-pw")
+    ivy.sync()
+    eve.sync()
+    ivy.send("PRIVMSG pia :psst")
+    assert privmsgs(ivy.sync()) == []  # no echo-message: nothing comes back
+    got = p.expect(Message, text="psst")
+    assert got.to == "pia" and got.from_ == "ivy"  # type: ignore[attr-defined]
+    p.send(Send(id="r1", to="ivy", text="back to you"))
+    p.expect(Ack, ref="r1")
+    ivy.send("PING y")
+    assert privmsgs(ivy.until("PONG")) == [("pia", "ivy", "back to you")]
+    assert privmsgs(eve.sync()) == []
+    eve.send("CHATHISTORY LATEST ivy * 10")
+    assert privmsgs(eve.sync()) == []
+    p.close()
+
+
+def test_labeled_response_and_echo(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    parley(irc_server, ca_file, "lea").close()
+    c = irc_connect()
+    c.login("lea", "secret-pw", caps=("labeled-response", "batch", "echo-message"))
+    c.sync()
+    c.send("@label=one PRIVMSG #lobby :hi")
+    echo = c.sync()
+    assert [m.tags.get("label") for m in echo] == ["one"]
+    c.send("@label=two JOIN #labels")
+    batch = c.sync()
+    assert batch[0].command == "BATCH" and batch[0].tags["label"] == "two"
+    assert [m.command for m in batch[1:]] == ["JOIN", "353", "366", "BATCH"]
+
+
+# --- history and replay -------------------------------------------------------------------
+
+
+def test_chathistory_latest_before_after_between(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    parley(irc_server, ca_file, "hal").close()
+    c = irc_connect()
+    c.login("hal", "secret-pw", caps=("draft/chathistory", "batch", "echo-message", "message-tags"))
+    c.sync()
+    ids = []
+    for k in range(6):
+        c.send(f"PRIVMSG #lobby :m{k}")
+        ids.append(c.sync()[0].tags["msgid"])
+    c.send("CHATHISTORY LATEST #lobby * 3")
+    got = c.sync()
+    assert got[0].params[1] == "chathistory"
+    assert [m.params[1] for m in got if m.command == "PRIVMSG"] == ["m3", "m4", "m5"]
+    c.send(f"CHATHISTORY BEFORE #lobby msgid={ids[3]} 2")
+    assert [m.params[1] for m in c.sync() if m.command == "PRIVMSG"] == ["m1", "m2"]
+    c.send(f"CHATHISTORY AFTER #lobby msgid={ids[3]} 10")
+    assert [m.params[1] for m in c.sync() if m.command == "PRIVMSG"] == ["m4", "m5"]
+    c.send(f"CHATHISTORY BETWEEN #lobby msgid={ids[0]} msgid={ids[4]} 10")
+    assert [m.params[1] for m in c.sync() if m.command == "PRIVMSG"] == ["m1", "m2", "m3"]
+    c.send("CHATHISTORY LATEST #nowhere * 3")
+    assert c.sync()[0].params[:2] == ("CHATHISTORY", "INVALID_TARGET")
+    c.send("CHATHISTORY BEFORE #lobby msgid=zz 3")
+    assert c.sync()[0].params[:2] == ("CHATHISTORY", "INVALID_PARAMS")
+
+
+def test_replay_after_reconnect_per_device(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    p = parley(irc_server, ca_file, "ray")
+    parley(irc_server, ca_file, "rex").close()
+    first = irc_connect()
+    first.login("rex@laptop", "secret-pw")
+    first.sync()
+    first.send("QUIT :bye")
+    first.expect("ERROR")
+    p.send(Send(id="a", room="#lobby", text="while you were away"))
+    p.expect(Ack, ref="a")
+    again = irc_connect()
+    burst = again.login("rex@laptop", "secret-pw")
+    assert burst[0].params[0] == "rex"
+    assert privmsgs(again.sync()) == [("ray", "#lobby", "while you were away")]
+    other = irc_connect()  # another device has no record yet: nothing replayed
+    other.login("rex@phone", "secret-pw")
+    assert privmsgs(other.sync()) == []
+    p.close()
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+
+def test_overlong_line_and_bad_utf8_get_clear_errors(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    parley(irc_server, ca_file, "bea").close()
+    c = irc_connect()
+    c.login("bea", "secret-pw")
+    c.sync()
+    c.send("PRIVMSG #lobby :" + "x" * 600)
+    assert c.sync()[0].command == "417"
+    c.send(b"PRIVMSG #lobby :\xff\xfe\r\n")
+    failed = c.sync()[0]
+    assert failed.command == "FAIL" and failed.params[1] == "INVALID_UTF8"
+    c.send("FROBNICATE now")
+    assert c.sync()[0].command == "421"
+    c.send("JOIN #bad!name")
+    assert c.sync()[0].command == "403"
+    c.send("PRIVMSG nobody-here :hi")
+    assert c.sync()[0].command == "401"
