@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 from parley_chat.certs import generate
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 
 from parley_chat.protocol import Ack, Message, Ping, Pong, Presence, Send, Who, encode
-from parley_chat.server.app import ChatServer
 from parley_chat.server.bus_postgres import libpq_url
+from parley_chat.server.chat_server import ChatServer
 from tests.support import RawClient
 
 

@@ -23,7 +23,7 @@ from parley_chat.protocol import (
     Who,
 )
 from parley_chat.protocol.moderation import Moderate, Moderated, Notice, RoomInfo
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from tests.support import RawClient
 
 

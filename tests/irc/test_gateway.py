@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from parley_chat.protocol import Ack, Join, Message, Ping, Pong, Send
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from tests.irc.ircclient import IrcClient
 from tests.support import RawClient
 

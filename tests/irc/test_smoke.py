@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from parley_chat.server.app import ChatServer
+from parley_chat.server.chat_server import ChatServer
 from tests.irc.ircclient import IrcClient
 from tests.support import RawClient
 
