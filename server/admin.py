@@ -26,7 +26,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,6 +62,9 @@ MAX_PASSWORD_CHARS = 1024
 
 #: How long to wait for the writer (it may queue behind the server's own writes).
 WRITE_TIMEOUT = 30.0
+
+#: What a write returns (Admin._write hands it back).
+T = TypeVar("T")
 
 _PROG = "parley-admin"
 
@@ -121,7 +124,7 @@ class Admin:
         self.hasher = hasher
         self.out = out
 
-    def _write(self, op: Callable[[Session], Any]) -> Any:
+    def _write(self, op: Callable[[Session], T]) -> T:
         try:
             return self.store.submit(op).result(WRITE_TIMEOUT)
         except (StoreConflict, StoreRejected) as exc:
