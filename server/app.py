@@ -35,6 +35,7 @@ from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, writes
+from .store.vocab import EndReason
 from .tls import server_context
 from .workers import WorkerPool
 
@@ -133,7 +134,7 @@ class ChatServer:
             self.store.start()
             started = utcnow()
             ended = self.store.submit_bookkeeping(
-                lambda s: writes.end_open_sessions(s, "server restart", started),
+                lambda s: writes.end_open_sessions(s, EndReason.SERVER_RESTART, started),
                 what="end_open_sessions",
             ).result(30)
             if ended is DEFERRED:
@@ -188,7 +189,7 @@ class ChatServer:
             sock.close()
         notice = Error(code=ErrorCode.SHUTDOWN, message="the server is shutting down")
         for conn in conns:
-            conn.close_soon("server shutdown", notice)
+            conn.close_soon(EndReason.SERVER_SHUTDOWN, notice)
         deadline = time.monotonic() + self.config.shutdown_grace
         for conn in conns:
             conn.wait_closed(max(0.0, deadline - time.monotonic()))
