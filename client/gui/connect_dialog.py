@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from tkinter import filedialog
+from typing import Any
 
 import customtkinter as ctk
 
@@ -287,7 +288,7 @@ class ConnectDialog(ctk.CTkFrame):
     def _panel_button(
         self, text: str, command: Callable[[], None], primary: bool = False
     ) -> ctk.CTkButton:
-        colours: dict[str, object]
+        colours: dict[str, Any]
         if primary:
             colours = {
                 "fg_color": theme.pair("accent"),
