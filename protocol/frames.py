@@ -74,6 +74,11 @@ def _words(vocab: type[StrEnum]) -> tuple[str, ...]:
 
 
 _CONVERSATION_KINDS = frozenset(_words(ConversationKind))
+# What a word outside its vocabulary is told (built once: frames are built often).
+_BAD_MESSAGE_KIND = f"message 'kind' is one of {_words(MessageKind)}"
+_BAD_BATCH_STATE = "batch 'state' is 'open' or 'close'"
+_BAD_BATCH_KIND = f"batch 'kind' is one of {_words(BatchKind)}"
+_BAD_LINK_OP = f"link 'op' is one of {_words(LinkOp)}"
 
 # Shorthands for the bounds tables below: (fewest, most) characters or values.
 # Nicks and rooms are checked by their patterns in check() (with the codes
@@ -534,7 +539,7 @@ class Message(Frame):
     e2e: str | None = None
 
     def check(self) -> None:
-        _word(self, "kind", MessageKind, f"message 'kind' is one of {_words(MessageKind)}")
+        _word(self, "kind", MessageKind, _BAD_MESSAGE_KIND)
         _check_ts(self.ts)
         if self.edited is not None:
             _check_ts(self.edited)
@@ -586,8 +591,8 @@ class Batch(Frame):
     count: int | None = None
 
     def check(self) -> None:
-        _word(self, "state", BatchState, "batch 'state' is 'open' or 'close'")
-        _word(self, "kind", BatchKind, f"batch 'kind' is one of {_words(BatchKind)}")
+        _word(self, "state", BatchState, _BAD_BATCH_STATE)
+        _word(self, "kind", BatchKind, _BAD_BATCH_KIND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -851,7 +856,7 @@ class Link(Frame):
     box: str | None = None
 
     def check(self) -> None:
-        _word(self, "op", LinkOp, f"link 'op' is one of {_words(LinkOp)}")
+        _word(self, "op", LinkOp, _BAD_LINK_OP)
         if not _CODE_TEXT.fullmatch(self.code):
             _fail(ErrorCode.BAD_FRAME, "a link 'code' is 4 capital letters or digits")
         need = _LINK_NEEDS[self.op]

@@ -27,7 +27,7 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -63,6 +63,9 @@ MAX_PASSWORD_CHARS = 1024
 
 #: How long to wait for the writer (it may queue behind the server's own writes).
 WRITE_TIMEOUT = 30.0
+
+#: What a write returns (Admin._write hands it back).
+T = TypeVar("T")
 
 _PROG = "parley-admin"
 
@@ -117,7 +120,7 @@ class Admin:
         self.hasher = hasher
         self.out = out
 
-    def _write(self, op: Callable[[Session], Any]) -> Any:
+    def _write(self, op: Callable[[Session], T]) -> T:
         try:
             return self.store.submit(op).result(WRITE_TIMEOUT)
         except (StoreConflict, StoreRejected) as exc:

@@ -41,6 +41,7 @@ from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, utcnow, writes
+from .store.vocab import EndReason
 from .tls import server_context
 from .workers import WorkerPool
 
@@ -172,7 +173,7 @@ class ChatServer:
                 # On a shared (PostgreSQL) database, the other nodes' sessions are live.
                 lambda s: writes.end_open_sessions(
                     s,
-                    "server restart",
+                    EndReason.SERVER_RESTART,
                     started,
                     node=self.config.node if self.store.shared else None,
                 ),
@@ -252,7 +253,7 @@ class ChatServer:
             sock.close()
         notice = Error(code=ErrorCode.SHUTDOWN, message="the server is shutting down")
         for conn in conns:
-            conn.close_soon("server shutdown", notice)
+            conn.close_soon(EndReason.SERVER_SHUTDOWN, notice)
         deadline = time.monotonic() + self.config.shutdown_grace
         for conn in conns:
             conn.wait_closed(max(0.0, deadline - time.monotonic()))

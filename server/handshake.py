@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from .connection import Connection
 from .loop import Waker
@@ -45,11 +46,19 @@ _REFUSAL_LINGER = 0.5
 _REFUSAL_READ_LIMIT = 64 * 1024
 
 
+class _Stage(StrEnum):
+    """Where a pending connection is: PEEK -> TLS -> handed on; or PEEK -> REFUSING."""
+
+    PEEK = "peek"
+    TLS = "tls"
+    REFUSING = "refusing"
+
+
 @dataclass(eq=False)
 class _Pending:
     conn: Connection
     deadline: float
-    stage: str = "peek"  # peek -> tls -> done; or refusing
+    stage: _Stage = _Stage.PEEK
     sock: socket.socket | ssl.SSLSocket | None = None
     drained: int = 0
     mask: int = field(default=0)
@@ -123,7 +132,7 @@ class Handshaker:
                     self._pending.add(item)
                     self._step(item)
                 for item in [p for p in self._pending if p.deadline <= now]:
-                    if item.stage == "refusing":
+                    if item.stage is _Stage.REFUSING:
                         self._fail(item, "plaintext client refused")
                     else:
                         log.info(
@@ -146,11 +155,11 @@ class Handshaker:
 
     def _step(self, item: _Pending) -> None:
         try:
-            if item.stage == "peek":
+            if item.stage is _Stage.PEEK:
                 self._peek(item)
-            if item.stage == "tls":
+            if item.stage is _Stage.TLS:
                 self._handshake(item)
-            elif item.stage == "refusing":
+            elif item.stage is _Stage.REFUSING:
                 self._drain_refused(item)
         except OSError as exc:
             self._fail(item, f"network error during handshake: {exc}")
@@ -175,11 +184,11 @@ class Handshaker:
             except OSError:
                 self._fail(item, "plaintext client refused")
                 return
-            item.stage = "refusing"
+            item.stage = _Stage.REFUSING
             item.deadline = min(item.deadline, time.monotonic() + _REFUSAL_LINGER)
             return
         item.sock = self._ctx.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-        item.stage = "tls"
+        item.stage = _Stage.TLS
 
     def _handshake(self, item: _Pending) -> None:
         sock = item.sock

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from tkinter import filedialog
+from typing import Any
 
 import customtkinter as ctk
 
@@ -289,7 +290,7 @@ class ConnectPage(ctk.CTkFrame):
     def _panel_button(
         self, text: str, command: Callable[[], None], primary: bool = False
     ) -> ctk.CTkButton:
-        colours: dict[str, object]
+        colours: dict[str, Any]
         if primary:
             colours = {
                 "fg_color": theme.pair("accent"),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from parley_chat.protocol import fold, valid_nick, valid_room
-from parley_chat.protocol.vocab import NoticeKind, Role
+from parley_chat.protocol.vocab import Action, NoticeKind, Role
 
 from ..cli_moderation import parse_duration
 from ..events import MessageDeleted, MessageEdited, ModerationDone, NoticeReceived, RoomInfoChanged
@@ -34,7 +34,7 @@ class ModerationCommand:
 
     `room` None means the open room (the app fills it in)."""
 
-    action: str
+    action: Action
     room: str | None = None
     nick: str | None = None
     message_id: int | None = None
@@ -60,11 +60,21 @@ HELP: tuple[tuple[str, str], ...] = (
     ("/disconnect, /lock, /unlock nick", "server-wide (operators)"),
 )
 
-_ON_NICK = {"invite", "kick", "ban", "unban", "mute", "unmute", "op", "deop"}
-_SERVER_NICK = {"disconnect", "lock", "unlock"}
-NAMES = frozenset(
-    {*_ON_NICK, *_SERVER_NICK, "topic", "private", "public", "delete", "edit", "announce"}
-)
+_ON_NICK = {
+    Action.INVITE,
+    Action.KICK,
+    Action.BAN,
+    Action.UNBAN,
+    Action.MUTE,
+    Action.UNMUTE,
+    Action.OP,
+    Action.DEOP,
+}
+_SERVER_NICK = {Action.DISCONNECT, Action.LOCK, Action.UNLOCK}
+_NO_ROOM = {Action.DELETE, Action.EDIT, Action.ANNOUNCE, *_SERVER_NICK}
+_TIMED = (Action.BAN, Action.MUTE)
+#: Every moderation action is a command of the same name.
+NAMES = frozenset(Action)
 
 
 class Invalid(Exception):
@@ -76,50 +86,53 @@ def parse(name: str, rest: str) -> ModerationCommand | None:
     moderation command. Raises Invalid with its usage when the arguments are wrong."""
     if name not in NAMES:
         return None
+    action = Action(name)
     room = None
     first, _, after = rest.partition(" ")
-    if first.startswith("#") and name not in ("delete", "edit", "announce", *_SERVER_NICK):
+    if first.startswith("#") and action not in _NO_ROOM:
         if not valid_room(first):
             raise Invalid(f"{first!r} is not a room name")
         room, rest = first, after.strip()
-    if name == "topic":
-        return ModerationCommand("topic", room=room, text=rest)
-    if name in ("private", "public"):
+    if action is Action.TOPIC:
+        return ModerationCommand(action, room=room, text=rest)
+    if action in (Action.PRIVATE, Action.PUBLIC):
         if rest:
             raise Invalid(f"/{name} takes no arguments but a #room")
-        return ModerationCommand(name, room=room)
-    if name in ("delete", "edit"):
+        return ModerationCommand(action, room=room)
+    if action in (Action.DELETE, Action.EDIT):
         word, _, text = rest.partition(" ")
-        usage = "/delete id [reason]" if name == "delete" else "/edit id text"
-        if not word.isdigit() or int(word) < 1 or (name == "edit" and not text.strip()):
+        usage = "/delete id [reason]" if action is Action.DELETE else "/edit id text"
+        if not word.isdigit() or int(word) < 1 or (action is Action.EDIT and not text.strip()):
             raise Invalid(f"usage: {usage} (or right-click the message)")
-        if name == "delete":
+        if action is Action.DELETE:
             return ModerationCommand(
-                "delete", message_id=int(word), reason=text.strip() or None, needs_room=False
+                action, message_id=int(word), reason=text.strip() or None, needs_room=False
             )
-        return ModerationCommand("edit", message_id=int(word), text=text, needs_room=False)
-    if name == "announce":
+        return ModerationCommand(action, message_id=int(word), text=text, needs_room=False)
+    if action is Action.ANNOUNCE:
         if not rest.strip():
             raise Invalid("usage: /announce text")
-        return ModerationCommand("announce", text=rest.strip(), needs_room=False)
+        return ModerationCommand(action, text=rest.strip(), needs_room=False)
     nick, _, tail = rest.partition(" ")
     if not nick or not valid_nick(nick):
-        extra = " [duration]" if name in ("ban", "mute") else ""
-        raise Invalid(f"usage: /{name} nick{extra}" + (" [reason]" if name != "unlock" else ""))
+        extra = " [duration]" if action in _TIMED else ""
+        raise Invalid(
+            f"usage: /{name} nick{extra}" + (" [reason]" if action is not Action.UNLOCK else "")
+        )
     tail = tail.strip()
     minutes = None
-    if name in ("ban", "mute") and tail:
+    if action in _TIMED and tail:
         word, _, after = tail.partition(" ")
         minutes = parse_duration(word)
         if minutes is not None:
             tail = after.strip()
     return ModerationCommand(
-        name,
+        action,
         room=room,
         nick=nick,
         reason=tail or None,
         minutes=minutes or None,
-        needs_room=name not in _SERVER_NICK,
+        needs_room=action not in _SERVER_NICK,
     )
 
 
@@ -206,7 +219,7 @@ def message_menu(
     if may_delete:
         menu.add_command(
             label="Delete message",
-            command=lambda: app.moderate_request("delete", message_id=message_id),
+            command=lambda: app.moderate_request(Action.DELETE, message_id=message_id),
         )
     try:
         menu.tk_popup(x, y)
@@ -220,7 +233,7 @@ def _edit(app: App, message_id: int, ask_text: Callable[[str], str | None] | Non
     ask = ask_text or (lambda old: _ask(app, old))
     text = ask(current)
     if text is not None and text.strip() and text != current:
-        app.moderate_request("edit", message_id=message_id, text=text)
+        app.moderate_request(Action.EDIT, message_id=message_id, text=text)
 
 
 def _ask(app: Any, old: str) -> str | None:
