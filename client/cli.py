@@ -51,6 +51,7 @@ from parley_chat.protocol import (
     valid_nick,
 )
 from parley_chat.protocol.invite import Invite, InviteError, looks_like_invite, parse_invite
+from parley_chat.protocol.vocab import BatchKind
 
 from . import commands
 from .addresses import Address, parse_addresses
@@ -561,16 +562,16 @@ class _Printer:
             if unread:
                 self.err(f"unread: {', '.join(unread)}")
         elif isinstance(event, BatchStarted):
-            if event.kind == "replay" and event.gap:
+            if event.kind == BatchKind.REPLAY and event.gap:
                 self.err("(older messages were left out: /history pages back)")
-            elif event.kind == "history":
+            elif event.kind == BatchKind.HISTORY:
                 self.err(f"-- history of {event.target} --")
-            elif event.kind == "search":
+            elif event.kind == BatchKind.SEARCH:
                 self.err("-- search results, newest first --")
         elif isinstance(event, BatchEnded):
-            if event.kind == "replay" and event.target != "latest" and event.count:
+            if event.kind == BatchKind.REPLAY and event.target != "latest" and event.count:
                 self.err(f"-- {event.count} missed message(s) replayed --")
-            elif event.kind in ("history", "search"):
+            elif event.kind in (BatchKind.HISTORY, BatchKind.SEARCH):
                 more = ", more before" if event.more else ""
                 self.err(f"-- end of {event.kind} ({event.count} message(s){more}) --")
         elif isinstance(event, PresenceChanged):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from parley_chat.protocol import MAX_PAGE, valid_nick, valid_room
+from parley_chat.protocol.vocab import Action
 
 
 class Client(StrEnum):
@@ -372,7 +373,7 @@ def _edit(name: str, rest: str) -> Command:
 def _announce(name: str, rest: str) -> Command:
     if not rest:
         raise Usage(usage="/announce TEXT")
-    return Moderate("announce", text=rest, needs_room=False)
+    return Moderate(Action.ANNOUNCE, text=rest, needs_room=False)
 
 
 # --- the table ------------------------------------------------------------------------------

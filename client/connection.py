@@ -73,6 +73,7 @@ from parley_chat.protocol import (
     encode,
     valid_nick,
 )
+from parley_chat.protocol.vocab import ConversationKind
 from parley_chat.transport import PeerClosed, StreamClosed, TLSStream
 
 from .addresses import Address, format_address
@@ -484,9 +485,9 @@ class ChatClient:
         The server keeps the marker (it never moves back) and tells the user's
         other connections (ReadMoved). Raises ValueError for an unknown kind.
         """
-        if kind == "room":
+        if kind == ConversationKind.ROOM:
             frame = Read(id=message_id, room=name)
-        elif kind == "private":
+        elif kind == ConversationKind.PRIVATE:
             frame = Read(id=message_id, with_=name)
         else:
             raise ValueError(f"conversation kind is 'room' or 'private', not {kind!r}")

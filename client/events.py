@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from parley_chat.protocol import Message
+from parley_chat.protocol.vocab import Role
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,15 +210,15 @@ class RoomInfoChanged:
     operators: tuple[str, ...]
     tag: str | None = None
 
-    def role_of(self, nick: str) -> str | None:
+    def role_of(self, nick: str) -> Role | None:
         """The strongest role of *nick* here: "operator", "owner", "moderator" or None."""
         key = nick.lower()
         if any(n.lower() == key for n in self.operators):
-            return "operator"
+            return Role.OPERATOR
         if self.owner is not None and self.owner.lower() == key:
-            return "owner"
+            return Role.OWNER
         if any(n.lower() == key for n in self.moderators):
-            return "moderator"
+            return Role.MODERATOR
         return None
 
 

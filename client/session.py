@@ -68,6 +68,7 @@ from parley_chat.protocol import (
     Welcome,
     fold,
 )
+from parley_chat.protocol.vocab import BatchKind, BatchState, ConversationKind, MessageKind
 
 from .events import (
     Acked,
@@ -469,9 +470,9 @@ class ClientSession:
                 events.append(ConversationsListed(items=items, tag=frame.tag))
         elif isinstance(frame, Read):
             if frame.room is not None:
-                events.append(ReadMoved("room", frame.room, frame.id))
+                events.append(ReadMoved(ConversationKind.ROOM, frame.room, frame.id))
             elif frame.with_ is not None:
-                events.append(ReadMoved("private", frame.with_, frame.id))
+                events.append(ReadMoved(ConversationKind.PRIVATE, frame.with_, frame.id))
         elif isinstance(frame, Error):
             self._on_error(frame, now, events)
         elif isinstance(frame, Keys | Link):
@@ -498,7 +499,7 @@ class ClientSession:
             # Our own message came back: it is stored, even if its ack was lost.
             self._resolve(m.ref, m.id, m.ts, False, events)
         batch = self._batch
-        if batch is not None and batch.kind in ("history", "search"):
+        if batch is not None and batch.kind in (BatchKind.HISTORY, BatchKind.SEARCH):
             # Asked for by the user: always shown, and they do not move last_seen.
             events.append(self._received(m, batch.kind, batch.tag))
             return
@@ -537,8 +538,8 @@ class ClientSession:
             events.append(Acked(client_id, message_id, ts, duplicate))
 
     def _on_batch(self, f: Batch, events: list[ClientEvent]) -> None:
-        if f.state == "open":
-            if f.kind == "replay" and not f.gap and self._last_seen is None:
+        if f.state == BatchState.OPEN:
+            if f.kind == BatchKind.REPLAY and not f.gap and self._last_seen is None:
                 # A complete replay (nothing left out) when this client had seen
                 # nothing: whatever follows is new, so a later rejoin asks for
                 # everything after it, even if the replay turns out empty.
@@ -623,7 +624,7 @@ def summary(item: dict[str, object], hooks: E2EHooks | None = None) -> Conversat
             to=last.get("to"),
             ref=last.get("ref"),
         )
-        if message.kind == "private" and not message.text:
+        if message.kind == MessageKind.PRIVATE and not message.text:
             text = hooks.preview(message.id) if hooks is not None else None
             message = dataclasses.replace(message, text=text or E2E_PLACEHOLDER)
     return ConversationSummary(
