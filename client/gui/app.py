@@ -699,7 +699,7 @@ class App(ctk.CTk):
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
         self.chat_view.set_muted(None if conv.kind == "search" else key in self.muted)
         self._read_dirty = True
-        if not conv.lines and conv.kind != "search" and conv.has_more and not conv.loading:
+        if not conv.ids and conv.kind != "search" and conv.has_more and not conv.loading:
             # Listed by the server (after a restart) but nothing loaded yet.
             self._request_history(conv, user_asked=False)
         self._set_placeholder(conv)
@@ -717,7 +717,7 @@ class App(ctk.CTk):
         if self.model.is_me(nick):
             return
         conv = self.model.ensure_dm(nick)
-        if not conv.lines and conv.has_more and not conv.loading:
+        if not conv.ids and conv.has_more and not conv.loading:
             self._request_history(conv, user_asked=False)
         self.select(conv.key)
 
@@ -989,10 +989,12 @@ class App(ctk.CTk):
         if conv.key == self.model.current:
             self.chat_view.set_older_state(conv)
 
-    def _note(self, text: str, kind: str) -> None:
-        added = self.model.note(text, kind)
-        if added is None:
-            return
+    def _note(self, text: str, kind: str, key: str | None = None) -> None:
+        added = self.model.note(text, kind, key)
+        if added is None and key is not None:
+            added = self.model.note(text, kind)  # that conversation is gone: the open one
+        if added is None or added.key != self.model.current:
+            return  # drawn when its conversation is opened
         if added.rerender:
             self._view_dirty = True
         else:

@@ -42,6 +42,7 @@ from ..e2e.pins import KeyChanged
 from ..e2e.session import E2ESession, NoPeerKeys
 from .jobs import Jobs
 from .key_dialog import KeyDialog
+from .model import dm_key
 
 #: The end-to-end commands, as /help lists them after the others.
 HELP_LINES = (
@@ -66,7 +67,7 @@ SETTLED_TEXT = "Private messages are end-to-end encrypted with people who have k
 class _App(Protocol):
     jobs: Jobs
 
-    def _note(self, text: str, kind: str) -> None: ...
+    def _note(self, text: str, kind: str, key: str | None = None) -> None: ...
 
     def e2e_keys_changed(self) -> None: ...
 
@@ -279,12 +280,14 @@ class DesktopE2E:
                 return None
             return str(NoPeerKeys(to))
 
+        where = dm_key(to)  # what is said about a message goes with its conversation
+
         def done(warning: str | None) -> None:
             if warning:
                 self._told.add(fold(to))
-                self._app._note(warning, "notice")
+                self._app._note(warning, "notice", where)
 
-        self._job("e2e-send", work, done, failed="Not sent")
+        self._job("e2e-send", work, done, failed="Not sent", where=where)
         return True
 
     # --- commands ----------------------------------------------------------------------------
@@ -557,12 +560,13 @@ class DesktopE2E:
         work: Callable[[], Any],
         done: Callable[[Any], None],
         failed: str = "End-to-end encryption",
+        where: str | None = None,
     ) -> None:
         def finished(result: Any, exc: BaseException | None) -> None:
             if isinstance(exc, KeyChanged):
-                self._app._note(f"Not sent: {exc}", "error")
+                self._app._note(f"Not sent: {exc}", "error", where)
             elif exc is not None:
-                self._app._note(f"{failed}: {_why(exc)}", "error")
+                self._app._note(f"{failed}: {_why(exc)}", "error", where)
             else:
                 done(result)
 
