@@ -569,6 +569,7 @@ class App(ctk.CTk):
     def _on_e2e_notice(self, ev: E2ENotice) -> None:
         self._note(ev.text, "error" if ev.kind in ("key-changed", "link-failed") else "notice")
         if ev.kind == "linked":
+            self.e2e.linked()
             self.e2e_keys_changed()
 
     def _unreadable(self, ev: MessageReceived) -> str | None:

@@ -109,9 +109,9 @@ class DesktopE2E:
         self.locked: str | None = None
         #: The open key dialog, if any.
         self.dialog: KeyDialog | None = None
-        # The last folder opened and what was typed for it, so a second Connect
-        # (after a mistyped account password) does not ask again.
-        self._remembered: tuple[Path, str | None, AccountKeys | None] | None = None
+        # The passphrase typed for the last account folder, so a second Connect
+        # (after a mistyped account password) does not ask again; until sign-out.
+        self._remembered: tuple[Path, str] | None = None
 
     # --- before login ------------------------------------------------------------------------
 
@@ -123,19 +123,15 @@ class DesktopE2E:
         self._link_code = None
         phrase = self._env.get(PASSPHRASE_ENV) or None
         device = self.device = device_keys(client, root, phrase)
+        remembered = self._remembered
+        if phrase is None and remembered is not None and remembered[0] == device.folder:
+            phrase = device.passphrase = remembered[1]
         try:
             protection = device.protection
         except E2EError as exc:
             self._attach(client, None, f"the key file cannot be used: {exc}")
             proceed()
             return
-        remembered = self._remembered
-        if phrase is None and remembered is not None and remembered[0] == device.folder:
-            device.passphrase = remembered[1]
-            if remembered[2] is not None or protection is None:
-                self._attach(client, remembered[2], None)
-                proceed()
-                return
         if phrase is not None or protection == "keyring":
 
             def opened(keys: AccountKeys | None, exc: BaseException | None) -> None:
@@ -205,8 +201,17 @@ class DesktopE2E:
         assert device is not None
         self.locked = locked
         session_for(client, device, keys)
-        if locked is None:
-            self._remembered = (device.folder, device.passphrase, keys)
+        self._remember()
+
+    def _remember(self) -> None:
+        device = self.device
+        if device is not None and device.passphrase is not None and self.locked is None:
+            self._remembered = (device.folder, device.passphrase)
+
+    def linked(self) -> None:
+        """This device got the account's keys from another device: not locked now."""
+        self.locked = None
+        self._remember()
 
     def forget(self) -> None:
         """Signing out: the next sign-in asks for the passphrase again."""
@@ -406,7 +411,7 @@ class DesktopE2E:
             if keys is not None:
                 session.unlock(keys)
             self.locked = None
-            self._remembered = (device.folder, phrase, keys)
+            self._remember()
             self.close_dialog()
             self._app.e2e_keys_changed()
             self._app._note("Your end-to-end keys are unlocked.", "notice")
@@ -415,7 +420,7 @@ class DesktopE2E:
         if protection == "keyring":
             self._job(
                 "e2e-open",
-                lambda: DeviceKeys(device.folder, None, device.keyring_name).load(),
+                device.load,
                 lambda keys: unlocked(keys, None),
             )
             return
@@ -506,7 +511,7 @@ class DesktopE2E:
                     self._dialog_error(exc)
                     return
                 self.locked = None
-                self._remembered = (device.folder, device.passphrase, session.keys)
+                self._remember()
                 self.close_dialog()
                 extra = (
                     " On this device they are protected by the file's passphrase."
