@@ -591,6 +591,10 @@ class App(ctk.CTk):
         if conv is not None and conv.kind == "dm":
             self._request_history(conv, user_asked=False)
 
+    def e2e_peer_known(self, nick: str) -> None:
+        """What this device knows of *nick*'s keys changed: the header follows."""
+        self._users_dirty = True  # set_header() runs with the user list
+
     def prefers_key_passphrase(self) -> bool:
         """True when the keys are to be protected by a passphrase even with an OS keyring."""
         return bool(self.settings.key_passphrase)
@@ -700,6 +704,8 @@ class App(ctk.CTk):
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
         self.chat_view.set_muted(None if conv.kind == "search" else key in self.muted)
         self._read_dirty = True
+        if conv.kind == "dm":
+            self.e2e.conversation_opened(self._client, conv.name)
         if not conv.ids and conv.kind != "search" and conv.has_more and not conv.loading:
             # Listed by the server (after a restart) but nothing loaded yet.
             self._request_history(conv, user_asked=False)
@@ -1051,7 +1057,9 @@ class App(ctk.CTk):
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
             here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
-            return "private conversation \u00b7 " + ("online" if here else "offline")
+            parts = ["private conversation", "online" if here else "offline"]
+            secure = self.e2e.describe(conv.name)
+            return " \u00b7 ".join([*parts, secure] if secure else parts)
         return ""
 
     def _cycle(self, step: int) -> None:

@@ -115,6 +115,16 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
         assert "secure" in app.chat_view.tags_at_text("the pangolin is 42")
         assert PLAIN_PRIVATE not in app.chat_view.content()
 
+    # The header says so; messages typed in a row arrive in that order.
+    pump(bob, lambda: bob.chat_view.header_text().endswith("\u00b7 end-to-end encrypted"))
+    for i in range(4):
+        type_into(alice, f"in order {i}")
+    pump(bob, lambda: shows(bob, "in order 3"), what="the four arrive")
+    shown = bob.chat_view.content()
+    assert [shown.index(f"in order {i}") for i in range(4)] == sorted(
+        shown.index(f"in order {i}") for i in range(4)
+    )
+
     path = Path(db_url.removeprefix("sqlite:///"))
     stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     assert b"pangolin" not in stored
@@ -130,6 +140,7 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
     chat_client("carol")  # a client that never publishes keys
     type_into(alice, "/msg carol no keys over here")
     pump(alice, lambda: shows(alice, "carol has no end-to-end encryption keys"))
+    pump(alice, lambda: "NOT end-to-end encrypted" in alice.chat_view.header_text())
     pump(alice, lambda: shows(alice, f"no keys over here ({PLAIN_PRIVATE})"), what="plain mark")
     assert "insecure" in alice.chat_view.tags_at_text("no keys over here")
     assert alice.chat_view.tagged_count("lock") == 0
