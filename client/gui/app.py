@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+import tkinter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -605,8 +606,6 @@ class App(ctk.CTk):
 
     def show_key_menu(self) -> None:
         """The key button: a menu of the end-to-end key actions, under the pointer."""
-        import tkinter
-
         entries = self.key_menu_entries()
         if not entries:
             self._note("End-to-end encryption is off on this device.", "error")

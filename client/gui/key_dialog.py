@@ -209,8 +209,9 @@ class KeyDialog(ctk.CTkToplevel):
         self._on_submit(phrase, path)
 
     def cancel(self) -> None:
-        """Cancel: close, and let the caller say what that means."""
-        if self._closed:
+        """Cancel: close, and let the caller say what that means. Not while a
+        passphrase is being checked (a fraction of a second): its answer decides."""
+        if self._closed or self.busy:
             return
         self.close()
         self._on_cancel()
@@ -226,6 +227,7 @@ class KeyDialog(ctk.CTkToplevel):
         """Disable the buttons while the passphrase is checked (off the Tk thread)."""
         state = "disabled" if busy else "normal"
         self.submit_button.configure(state=state)
+        self.cancel_button.configure(state=state)
         if busy:
             self.error.configure(text="Checking\u2026", text_color=theme.pair("muted"))
 

@@ -291,3 +291,18 @@ def test_cancelling_the_first_passphrase_makes_no_keys_and_sends_nothing_to_peer
     assert got.message.text == "for dave, in the clear" and not got.secure
     public_barrier(carol, bob, "carol's barrier")
     assert dm_key("carol") not in bob.model.conversations
+
+
+def test_a_mistyped_account_password_does_not_ask_for_the_key_passphrase_again(
+    open_app, no_keyring, chat_client
+):
+    chat_client("alice")  # the account exists, with the password "secret-pw"
+    alice = open_app("alice", key_passphrase=None, password="not-the-password", connected=False)
+    answer(dialog_of(alice, "create"), PASSPHRASE)
+    pump(alice, lambda: alice.connect_page.panel.winfo_ismapped(), what="the login refused")
+    alice.connect_page.password.delete(0, "end")
+    alice.connect_page.password.insert(0, "secret-pw")
+    alice.connect_page.submit()
+    # No second dialog: it would stop the login until answered.
+    pump(alice, lambda: connected(alice) and shows(alice, SETTLED_TEXT), what="logged in")
+    assert alice.e2e.dialog is None
