@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import keyring
+import keyring.backend
 import pytest
 from keyring.backends import fail
 
@@ -306,3 +307,52 @@ def test_a_mistyped_account_password_does_not_ask_for_the_key_passphrase_again(
     # No second dialog: it would stop the login until answered.
     pump(alice, lambda: connected(alice) and shows(alice, SETTLED_TEXT), what="logged in")
     assert alice.e2e.dialog is None
+
+
+class _MemoryKeyring(keyring.backend.KeyringBackend):
+    """An OS keyring held in memory (keyring's own backend interface)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.items.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[_MemoryKeyring]:
+    before = keyring.get_keyring()
+    store = _MemoryKeyring()
+    keyring.set_keyring(store)
+    try:
+        yield store
+    finally:
+        keyring.set_keyring(before)
+
+
+def test_with_a_keyring_nothing_is_asked_unless_a_passphrase_is_preferred(
+    open_app, memory_keyring, tmp_path, gui_server
+):
+    host, port = gui_server.address
+    alice = open_app("alice", key_passphrase=None)
+    pump(alice, lambda: shows(alice, SETTLED_TEXT), what="alice's keys settled")
+    assert alice.e2e.dialog is None
+    keys_file = account_dir(tmp_path / "config-alice", host, port, "alice") / "keys.json"
+    assert json.loads(keys_file.read_text())["kdf"] == "keyring"
+    assert [name for _service, name in memory_keyring.items] == [f"alice@{host}:{port}"]
+    # "key_passphrase": true in settings.json: the dialog, though a keyring is there.
+    bob = open_app("bob", key_passphrase=None, prefer_passphrase=True, connected=False)
+    answer(dialog_of(bob, "create"), PASSPHRASE)
+    pump(bob, lambda: connected(bob) and shows(bob, SETTLED_TEXT), what="bob's keys settled")
+    keys_file = account_dir(tmp_path / "config-bob", host, port, "bob") / "keys.json"
+    assert json.loads(keys_file.read_text())["kdf"] == "argon2id"
+    assert len(memory_keyring.items) == 1
