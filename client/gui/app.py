@@ -213,6 +213,7 @@ class App(ctk.CTk):
             on_banner_action=self._banner_action,
             nicks=self._completion_nicks,
             font_size=self.settings.font_size,
+            more_help=E2E_HELP_LINES,
         )
         self.composer.grid(row=1, column=0, sticky="ew")
         self._userlist_rule = ctk.CTkFrame(

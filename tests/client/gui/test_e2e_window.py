@@ -235,6 +235,12 @@ def test_keys_exported_in_one_window_are_imported_on_a_second_device(open_app, t
     pump(alice, lambda: dm_key("bob") in alice.model.conversations, what="alice's DM appears")
 
     export = tmp_path / "alice-keys.json"
+    alice.composer.set_text("/keys")  # hinted while typed, as every command is
+    pump(
+        alice,
+        lambda: "/keys export" in alice.composer.hint and "/keys import" in alice.composer.hint,
+    )
+    alice.composer.set_text("")
     type_into(alice, f"/keys export {export}")
     dialog = dialog_of(alice, "export")
     answer(dialog, "export passphrase", confirm="another one")
