@@ -1057,9 +1057,12 @@ class App(ctk.CTk):
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
             here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
-            parts = ["private conversation", "online" if here else "offline"]
+            presence = "online" if here else "offline"
             secure = self.e2e.describe(conv.name)
-            return " \u00b7 ".join([*parts, secure] if secure else parts)
+            # Once known, whether it is end-to-end encrypted says more than the
+            # words "private conversation" (the @ says that) and the header is short.
+            parts = [presence, secure] if secure else ["private conversation", presence]
+            return " \u00b7 ".join(parts)
         return ""
 
     def _cycle(self, step: int) -> None:
