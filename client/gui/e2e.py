@@ -40,6 +40,7 @@ from ..e2e.files import (
     session_for,
 )
 from ..e2e.keystore import decrypt_keys, encrypt_keys, write_private
+from ..e2e.pins import KeyChanged
 from ..e2e.session import E2ESession, NoPeerKeys
 from .jobs import Jobs
 from .key_dialog import KeyDialog
@@ -349,7 +350,14 @@ class DesktopE2E:
         self._checked.add(peer)
         where = dm_key(nick)
 
-        def found(keys: object) -> None:
+        def found(keys: object, exc: BaseException | None) -> None:
+            if isinstance(exc, KeyChanged):
+                self._app._note(str(exc), "error", where)
+                return
+            if exc is not None:
+                # No answer (offline, say): nothing known yet; the next opening asks again.
+                self._checked.discard(peer)
+                return
             self.peers[peer] = keys is not None
             self._app.e2e_peer_known(nick)
             if keys is None and peer not in self._told:
@@ -363,7 +371,7 @@ class DesktopE2E:
                     where,
                 )
 
-        self._job("e2e-peer", lambda: session.peer_keys(nick), found, where=where)
+        self._app.jobs.start("e2e-peer", lambda: session.peer_keys(nick), found)
 
     def describe(self, nick: str) -> str:
         """What a private conversation's header says of its encryption ("" unknown)."""
