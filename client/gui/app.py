@@ -589,7 +589,7 @@ class App(ctk.CTk):
         again, so what showed as unreadable is decrypted now."""
         self.model.forget_private()
         conv = self.model.current_conversation
-        self._view_dirty = self._sidebar_dirty = True
+        self._view_dirty = self._sidebar_dirty = self._users_dirty = True
         if conv is not None and conv.kind == "dm":
             self._request_history(conv, user_asked=False)
 
@@ -1058,7 +1058,7 @@ class App(ctk.CTk):
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
             here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
             presence = "online" if here else "offline"
-            secure = self.e2e.describe(conv.name)
+            secure = self.e2e.describe(self._client, conv.name)
             # Once known, whether it is end-to-end encrypted says more than the
             # words "private conversation" (the @ says that) and the header is short.
             parts = [presence, secure] if secure else ["private conversation", presence]

@@ -282,6 +282,7 @@ class DesktopE2E:
         }
 
         def started(state: Any, exc: BaseException | None) -> None:
+            self._app.e2e_peer_known(client.nick)  # headers follow what this device can do
             if exc is not None:
                 if session.keys is None:
                     # No keys to use (they could not be kept): locked, never plain.
@@ -373,15 +374,18 @@ class DesktopE2E:
 
         self._app.jobs.start("e2e-peer", lambda: session.peer_keys(nick), found)
 
-    def describe(self, nick: str) -> str:
+    def describe(self, client: ChatClient | None, nick: str) -> str:
         """What a private conversation's header says of its encryption ("" unknown)."""
+        session = session_of(client)
         known = self.peers.get(fold(nick))
-        if known is None:
+        if session is None or known is None:
             return ""
         if not known:
             return "NOT end-to-end encrypted"
         if self.locked is not None:
             return "your keys are locked: not sent"
+        if not session.ready:
+            return "this device has no keys yet: not sent"
         return "end-to-end encrypted"
 
     # --- commands ----------------------------------------------------------------------------
