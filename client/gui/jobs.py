@@ -1,15 +1,16 @@
-# client/gui/jobs.py: blocking work (connect, rejoin, close, the certificate
-# probe) on short-lived worker threads, with the result handed back to the Tk
-# thread.
-#
-# Rules this module keeps:
-# 1. A worker thread runs only the work function and puts (job, result, error)
-#    on a queue; the callback that uses the result stays on the Tk thread and
-#    runs from finish(), which the app's pump calls.
-# 2. The work function must not reference any Tk object, and the worker never
-#    gets the callback: so the last reference to a widget or window can never
-#    be dropped on a worker thread. (Tcl aborts the whole process when an
-#    interpreter is freed by a thread other than its own.)
+"""Blocking work (connect, rejoin, close, the certificate
+probe) on short-lived worker threads, with the result handed back to the Tk
+thread.
+
+Rules this module keeps:
+1. A worker thread runs only the work function and puts (job, result, error)
+   on a queue; the callback that uses the result stays on the Tk thread and
+   runs from finish(), which the app's pump calls.
+2. The work function must not reference any Tk object, and the worker never
+   gets the callback: so the last reference to a widget or window can never
+   be dropped on a worker thread. (Tcl aborts the whole process when an
+   interpreter is freed by a thread other than its own.)
+"""
 
 from __future__ import annotations
 
@@ -44,12 +45,19 @@ class Jobs:
             daemon=True,
         ).start()
 
-    def finish(self) -> int:
-        """Run the callbacks of the jobs that ended; returns how many ran."""
+    def finish(self, wait: float = 0.0) -> int:
+        """Run the callbacks of the jobs that ended; returns how many ran. With
+        *wait* (seconds), first wait that long at most for one to end (scripts
+        and tests; the app's pump never waits)."""
         ran = 0
+        block = wait > 0
         while True:
             try:
-                job, result, error = self._results.get_nowait()
+                if block:
+                    block = False
+                    job, result, error = self._results.get(timeout=wait)
+                else:
+                    job, result, error = self._results.get_nowait()
             except queue.Empty:
                 return ran
             done = self._callbacks.pop(job, None)
