@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+import tkinter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -213,6 +214,7 @@ class App(ctk.CTk):
             on_banner_action=self._banner_action,
             nicks=self._completion_nicks,
             font_size=self.settings.font_size,
+            more_help=E2E_HELP_LINES,
         )
         self.composer.grid(row=1, column=0, sticky="ew")
         self._userlist_rule = ctk.CTkFrame(
@@ -573,6 +575,7 @@ class App(ctk.CTk):
     def _on_e2e_notice(self, ev: E2ENotice) -> None:
         self._note(ev.text, "error" if ev.kind in ("key-changed", "link-failed") else "notice")
         if ev.kind == "linked":
+            self.e2e.linked()
             self.e2e_keys_changed()
 
     def _unreadable(self, ev: MessageReceived) -> str | None:
@@ -590,9 +593,13 @@ class App(ctk.CTk):
         again, so what showed as unreadable is decrypted now."""
         self.model.forget_private()
         conv = self.model.current_conversation
-        self._view_dirty = self._sidebar_dirty = True
+        self._view_dirty = self._sidebar_dirty = self._users_dirty = True
         if conv is not None and conv.kind == "dm":
             self._request_history(conv, user_asked=False)
+
+    def e2e_peer_known(self, nick: str) -> None:
+        """What this device knows of *nick*'s keys changed: the header follows."""
+        self._users_dirty = True  # set_header() runs with the user list
 
     def prefers_key_passphrase(self) -> bool:
         """True when the keys are to be protected by a passphrase even with an OS keyring."""
@@ -604,8 +611,6 @@ class App(ctk.CTk):
 
     def show_key_menu(self) -> None:
         """The key button: a menu of the end-to-end key actions, under the pointer."""
-        import tkinter
-
         entries = self.key_menu_entries()
         if not entries:
             self._note("End-to-end encryption is off on this device.", "error")
@@ -703,7 +708,9 @@ class App(ctk.CTk):
         self._sidebar_dirty = self._users_dirty = self._title_dirty = True
         self.chat_view.set_muted(None if conv.kind == "search" else key in self.muted)
         self._read_dirty = True
-        if not conv.lines and conv.kind != "search" and conv.has_more and not conv.loading:
+        if conv.kind == "dm":
+            self.e2e.conversation_opened(self._client, conv.name)
+        if not conv.ids and conv.kind != "search" and conv.has_more and not conv.loading:
             # Listed by the server (after a restart) but nothing loaded yet.
             self._request_history(conv, user_asked=False)
         self._set_placeholder(conv)
@@ -721,7 +728,7 @@ class App(ctk.CTk):
         if self.model.is_me(nick):
             return
         conv = self.model.ensure_dm(nick)
-        if not conv.lines and conv.has_more and not conv.loading:
+        if not conv.ids and conv.has_more and not conv.loading:
             self._request_history(conv, user_asked=False)
         self.select(conv.key)
 
@@ -993,10 +1000,12 @@ class App(ctk.CTk):
         if conv.key == self.model.current:
             self.chat_view.set_older_state(conv)
 
-    def _note(self, text: str, kind: str) -> None:
-        added = self.model.note(text, kind)
-        if added is None:
-            return
+    def _note(self, text: str, kind: str, key: str | None = None) -> None:
+        added = self.model.note(text, kind, key)
+        if added is None and key is not None:
+            added = self.model.note(text, kind)  # that conversation is gone: the open one
+        if added is None or added.key != self.model.current:
+            return  # drawn when its conversation is opened
         if added.rerender:
             self._view_dirty = True
         else:
@@ -1052,7 +1061,12 @@ class App(ctk.CTk):
         if conv.kind == "dm":
             lobby = self.model.conversations.get(room_key(DEFAULT_ROOM))
             here = lobby is not None and fold(conv.name) in {fold(n) for n in lobby.online}
-            return "private conversation \u00b7 " + ("online" if here else "offline")
+            presence = "online" if here else "offline"
+            secure = self.e2e.describe(self._client, conv.name)
+            # Once known, whether it is end-to-end encrypted says more than the
+            # words "private conversation" (the @ says that) and the header is short.
+            parts = [presence, secure] if secure else ["private conversation", presence]
+            return " \u00b7 ".join(parts)
         return ""
 
     def _cycle(self, step: int) -> None:

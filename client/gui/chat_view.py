@@ -462,6 +462,10 @@ class ChatView(ctk.CTkFrame):
             self.subtitle_label.configure(text=subtitle)
         self.set_older_state(conv)
 
+    def header_text(self) -> str:
+        """The header's subtitle as shown (tests)."""
+        return str(self.subtitle_label.cget("text"))
+
     def set_older_state(self, conv: Conversation) -> None:
         """Show, disable or hide the "load older" control as *conv* allows."""
         if conv.kind == "search":

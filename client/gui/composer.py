@@ -36,7 +36,9 @@ def complete(text: str, candidates: Sequence[str]) -> list[str]:
 
 class Composer(ctk.CTkFrame):
     """The input area. *on_submit* (text) gets each non-blank message; *on_banner_action*
-    is the banner button's command (Rejoin); *nicks* () gives the nicks to complete."""
+    is the banner button's command (Rejoin); *nicks* () gives the nicks to complete;
+    *more_help* are /help lines of commands handled outside commands.py (the
+    end-to-end ones), hinted as the others are."""
 
     def __init__(
         self,
@@ -46,10 +48,12 @@ class Composer(ctk.CTkFrame):
         on_banner_action: Callable[[], None],
         nicks: Callable[[], Sequence[str]] = lambda: (),
         font_size: int = theme.SIZE_BODY,
+        more_help: Sequence[str] = (),
     ) -> None:
         super().__init__(master, corner_radius=0, fg_color=theme.pair("chat_bg"))
         self._on_submit = on_submit
         self._nicks = nicks
+        self._more_help = tuple(more_help)  # commands handled outside commands.py (e2e)
         self.grid_columnconfigure(0, weight=1)
 
         self.banner = ctk.CTkFrame(self, corner_radius=10, fg_color=theme.pair("warn_bg"))
@@ -332,7 +336,7 @@ class Composer(ctk.CTkFrame):
             head, space, _rest = text[1:].partition(" ")
             lines = [
                 line
-                for line in commands.help_lines()
+                for line in (*commands.help_lines(), *self._more_help)
                 if line[1:].lower().startswith(head.lower())
                 and (not space or line[1:].split(" ")[0].lower() == head.lower())
             ]

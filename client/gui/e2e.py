@@ -21,8 +21,10 @@ never on the Tk thread; results come back as notes in the open conversation.
 from __future__ import annotations
 
 import os
+import threading
 import tkinter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,6 +44,7 @@ from ..e2e.pins import KeyChanged
 from ..e2e.session import E2ESession, NoPeerKeys
 from .jobs import Jobs
 from .key_dialog import KeyDialog
+from .model import dm_key
 
 #: The end-to-end commands, as /help lists them after the others.
 HELP_LINES = (
@@ -66,9 +69,11 @@ SETTLED_TEXT = "Private messages are end-to-end encrypted with people who have k
 class _App(Protocol):
     jobs: Jobs
 
-    def _note(self, text: str, kind: str) -> None: ...
+    def _note(self, text: str, kind: str, key: str | None = None) -> None: ...
 
     def e2e_keys_changed(self) -> None: ...
+
+    def e2e_peer_known(self, nick: str) -> None: ...
 
     def prefers_key_passphrase(self) -> bool: ...
 
@@ -83,6 +88,35 @@ class KeysLocked(E2EError):
             "keys (the key button in the sidebar, or /keys unlock) and send it again."
         )
         self.nick = nick
+
+
+class _Turns:
+    """Lets jobs run their part in the order they were started: private messages
+    go out in the order they were typed, though each waits for a key lookup on a
+    thread of its own. take() on the Tk thread, then `with turn(ticket)` in the job."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def take(self) -> int:
+        """The next ticket (Tk thread, when the job is started)."""
+        ticket = self._next
+        self._next += 1
+        return ticket
+
+    @contextmanager
+    def turn(self, ticket: int) -> Iterator[None]:
+        """Wait until the jobs started before this one are done, then run."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._serving == ticket)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._serving += 1
+                self._changed.notify_all()
 
 
 def session_of(client: ChatClient | None) -> E2ESession | None:
@@ -101,16 +135,20 @@ class DesktopE2E:
     def __init__(self, app: _App, environ: Mapping[str, str] | None = None) -> None:
         self._app = app
         self._env: Mapping[str, str] = os.environ if environ is None else environ
-        self._told: set[str] = set()
+        self._told: set[str] = set()  # peers already told they have no keys
         self._link_code: str | None = None
+        self._turns = _Turns()
+        #: What this device knows of each peer (folded nick): True has keys, False none.
+        self.peers: dict[str, bool] = {}
+        self._checked: set[str] = set()  # peers looked up when their conversation opened
         self.device: DeviceKeys | None = None
         #: Why this device's keys are locked (None: unlocked, or none yet).
         self.locked: str | None = None
         #: The open key dialog, if any.
         self.dialog: KeyDialog | None = None
-        # The last folder opened and what was typed for it, so a second Connect
-        # (after a mistyped account password) does not ask again.
-        self._remembered: tuple[Path, str | None, AccountKeys | None] | None = None
+        # The passphrase typed for the last account folder, so a second Connect
+        # (after a mistyped account password) does not ask again; until sign-out.
+        self._remembered: tuple[Path, str] | None = None
 
     # --- before login ------------------------------------------------------------------------
 
@@ -119,22 +157,20 @@ class DesktopE2E:
         the passphrase when it is needed; attach the session; then proceed()."""
         self.close_dialog()
         self._told = set()
+        self._checked = set()
+        self.peers = {}
         self._link_code = None
         phrase = self._env.get(PASSPHRASE_ENV) or None
         device = self.device = device_keys(client, root, phrase)
+        remembered = self._remembered
+        if phrase is None and remembered is not None and remembered[0] == device.folder:
+            phrase = device.passphrase = remembered[1]
         try:
             protection = device.protection
         except E2EError as exc:
             self._attach(client, None, f"the key file cannot be used: {exc}")
             proceed()
             return
-        remembered = self._remembered
-        if phrase is None and remembered is not None and remembered[0] == device.folder:
-            device.passphrase = remembered[1]
-            if remembered[2] is not None or protection is None:
-                self._attach(client, remembered[2], None)
-                proceed()
-                return
         if phrase is not None or protection == "keyring":
 
             def opened(keys: AccountKeys | None, exc: BaseException | None) -> None:
@@ -204,8 +240,17 @@ class DesktopE2E:
         assert device is not None
         self.locked = locked
         session_for(client, device, keys)
-        if locked is None:
-            self._remembered = (device.folder, device.passphrase, keys)
+        self._remember()
+
+    def _remember(self) -> None:
+        device = self.device
+        if device is not None and device.passphrase is not None and self.locked is None:
+            self._remembered = (device.folder, device.passphrase)
+
+    def linked(self) -> None:
+        """This device got the account's keys from another device: not locked now."""
+        self.locked = None
+        self._remember()
 
     def forget(self) -> None:
         """Signing out: the next sign-in asks for the passphrase again."""
@@ -237,6 +282,7 @@ class DesktopE2E:
         }
 
         def started(state: Any, exc: BaseException | None) -> None:
+            self._app.e2e_peer_known(client.nick)  # headers follow what this device can do
             if exc is not None:
                 if session.keys is None:
                     # No keys to use (they could not be kept): locked, never plain.
@@ -263,29 +309,84 @@ class DesktopE2E:
         if session is None:
             return False
         locked = self.locked
+        ticket = self._turns.take()
+        peer = fold(to)
 
         def work() -> str | None:
-            if locked is not None:
-                if session.peer_keys(to) is not None:
-                    raise KeysLocked(to, locked)
-            else:
-                try:
-                    session.send_private(to, text)
-                    return None
-                except NoPeerKeys:
-                    pass
-            client.send_text(text, to=to)  # the user is told (below) that it went plainly
-            if fold(to) in self._told:
-                return None
-            return str(NoPeerKeys(to))
+            with self._turns.turn(ticket):
+                if locked is not None:
+                    if session.peer_keys(to) is not None:
+                        self.peers[peer] = True
+                        raise KeysLocked(to, locked)
+                else:
+                    try:
+                        session.send_private(to, text)
+                        self.peers[peer] = True
+                        return None
+                    except NoPeerKeys:
+                        pass
+                self.peers[peer] = False
+                client.send_text(text, to=to)  # the user is told (below) that it went plainly
+            return None if peer in self._told else str(NoPeerKeys(to))
+
+        where = dm_key(to)  # what is said about a message goes with its conversation
 
         def done(warning: str | None) -> None:
-            if warning:
-                self._told.add(fold(to))
-                self._app._note(warning, "notice")
+            self._app.e2e_peer_known(to)
+            if warning and peer not in self._told:
+                self._told.add(peer)
+                self._app._note(warning, "notice", where)
 
-        self._job("e2e-send", work, done, failed="Not sent")
+        self._job("e2e-send", work, done, failed="Not sent", where=where)
         return True
+
+    def conversation_opened(self, client: ChatClient | None, nick: str) -> None:
+        """A private conversation with *nick* opened: once per login, look up whether
+        *nick* has keys, so a conversation without end-to-end encryption says so
+        before the first message (and its header says which it is)."""
+        session = session_of(client)
+        peer = fold(nick)
+        if session is None or peer in self._checked:
+            return
+        self._checked.add(peer)
+        where = dm_key(nick)
+
+        def found(keys: object, exc: BaseException | None) -> None:
+            if isinstance(exc, KeyChanged):
+                self._app._note(str(exc), "error", where)
+                return
+            if exc is not None:
+                # No answer (offline, say): nothing known yet; the next opening asks again.
+                self._checked.discard(peer)
+                return
+            self.peers[peer] = keys is not None
+            self._app.e2e_peer_known(nick)
+            if keys is None and peer not in self._told:
+                self._told.add(peer)
+                self._app._note(str(NoPeerKeys(nick)), "notice", where)
+            elif keys is not None and self.locked is not None:
+                self._app._note(
+                    f"{nick} has end-to-end encryption keys and yours are locked on this "
+                    "device: messages to them are not sent until you unlock your keys.",
+                    "error",
+                    where,
+                )
+
+        self._app.jobs.start("e2e-peer", lambda: session.peer_keys(nick), found)
+
+    def describe(self, client: ChatClient | None, nick: str) -> str:
+        """What a private conversation's header says of its encryption ("" unknown)."""
+        session = session_of(client)
+        known = self.peers.get(fold(nick))
+        if session is None or known is None:
+            return ""
+        if not known:
+            return "NOT end-to-end encrypted"
+        if self.locked is not None:
+            return "your keys are locked: not sent"
+        if not session.ready:
+            return "this device has no keys yet: not sent"
+        return "end-to-end encrypted"
 
     # --- commands ----------------------------------------------------------------------------
 
@@ -403,7 +504,7 @@ class DesktopE2E:
             if keys is not None:
                 session.unlock(keys)
             self.locked = None
-            self._remembered = (device.folder, phrase, keys)
+            self._remember()
             self.close_dialog()
             self._app.e2e_keys_changed()
             self._app._note("Your end-to-end keys are unlocked.", "notice")
@@ -412,7 +513,7 @@ class DesktopE2E:
         if protection == "keyring":
             self._job(
                 "e2e-open",
-                lambda: DeviceKeys(device.folder, None, device.keyring_name).load(),
+                device.load,
                 lambda keys: unlocked(keys, None),
             )
             return
@@ -503,7 +604,7 @@ class DesktopE2E:
                     self._dialog_error(exc)
                     return
                 self.locked = None
-                self._remembered = (device.folder, device.passphrase, session.keys)
+                self._remember()
                 self.close_dialog()
                 extra = (
                     " On this device they are protected by the file's passphrase."
@@ -557,12 +658,11 @@ class DesktopE2E:
         work: Callable[[], Any],
         done: Callable[[Any], None],
         failed: str = "End-to-end encryption",
+        where: str | None = None,
     ) -> None:
         def finished(result: Any, exc: BaseException | None) -> None:
-            if isinstance(exc, KeyChanged):
-                self._app._note(f"Not sent: {exc}", "error")
-            elif exc is not None:
-                self._app._note(f"{failed}: {_why(exc)}", "error")
+            if exc is not None:
+                self._app._note(f"{failed}: {_why(exc)}", "error", where)
             else:
                 done(result)
 

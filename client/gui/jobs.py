@@ -45,12 +45,19 @@ class Jobs:
             daemon=True,
         ).start()
 
-    def finish(self) -> int:
-        """Run the callbacks of the jobs that ended; returns how many ran."""
+    def finish(self, wait: float = 0.0) -> int:
+        """Run the callbacks of the jobs that ended; returns how many ran. With
+        *wait* (seconds), first wait that long at most for one to end (scripts
+        and tests; the app's pump never waits)."""
         ran = 0
+        block = wait > 0
         while True:
             try:
-                job, result, error = self._results.get_nowait()
+                if block:
+                    block = False
+                    job, result, error = self._results.get(timeout=wait)
+                else:
+                    job, result, error = self._results.get_nowait()
             except queue.Empty:
                 return ran
             done = self._callbacks.pop(job, None)

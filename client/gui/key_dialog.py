@@ -180,8 +180,24 @@ class KeyDialog(ctk.CTkToplevel):
                 entry.bind("<Return>", lambda _e: self.submit())
         self.bind("<Escape>", lambda _e: self.cancel())
         self.protocol("WM_DELETE_WINDOW", self.cancel)
-        first = self.path if self.path is not None and not path else self.passphrase
-        self.after(50, first.focus_set)
+        self._first = self.path if self.path is not None and not path else self.passphrase
+        self._place_over(master)
+        # Once mapped: a focus given before the window is on screen can be lost.
+        self._focus_id: str | None = self.after(50, self._focus_first)
+
+    def _place_over(self, master: tkinter.Misc) -> None:
+        """Centre the dialog over the window it belongs to."""
+        self.update_idletasks()
+        width, height = self.winfo_reqwidth(), self.winfo_reqheight()
+        x = master.winfo_rootx() + max(0, (master.winfo_width() - width) // 2)
+        y = master.winfo_rooty() + max(0, (master.winfo_height() - height) // 3)
+        self.geometry(f"+{x}+{y}")
+
+    def _focus_first(self) -> None:
+        self._focus_id = None
+        if not self._closed:
+            self.lift()
+            self._first.focus_set()
 
     # --- what the user does ----------------------------------------------------------
 
@@ -209,8 +225,9 @@ class KeyDialog(ctk.CTkToplevel):
         self._on_submit(phrase, path)
 
     def cancel(self) -> None:
-        """Cancel: close, and let the caller say what that means."""
-        if self._closed:
+        """Cancel: close, and let the caller say what that means. Not while a
+        passphrase is being checked (a fraction of a second): its answer decides."""
+        if self._closed or self.busy:
             return
         self.close()
         self._on_cancel()
@@ -226,6 +243,7 @@ class KeyDialog(ctk.CTkToplevel):
         """Disable the buttons while the passphrase is checked (off the Tk thread)."""
         state = "disabled" if busy else "normal"
         self.submit_button.configure(state=state)
+        self.cancel_button.configure(state=state)
         if busy:
             self.error.configure(text="Checking\u2026", text_color=theme.pair("muted"))
 
@@ -245,6 +263,9 @@ class KeyDialog(ctk.CTkToplevel):
         if self._closed:
             return
         self._closed = True
+        if self._focus_id is not None:
+            self.after_cancel(self._focus_id)
+            self._focus_id = None
         self.destroy()
 
     @property

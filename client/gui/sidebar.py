@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import re
 import tkinter.font
+import warnings
 from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
-from . import richtext, theme
+from . import emoji, richtext, theme
 from .model import Conversation, display_text
 
+#: The key button's icon (the end-to-end key menu).
+KEY_ICON = "\U0001f511"
 #: The width of a row's preview line, in pixels (the sidebar is 240 wide).
 PREVIEW_WIDTH = 178
 _SKIN_TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
@@ -256,9 +259,27 @@ class Sidebar(ctk.CTkFrame):
             "font": (theme.FONT_FAMILY, 16),
         }
         # The end-to-end keys: unlock, export, import (a menu; client/gui/e2e.py).
-        self.keys_button = ctk.CTkButton(
-            card, text="\u26bf", command=on_keys or (lambda: None), **icon
-        )
+        # A key emoji drawn as an image (no UI font has a key or lock glyph);
+        # the word without a colour emoji font.
+        key = emoji.bitmap(KEY_ICON, 18)
+        on_keys = on_keys or (lambda: None)
+        if key is not None:
+            from PIL import ImageTk
+
+            # A PhotoImage of this window's own interpreter (a CTkImage would be
+            # made in the first window's, and several windows share a process
+            # in tests). Kept here: Tk drops an image nobody references.
+            # customtkinter warns that such an image is not scaled for HighDPI: it
+            # is drawn at the size the chat text uses, which is what is wanted here.
+            self._key_image = ImageTk.PhotoImage(key, master=card)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "CTkButton Warning", UserWarning)
+                self.keys_button = ctk.CTkButton(
+                    card, text="", image=self._key_image, command=on_keys, **icon
+                )
+        else:
+            words = {**icon, "width": 40, "font": (theme.FONT_FAMILY, theme.SIZE_SMALL)}
+            self.keys_button = ctk.CTkButton(card, text="Keys", command=on_keys, **words)
         self.keys_button.grid(row=0, column=2, rowspan=2, padx=(0, 2))
         self.theme_button = ctk.CTkButton(card, text="\u263e", command=on_toggle_theme, **icon)
         self.theme_button.grid(row=0, column=3, rowspan=2, padx=(0, 2))

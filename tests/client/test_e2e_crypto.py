@@ -211,3 +211,28 @@ def test_keys_at_rest_under_the_os_keyring(alice):
             decrypt_keys(data)
     finally:
         keyring.set_keyring(before)
+
+
+def test_what_protects_a_key_file_and_whether_a_keyring_is_there(alice):
+    from keyring.backends import fail
+
+    from parley_chat.client.e2e.files import keyring_usable
+    from parley_chat.client.e2e.keystore import key_file_protection
+
+    ops, mem = nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN
+    assert key_file_protection(encrypt_keys(alice, "correct horse", ops=ops, mem=mem)) == "argon2id"
+    with pytest.raises(E2EError, match="not a parley key file"):
+        key_file_protection(b"{}")
+    with pytest.raises(E2EError, match="unknown key protection"):
+        key_file_protection(b'{"v": 1, "kdf": "rot13"}')
+    before = keyring.get_keyring()
+    try:
+        keyring.set_keyring(fail.Keyring())  # what a machine without a keyring service has
+        assert not keyring_usable()
+        fake = _MemoryKeyring()
+        keyring.set_keyring(fake)
+        assert keyring_usable()
+        data = encrypt_keys_keyring(alice, "alice@host:5555")
+        assert key_file_protection(data) == "keyring"
+    finally:
+        keyring.set_keyring(before)

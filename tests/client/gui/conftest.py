@@ -105,7 +105,8 @@ def open_app(
     """Open desktop windows: open_app(nick, ...) returns a logged-in App (or, with
     connected=False, one that is still on the connect screen). The keys are
     protected by *key_passphrase* (PARLEY_KEY_PASSPHRASE in the window's
-    environment); None leaves it out, so the window asks in its key dialog."""
+    environment); None leaves it out, so the window asks in its key dialog (or
+    uses the OS keyring, unless *prefer_passphrase*: the setting of that name)."""
     from parley_chat.client.gui.app import App
     from parley_chat.client.gui.settings import Settings, SettingsStore
 
@@ -124,6 +125,7 @@ def open_app(
         title: str | None = None,
         register: bool = True,
         key_passphrase: str | None = GUI_KEY_PASSPHRASE,
+        prefer_passphrase: bool = False,
     ) -> Any:
         srv = server or gui_server
         host, port = srv.address
@@ -137,6 +139,7 @@ def open_app(
             register=register,
             appearance=appearance,
             geometry=geometry if config is None else settings.geometry,
+            key_passphrase=prefer_passphrase,
         )
         environ = {PASSPHRASE_ENV: key_passphrase} if key_passphrase is not None else {}
         app = App(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import keyring
+import keyring.backend
 import pytest
 from keyring.backends import fail
 
@@ -115,6 +116,16 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
         assert "secure" in app.chat_view.tags_at_text("the pangolin is 42")
         assert PLAIN_PRIVATE not in app.chat_view.content()
 
+    # The header says so; messages typed in a row arrive in that order.
+    pump(bob, lambda: bob.chat_view.header_text().endswith("\u00b7 end-to-end encrypted"))
+    for i in range(4):
+        type_into(alice, f"in order {i}")
+    pump(bob, lambda: shows(bob, "in order 3"), what="the four arrive")
+    shown = bob.chat_view.content()
+    assert [shown.index(f"in order {i}") for i in range(4)] == sorted(
+        shown.index(f"in order {i}") for i in range(4)
+    )
+
     path = Path(db_url.removeprefix("sqlite:///"))
     stored = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
     assert b"pangolin" not in stored
@@ -130,6 +141,7 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
     chat_client("carol")  # a client that never publishes keys
     type_into(alice, "/msg carol no keys over here")
     pump(alice, lambda: shows(alice, "carol has no end-to-end encryption keys"))
+    pump(alice, lambda: "NOT end-to-end encrypted" in alice.chat_view.header_text())
     pump(alice, lambda: shows(alice, f"no keys over here ({PLAIN_PRIVATE})"), what="plain mark")
     assert "insecure" in alice.chat_view.tags_at_text("no keys over here")
     assert alice.chat_view.tagged_count("lock") == 0
@@ -223,6 +235,12 @@ def test_keys_exported_in_one_window_are_imported_on_a_second_device(open_app, t
     pump(alice, lambda: dm_key("bob") in alice.model.conversations, what="alice's DM appears")
 
     export = tmp_path / "alice-keys.json"
+    alice.composer.set_text("/keys")  # hinted while typed, as every command is
+    pump(
+        alice,
+        lambda: "/keys export" in alice.composer.hint and "/keys import" in alice.composer.hint,
+    )
+    alice.composer.set_text("")
     type_into(alice, f"/keys export {export}")
     dialog = dialog_of(alice, "export")
     answer(dialog, "export passphrase", confirm="another one")
@@ -280,3 +298,67 @@ def test_cancelling_the_first_passphrase_makes_no_keys_and_sends_nothing_to_peer
     assert got.message.text == "for dave, in the clear" and not got.secure
     public_barrier(carol, bob, "carol's barrier")
     assert dm_key("carol") not in bob.model.conversations
+
+
+def test_a_mistyped_account_password_does_not_ask_for_the_key_passphrase_again(
+    open_app, no_keyring, chat_client
+):
+    chat_client("alice")  # the account exists, with the password "secret-pw"
+    alice = open_app("alice", key_passphrase=None, password="not-the-password", connected=False)
+    answer(dialog_of(alice, "create"), PASSPHRASE)
+    pump(alice, lambda: alice.connect_page.panel.winfo_ismapped(), what="the login refused")
+    alice.connect_page.password.delete(0, "end")
+    alice.connect_page.password.insert(0, "secret-pw")
+    alice.connect_page.submit()
+    # No second dialog: it would stop the login until answered.
+    pump(alice, lambda: connected(alice) and shows(alice, SETTLED_TEXT), what="logged in")
+    assert alice.e2e.dialog is None
+
+
+class _MemoryKeyring(keyring.backend.KeyringBackend):
+    """An OS keyring held in memory (keyring's own backend interface)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.items.pop((service, username), None)
+
+
+@pytest.fixture
+def memory_keyring() -> Iterator[_MemoryKeyring]:
+    before = keyring.get_keyring()
+    store = _MemoryKeyring()
+    keyring.set_keyring(store)
+    try:
+        yield store
+    finally:
+        keyring.set_keyring(before)
+
+
+def test_with_a_keyring_nothing_is_asked_unless_a_passphrase_is_preferred(
+    open_app, memory_keyring, tmp_path, gui_server
+):
+    host, port = gui_server.address
+    alice = open_app("alice", key_passphrase=None)
+    pump(alice, lambda: shows(alice, SETTLED_TEXT), what="alice's keys settled")
+    assert alice.e2e.dialog is None
+    keys_file = account_dir(tmp_path / "config-alice", host, port, "alice") / "keys.json"
+    assert json.loads(keys_file.read_text())["kdf"] == "keyring"
+    assert [name for _service, name in memory_keyring.items] == [f"alice@{host}:{port}"]
+    # "key_passphrase": true in settings.json: the dialog, though a keyring is there.
+    bob = open_app("bob", key_passphrase=None, prefer_passphrase=True, connected=False)
+    answer(dialog_of(bob, "create"), PASSPHRASE)
+    pump(bob, lambda: connected(bob) and shows(bob, SETTLED_TEXT), what="bob's keys settled")
+    keys_file = account_dir(tmp_path / "config-bob", host, port, "bob") / "keys.json"
+    assert json.loads(keys_file.read_text())["kdf"] == "argon2id"
+    assert len(memory_keyring.items) == 1

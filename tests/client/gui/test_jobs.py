@@ -1,4 +1,4 @@
-# client/gui/jobs.py: blocking work on worker threads, callbacks on the caller's thread.
+"""Blocking work on worker threads, callbacks on the caller's thread."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from parley_chat.client.gui.jobs import Jobs
 
 
 def finish_all(jobs: Jobs, timeout: float = 5.0) -> None:
+    """Run callbacks as their jobs end (each wait is for one to end), until none is left."""
     deadline = time.monotonic() + timeout
     while jobs.pending:
-        jobs.finish()
-        assert time.monotonic() < deadline, "jobs did not finish in time"
-        time.sleep(0.005)
+        left = deadline - time.monotonic()
+        assert left > 0, "jobs did not finish in time"
+        jobs.finish(wait=left)
 
 
 def test_results_and_errors_come_back_on_the_thread_that_calls_finish():

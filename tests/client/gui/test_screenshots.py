@@ -396,3 +396,37 @@ def test_screenshot_reconnecting_with_retry_now(shots, open_app, chat_client, gu
     grab(alice, shots / "reconnecting-light.png")
     errors = [ln.text for ln in alice.model.current_conversation.lines if ln.kind == "error"]
     assert len(errors) == 1 and "shutting down" in errors[0], errors
+
+
+def test_screenshot_end_to_end_padlocks_and_the_key_dialog(shots, open_app, chat_client, ctk):
+    from PIL import ImageGrab
+
+    from parley_chat.client.gui.e2e import SETTLED_TEXT
+
+    alice = open_app("alice")
+    bob = open_app("bob")
+    pump(bob, lambda: SETTLED_TEXT in bob.chat_view.content(), what="bob's keys settled")
+    chat_client("carol")  # no end-to-end keys
+    type_into(alice, "/msg bob the deploy key is in the safe")
+    type_into(alice, "and the safe's code is on the usual card")
+    type_into(alice, "/msg carol lunch at noon?")
+    type_into(alice, "/msg bob thanks, see you there")
+    pump(alice, lambda: "see you there" in alice.chat_view.content())
+    pump(alice, lambda: alice.chat_view.tagged_count("lock") >= 3, what="three padlocks")
+    grab(alice, shots / "e2e-padlocks-light.png")
+    alice.select(dm_key("carol"))
+    pump(alice, lambda: "lunch at noon?" in alice.chat_view.content())
+    grab(alice, shots / "e2e-not-encrypted-light.png")
+    type_into(alice, "/keys export")
+    pump(alice, lambda: alice.e2e.dialog is not None, what="the export dialog")
+    dialog = alice.e2e.dialog
+    dialog.geometry("+300+160")
+    dialog.path.insert(0, str(shots / "alice-keys.json"))
+    dialog.passphrase.insert(0, "correct horse")
+    dialog.confirm.insert(0, "correct horse battery")
+    dialog.submit()
+    pump(alice, lambda: "differ" in dialog.error_text())
+    idle(alice)
+    image = ImageGrab.grab(bbox=(0, 0, 1180, 740), xdisplay=os.environ["DISPLAY"])
+    image.save(shots / "e2e-export-dialog-light.png")
+    dialog.cancel()
