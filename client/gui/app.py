@@ -50,6 +50,7 @@ from parley_chat.client import (
 )
 from parley_chat.client.addresses import format_address
 from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
+from parley_chat.protocol.vocab import BatchKind
 
 from ..e2e.session import E2ENotice
 from . import commands, moderation, theme
@@ -407,11 +408,11 @@ class App(ctk.CTk):
         m = ev.message
         if ev.secure:
             self.model.mark_secure(m.id, self._unreadable(ev))
-        if ev.batch in ("history", "search"):
+        if ev.batch in (BatchKind.HISTORY, BatchKind.SEARCH):
             self._batches.setdefault(ev.tag or "", []).append(m)
             return
         known = len(self.model.conversations)
-        added = self.model.add(m, replayed=ev.batch == "replay")
+        added = self.model.add(m, replayed=ev.batch == BatchKind.REPLAY)
         if added is None:
             return
         if len(self.model.conversations) != known:
@@ -436,7 +437,7 @@ class App(ctk.CTk):
             self.bell()
 
     def _on_batch_started(self, ev: BatchStarted) -> None:
-        if ev.kind == "replay":
+        if ev.kind == BatchKind.REPLAY:
             # With last_seen the replay is what was missed; a fresh login's
             # replay (target "latest") is recent history and gets no divider.
             self._replay_missed = ev.target != "latest"
@@ -452,7 +453,7 @@ class App(ctk.CTk):
 
     def _on_batch_ended(self, ev: BatchEnded) -> None:
         conv: Conversation | None
-        if ev.kind == "replay":
+        if ev.kind == BatchKind.REPLAY:
             self.model.end_replay()
             if self._replay_missed and self._logins == 1:
                 # A restart replayed only what was missed: fetch some context above it.
@@ -460,7 +461,7 @@ class App(ctk.CTk):
                     self._request_history(room, user_asked=False, limit=30)
             return
         messages = self._batches.pop(ev.tag or "", [])
-        if ev.kind == "history" and ev.tag in self._history_tags:
+        if ev.kind == BatchKind.HISTORY and ev.tag in self._history_tags:
             key, user_asked, target = self._history_tags.pop(ev.tag)
             conv = self.model.conversations.get(key)
             if conv is None:
@@ -478,7 +479,7 @@ class App(ctk.CTk):
                     self.chat_view.rerender(conv, anchor if user_asked else None)
                 else:
                     self.chat_view.set_older_state(conv)
-        elif ev.kind == "search" and ev.tag in self._search_tags:
+        elif ev.kind == BatchKind.SEARCH and ev.tag in self._search_tags:
             words = self._search_tags.pop(ev.tag)
             session = session_of(self._client)
             if session is not None:  # encrypted messages only this device can search
@@ -663,11 +664,11 @@ class App(ctk.CTk):
                 self._join_wanted = key
                 self._request(lambda c: c.join(action.room))
         elif isinstance(action, commands.LeaveRoom):
-            room = action.room or self._current_room()
-            if room is None:
+            leaving = action.room or self._current_room()
+            if leaving is None:
                 self._note("This is not a room: /leave #room", "error")
             else:
-                self._request(lambda c: c.leave(room))
+                self._request(lambda c: c.leave(leaving))
         elif isinstance(action, commands.Who):
             room = action.room or self._user_list_room()
             tag = self._next_tag("w")
@@ -683,13 +684,13 @@ class App(ctk.CTk):
         elif isinstance(action, commands.Rejoin):
             self.rejoin()
         elif isinstance(action, commands.Moderate):
-            room = action.room or self._current_room()
-            if action.needs_room and room is None:
+            target = action.room or self._current_room()
+            if action.needs_room and target is None:
                 self._note(f"/{action.action} works in a room: open one, or name it first", "error")
                 return
             self.moderate_request(
                 action.action,
-                room=room if action.needs_room else None,
+                room=target if action.needs_room else None,
                 nick=action.nick,
                 message_id=action.message_id,
                 text=action.text,

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
+from parley_chat.protocol.vocab import MessageKind
+
 from . import emoji, richtext, theme
 from .model import (
     Conversation,
@@ -202,7 +204,7 @@ def segments(
         base += ("mention",)
     if line.secure:
         base += ("secure",)
-    elif line.kind == "private":
+    elif line.kind == MessageKind.PRIVATE:
         base += ("insecure",)
     when = format_time(line.epoch) if line.epoch else ""
     if line.kind == "system":
@@ -229,7 +231,7 @@ def segments(
         tail.append((LOCK, ("ts", "lock", "emoji", *base)))
         if line.unreadable:
             tail.append((f" ({display_text(line.unreadable)})", ("ts", "unreadable", *base)))
-    elif line.kind == "private":
+    elif line.kind == MessageKind.PRIVATE:
         tail.append((f" ({PLAIN_PRIVATE})", ("ts", "plain", *base)))
     out[len(out) - 1 : len(out) - 1] = tail
     return out

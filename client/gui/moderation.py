@@ -1,9 +1,7 @@
 """Moderation in the desktop client (issue 11).
 
-- The slash commands (/topic, /invite, /kick, /ban, /unban, /mute, /unmute,
-  /op, /deop, /private, /public, /delete, /edit, /announce, /disconnect,
-  /lock, /unlock): parse() turns one into a ModerationCommand (pure, like
-  commands.py, which calls it for the names it does not know).
+- The slash commands are parsed by client/commands.py (the table both
+  clients share); the app performs them.
 - RoomRoles: each room's topic and roles from `roominfo`, for the header (the
   topic under the room's name) and the user list (a role beside each name).
 - The message context menu: a right-click on a message offers Edit (your
@@ -18,122 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from parley_chat.protocol import fold, valid_nick, valid_room
+from parley_chat.protocol import fold
 from parley_chat.protocol.vocab import Action, NoticeKind, Role
 
-from ..cli_moderation import parse_duration
 from ..events import MessageDeleted, MessageEdited, ModerationDone, NoticeReceived, RoomInfoChanged
 
 if TYPE_CHECKING:
     from .app import App
-
-
-@dataclass(frozen=True, slots=True)
-class ModerationCommand:
-    """A moderation request typed in the composer: `action` and the `moderate` fields.
-
-    `room` None means the open room (the app fills it in)."""
-
-    action: Action
-    room: str | None = None
-    nick: str | None = None
-    message_id: int | None = None
-    text: str | None = None
-    reason: str | None = None
-    minutes: int | None = None
-    needs_room: bool = True
-
-
-#: Usage and description, for /help (after commands.COMMANDS).
-HELP: tuple[tuple[str, str], ...] = (
-    ("/topic [text]", "set (or clear) the open room's topic"),
-    ("/private, /public", "make the room invite-only, or open again (owner)"),
-    ("/invite nick", "invite someone to the open (private) room"),
-    ("/kick nick [why]", "put someone out of the room"),
-    ("/ban nick [30m|2h|7d] [why]", "ban from the room (no duration: until /unban)"),
-    ("/unban nick", "lift a ban"),
-    ("/mute nick [duration] [why]", "stop someone posting in the room"),
-    ("/unmute nick", "let them post again"),
-    ("/op nick, /deop nick", "grant or take back the moderator role (owner)"),
-    ("/delete id, /edit id text", "or right-click a message"),
-    ("/announce text", "a notice to everyone online (operators)"),
-    ("/disconnect, /lock, /unlock nick", "server-wide (operators)"),
-)
-
-_ON_NICK = {
-    Action.INVITE,
-    Action.KICK,
-    Action.BAN,
-    Action.UNBAN,
-    Action.MUTE,
-    Action.UNMUTE,
-    Action.OP,
-    Action.DEOP,
-}
-_SERVER_NICK = {Action.DISCONNECT, Action.LOCK, Action.UNLOCK}
-_NO_ROOM = {Action.DELETE, Action.EDIT, Action.ANNOUNCE, *_SERVER_NICK}
-_TIMED = (Action.BAN, Action.MUTE)
-#: Every moderation action is a command of the same name.
-NAMES = frozenset(Action)
-
-
-class Invalid(Exception):
-    """A moderation command that could not be understood (the message says how to use it)."""
-
-
-def parse(name: str, rest: str) -> ModerationCommand | None:
-    """The request of command /*name* with arguments *rest*; None if *name* is not a
-    moderation command. Raises Invalid with its usage when the arguments are wrong."""
-    if name not in NAMES:
-        return None
-    action = Action(name)
-    room = None
-    first, _, after = rest.partition(" ")
-    if first.startswith("#") and action not in _NO_ROOM:
-        if not valid_room(first):
-            raise Invalid(f"{first!r} is not a room name")
-        room, rest = first, after.strip()
-    if action is Action.TOPIC:
-        return ModerationCommand(action, room=room, text=rest)
-    if action in (Action.PRIVATE, Action.PUBLIC):
-        if rest:
-            raise Invalid(f"/{name} takes no arguments but a #room")
-        return ModerationCommand(action, room=room)
-    if action in (Action.DELETE, Action.EDIT):
-        word, _, text = rest.partition(" ")
-        usage = "/delete id [reason]" if action is Action.DELETE else "/edit id text"
-        if not word.isdigit() or int(word) < 1 or (action is Action.EDIT and not text.strip()):
-            raise Invalid(f"usage: {usage} (or right-click the message)")
-        if action is Action.DELETE:
-            return ModerationCommand(
-                action, message_id=int(word), reason=text.strip() or None, needs_room=False
-            )
-        return ModerationCommand(action, message_id=int(word), text=text, needs_room=False)
-    if action is Action.ANNOUNCE:
-        if not rest.strip():
-            raise Invalid("usage: /announce text")
-        return ModerationCommand(action, text=rest.strip(), needs_room=False)
-    nick, _, tail = rest.partition(" ")
-    if not nick or not valid_nick(nick):
-        extra = " [duration]" if action in _TIMED else ""
-        raise Invalid(
-            f"usage: /{name} nick{extra}" + (" [reason]" if action is not Action.UNLOCK else "")
-        )
-    tail = tail.strip()
-    minutes = None
-    if action in _TIMED and tail:
-        word, _, after = tail.partition(" ")
-        minutes = parse_duration(word)
-        if minutes is not None:
-            tail = after.strip()
-    return ModerationCommand(
-        action,
-        room=room,
-        nick=nick,
-        reason=tail or None,
-        minutes=minutes or None,
-        needs_room=action not in _SERVER_NICK,
-    )
 
 
 @dataclass
