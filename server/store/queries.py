@@ -522,7 +522,8 @@ def search_terms(words: str) -> tuple[list[str], list[str]]:
     Nothing the user types is ever FTS syntax: each term becomes one quoted
     phrase ("" doubles a quote), so `example.com`, `C++` and `"` just work.
     """
-    long_terms, short_terms = [], []
+    long_terms: list[str] = []
+    short_terms: list[str] = []
     for t in _TOKEN.findall(words):
         (long_terms if len(t) >= TRIGRAM else short_terms).append(t)
     return long_terms, short_terms
