@@ -597,15 +597,23 @@ def search(
     return to_records(rows[:limit]), len(rows) > limit
 
 
-def cut_off_by_restart(s: Session, since: datetime) -> list[tuple[int, str, list[str], datetime]]:
+def cut_off_by_restart(
+    s: Session, since: datetime, *, node: str | None = None
+) -> list[tuple[int, str, list[str], datetime]]:
     """Live users whose session the server ended at a shutdown or restart since
-    *since*: (user id, nick, rooms, when the latest such session ended)."""
+    *since*: (user id, nick, rooms, when the latest such session ended).
+
+    With *node*, only the sessions of that node (and of no node): on a shared
+    database another node's restart is not this node's."""
+    ended_here = [
+        ChatSession.ended_at >= since,
+        ChatSession.end_reason.in_((EndReason.SERVER_SHUTDOWN, EndReason.SERVER_RESTART)),
+    ]
+    if node is not None:
+        ended_here.append(or_(ChatSession.node == node, ChatSession.node.is_(None)))
     ends = (
         select(ChatSession.user_id, func.max(ChatSession.ended_at).label("ended"))
-        .where(
-            ChatSession.ended_at >= since,
-            ChatSession.end_reason.in_((EndReason.SERVER_SHUTDOWN, EndReason.SERVER_RESTART)),
-        )
+        .where(*ended_here)
         .group_by(ChatSession.user_id)
         .subquery()
     )

@@ -131,3 +131,40 @@ def test_backup_is_a_pg_dump_that_restores(chat_pg, pg_server: PgServer, tmp_pat
         assert _count(restored, "SELECT count(*) FROM chat_log") == 12
     finally:
         pg_server.drop_database(name)
+
+
+OPERATIONS_MD = Path(__file__).resolve().parents[3] / "docs" / "operations.md"
+
+
+def _documented_role_sql() -> str:
+    text = OPERATIONS_MD.read_text("utf-8")
+    section = text[text.index("### A read-only role for parley-logs") :]
+    return section.split("```\n", 2)[1]
+
+
+def test_the_documented_select_only_role_reads_and_cannot_write(chat_pg, pg_server):
+    url, _ids = chat_pg
+    dbname = url.rsplit("/", 1)[1]
+    # As documented, with this test's database and owner (postgres) and a throw-away password.
+    sql = (
+        _documented_role_sql()
+        .replace("PASSWORD '…'", "PASSWORD 'x'")
+        .replace("DATABASE parley ", f'DATABASE "{dbname}" ')
+        .replace("FOR ROLE parley ", "FOR ROLE postgres ")
+    )
+    with psycopg.connect(**libpq_params(url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'parley_logs'").fetchone()
+        for statement in filter(None, (s.strip() for s in sql.split(";"))):
+            if exists and statement.startswith("CREATE ROLE"):
+                continue  # made by an earlier test of this session (roles are cluster-wide)
+            conn.execute(statement)
+    as_role = pg_server.url(dbname, user="parley_logs")
+    code, out, err = run_main("--db", as_role, "query", "SELECT count(*) AS n FROM chat_log")
+    assert code == 0 and "12" in out, err
+    with psycopg.connect(**libpq_params(as_role), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM messages")
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM messages")
+    assert _count(url, "SELECT count(*) FROM messages") == 12
