@@ -260,6 +260,7 @@ class Node:
                     break
             stop = False
             resync = False
+            before = self._order.last
             settled: list[threading.Event] = []
             for it in items:
                 if it is _STOP:
@@ -280,6 +281,9 @@ class Node:
             if now >= next_beat:
                 next_beat = now + self.heartbeat
                 self._beat(now)
+            if self._order.last != before:  # delivered or passed: wait_idle() may return
+                with self._idle:
+                    self._idle.notify_all()
             for marker in settled:
                 marker.set()
             if stop:
@@ -420,8 +424,6 @@ class Node:
                 else:
                     msg = item.message
                     hub.deliver_now(msg, item.sender_id, msg.client_msg_id)
-        with self._idle:
-            self._idle.notify_all()
 
     # --- presence -------------------------------------------------------------------------
 
