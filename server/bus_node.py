@@ -300,7 +300,13 @@ class Node:
     def _take_in(self, item: object) -> None:
         assert self._order is not None
         if isinstance(item, _Local):
-            self._order.offer(item.msg.id, item)
+            # A read of the database may have delivered this very message
+            # already (another node's notification made this node read past
+            # it before its own writer handed it over): then only what follows
+            # it (the ack, a leave) is still to do.
+            if not self._order.offer(item.msg.id, item, replace=True) and item.then is not None:
+                with self._hub.batch():
+                    item.then()
             return
         node, events = cast(tuple[str, list[Event]], item)
         if node == self.identity:

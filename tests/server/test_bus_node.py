@@ -185,3 +185,21 @@ def test_presence_of_another_node_lists_a_user_once_until_the_node_is_gone(
     bus.receive("yonder#2", [Event("hello")])  # yonder restarted: its earlier users are gone
     assert n.settle(timeout=10)
     assert hub.online_in("#lobby") == ["carol"]
+
+
+def test_an_own_message_read_before_its_writer_handed_it_over_still_gets_its_ack(
+    node, store, users
+) -> None:
+    n, bus, hub = node
+    conn = Recorder()
+    hub.attach(conn, users["bob"], "bob", ["#lobby"])
+    mine = _post(store, users["bob"], "mine")  # committed here; the hand-over comes later
+    theirs = _post(store, users["alice"], "theirs")  # and another node's, after it
+    assert bus.receive is not None
+    bus.receive("there#1", [Event("message", theirs.id, room="#lobby")])
+    assert n.wait_idle(theirs.id, timeout=10)  # both read from the database
+    acked = []
+    hub.deliver_message(mine, users["bob"], None, then=lambda: acked.append(mine.id))
+    assert n.settle(timeout=10)
+    assert acked == [mine.id]
+    assert conn.ids == [mine.id, theirs.id]  # each once
