@@ -1,6 +1,7 @@
 # server/admin.py: `parley-admin`, the operator's account tool: list,
 # add, reset and delete accounts, and open or close registration (and, in
-# admin_moderation.py, the server operator role and locked accounts).
+# admin_moderation.py, the server operator role and locked accounts; in
+# admin_migrate.py, copying a SQLite database into PostgreSQL).
 #
 # Rules this module keeps:
 # 1. It works while the server runs. Every change goes through
@@ -34,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, valid_nick
 
-from . import admin_moderation
+from . import admin_migrate, admin_moderation
 from .auth import PasswordHasher
 from .config import ServerConfig, add_db_argument, operator_config
 from .logs_format import short_time, write_table
@@ -48,6 +49,7 @@ from .store import (
     upgrade_to_head,
     writes,
 )
+from .store.copy import CopyRefused
 from .store.engine import database_path
 from .store.models import ChatSession, Message, User
 
@@ -289,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.add_argument("action", choices=("open", "closed", "status"))
     admin_moderation.add_parsers(sub)  # op, deop, lock, unlock, operators
+    admin_migrate.add_parser(sub)  # migrate-db: SQLite to PostgreSQL
     return parser
 
 
@@ -348,6 +351,12 @@ def main(
             hasher = PasswordHasher(n, cfg.scrypt_r, cfg.scrypt_p, cfg.max_concurrent_hashes)
         except ValueError as exc:
             raise AdminUsage(f"--scrypt-n: {exc}") from exc
+        if args.command == admin_migrate.COMMAND:
+            try:
+                admin_migrate.run(args, args.db, out, cfg.backup_before_migrate)
+            except CopyRefused as exc:
+                raise AdminError(str(exc)) from exc
+            return EXIT_OK
         if args.command == "add":
             check_nick(args.nick)  # before the database is touched (or created)
         _migrate(args.db, err, cfg.backup_before_migrate)

@@ -7,7 +7,9 @@
 #    visibility rules of server/store/queries.py protect chat users from each
 #    other and do not apply here (DESIGN.md section 5).
 # 2. Read-only by construction, not by convention: every subcommand but
-#    `backup` reads through ReadOnlyDatabase, which opens the file with
+#    `backup` reads through ReadOnlyDatabase (PostgreSQL: PgReadOnlyDatabase
+#    in server/logs_pg.py, with a read-only transaction, one statement per
+#    call and a statement timeout), which opens the file with
 #    `mode=ro`, sets `query_only`, allows no attached databases, and installs
 #    an authorizer that lets SELECT, reads, functions and recursive CTEs
 #    through and refuses everything else before it runs. `backup` writes only
@@ -43,12 +45,11 @@ from tqdm import tqdm
 
 from . import logs_audit
 from .config import add_db_argument, operator_config
+from .logs_errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, LogsError, ReadOnlyViolation, UsageError
 from .logs_format import FORMATS, parse_time, write_rows, write_table
-from .store.engine import BUSY_TIMEOUT_MS, database_path
+from .logs_pg import PgReadOnlyDatabase, pg_dump
+from .store.engine import BUSY_TIMEOUT_MS, database_path, is_postgresql, normalized_url
 from .store.queries import fts_query, like_pattern, search_terms
-
-#: Exit codes: 0 done, 1 an error (missing file, bad SQL), 2 usage or a refused write.
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: Rows fetched from SQLite at a time while streaming.
 FETCH_ROWS = 1000
@@ -61,24 +62,6 @@ LARGE_EXPORT_ROWS = 100_000
 CHAT_LOG_COLUMNS = ("id", "ts", "room", "sender", "recipient", "kind", "text")
 
 _PROG = "parley-logs"
-
-
-class LogsError(Exception):
-    """The command could not be done (missing database, bad SQL). Exit code 1."""
-
-    exit_code = EXIT_ERROR
-
-
-class ReadOnlyViolation(LogsError):
-    """A statement tried to change something and was refused before it ran. Exit code 2."""
-
-    exit_code = EXIT_USAGE
-
-
-class UsageError(LogsError):
-    """The command line asks for something impossible (nothing to search for). Exit code 2."""
-
-    exit_code = EXIT_USAGE
 
 
 # --- the read-only connection -----------------------------------------------------------
@@ -200,7 +183,10 @@ def resolve_database(url: str) -> Path:
     """The existing SQLite file behind *url*; LogsError if there is none (never creates one)."""
     path = database_path(url)
     if path is None:
-        raise LogsError(f"{url} is not a SQLite file database; the logs tool reads SQLite files")
+        raise LogsError(
+            f"{url} is not a SQLite file database; the logs tool reads SQLite files "
+            "and PostgreSQL databases"
+        )
     if not path.exists():
         raise LogsError(
             f"no database at {path} (check --db or PARLEY_DB; the server creates it when it "
@@ -220,7 +206,10 @@ class ReadOnlyDatabase:
     and an authorizer refuses every action but SELECT, column reads, function
     calls and recursive CTEs, at prepare time, before anything runs.
     Works while the server runs: in WAL mode readers never block the writer.
+    (PostgreSQL's counterpart: server/logs_pg.py, PgReadOnlyDatabase.)
     """
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -327,10 +316,14 @@ class ReadOnlyDatabase:
         return None if row is None else row[0]
 
 
+#: Either dialect's read-only connection: both have dialect, path, rows() and scalar().
+LogsDatabase = ReadOnlyDatabase | PgReadOnlyDatabase
+
+
 # --- query ---------------------------------------------------------------------------------
 
 
-def run_query(db: ReadOnlyDatabase, sql: str, out: TextIO, fmt: str = "table") -> int:
+def run_query(db: LogsDatabase, sql: str, out: TextIO, fmt: str = "table") -> int:
     """Run one read-only statement and print its rows in *fmt*; returns the row count."""
     headers, rows = db.rows(sql)
     return write_rows(out, fmt, headers, rows)
@@ -347,13 +340,15 @@ class ExportFilter:
     since: str | None = None
     until: str | None = None
 
-    def where(self) -> tuple[str, list[Any]]:
+    def where(self, dialect: str = "sqlite") -> tuple[str, list[Any]]:
         """A WHERE clause (or '') and its parameters over chat_log."""
         conds, params = [], []
         if self.room is not None:
             # Room names are unique case-insensitively (ASCII), as NOCASE compares.
             room = self.room if self.room.startswith("#") else "#" + self.room
-            conds.append("room = ? COLLATE NOCASE")
+            conds.append(
+                "room = ? COLLATE NOCASE" if dialect == "sqlite" else "lower(room) = lower(?)"
+            )
             params.append(room)
         if self.since is not None:
             conds.append("ts >= ?")
@@ -373,7 +368,7 @@ def _jsonl_writer(out: TextIO) -> Callable[[tuple[Any, ...]], None]:
 
 
 def export(
-    db: ReadOnlyDatabase,
+    db: LogsDatabase,
     out: TextIO,
     fmt: str,
     filt: ExportFilter,
@@ -388,7 +383,7 @@ def export(
     Returns the number of rows written.
     """
     err = sys.stderr if err is None else err
-    where, params = filt.where()
+    where, params = filt.where(db.dialect)
     total = int(db.scalar(f"SELECT count(*) FROM chat_log{where}", params) or 0)
     tty = err.isatty()
     show = progress if progress is not None else (tty or total >= LARGE_EXPORT_ROWS)
@@ -487,7 +482,7 @@ def refuse_database_files(database: Path, target: Path) -> None:
 
 
 def export_to_file(
-    db: ReadOnlyDatabase,
+    db: LogsDatabase,
     target: Path,
     fmt: str,
     filt: ExportFilter,
@@ -497,7 +492,8 @@ def export_to_file(
 ) -> int:
     """export() into *target*, written under a temporary name and renamed when
     complete, so an interrupted export never leaves a truncated file behind."""
-    refuse_database_files(db.path, target)
+    if db.path is not None:  # a SQLite file (PostgreSQL's files are not ours to write)
+        refuse_database_files(db.path, target)
     if target.is_dir():
         raise UsageError(f"{target} is a directory")
     tmp, handle = _private_file(target)
@@ -514,14 +510,15 @@ def export_to_file(
 # --- search --------------------------------------------------------------------------------
 
 
-def search(db: ReadOnlyDatabase, text: str, limit: int = 50) -> tuple[list[tuple[Any, ...]], bool]:
+def search(db: LogsDatabase, text: str, limit: int = 50) -> tuple[list[tuple[Any, ...]], bool]:
     """Messages containing every word of *text* (substring, case-insensitive), newest first.
 
     All messages, private ones included (the operator's view). Words of three
     or more characters go through the messages_fts trigram index, each quoted
     as an FTS phrase so `example.com`, `C++` or `"` are never FTS syntax;
     shorter words, which trigrams cannot match, use LIKE with its wildcards
-    escaped. Returns up to *limit* rows and whether there were more.
+    escaped. On PostgreSQL every word is an ILIKE over messages.body, which the
+    pg_trgm index serves. Returns up to *limit* rows and whether there were more.
     """
     long_terms, short_terms = search_terms(text)
     if not long_terms and not short_terms:
@@ -530,6 +527,11 @@ def search(db: ReadOnlyDatabase, text: str, limit: int = 50) -> tuple[list[tuple
         raise UsageError("--limit must be at least 1")
     conds: list[str] = []
     params: list[Any] = []
+    if db.dialect == "postgresql":
+        for term in long_terms + short_terms:
+            conds.append("id IN (SELECT id FROM messages WHERE body ILIKE ? ESCAPE '\\')")
+            params.append(like_pattern(term))
+        long_terms, short_terms = [], []
     if long_terms:
         conds.append("id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?)")
         params.append(fts_query(long_terms))
@@ -583,10 +585,46 @@ STATS_QUERIES: tuple[tuple[str, str], ...] = (
 )
 
 
-def stats(db: ReadOnlyDatabase) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
+#: The same tables in PostgreSQL's SQL (no sum() of booleans, times are timestamps,
+#: and "user" is a reserved word).
+PG_STATS_QUERIES: tuple[tuple[str, str], ...] = (
+    (
+        "Messages per room",
+        """SELECT r.name AS room,
+                  count(m.id) AS messages,
+                  count(m.id) FILTER (WHERE m.kind = 'public') AS public,
+                  count(m.id) FILTER (WHERE m.kind = 'system') AS system,
+                  max(m.created_at) AS last
+           FROM rooms AS r LEFT JOIN messages AS m ON m.room_id = r.id
+           GROUP BY r.id ORDER BY messages DESC, r.name_key""",
+    ),
+    (
+        "Messages per user",
+        """SELECT u.nick || CASE WHEN u.deleted_at IS NOT NULL THEN ' (removed)' ELSE '' END
+                    AS "user",
+                  count(m.id) AS messages,
+                  count(m.id) FILTER (WHERE m.kind = 'public') AS public,
+                  count(m.id) FILTER (WHERE m.kind = 'private') AS private,
+                  max(m.created_at) AS last
+           FROM users AS u LEFT JOIN messages AS m ON m.sender_id = u.id
+           GROUP BY u.id ORDER BY messages DESC, u.nick""",
+    ),
+    (
+        "Messages per day (UTC)",
+        """SELECT to_char(created_at, 'YYYY-MM-DD') AS day,
+                  count(*) AS messages,
+                  count(*) FILTER (WHERE kind = 'public') AS public,
+                  count(*) FILTER (WHERE kind = 'private') AS private,
+                  count(*) FILTER (WHERE kind = 'system') AS system
+           FROM messages GROUP BY day ORDER BY day""",
+    ),
+)
+
+
+def stats(db: LogsDatabase) -> list[tuple[str, list[str], list[tuple[Any, ...]]]]:
     """The three statistics tables: (title, headers, rows) per room, per user and per day."""
     out = []
-    for title, sql in STATS_QUERIES:
+    for title, sql in PG_STATS_QUERIES if db.dialect == "postgresql" else STATS_QUERIES:
         headers, rows = db.rows(sql)
         out.append((title, headers, list(rows)))
     return out
@@ -645,6 +683,32 @@ def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
             raise LogsError(f"the copy failed its integrity check: {check}")
         os.replace(tmp, target)
     except sqlite3.Error as exc:
+        _remove_partial(tmp)
+        raise LogsError(f"backup failed: {exc}") from exc
+    except BaseException:
+        _remove_partial(tmp)
+        raise
+    return BackupReport(target=target, size=target.stat().st_size, messages=messages)
+
+
+def backup_postgresql(url: str, target: Path, *, force: bool = False) -> BackupReport:
+    """pg_dump of the PostgreSQL database at *url* into *target* (custom format, mode
+    0600), written under a temporary name and renamed when complete. One snapshot, taken
+    while the servers keep writing; restore it with pg_restore (docs/operations.md)."""
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory; name the backup file")
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
+    if not target.parent.is_dir():
+        raise LogsError(f"the directory {target.parent} does not exist")
+    with PgReadOnlyDatabase(url) as db:
+        messages = db.scalar("SELECT count(*) FROM messages")
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    try:
+        pg_dump(url, tmp)
+        os.replace(tmp, target)
+    except RuntimeError as exc:
         _remove_partial(tmp)
         raise LogsError(f"backup failed: {exc}") from exc
     except BaseException:
@@ -748,7 +812,8 @@ def build_parser() -> argparse.ArgumentParser:
         "backup",
         help="a consistent copy of the database, safe while the server runs",
         description="Copy the live database with SQLite's online backup API to FILE "
-        "(mode 0600), check it and rename it into place. Only FILE is written.",
+        "(mode 0600), check it and rename it into place; on PostgreSQL, pg_dump in its "
+        "custom format (restore with pg_restore). Only FILE is written.",
     )
     b.add_argument("file", type=Path, metavar="FILE")
     b.add_argument("--force", action="store_true", help="replace FILE if it exists")
@@ -756,14 +821,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def open_database(url: str) -> LogsDatabase:
+    """The read-only connection for *url*: a SQLite file, or a PostgreSQL database."""
+    if is_postgresql(url):
+        return PgReadOnlyDatabase(normalized_url(url))
+    return ReadOnlyDatabase(resolve_database(url))
+
+
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    path = resolve_database(args.db)
     if args.command == "backup":
-        report = backup(path, args.file, force=args.force)
+        if is_postgresql(args.db):
+            report = backup_postgresql(normalized_url(args.db), args.file, force=args.force)
+            where = "the PostgreSQL database"
+        else:
+            where = str(resolve_database(args.db))
+            report = backup(Path(where), args.file, force=args.force)
         held = f", {report.messages} messages" if report.messages is not None else ""
-        print(f"backup of {path} written to {report.target} ({report.size} bytes{held})", file=out)
+        print(f"backup of {where} written to {report.target} ({report.size} bytes{held})", file=out)
         return EXIT_OK
-    with ReadOnlyDatabase(path) as db:
+    with open_database(args.db) as db:
         if args.command == "query":
             n = run_query(db, args.sql, out, args.format)
             if args.format == "table":

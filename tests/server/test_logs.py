@@ -339,8 +339,11 @@ def test_not_a_sqlite_database(tmp_path):
     junk.write_bytes(b"this is not a database" * 100)
     code, _out, err = run_main("--db", f"sqlite:///{junk}", "query", "SELECT 1")
     assert code == 1 and "not a database" in err
-    code, _out, err = run_main("--db", "postgresql://h/db", "stats")
+    code, _out, err = run_main("--db", "mysql://h/db", "stats")
     assert code == 1 and "not a SQLite file" in err
+    # PostgreSQL is read too: a server that cannot be reached is a clear error.
+    code, _out, err = run_main("--db", "postgresql://nosuchhost.invalid/db", "stats")
+    assert code == 1 and "cannot connect to postgresql" in err
 
 
 def test_the_default_database_is_parley_db_in_the_working_directory(chat_db, tmp_path):
