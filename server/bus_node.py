@@ -409,7 +409,15 @@ class Node:
         if not forced and self._order.waiting:
             return  # ids are on their way (notified or held): the order reads gaps itself
         self.catch_ups += 1
-        log.info("node %s: catching up from %d to %d", self.name, self._order.last, top)
+        # After a lost listener that is news; the tail check also meets ids
+        # whose notification is a moment away, which is not.
+        log.log(
+            logging.INFO if forced else logging.DEBUG,
+            "node %s: catching up from %d to %d",
+            self.name,
+            self._order.last,
+            top,
+        )
         while self._order.last < top:
             upto = min(top, self._order.last + READ_PAGE)
             self._read(self._order.last, upto)
