@@ -50,12 +50,11 @@ def run(args: argparse.Namespace, default_source: str, out: TextIO, backup: bool
     path = database_path(source)
     if path is not None and not path.exists():
         raise CopyRefused(f"no database at {path} (check --from)")
-    report = copy_database(
-        source,
-        args.target,
-        backup=backup,
-        progress=lambda table, n: out.write(f"  {table}: {n} row(s)\n"),
-    )
+
+    def progress(table: str, rows: int) -> None:
+        out.write(f"  {table}: {rows} row(s)\n")
+
+    report = copy_database(source, args.target, backup=backup, progress=progress)
     if report.source_migration.backup_path is not None:
         out.write(
             f"(the source was upgraded first; backup at {report.source_migration.backup_path})\n"

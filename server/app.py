@@ -426,7 +426,11 @@ class ChatServer:
             return
         try:
             with self.store.read() as s:
-                cut_off = queries.cut_off_by_restart(s, started - timedelta(seconds=grace))
+                cut_off = queries.cut_off_by_restart(
+                    s,
+                    started - timedelta(seconds=grace),
+                    node=self.config.node if self.store.shared else None,
+                )
         except Exception:  # presence is a nicety: never a reason not to start
             log.exception("could not read the sessions the last shutdown ended")
             return

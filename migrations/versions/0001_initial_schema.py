@@ -154,7 +154,7 @@ def upgrade() -> None:
 
 
 def _sqlite() -> bool:
-    return op.get_bind().dialect.name == "sqlite"
+    return op.get_context().dialect.name == "sqlite"
 
 
 # Full-text search: an external-content FTS5 table over messages.body with the

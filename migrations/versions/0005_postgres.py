@@ -55,13 +55,13 @@ COUNTER_AND_TRIGGER = (
 def upgrade() -> None:
     op.add_column("sessions", sa.Column("node", sa.String(length=64), nullable=True))
     op.create_index("ix_sessions_node_ended_at", "sessions", ["node", "ended_at"])
-    if op.get_bind().dialect.name == "postgresql":
+    if op.get_context().dialect.name == "postgresql":
         for statement in COUNTER_AND_TRIGGER:
             op.execute(statement)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if op.get_context().dialect.name == "postgresql":
         op.execute(
             "SELECT setval(pg_get_serial_sequence('messages', 'id'), "
             "GREATEST((SELECT pos FROM message_counter), 1))"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, create_engine, func, insert, select, text
+from sqlalchemy import Connection, Table, create_engine, delete, func, insert, select, text
 
 from .engine import is_postgresql, is_sqlite, normalized_url
 from .migrate import MigrationReport, upgrade_to_head
@@ -104,9 +104,8 @@ def copy_database(
                     "the target database already holds accounts, rooms or messages; copy "
                     "into a new, empty database (nothing was changed)"
                 )
-            dst.execute(
-                Room.__table__.delete()
-            )  # the fresh schema's #lobby: the source has its own
+            # The fresh schema's #lobby: the source has its own.
+            dst.execute(delete(Room))
             for table in Base.metadata.sorted_tables:
                 rows[table.name] = _copy_table(src, dst, table)
                 if progress is not None:

@@ -8,7 +8,8 @@
 #
 # PostgreSQL (psycopg 3): synchronous_commit on (its default, set explicitly so
 # a server-wide "off" cannot weaken it: with fsync that is what WAL with
-# synchronous=FULL gives), READ COMMITTED, pre-ping so a restarted database
+# synchronous=FULL gives), READ COMMITTED for the writer and REPEATABLE READ
+# (one snapshot) for readers, pre-ping so a restarted database
 # server costs one failed write, not a dead writer connection. No PRAGMAs and no
 # BEGIN IMMEDIATE: the driver begins transactions itself, and row locks (the
 # message counter, see models.MessageCounter) order the writers of several nodes.
@@ -119,10 +120,16 @@ def make_engine(url: str, *, writer: bool) -> Engine:
 
 
 def _postgresql_engine(url: str, *, writer: bool) -> Engine:
-    options = "-c synchronous_commit=on -c default_transaction_isolation=read\\ committed"
+    options = "-c synchronous_commit=on"
     kwargs: dict[str, Any] = {
         "connect_args": {"options": options, "application_name": "parley-server"},
         "pool_pre_ping": True,
+        # The writer: READ COMMITTED, so a writer that waited for the message
+        # counter's row lock goes on with the committed row instead of failing
+        # with a serialization error. Readers: one snapshot per Store.read(), as
+        # a SQLite read transaction gives (a read-only transaction there never
+        # fails to serialize).
+        "isolation_level": "READ COMMITTED" if writer else "REPEATABLE READ",
     }
     if writer:
         kwargs.update(pool_size=1, max_overflow=0)

@@ -522,7 +522,8 @@ def search_terms(words: str) -> tuple[list[str], list[str]]:
     Nothing the user types is ever FTS syntax: each term becomes one quoted
     phrase ("" doubles a quote), so `example.com`, `C++` and `"` just work.
     """
-    long_terms, short_terms = [], []
+    long_terms: list[str] = []
+    short_terms: list[str] = []
     for t in _TOKEN.findall(words):
         (long_terms if len(t) >= TRIGRAM else short_terms).append(t)
     return long_terms, short_terms
@@ -575,15 +576,23 @@ def search(
     return to_records(rows[:limit]), len(rows) > limit
 
 
-def cut_off_by_restart(s: Session, since: datetime) -> list[tuple[int, str, list[str], datetime]]:
+def cut_off_by_restart(
+    s: Session, since: datetime, *, node: str | None = None
+) -> list[tuple[int, str, list[str], datetime]]:
     """Live users whose session the server ended at a shutdown or restart since
-    *since*: (user id, nick, rooms, when the latest such session ended)."""
+    *since*: (user id, nick, rooms, when the latest such session ended).
+
+    With *node*, only the sessions of that node (and of no node): on a shared
+    database another node's restart is not this node's."""
+    ended_here = [
+        ChatSession.ended_at >= since,
+        ChatSession.end_reason.in_(("server shutdown", "server restart")),
+    ]
+    if node is not None:
+        ended_here.append(or_(ChatSession.node == node, ChatSession.node.is_(None)))
     ends = (
         select(ChatSession.user_id, func.max(ChatSession.ended_at).label("ended"))
-        .where(
-            ChatSession.ended_at >= since,
-            ChatSession.end_reason.in_(("server shutdown", "server restart")),
-        )
+        .where(*ended_here)
         .group_by(ChatSession.user_id)
         .subquery()
     )

@@ -347,3 +347,19 @@ def test_when_begin_is_refused_no_op_runs_and_bookkeeping_waits_in_order(sqlite_
             assert [queries.get_setting(s, f"b{i}") for i in (0, 2, 4)] == ["v"] * 3
     finally:
         store.close()
+
+
+def test_postgresql_errors_are_told_apart_by_sqlstate():
+    import psycopg.errors as pg
+
+    for wide in (pg.ReadOnlySqlTransaction(), pg.DiskFull(), pg.AdminShutdown(), pg.IoError()):
+        assert is_database_wide(_dbapi(wide)), type(wide).__name__
+    for own in (pg.UniqueViolation(), pg.NumericValueOutOfRange(), pg.UndefinedTable()):
+        assert not is_database_wide(_dbapi(own)), type(own).__name__
+
+
+def _dbapi(exc: Exception) -> Exception:
+    """*exc* as SQLAlchemy raises it from a statement (its DBAPIError subclass)."""
+    from sqlalchemy.exc import DBAPIError
+
+    return DBAPIError.instance("INSERT", {}, exc, Exception)

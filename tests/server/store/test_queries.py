@@ -188,3 +188,17 @@ def test_ids_at_the_64_bit_limit_never_overflow(store, users, chat):
         assert queries.get_message(s, top) is None
         assert queries.user_by_id(s, top) is None and queries.user_by_id(s, 2**64) is None
         assert queries.user_by_id(s, a).nick == "alice"
+
+
+def test_search_folds_case_beyond_ascii_and_escapes_like_wildcards(store, users):
+    a = users["alice"]
+    apples = post(store, kind="public", body="Äpfel und Öl kaufen", room="#lobby", sender_id=a)
+    sale = post(store, kind="public", body="50% off_today", room="#lobby", sender_id=a)
+    post(store, kind="public", body="500 offers", room="#lobby", sender_id=a)
+    with store.read() as s:
+        # Three or more letters: FTS5's trigrams and PostgreSQL's ILIKE both fold Unicode case.
+        assert _ids(queries.search(s, a, "äpfel")[0]) == [apples.id]
+        assert _ids(queries.search(s, a, "ÖL KAUFEN")[0]) == [apples.id]
+        # % and _ are literal characters, never wildcards.
+        assert _ids(queries.search(s, a, "0%")[0]) == [sale.id]
+        assert _ids(queries.search(s, a, "f_t")[0]) == [sale.id]

@@ -32,8 +32,34 @@ def test_every_postgresql_connection_commits_synchronously(pg_url):
         engine = make_engine(pg_url, writer=writer)
         with engine.connect() as conn:
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
-            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+            isolation = "read committed" if writer else "repeatable read"
+            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == isolation
         engine.dispose()
+
+
+def test_the_writer_recovers_when_its_postgresql_connection_is_cut(pg_url):
+    # A restarted database server or a killed backend: the next write reconnects.
+    from parley_chat.server.store import Store, upgrade_to_head
+
+    upgrade_to_head(pg_url, backup=False)
+    store = Store(pg_url)
+    store.start()
+    try:
+        store.submit(lambda s: writes.set_setting(s, "a", "1")).result(10)
+        engine = make_engine(pg_url, writer=False)
+        with engine.connect() as conn:
+            cut = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar()
+        engine.dispose()
+        assert cut >= 1
+        store.submit(lambda s: writes.set_setting(s, "b", "2")).result(10)
+        with store.read() as s:
+            assert (queries.get_setting(s, "a"), queries.get_setting(s, "b")) == ("1", "2")
+        assert store.writable
+    finally:
+        store.close()
 
 
 def test_a_url_without_a_driver_means_psycopg_3(pg_url):
