@@ -314,3 +314,43 @@ def test_a_restarted_node_makes_the_others_forget_its_earlier_users(
                 p.kill()
                 p.wait(30)
     watcher.close()
+
+
+def test_a_message_committed_without_a_notification_is_still_delivered(
+    make_node: Callable[..., ChatServer], pg_url: str, ca_file: Path
+) -> None:
+    """As when a node dies between its COMMIT and its NOTIFY: the tail check finds it."""
+    from parley_chat.server.commands import utcnow
+    from parley_chat.server.store import Store, writes
+    from parley_chat.server.store.queries import get_user
+
+    a = make_node("a")
+    reader = _client(a, ca_file)
+    reader.login("reader")
+    writer = _client(a, ca_file)
+    writer.login("ghost")
+    _barrier(reader)
+    store = Store(pg_url)  # a writer that tells no one
+    store.start()
+    try:
+        with store.read() as s:
+            ghost = get_user(s, "ghost")
+        assert ghost is not None
+        msg, _ = store.submit(
+            lambda s: writes.add_message(
+                s,
+                kind="public",
+                body="unannounced",
+                now=utcnow(),
+                room="#lobby",
+                sender_id=ghost.id,
+            )
+        ).result(30)
+    finally:
+        store.close()
+    got = reader.expect(Message, timeout=30, text="unannounced")
+    assert got.id == msg.id
+    # And the writer's own connection gets its copy too.
+    assert writer.expect(Message, timeout=30, text="unannounced").id == msg.id
+    reader.close()
+    writer.close()
