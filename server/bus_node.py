@@ -17,8 +17,8 @@ following in order:
 * Presence. Each node tells the others when a user's first connection on it
   begins and when the last one ends (`up` / `down`); a user is online while
   connected on any node, and listed once. A starting node says `hello`: the
-  others forget what they knew of its earlier life and announce their own
-  users to it. Each node says `alive` every quarter of node_timeout; one
+  others announce their own users to it, and forget what they knew of its
+  earlier run RESTART_GRACE later (unless it lists the same users again). Each node says `alive` every quarter of node_timeout; one
   silent for node_timeout is taken for dead and its users go offline.
 * Membership, moderation, read markers. A user's rooms changed on another
   node (join, leave, kick, ban): read them, and tell this node's connections.
