@@ -15,6 +15,7 @@ from .app import ChatServer
 from .config import ServerConfig
 from .config_file import command_line_config
 from .errors import StartupError
+from .store.engine import display_url
 from .tls import accepted_versions
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     fingerprint = fingerprint_sha256(cfg.cert_file.read_bytes())
     versions = ", ".join(accepted_versions(server.ssl_context))
     print(
-        f"parley listening on {host}:{port} ({versions}) db {cfg.db_url} "
+        f"parley listening on {host}:{port} ({versions}) db {display_url(cfg.db_url)} "
         f"certificate SHA-256 {fingerprint}",
         flush=True,
     )

@@ -32,6 +32,7 @@ from typing import Any
 
 from .logs_errors import LogsError, ReadOnlyViolation
 from .logs_format import DB_TIME_FORMAT
+from .store.engine import display_url
 from .store.node_lock import libpq_params
 
 #: How long one statement of the logs tool may run on PostgreSQL.
@@ -73,7 +74,7 @@ class PgReadOnlyDatabase:
                 **libpq_params(url), options=options, application_name="parley-logs"
             )
         except psycopg.Error as exc:
-            raise LogsError(f"cannot connect to {_safe(url)}: {exc}") from exc
+            raise LogsError(f"cannot connect to {display_url(url)}: {exc}") from exc
         self._conn.read_only = True
 
     def close(self) -> None:
@@ -147,13 +148,6 @@ def _error(exc: Exception) -> LogsError:
     if state == "57014":
         return LogsError(f"the query ran past {LOGS_STATEMENT_TIMEOUT_MS // 1000} s: {text}")
     return LogsError(f"SQL error: {text}")
-
-
-def _safe(url: str) -> str:
-    """*url* without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def find_pg_dump() -> str | None:

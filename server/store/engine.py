@@ -64,6 +64,14 @@ def normalized_url(url: str) -> str:
     return url
 
 
+def display_url(url: str) -> str:
+    """*url* for logs and messages: a PostgreSQL password shows as ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: show it as given
+        return url
+
+
 def database_path(url: str) -> Path | None:
     """The file behind a SQLite URL (None for in-memory or other databases)."""
     u = make_url(url)

@@ -181,8 +181,12 @@ def _is_bad_input(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         if _is_psycopg(exc.orig):
             # Refused before it reached the server (no SQLSTATE): a value psycopg
-            # cannot adapt or encode. The server's own refusals carry one.
-            return getattr(exc.orig, "sqlstate", None) is None
+            # cannot adapt or encode. The server's own refusals carry one, and a
+            # lost connection is an OperationalError (database-wide, not input).
+            return (
+                getattr(exc.orig, "sqlstate", None) is None
+                and type(exc.orig).__name__ in _PSYCOPG_INPUT_ERRORS
+            )
         return isinstance(exc.orig, sqlite3.InterfaceError | sqlite3.ProgrammingError)
     if isinstance(exc, sqlite3.InterfaceError | sqlite3.ProgrammingError):
         return True  # from the message insert, which runs on the driver itself
@@ -191,6 +195,10 @@ def _is_bad_input(exc: BaseException) -> bool:
     # UnicodeEncodeError (a lone surrogate), OverflowError (> 2**63-1) and
     # ValueError / TypeError from a value the driver cannot take.
     return isinstance(exc, ValueError | OverflowError | TypeError)
+
+
+#: psycopg's classes for a value it could not send (cannot adapt, cannot encode).
+_PSYCOPG_INPUT_ERRORS = frozenset({"ProgrammingError", "DataError", "InterfaceError"})
 
 
 def _is_psycopg(exc: BaseException | None) -> bool:
