@@ -17,7 +17,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer
+.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer bench-nodes
 
 # Runtime only: what `make run` and `make client` need, nothing for tests or lint.
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
@@ -143,6 +143,11 @@ bench-load: $(DEV_STAMP)
 # The same matrix against ngIRCd alone.
 bench-peer: $(DEV_STAMP)
 	$(PY) -m bench.peer $(ARGS)
+
+# One node against two nodes sharing PostgreSQL, the same load in one run
+# (PostgreSQL from the postgresql package, started in a temp dir like the tests').
+bench-nodes: $(DEV_STAMP)
+	$(PY) -m bench.nodes $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(SSLYZE_VENV) $(ONEFILE_VENV) .pytest_cache artifacts build dist *.egg-info

@@ -121,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--scrypt-n", type=int, default=CHEAP_SCRYPT_N)
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60.0,
+        help="seconds to wait for an idle machine before each load (others' jobs)",
+    )
+    parser.add_argument("--drain", type=float, default=15.0, help="seconds to wait for stragglers")
     args = parser.parse_args(argv)
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     # Clients split over the nodes by worker: at least one worker per node.
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         saturate=args.saturate,
         workers=workers,
+        wait_quiet=args.wait_quiet,
+        drain=args.drain,
     )
     from parley_chat.certs import generate
     from tests.pgserver import PgServer

@@ -17,13 +17,14 @@ following in order:
 * Presence. Each node tells the others when a user's first connection on it
   begins and when the last one ends (`up` / `down`); a user is online while
   connected on any node, and listed once. A starting node says `hello`: the
-  others forget what they knew of its earlier life and announce their own
-  users to it. Each node says `alive` every quarter of node_timeout; one
+  others announce their own users to it, and forget what they knew of its
+  earlier run RESTART_GRACE later (unless it lists the same users again). Each node says `alive` every quarter of node_timeout; one
   silent for node_timeout is taken for dead and its users go offline.
-* Membership and moderation. A user's rooms changed on another node (join,
-  leave, kick, ban): read them, and tell this node's connections. A mute,
-  a room's settings, an edit or a deletion, a notice, a disconnection or an
-  announcement: read what changed, and tell this node's connections.
+* Membership, moderation, read markers. A user's rooms changed on another
+  node (join, leave, kick, ban): read them, and tell this node's connections.
+  A mute, a room's settings, an edit or a deletion, a notice, a disconnection,
+  an announcement, a moved read marker: read what changed, and tell this
+  node's connections.
 
 Start order (DESIGN.md 4b): listen first, then read the largest id, then
 serve: whatever commits after the read is either notified or found by the
@@ -63,6 +64,10 @@ TAIL_CHECK: Final = 2.0
 READ_PAGE: Final = 1000
 #: Seconds to wait after a failed read before trying again.
 READ_RETRY: Final = 1.0
+#: Seconds a restarted node's earlier users stay listed after its hello: long
+#: enough for it to announce those it lists again (cut off by the restart,
+#: within presence_grace), so their rooms read neither "left" nor "joined".
+RESTART_GRACE: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +102,15 @@ class Node:
         mutes: Any,
         *,
         timeout: float = NODE_TIMEOUT,
+        restart_grace: float = RESTART_GRACE,
     ) -> None:
         """*identity* is this run of the node: its name, "#", a random tag (see
         identity()). *mutes* is the handlers' MuteCache (server/moderation.py).
         *timeout*: seconds of silence after which another node is taken for dead;
-        this node speaks every quarter of it."""
+        this node speaks every quarter of it. *restart_grace*: see RESTART_GRACE."""
         self.timeout = timeout
         self.heartbeat = timeout / 4
+        self.restart_grace = restart_grace
         self.identity = identity
         self.name = identity.rsplit("#", 1)[0]
         self.bus = bus
@@ -116,6 +123,8 @@ class Node:
         self._heard: dict[str, float] = {}  # other node -> when it last said anything
         # (nick, rooms) of the users a payload's `up` events name, read at once.
         self._users_read: dict[int, tuple[str, list[str]]] = {}
+        # Earlier runs of restarted nodes -> when to forget their users.
+        self._forget_at: dict[str, float] = {}
         self._started = False
         #: Counters for tests and logs.
         self.read_rows = 0
@@ -244,7 +253,7 @@ class Node:
         retry_at = 0.0
         while True:
             now = time.monotonic()
-            wake = min(next_beat, next_tail)
+            wake = min(next_beat, next_tail, *self._forget_at.values())
             due = self._order.deadline()
             if due is not None:
                 wake = min(wake, max(due, retry_at))
@@ -260,6 +269,7 @@ class Node:
                     break
             stop = False
             resync = False
+            before = self._order.last
             settled: list[threading.Event] = []
             for it in items:
                 if it is _STOP:
@@ -280,6 +290,13 @@ class Node:
             if now >= next_beat:
                 next_beat = now + self.heartbeat
                 self._beat(now)
+            for old, at in list(self._forget_at.items()):
+                if now >= at:
+                    del self._forget_at[old]
+                    self._tell_left(self._hub.forget_node(old))
+            if self._order.last != before:  # delivered or passed: wait_idle() may return
+                with self._idle:
+                    self._idle.notify_all()
             for marker in settled:
                 marker.set()
             if stop:
@@ -296,7 +313,13 @@ class Node:
     def _take_in(self, item: object) -> None:
         assert self._order is not None
         if isinstance(item, _Local):
-            self._order.offer(item.msg.id, item)
+            # A read of the database may have delivered this very message
+            # already (another node's notification made this node read past
+            # it before its own writer handed it over): then only what follows
+            # it (the ack, a leave) is still to do.
+            if not self._order.offer(item.msg.id, item, replace=True) and item.then is not None:
+                with self._hub.batch():
+                    item.then()
             return
         node, events = cast(tuple[str, list[Event]], item)
         if node == self.identity:
@@ -310,10 +333,11 @@ class Node:
                 node,
             )
         if hello:
-            # The same node started again: what it had before is gone.
+            # The same node started again: what it had before is gone, once it
+            # had a moment to announce the users it lists again.
             for old in [n for n in self._heard if n != node and n.rsplit("#", 1)[0] == name]:
                 del self._heard[old]
-                self._tell_left(self._hub.forget_node(old))
+                self._forget_at[old] = time.monotonic() + self.restart_grace
         first = node not in self._heard
         self._heard[node] = time.monotonic()
         if first and not any(e.kind in ("hello", "up") for e in events):
@@ -399,7 +423,15 @@ class Node:
         if not forced and self._order.waiting:
             return  # ids are on their way (notified or held): the order reads gaps itself
         self.catch_ups += 1
-        log.info("node %s: catching up from %d to %d", self.name, self._order.last, top)
+        # After a lost listener that is news; the tail check also meets ids
+        # whose notification is a moment away, which is not.
+        log.log(
+            logging.INFO if forced else logging.DEBUG,
+            "node %s: catching up from %d to %d",
+            self.name,
+            self._order.last,
+            top,
+        )
         while self._order.last < top:
             upto = min(top, self._order.last + READ_PAGE)
             self._read(self._order.last, upto)
@@ -420,8 +452,6 @@ class Node:
                 else:
                     msg = item.message
                     hub.deliver_now(msg, item.sender_id, msg.client_msg_id)
-        with self._idle:
-            self._idle.notify_all()
 
     # --- presence -------------------------------------------------------------------------
 

@@ -54,11 +54,20 @@ class Order(Generic[T]):
     def _known(self, mid: int) -> bool:
         return mid <= self.last or mid in self._have or mid in self._need
 
-    def offer(self, mid: int, payload: T) -> None:
-        """The message *mid* is committed and here it is (from this node's writer)."""
-        if mid > self.last:
-            self._need.discard(mid)
+    def offer(self, mid: int, payload: T, *, replace: bool = False) -> bool:
+        """The message *mid* is committed and here it is (from this node's writer).
+
+        False if *mid* was delivered (or passed) already. With *replace*, this
+        payload takes the place of one settled by a read (this node's own copy,
+        which carries more than the row: the ack that must follow it)."""
+        if mid <= self.last:
+            return False
+        self._need.discard(mid)
+        if replace:
+            self._have[mid] = payload
+        else:
             self._have.setdefault(mid, payload)
+        return True
 
     def skip(self, mid: int) -> None:
         """*mid* is committed, and nobody here needs it."""

@@ -217,9 +217,12 @@ class PgBus:
                 if conn is None:
                     conn = self._connect("notify")
                 payloads = pack(self.node, pending)
-                with conn.transaction():
-                    for payload in payloads:
-                        conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+                if len(payloads) == 1:  # the common case: one round trip, autocommit
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payloads[0]))
+                else:  # several: one transaction, delivered together and in order
+                    with conn.transaction():
+                        for payload in payloads:
+                            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
                 pending = []
                 pause = RECONNECT_FIRST
             except psycopg.Error as exc:

@@ -189,6 +189,11 @@ class ChatServer:
                 log.info("ended %d session(s) left open by an earlier run", ended)
             # Listen to the other nodes, then read the largest id, then serve.
             self.node.start()
+            if self.store.shared and self.config.bus == "local":
+                log.info(
+                    "bus = local on a shared database: this node delivers only what it "
+                    "commits itself; with several nodes, run each with --bus postgres"
+                )
             self._linger_cut_off(started)
             sock = bind(self.config.host, self.config.port, self.config.listen_backlog)
             irc_sock = None

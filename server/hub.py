@@ -264,10 +264,10 @@ class Hub:
             began = user is None or not user.local
             if user is None:
                 user = self._add_locked(user_id, nick, rooms)
-            elif user.local or user.remote:
-                # Back within the grace, or online on another node: the same
-                # user again, with the rooms the database has now (in case they
-                # changed meanwhile).
+            elif not user.conns:
+                # Back within the grace, or online on another node only: the
+                # same user again, with the rooms the database has now (in case
+                # they changed meanwhile).
                 user.lingering = 0
                 self._set_rooms_locked(user, rooms)
             user.conns.add(conn)

@@ -230,13 +230,29 @@ def test_two_thousand_concurrent_sends_across_two_nodes_reach_everyone_complete_
         t.join(60)
     assert not errors
     for r in readers + senders:
-        got = _read_messages(r, 2 * per, timeout=120)
+        got: list[Message] = []
+        acks: list[Ack] = []
+        deadline = time.monotonic() + 120
+        want_acks = per if r in senders else 0
+        while len(got) < 2 * per or len(acks) < want_acks:
+            f = r.recv(max(0.0, deadline - time.monotonic()))
+            if isinstance(f, Message):
+                got.append(f)
+            elif isinstance(f, Ack):
+                # Each ack after the sender's own copy of its message.
+                assert f.id in {m.id for m in got}
+                acks.append(f)
         ids = [m.id for m in got]
         assert ids == list(range(ids[0], ids[0] + 2 * per))  # complete and increasing
         # Each sender's own messages in the order it sent them.
         for who in range(2):
             mine = [int(m.text.split(":")[1]) for m in got if m.text.startswith(f"{who}:")]
             assert mine == list(range(per))
+        if r in senders:  # every send acked once, with its message's id
+            who = senders.index(r)
+            assert sorted(a.ref for a in acks) == sorted(f"s{who}-{i}" for i in range(per))
+            by_ref = {m.ref: m.id for m in got if m.ref is not None}
+            assert all(by_ref[a.ref] == a.id for a in acks)
     for c in senders + readers:
         c.close()
 
@@ -298,3 +314,43 @@ def test_a_restarted_node_makes_the_others_forget_its_earlier_users(
                 p.kill()
                 p.wait(30)
     watcher.close()
+
+
+def test_a_message_committed_without_a_notification_is_still_delivered(
+    make_node: Callable[..., ChatServer], pg_url: str, ca_file: Path
+) -> None:
+    """As when a node dies between its COMMIT and its NOTIFY: the tail check finds it."""
+    from parley_chat.server.commands import utcnow
+    from parley_chat.server.store import Store, writes
+    from parley_chat.server.store.queries import get_user
+
+    a = make_node("a")
+    reader = _client(a, ca_file)
+    reader.login("reader")
+    writer = _client(a, ca_file)
+    writer.login("ghost")
+    _barrier(reader)
+    store = Store(pg_url)  # a writer that tells no one
+    store.start()
+    try:
+        with store.read() as s:
+            ghost = get_user(s, "ghost")
+        assert ghost is not None
+        msg, _ = store.submit(
+            lambda s: writes.add_message(
+                s,
+                kind="public",
+                body="unannounced",
+                now=utcnow(),
+                room="#lobby",
+                sender_id=ghost.id,
+            )
+        ).result(30)
+    finally:
+        store.close()
+    got = reader.expect(Message, timeout=30, text="unannounced")
+    assert got.id == msg.id
+    # And the writer's own connection gets its copy too.
+    assert writer.expect(Message, timeout=30, text="unannounced").id == msg.id
+    reader.close()
+    writer.close()

@@ -40,14 +40,18 @@ class StandInBus:
 
 
 class Recorder:
-    """A connection that keeps the message ids it was given, in order."""
+    """A connection that keeps the message ids it was given, in order, and the
+    other frames' bytes (presence)."""
 
     def __init__(self) -> None:
         self.ids: list[int] = []
+        self.other: list[bytes] = []
 
     def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
         if message_id is not None:
             self.ids.append(message_id)
+        else:
+            self.other.append(data)
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         self.ids.extend(mid for mid, _ in chunks if mid is not None)
@@ -78,7 +82,7 @@ def users(store: Store) -> dict[str, int]:
 def node(store: Store) -> Iterator[tuple[Node, StandInBus, Hub]]:
     bus = StandInBus()
     hub = Hub()
-    n = Node("here#1", bus, store, hub, MuteCache())
+    n = Node("here#1", bus, store, hub, MuteCache(), restart_grace=0.0)
     n.start()
     yield n, bus, hub
     n.stop()
@@ -185,3 +189,39 @@ def test_presence_of_another_node_lists_a_user_once_until_the_node_is_gone(
     bus.receive("yonder#2", [Event("hello")])  # yonder restarted: its earlier users are gone
     assert n.settle(timeout=10)
     assert hub.online_in("#lobby") == ["carol"]
+
+
+def test_an_own_message_read_before_its_writer_handed_it_over_still_gets_its_ack(
+    node, store, users
+) -> None:
+    n, bus, hub = node
+    conn = Recorder()
+    hub.attach(conn, users["bob"], "bob", ["#lobby"])
+    mine = _post(store, users["bob"], "mine")  # committed here; the hand-over comes later
+    theirs = _post(store, users["alice"], "theirs")  # and another node's, after it
+    assert bus.receive is not None
+    bus.receive("there#1", [Event("message", theirs.id, room="#lobby")])
+    assert n.wait_idle(theirs.id, timeout=10)  # both read from the database
+    acked = []
+    hub.deliver_message(mine, users["bob"], None, then=lambda: acked.append(mine.id))
+    assert n.settle(timeout=10)
+    assert acked == [mine.id]
+    assert conn.ids == [mine.id, theirs.id]  # each once
+
+
+def test_a_restarted_node_that_lists_its_user_again_makes_no_left_or_joined_noise(
+    node, store, users
+) -> None:
+    n, bus, hub = node
+    watcher = Recorder()
+    hub.attach(watcher, users["carol"], "carol", ["#lobby"])
+    assert bus.receive is not None
+    bus.receive("yonder#1", [Event("up", users=(users["alice"],))])
+    assert n.settle(timeout=10)
+    assert hub.online_in("#lobby") == ["alice", "carol"]
+    watcher.other.clear()
+    # yonder restarts and at once lists alice again (she lingers there: cut off by the restart).
+    bus.receive("yonder#2", [Event("hello"), Event("up", users=(users["alice"],))])
+    assert n.settle(timeout=10)
+    assert hub.online_in("#lobby") == ["alice", "carol"]
+    assert not any(b'"left"' in d or b'"joined"' in d for d in watcher.other)

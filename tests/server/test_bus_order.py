@@ -117,3 +117,12 @@ def test_events_round_trip_and_payloads_stay_under_the_cap() -> None:
 def test_malformed_payloads_are_refused(payload: str) -> None:
     with pytest.raises(ValueError):
         unpack(payload)
+
+
+def test_this_nodes_own_copy_replaces_a_row_read_before_it_arrived() -> None:
+    order: Order[str] = Order(last=0, hold=0.05)
+    order.need(2)
+    order.filled(2, {1: "row 1", 2: "row 2"})
+    assert order.offer(1, "own 1", replace=True)  # not delivered yet: it takes the place
+    assert order.take(now=0.0) == ["own 1", "row 2"]
+    assert not order.offer(2, "own 2", replace=True)  # too late: the caller does the rest
