@@ -904,7 +904,7 @@ class Commands:
             )
             return Read(id=marker, with_=peer.nick), moved, peer.id
 
-        def done(result: tuple[Read, bool] | None, exc: BaseException | None) -> None:
+        def done(result: tuple[Read, bool, int | None] | None, exc: BaseException | None) -> None:
             if isinstance(exc, NoSuchUser):
                 conn.send_frame(Error(code=ErrorCode.NO_SUCH_NICK, message=str(exc)))
             elif exc is not None:

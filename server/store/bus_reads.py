@@ -19,6 +19,7 @@ from . import moderation as mstore
 from . import queries
 from .models import Message, ModerationAction, Room, RoomMember, User
 from .records import StoredMessage
+from .vocab import SanctionKind
 
 _Actor = aliased(User, name="actor")
 _Target = aliased(User, name="target")
@@ -127,7 +128,7 @@ def mute_in_force(
     r = mstore.room_by_name(s, room)
     if r is None:
         return False, None
-    row = mstore.sanction(s, r.id, user_id, "mute", now)
+    row = mstore.sanction(s, r.id, user_id, SanctionKind.MUTE, now)
     return (row is not None), (row.until if row is not None else None)
 
 
