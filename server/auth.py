@@ -23,7 +23,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .flood import MAX_TRACKED_KEYS
+
 _SCHEME = "scrypt"
+#: A password hash: 32 bytes of scrypt output over a 16-byte random salt. A
+#: stored hash records n, r and p but not its length, and verify() derives
+#: KEY_BYTES again: changing it would fail every stored password.
+KEY_BYTES = 32
+SALT_BYTES = 16
+#: A resume token carries 32 random bytes (43 URL-safe characters); only its
+#: SHA-256 is stored.
+TOKEN_BYTES = 32
 
 
 def _b64(data: bytes) -> str:
@@ -39,7 +49,7 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
         r=r,
         p=p,
         maxmem=256 * n * r + 1024 * 1024,
-        dklen=32,
+        dklen=KEY_BYTES,
     )
 
 
@@ -57,7 +67,7 @@ class PasswordHasher:
 
     def hash(self, password: str) -> str:
         """A new salted hash of *password* at the configured cost."""
-        salt = secrets.token_bytes(16)
+        salt = secrets.token_bytes(SALT_BYTES)
         with self._slots:
             digest = _scrypt(password, salt, self.n, self.r, self.p)
         return f"{_SCHEME}${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
@@ -95,7 +105,7 @@ class LoginThrottle:
         max_failures: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
+        max_keys: int = MAX_TRACKED_KEYS,
     ) -> None:
         self._max = max_failures
         self._window = window
@@ -178,7 +188,7 @@ class RateWindow:
         limit: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
+        max_keys: int = MAX_TRACKED_KEYS,
     ) -> None:
         self._limit = limit
         self._window = window
@@ -223,7 +233,7 @@ class RateWindow:
 
 def new_token() -> tuple[str, str]:
     """A fresh resume token and the SHA-256 hex digest that is stored in its place."""
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
     return token, token_hash(token)
 
 

@@ -69,6 +69,9 @@ CLOSE_FLUSH_DEADLINE = 2.0
 CLOSE_DISCARD_LIMIT = 4 * 1024 * 1024
 #: A closing connection whose peer is still sending waits for this much quiet.
 CLOSE_LINGER = 0.2
+#: The shortest fakelag pause: a bucket a hair from its next token still waits a
+#: loop turn instead of spinning on it.
+MIN_FAKELAG = 0.001
 
 Dispatch = Callable[["Connection", Frame], None]
 Finished = Callable[["Connection", str], None]
@@ -404,7 +407,7 @@ class Connection:
                 # Fakelag: stop reading until a token is due; TCP pushes back on
                 # the client. Applies before login too: a connection that never
                 # logs in must not get unlimited answers either.
-                self.paused_until = now + max(0.001, self._bucket.wait_time())
+                self.paused_until = now + max(MIN_FAKELAG, self._bucket.wait_time())
                 if len(self._backlog) > self._cfg.flood_backlog:
                     self._begin_close(
                         "flooding", Error(code=ErrorCode.FLOOD, message="too many messages")

@@ -23,6 +23,7 @@ from parley_chat.protocol import fold
 
 from .errors import StoreConflict
 from .models import (
+    REASON_CHARS,
     Message,
     MessageVersion,
     ModerationAction,
@@ -33,7 +34,7 @@ from .models import (
     RoomSanction,
     User,
 )
-from .queries import get_message
+from .queries import MAX_ID, get_message
 from .records import StoredMessage
 from .writes import revoke_tokens
 
@@ -329,7 +330,7 @@ def record(
             room_id=room_id,
             target_id=target_id,
             message_id=message_id,
-            reason=reason[:200] if reason else None,
+            reason=reason[:REASON_CHARS] if reason else None,
             until=until,
             detail=detail,
         )
@@ -419,7 +420,7 @@ def add_sanction(
             user_id=user_id,
             kind=kind,
             by_id=by_id,
-            reason=reason[:200] if reason else None,
+            reason=reason[:REASON_CHARS] if reason else None,
             created_at=now,
             until=until,
         )
@@ -488,7 +489,7 @@ def set_locked(s: Session, nick: str, locked: bool, reason: str | None, now: dat
         raise Refused("no-such-nick", f"no account named {nick}")
     if locked:
         u.locked_at = now
-        u.lock_reason = reason[:200] if reason else None
+        u.lock_reason = reason[:REASON_CHARS] if reason else None
         revoke_tokens(s, u.id, now)
     else:
         u.locked_at = None
@@ -523,7 +524,7 @@ def changed_since(
     )
     if since is None:
         return [], []
-    upto = min(upto, 2**63 - 1)
+    upto = min(upto, MAX_ID)
     seen = or_(
         Message.room_id.in_(_member_rooms(user_id)),
         and_(

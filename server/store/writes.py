@@ -17,6 +17,9 @@ from parley_chat.protocol import DEFAULT_ROOM, fold
 
 from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible
 from .models import (
+    CLIENT_CHARS,
+    PEER_CHARS,
+    REASON_CHARS,
     ChatSession,
     Message,
     ReadMarker,
@@ -266,8 +269,8 @@ def open_session(
     values = {
         "user_id": user_id,
         "token_id": token_id,
-        "peer": peer[:64],
-        "client": client[:64] if client else None,
+        "peer": peer[:PEER_CHARS],
+        "client": client[:CLIENT_CHARS] if client else None,
         "started_at": now,
         "last_active_at": now,
     }
@@ -290,7 +293,7 @@ def touch_sessions(s: Session, ids: list[int], now: datetime) -> None:
 def end_session(s: Session, session_id: int, reason: str, now: datetime) -> None:
     """Close a session row with its reason (first reason wins)."""
     s.connection().execute(
-        _END_SESSION, {"session_id": session_id, "now": now, "reason": reason[:200]}
+        _END_SESSION, {"session_id": session_id, "now": now, "reason": reason[:REASON_CHARS]}
     )
 
 
@@ -299,7 +302,7 @@ def end_open_sessions(s: Session, reason: str, now: datetime) -> int:
     result = s.execute(
         update(ChatSession)
         .where(ChatSession.ended_at.is_(None))
-        .values(ended_at=now, end_reason=reason[:200])
+        .values(ended_at=now, end_reason=reason[:REASON_CHARS])
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
