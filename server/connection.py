@@ -204,26 +204,17 @@ class Connection:
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several unsolicited byte strings at once (a committed group's share)."""
-        size = sum(len(d) for _, d in chunks)
-        with self._lock:
-            if self._dead:
-                return
-            owed = self._queued_bytes + self._held_bytes + self._wire_pending + size
-            if owed > self._cfg.send_queue_bytes:
-                self._overflow_locked()
-            elif self._holding:
-                self._held.extend(chunks)
-                self._held_bytes += size
-                return
-            else:
-                self._queue.extend(d for _, d in chunks)
-                self._queued_bytes += size
-        self._notify()
+        self._deliver_group(chunks, [d for _, d in chunks])
 
     def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue *data*, shared with other connections; *chunks* split it per message
         for a connection that holds deliveries back while it replays."""
-        size = len(data)
+        self._deliver_group(chunks, [data])
+
+    def _deliver_group(self, chunks: list[tuple[int | None, bytes]], out: list[bytes]) -> None:
+        # *out* is what goes on the queue (the shared blob, or the chunks' bytes);
+        # a replaying connection holds *chunks* instead, to de-duplicate by id.
+        size = sum(len(d) for d in out)
         with self._lock:
             if self._dead:
                 return
@@ -235,7 +226,7 @@ class Connection:
                 self._held_bytes += size
                 return
             else:
-                self._queue.append(data)
+                self._queue.extend(out)
                 self._queued_bytes += size
         self._notify()
 

@@ -13,6 +13,8 @@ import queue
 import socket
 import sqlite3
 import ssl
+import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -244,3 +246,21 @@ def barrier_events(client: Any, timeout: float = 15.0) -> list[Any]:
     client.rooms(tag=tag)
     seen = collect_until(client, lambda e: isinstance(e, RoomsListed) and e.tag == tag, timeout)
     return seen[:-1]
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The first line *proc* prints on stdout (without the newline), waited for with a deadline.
+
+    readline() blocks, so it runs on a thread of its own; a process that exits first
+    fails the test with what it said on stderr.
+    """
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError("the process printed nothing in time") from None
+    assert line, f"exited {proc.poll()}: {proc.stderr.read() if proc.stderr else ''}"
+    return line.rstrip("\n")
