@@ -19,16 +19,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parley_chat.client.events import RoomsListed
 from parley_chat.protocol import (
     PROTOCOL_VERSION,
+    Batch,
     Frame,
     Hello,
+    History,
     LineDecoder,
+    Message,
     Ping,
     Pong,
+    Search,
     Welcome,
     decode_server_line,
     encode,
@@ -193,6 +197,33 @@ def barrier(
 def messages_in(frames: list[Frame]) -> list[Frame]:
     """Only the `message` frames."""
     return [f for f in frames if f.TYPE == "message"]
+
+
+def read_batch(
+    client: RawClient, kind: str | None = None, tag: str | None = None
+) -> tuple[Batch, list[Message], Batch]:
+    """The next batch of *kind* (any if None) with *tag*: its open frame, the messages
+    inside it, its close frame. What came before the open (live messages) is skipped."""
+
+    def ours(f: Frame, state: str) -> bool:
+        return (
+            isinstance(f, Batch)
+            and f.state == state
+            and (kind is None or f.kind == kind)
+            and f.tag == tag
+        )
+
+    frames = client.recv_until(lambda f: ours(f, "close"))
+    start = next(i for i, f in enumerate(frames) if ours(f, "open"))
+    inside = [f for f in frames[start:] if isinstance(f, Message)]
+    return cast(Batch, frames[start]), inside, cast(Batch, frames[-1])
+
+
+def request_batch(client: RawClient, frame: History | Search) -> tuple[list[Message], Batch]:
+    """Send a tagged history or search request; the messages of its answer, and its close."""
+    client.send(frame)
+    _, messages, close = read_batch(client, tag=frame.tag)
+    return messages, close
 
 
 def db_rows(server: ChatServer, sql: str, *args: object) -> list[tuple[Any, ...]]:
