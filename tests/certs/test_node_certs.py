@@ -12,7 +12,7 @@ import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def issued_by(cert_file: Path, ca_file: Path) -> bool:
 
 
 @pytest.fixture
-def node_servers(tmp_path: Path) -> Callable[[Path], ChatServer]:
+def node_servers(tmp_path: Path) -> Iterator[Callable[[Path], ChatServer]]:
     """Start a server (its own database) on a node's certificate directory."""
     started: list[ChatServer] = []
 
@@ -63,7 +63,7 @@ def node_servers(tmp_path: Path) -> Callable[[Path], ChatServer]:
         started.append(server)
         return server
 
-    yield start  # type: ignore[misc]
+    yield start
     for server in started:
         server.stop()
 
