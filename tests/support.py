@@ -44,18 +44,60 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 10.0
 
 
+def tcp_connect(
+    address: tuple[str, int],
+    *,
+    source: str | None = None,
+    rcvbuf: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> socket.socket:
+    """A connected TCP socket to *address* with TCP_NODELAY, as the real clients set it
+    (without it, Nagle and delayed ACKs add ~40 ms per exchange)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class RawClient:
     """A TLS connection speaking frames directly, for testing the server."""
 
     def __init__(
-        self, address: tuple[str, int], ca_file: Path, hostname: str = "localhost"
+        self,
+        address: tuple[str, int],
+        ca_file: Path | None = None,
+        hostname: str = "localhost",
+        *,
+        context: ssl.SSLContext | None = None,
+        source: str | None = None,
+        rcvbuf: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_line: int | None = None,
     ) -> None:
-        ctx = ssl.create_default_context(cafile=str(ca_file))
-        raw = socket.create_connection(address, timeout=DEFAULT_TIMEOUT)
-        # As the real clients do: without it, Nagle + delayed ACK add ~40 ms per exchange.
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = ctx.wrap_socket(raw, server_hostname=hostname)
-        self._decoder = LineDecoder()
+        """Connect and handshake: trusting *ca_file* (or with *context*), from
+        *source* if given (another local address), with a receive buffer of *rcvbuf*
+        bytes if given (set before connect, so the server sees the small window from
+        the start), reading lines of up to *max_line* bytes (the protocol's cap)."""
+        if context is None:
+            assert ca_file is not None, "give a CA file or a context"
+            context = ssl.create_default_context(cafile=str(ca_file))
+        raw = tcp_connect(address, source=source, rcvbuf=rcvbuf, timeout=timeout)
+        try:
+            self.sock = context.wrap_socket(raw, server_hostname=hostname)
+        except BaseException:
+            raw.close()
+            raise
+        self._decoder = LineDecoder() if max_line is None else LineDecoder(max_line)
         self._frames: deque[Frame] = deque()
         self.closed = False
         #: Frames login() saw between the welcome and the replay batch.
