@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .config import ServerConfig
 from .flood import MAX_TRACKED_KEYS
 
 _SCHEME = "scrypt"
@@ -31,6 +32,9 @@ _SCHEME = "scrypt"
 #: KEY_BYTES again: changing it would fail every stored password.
 KEY_BYTES = 32
 SALT_BYTES = 16
+#: The server's defaults, the one place the scrypt cost is set.
+_DEFAULTS = ServerConfig()
+
 #: A resume token carries 32 random bytes (43 URL-safe characters); only its
 #: SHA-256 is stored.
 TOKEN_BYTES = 32
@@ -59,7 +63,15 @@ class PasswordHasher:
     Hashes look like `scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`.
     """
 
-    def __init__(self, n: int = 2**17, r: int = 8, p: int = 1, max_concurrent: int = 2) -> None:
+    def __init__(
+        self,
+        n: int = _DEFAULTS.scrypt_n,
+        r: int = _DEFAULTS.scrypt_r,
+        p: int = _DEFAULTS.scrypt_p,
+        max_concurrent: int = _DEFAULTS.max_concurrent_hashes,
+    ) -> None:
+        """The cost (*n*, *r*, *p*) of new hashes, and how many may run at once; the
+        defaults are the server's (ServerConfig, the one place they are set)."""
         if n < 2 or n & (n - 1):
             raise ValueError("scrypt n must be a power of two")
         self.n, self.r, self.p = n, r, p
