@@ -43,9 +43,9 @@ log = logging.getLogger("parley.server")
 
 #: How often session rows get their last_active_at refreshed.
 _TOUCH_INTERVAL = 30.0
-#: How long stop() waits for each of the server's own threads (pools, loops,
-#: timers) once the connections are closed: they have nothing left to do by then,
-#: and one still busy is a daemon thread, abandoned rather than waited on.
+#: How long stop() waits for each of the server's worker pools and timer threads
+#: once the connections are closed: they have nothing left to do by then, and one
+#: still busy is a daemon thread, abandoned rather than waited on.
 THREAD_STOP_WAIT = 2.0
 
 
@@ -200,7 +200,7 @@ class ChatServer:
         self._login_pool.stop(THREAD_STOP_WAIT)
         self._request_pool.stop(THREAD_STOP_WAIT)
         for loop in self._loops:
-            loop.stop(THREAD_STOP_WAIT)
+            loop.stop()  # its own deadline: it may still be closing connections
         self._maintenance.join(THREAD_STOP_WAIT)
         self._grace.stop(THREAD_STOP_WAIT)
         self.store.close()
