@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from parley_chat.server.chat_server import ChatServer
-from parley_chat.server.config import ServerConfig
 
 
 @pytest.fixture
-def own_server(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., ChatServer]:
+def own_server(tmp_path: Path, make_server: Callable[..., ChatServer]) -> Callable[..., ChatServer]:
     """start(port=0, certs=None) -> a running server (stopped at teardown).
 
     Its certificates are tmp_path/certs unless *certs* names others: the test makes
@@ -21,12 +20,10 @@ def own_server(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., 
     """
 
     def start(port: int = 0, certs: Path | None = None) -> ChatServer:
-        cfg = ServerConfig.for_tests(
-            f"sqlite:///{tmp_path / 'own.db'}", certs or tmp_path / "certs", port=port
+        return make_server(
+            db_url=f"sqlite:///{tmp_path / 'own.db'}",
+            certs_dir=certs or tmp_path / "certs",
+            port=port,
         )
-        server = ChatServer(cfg)
-        server.start()
-        request.addfinalizer(server.stop)
-        return server
 
     return start
