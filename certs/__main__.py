@@ -50,50 +50,41 @@ def main(argv: list[str] | None = None) -> int:
         "node machine's names and addresses); the CA and server.pem are left as they are",
     )
     args = parser.parse_args(argv)
-    if args.node is not None:
-        if args.force:
-            print("certs: --force replaces the CA; it does not go with --node", file=sys.stderr)
-            return 2
-        return _node(args)
+    if args.node is not None and args.force:
+        print("certs: --force replaces the CA; it does not go with --node", file=sys.stderr)
+        return 2
+    renew = args.renew or bool(args.san)  # new names need a new certificate
     try:
-        paths = generate(
-            args.out, args.san, force=args.force, renew=args.renew or bool(args.san), days=args.days
-        )
+        if args.node is None:
+            paths = generate(args.out, args.san, force=args.force, renew=renew, days=args.days)
+        else:
+            node = generate_node(args.out, args.node, args.san, renew=renew, days=args.days)
     except (ValueError, OSError) as exc:
         print(f"certs: {exc}", file=sys.stderr)
         return 1
-    ca_state = "created" if paths.created_ca else "kept"
-    server_state = "created" if paths.created_server else "kept"
-    print(f"CA certificate     ({ca_state}): {paths.ca_cert}")
-    print(f"  SHA-256 {fingerprint_sha256(paths.ca_cert.read_bytes())}")
-    print(f"CA key             ({ca_state}): {paths.ca_key}  (keep private, mode 0600)")
-    print(f"server certificate ({server_state}): {paths.server_cert}")
-    print(f"  SHA-256 {fingerprint_sha256(paths.server_cert.read_bytes())}")
-    print(f"server key         ({server_state}): {paths.server_key}  (mode 0600)")
-    print(f"Copy {paths.ca_cert} to each client machine.")
-    return 0
-
-
-def _node(args: argparse.Namespace) -> int:
-    try:
-        node = generate_node(
-            args.out, args.node, args.san, renew=args.renew or bool(args.san), days=args.days
+    if args.node is None:
+        _show("CA certificate", paths.created_ca, paths.ca_cert)
+        _show("CA key", paths.created_ca, paths.ca_key, "keep private, mode 0600")
+        _show("server certificate", paths.created_server, paths.server_cert)
+        _show("server key", paths.created_server, paths.server_key, "mode 0600")
+        print(f"Copy {paths.ca_cert} to each client machine.")
+    else:
+        _show("CA certificate", node.created_ca, args.out / "ca.pem")
+        _show(f"node {args.node} certificate", node.created_server, node.server_cert)
+        _show(f"node {args.node} key", node.created_server, node.server_key, "mode 0600")
+        print(
+            f"Copy {node.directory}/ to node {args.node}'s machine and start it with "
+            f"--certs <that directory>. Clients keep the one {args.out / 'ca.pem'}."
         )
-    except (ValueError, OSError) as exc:
-        print(f"certs: {exc}", file=sys.stderr)
-        return 1
-    ca_state = "created" if node.created_ca else "kept"
-    state = "created" if node.created_server else "kept"
-    print(f"CA certificate     ({ca_state}): {args.out / 'ca.pem'}")
-    print(f"  SHA-256 {fingerprint_sha256(node.ca_cert.read_bytes())}")
-    print(f"node {args.node} certificate ({state}): {node.server_cert}")
-    print(f"  SHA-256 {fingerprint_sha256(node.server_cert.read_bytes())}")
-    print(f"node {args.node} key         ({state}): {node.server_key}  (mode 0600)")
-    print(
-        f"Copy {node.directory}/ to node {args.node}'s machine and start it with "
-        f"--certs <that directory>. Clients keep the one {args.out / 'ca.pem'}."
-    )
     return 0
+
+
+def _show(what: str, created: bool, path: Path, note: str | None = None) -> None:
+    """One file's line: created or kept, where; a certificate's fingerprint under it."""
+    state = "created" if created else "kept"
+    print(f"{what:<18} ({state}): {path}" + (f"  ({note})" if note else ""))
+    if note is None:  # a certificate (keys get a note instead)
+        print(f"  SHA-256 {fingerprint_sha256(path.read_bytes())}")
 
 
 if __name__ == "__main__":

@@ -182,3 +182,7 @@ MAX_SANCTION_MINUTES = 525_600
 
 #: Most moderators (or operators) a `roominfo` frame lists.
 MAX_ROLES_LISTED = 500
+
+#: `moderated.message`, the sentence saying what a moderation request did. The
+#: server cuts a longer one (a long reason quoted in it) rather than fail the reply.
+MAX_MODERATED_CHARS = 500

@@ -41,6 +41,7 @@ from .frames import (
     _words,
 )
 from .limits import (
+    MAX_MODERATED_CHARS,
     MAX_REASON_CHARS,
     MAX_ROLES_LISTED,
     MAX_SANCTION_MINUTES,
@@ -158,7 +159,7 @@ class Moderated(Frame):
     TYPE: ClassVar[str] = "moderated"
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {
         "action": (1, 16),
-        "message": (0, 500),
+        "message": (0, MAX_MODERATED_CHARS),
         "ref": _CLIENT_ID,
     }
     CONTROLS_OK: ClassVar[frozenset[str]] = frozenset({"message"})

@@ -23,7 +23,21 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from .config import ServerConfig
+from .flood import MAX_TRACKED_KEYS
+
 _SCHEME = "scrypt"
+#: A password hash: 32 bytes of scrypt output over a 16-byte random salt. A
+#: stored hash records n, r and p but not its length, and verify() derives
+#: KEY_BYTES again: changing it would fail every stored password.
+KEY_BYTES = 32
+SALT_BYTES = 16
+#: The server's defaults, the one place the scrypt cost is set.
+_DEFAULTS = ServerConfig()
+
+#: A resume token carries 32 random bytes (43 URL-safe characters); only its
+#: SHA-256 is stored.
+TOKEN_BYTES = 32
 
 
 def _b64(data: bytes) -> str:
@@ -39,7 +53,7 @@ def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
         r=r,
         p=p,
         maxmem=256 * n * r + 1024 * 1024,
-        dklen=32,
+        dklen=KEY_BYTES,
     )
 
 
@@ -49,7 +63,15 @@ class PasswordHasher:
     Hashes look like `scrypt$<n>$<r>$<p>$<salt b64>$<hash b64>`.
     """
 
-    def __init__(self, n: int = 2**17, r: int = 8, p: int = 1, max_concurrent: int = 2) -> None:
+    def __init__(
+        self,
+        n: int = _DEFAULTS.scrypt_n,
+        r: int = _DEFAULTS.scrypt_r,
+        p: int = _DEFAULTS.scrypt_p,
+        max_concurrent: int = _DEFAULTS.max_concurrent_hashes,
+    ) -> None:
+        """The cost (*n*, *r*, *p*) of new hashes, and how many may run at once; the
+        defaults are the server's (ServerConfig, the one place they are set)."""
         if n < 2 or n & (n - 1):
             raise ValueError("scrypt n must be a power of two")
         self.n, self.r, self.p = n, r, p
@@ -57,7 +79,7 @@ class PasswordHasher:
 
     def hash(self, password: str) -> str:
         """A new salted hash of *password* at the configured cost."""
-        salt = secrets.token_bytes(16)
+        salt = secrets.token_bytes(SALT_BYTES)
         with self._slots:
             digest = _scrypt(password, salt, self.n, self.r, self.p)
         return f"{_SCHEME}${self.n}${self.r}${self.p}${_b64(salt)}${_b64(digest)}"
@@ -95,7 +117,7 @@ class LoginThrottle:
         max_failures: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
+        max_keys: int = MAX_TRACKED_KEYS,
     ) -> None:
         self._max = max_failures
         self._window = window
@@ -178,7 +200,7 @@ class RateWindow:
         limit: int,
         window: float,
         clock: Callable[[], float] = time.monotonic,
-        max_keys: int = 10_000,
+        max_keys: int = MAX_TRACKED_KEYS,
     ) -> None:
         self._limit = limit
         self._window = window
@@ -223,7 +245,7 @@ class RateWindow:
 
 def new_token() -> tuple[str, str]:
     """A fresh resume token and the SHA-256 hex digest that is stored in its place."""
-    token = secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
     return token, token_hash(token)
 
 

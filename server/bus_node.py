@@ -50,6 +50,7 @@ from .bus_order import Order
 from .hub import Hub, presence_pages
 from .store import Store, bus_reads
 from .store import moderation as mstore
+from .store.models import REASON_CHARS
 
 log = logging.getLogger("parley.node")
 
@@ -610,7 +611,7 @@ class Node:
             )
             error = Error(code=ErrorCode.DISCONNECTED, message=reason)
             for peer in hub.connections_of(a.target_id):
-                peer.close_after_flush(reason[:200], error)  # type: ignore[attr-defined]
+                peer.close_after_flush(reason[:REASON_CHARS], error)  # type: ignore[attr-defined]
         elif a.action == "announce" and a.detail:
             data = encode(Notice(text=a.detail, ts=ts, kind="announce", from_=a.actor))
             for peer in hub.all_connections():

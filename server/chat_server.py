@@ -27,7 +27,7 @@ from . import store as store_pkg
 from .auth import LoginThrottle, PasswordHasher
 from .bus import Bus, LocalBus
 from .bus_node import Node, identity
-from .commands import MAX_REASON_CHARS, Commands
+from .commands import WRITE_WAIT, Commands
 from .config import ServerConfig
 from .connection import Connection
 from .database_file import DatabaseFile
@@ -41,6 +41,7 @@ from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, utcnow, writes
+from .store.models import REASON_CHARS
 from .store.vocab import EndReason
 from .tls import server_context
 from .workers import WorkerPool
@@ -49,6 +50,10 @@ log = logging.getLogger("parley.server")
 
 #: How often session rows get their last_active_at refreshed.
 _TOUCH_INTERVAL = 30.0
+#: How long stop() waits for each of the server's worker pools and timer threads
+#: once the connections are closed: they have nothing left to do by then, and one
+#: still busy is a daemon thread, abandoned rather than waited on.
+THREAD_STOP_WAIT = 2.0
 
 
 try:
@@ -178,7 +183,7 @@ class ChatServer:
                     node=self.config.node if self.store.shared else None,
                 ),
                 what="end_open_sessions",
-            ).result(30)
+            ).result(WRITE_WAIT)
             if ended is DEFERRED:
                 log.warning(
                     "the database refuses writes (%s): serving reads; sessions left open "
@@ -262,12 +267,12 @@ class ChatServer:
         deadline = time.monotonic() + self.config.shutdown_grace
         for conn in conns:
             conn.wait_closed(max(0.0, deadline - time.monotonic()))
-        self._login_pool.stop(2)
-        self._request_pool.stop(2)
+        self._login_pool.stop(THREAD_STOP_WAIT)
+        self._request_pool.stop(THREAD_STOP_WAIT)
         for loop in self._loops:
-            loop.stop()
-        self._maintenance.join(2)
-        self._grace.stop()
+            loop.stop()  # its own deadline: it may still be closing connections
+        self._maintenance.join(THREAD_STOP_WAIT)
+        self._grace.stop(THREAD_STOP_WAIT)
         self.node.stop()
         self.store.close()
         self._unlock_database()
@@ -440,7 +445,7 @@ class ChatServer:
         session_id, nick = conn.session_id, conn.nick
         at = utcnow()
         # The log has the details; the session row gets a short human phrase.
-        stored = stored_reason(reason)[:MAX_REASON_CHARS]
+        stored = stored_reason(reason)[:REASON_CHARS]
         self.store.submit_bookkeeping(
             lambda s: writes.end_session(s, session_id, stored, at),
             what="end_session",

@@ -74,7 +74,7 @@ from . import keys, moderation
 from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_hash
 from .bus import Cluster, NoCluster
 from .config import ServerConfig
-from .flood import TokenBucket
+from .flood import MAX_TRACKED_KEYS, TokenBucket
 from .hub import Hub, message_frame, presence_pages
 from .store import (
     DEFERRED,
@@ -88,19 +88,19 @@ from .store import (
     utcnow,
     writes,
 )
+from .store.models import REASON_CHARS
 from .store.moderation import Refused, RoomSettings
 from .store.records import ConversationRecord, StoredMessage, UserRecord
 from .workers import WorkerPool
 
 log = logging.getLogger("parley.commands")
 
-#: How long a login waits for the writer (account creation, session row).
+#: How long a handler (a login: account creation, session row) or the server's
+#: start (closing the sessions a crash left open) waits for the writer.
 WRITE_WAIT = 30.0
 #: A replay is queued in parts of about this size, each sent once the previous
 #: one has drained (Connection.send_replay).
 REPLAY_PART_BYTES = 64 * 1024
-#: Session end reasons are stored up to this many characters.
-MAX_REASON_CHARS = 200
 
 
 class Client(Protocol):
@@ -646,7 +646,7 @@ class Commands:
         with self._join_lock:
             bucket = self._join_buckets.get(user_id)
             if bucket is None:
-                if len(self._join_buckets) > 10_000:
+                if len(self._join_buckets) > MAX_TRACKED_KEYS:
                     self._join_buckets.clear()  # bounded memory; a full bucket is the default
                 bucket = TokenBucket(self.cfg.join_burst, self.cfg.join_rate)
                 self._join_buckets[user_id] = bucket
@@ -939,7 +939,7 @@ class Commands:
     def bye(self, conn: Client, f: Bye) -> None:
         """bye {reason?}: end the session gracefully, storing the reason."""
         reason = f"bye: {f.reason}" if f.reason else "bye"
-        conn.close_after_flush(reason[:MAX_REASON_CHARS])
+        conn.close_after_flush(reason[:REASON_CHARS])
 
 
 def conversation_pages(items: list[ConversationRecord], nick: str, tag: str | None = None) -> bytes:

@@ -70,6 +70,9 @@ CLOSE_FLUSH_DEADLINE = 2.0
 CLOSE_DISCARD_LIMIT = 4 * 1024 * 1024
 #: A closing connection whose peer is still sending waits for this much quiet.
 CLOSE_LINGER = 0.2
+#: The shortest fakelag pause: a bucket a hair from its next token still waits a
+#: loop turn instead of spinning on it.
+MIN_FAKELAG = 0.001
 
 Dispatch = Callable[["Connection", Frame], None]
 Finished = Callable[["Connection", str], None]
@@ -202,26 +205,17 @@ class Connection:
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several unsolicited byte strings at once (a committed group's share)."""
-        size = sum(len(d) for _, d in chunks)
-        with self._lock:
-            if self._dead:
-                return
-            owed = self._queued_bytes + self._held_bytes + self._wire_pending + size
-            if owed > self._cfg.send_queue_bytes:
-                self._overflow_locked()
-            elif self._holding:
-                self._held.extend(chunks)
-                self._held_bytes += size
-                return
-            else:
-                self._queue.extend(d for _, d in chunks)
-                self._queued_bytes += size
-        self._notify()
+        self._deliver_group(chunks, [d for _, d in chunks])
 
     def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue *data*, shared with other connections; *chunks* split it per message
         for a connection that holds deliveries back while it replays."""
-        size = len(data)
+        self._deliver_group(chunks, [data])
+
+    def _deliver_group(self, chunks: list[tuple[int | None, bytes]], out: list[bytes]) -> None:
+        # *out* is what goes on the queue (the shared blob, or the chunks' bytes);
+        # a replaying connection holds *chunks* instead, to de-duplicate by id.
+        size = sum(len(d) for d in out)
         with self._lock:
             if self._dead:
                 return
@@ -233,7 +227,7 @@ class Connection:
                 self._held_bytes += size
                 return
             else:
-                self._queue.append(data)
+                self._queue.extend(out)
                 self._queued_bytes += size
         self._notify()
 
@@ -405,7 +399,7 @@ class Connection:
                 # Fakelag: stop reading until a token is due; TCP pushes back on
                 # the client. Applies before login too: a connection that never
                 # logs in must not get unlimited answers either.
-                self.paused_until = now + max(0.001, self._bucket.wait_time())
+                self.paused_until = now + max(MIN_FAKELAG, self._bucket.wait_time())
                 if len(self._backlog) > self._cfg.flood_backlog:
                     self._begin_close(
                         "flooding", Error(code=ErrorCode.FLOOD, message="too many messages")

@@ -11,6 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+#: Most keys (users, addresses) a rate table tracks before it prunes or resets
+#: (LoginThrottle, RateWindow, the join buckets): memory stays bounded when a
+#: flood comes from many addresses, and a reset key starts with a full bucket.
+MAX_TRACKED_KEYS = 10_000
+
 
 class TokenBucket:
     """`burst` tokens, refilled at `rate` per second. One frame costs one token."""

@@ -25,10 +25,19 @@ log = logging.getLogger("parley.listener")
 
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _CAPACITY_PAUSE = 0.1
+#: How often the accept thread looks up from accept() to see whether stop() was
+#: called (closing the socket under a thread blocked in accept() is unsafe).
+_ACCEPT_POLL = 0.2
+#: How long stop() waits for the accept thread (at most one _ACCEPT_POLL, then
+#: any on_accept call in progress).
+_STOP_WAIT = 5.0
 
 
-def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
-    """A listening TCP socket on (host, port). Raises AddressInUse with a clear message."""
+def bind(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening TCP socket on (host, port) with *backlog* (ServerConfig.listen_backlog).
+
+    Raises AddressInUse with a clear message.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -57,9 +66,7 @@ class Listener:
         self._sock = sock
         self._on_accept = on_accept
         self._stopping = threading.Event()
-        # A short timeout lets the loop notice stop() without closing the socket
-        # under a thread that may be blocked in accept().
-        self._sock.settimeout(0.2)
+        self._sock.settimeout(_ACCEPT_POLL)
         self._thread = threading.Thread(target=self._run, name="accept", daemon=True)
 
     @property
@@ -75,7 +82,7 @@ class Listener:
     def stop(self) -> None:
         """Stop accepting and close the listening socket."""
         self._stopping.set()
-        self._thread.join(5)
+        self._thread.join(_STOP_WAIT)
         self._sock.close()
 
     def _run(self) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy.orm import Session
 
 from parley_chat.protocol import DEFAULT_ROOM, Error, ErrorCode, encode, fold, format_ts
+from parley_chat.protocol.limits import MAX_MODERATED_CHARS
 from parley_chat.protocol.moderation import (
     Deleted,
     Edited,
@@ -41,7 +42,7 @@ from parley_chat.protocol.vocab import Action, MessageKind, NoticeKind
 
 from .store import moderation as mstore
 from .store import writes
-from .store.models import Message, Room
+from .store.models import REASON_CHARS, Message, Room
 from .store.moderation import MODERATOR, OPERATOR, OWNER, RANK_NAMES, Account, Refused
 from .store.records import StoredMessage
 from .store.vocab import SanctionKind
@@ -573,7 +574,7 @@ def apply(cmds: Commands, conn: Client, f: Moderate, out: Outcome) -> None:
     for user_id, why in out.disconnect:
         error = Error(code=ErrorCode.DISCONNECTED, message=why)
         for peer in hub.connections_of(user_id):
-            cast(Any, peer).close_after_flush(why[:200], error)
+            cast(Any, peer).close_after_flush(why[:REASON_CHARS], error)
     cmds.cluster.moderated(f, out)  # the other nodes' connections (server/bus_node.py)
 
 
@@ -593,7 +594,10 @@ def _tell(cmds: Commands, conn: Client, f: Moderate, out: Outcome) -> None:
             # learns it left (the hub forgets the membership for all of them).
             hub.left(user_id, room)
             hub.publish_presence(room, left=nick, extra_user=user_id)
-        hub.reply(conn, encode(Moderated(action=f.action, message=out.reply[:500], ref=f.ref)))
+        hub.reply(
+            conn,
+            encode(Moderated(action=f.action, message=out.reply[:MAX_MODERATED_CHARS], ref=f.ref)),
+        )
 
 
 # --- hooks for commands.py (login, join, who, rooms, send) ----------------------------

@@ -99,12 +99,14 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_server(db_url: str, certs_dir: Path) -> Iterator[Callable[..., ChatServer]]:
-    """Start servers with test config overrides; all are stopped at teardown."""
+    """Start servers with test config overrides (db_url and certs_dir among them);
+    all are stopped at teardown."""
     started: list[ChatServer] = []
 
     def _make(**overrides: object) -> ChatServer:
         url = str(overrides.pop("db_url", db_url))
-        cfg = ServerConfig.for_tests(url, certs_dir, **overrides)
+        certs = Path(str(overrides.pop("certs_dir", certs_dir)))
+        cfg = ServerConfig.for_tests(url, certs, **overrides)
         server = ChatServer(cfg)
         server.start()
         started.append(server)

@@ -13,20 +13,26 @@ import queue
 import socket
 import sqlite3
 import ssl
+import subprocess
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from parley_chat.client.events import RoomsListed
 from parley_chat.protocol import (
     PROTOCOL_VERSION,
+    Batch,
     Frame,
     Hello,
+    History,
     LineDecoder,
+    Message,
     Ping,
     Pong,
+    Search,
     Welcome,
     decode_server_line,
     encode,
@@ -38,18 +44,60 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT = 10.0
 
 
+def tcp_connect(
+    address: tuple[str, int],
+    *,
+    source: str | None = None,
+    rcvbuf: int | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> socket.socket:
+    """A connected TCP socket to *address* with TCP_NODELAY, as the real clients set it
+    (without it, Nagle and delayed ACKs add ~40 ms per exchange)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            sock.bind((source, 0))
+        sock.settimeout(timeout)
+        sock.connect(address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class RawClient:
     """A TLS connection speaking frames directly, for testing the server."""
 
     def __init__(
-        self, address: tuple[str, int], ca_file: Path, hostname: str = "localhost"
+        self,
+        address: tuple[str, int],
+        ca_file: Path | None = None,
+        hostname: str = "localhost",
+        *,
+        context: ssl.SSLContext | None = None,
+        source: str | None = None,
+        rcvbuf: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_line: int | None = None,
     ) -> None:
-        ctx = ssl.create_default_context(cafile=str(ca_file))
-        raw = socket.create_connection(address, timeout=DEFAULT_TIMEOUT)
-        # As the real clients do: without it, Nagle + delayed ACK add ~40 ms per exchange.
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock = ctx.wrap_socket(raw, server_hostname=hostname)
-        self._decoder = LineDecoder()
+        """Connect and handshake: trusting *ca_file* (or with *context*), from
+        *source* if given (another local address), with a receive buffer of *rcvbuf*
+        bytes if given (set before connect, so the server sees the small window from
+        the start), reading lines of up to *max_line* bytes (the protocol's cap)."""
+        if context is None:
+            assert ca_file is not None, "give a CA file or a context"
+            context = ssl.create_default_context(cafile=str(ca_file))
+        raw = tcp_connect(address, source=source, rcvbuf=rcvbuf, timeout=timeout)
+        try:
+            self.sock = context.wrap_socket(raw, server_hostname=hostname)
+        except BaseException:
+            raw.close()
+            raise
+        self._decoder = LineDecoder() if max_line is None else LineDecoder(max_line)
         self._frames: deque[Frame] = deque()
         self.closed = False
         #: Frames login() saw between the welcome and the replay batch.
@@ -193,6 +241,33 @@ def messages_in(frames: list[Frame]) -> list[Frame]:
     return [f for f in frames if f.TYPE == "message"]
 
 
+def read_batch(
+    client: RawClient, kind: str | None = None, tag: str | None = None
+) -> tuple[Batch, list[Message], Batch]:
+    """The next batch of *kind* (any if None) with *tag*: its open frame, the messages
+    inside it, its close frame. What came before the open (live messages) is skipped."""
+
+    def ours(f: Frame, state: str) -> bool:
+        return (
+            isinstance(f, Batch)
+            and f.state == state
+            and (kind is None or f.kind == kind)
+            and f.tag == tag
+        )
+
+    frames = client.recv_until(lambda f: ours(f, "close"))
+    start = next(i for i, f in enumerate(frames) if ours(f, "open"))
+    inside = [f for f in frames[start:] if isinstance(f, Message)]
+    return cast(Batch, frames[start]), inside, cast(Batch, frames[-1])
+
+
+def request_batch(client: RawClient, frame: History | Search) -> tuple[list[Message], Batch]:
+    """Send a tagged history or search request; the messages of its answer, and its close."""
+    client.send(frame)
+    _, messages, close = read_batch(client, tag=frame.tag)
+    return messages, close
+
+
 def db_rows(server: ChatServer, sql: str, *args: object) -> list[tuple[Any, ...]]:
     """Rows of *sql* read from the server's SQLite file by a connection of the test's own."""
     con = sqlite3.connect(str(server.store.database_path))
@@ -244,3 +319,21 @@ def barrier_events(client: Any, timeout: float = 15.0) -> list[Any]:
     client.rooms(tag=tag)
     seen = collect_until(client, lambda e: isinstance(e, RoomsListed) and e.tag == tag, timeout)
     return seen[:-1]
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The first line *proc* prints on stdout (without the newline), waited for with a deadline.
+
+    readline() blocks, so it runs on a thread of its own; a process that exits first
+    fails the test with what it said on stderr.
+    """
+    lines: queue.Queue[str] = queue.Queue()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        line = lines.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError("the process printed nothing in time") from None
+    assert line, f"exited {proc.poll()}: {proc.stderr.read() if proc.stderr else ''}"
+    return line.rstrip("\n")

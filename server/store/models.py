@@ -48,6 +48,15 @@ NAMING = {
 #: protocol's MAX_ID) on both.
 Id = Integer().with_variant(BigInteger(), "postgresql")
 
+#: Column widths that writes cut to (PostgreSQL's VARCHAR refuses longer values;
+#: SQLite would keep them). A reason is prose for the operator (a session's end,
+#: a lock, a sanction, an audit row); a peer is "address:port" (an IPv6 one with
+#: its port fits); a client is hello.client (the protocol allows 100 characters:
+#: the first 64 are kept, enough to tell "parley-gui 0.1" from a script).
+REASON_CHARS = 200
+PEER_CHARS = 64
+CLIENT_CHARS = 64
+
 
 class Base(DeclarativeBase):
     """Declarative base with the project's constraint naming convention."""
@@ -73,7 +82,7 @@ class User(Base):
     # account cannot log in until unlocked.
     operator: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     locked_at: Mapped[datetime | None] = mapped_column(DateTime)
-    lock_reason: Mapped[str | None] = mapped_column(String(200))
+    lock_reason: Mapped[str | None] = mapped_column(String(REASON_CHARS))
 
 
 class ResumeToken(Base):
@@ -100,12 +109,12 @@ class ChatSession(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("resume_tokens.id"))
-    peer: Mapped[str] = mapped_column(String(64))
-    client: Mapped[str | None] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(PEER_CHARS))
+    client: Mapped[str | None] = mapped_column(String(CLIENT_CHARS))
     started_at: Mapped[datetime] = mapped_column(DateTime)
     last_active_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime)
-    end_reason: Mapped[str | None] = mapped_column(String(200))
+    end_reason: Mapped[str | None] = mapped_column(String(REASON_CHARS))
     #: The server node that opened it (ServerConfig.node); NULL for rows from before
     #: nodes existed. A node's start-up closes its own open sessions only.
     node: Mapped[str | None] = mapped_column(String(64))
@@ -263,7 +272,7 @@ class RoomSanction(Base):
     #: A SanctionKind.
     kind: Mapped[str] = mapped_column(String(8))
     by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(REASON_CHARS))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     until: Mapped[datetime | None] = mapped_column(DateTime)
     lifted_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -297,7 +306,7 @@ class ModerationAction(Base):
     room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
     target_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(String(REASON_CHARS))
     until: Mapped[datetime | None] = mapped_column(DateTime)
     detail: Mapped[str | None] = mapped_column(Text)
 

@@ -24,6 +24,7 @@ from parley_chat.protocol.vocab import MessageKind, Role
 
 from .errors import StoreConflict
 from .models import (
+    REASON_CHARS,
     Message,
     MessageVersion,
     ModerationAction,
@@ -34,7 +35,7 @@ from .models import (
     RoomSanction,
     User,
 )
-from .queries import get_message
+from .queries import MAX_ID, get_message
 from .records import StoredMessage
 from .vocab import SanctionKind
 from .writes import revoke_tokens
@@ -335,7 +336,7 @@ def record(
         room_id=room_id,
         target_id=target_id,
         message_id=message_id,
-        reason=reason[:200] if reason else None,
+        reason=reason[:REASON_CHARS] if reason else None,
         until=until,
         detail=detail,
     )
@@ -426,7 +427,7 @@ def add_sanction(
             user_id=user_id,
             kind=kind,
             by_id=by_id,
-            reason=reason[:200] if reason else None,
+            reason=reason[:REASON_CHARS] if reason else None,
             created_at=now,
             until=until,
         )
@@ -495,7 +496,7 @@ def set_locked(s: Session, nick: str, locked: bool, reason: str | None, now: dat
         raise Refused("no-such-nick", f"no account named {nick}")
     if locked:
         u.locked_at = now
-        u.lock_reason = reason[:200] if reason else None
+        u.lock_reason = reason[:REASON_CHARS] if reason else None
         revoke_tokens(s, u.id, now)
     else:
         u.locked_at = None
@@ -530,7 +531,7 @@ def changed_since(
     )
     if since is None:
         return [], []
-    upto = min(upto, 2**63 - 1)
+    upto = min(upto, MAX_ID)
     seen = or_(
         Message.room_id.in_(_member_rooms(user_id)),
         and_(

@@ -20,6 +20,9 @@ from parley_chat.protocol.vocab import MessageKind
 
 from .errors import IdReused, NickTaken, NoSuchRoom, NoSuchUser, NotVisible, StoreConflict
 from .models import (
+    CLIENT_CHARS,
+    PEER_CHARS,
+    REASON_CHARS,
     ChatSession,
     Message,
     ReadMarker,
@@ -355,8 +358,8 @@ def open_session(
         "node": node,
         "user_id": user_id,
         "token_id": token_id,
-        "peer": peer[:64],
-        "client": client[:64] if client else None,
+        "peer": peer[:PEER_CHARS],
+        "client": client[:CLIENT_CHARS] if client else None,
         "started_at": now,
         "last_active_at": now,
     }
@@ -379,7 +382,7 @@ def touch_sessions(s: Session, ids: list[int], now: datetime) -> None:
 def end_session(s: Session, session_id: int, reason: str, now: datetime) -> None:
     """Close a session row with its reason (first reason wins)."""
     s.connection().execute(
-        _END_SESSION, {"session_id": session_id, "now": now, "reason": reason[:200]}
+        _END_SESSION, {"session_id": session_id, "now": now, "reason": reason[:REASON_CHARS]}
     )
 
 
@@ -392,7 +395,7 @@ def end_open_sessions(s: Session, reason: str, now: datetime, *, node: str | Non
     stmt = update(ChatSession).where(ChatSession.ended_at.is_(None))
     if node is not None:
         stmt = stmt.where(or_(ChatSession.node == node, ChatSession.node.is_(None)))
-    result = s.execute(stmt.values(ended_at=now, end_reason=reason[:200]))
+    result = s.execute(stmt.values(ended_at=now, end_reason=reason[:REASON_CHARS]))
     return int(result.rowcount or 0)
 
 

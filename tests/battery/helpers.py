@@ -30,7 +30,6 @@ from parley_chat.protocol import (
     Error,
     ErrorCode,
     Frame,
-    LineDecoder,
     Presence,
     decode_server_line,
 )
@@ -61,7 +60,7 @@ T = TypeVar("T")
 
 
 class Client(RawClient):
-    """A RawClient that can bind a source address and records what it received.
+    """A RawClient that records what it received, and reads lines past the cap.
 
     `errors` keeps every error frame (for the no-`internal` invariant),
     `longest_line` the longest line the server sent, and recv_line() also
@@ -79,25 +78,17 @@ class Client(RawClient):
         rcvbuf: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        # RawClient.__init__ cannot bind a source address, so this builds the
-        # same state itself: a TLS socket, a line decoder, a frame queue.
-        if context is None:
-            assert ca_file is not None, "give a CA file or a context"
-            context = ssl.create_default_context(cafile=str(ca_file))
-        raw = tcp_socket(source, rcvbuf=rcvbuf)
-        try:
-            raw.settimeout(timeout)
-            raw.connect(address)
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.sock = context.wrap_socket(raw, server_hostname=hostname)
-        except BaseException:
-            raw.close()
-            raise
-        self._decoder = LineDecoder(_CLIENT_MAX_LINE)
-        self._frames = deque()
+        super().__init__(
+            address,
+            ca_file,
+            hostname,
+            context=context,
+            source=source,
+            rcvbuf=rcvbuf,
+            timeout=timeout,
+            max_line=_CLIENT_MAX_LINE,
+        )
         self._lines: deque[tuple[Frame, bytes]] = deque()
-        self.closed = False
-        self.received_bytes = 0
         self.errors: list[Error] = []
         self.longest_line = 0
 

@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from parley_chat.protocol import (
     Ack,
-    Batch,
     ErrorCode,
     Frame,
     History,
@@ -33,22 +32,12 @@ from tests.battery.helpers import (
     chattr_works,
     wait_for,
 )
-from tests.support import messages_in
+from tests.support import messages_in, request_batch
 
 
 def _page(client: Client, frame: History | Search) -> list[Message]:
     """The messages of one history or search batch (the request must carry a tag)."""
-    client.send(frame)
-    tag = frame.tag
-    frames = client.recv_until(
-        lambda f: isinstance(f, Batch) and f.state == "close" and f.tag == tag
-    )
-    start = next(
-        i
-        for i, f in enumerate(frames)
-        if isinstance(f, Batch) and f.state == "open" and f.tag == tag
-    )
-    return [f for f in frames[start:] if isinstance(f, Message)]
+    return request_batch(client, frame)[0]
 
 
 def _texts(client: Client, room: str, tag: str) -> list[str]:

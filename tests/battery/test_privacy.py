@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from parley_chat.protocol import (
     Ack,
-    Batch,
     Conversations,
     Error,
     ErrorCode,
@@ -22,23 +21,8 @@ from parley_chat.protocol import (
     Send,
     Who,
 )
-from tests.battery.helpers import Client, barrier, codes, joined_presence, left_presence
-from tests.support import messages_in
-
-
-def _batch(client: Client, frame: History | Search) -> tuple[list[Message], Batch]:
-    """The messages of one tagged history or search batch, and its closing frame."""
-    client.send(frame)
-    tag = frame.tag
-    frames = client.recv_until(
-        lambda f: isinstance(f, Batch) and f.state == "close" and f.tag == tag
-    )
-    start = next(
-        i
-        for i, f in enumerate(frames)
-        if isinstance(f, Batch) and f.state == "open" and f.tag == tag
-    )
-    return [f for f in frames[start:] if isinstance(f, Message)], frames[-1]
+from tests.battery.helpers import barrier, codes, joined_presence, left_presence
+from tests.support import messages_in, request_batch
 
 
 def _ids(frames: list[Frame]) -> set[int]:
@@ -77,7 +61,7 @@ def test_a_private_message_reaches_its_two_parties_and_nobody_else_on_any_path(s
         "search": Search(words="zebra", tag="search"),
         "search-bob": Search(words="for bob", tag="search-bob"),
     }.items():
-        messages, close = _batch(carol, frame)
+        messages, close = request_batch(carol, frame)
         assert dm not in {m.id for m in messages}, tag
         answers[tag] = (len(messages), close.more, close.count)
     # Not even "it exists": asking about bob looks like asking about dave, who got nothing.
@@ -89,7 +73,7 @@ def test_a_private_message_reaches_its_two_parties_and_nobody_else_on_any_path(s
         "around-alice": History(with_="alice", around=dm, tag="around-alice"),
         "around-bob": History(with_="bob", around=dm, tag="around-bob"),
     }.items():
-        messages, _ = _batch(carol, frame)
+        messages, _ = request_batch(carol, frame)
         assert dm not in {m.id for m in messages}, tag
     # The conversation list (at login and on request) knows nothing of alice and bob's.
     for listing in (*again.before_replay, *fresh.before_replay):
@@ -109,8 +93,8 @@ def test_a_private_message_reaches_its_two_parties_and_nobody_else_on_any_path(s
         party.send(ListConversations(tag="p"))
         items = {(i["kind"], i["name"]): i for i in party.expect(Conversations, tag="p").items}
         assert items["private", peer]["last"]["id"] == dm
-    assert [m.id for m in _batch(bob, History(with_="alice", tag="b"))[0]] == [dm]
-    assert [m.id for m in _batch(alice, Search(words="zebra", tag="a"))[0]] == [dm]
+    assert [m.id for m in request_batch(bob, History(with_="alice", tag="b"))[0]] == [dm]
+    assert [m.id for m in request_batch(alice, Search(words="zebra", tag="a"))[0]] == [dm]
     battery.finish(server)
 
 
@@ -147,16 +131,16 @@ def test_only_members_read_a_rooms_history_replay_and_search(server, battery):
     hidden = alice.expect(Ack).id
     carol.send(History(room="#secret", tag="h1"))
     assert codes(barrier(carol, "h1")) == [ErrorCode.NOT_IN_ROOM]
-    assert _batch(carol, Search(words="quokka", tag="s1"))[0] == []
+    assert request_batch(carol, Search(words="quokka", tag="s1"))[0] == []
     # A former member: in while it was said, out now.
     carol.send(Join(room="#secret"))
     carol.recv_until(lambda f: joined_presence(f, "#secret", "carol"))
-    assert hidden in {m.id for m in _batch(carol, History(room="#secret", tag="h2"))[0]}
+    assert hidden in {m.id for m in request_batch(carol, History(room="#secret", tag="h2"))[0]}
     carol.send(Leave(room="#secret"))
     carol.recv_until(lambda f: left_presence([f], "carol"))
     carol.send(History(room="#secret", tag="h3"))
     assert codes(barrier(carol, "h3")) == [ErrorCode.NOT_IN_ROOM]
-    assert _batch(carol, Search(words="quokka", tag="s2"))[0] == []
+    assert request_batch(carol, Search(words="quokka", tag="s2"))[0] == []
     again = battery.connect(server)
     _, replay = again.login("carol", register=False, last_seen=0)
     assert hidden not in _ids(replay)

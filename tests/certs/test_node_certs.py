@@ -20,7 +20,6 @@ from cryptography import x509
 
 from parley_chat.certs import fingerprint_sha256
 from parley_chat.server.chat_server import ChatServer
-from parley_chat.server.config import ServerConfig
 from tests.support import RawClient
 
 PARLEY_CERTS = Path(sys.executable).with_name("parley-certs")
@@ -52,20 +51,17 @@ def issued_by(cert_file: Path, ca_file: Path) -> bool:
 
 
 @pytest.fixture
-def node_servers(tmp_path: Path) -> Callable[[Path], ChatServer]:
+def node_servers(
+    tmp_path: Path, make_server: Callable[..., ChatServer]
+) -> Callable[[Path], ChatServer]:
     """Start a server (its own database) on a node's certificate directory."""
-    started: list[ChatServer] = []
 
     def start(node_dir: Path) -> ChatServer:
-        url = f"sqlite:///{tmp_path / f'{node_dir.name}.db'}"
-        server = ChatServer(ServerConfig.for_tests(url, node_dir))
-        server.start()
-        started.append(server)
-        return server
+        return make_server(
+            db_url=f"sqlite:///{tmp_path / f'{node_dir.name}.db'}", certs_dir=node_dir
+        )
 
-    yield start  # type: ignore[misc]
-    for server in started:
-        server.stop()
+    return start
 
 
 def test_each_node_gets_its_own_certificate_under_the_one_ca(tmp_path):

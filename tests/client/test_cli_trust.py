@@ -18,8 +18,6 @@ import pytest
 from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
 from parley_chat.client.gui.settings import server_key
-from parley_chat.server.chat_server import ChatServer
-from parley_chat.server.config import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
@@ -75,20 +73,6 @@ def invite_for(certs: Path, port: int) -> str:
 
 def pins(home: Path) -> dict[str, dict[str, str]]:
     return json.loads((home / "config" / "known_servers.json").read_text())
-
-
-@pytest.fixture
-def own_server(tmp_path, request):
-    def start(port: int = 0) -> ChatServer:
-        cfg = ServerConfig.for_tests(
-            f"sqlite:///{tmp_path / 'own.db'}", tmp_path / "certs", port=port
-        )
-        server = ChatServer(cfg)
-        server.start()
-        request.addfinalizer(server.stop)
-        return server
-
-    return start
 
 
 def test_an_invite_connects_without_a_question_and_the_ca_pin_survives_renewal(

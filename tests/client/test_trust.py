@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -22,24 +21,7 @@ from parley_chat.client import (
 from parley_chat.client.tls import is_ca_certificate, issued_by
 from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 from parley_chat.server.chat_server import ChatServer
-from parley_chat.server.config import ServerConfig
 from tests.support import wait_for_event
-
-
-@pytest.fixture
-def own_server(tmp_path, request):
-    """start(port=0) -> a running server on certificates in tmp_path/certs (renewable)."""
-
-    def start(port: int = 0, certs: Path | None = None) -> ChatServer:
-        cfg = ServerConfig.for_tests(
-            f"sqlite:///{tmp_path / 'own.db'}", certs or tmp_path / "certs", port=port
-        )
-        server = ChatServer(cfg)
-        server.start()
-        request.addfinalizer(server.stop)
-        return server
-
-    return start
 
 
 def login(server: ChatServer, pem: str) -> ChatClient:

@@ -20,19 +20,7 @@ from parley_chat.protocol import (
     Who,
 )
 from tests.support import RawClient, barrier, messages_in, online
-
-
-def _batch_frames(client: RawClient, kind: str, tag: str | None = None):
-    frames = client.recv_until(
-        lambda f: isinstance(f, Batch) and f.state == "close" and f.kind == kind and f.tag == tag
-    )
-    start = next(
-        i
-        for i, f in enumerate(frames)
-        if isinstance(f, Batch) and f.state == "open" and f.kind == kind and f.tag == tag
-    )
-    # Only what lies between open and close: live messages may arrive before it.
-    return frames[start], messages_in(frames[start:]), frames[-1]
+from tests.support import read_batch as _batch_frames
 
 
 def test_rejoin_receives_exactly_what_was_missed_in_order(server, ca_file):

@@ -21,7 +21,6 @@ import functools
 import itertools
 import json
 import math
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,43 +48,11 @@ from parley_chat.protocol import (
     format_ts,
     has_surrogate,
 )
+from tests.fuzzjson import Pairs, Raw, dump
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
-
-# --- a JSON writer that can also write what json.dumps will not -----------------------
-
-
-@dataclass(frozen=True)
-class Raw:
-    """JSON text written as is: NaN, 1e999, a 5000-digit integer, deep nesting."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Pairs:
-    """An object as key/value pairs, so that a key can appear twice."""
-
-    items: tuple[tuple[str, Any], ...]
-
-
-def dump(value: Any, ascii_only: bool) -> str:
-    """*value* as JSON text; with ascii_only=False, non-ASCII (and surrogates) stay raw."""
-    if isinstance(value, Raw):
-        return value.text
-    if value is None or isinstance(value, bool | int):
-        return json.dumps(value)
-    if isinstance(value, float):
-        return json.dumps(value)  # NaN, Infinity and -Infinity included
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=ascii_only)
-    if isinstance(value, list):
-        return "[" + ",".join(dump(v, ascii_only) for v in value) + "]"
-    items = value.items if isinstance(value, Pairs) else tuple(value.items())
-    return "{" + ",".join(f"{dump(k, ascii_only)}:{dump(v, ascii_only)}" for k, v in items) + "}"
-
 
 # --- junk ---------------------------------------------------------------------------
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import tomllib
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from parley_chat.server.config import ServerConfig
 from parley_chat.server.config_file import LoadedConfig, command_line_config, default_paths, load
 from parley_chat.server.config_render import SAMPLE_PATH, render_sample
 from parley_chat.server.config_schema import BY_NAME, KEYS, TABLES, ConfigError, check
-from tests.support import RawClient
+from tests.support import RawClient, first_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -434,18 +432,6 @@ def test_print_config_says_where_it_looked_when_there_is_no_file(tmp_path):
 # --- a real server honours the file --------------------------------------------------------
 
 
-def _first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
-    try:
-        line = lines.get(timeout=timeout)
-    except queue.Empty:
-        raise TimeoutError("the server printed nothing in time") from None
-    assert line, f"server exited {proc.poll()}: {proc.stderr.read() if proc.stderr else ''}"
-    return line.rstrip("\n")
-
-
 def test_a_server_started_with_config_keeps_the_files_limits(tmp_path, certs_dir, ca_file):
     path = tmp_path / "server.toml"
     path.write_text(
@@ -478,7 +464,7 @@ backup_before_migrate = false
         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
     )
     try:
-        line = _first_line(proc)
+        line = first_line(proc)
         assert line.startswith("parley listening on 127.0.0.1:")
         port = int(line.split()[3].rsplit(":", 1)[1])
         client = RawClient(("127.0.0.1", port), ca_file)

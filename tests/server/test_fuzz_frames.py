@@ -24,7 +24,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -43,6 +43,7 @@ from parley_chat.protocol import (
     decode_client_line,
     encode,
 )
+from tests.fuzzjson import Pairs, Raw, dump
 from tests.support import RawClient
 
 SEED = 20261124
@@ -54,33 +55,6 @@ BUDGET = 25.0  # seconds: stop fuzzing (and say so) past this
 REPLY_TIMEOUT = 10.0  # for any one answer
 
 # --- seeded mutations of valid frames -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Raw:
-    """JSON text written as is (NaN, 1e999, a 5000-digit number, deep nesting)."""
-
-    text: str
-
-
-def dump(value: Any) -> str:
-    """JSON text for *value*; a list of 2-tuples under `Pairs` allows repeated keys."""
-    if isinstance(value, Raw):
-        return value.text
-    if isinstance(value, Pairs):
-        return "{" + ",".join(f"{json.dumps(k)}:{dump(v)}" for k, v in value.items) + "}"
-    if isinstance(value, dict):
-        return dump(Pairs(list(value.items())))
-    if isinstance(value, list):
-        return "[" + ",".join(dump(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-@dataclass
-class Pairs:
-    """A JSON object as key/value pairs, so that a key can appear twice."""
-
-    items: list[tuple[str, Any]] = field(default_factory=list)
 
 
 JUNK: list[Any] = [

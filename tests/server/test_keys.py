@@ -26,7 +26,7 @@ from parley_chat.protocol import (
     Search,
     Send,
 )
-from tests.support import RawClient
+from tests.support import RawClient, online
 
 
 def _key(n: int, size: int = 32) -> str:
@@ -41,10 +41,8 @@ def connect(server, ca_file):
     made: list[RawClient] = []
 
     def make(nick: str) -> RawClient:
-        client = RawClient(server.address, ca_file)
-        client.login(nick)
-        made.append(client)
-        return client
+        made.append(online(server, ca_file, nick))
+        return made[-1]
 
     yield make
     for client in made:

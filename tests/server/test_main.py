@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from parley_chat.certs import fingerprint_sha256
+from tests.support import first_line
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,19 +28,6 @@ def _start(args: list[str]) -> subprocess.Popen[str]:
     )
 
 
-def _first_line(proc: subprocess.Popen[str], timeout: float = 30) -> str:
-    # readline() blocks, so it runs in a thread and the test waits with a deadline.
-    lines: queue.Queue[str] = queue.Queue()
-    assert proc.stdout is not None
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
-    try:
-        line = lines.get(timeout=timeout)
-    except queue.Empty:
-        raise TimeoutError("the server printed nothing in time") from None
-    assert line, f"server exited {proc.poll()}: {proc.stderr.read() if proc.stderr else ''}"
-    return line.rstrip("\n")
-
-
 def test_server_prints_listening_then_refuses_a_second_one_and_stops_on_sigterm(
     tmp_path, certs_dir
 ):
@@ -49,7 +35,7 @@ def test_server_prints_listening_then_refuses_a_second_one_and_stops_on_sigterm(
     args = ["--port", "0", "--db", db, "--certs", str(certs_dir), "--scrypt-n", "16"]
     proc = _start(args)
     try:
-        line = _first_line(proc)
+        line = first_line(proc)
         assert line.startswith("parley listening on 127.0.0.1:")
         assert "TLS 1.2, TLS 1.3" in line or "TLSv1.2" in line
         assert fingerprint_sha256((certs_dir / "server.pem").read_bytes()) in line
@@ -121,7 +107,7 @@ def test_every_acked_message_survives_kill_9(tmp_path, certs_dir, ca_file):
     )
     acked: list[int] = []
     try:
-        line = _first_line(proc)
+        line = first_line(proc)
         port = int(line.split()[3].rsplit(":", 1)[1])
         client = RawClient(("127.0.0.1", port), ca_file)
         client.login("durable")
