@@ -248,13 +248,19 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             with gw.store.read() as s:
                 ops = _ops(mstore.room_settings(s, room))
             rows = [(room, x, fold(x) in ops) for x in gw.hub.online_in(room)]
-    else:
+    elif "*" in mask or "?" in mask:
+        # Everyone is +i: a mask finds only those who share a channel with the asker.
         pattern = fold(mask)
+        near = {fold(conn.nick or "")}
+        for room in conn.channels():
+            near.update(fold(x) for x in gw.hub.online_in(room))
         rows = [
             ("*", x, False)
             for x in sorted(gw.hub.online_nicks(), key=fold)
-            if fnmatch.fnmatchcase(fold(x), pattern)
+            if fold(x) in near and fnmatch.fnmatchcase(fold(x), pattern)
         ]
+    elif gw.hub.is_online(mask):
+        rows = [("*", x, False) for x in gw.hub.online_nicks() if fold(x) == fold(mask)]
     for channel, who_nick, op in rows:
         flags = ("G" if _away(gw, who_nick) else "H") + ("@" if op else "")
         username, realname = gw.idents.get(fold(who_nick), (who_nick, who_nick))

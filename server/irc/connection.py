@@ -85,6 +85,7 @@ class IrcConnection(Connection):
         self.realname = ""
         self.password: str | None = None
         self.registering = False  # the login job is running
+        self.guest = False  # logged in with a temporary (guest) account
         self.device = "default"
         #: The newest message id when the session started (what this device has seen).
         self.baseline = 0

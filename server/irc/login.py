@@ -15,7 +15,7 @@ import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 
@@ -199,26 +199,50 @@ def _check(gw: IrcGateway, conn: IrcConnection, name: str, password: str) -> Use
 
 
 def _guest(gw: IrcGateway, conn: IrcConnection, wanted: str) -> UserRecord | None:
-    """A guest account for *wanted*: new, or a guest account nobody is using."""
+    """A new guest account for *wanted*. A guest account nobody is using is removed
+    first (its messages stay with it): a guest never sees an earlier guest's history."""
     with gw.store.read() as s:
         found = queries.get_user(s, wanted)
-    if found is not None:
-        if found.password_hash == GUEST_HASH and not gw.hub.is_online(found.nick):
-            return found
+    if found is not None and (found.password_hash != GUEST_HASH or gw.hub.connections_of(found.id)):
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
         return None
-    future = gw.store.submit(
-        partial(writes.create_user, nick=wanted, password_hash=GUEST_HASH, now=utcnow())
-    )
+    now = utcnow()
+
+    def op(s: Any) -> UserRecord:
+        old = queries.get_user(s, wanted)
+        if old is not None:
+            if old.password_hash != GUEST_HASH:
+                raise StoreConflict(f"{wanted} is taken")
+            writes.delete_user(s, old.nick, now)
+        return writes.create_user(s, nick=wanted, password_hash=GUEST_HASH, now=now)
+
     try:
-        return future.result(WRITE_WAIT)
+        user: UserRecord = gw.store.submit(op).result(WRITE_WAIT)
     except StoreConflict:
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
         return None
+    conn.guest = True
+    return user
+
+
+def forget_guest(gw: IrcGateway, conn: IrcConnection) -> None:
+    """A guest's last connection ended: remove the account, freeing its nick."""
+    if not conn.guest or conn.user_id is None or conn.nick is None:
+        return
+    if gw.hub.connections_of(conn.user_id):
+        return
+    nick, now = conn.nick, utcnow()
+
+    def op(s: Any) -> None:
+        old = queries.get_user(s, nick)
+        if old is not None and old.password_hash == GUEST_HASH:
+            writes.delete_user(s, old.nick, now)
+
+    gw.store.submit(op)
 
 
 # --- SASL and REGISTER ---------------------------------------------------------------------
@@ -228,7 +252,11 @@ def authenticate(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     """AUTHENTICATE PLAIN, then the base64 payload in 400-byte chunks; * aborts."""
     if not gw.need_params(conn, msg, 1):
         return
-    if conn.logged_in or conn.account is not None:
+    if conn.logged_in:
+        # The session's account is fixed at registration (the nick is the account's).
+        conn.reply(gw.numeric(conn, n.ERR_ALREADYREGISTERED, "You may not reregister"))
+        return
+    if conn.account is not None:
         conn.reply(gw.numeric(conn, n.ERR_SASLALREADY, "You have already authenticated"))
         return
     arg = msg.params[0]
@@ -315,8 +343,17 @@ def register(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         conn.reply(gw.fail("REGISTER", "DISALLOWED", name, "Registration is closed on this server"))
         return
     with gw.store.read() as s:
-        exists = queries.get_user(s, name) is not None
-    if exists:
+        found = queries.get_user(s, name)
+    if (
+        found is not None
+        and found.password_hash == GUEST_HASH
+        and not gw.hub.connections_of(found.id)
+    ):
+        # A guest's nick, nobody using it: the guest account goes (with its history).
+        gw.store.submit(partial(writes.delete_user, nick=found.nick, now=utcnow())).result(
+            WRITE_WAIT
+        )
+    elif found is not None:
         conn.reply(gw.fail("REGISTER", "ACCOUNT_EXISTS", name, "That account already exists"))
         return
     hello = Hello(version=PROTOCOL_VERSION, nick=name, password=password, register=True)
