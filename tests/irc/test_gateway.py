@@ -234,3 +234,40 @@ def test_overlong_line_and_bad_utf8_get_clear_errors(
     assert c.sync()[0].command == "403"
     c.send("PRIVMSG nobody-here :hi")
     assert c.sync()[0].command == "401"
+
+
+# --- guests ------------------------------------------------------------------------------
+
+
+def test_a_guest_never_sees_an_earlier_guests_private_messages(
+    make_server: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    from tests.irc.conftest import free_port
+
+    server = make_server(irc_port=free_port(), irc_guests=True)
+    address = server.irc_address
+    assert address is not None
+
+    def guest(nick: str) -> IrcClient:
+        c = IrcClient(address, ca_file)
+        c.send(f"NICK {nick}")
+        c.send(f"USER {nick} 0 * :{nick}")
+        c.until("422")
+        return c
+
+    p = parley(server, ca_file, "host")
+    first = guest("visitor")
+    first.send("PRIVMSG host :a secret of the first visitor")
+    first.sync()
+    p.expect(Message, text="a secret of the first visitor")
+    p.send(Send(id="s1", to="visitor", text="the reply is secret too"))
+    p.expect(Ack, ref="s1")
+    first.send("QUIT")
+    first.expect("ERROR")
+    # QUIT takes the guest offline at once; the next guest of that nick gets a new
+    # account, which sees none of the first one's conversation.
+    second = guest("visitor")
+    second.send("CHATHISTORY LATEST host * 10")
+    history = second.sync()
+    assert "BATCH" in {m.command for m in history} and privmsgs(history) == []
+    p.close()
