@@ -86,6 +86,7 @@ class IrcConnection(Connection):
         self.password: str | None = None
         self.registering = False  # the login job is running
         self.guest = False  # logged in with a temporary (guest) account
+        self.guest_claim: str | None = None  # the guest nick this connection holds
         self.device = "default"
         #: The newest message id when the session started (what this device has seen).
         self.baseline = 0

@@ -100,6 +100,8 @@ class IrcGateway:
         self._parts: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._quits: OrderedDict[str, str] = OrderedDict()
         self._recent_lock = threading.Lock()
+        #: fold()ed nicks of guests logged in or logging in (two at once cannot take one).
+        self.guest_claims: set[str] = set()
         from . import channels, chat, history, login
 
         self.handlers: dict[str, Spec] = {}

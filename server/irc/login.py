@@ -201,13 +201,23 @@ def _check(gw: IrcGateway, conn: IrcConnection, name: str, password: str) -> Use
 def _guest(gw: IrcGateway, conn: IrcConnection, wanted: str) -> UserRecord | None:
     """A new guest account for *wanted*. A guest account nobody is using is removed
     first (its messages stay with it): a guest never sees an earlier guest's history."""
+    key = fold(wanted)
+    with gw._recent_lock:
+        claimed = key in gw.guest_claims
+        if not claimed:
+            gw.guest_claims.add(key)
     with gw.store.read() as s:
         found = queries.get_user(s, wanted)
-    if found is not None and (found.password_hash != GUEST_HASH or gw.hub.connections_of(found.id)):
+    if claimed or (
+        found is not None and (found.password_hash != GUEST_HASH or gw.hub.connections_of(found.id))
+    ):
+        if not claimed:
+            gw.guest_claims.discard(key)
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
         return None
+    conn.guest_claim = key
     now = utcnow()
 
     def op(s: Any) -> UserRecord:
@@ -221,6 +231,8 @@ def _guest(gw: IrcGateway, conn: IrcConnection, wanted: str) -> UserRecord | Non
     try:
         user: UserRecord = gw.store.submit(op).result(WRITE_WAIT)
     except StoreConflict:
+        gw.guest_claims.discard(key)
+        conn.guest_claim = None
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
@@ -231,15 +243,20 @@ def _guest(gw: IrcGateway, conn: IrcConnection, wanted: str) -> UserRecord | Non
 
 def forget_guest(gw: IrcGateway, conn: IrcConnection) -> None:
     """A guest's last connection ended: remove the account, freeing its nick."""
+    if conn.guest_claim is not None:
+        with gw._recent_lock:
+            gw.guest_claims.discard(conn.guest_claim)
+        conn.guest_claim = None
     if not conn.guest or conn.user_id is None or conn.nick is None:
         return
     if gw.hub.connections_of(conn.user_id):
         return
-    nick, now = conn.nick, utcnow()
+    nick, uid, now = conn.nick, conn.user_id, utcnow()
 
     def op(s: Any) -> None:
         old = queries.get_user(s, nick)
-        if old is not None and old.password_hash == GUEST_HASH:
+        # By id: the nick may be a newer guest's already.
+        if old is not None and old.id == uid and old.password_hash == GUEST_HASH:
             writes.delete_user(s, old.nick, now)
 
     gw.store.submit(op)
@@ -509,6 +526,7 @@ def quit_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             for room in rooms:
                 gw.hub.publish_presence(room, left=nick)
         gw.hub.flush_presence()
+    forget_guest(gw, conn)  # a guest's nick is free from now
 
 
 COMMANDS: dict[str, Spec] = {
