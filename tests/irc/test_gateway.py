@@ -271,3 +271,41 @@ def test_a_guest_never_sees_an_earlier_guests_private_messages(
     history = second.sync()
     assert "BATCH" in {m.command for m in history} and privmsgs(history) == []
     p.close()
+
+
+# --- moderation through IRC verbs --------------------------------------------------------------
+
+
+def test_topic_mode_and_kick_use_parley_moderation(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    from parley_chat.protocol.moderation import RoomInfo
+
+    for nick in ("olga", "nemo"):
+        parley(irc_server, ca_file, nick).close()
+    owner, other = irc_connect(), irc_connect()
+    owner.login("olga", "secret-pw")
+    other.login("nemo", "secret-pw")
+    owner.send("JOIN #mods")
+    owner.sync()
+    p = parley(irc_server, ca_file, "pm")
+    p.send(Join(room="#mods"))
+    barrier(p)
+    other.send("JOIN #mods")
+    other.sync()
+    other.send("TOPIC #mods :not yours to set")
+    assert other.sync()[0].command == "482"
+    owner.send("TOPIC #mods :welcome")
+    topic = owner.expect("TOPIC")
+    assert topic.params == ("#mods", "welcome") and (topic.source or "").startswith("olga!")
+    assert p.expect(RoomInfo, room="#mods", topic="welcome").topic == "welcome"  # type: ignore[attr-defined]
+    owner.send("MODE #mods +o pm")
+    mode = owner.expect("MODE")
+    assert mode.params == ("#mods", "+o", "pm")
+    p.expect(RoomInfo, room="#mods", moderators=["pm"])
+    owner.send("KICK #mods nemo :out")
+    kick = other.expect("KICK")
+    assert kick.params == ("#mods", "nemo", "out")
+    other.send("PRIVMSG #mods :still here?")
+    assert other.sync()[0].command == "404"
+    p.close()
