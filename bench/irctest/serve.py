@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import json
 import logging
 import selectors
@@ -87,9 +88,8 @@ def _template(host: str) -> Path:
     of the gate's time."""
     from filelock import FileLock
 
-    from parley_chat import migrations
-
-    versions = Path(migrations.__file__).parent / "versions"
+    migrations = importlib.import_module("parley_chat.migrations")
+    versions = Path(str(migrations.__file__)).parent / "versions"
     key = hashlib.sha256(
         " ".join(sorted(p.name for p in versions.glob("*.py"))).encode()
     ).hexdigest()[:12]
