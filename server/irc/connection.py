@@ -127,8 +127,7 @@ class IrcConnection(Connection):
         if isinstance(frame, Ping):
             return encode(Message("PING", (frame.token or self.gw.server_name,)))
         if isinstance(frame, Error):
-            if self._command is not None:  # a refusal from a shared handler (moderation)
-                return b""
+            # Errors the connection sends by itself close it (flood, time-outs, shutdown).
             return encode(Message("ERROR", (f"Closing link: {frame.message}",)))
         return b""
 

@@ -12,6 +12,7 @@ session, through the replay's cap and de-duplication (Connection.send_replay).
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from functools import partial
@@ -46,9 +47,12 @@ SEEN_KEY = "irc.seen.{user}.{device}"
 
 
 def _device(account: str) -> tuple[str, str]:
-    """('alice', 'phone') for 'alice@phone' (Ergo's device syntax); device 'default'."""
+    """('alice', 'phone') for 'alice@phone' (Ergo's device syntax); device 'default'.
+
+    A device name keeps letters, digits, `_`, `-` and `.`, at most 24 of them (it is
+    part of a server setting's key)."""
     name, _, device = account.partition("@")
-    return name, device or "default"
+    return name, re.sub(r"[^A-Za-z0-9_.-]", "", device)[:24] or "default"
 
 
 # --- CAP ---------------------------------------------------------------------------
@@ -486,7 +490,7 @@ def welcome(gw: IrcGateway, conn: IrcConnection) -> list[Message]:
 
 def finished(gw: IrcGateway, conn: IrcConnection) -> None:
     """The connection ended: remember where this device stopped reading."""
-    if conn.user_id is None:
+    if conn.user_id is None or conn.guest:  # a guest's account goes with it
         return
     last = max(conn.renderer.last_id, conn.baseline)
     key = SEEN_KEY.format(user=conn.user_id, device=conn.device)
