@@ -309,3 +309,22 @@ def test_topic_mode_and_kick_use_parley_moderation(
     other.send("PRIVMSG #mods :still here?")
     assert other.sync()[0].command == "404"
     p.close()
+
+
+def test_flood_control_is_the_parley_ports(
+    make_server: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    from tests.irc.conftest import free_port
+
+    server = make_server(irc_port=free_port(), flood_burst=5, flood_rate=1.0, flood_backlog=20)
+    parley(server, ca_file, "fred").close()
+    address = server.irc_address
+    assert address is not None
+    c = IrcClient(address, ca_file)
+    try:
+        c.send(b"".join(f"PING n{i}\r\n".encode() for i in range(200)))
+        lines = c.until("ERROR")
+        assert "too many messages" in lines[-1].params[0]
+        assert len([m for m in lines if m.command == "PONG"]) < 20
+    finally:
+        c.close()
