@@ -54,7 +54,6 @@ class Command:
         """*label*: the client's label tag, if labeled-response applies."""
         self.label = label
         self.lines: list[Message] = []
-        self.refs: set[str] = set()
 
 
 class IrcConnection(Connection):
@@ -148,10 +147,8 @@ class IrcConnection(Connection):
         out: list[bytes] = []
         for msg, own in self.renderer.render(data):
             if command is not None and (own or self._caused(msg)):
-                if msg.command:
-                    command.lines.append(msg)
-                else:
-                    command.lines.append(msg)  # keeps the place: ACK needs no line
+                # An empty command only marks an echo's place (a label's ACK needs none).
+                command.lines.append(msg)
                 continue
             if msg.command:
                 out.append(encode(msg))

@@ -192,10 +192,6 @@ class IrcGateway:
         reason = self._quits.get(fold(nick))
         return f"Quit: {reason}" if reason else "Quit: offline"
 
-    def away_nicks(self) -> list[str]:
-        """fold()ed nicks of the users marked away."""
-        return list(self.away)
-
     def batch_id(self) -> str:
         """A fresh BATCH reference."""
         return f"b{next(self._batch_ids)}"
