@@ -30,6 +30,16 @@ class ParleyController(BaseServerController, DirectoryBasedController):
     software_name = "parley"
     supported_sasl_mechanisms = {"PLAIN"}
     supports_sts = False
+    #: ISUPPORT values the gateway promises (server/irc/gateway.py), checked by isupport.py.
+    isupport = {
+        "CASEMAPPING": "ascii",
+        "CHANTYPES": "#",
+        "CHATHISTORY": "1000",
+        "CLIENTTAGDENY": "*",
+        "MSGREFTYPES": "msgid,timestamp",
+        "NICKLEN": "24",
+        "PREFIX": "(ov)@+",
+    }
 
     def run(
         self,

@@ -214,16 +214,16 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
 
 
 def names(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
-    """NAMES #a: the online members; of a channel one may not see, only the end."""
+    """NAMES #a[,#b]: the online members; of a channel one may not see, nothing."""
     if not msg.params:
         conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, "*", "End of /NAMES list"))
         return
+    # Each channel's 353 lines, then one 366 naming what was asked (Modern IRC).
     for name in msg.params[0].split(","):
-        room = _visible_room(gw, conn, name)
-        if room is None:
-            conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, name, "End of /NAMES list"))
-        else:
-            conn.reply(*names_lines(gw, conn, room))
+        room = _visible_room(gw, conn, name) if name else None
+        if room is not None:
+            conn.reply(*names_lines(gw, conn, room)[:-1])
+    conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list"))
 
 
 def _visible_room(gw: IrcGateway, conn: IrcConnection, name: str) -> str | None:

@@ -149,7 +149,7 @@ class IrcGateway:
             "NETWORK": self.server_name.split(".")[0],
             "NICKLEN": "24",
             "PREFIX": "(ov)@+",
-            "TARGMAX": "PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHO:1",
+            "TARGMAX": "PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:,WHO:1",
             "TOPICLEN": str(MAX_TOPIC_CHARS),
             "UTF8ONLY": "",
             "KICKLEN": "200",
