@@ -31,6 +31,8 @@ DESELECT=(
   "who.py::WhoTestCase::testWhoNickAwayAndOper[exact]"
   "who.py::WhoTestCase::testWhoNickAwayAndOper[casefolded]"
   "who.py::WhoTestCase::testWhoNickAwayAndOper[mask]"
+  # The nick is the account's: a client logged in as coolAcct is coolAcct, not coolNick.
+  who.py::WhoServicesTestCase::testWhoxAccount
   # TAGMSG is not relayed: parley stores text, and client-only tags are denied
   # (ISUPPORT CLIENTTAGDENY=*), so a TAGMSG carries nothing to relay.
   labeled_responses.py::LabeledResponsesTestCase::testLabeledTagMsgResponsesToClient

@@ -236,7 +236,8 @@ def _visible_room(gw: IrcGateway, conn: IrcConnection, name: str) -> str | None:
 
 
 def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
-    """WHO #channel | nick | mask (* and ? wildcards): 352 lines, then 315."""
+    """WHO #channel | nick | mask (* and ? wildcards) [%fields[,token]]: 352 lines
+    (354 with WHOX fields), then 315."""
     if not msg.params:
         conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, "*", "End of /WHO list"))
         return
@@ -261,9 +262,13 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         ]
     elif gw.hub.is_online(mask):
         rows = [("*", x, False) for x in gw.hub.online_nicks() if fold(x) == fold(mask)]
+    whox = msg.params[1] if len(msg.params) > 1 and msg.params[1].startswith("%") else None
     for channel, who_nick, op in rows:
         flags = ("G" if _away(gw, who_nick) else "H") + ("@" if op else "")
         username, realname = gw.idents.get(fold(who_nick), (who_nick, who_nick))
+        if whox is not None:
+            conn.reply(_whox_line(gw, conn, whox, channel, who_nick, flags, username, realname))
+            continue
         conn.reply(
             gw.numeric(
                 conn,
@@ -278,6 +283,41 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             )
         )
     conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, mask, "End of /WHO list"))
+
+
+#: WHOX fields in the order of the reply (IRCv3 WHOX).
+WHOX_FIELDS = "tcuihsnfdlaor"
+
+
+def _whox_line(
+    gw: IrcGateway,
+    conn: IrcConnection,
+    spec: str,
+    channel: str,
+    nick: str,
+    flags: str,
+    username: str,
+    realname: str,
+) -> Message:
+    """A 354 reply with the fields *spec* (`%fields[,token]`) asks for."""
+    fields, _, token = spec[1:].partition(",")
+    account = "0" if fold(nick) in gw.guest_claims else nick
+    values = {
+        "t": token or "0",
+        "c": channel,
+        "u": username,
+        "i": "255.255.255.255",  # addresses are not published
+        "h": "parley",
+        "s": gw.server_name,
+        "n": nick,
+        "f": flags,
+        "d": "0",
+        "l": "0",
+        "a": account,
+        "o": "n/a",
+        "r": realname,
+    }
+    return gw.numeric(conn, "354", *[values[f] for f in WHOX_FIELDS if f in fields])
 
 
 def _away(gw: IrcGateway, nick: str) -> bool:

@@ -152,6 +152,7 @@ class IrcGateway:
             "TARGMAX": "PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:,WHO:1",
             "TOPICLEN": str(MAX_TOPIC_CHARS),
             "UTF8ONLY": "",
+            "WHOX": "",
             "KICKLEN": "200",
         }
 
