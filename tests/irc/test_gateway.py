@@ -328,3 +328,16 @@ def test_flood_control_is_the_parley_ports(
         assert len([m for m in lines if m.command == "PONG"]) < 20
     finally:
         c.close()
+
+
+def test_who_and_whox(irc_server: ChatServer, irc_connect: Connect, ca_file: Path) -> None:
+    parley(irc_server, ca_file, "wes").close()
+    c = irc_connect()
+    c.login("wes", "secret-pw")
+    c.sync()
+    c.send("WHO #lobby")
+    reply = c.sync()
+    assert [m.command for m in reply] == ["352", "315"] and reply[0].params[5] == "wes"
+    c.send("WHO wes %tnaf,42")
+    reply = c.sync()
+    assert reply[0].command == "354" and reply[0].params[1:] == ("42", "wes", "H", "wes")
