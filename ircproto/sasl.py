@@ -17,7 +17,7 @@ MAX_PAYLOAD = 4096
 
 
 class SaslError(ValueError):
-    """A payload that is malformed or too long; `.too_long` tells which."""
+    """A payload that is malformed or too long; `.too_long` marks a chunk over 400 bytes."""
 
     def __init__(self, message: str, *, too_long: bool = False) -> None:
         super().__init__(message)
@@ -53,7 +53,7 @@ class ChunkAssembler:
             self.parts.append(chunk)
         if sum(len(p) for p in self.parts) > MAX_PAYLOAD:
             self.parts.clear()
-            raise SaslError("SASL message too long", too_long=True)
+            raise SaslError("the SASL payload is too long")  # a failure, not a bad chunk
         if len(chunk) == CHUNK:
             return None
         data = "".join(self.parts)

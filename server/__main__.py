@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for line in announce.banner(host, port, cfg.cert_file, cfg.ca_file):
         print(line, flush=True)
+    if server.irc_address is not None:  # after the banner: tests read its first line
+        irc_host, irc_port = server.irc_address
+        print(f"IRC (TLS only) on {irc_host}:{irc_port}: see docs/irc.md", flush=True)
     advertiser = _advertise(cfg, host, port) if cfg.mdns else None
 
     def _stop(signum: int, _frame: object) -> None:

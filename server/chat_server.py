@@ -468,13 +468,14 @@ class ChatServer:
 
     def _irc_finished(self, conn: Connection, reason: str) -> None:
         # An IRC connection ended: where its device stopped reading, then as any other.
-        from .irc.login import finished
+        from .irc.login import finished, forget_guest
 
         assert isinstance(conn, IrcConnection)
         try:
             finished(self.irc, conn)
         finally:
             self._connection_finished(conn, reason)
+        forget_guest(self.irc, conn)
 
     def _grace_expired(self, user_id: int, token: int) -> None:
         # On the grace thread: the user did not come back in time.

@@ -2,16 +2,17 @@
 
 Each test case gets a fresh parley server (serve.py) in a temporary directory,
 with a plaintext forwarder on the port irctest connects to, in front of the
-TLS-only IRC listener. Accounts for SASL tests are made with REGISTER
-(draft/account-registration) through that forwarder.
+TLS-only IRC listener. Accounts for SASL tests are made over the parley
+protocol (a `hello` with register), which has no IRC line limit.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import ssl as ssl_module
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,16 @@ class ParleyController(BaseServerController, DirectoryBasedController):
     software_name = "parley"
     supported_sasl_mechanisms = {"PLAIN"}
     supports_sts = False
+    #: ISUPPORT values the gateway promises (server/irc/gateway.py), checked by isupport.py.
+    isupport = {
+        "CASEMAPPING": "ascii",
+        "CHANTYPES": "#",
+        "CHATHISTORY": "1000",
+        "CLIENTTAGDENY": "*",
+        "MSGREFTYPES": "msgid,timestamp",
+        "NICKLEN": "24",
+        "PREFIX": "(ov)@+",
+    }
 
     def run(
         self,
@@ -64,23 +75,30 @@ class ParleyController(BaseServerController, DirectoryBasedController):
         """Accounts are built in: there are no services to wait for."""
 
     def registerUser(self, case: Any, username: str, password: str | None = None) -> None:
-        """Create an account with REGISTER (before connection registration)."""
-        with socket.create_connection((self.hostname, self.port), timeout=10) as c:
-            c.sendall(
-                f"CAP LS 302\r\nREGISTER {username} * {password or 'password'}\r\nQUIT\r\n".encode()
-            )
+        """Create an account: a parley `hello` with register, on the parley port (TLS)."""
+        assert self.directory is not None
+        info = json.loads((self.directory / "parley.json").read_text())
+        ctx = ssl_module.create_default_context(cafile=str(self.directory / "certs" / "ca.pem"))
+        hello = {
+            "type": "hello",
+            "version": info["version"],
+            "nick": username,
+            "password": password or "password",
+            "register": True,
+        }
+        raw = socket.create_connection((self.hostname, info["port"]), timeout=10)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as c:
+            c.sendall(json.dumps(hello).encode() + b"\n")
             data = b""
-            deadline = time.monotonic() + 20
-            while b"REGISTER SUCCESS" not in data and b"FAIL REGISTER" not in data:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no answer to REGISTER {username}")
-                chunk = c.recv(4096)
+            while b"\n" not in data:
+                chunk = c.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-        if b"REGISTER SUCCESS" not in data:
+        first = json.loads(data.split(b"\n", 1)[0] or b"{}")
+        if first.get("type") != "welcome":
             print(data.decode(errors="replace"), file=sys.stderr)
-            raise RuntimeError(f"could not register {username}")
+            raise RuntimeError(f"could not register {username}: {first}")
 
 
 def get_irctest_controller_class() -> type[ParleyController]:

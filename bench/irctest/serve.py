@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
+import json
 import logging
 import selectors
 import shutil
@@ -26,6 +28,7 @@ import threading
 from pathlib import Path
 
 from parley_chat.certs import generate
+from parley_chat.protocol import PROTOCOL_VERSION
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 
@@ -85,9 +88,8 @@ def _template(host: str) -> Path:
     of the gate's time."""
     from filelock import FileLock
 
-    from parley_chat import migrations
-
-    versions = Path(migrations.__file__).parent / "versions"
+    migrations = importlib.import_module("parley_chat.migrations")
+    versions = Path(str(migrations.__file__)).parent / "versions"
     key = hashlib.sha256(
         " ".join(sorted(p.name for p in versions.glob("*.py"))).encode()
     ).hexdigest()[:12]
@@ -136,6 +138,11 @@ def main() -> int:
     )
     server = ChatServer(cfg)
     server.start()
+    # For the controller's registerUser: accounts are made over the parley protocol,
+    # which has no 512-byte line limit (irctest's passwords can be 800 bytes long).
+    (args.dir / "parley.json").write_text(
+        json.dumps({"port": server.address[1], "version": PROTOCOL_VERSION})
+    )
     ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     listener = socket.create_server((args.host, args.port), reuse_port=False)
     listener.settimeout(0.5)

@@ -214,16 +214,16 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
 
 
 def names(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
-    """NAMES #a: the online members; of a channel one may not see, only the end."""
+    """NAMES #a[,#b]: the online members; of a channel one may not see, nothing."""
     if not msg.params:
         conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, "*", "End of /NAMES list"))
         return
+    # Each channel's 353 lines, then one 366 naming what was asked (Modern IRC).
     for name in msg.params[0].split(","):
-        room = _visible_room(gw, conn, name)
-        if room is None:
-            conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, name, "End of /NAMES list"))
-        else:
-            conn.reply(*names_lines(gw, conn, room))
+        room = _visible_room(gw, conn, name) if name else None
+        if room is not None:
+            conn.reply(*names_lines(gw, conn, room)[:-1])
+    conn.reply(gw.numeric(conn, n.RPL_ENDOFNAMES, msg.params[0], "End of /NAMES list"))
 
 
 def _visible_room(gw: IrcGateway, conn: IrcConnection, name: str) -> str | None:
@@ -236,7 +236,8 @@ def _visible_room(gw: IrcGateway, conn: IrcConnection, name: str) -> str | None:
 
 
 def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
-    """WHO #channel | nick | mask (* and ? wildcards): 352 lines, then 315."""
+    """WHO #channel | nick | mask (* and ? wildcards) [%fields[,token]]: 352 lines
+    (354 with WHOX fields), then 315."""
     if not msg.params:
         conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, "*", "End of /WHO list"))
         return
@@ -248,16 +249,26 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             with gw.store.read() as s:
                 ops = _ops(mstore.room_settings(s, room))
             rows = [(room, x, fold(x) in ops) for x in gw.hub.online_in(room)]
-    else:
+    elif "*" in mask or "?" in mask:
+        # Everyone is +i: a mask finds only those who share a channel with the asker.
         pattern = fold(mask)
+        near = {fold(conn.nick or "")}
+        for room in conn.channels():
+            near.update(fold(x) for x in gw.hub.online_in(room))
         rows = [
             ("*", x, False)
             for x in sorted(gw.hub.online_nicks(), key=fold)
-            if fnmatch.fnmatchcase(fold(x), pattern)
+            if fold(x) in near and fnmatch.fnmatchcase(fold(x), pattern)
         ]
+    elif gw.hub.is_online(mask):
+        rows = [("*", x, False) for x in gw.hub.online_nicks() if fold(x) == fold(mask)]
+    whox = msg.params[1] if len(msg.params) > 1 and msg.params[1].startswith("%") else None
     for channel, who_nick, op in rows:
         flags = ("G" if _away(gw, who_nick) else "H") + ("@" if op else "")
         username, realname = gw.idents.get(fold(who_nick), (who_nick, who_nick))
+        if whox is not None:
+            conn.reply(_whox_line(gw, conn, whox, channel, who_nick, flags, username, realname))
+            continue
         conn.reply(
             gw.numeric(
                 conn,
@@ -272,6 +283,41 @@ def who(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             )
         )
     conn.reply(gw.numeric(conn, n.RPL_ENDOFWHO, mask, "End of /WHO list"))
+
+
+#: WHOX fields in the order of the reply (IRCv3 WHOX).
+WHOX_FIELDS = "tcuihsnfdlaor"
+
+
+def _whox_line(
+    gw: IrcGateway,
+    conn: IrcConnection,
+    spec: str,
+    channel: str,
+    nick: str,
+    flags: str,
+    username: str,
+    realname: str,
+) -> Message:
+    """A 354 reply with the fields *spec* (`%fields[,token]`) asks for."""
+    fields, _, token = spec[1:].partition(",")
+    account = "0" if fold(nick) in gw.guest_claims else nick
+    values = {
+        "t": token or "0",
+        "c": channel,
+        "u": username,
+        "i": "255.255.255.255",  # addresses are not published
+        "h": "parley",
+        "s": gw.server_name,
+        "n": nick,
+        "f": flags,
+        "d": "0",
+        "l": "0",
+        "a": account,
+        "o": "n/a",
+        "r": realname,
+    }
+    return gw.numeric(conn, "354", *[values[f] for f in WHOX_FIELDS if f in fields])
 
 
 def _away(gw: IrcGateway, nick: str) -> bool:

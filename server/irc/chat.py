@@ -156,7 +156,7 @@ def whois(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         return
     mine = {fold(r) for r in conn.channels()}
     assert conn.user_id is not None
-    shared = [r for r in _rooms_of_nick(gw, found.id) if fold(r) in mine]
+    shared = [r for r in gw.hub.rooms_of(found.id) if fold(r) in mine]
     username, realname = gw.idents.get(fold(found.nick), (found.nick, found.nick))
     conn.reply(gw.numeric(conn, n.RPL_WHOISUSER, found.nick, username, "parley", "*", realname))
     if shared:
@@ -168,10 +168,6 @@ def whois(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     if away_msg is not None:
         conn.reply(gw.numeric(conn, n.RPL_AWAY, found.nick, away_msg))
     conn.reply(gw.numeric(conn, n.RPL_ENDOFWHOIS, found.nick, "End of /WHOIS list"))
-
-
-def _rooms_of_nick(gw: IrcGateway, user_id: int) -> list[str]:
-    return gw.hub.rooms_of(user_id)
 
 
 def time_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:

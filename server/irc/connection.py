@@ -54,7 +54,6 @@ class Command:
         """*label*: the client's label tag, if labeled-response applies."""
         self.label = label
         self.lines: list[Message] = []
-        self.refs: set[str] = set()
 
 
 class IrcConnection(Connection):
@@ -85,6 +84,8 @@ class IrcConnection(Connection):
         self.realname = ""
         self.password: str | None = None
         self.registering = False  # the login job is running
+        self.guest = False  # logged in with a temporary (guest) account
+        self.guest_claim: str | None = None  # the guest nick this connection holds
         self.device = "default"
         #: The newest message id when the session started (what this device has seen).
         self.baseline = 0
@@ -125,8 +126,7 @@ class IrcConnection(Connection):
         if isinstance(frame, Ping):
             return encode(Message("PING", (frame.token or self.gw.server_name,)))
         if isinstance(frame, Error):
-            if self._command is not None:  # a refusal from a shared handler (moderation)
-                return b""
+            # Errors the connection sends by itself close it (flood, time-outs, shutdown).
             return encode(Message("ERROR", (f"Closing link: {frame.message}",)))
         return b""
 
@@ -147,10 +147,8 @@ class IrcConnection(Connection):
         out: list[bytes] = []
         for msg, own in self.renderer.render(data):
             if command is not None and (own or self._caused(msg)):
-                if msg.command:
-                    command.lines.append(msg)
-                else:
-                    command.lines.append(msg)  # keeps the place: ACK needs no line
+                # An empty command only marks an echo's place (a label's ACK needs none).
+                command.lines.append(msg)
                 continue
             if msg.command:
                 out.append(encode(msg))

@@ -100,6 +100,8 @@ class IrcGateway:
         self._parts: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._quits: OrderedDict[str, str] = OrderedDict()
         self._recent_lock = threading.Lock()
+        #: fold()ed nicks of guests logged in or logging in (two at once cannot take one).
+        self.guest_claims: set[str] = set()
         from . import channels, chat, history, login
 
         self.handlers: dict[str, Spec] = {}
@@ -147,9 +149,10 @@ class IrcGateway:
             "NETWORK": self.server_name.split(".")[0],
             "NICKLEN": "24",
             "PREFIX": "(ov)@+",
-            "TARGMAX": "PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:1,WHO:1",
+            "TARGMAX": "PRIVMSG:4,NOTICE:4,JOIN:,PART:,NAMES:,WHO:1",
             "TOPICLEN": str(MAX_TOPIC_CHARS),
             "UTF8ONLY": "",
+            "WHOX": "",
             "KICKLEN": "200",
         }
 
@@ -189,10 +192,6 @@ class IrcGateway:
         """The QUIT line's text for *nick*."""
         reason = self._quits.get(fold(nick))
         return f"Quit: {reason}" if reason else "Quit: offline"
-
-    def away_nicks(self) -> list[str]:
-        """fold()ed nicks of the users marked away."""
-        return list(self.away)
 
     def batch_id(self) -> str:
         """A fresh BATCH reference."""

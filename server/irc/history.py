@@ -160,7 +160,7 @@ def _targets(
         lines.append(
             Message(
                 "CHATHISTORY",
-                ("TARGETS", name, f"timestamp={format_ts(at)}"),
+                ("TARGETS", name, format_ts(at)),
                 gw.server_name,
                 {"batch": ref},
             )

@@ -12,10 +12,11 @@ session, through the replay's cap and de-duplication (Connection.send_replay).
 from __future__ import annotations
 
 import logging
+import re
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, func, select
 
@@ -46,9 +47,12 @@ SEEN_KEY = "irc.seen.{user}.{device}"
 
 
 def _device(account: str) -> tuple[str, str]:
-    """('alice', 'phone') for 'alice@phone' (Ergo's device syntax); device 'default'."""
+    """('alice', 'phone') for 'alice@phone' (Ergo's device syntax); device 'default'.
+
+    A device name keeps letters, digits, `_`, `-` and `.`, at most 24 of them (it is
+    part of a server setting's key)."""
     name, _, device = account.partition("@")
-    return name, device or "default"
+    return name, re.sub(r"[^A-Za-z0-9_.-]", "", device)[:24] or "default"
 
 
 # --- CAP ---------------------------------------------------------------------------
@@ -199,26 +203,67 @@ def _check(gw: IrcGateway, conn: IrcConnection, name: str, password: str) -> Use
 
 
 def _guest(gw: IrcGateway, conn: IrcConnection, wanted: str) -> UserRecord | None:
-    """A guest account for *wanted*: new, or a guest account nobody is using."""
+    """A new guest account for *wanted*. A guest account nobody is using is removed
+    first (its messages stay with it): a guest never sees an earlier guest's history."""
+    key = fold(wanted)
+    with gw._recent_lock:
+        claimed = key in gw.guest_claims
+        if not claimed:
+            gw.guest_claims.add(key)
     with gw.store.read() as s:
         found = queries.get_user(s, wanted)
-    if found is not None:
-        if found.password_hash == GUEST_HASH and not gw.hub.is_online(found.nick):
-            return found
+    if claimed or (
+        found is not None and (found.password_hash != GUEST_HASH or gw.hub.connections_of(found.id))
+    ):
+        if not claimed:
+            gw.guest_claims.discard(key)
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
         return None
-    future = gw.store.submit(
-        partial(writes.create_user, nick=wanted, password_hash=GUEST_HASH, now=utcnow())
-    )
+    conn.guest_claim = key
+    now = utcnow()
+
+    def op(s: Any) -> UserRecord:
+        old = queries.get_user(s, wanted)
+        if old is not None:
+            if old.password_hash != GUEST_HASH:
+                raise StoreConflict(f"{wanted} is taken")
+            writes.delete_user(s, old.nick, now)
+        return writes.create_user(s, nick=wanted, password_hash=GUEST_HASH, now=now)
+
     try:
-        return future.result(WRITE_WAIT)
+        user: UserRecord = gw.store.submit(op).result(WRITE_WAIT)
     except StoreConflict:
+        gw.guest_claims.discard(key)
+        conn.guest_claim = None
         conn.reply(gw.numeric(conn, n.ERR_NICKNAMEINUSE, wanted, "Nickname is already in use"))
         conn.registering = False
         conn.wanted_nick = None
         return None
+    conn.guest = True
+    return user
+
+
+def forget_guest(gw: IrcGateway, conn: IrcConnection) -> None:
+    """A guest's last connection ended: remove the account, freeing its nick."""
+    if conn.guest_claim is not None:
+        with gw._recent_lock:
+            gw.guest_claims.discard(conn.guest_claim)
+        conn.guest_claim = None
+    if not conn.guest or conn.user_id is None or conn.nick is None:
+        return
+    if gw.hub.connections_of(conn.user_id):
+        return
+    nick, uid, now = conn.nick, conn.user_id, utcnow()
+
+    def op(s: Any) -> None:
+        old = queries.get_user(s, nick)
+        # By id: the nick may be a newer guest's already.
+        if old is not None and old.id == uid and old.password_hash == GUEST_HASH:
+            writes.delete_user(s, old.nick, now)
+
+    gw.store.submit(op)
 
 
 # --- SASL and REGISTER ---------------------------------------------------------------------
@@ -228,7 +273,11 @@ def authenticate(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     """AUTHENTICATE PLAIN, then the base64 payload in 400-byte chunks; * aborts."""
     if not gw.need_params(conn, msg, 1):
         return
-    if conn.logged_in or conn.account is not None:
+    if conn.logged_in:
+        # The session's account is fixed at registration (the nick is the account's).
+        conn.reply(gw.numeric(conn, n.ERR_ALREADYREGISTERED, "You may not reregister"))
+        return
+    if conn.account is not None:
         conn.reply(gw.numeric(conn, n.ERR_SASLALREADY, "You have already authenticated"))
         return
     arg = msg.params[0]
@@ -315,8 +364,17 @@ def register(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         conn.reply(gw.fail("REGISTER", "DISALLOWED", name, "Registration is closed on this server"))
         return
     with gw.store.read() as s:
-        exists = queries.get_user(s, name) is not None
-    if exists:
+        found = queries.get_user(s, name)
+    if (
+        found is not None
+        and found.password_hash == GUEST_HASH
+        and not gw.hub.connections_of(found.id)
+    ):
+        # A guest's nick, nobody using it: the guest account goes (with its history).
+        gw.store.submit(partial(writes.delete_user, nick=found.nick, now=utcnow())).result(
+            WRITE_WAIT
+        )
+    elif found is not None:
         conn.reply(gw.fail("REGISTER", "ACCOUNT_EXISTS", name, "That account already exists"))
         return
     hello = Hello(version=PROTOCOL_VERSION, nick=name, password=password, register=True)
@@ -432,7 +490,7 @@ def welcome(gw: IrcGateway, conn: IrcConnection) -> list[Message]:
 
 def finished(gw: IrcGateway, conn: IrcConnection) -> None:
     """The connection ended: remember where this device stopped reading."""
-    if conn.user_id is None:
+    if conn.user_id is None or conn.guest:  # a guest's account goes with it
         return
     last = max(conn.renderer.last_id, conn.baseline)
     key = SEEN_KEY.format(user=conn.user_id, device=conn.device)
@@ -472,6 +530,7 @@ def quit_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
             for room in rooms:
                 gw.hub.publish_presence(room, left=nick)
         gw.hub.flush_presence()
+    forget_guest(gw, conn)  # a guest's nick is free from now
 
 
 COMMANDS: dict[str, Spec] = {

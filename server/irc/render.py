@@ -188,7 +188,7 @@ class Renderer:
         # What fits in one 512-byte line after this source and target.
         room_left = 510 - len(f":{source} {command} {target} :".encode())
         data = text.encode("utf-8")
-        if "\n" not in text and room_left < len(data) <= 510 - len(f"{command} {target} :"):
+        if "\n" not in text and room_left < len(data) <= 510 - len(f"{command} {target} "):
             # A text that fit in the sender's IRC line: cut to fit, as IRC servers do.
             pieces = [_cut(data, room_left)]
         else:

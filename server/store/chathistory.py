@@ -112,15 +112,11 @@ def message_time(s: Session, user_id: int, message_id: int) -> datetime | None:
 def targets(
     s: Session, user_id: int, start: datetime, end: datetime, limit: int
 ) -> list[tuple[str, datetime]]:
-    """The rooms and private peers with messages between *start* and *end* (either
-    order), each with the time of its latest one there, oldest first."""
+    """The rooms and private peers whose latest message falls between *start* and
+    *end* (either order, exclusive), each with that time, oldest first. A target
+    with a newer message is left out (the specification: its latest counts)."""
     low, high = min(start, end), max(start, end)
-    window = and_(
-        _visible_to(user_id),
-        Message.kind != "system",
-        Message.created_at >= low + _MS,
-        Message.created_at < high,
-    )
+    window = and_(_visible_to(user_id), Message.kind != "system")
     rooms = (
         select(Room.name, func.max(Message.created_at))
         .join(Room, Room.id == Message.room_id)
@@ -139,5 +135,6 @@ def targets(
     )
     found = [(name, at) for name, at in s.execute(rooms).all()]
     found += [(nick, at) for nick, at in s.execute(peers).all()]
+    found = [(name, at) for name, at in found if low + _MS <= at < high]
     found.sort(key=lambda item: item[1])
     return found[:limit]
