@@ -17,10 +17,10 @@ from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import DEFAULT_ROOM, ErrorCode, Presence, encode, fold
 from parley_chat.protocol.limits import ROOM_RE
 from parley_chat.protocol.moderation import Moderate
+from parley_chat.protocol.vocab import Action, MessageKind
 
 from .. import moderation
-from ..commands import utcnow
-from ..store import StoreConflict, queries, writes
+from ..store import StoreConflict, queries, utcnow, writes
 from ..store import moderation as mstore
 from ..store.moderation import Refused
 from ..store.records import StoredMessage
@@ -129,7 +129,7 @@ def _join_one(gw: IrcGateway, conn: IrcConnection, name: str) -> None:
         if not joined:
             return canonical, None
         stored, _ = writes.add_message(
-            s, kind="system", body=f"{nick} joined {canonical}", now=now, room=canonical
+            s, kind=MessageKind.SYSTEM, body=f"{nick} joined {canonical}", now=now, room=canonical
         )
         return canonical, stored
 
@@ -194,7 +194,7 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
         if not writes.leave_room(s, uid, room):
             return None
         stored, _ = writes.add_message(
-            s, kind="system", body=f"{nick} left {room}", now=now, room=room
+            s, kind=MessageKind.SYSTEM, body=f"{nick} left {room}", now=now, room=room
         )
         return stored
 
@@ -342,7 +342,7 @@ def topic(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     if len(msg.params) < 2:
         conn.reply(*topic_lines(gw, conn, room, always=True))
         return
-    _moderate(gw, conn, Moderate(action="topic", room=room, text=msg.params[1]))
+    _moderate(gw, conn, Moderate(action=Action.TOPIC, room=room, text=msg.params[1]))
 
 
 def _moderate(gw: IrcGateway, conn: IrcConnection, f: Moderate) -> None:
@@ -365,10 +365,15 @@ def kick(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
         return
     reason = msg.params[2] if len(msg.params) > 2 and msg.params[2] else None
     for target in msg.params[1].split(","):
-        _moderate(gw, conn, Moderate(action="kick", room=room, nick=target, reason=reason))
+        _moderate(gw, conn, Moderate(action=Action.KICK, room=room, nick=target, reason=reason))
 
 
-_MODE_ACTIONS = {("+", "o"): "op", ("-", "o"): "deop", ("+", "b"): "ban", ("-", "b"): "unban"}
+_MODE_ACTIONS = {
+    ("+", "o"): Action.OP,
+    ("-", "o"): Action.DEOP,
+    ("+", "b"): Action.BAN,
+    ("-", "b"): Action.UNBAN,
+}
 
 
 def mode(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from parley_chat.ircproto import Message
 from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import fold
+from parley_chat.protocol.vocab import MessageKind
 
-from ..commands import utcnow
-from ..store import IdReused, StoreConflict, StoreError, StoreRejected, queries, writes
+from ..store import IdReused, StoreConflict, StoreError, StoreRejected, queries, utcnow, writes
 from .gateway import LOOP, REQUEST, Spec
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _send_one(
             return gw.numeric(conn, n.ERR_CANNOTSENDTOCHAN, room, muted)
         op = partial(
             writes.add_message,
-            kind="public",
+            kind=MessageKind.PUBLIC,
             body=text,
             now=now,
             room=room,
@@ -98,7 +98,7 @@ def _send_one(
             return gw.numeric(conn, n.ERR_NOSUCHNICK, target, "No such nick/channel")
         op = partial(
             writes.add_message,
-            kind="private",
+            kind=MessageKind.PRIVATE,
             body=text,
             now=now,
             sender_id=uid,

@@ -22,14 +22,21 @@ from sqlalchemy import Select, func, select
 
 from parley_chat.ircproto import Message, SaslError, isupport_lines, parse_plain
 from parley_chat.ircproto import numerics as n
-from parley_chat.protocol import DEFAULT_ROOM, PROTOCOL_VERSION, Hello, fold, message_wire
+from parley_chat.protocol import (
+    DEFAULT_ROOM,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    Hello,
+    fold,
+    message_wire,
+)
 from parley_chat.protocol.limits import NICK_RE
 
 from .. import moderation
 from ..auth import new_token
-from ..commands import WRITE_WAIT, LoginFailed, utcnow
+from ..commands import WRITE_WAIT, LoginFailed
 from ..hub import message_frame
-from ..store import StoreConflict, StoreError, queries, writes
+from ..store import StoreConflict, StoreError, queries, utcnow, writes
 from ..store.models import Message as StoredRow
 from ..store.records import UserRecord
 from .gateway import LOGIN, LOOP, Spec
@@ -196,7 +203,7 @@ def _register(gw: IrcGateway, conn: IrcConnection) -> None:
 def _check(gw: IrcGateway, conn: IrcConnection, name: str, password: str) -> UserRecord:
     """The account for *name* and *password*, through parley's own login checks."""
     if not password:
-        raise LoginFailed("auth-failed", "no password given")
+        raise LoginFailed(ErrorCode.AUTH_FAILED, "no password given")
     hello = Hello(version=PROTOCOL_VERSION, nick=name, password=password)
     user, _ = gw.commands._authenticate(conn, hello)
     return user
@@ -323,7 +330,7 @@ def _sasl_plain(gw: IrcGateway, conn: IrcConnection, payload: bytes) -> None:
         authzid, authcid, password = parse_plain(payload)
         name, device = _device(authcid)
         if authzid and fold(_device(authzid)[0]) != fold(name):
-            raise LoginFailed("auth-failed", "authorization identity differs")
+            raise LoginFailed(ErrorCode.AUTH_FAILED, "authorization identity differs")
         account = _check(gw, conn, name, password)
     except (SaslError, LoginFailed) as exc:
         why = exc.message if isinstance(exc, LoginFailed) else str(exc)
