@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import selectors
 import socket
 import threading
 import time
@@ -25,11 +26,8 @@ log = logging.getLogger("parley.listener")
 
 _CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _CAPACITY_PAUSE = 0.1
-#: How often the accept thread looks up from accept() to see whether stop() was
-#: called (closing the socket under a thread blocked in accept() is unsafe).
-_ACCEPT_POLL = 0.2
-#: How long stop() waits for the accept thread (at most one _ACCEPT_POLL, then
-#: any on_accept call in progress).
+#: How long stop() waits for the accept thread (any on_accept call in progress:
+#: the thread itself wakes at once, see Listener).
 _STOP_WAIT = 5.0
 
 
@@ -58,7 +56,13 @@ def bind(host: str, port: int, backlog: int) -> socket.socket:
 
 
 class Listener:
-    """Accepts on a bound socket and calls `on_accept(sock, peer)` for each connection."""
+    """Accepts on a bound socket and calls `on_accept(sock, peer)` for each connection.
+
+    The accept thread waits in a selector on the listening socket and on a
+    wake-up socketpair, so stop() wakes it at once (closing a socket under a
+    thread blocked in accept() is unsafe, and polling with a timeout cost every
+    stop up to one poll interval).
+    """
 
     def __init__(
         self, sock: socket.socket, on_accept: Callable[[socket.socket, tuple[str, int]], None]
@@ -66,7 +70,8 @@ class Listener:
         self._sock = sock
         self._on_accept = on_accept
         self._stopping = threading.Event()
-        self._sock.settimeout(_ACCEPT_POLL)
+        self._sock.setblocking(False)
+        self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._run, name="accept", daemon=True)
 
     @property
@@ -82,18 +87,35 @@ class Listener:
     def stop(self) -> None:
         """Stop accepting and close the listening socket."""
         self._stopping.set()
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass  # the pair is gone: the thread has ended
         self._thread.join(_STOP_WAIT)
         self._sock.close()
+        if not self._thread.is_alive():
+            self._wake_r.close()
+            self._wake_w.close()
 
     def _run(self) -> None:
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._sock, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                sel.select()
+                if self._stopping.is_set() or not self._accept_ready():
+                    return
+
+    def _accept_ready(self) -> bool:
+        """Accept every connection waiting now; False when the listener must stop."""
         while not self._stopping.is_set():
             try:
                 conn, peer = self._sock.accept()
-            except TimeoutError:
-                continue
+            except BlockingIOError:
+                return True
             except OSError as exc:
                 if self._stopping.is_set():
-                    return
+                    return False
                 if exc.errno in _CAPACITY_ERRNOS:
                     log.error(
                         "accept returned %s (%s); retrying in %s s",
@@ -104,9 +126,10 @@ class Listener:
                     time.sleep(_CAPACITY_PAUSE)
                     continue
                 log.exception("accept failed; the listener stops")
-                return
+                return False
             try:
                 self._on_accept(conn, peer[:2])
             except Exception:
                 log.exception("could not start a connection from %s", peer)
                 conn.close()
+        return False
