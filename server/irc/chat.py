@@ -22,6 +22,9 @@ from parley_chat.protocol.vocab import MessageKind
 from ..store import IdReused, StoreConflict, StoreError, StoreRejected, queries, utcnow, writes
 from .gateway import LOOP, REQUEST, Spec
 
+#: The longest AWAY text kept (as a reason: longer ones are cut, as IRC servers do).
+AWAY_CHARS = 200
+
 if TYPE_CHECKING:
     from .connection import IrcConnection
     from .gateway import IrcGateway
@@ -134,7 +137,7 @@ def away(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     """AWAY :message marks the user away (for IRC users' WHO, WHOIS and PRIVMSG); AWAY unmarks."""
     key = fold(conn.nick or "")
     if msg.params and msg.params[0]:
-        gw.away[key] = msg.params[0][:200]
+        gw.away[key] = msg.params[0][:AWAY_CHARS]
         conn.reply(gw.numeric(conn, n.RPL_NOWAWAY, "You have been marked as being away"))
     else:
         gw.away.pop(key, None)

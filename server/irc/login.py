@@ -18,8 +18,6 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, select
-
 from parley_chat.ircproto import Message, SaslError, isupport_lines, parse_plain
 from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import (
@@ -36,8 +34,8 @@ from .. import moderation
 from ..auth import new_token
 from ..commands import WRITE_WAIT, LoginFailed
 from ..hub import message_frame
-from ..store import StoreConflict, StoreError, queries, utcnow, writes
-from ..store.models import Message as StoredRow
+from ..store import StoreConflict, StoreError, bus_reads, queries, utcnow, writes
+from ..store.models import REASON_CHARS
 from ..store.records import UserRecord
 from .gateway import LOGIN, LOOP, Spec
 
@@ -163,7 +161,7 @@ def _refuse(gw: IrcGateway, conn: IrcConnection, why: str) -> None:
     conn.reply(
         gw.numeric(conn, n.ERR_PASSWDMISMATCH, why), Message("ERROR", (f"Closing link: {why}",))
     )
-    conn.close_soon(f"login refused: {why}"[:200])
+    conn.close_soon(f"login refused: {why}"[:REASON_CHARS])
 
 
 def _register(gw: IrcGateway, conn: IrcConnection) -> None:
@@ -418,7 +416,7 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
     with gw.store.read() as s:
         rooms = queries.rooms_of(s, user.id)
         seen = queries.get_setting(s, SEEN_KEY.format(user=user.id, device=device))
-        newest = s.scalar(_max_id())
+        newest = bus_reads.max_message_id(s)
     conn.set_nick(user.nick)
     conn.wanted_nick = user.nick
     gw.idents[fold(user.nick)] = (conn.username, conn.realname or user.nick)
@@ -457,7 +455,7 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
         parts = [b"".join(reversed(kept))] if kept else []
         up_to = max((m.id for m in messages), default=0)
         replayed = len(messages)
-    conn.baseline = max(int(seen) if seen and seen.isdigit() else 0, newest or 0)
+    conn.baseline = max(int(seen) if seen and seen.isdigit() else 0, newest)
     conn.end_command()  # the welcome goes out before the replay
     conn.send_replay(parts, up_to)
     with gw.store.read() as s:
@@ -475,10 +473,6 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
             for room in rooms:
                 gw.hub.publish_presence(room, joined=user.nick)
         gw.hub.flush_presence()
-
-
-def _max_id() -> Select[tuple[int | None]]:
-    return select(func.max(StoredRow.id))
 
 
 def welcome(gw: IrcGateway, conn: IrcConnection) -> list[Message]:
@@ -524,7 +518,7 @@ def quit_(gw: IrcGateway, conn: IrcConnection, msg: Message) -> None:
     reason = msg.params[0] if msg.params else "Client Quit"
     conn.reply(Message("ERROR", (f"Closing link: Quit: {reason}",)))
     conn.end_command()
-    conn.close_soon(f"quit: {reason}"[:200])
+    conn.close_soon(f"quit: {reason}"[:REASON_CHARS])
     uid, nick = conn.user_id, conn.nick
     if uid is None or nick is None:
         return

@@ -9,13 +9,11 @@ the stored rows.
 
 from __future__ import annotations
 
-import sqlite3
-
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from parley_chat.protocol import MAX_CLIENT_NAME_CHARS
+from parley_chat.server.store import Store, writes
 from parley_chat.server.store import moderation as mstore
-from parley_chat.server.store import writes
 from parley_chat.server.store.models import (
     CLIENT_CHARS,
     PEER_CHARS,
@@ -29,12 +27,10 @@ from parley_chat.server.store.models import (
 from .conftest import NOW
 
 
-def _rows(db_url: str, sql: str) -> list[tuple]:
-    con = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+def _rows(store: Store, sql: str) -> list[tuple]:
+    """What the database holds, read back by plain SQL (either dialect)."""
+    with store.read() as s:
+        return [tuple(row) for row in s.execute(text(sql)).all()]
 
 
 def test_the_models_declare_the_named_widths():
@@ -73,8 +69,8 @@ def test_long_session_fields_and_reasons_are_stored_cut_to_their_columns(store, 
     store.submit(lambda s: writes.end_session(s, session_id, "r" * 500, NOW)).result(5)
     store.submit(lambda s: mstore.set_locked(s, "bob", True, "x" * 500, NOW)).result(5)
     ((peer, client, reason),) = _rows(
-        db_url, f"SELECT peer, client, end_reason FROM sessions WHERE id = {session_id}"
+        store, f"SELECT peer, client, end_reason FROM sessions WHERE id = {session_id}"
     )
     assert (len(peer), len(client), len(reason)) == (PEER_CHARS, CLIENT_CHARS, REASON_CHARS)
-    ((lock_reason,),) = _rows(db_url, "SELECT lock_reason FROM users WHERE nick = 'bob'")
+    ((lock_reason,),) = _rows(store, "SELECT lock_reason FROM users WHERE nick = 'bob'")
     assert lock_reason == "x" * REASON_CHARS
