@@ -98,8 +98,11 @@ sysdeps:
 	  fi; \
 	fi
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
+# Two on this two-core machine: 389 s against 858 s for one (docs/decisions.md).
+PYTEST_WORKERS ?= 2
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
-	env -u DISPLAY $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DISPLAY $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 # ruff, then mypy over the package as it installs (pyproject.toml [tool.mypy]):
 # tools/mypy_tree.py first links the top-level folders into build/mypy/parley_chat.
