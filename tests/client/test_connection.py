@@ -12,7 +12,6 @@ import hashlib
 import os
 import queue
 import socket
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from parley_chat.client import (
 )
 from parley_chat.client.events import BatchStarted, ClientEvent
 from parley_chat.protocol import Ack, LocalProtocolError, Send
-from tests.support import RawClient, barrier_events, collect_until, wait_for_event
+from tests.support import RawClient, barrier_events, collect_until, db_rows, wait_for_event
 
 PASSWORD = "secret-pw"
 
@@ -60,14 +59,6 @@ def texts(events: list[ClientEvent], sender: str | None = None) -> list[str]:
         for e in events
         if isinstance(e, MessageReceived) and (sender is None or e.message.from_ == sender)
     ]
-
-
-def rows(server, sql: str, *args: object) -> list[tuple]:
-    con = sqlite3.connect(str(server.store.database_path))
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 def kill_socket(client: ChatClient) -> None:
@@ -164,7 +155,7 @@ def test_connect_logs_in_and_reports_tls(server, clients, certs_dir):
     assert alice.connected and alice.token and alice.tls_version == connected.tls_version
     assert isinstance(events[1], ConversationsListed)  # the list comes before the replay
     assert isinstance(events[2], BatchStarted) and events[2].kind == "replay"
-    ((count,),) = rows(server, "SELECT count(*) FROM sessions WHERE ended_at IS NULL")
+    ((count,),) = db_rows(server, "SELECT count(*) FROM sessions WHERE ended_at IS NULL")
     assert count == 1
 
 
@@ -294,9 +285,9 @@ def test_a_send_caught_by_a_drop_is_resent_and_stored_once(server, clients):
     acked = [e.client_id for e in events if isinstance(e, Acked)]
     assert sorted(acked) == sorted([before, during]) and alice.pending == {}
     for client_id in (before, during):
-        assert rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = ?", client_id) == [
-            (1,)
-        ]
+        assert db_rows(
+            server, "SELECT count(*) FROM messages WHERE client_msg_id = ?", client_id
+        ) == [(1,)]
     echoes = [e.message.ref for e in events if isinstance(e, MessageReceived) and e.message.ref]
     assert echoes.count(during) == 1 and echoes.count(before) <= 1
 
@@ -318,7 +309,7 @@ def test_a_stored_send_whose_ack_was_lost_is_resent_with_its_original_id(server,
     events += barrier_events(alice)
     assert [e.client_id for e in events if isinstance(e, Acked)] == ["lost-ack-1"]
     assert alice.pending == {}
-    assert rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = 'lost-ack-1'") == [
+    assert db_rows(server, "SELECT count(*) FROM messages WHERE client_msg_id = 'lost-ack-1'") == [
         (1,)
     ]
 
@@ -465,7 +456,9 @@ def test_connect_skips_a_server_that_is_down_and_logs_in_at_the_next(
         assert (alice.host, alice.port) == b.address
         ref = alice.send_text("reached b")
         wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == ref)
-        assert rows(b, "SELECT body FROM messages WHERE client_msg_id = ?", ref) == [("reached b",)]
+        assert db_rows(b, "SELECT body FROM messages WHERE client_msg_id = ?", ref) == [
+            ("reached b",)
+        ]
     finally:
         alice.close(timeout=2.0)
     # With every address down, connect() raises the failure plainly.
@@ -492,7 +485,7 @@ def test_a_certificate_that_fails_verification_is_not_skipped_for_the_next_addre
     with pytest.raises(HostnameMismatch, match=r"127\.0\.0\.2"):
         alice.connect()
     assert not alice.connected
-    assert rows(b, "SELECT count(*) FROM users") == [(0,)]  # b never heard from alice
+    assert db_rows(b, "SELECT count(*) FROM users") == [(0,)]  # b never heard from alice
 
 
 def _start_server_process(certs_dir, db_path) -> tuple[subprocess.Popen[str], int]:
@@ -578,7 +571,7 @@ def test_a_server_killed_mid_session_fails_over_to_the_next_with_replay_and_rese
         assert all(m.id > seen_on_a for m in replayed)
         # The send made while no server was reachable is stored on b, once.
         wait_for_event(alice, lambda e: isinstance(e, Acked) and e.client_id == during)
-        assert rows(b, "SELECT count(*) FROM messages WHERE client_msg_id = ?", during) == [(1,)]
+        assert db_rows(b, "SELECT count(*) FROM messages WHERE client_msg_id = ?", during) == [(1,)]
         assert alice.pending == {}
     finally:
         alice.close(timeout=2.0)

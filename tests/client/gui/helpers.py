@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from parley_chat.client import ChatClient, ClientEvent
+from parley_chat.client import Acked, ChatClient, ClientEvent
 from tests.support import wait_for_event
 
 #: Default deadline of every wait, in seconds.
@@ -50,6 +50,14 @@ def wait_event(
 ) -> ClientEvent:
     """The first event from *client* satisfying *predicate* (others are dropped)."""
     return wait_for_event(client, predicate, timeout)
+
+
+def send_and_wait(client: ChatClient, text: str, **where: Any) -> int:
+    """Post with a ChatClient and wait for the server's ack; returns the message id."""
+    client_id = client.send_text(text, **where)
+    ack = wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id)
+    assert isinstance(ack, Acked)
+    return ack.id
 
 
 def type_into(app: Any, text: str) -> None:

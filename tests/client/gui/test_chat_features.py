@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from parley_chat.client import Acked, MessageReceived, RoomJoined
+from parley_chat.client import MessageReceived, RoomJoined
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
 from parley_chat.client.gui.notify import Notification
-from tests.client.gui.helpers import idle, press, pump, type_into, wait_event
+from tests.client.gui.helpers import idle, press, pump, send_and_wait, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -21,12 +21,6 @@ HEBREW = "\u05e9\u05dc\u05d5\u05dd \u05e2\u05d5\u05dc\u05dd"
 
 def shows(app, text: str) -> bool:
     return text in app.chat_view.content()
-
-
-def send_and_wait(client, text: str, **where) -> int:
-    client_id = client.send_text(text, **where)
-    ack = wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id)
-    return ack.id
 
 
 class FakeBackend:

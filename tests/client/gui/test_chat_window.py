@@ -11,10 +11,10 @@ import tkinter
 
 import pytest
 
-from parley_chat.client import Acked, MessageReceived, PresenceChanged
+from parley_chat.client import MessageReceived, PresenceChanged
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import DIVIDER_TEXT, SEARCH_KEY, dm_key, room_key
-from tests.client.gui.helpers import idle, pump, type_into, wait_event
+from tests.client.gui.helpers import idle, pump, send_and_wait, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
@@ -23,13 +23,6 @@ LIGHT, DARK = theme.palette("light"), theme.palette("dark")
 
 def shows(app, text: str) -> bool:
     return text in app.chat_view.content()
-
-
-def send_and_wait(client, text: str, **where) -> int:
-    """Post with a ChatClient and wait for the server's ack; returns the message id."""
-    client_id = client.send_text(text, **where)
-    ack = wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id)
-    return ack.id
 
 
 def test_public_message_typed_in_one_window_appears_blue_in_another(open_app):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 
 import pytest
 
@@ -16,16 +15,9 @@ from parley_chat.client.gui.settings import Settings, SettingsStore, server_key
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 from tests.client.gui.helpers import idle, pump
+from tests.support import db_rows
 
 pytestmark = pytest.mark.gui
-
-
-def rows(server, sql):
-    con = sqlite3.connect(str(server.store.database_path))
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def flat(text: str) -> str:
@@ -48,8 +40,8 @@ def test_untrusted_ca_shows_the_offered_fingerprint_and_sends_no_password(
     assert "nothing was sent" in text
     idle(app)
     # No login ever reached the server: no account, no session, nobody online.
-    assert rows(gui_server, "SELECT COUNT(*) FROM sessions") == [(0,)]
-    assert rows(gui_server, "SELECT COUNT(*) FROM users") == [(0,)]
+    assert db_rows(gui_server, "SELECT COUNT(*) FROM sessions") == [(0,)]
+    assert db_rows(gui_server, "SELECT COUNT(*) FROM users") == [(0,)]
     assert app.connect_page.winfo_ismapped() and not app.chat_page.winfo_ismapped()
     assert app._client is None
 
@@ -96,7 +88,7 @@ def test_trust_on_first_use_pins_the_ca_survives_a_renewal_and_refuses_a_new_ca(
     assert again._client.fingerprint == fingerprint_sha256(mine.server_cert.read_bytes())
     again.shutdown(timeout=0.5)
     assert again.wait_closed(10)
-    sessions_before = rows(renewed, "SELECT COUNT(*) FROM sessions")
+    sessions_before = db_rows(renewed, "SELECT COUNT(*) FROM sessions")
 
     # The same host and port now presents a certificate from another CA.
     renewed.stop()
@@ -113,7 +105,7 @@ def test_trust_on_first_use_pins_the_ca_survives_a_renewal_and_refuses_a_new_ca(
     assert short_fingerprint(ca_fp) in text and short_fingerprint(other_fp) in text
     assert "certificate verify failed" not in text and "SSL" not in text  # no OpenSSL text
     assert app2._client is None
-    assert rows(impostor, "SELECT COUNT(*) FROM sessions") == sessions_before
+    assert db_rows(impostor, "SELECT COUNT(*) FROM sessions") == sessions_before
     # Forgetting the old pin does not trust the new one: the user is asked again.
     app2.connect_page.forget_button.invoke()
     pump(app2)

@@ -8,17 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from parley_chat.client import Acked, MessageReceived, RoomJoined
+from parley_chat.client import MessageReceived, RoomJoined
 from parley_chat.client.gui.model import dm_key, room_key
-from tests.client.gui.helpers import pump, type_into, wait_event
+from tests.client.gui.helpers import pump, send_and_wait, type_into, wait_event
 
 pytestmark = pytest.mark.gui
-
-
-def send_and_wait(client, text: str, **where) -> int:
-    client_id = client.send_text(text, **where)
-    ack = wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id)
-    return ack.id
 
 
 def test_private_conversations_are_listed_after_a_restart(open_app, chat_client, tmp_path):

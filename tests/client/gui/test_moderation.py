@@ -7,22 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from parley_chat.client import Acked
 from parley_chat.client.events import MessageDeleted, MessageEdited, ModerationDone
 from parley_chat.client.gui import moderation
 from parley_chat.client.gui.model import room_key
-from tests.client.gui.helpers import pump, type_into, wait_event
+from tests.client.gui.helpers import pump, send_and_wait, type_into, wait_event
 
 pytestmark = pytest.mark.gui
 
 
 def shows(app, text: str) -> bool:
     return text in app.chat_view.content()
-
-
-def send_and_wait(client, text: str, **where) -> int:
-    client_id = client.send_text(text, **where)
-    return wait_event(client, lambda e: isinstance(e, Acked) and e.client_id == client_id).id
 
 
 def test_topic_and_roles_show_and_the_commands_work(open_app, chat_client):
