@@ -130,6 +130,12 @@ def render_effective(loaded: LoadedConfig) -> str:
         for key in KEYS:
             if key.table == table:
                 value = getattr(config, key.name)
+                if key.name == "db_url":
+                    # A database password is not for the terminal or a pasted config:
+                    # shown as *** (a file read back then needs it put in again).
+                    from .store.engine import display_url
+
+                    value = display_url(value)
                 body.append((f"{key.name} = {toml_value(value)}", sources[key.name]))
         body.append(("", ""))
     width = min(48, max(len(text) for text, _ in body))

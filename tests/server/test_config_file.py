@@ -429,6 +429,16 @@ def test_print_config_says_where_it_looked_when_there_is_no_file(tmp_path):
     assert f"# config file: none (looked for {tmp_path / 'x.toml'})" in text
 
 
+def test_print_config_hides_a_database_password(tmp_path):
+    from parley_chat.server.config_render import render_effective
+
+    url = "postgresql://parley:s3cret-pw@db.example/parley"
+    text = render_effective(load(["--db", url], {}, paths=(tmp_path / "x.toml",)))
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("db_url = ")]
+    assert "s3cret-pw" not in text
+    assert "postgresql://parley:***@db.example/parley" in line and line.endswith("# flag --db")
+
+
 # --- a real server honours the file --------------------------------------------------------
 
 
