@@ -49,7 +49,7 @@ from .config import add_db_argument, operator_config
 from .logs_errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, LogsError, ReadOnlyViolation, UsageError
 from .logs_format import FORMATS, parse_time, write_rows, write_table
 from .logs_pg import PgReadOnlyDatabase, pg_dump
-from .store.backup import BackupFailed, copy_sqlite
+from .store.backup import BackupFailed, copy_sqlite, remove_partial
 from .store.engine import BUSY_TIMEOUT_MS, database_path, is_postgresql, normalized_url
 from .store.queries import fts_query, like_pattern, search_terms
 
@@ -654,12 +654,7 @@ def backup(source: Path, target: Path, *, force: bool = False) -> BackupReport:
     target is written.
     """
     refuse_database_files(source, target)
-    if target.is_dir():
-        raise UsageError(f"{target} is a directory; name the backup file")
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
-    if not target.parent.is_dir():
-        raise LogsError(f"the directory {target.parent} does not exist")
+    _check_target(target, force)
     try:
         copy = copy_sqlite(source, target)
     except BackupFailed as exc:
@@ -671,12 +666,7 @@ def backup_postgresql(url: str, target: Path, *, force: bool = False) -> BackupR
     """pg_dump of the PostgreSQL database at *url* into *target* (custom format, mode
     0600), written under a temporary name and renamed when complete. One snapshot, taken
     while the servers keep writing; restore it with pg_restore (docs/operations.md)."""
-    if target.is_dir():
-        raise UsageError(f"{target} is a directory; name the backup file")
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
-    if not target.parent.is_dir():
-        raise LogsError(f"the directory {target.parent} does not exist")
+    _check_target(target, force)
     with PgReadOnlyDatabase(url) as db:
         messages = db.scalar("SELECT count(*) FROM messages")
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -685,17 +675,23 @@ def backup_postgresql(url: str, target: Path, *, force: bool = False) -> BackupR
         pg_dump(url, tmp)
         os.replace(tmp, target)
     except RuntimeError as exc:
-        _remove_partial(tmp)
+        remove_partial(tmp)
         raise LogsError(f"backup failed: {exc}") from exc
     except BaseException:
-        _remove_partial(tmp)
+        remove_partial(tmp)
         raise
     return BackupReport(target=target, size=target.stat().st_size, messages=messages)
 
 
-def _remove_partial(tmp: Path) -> None:
-    for suffix in ("", "-journal", "-wal", "-shm"):
-        tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
+def _check_target(target: Path, force: bool) -> None:
+    """A backup is written to a file name, in a folder that exists, never over a file
+    unless *force*."""
+    if target.is_dir():
+        raise UsageError(f"{target} is a directory; name the backup file")
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; remove it or pass --force to replace it")
+    if not target.parent.is_dir():
+        raise LogsError(f"the directory {target.parent} does not exist")
 
 
 # --- command line --------------------------------------------------------------------------

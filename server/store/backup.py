@@ -72,14 +72,15 @@ def copy_sqlite(source: Path, target: Path) -> SqliteCopy:
             raise BackupFailed(f"the copy failed its integrity check: {check}")
         os.replace(tmp, target)
     except sqlite3.Error as exc:
-        _remove_partial(tmp)
+        remove_partial(tmp)
         raise BackupFailed(f"backup failed: {exc}") from exc
     except BaseException:
-        _remove_partial(tmp)
+        remove_partial(tmp)
         raise
     return SqliteCopy(path=target, size=target.stat().st_size, messages=messages)
 
 
-def _remove_partial(tmp: Path) -> None:
+def remove_partial(tmp: Path) -> None:
+    """Remove a partial copy at *tmp* and any SQLite companions it grew."""
     for suffix in ("", "-journal", "-wal", "-shm"):
         tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
