@@ -678,23 +678,7 @@ class Commands:
         max_rooms = self.cfg.max_rooms
 
         def op(s: Session) -> tuple[str, StoredMessage | None, RoomSettings | None]:
-            canonical = queries.room_exists(s, f.room)
-            if canonical is None and queries.room_count(s) >= max_rooms:
-                raise _RoomCap(f"the server has {max_rooms} rooms, the most allowed")
-            moderation.before_join(s, uid, f.room, now)  # banned, invite-only: Refused
-            joined = writes.join_room(s, uid, f.room, now)
-            settings = moderation.after_join(s, uid, canonical or f.room, canonical is None)
-            canonical = canonical or f.room
-            if not joined:
-                return canonical, None, settings
-            msg, _ = writes.add_message(
-                s,
-                kind=MessageKind.SYSTEM,
-                body=f"{nick} joined {canonical}",
-                now=now,
-                room=canonical,
-            )
-            return canonical, msg, settings
+            return join_room_op(s, uid, nick, f.room, now, max_rooms)
 
         def done(
             result: tuple[str, StoredMessage | None, RoomSettings | None] | None,
@@ -703,7 +687,7 @@ class Commands:
             if isinstance(exc, Refused):
                 conn.send_frame(Error(code=exc.code, message=exc.message))
                 return
-            if isinstance(exc, _RoomCap):
+            if isinstance(exc, RoomCap):
                 conn.send_frame(Error(code=ErrorCode.TOO_MANY_ROOMS, message=str(exc)))
                 return
             if exc is not None:
@@ -746,12 +730,7 @@ class Commands:
         now = utcnow()
 
         def op(s: Session) -> StoredMessage | None:
-            if not writes.leave_room(s, uid, room):
-                return None
-            msg, _ = writes.add_message(
-                s, kind=MessageKind.SYSTEM, body=f"{nick} left {room}", now=now, room=room
-            )
-            return msg
+            return leave_room_op(s, uid, nick, room, now)
 
         def done(result: StoredMessage | None, exc: BaseException | None) -> None:
             if exc is not None:
@@ -978,8 +957,43 @@ class _Failed(LoginFailed):
     """A wrong password: counted by the throttle (unlike other refusals)."""
 
 
-class _RoomCap(StoreConflict):
+class RoomCap(StoreConflict):
     """The server-wide room cap was reached (raised inside the join's write)."""
+
+
+def join_room_op(
+    s: Session, user_id: int, nick: str, name: str, now: datetime, max_rooms: int
+) -> tuple[str, StoredMessage | None, RoomSettings | None]:
+    """The write of a join, for both protocols (parley's `join`, IRC's JOIN): the room
+    cap (RoomCap), bans and invite-only rooms (moderation.Refused), the membership and
+    its "joined" notice. Returns (the room's name as stored, the notice or None when
+    the user was a member already, the room's settings when this made the room)."""
+    canonical = queries.room_exists(s, name)
+    if canonical is None and queries.room_count(s) >= max_rooms:
+        raise RoomCap(f"the server has {max_rooms} rooms, the most allowed")
+    moderation.before_join(s, user_id, name, now)  # banned, invite-only: Refused
+    joined = writes.join_room(s, user_id, name, now)
+    settings = moderation.after_join(s, user_id, canonical or name, canonical is None)
+    canonical = canonical or name
+    if not joined:
+        return canonical, None, settings
+    msg, _ = writes.add_message(
+        s, kind=MessageKind.SYSTEM, body=f"{nick} joined {canonical}", now=now, room=canonical
+    )
+    return canonical, msg, settings
+
+
+def leave_room_op(
+    s: Session, user_id: int, nick: str, room: str, now: datetime
+) -> StoredMessage | None:
+    """The write of a leave, for both protocols: the membership ends and a "left"
+    notice is stored; None when the user was not a member."""
+    if not writes.leave_room(s, user_id, room):
+        return None
+    msg, _ = writes.add_message(
+        s, kind=MessageKind.SYSTEM, body=f"{nick} left {room}", now=now, room=room
+    )
+    return msg
 
 
 def _send_runs_on(f: Send) -> str:

@@ -17,10 +17,11 @@ from parley_chat.ircproto import numerics as n
 from parley_chat.protocol import DEFAULT_ROOM, ErrorCode, Presence, encode, fold
 from parley_chat.protocol.limits import ROOM_RE
 from parley_chat.protocol.moderation import Moderate
-from parley_chat.protocol.vocab import Action, MessageKind
+from parley_chat.protocol.vocab import Action
 
 from .. import moderation
-from ..store import StoreConflict, queries, utcnow, writes
+from ..commands import join_room_op, leave_room_op
+from ..store import StoreConflict, queries, utcnow
 from ..store import moderation as mstore
 from ..store.moderation import Refused
 from ..store.records import StoredMessage
@@ -119,18 +120,7 @@ def _join_one(gw: IrcGateway, conn: IrcConnection, name: str) -> None:
     max_rooms = gw.cfg.max_rooms
 
     def op(s: Any) -> tuple[str, StoredMessage | None]:
-        canonical = queries.room_exists(s, name)
-        if canonical is None and queries.room_count(s) >= max_rooms:
-            raise StoreConflict(f"the server has {max_rooms} rooms, the most allowed")
-        moderation.before_join(s, uid, name, now)
-        joined = writes.join_room(s, uid, name, now)
-        moderation.after_join(s, uid, canonical or name, canonical is None)
-        canonical = canonical or name
-        if not joined:
-            return canonical, None
-        stored, _ = writes.add_message(
-            s, kind=MessageKind.SYSTEM, body=f"{nick} joined {canonical}", now=now, room=canonical
-        )
+        canonical, stored, _settings = join_room_op(s, uid, nick, name, now, max_rooms)
         return canonical, stored
 
     def done(result: Any, exc: BaseException | None) -> None:
@@ -191,12 +181,7 @@ def _part(gw: IrcGateway, conn: IrcConnection, name: str, reason: str) -> None:
     now = utcnow()
 
     def op(s: Any) -> StoredMessage | None:
-        if not writes.leave_room(s, uid, room):
-            return None
-        stored, _ = writes.add_message(
-            s, kind=MessageKind.SYSTEM, body=f"{nick} left {room}", now=now, room=room
-        )
-        return stored
+        return leave_room_op(s, uid, nick, room, now)
 
     def done(result: Any, exc: BaseException | None) -> None:
         if exc is not None:
