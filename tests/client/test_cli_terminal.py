@@ -212,6 +212,11 @@ def test_a_line_being_typed_survives_incoming_messages_and_comes_back_with_up(se
             lambda e: isinstance(e, MessageReceived) and e.message.from_ == "alice",
         )
         assert again.message.text == "Hello world"
+        # Both echoes printed and the prompt drawn again below them: the line is
+        # empty and the prompt is reading keys (a key typed mid-redraw may be lost).
+        first = term.wait_for("<alice> Hello world")
+        second = term.wait_for("<alice> Hello world", since=first + 1)
+        term.wait_for("#lobby>", since=second)
         term.type("\x04")  # Ctrl-D on an empty line: leave
         term.wait_for("goodbye")
         assert term.close() == EXIT_OK
