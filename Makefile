@@ -100,9 +100,10 @@ sysdeps:
 
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
 # Two on this two-core machine: 389 s against 858 s for one (docs/decisions.md).
+# PYTHONHASHSEED=0: every worker must collect the tests in one order.
 PYTEST_WORKERS ?= 2
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
-	env -u DISPLAY $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+	env -u DISPLAY PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
 
 # ruff, then mypy over the package as it installs (pyproject.toml [tool.mypy]):
 # tools/mypy_tree.py first links the top-level folders into build/mypy/parley_chat.

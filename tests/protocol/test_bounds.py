@@ -322,7 +322,9 @@ def test_rooms_entries_drop_unknown_keys_like_frames_do():
 
 
 def _frame_types() -> list[type[Frame]]:
-    return list({*CLIENT_FRAMES.values(), *SERVER_FRAMES.values()})
+    # Sorted: a set of classes iterates in address order, which differs between the
+    # processes of a parallel run (pytest-xdist needs one collection order).
+    return sorted({*CLIENT_FRAMES.values(), *SERVER_FRAMES.values()}, key=lambda c: c.__name__)
 
 
 @pytest.mark.parametrize("cls", _frame_types(), ids=lambda c: c.__name__)
