@@ -270,8 +270,11 @@ class Commands:
             return
         try:
             user, created = self._authenticate(conn, f)
+            # One read for the lock and the rooms: a classroom logs in at once,
+            # and each read session costs more than its query.
             with self.store.read() as s:
                 locked = moderation.login_refusal(s, user.id)
+                rooms = queries.rooms_of(s, user.id) if locked is None else []
             if locked is not None:
                 raise LoginFailed(ErrorCode.ACCOUNT_LOCKED, locked)
         except LoginFailed as exc:
@@ -280,7 +283,7 @@ class Commands:
                 f"login refused: {exc.code}", Error(code=exc.code, message=exc.message)
             )
             return
-        self._start_session(conn, f, user, created)
+        self._start_session(conn, f, user, created, rooms)
 
     def _registration_open(self) -> bool:
         with self.store.read() as s:
@@ -378,7 +381,9 @@ class Commands:
             raise _Failed(ErrorCode.AUTH_FAILED, f"wrong password for {user.nick}")
         return user, False
 
-    def _start_session(self, conn: Client, f: Hello, user: UserRecord, created: bool) -> None:
+    def _start_session(
+        self, conn: Client, f: Hello, user: UserRecord, created: bool, rooms: list[str]
+    ) -> None:
         now = utcnow()
         token, hashed = new_token()
         expires = now + timedelta(seconds=self.cfg.token_ttl)
@@ -404,8 +409,6 @@ class Commands:
             log.warning("%s: session %d not recorded yet: %s", conn.peer, login.session_id, exc)
         session_id = login.session_id
         conn.user_id, conn.nick, conn.session_id = user.id, user.nick, session_id
-        with self.store.read() as s:
-            rooms = queries.rooms_of(s, user.id)
         if len(rooms) > MAX_ROOMS_LISTED:
             # Only a database edited by hand gets here (joins stop at
             # max_rooms_per_user): the welcome names as many rooms as fit.
@@ -454,17 +457,18 @@ class Commands:
                 # A fresh login shows recent history; older messages exist if
                 # the first one shown is not the user's very first.
                 gap, target = bool(messages), "latest"
+            # Moderation from the same snapshot (sent after the presence pages):
+            # each room's topic and roles; the mute cache's first fill.
+            self.mutes.load_once(s, now)
+            roominfo = moderation.roominfo_bytes(s, rooms)
+            if f.last_seen is not None:  # deletions and edits while it was away
+                roominfo += moderation.catch_up_bytes(s, user.id, f.last_seen)
         parts, up_to = self._replay_parts(messages, user.nick, gap=gap, target=target)
         conn.send_replay(parts, up_to)
         for room in rooms:
             for page in presence_pages(room, self.hub.online_in(room)):
                 conn.send_bytes(page)
-        with self.store.read() as s:
-            # Moderation: each room's topic and roles; the mute cache's first fill.
-            self.mutes.load_once(s, now)
-            conn.send_bytes(moderation.roominfo_bytes(s, rooms))
-            if f.last_seen is not None:  # deletions and edits while it was away
-                conn.send_bytes(moderation.catch_up_bytes(s, user.id, f.last_seen))
+        conn.send_bytes(roominfo)
         log.info(
             "%s logged in as %s (%s, session %d, %d replayed)",
             conn.peer,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from parley_chat.protocol import fold
@@ -119,10 +119,26 @@ def operators_and_locked(s: Session) -> list[Account]:
     return [_account(u) for u in users]
 
 
+# Read at every login (the lock check): prebuilt, and Core rather than an ORM
+# entity load, which cost more than the query.
+_ACCOUNT_BY_ID = select(User.id, User.nick, User.operator, User.locked_at, User.lock_reason).where(
+    User.id == bindparam("id"), User.deleted_at.is_(None)
+)
+
+
 def account_by_id(s: Session, user_id: int) -> Account | None:
     """The live account with this id, or None (deleted accounts too)."""
-    u = s.get(User, user_id)
-    return _account(u) if u is not None and u.deleted_at is None else None
+    row = s.connection().execute(_ACCOUNT_BY_ID, {"id": user_id}).first()
+    if row is None:
+        return None
+    return Account(
+        row.id,
+        row.nick,
+        bool(row.operator),
+        row.locked_at is not None,
+        row.lock_reason,
+        row.locked_at,
+    )
 
 
 def _account(u: User) -> Account:
@@ -157,41 +173,64 @@ def room_settings(s: Session, room: Room | str) -> RoomSettings | None:
     return RoomSettings(r.id, r.name, r.topic, bool(r.private), owner, tuple(mods), tuple(ops))
 
 
+# rooms_settings()'s statements, built once: it runs at every login, and
+# building and compiling a select cost more than running it (the compiled
+# form is cached under the statement's key, which a prebuilt statement
+# computes once).
+_OWNER = aliased(User)
+_ROOMS_BY_KEY = (
+    select(Room.id, Room.name, Room.name_key, Room.topic, Room.private, _OWNER.nick)
+    .outerjoin(_OWNER, _OWNER.id == Room.owner_id)
+    .where(Room.name_key.in_(bindparam("keys", expanding=True)))
+)
+_MODERATORS_OF = (
+    select(RoomModerator.room_id, User.nick)
+    .join(User, User.id == RoomModerator.user_id)
+    .where(RoomModerator.room_id.in_(bindparam("ids", expanding=True)), User.deleted_at.is_(None))
+    .order_by(User.nick_key)
+)
+_OPERATORS = (
+    select(User.id, User.nick)
+    .where(User.operator.is_(True), User.deleted_at.is_(None))
+    .order_by(User.nick_key)
+)
+_MEMBERSHIPS = select(RoomMember.room_id, RoomMember.user_id).where(
+    RoomMember.user_id.in_(bindparam("users", expanding=True)),
+    RoomMember.room_id.in_(bindparam("ids", expanding=True)),
+)
+
+
 def rooms_settings(s: Session, names: list[str]) -> list[RoomSettings]:
-    """room_settings() of many rooms (those that exist, in the order given) in four
-    queries, whatever their number: a login sends one `roominfo` per room."""
+    """room_settings() of many rooms (those that exist, in the order given) in at
+    most four queries, whatever their number: a login sends one `roominfo` per room.
+
+    No query walks a room's members: the operators (a handful server-wide) are
+    read first and only their memberships looked up, so a login to a room of a
+    thousand costs what a login to a room of ten does. Core statements on the
+    session's connection: the ORM's entity loading cost more than the SQL.
+    """
     keys = [fold(n) for n in names]
     if not keys:
         return []
-    rooms = {r.name_key: r for r in s.scalars(select(Room).where(Room.name_key.in_(keys)))}
-    ids = [r.id for r in rooms.values()]
-    owner_ids = {r.owner_id for r in rooms.values() if r.owner_id is not None}
-    owners: dict[int, str] = (
-        dict(s.execute(select(User.id, User.nick).where(User.id.in_(owner_ids))).all())  # type: ignore[arg-type]
-        if owner_ids
-        else {}
-    )
+    db = s.connection()
+    rows = db.execute(_ROOMS_BY_KEY, {"keys": keys}).all()
+    rooms = {r.name_key: r for r in rows}
+    ids = [r.id for r in rows]
+    if not ids:
+        return []
     mods: dict[int, list[str]] = {}
-    for room_id, nick in s.execute(
-        select(RoomModerator.room_id, User.nick)
-        .join(User, User.id == RoomModerator.user_id)
-        .where(RoomModerator.room_id.in_(ids), User.deleted_at.is_(None))
-        .order_by(User.nick_key)
-    ):
+    for room_id, nick in db.execute(_MODERATORS_OF, {"ids": ids}):
         mods.setdefault(room_id, []).append(nick)
     ops: dict[int, list[str]] = {}
-    operators = (
-        select(User.id, User.nick, User.nick_key)
-        .where(User.operator.is_(True), User.deleted_at.is_(None))
-        .subquery()
-    )
-    for room_id, nick in s.execute(
-        select(RoomMember.room_id, operators.c.nick)
-        .join(operators, operators.c.id == RoomMember.user_id)
-        .where(RoomMember.room_id.in_(ids))
-        .order_by(operators.c.nick_key)
-    ):
-        ops.setdefault(room_id, []).append(nick)
+    operators = db.execute(_OPERATORS).all()
+    if operators:
+        nick_of = {uid: nick for uid, nick in operators}
+        member_of: dict[int, set[int]] = {}
+        for room_id, uid in db.execute(_MEMBERSHIPS, {"users": list(nick_of), "ids": ids}):
+            member_of.setdefault(uid, set()).add(room_id)
+        for uid, nick in operators:  # in nick order
+            for room_id in member_of.get(uid, ()):
+                ops.setdefault(room_id, []).append(nick)
     out = []
     for key in keys:
         r = rooms.get(key)
@@ -202,7 +241,7 @@ def rooms_settings(s: Session, names: list[str]) -> list[RoomSettings]:
                     r.name,
                     r.topic,
                     bool(r.private),
-                    owners.get(r.owner_id) if r.owner_id is not None else None,
+                    r.nick,
                     tuple(mods.get(r.id, ())),
                     tuple(ops.get(r.id, ())),
                 )
