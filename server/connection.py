@@ -205,17 +205,21 @@ class Connection:
 
     def deliver_many(self, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue several unsolicited byte strings at once (a committed group's share)."""
-        self._deliver_group(chunks, [d for _, d in chunks])
+        out = [d for _, d in chunks]
+        self._deliver_group(chunks, out, sum(map(len, out)))
 
     def deliver_shared(self, data: bytes, chunks: list[tuple[int | None, bytes]]) -> None:
         """Queue *data*, shared with other connections; *chunks* split it per message
         for a connection that holds deliveries back while it replays."""
-        self._deliver_group(chunks, [data])
+        # Once per member per committed group: the hand-over's busiest call.
+        self._deliver_group(chunks, [data], len(data))
 
-    def _deliver_group(self, chunks: list[tuple[int | None, bytes]], out: list[bytes]) -> None:
-        # *out* is what goes on the queue (the shared blob, or the chunks' bytes);
-        # a replaying connection holds *chunks* instead, to de-duplicate by id.
-        size = sum(len(d) for d in out)
+    def _deliver_group(
+        self, chunks: list[tuple[int | None, bytes]], out: list[bytes], size: int
+    ) -> None:
+        # *out* is what goes on the queue (the shared blob, or the chunks' bytes;
+        # *size* bytes); a replaying connection holds *chunks* instead, to
+        # de-duplicate by id.
         with self._lock:
             if self._dead:
                 return

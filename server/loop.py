@@ -9,6 +9,9 @@ Rules this module keeps:
    call notify(conn). notify() wakes the loop at most once until the loop has
    run again (the `_wake_pending` flag), so a committed group of messages for
    a thousand connections costs one wake-up per loop, not one per delivery.
+   notify() takes no lock: it appends to a deque (atomic) that the loop
+   empties, because the writer calls it once per connection per committed
+   group and a lock shared with the loop made it wait for the loop's turn.
 3. A loop never blocks on anything but its selector: no SQL, no password
    hashing, no blocking socket call. Handlers that need those run on a worker
    pool (server/workers.py).
@@ -22,6 +25,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -87,7 +91,9 @@ class IOLoop:
         self._waker = Waker(self._sel)
         self._lock = threading.Lock()
         self._adopted: list[Connection] = []
-        self._dirty: set[Connection] = set()
+        # Notified from other threads: appended without a lock, emptied by the loop.
+        self._inbox: deque[Connection] = deque()
+        self._dirty: set[Connection] = set()  # notified on the loop thread itself
         self._lazy: set[Connection] = set()  # output queued that can wait LAZY_FLUSH
         self._wake_pending = False
         self._stopping = False
@@ -115,24 +121,25 @@ class IOLoop:
         """Take over a connection whose TLS handshake is done."""
         with self._lock:
             self._adopted.append(conn)
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            self._wake()
+        self._wake_once()
 
     def notify(self, conn: Connection) -> None:
-        """*conn* has new output or a request: serve it soon. Never blocks."""
+        """*conn* has new output or a request: serve it soon. Never blocks, takes no lock."""
         if threading.get_ident() == self._thread.ident:
             # On the loop thread: the loop looks at _dirty before it sleeps.
-            with self._lock:
-                self._dirty.add(conn)
-            return
-        with self._lock:
             self._dirty.add(conn)
-            if self._wake_pending:
-                return
+            return
+        self._inbox.append(conn)
+        self._wake_once()
+
+    def _wake_once(self) -> None:
+        # After the append: the loop clears the flag before it empties the
+        # inbox and takes the adopted, so an item is either seen by the turn
+        # that cleared the flag or wakes the next one. A race lets two threads
+        # both wake; a spare wake-up byte is harmless.
+        if not self._wake_pending:
             self._wake_pending = True
-        self._wake()
+            self._wake()
 
     def notify_lazy(self, conn: Connection) -> None:
         """*conn* has output that may wait up to LAZY_FLUSH. Never blocks, never wakes."""
@@ -165,7 +172,7 @@ class IOLoop:
             while True:
                 now = time.monotonic()
                 with self._lock:
-                    queued = bool(self._dirty or self._adopted)
+                    queued = bool(self._dirty or self._inbox or self._adopted)
                     lazy = bool(self._lazy) or self._hook_due
                 if self._again or queued:
                     timeout = 0.0
@@ -183,11 +190,14 @@ class IOLoop:
                     if mask & selectors.EVENT_READ:
                         readable.add(conn)
                     serve.add(conn)
+                self._wake_pending = False  # before the inbox and the adopted are read
+                dirty, self._dirty = self._dirty, set()
+                inbox = self._inbox
+                while inbox:
+                    dirty.add(inbox.popleft())
                 with self._lock:
                     stopping = self._stopping
                     adopted, self._adopted = self._adopted, []
-                    dirty, self._dirty = self._dirty, set()
-                    self._wake_pending = False
                     flush_lazy = time.monotonic() >= next_lazy
                     hook = False
                     if flush_lazy:
@@ -201,9 +211,9 @@ class IOLoop:
                         self._on_lazy_flush()
                     except Exception:
                         log.exception("the lazy flush of %s failed", self.name)
-                    with self._lock:  # what it queued for our own connections
-                        dirty |= self._dirty
-                        self._dirty = set()
+                    # What it queued for our own connections (on this thread: _dirty).
+                    dirty |= self._dirty
+                    self._dirty = set()
                 for conn in adopted:
                     self._conns[conn] = 0
                     conn.attach_loop(self)

@@ -149,9 +149,12 @@ class TLSStream:
                 out.clear()
                 self._out_bytes = 0
                 self._wpos = 0
-            view = memoryview(self._wbuf)[self._wpos : self._wpos + WRITE_CHUNK]
+            buf = self._wbuf
+            if self._wpos or len(buf) > WRITE_CHUNK:
+                buf = memoryview(buf)[self._wpos : self._wpos + WRITE_CHUNK]
+            # else: the common case (one small write), sent without a view
             try:
-                sent = self.sock.send(view)
+                sent = self.sock.send(buf)
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 return False
             except (ssl.SSLError, OSError) as exc:

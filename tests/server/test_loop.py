@@ -1,0 +1,106 @@
+"""IOLoop: notify() from other threads takes no lock, and no notification is lost."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from parley_chat.server.loop import IOLoop
+
+
+class _Stub:
+    """The part of a Connection the loop calls, for a connection with no socket:
+    interest 0 keeps it out of the selector, so only notify() brings the loop to it."""
+
+    paused_until = 0.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.wanted = 0  # bumped before each notify()
+        self.seen = 0  # the value of `wanted` at the last service()
+        self.changed = threading.Condition(self.lock)
+        self.finished: str | None = None
+
+    def attach_loop(self, loop: IOLoop) -> None:
+        self.loop = loop
+
+    def on_readable(self, now: float) -> None:
+        pass
+
+    def service(self, now: float) -> None:
+        with self.changed:
+            self.seen = self.wanted
+            self.changed.notify_all()
+
+    def interest(self) -> int:
+        return 0
+
+    def wants_another_turn(self) -> bool:
+        return False
+
+    def check_timers(self, now: float) -> None:
+        pass
+
+    def finish(self, reason: str) -> None:
+        self.finished = reason
+
+
+def test_notifications_from_many_threads_all_reach_the_loop() -> None:
+    loop = IOLoop("test-loop")
+    loop.start()
+    stubs = [_Stub() for _ in range(50)]
+    try:
+        for stub in stubs:
+            loop.adopt(stub)  # type: ignore[arg-type]
+
+        def hammer(offset: int) -> None:
+            for i in range(2000):
+                stub = stubs[(i * 7 + offset) % len(stubs)]
+                with stub.lock:
+                    stub.wanted += 1
+                loop.notify(stub)  # type: ignore[arg-type]
+
+        threads = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        deadline = time.monotonic() + 30
+        for stub in stubs:
+            with stub.changed:
+                # Every bump was followed by a notify: the loop must serve the
+                # stub after its last one, whatever the interleaving.
+                assert stub.changed.wait_for(
+                    lambda s=stub: s.seen == s.wanted, max(0.0, deadline - time.monotonic())
+                ), f"a notification was lost: served at {stub.seen} of {stub.wanted}"
+        assert sum(s.wanted for s in stubs) == 4 * 2000
+    finally:
+        loop.stop()
+    assert all(s.finished == "server shutdown" for s in stubs)
+
+
+def test_a_notify_on_the_loop_thread_is_served_on_the_next_turn() -> None:
+    loop = IOLoop("test-loop-self")
+    loop.start()
+    first, second = _Stub(), _Stub()
+    try:
+        loop.adopt(first)  # type: ignore[arg-type]
+        loop.adopt(second)  # type: ignore[arg-type]
+        # first's service (on the loop thread) notifies second, as a handler
+        # that answers another connection would.
+        original = first.service
+
+        def chained(now: float) -> None:
+            original(now)
+            with second.lock:
+                second.wanted += 1
+            loop.notify(second)  # type: ignore[arg-type]
+
+        first.service = chained  # type: ignore[method-assign]
+        with first.lock:
+            first.wanted += 1
+        loop.notify(first)  # type: ignore[arg-type]
+        with second.changed:
+            assert second.changed.wait_for(lambda: second.seen >= 1, 10)
+    finally:
+        loop.stop()
