@@ -112,6 +112,7 @@ class _Run:
     key: str
     epoch: int
     audience: list[tuple[Peer, int]]  # (connection, its user id), snapshot under the lock
+    by_user: dict[int, list[Peer]]  # the audience's connections per user id
     chunks: list[tuple[int | None, bytes]] = field(default_factory=list)  # plain copies
     seqs: list[int] = field(default_factory=list)  # each chunk's place in the batch
     own: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> (sender, copy)
@@ -224,6 +225,9 @@ class Hub:
         # can reuse one audience for a room's consecutive messages.
         self._epoch = 0
         self._pseq = 0  # numbers presence deltas and room arrivals, in order
+        # fold(room) -> (epoch, audience, by user): a room's audience is built
+        # once per epoch, not once per committed group (a thousand tuples).
+        self._audiences: dict[str, tuple[int, list[tuple[Peer, int]], dict[int, list[Peer]]]] = {}
         #: Set when several nodes share the database (server/bus_node.py).
         self.sequencer: Sequencer | None = None
         self.observer: Observer | None = None
@@ -252,6 +256,7 @@ class Hub:
         if not members:
             del self._members[key]
             self._sorted.pop(key, None)
+            self._audiences.pop(key, None)
 
     # --- presence -----------------------------------------------------------
 
@@ -545,13 +550,19 @@ class Hub:
         with replies, members of several runs) get their own list, in order.
         """
         special: set[Peer] = set(b.direct)
-        seen: set[Peer] = set()
-        for run in b.runs:
-            senders = {sender for sender, _ in run.own.values()}
-            for conn, uid in run.audience:
-                if conn in seen or uid in senders:
-                    special.add(conn)
-                seen.add(conn)
+        if len(b.runs) == 1:
+            # The common case: one room. Its senders' connections get their own copies.
+            run = b.runs[0]
+            for sender, _ in run.own.values():
+                special.update(run.by_user.get(sender, ()))
+        else:
+            seen: set[Peer] = set()
+            for run in b.runs:
+                senders = {sender for sender, _ in run.own.values()}
+                for conn, uid in run.audience:
+                    if conn in seen or uid in senders:
+                        special.add(conn)
+                    seen.add(conn)
         for run in b.runs:
             blob = b"".join(data for _, data in run.chunks)
             for conn, _uid in run.audience:
@@ -727,11 +738,22 @@ class Hub:
         with self._lock:
             run = b.open_runs.get(key)
             if run is None or run.epoch != self._epoch:
-                members = self._members.get(key)
-                audience = (
-                    [(c, u.user_id) for u in members.values() for c in u.conns] if members else []
-                )
-                run = _Run(key, self._epoch, audience)
+                cached = self._audiences.get(key)
+                if cached is not None and cached[0] == self._epoch:
+                    _, audience, by_user = cached
+                else:
+                    members = self._members.get(key)
+                    audience = (
+                        [(c, u.user_id) for u in members.values() for c in u.conns]
+                        if members
+                        else []
+                    )
+                    by_user = {}
+                    for c, uid in audience:
+                        by_user.setdefault(uid, []).append(c)
+                    if members:
+                        self._audiences[key] = (self._epoch, audience, by_user)
+                run = _Run(key, self._epoch, audience, by_user)
                 b.runs.append(run)
                 b.open_runs[key] = run
         b.seq += 1

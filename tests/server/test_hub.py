@@ -174,6 +174,25 @@ def test_a_membership_change_inside_a_batch_starts_a_new_audience():
     assert [f["id"] for f in peers["carol"].frames] == [40, 41]
 
 
+def test_a_rooms_audience_is_reused_across_batches_until_someone_comes_or_goes():
+    hub, peers = _hub_with_three()
+    with hub.batch():
+        hub.deliver_message(_msg(50), sender_id=None, ref=None)
+    dave = FakePeer()
+    hub.attach(dave, 4, "dave", ["#lobby"])  # after the first batch built the audience
+    with hub.batch():
+        hub.deliver_message(_msg(51, sender="alice", cid="a"), sender_id=1, ref="a")
+    hub.detach(peers["carol"], 3)
+    with hub.batch():
+        hub.deliver_message(_msg(52), sender_id=None, ref=None)
+    assert [f["id"] for f in dave.frames] == [51, 52]
+    assert [f["id"] for f in peers["carol"].frames] == [50, 51]
+    # Both of the sender's connections get its own copy, with the ref, in the second batch.
+    assert [f.get("ref") for f in peers["alice"].frames] == [None, "a", None]
+    assert [f.get("ref") for f in peers["alice2"].frames] == [None, "a", None]
+    assert [f.get("ref") for f in peers["bob"].frames] == [None, None, None]
+
+
 def test_presence_deltas_wait_for_the_flush_and_skip_the_user_they_are_about():
     requested = []
     hub = Hub(request_flush=lambda: requested.append(1))
