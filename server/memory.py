@@ -5,8 +5,10 @@ buffers; glibc's malloc keeps the freed memory in its arenas, so the server's
 resident size stays at the storm's peak (measured: 1000 logins left 94 MB
 resident, 75 MB after a collection and a trim). `HeapTrimmer` watches the
 connection counts from the maintenance thread and, once a burst is over (a
-couple of quiet looks in a row), runs the cyclic collector and glibc's
-`malloc_trim(0)`. Elsewhere (macOS, Windows, musl) it only counts.
+couple of quiet looks in a row), runs the cyclic collector, freezes what
+survives (settle_heap: the collector's own full passes then skip it) and calls
+glibc's `malloc_trim(0)`. Elsewhere (macOS, Windows, musl) it collects and
+freezes only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ TRIM_AFTER_CHANGES = 64
 #: row must see nothing change before the burst counts as over.
 TRIM_CHECK_INTERVAL = 0.5
 QUIET_LOOKS = 2
+
+#: Every how many trims one walks all objects (settle_heap(full=True)); the
+#: others walk only what is new since the last. Cyclic garbage among frozen
+#: objects waits at most this many bursts.
+FULL_SETTLE_EVERY = 8
 
 #: Quiet looks after a burst's trim before one more (8 looks: 4 s): measured
 #: after 1000 logins, a trim at once returned 2 MB and one 4 s later 15 MB more
@@ -65,6 +72,7 @@ class HeapTrimmer:
         self._changes = 0
         self._quiet = 0
         self._follow_up = 0  # quiet looks until the burst's second trim; 0: none due
+        self._settles = 0  # trims so far, to make every FULL_SETTLE_EVERY-th one full
         self.trims = 0
 
     @property
@@ -92,17 +100,37 @@ class HeapTrimmer:
         return self.trim()
 
     def trim(self) -> bool:
-        """Collect, then give free heap pages back (where the allocator can)."""
-        if self._trim is None:
-            return False
+        """Collect and freeze (settle_heap), then give free heap pages back where the
+        allocator can. True if pages were given back."""
+        before = _rss_mb()
         # The burst's cyclic garbage (sockets, frames, sessions) is freed only by
         # the collector: trimming before it runs returns almost nothing.
-        before = _rss_mb()
-        gc.collect()
+        settle_heap(full=self._settles % FULL_SETTLE_EVERY == 0)
+        self._settles += 1
+        if self._trim is None:
+            return False
         self._trim(0)
         self.trims += 1
         log.info("heap trimmed after a burst of connections: %.0f -> %.0f MB", before, _rss_mb())
         return True
+
+
+def settle_heap(*, full: bool) -> None:
+    """Collect, then gc.freeze() everything that survived.
+
+    A collection holds the GIL throughout, so every thread waits for it: over
+    all the objects (the modules, SQLAlchemy's mappers and caches, a thousand
+    connections: hundreds of thousands) one took up to 92 ms at load b, the
+    worst deliveries of the run. Frozen objects are left out of every later
+    collection, so a settle after a burst walks only what the burst made.
+    *full* unfreezes first and walks everything, so what was frozen and has
+    become cyclic garbage since (a connection that closed) is freed then: the
+    trimmer does that at start and every FULL_SETTLE_EVERY trims.
+    """
+    if full:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _rss_mb() -> float:

@@ -1,10 +1,12 @@
 # Tests for server/memory.py: when the heap trimmer decides a burst is over.
 
+import gc
 import sys
+import weakref
 
 import pytest
 
-from parley_chat.server.memory import HeapTrimmer
+from parley_chat.server.memory import HeapTrimmer, settle_heap
 
 
 def _trimmer(threshold=10, quiet_looks=2):
@@ -54,3 +56,34 @@ def test_the_real_allocator_can_be_trimmed_here():
     trimmer = HeapTrimmer()
     assert trimmer.available
     assert trimmer.trim() and trimmer.trims == 1
+
+
+def test_settle_heap_freezes_survivors_and_a_full_one_collects_what_was_frozen() -> None:
+    class Node:
+        pass
+
+    node = Node()
+    node.me = node  # type: ignore[attr-defined]  # a cycle: only the collector frees it
+    alive = weakref.ref(node)
+    try:
+        settle_heap(full=True)
+        assert gc.get_freeze_count() > 0
+        del node
+        settle_heap(full=False)  # walks only what is new: the frozen cycle stays
+        assert alive() is not None
+        settle_heap(full=True)  # unfreezes first: last time's survivors are collected now
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+
+
+def test_every_few_trims_one_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    import parley_chat.server.memory as memory
+
+    seen: list[bool] = []
+    monkeypatch.setattr(memory, "settle_heap", lambda *, full: seen.append(full))
+    trimmer = HeapTrimmer(trim=lambda pad: 1)
+    for _ in range(2 * memory.FULL_SETTLE_EVERY):
+        trimmer.trim()
+    every = memory.FULL_SETTLE_EVERY
+    assert seen == ([True] + [False] * (every - 1)) * 2
