@@ -105,8 +105,11 @@ class HeapTrimmer:
         before = _rss_mb()
         # The burst's cyclic garbage (sockets, frames, sessions) is freed only by
         # the collector: trimming before it runs returns almost nothing.
-        settle_heap(full=self._settles % FULL_SETTLE_EVERY == 0)
+        # Not the first (at start-up nothing is frozen yet, so it walks everything
+        # anyway; a process that froze its own heap before starting a server, as
+        # the test suite does, keeps it frozen).
         self._settles += 1
+        settle_heap(full=self._settles % FULL_SETTLE_EVERY == 0)
         if self._trim is None:
             return False
         self._trim(0)
@@ -125,7 +128,7 @@ def settle_heap(*, full: bool) -> None:
     collection, so a settle after a burst walks only what the burst made.
     *full* unfreezes first and walks everything, so what was frozen and has
     become cyclic garbage since (a connection that closed) is freed then: the
-    trimmer does that at start and every FULL_SETTLE_EVERY trims.
+    trimmer does that every FULL_SETTLE_EVERY trims.
     """
     if full:
         gc.unfreeze()

@@ -86,4 +86,4 @@ def test_every_few_trims_one_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(2 * memory.FULL_SETTLE_EVERY):
         trimmer.trim()
     every = memory.FULL_SETTLE_EVERY
-    assert seen == ([True] + [False] * (every - 1)) * 2
+    assert seen == ([False] * (every - 1) + [True]) * 2
