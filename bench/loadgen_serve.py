@@ -4,7 +4,8 @@ own process, and the launcher that starts and stops that process.
 Owns: `python -m bench.loadgen_serve` (a small entry that builds
 server.config.ServerConfig with the benchmark's relaxed limits and runs
 server.chat_server.ChatServer, so no server change is needed for limits the CLI does
-not expose), the pre-created accounts, and ParleyServer (temp dir, certs,
+not expose), the pre-created accounts (made by a child process before the
+server starts, so the server opens a database at head), and ParleyServer (temp dir, certs,
 subprocess, PID for /proc, stop by PID).
 
 Relaxed on purpose: per-address connection cap, handshake cap, flood limits,
@@ -103,7 +104,24 @@ def serve(argv: list[str] | None = None) -> int:
     logging.getLogger("parley.memory").setLevel(logging.INFO)
     db_url = args.db if "://" in args.db else f"sqlite:///{args.db}"
     if args.users:
-        create_accounts(db_url, args.user_prefix, args.users, args.password, args.scrypt_n)
+        # In a child process: the server then starts as it does on any day but the
+        # first, on a database already at head, and its memory is the server's
+        # alone (the migration's Alembic and the accounts' store stay in the child).
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from bench.loadgen_serve import create_accounts; "
+                "create_accounts(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], "
+                "int(sys.argv[5]))",
+                db_url,
+                args.user_prefix,
+                str(args.users),
+                args.password,
+                str(args.scrypt_n),
+            ],
+            check=True,
+        )
     known = {f.name for f in dataclasses.fields(ServerConfig)}
     values: dict[str, object] = {
         "host": args.host,
