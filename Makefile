@@ -17,7 +17,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer bench-nodes
+.PHONY: run test fuzz-deep certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer bench-nodes
 
 # Runtime only: what `make run` and `make client` need, nothing for tests or lint.
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
@@ -104,6 +104,12 @@ sysdeps:
 PYTEST_WORKERS ?= 2
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
 	env -u DISPLAY PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+
+# The property-based tests (hypothesis) with the deep profile (tests/budget.py): 30 times
+# the examples `make test` draws, for a long look at the protocol's decoders.
+fuzz-deep: $(DEV_STAMP)
+	env -u DISPLAY HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:randomly \
+	  tests/protocol tests/client/test_cli.py $(PYTEST_ARGS)
 
 # ruff, then mypy over the package as it installs (pyproject.toml [tool.mypy]):
 # tools/mypy_tree.py first links the top-level folders into build/mypy/parley_chat.
