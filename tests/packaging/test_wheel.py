@@ -4,7 +4,8 @@ the checkout, every command run from there.
 One module-scoped install (build, venv, install) serves every test here. The installer is
 uv (pinned in requirements-dev.txt), for the build's isolated environments too
 (`python -m build --installer uv`, the same frontend as `make dist`): pip took 40 s of the
-suite for this fixture, uv takes under 10. uv may use its cache and the package index, with
+suite for this fixture, uv takes under 10. It compiles the bytecode as pip does, so each
+command starts as a user's would. uv may use its cache and the package index, with
 requirements.txt as constraints so the versions are the pinned ones. Every process runs
 with a timeout, from a directory outside the checkout and with no PYTHONPATH, so nothing
 can come from the repository by accident.
@@ -87,7 +88,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     py = venv / ("Scripts" if os.name == "nt" else "bin") / "python"
     _check(
         [
-            *(uv, "pip", "install", "-q", "--python", str(py)),
+            *(uv, "pip", "install", "-q", "--compile-bytecode", "--python", str(py)),
             *("-c", str(ROOT / "requirements.txt")),
             f"{wheel}[all]",
         ],
