@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from uv import find_uv_bin
 
 pytestmark = pytest.mark.slow
@@ -49,10 +50,15 @@ class Installed:
         return self.venv / sub / f"{name}{suffix}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        """The environment the commands run in: no PYTHONPATH, no venv of ours."""
+        """The environment the commands run in: no PYTHONPATH, no venv of ours, and a
+        home of its own, as a new user's: customtkinter copies its fonts into ~/.fonts at
+        every import, and rewriting the files the desktop tests' windows have mapped
+        killed one of them with SIGBUS."""
         drop = {"PYTHONPATH", "VIRTUAL_ENV", "PARLEY_PASSWORD", "PARLEY_DB", "PARLEY_CERTS"}
         env = {k: v for k, v in os.environ.items() if k not in drop}
-        return {**env, "PYTHONUNBUFFERED": "1", **extra}
+        home = self.work / "home"
+        home.mkdir(exist_ok=True)
+        return {**env, "HOME": str(home), "PYTHONUNBUFFERED": "1", **extra}
 
     def run(self, name: str, *args: str, stdin: str | None = None, **env: str):
         """Run a command of the venv to completion."""
@@ -79,7 +85,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     uv = find_uv_bin()
     dist = tmp_path_factory.mktemp("dist")
     build = [sys.executable, "-m", "build", "--installer", "uv", "--outdir", str(dist), str(ROOT)]
-    _check(build, cwd=dist)
+    # setuptools writes parley_chat.egg-info into the checkout: xdist workers that each got
+    # some of this module's tests build one after the other, never over each other.
+    with FileLock(tmp_path_factory.getbasetemp().parent / "wheel-build.lock"):
+        _check(build, cwd=dist)
     (wheel,) = dist.glob("parley_chat-*.whl")
     assert list(dist.glob("parley_chat-*.tar.gz")), "no sdist was built"
     venv = tmp_path_factory.mktemp("venv")
