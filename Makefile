@@ -100,7 +100,8 @@ sysdeps:
 
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
 # Three on this two-core machine, as many tests wait on sockets and processes: measured on
-# one commit, 233 s on three, 239 s on four, 284 s on two (docs/decisions.md).
+# one commit, 233 s on three, 239 s on four, 284 s on two; 194 s on three and 266 s on two
+# on a later one (docs/decisions.md).
 # PYTHONHASHSEED=0: every worker must collect the tests in one order.
 PYTEST_WORKERS ?= 3
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
