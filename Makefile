@@ -17,7 +17,7 @@ CERTS  := certs
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer bench-nodes
+.PHONY: run test fuzz-deep certs client dist onefile lint format screenshots bench fuzz sysdeps sslyze clean bench-load bench-peer bench-nodes
 
 # Runtime only: what `make run` and `make client` need, nothing for tests or lint.
 $(RUNTIME_STAMP): requirements.txt pyproject.toml
@@ -99,11 +99,19 @@ sysdeps:
 	fi
 
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
-# Two on this two-core machine: 389 s against 858 s for one (docs/decisions.md).
+# Three on this two-core machine, as many tests wait on sockets and processes: measured on
+# one commit, 233 s on three, 239 s on four, 284 s on two; 194 s on three and 266 s on two
+# on a later one (docs/decisions.md).
 # PYTHONHASHSEED=0: every worker must collect the tests in one order.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
 	env -u DISPLAY PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+
+# The property-based tests (hypothesis) with the deep profile (tests/budget.py): 30 times
+# the examples `make test` draws, for a long look at the protocol's decoders.
+fuzz-deep: $(DEV_STAMP)
+	env -u DISPLAY HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -p no:randomly \
+	  tests/protocol tests/client/test_cli.py $(PYTEST_ARGS)
 
 # ruff, then mypy over the package as it installs (pyproject.toml [tool.mypy]):
 # tools/mypy_tree.py first links the top-level folders into build/mypy/parley_chat.

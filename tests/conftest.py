@@ -1,10 +1,19 @@
-# Shared fixtures: certificates from the project's own script, a temp SQLite
-# database (or a real PostgreSQL one: pg_server, pg_url), and a real TLS server
-# on an ephemeral loopback port.
+"""Shared fixtures: certificates from the project's own script, a temp SQLite
+database (or a real PostgreSQL one: pg_server, pg_url), and a real TLS server
+on an ephemeral loopback port.
+
+Databases at head: the real migrations run once per session (per xdist worker) into a
+template, SQLite file and PostgreSQL database alike, and a test that only needs a fresh
+database at head gets a copy (`to_head`; make_server's default database). Migrating
+from empty stays tested where it is the point: tests/server/store/test_migrations.py,
+the store tests that take db_url, and every server started as a process.
+"""
 
 from __future__ import annotations
 
+import gc
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,9 +24,14 @@ import parley_chat.server
 from parley_chat.certs import generate
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
+from parley_chat.server.store import upgrade_to_head
+from parley_chat.server.store.engine import database_path, is_postgresql
+from tests import budget
 from tests.pgserver import PgServer, PostgresUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
+
+budget.load()  # the hypothesis profile, before any test module builds its settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,6 +45,16 @@ def pytest_configure(config: pytest.Config) -> None:
             f"Run `{sys.executable} -m pip install --no-deps -e .` here, "
             "or give this checkout its own venv (make test makes one)."
         )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # Every server a test starts collects garbage at start (server/memory.py: its
+    # heap trim), and a full collection walks everything this process holds: the
+    # collected tests and every imported module, tens of milliseconds a server.
+    # Frozen, they are left out of every later collection (objects made after this
+    # are collected as before).
+    gc.collect()
+    gc.freeze()
 
 
 # No test advertises or browses by mDNS on a real network: servers started as
@@ -91,19 +115,75 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def sqlite_at_head(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the real migrations brought to head, once per session: the template
+    `to_head` copies (closed: one self-contained file, no WAL beside it)."""
+    path = tmp_path_factory.mktemp("template") / "head.db"
+    upgrade_to_head(f"sqlite:///{path}", backup=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_at_head(pg_server: PgServer) -> str:
+    """A PostgreSQL database the real migrations brought to head, once per session:
+    the template `to_head` and pg_head_url copy (CREATE DATABASE ... TEMPLATE)."""
+    name = pg_server.create_database("head")
+    upgrade_to_head(pg_server.url(name), backup=False)
+    return name
+
+
+@pytest.fixture
+def to_head(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Put a fresh database (a SQLite file not yet there, or an empty PostgreSQL database
+    of pg_server) at head, as upgrade_to_head would, by copying the session's template."""
+
+    def _to_head(url: str) -> None:
+        path = database_path(url)
+        if path is not None:
+            assert not path.exists(), f"{path} is not fresh: migrate it instead"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(request.getfixturevalue("sqlite_at_head"), path)
+        elif is_postgresql(url):
+            pg: PgServer = request.getfixturevalue("pg_server")
+            name = url.rsplit("/", 1)[1]
+            pg.replace_database(name, request.getfixturevalue("pg_at_head"))
+        else:
+            upgrade_to_head(url, backup=False)
+
+    return _to_head
+
+
+@pytest.fixture
+def pg_head_url(pg_server: PgServer, pg_at_head: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at head for one test (a copy of the template, dropped
+    afterwards)."""
+    name = pg_server.create_database(template=pg_at_head)
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
-    """A fresh SQLite file database for one test."""
+    """A fresh SQLite file database for one test (not there yet: empty)."""
     return f"sqlite:///{tmp_path / 'chat.db'}"
 
 
 @pytest.fixture
-def make_server(db_url: str, certs_dir: Path) -> Iterator[Callable[..., ChatServer]]:
+def make_server(
+    db_url: str, certs_dir: Path, to_head: Callable[[str], None]
+) -> Iterator[Callable[..., ChatServer]]:
     """Start servers with test config overrides (db_url and certs_dir among them);
-    all are stopped at teardown."""
+    all are stopped at teardown. The default database, if no file is there yet when
+    the first server starts, starts as a copy of the session's template at head (the
+    server then finds nothing to migrate); a db_url given as an override is used as is."""
     started: list[ChatServer] = []
 
     def _make(**overrides: object) -> ChatServer:
+        if "db_url" not in overrides:
+            path = database_path(db_url)
+            if path is not None and not path.exists():
+                to_head(db_url)
         url = str(overrides.pop("db_url", db_url))
         certs = Path(str(overrides.pop("certs_dir", certs_dir)))
         cfg = ServerConfig.for_tests(url, certs, **overrides)

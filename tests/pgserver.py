@@ -172,14 +172,25 @@ class PgServer:
         """A libpq connection string for *dbname* (psycopg.connect, pg_dump)."""
         return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user}"
 
-    def create_database(self, prefix: str = "t") -> str:
-        """A new empty database; returns its name."""
+    def create_database(self, prefix: str = "t", *, template: str | None = None) -> str:
+        """A new database, empty or a copy of *template* (which nobody may be connected
+        to: PostgreSQL copies it file by file); returns its name."""
         import psycopg
 
         name = f"{prefix}_{os.getpid()}_{next(self._names)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return name
+
+    def replace_database(self, name: str, template: str) -> None:
+        """Drop *name* and make it again as a copy of *template* (same name, so a URL
+        already handed out stays valid)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
     def drop_database(self, name: str) -> None:
         """Drop *name*, ending whatever connections a test left open on it."""

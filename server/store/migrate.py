@@ -3,6 +3,11 @@ backing up a non-empty database first. Alembic owns the schema: this module
 only drives it (the same as `alembic upgrade head` from the project root).
 The script directory is the installed parley_chat.migrations package, found from
 its module, so an installed copy migrates without the checkout's alembic.ini.
+
+A database already at head (every start but the first after an upgrade) is
+recognised without Alembic: one SELECT of alembic_version against
+`HEAD_REVISION`. Alembic is imported only when there is something to upgrade,
+which keeps it (about 11 MB, and most of a start's time) out of a running server.
 """
 
 from __future__ import annotations
@@ -10,20 +15,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from parley_chat import migrations as migrations_pkg
 
 from .backup import copy_sqlite
 from .engine import database_path, normalized_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 #: Alembic's script directory: env.py, script.py.mako and versions/, wherever installed.
 SCRIPT_LOCATION = Path(migrations_pkg.__file__).resolve().parent
+
+#: The newest revision in migrations/versions, written out so that a start on a
+#: database already there needs no Alembic. A new migration must change it:
+#: tests/server/store/test_migrations.py proves it equal to Alembic's own head.
+HEAD_REVISION = "0005_postgres"
+
+#: Alembic's bookkeeping table (its default name; env.py does not change it).
+VERSION_TABLE = "alembic_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,8 @@ def alembic_config(url: str) -> Config:
     Built in code rather than read from alembic.ini: the ini file stays in the checkout
     for running `alembic` by hand, and is not part of an installed copy.
     """
+    from alembic.config import Config
+
     url = normalized_url(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(SCRIPT_LOCATION))
@@ -56,17 +71,30 @@ def alembic_config(url: str) -> Config:
 
 
 def head_revision() -> str | None:
-    """The newest revision in migrations/."""
+    """The newest revision in migrations/, as Alembic computes it from the scripts."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(url: str) -> tuple[str | None, bool]:
-    """The database's revision, and whether it holds any tables at all."""
+    """The database's revision, and whether it holds any tables at all.
+
+    Read with a plain SELECT (what Alembic's MigrationContext reads): None when the
+    version table is missing or empty. A database with several rows there (branches
+    parley never makes) is read by Alembic, which refuses it as Alembic would."""
     engine = create_engine(normalized_url(url))
     try:
         with engine.connect() as conn:
             tables = inspect(conn).get_table_names()
-            return MigrationContext.configure(conn).get_current_revision(), bool(tables)
+            if VERSION_TABLE not in tables:
+                return None, bool(tables)
+            rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).all()
+            if len(rows) > 1:
+                from alembic.runtime.migration import MigrationContext
+
+                return MigrationContext.configure(conn).get_current_revision(), True
+            return (rows[0][0] if rows else None), True
     finally:
         engine.dispose()
 
@@ -77,6 +105,10 @@ def upgrade_to_head(url: str, *, backup: bool = True) -> MigrationReport:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     before, has_tables = current_revision(url)
+    if before == HEAD_REVISION:
+        return MigrationReport(from_revision=before, to_revision=before, backup_path=None)
+    from alembic import command
+
     head = head_revision()
     backup_path = None
     if before != head:

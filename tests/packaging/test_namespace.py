@@ -10,6 +10,7 @@ resource, termios or pwd: a subprocess here hides them and imports every command
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,6 +81,9 @@ def test_every_command_imports_without_posix_only_modules(tmp_path: Path):
         capture_output=True,
         text=True,
         timeout=60,
+        # A home of its own: importing customtkinter rewrites ~/.fonts, which the
+        # desktop tests' windows have mapped (test_wheel.py: Installed.env).
+        env={**os.environ, "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"imported {len(modules)}"

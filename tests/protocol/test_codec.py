@@ -22,6 +22,7 @@ from parley_chat.protocol import (
     decode_server_line,
     encode,
 )
+from tests.budget import examples
 
 TS = "2026-11-24T09:30:00.000Z"
 
@@ -113,7 +114,7 @@ def test_server_line_round_trip():
     assert decode_server_line(encode(msg)[:-1]) == msg
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=2048))
 def test_arbitrary_bytes_only_ever_raise_protocol_errors(data):
     dec = LineDecoder(max_line=1024)
@@ -136,7 +137,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     st.fixed_dictionaries(
         {

@@ -9,9 +9,9 @@
 # * a frame it returns re-encodes to a line under MAX_LINE_BYTES, every string
 #   in it encodes to UTF-8, and the re-encoded line decodes to the same frame.
 #
-# Sized for CI: a few hundred examples per frame type, a few seconds in all.
-# bench/fuzz_protocol.py (atheris, `make fuzz`) runs the same invariants for
-# as long as you like.
+# Sized for CI: 100 examples per frame type and direction (tests/budget.py; the
+# deep profile, `make fuzz-deep`, draws 30 times as many). bench/fuzz_protocol.py
+# (atheris, `make fuzz`) runs the same invariants for as long as you like.
 
 from __future__ import annotations
 
@@ -48,10 +48,14 @@ from parley_chat.protocol import (
     format_ts,
     has_surrogate,
 )
+from tests.budget import examples
 from tests.fuzzjson import Pairs, Raw, dump
 
 FUZZ = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
 )
 
 # --- junk ---------------------------------------------------------------------------
@@ -457,7 +461,7 @@ def test_fuzzed_server_frames_only_raise_protocol_errors_and_accepted_ones_round
 
 
 @pytest.mark.parametrize("cls", _types(CLIENT_FRAMES), ids=lambda c: c.TYPE)
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=examples(30))
 @given(data=st.data())
 def test_well_formed_client_frames_are_accepted_and_round_trip(cls, data):
     line = data.draw(valid_line(cls, "client"))
@@ -465,7 +469,7 @@ def test_well_formed_client_frames_are_accepted_and_round_trip(cls, data):
 
 
 @pytest.mark.parametrize("cls", _types(SERVER_FRAMES), ids=lambda c: c.TYPE)
-@settings(FUZZ, max_examples=30)
+@settings(FUZZ, max_examples=examples(30))
 @given(data=st.data())
 def test_well_formed_server_frames_are_accepted_and_round_trip(cls, data):
     line = data.draw(valid_line(cls, "server"))

@@ -21,11 +21,24 @@ import pytest
 
 from parley_chat.client import ChatClient
 from parley_chat.client.e2e.files import PASSPHRASE_ENV
+from parley_chat.server import memory
 from tests.client.gui.helpers import pump
 
 #: The end-to-end key passphrase windows get unless a test asks otherwise (so no
 #: window stops at the passphrase dialog on a machine without an OS keyring).
 GUI_KEY_PASSPHRASE = "gui test key passphrase"
+
+
+class _NoCollect:
+    """server/memory.py's `gc` during a GUI test: collect() frees nothing (the fixture
+    below collects on the Tk thread once the windows are shut); the rest is gc's."""
+
+    @staticmethod
+    def collect(generation: int = 2) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(gc, name)
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +49,15 @@ def tk_garbage_on_main_thread(request: pytest.FixtureRequest) -> Iterator[None]:
     collector happened to run on a server or client thread, it would free Tk
     objects there, and Tcl aborts the process when an interpreter is deleted by
     the wrong thread. So automatic collection is off during a GUI test and the
-    garbage is collected here, after the windows are shut down.
+    garbage is collected here, after the windows are shut down. A server in this
+    process collects explicitly too (its heap trim, server/memory.py, on its
+    maintenance thread: a worker once died of it in a Tk call): during a GUI test
+    that collection is left to this fixture as well.
     """
     if "ctk" not in request.fixturenames:  # no window in this test
         yield
         return
+    request.getfixturevalue("monkeypatch").setattr(memory, "gc", _NoCollect())
     gc.disable()
     try:
         yield

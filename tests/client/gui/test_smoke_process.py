@@ -39,6 +39,9 @@ def test_typing_in_the_real_process_reaches_another_client(
         **os.environ,
         "DISPLAY": display,
         "PARLEY_CONFIG_DIR": str(tmp_path / "config"),
+        # customtkinter copies its fonts into ~/.fonts at import: not over the files
+        # the other desktop tests' windows have mapped (a rewrite is SIGBUS there).
+        "HOME": str(tmp_path),
         "PARLEY_PASSWORD": "smoke-secret",
         "PARLEY_KEY_PASSPHRASE": "smoke key passphrase",
         "PYTHONPATH": str(ROOT),

@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from parley_chat.server.store import Store, upgrade_to_head, writes
+from parley_chat.server.store import Store, writes
 
 NOW = datetime(2026, 11, 25, 12, 0, 0)
 
@@ -34,9 +34,10 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    """A started Store on a freshly migrated database."""
-    upgrade_to_head(db_url, backup=False)
+def store(db_url: str, to_head: Callable[[str], None]) -> Iterator[Store]:
+    """A started Store on a fresh database at head (a copy of the session's migrated
+    template: the migrations themselves are tested from empty in test_migrations.py)."""
+    to_head(db_url)
     s = Store(db_url, group_max=64)
     s.start()
     yield s

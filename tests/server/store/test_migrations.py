@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import subprocess
+import sys
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -14,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from parley_chat.server.store import current_revision, head_revision, upgrade_to_head
 from parley_chat.server.store.engine import database_path
-from parley_chat.server.store.migrate import alembic_config
+from parley_chat.server.store.migrate import HEAD_REVISION, SCRIPT_LOCATION, alembic_config
 from parley_chat.server.store.models import Base, compared_with_models
 
 
@@ -303,3 +305,38 @@ def test_postgresql_migrations_go_down_and_up_again_keeping_ids_in_order(pg_url)
         ).scalars()
         assert set(left) == {"alembic_version"}
     engine.dispose()
+
+
+def test_the_written_head_is_alembics_head_and_the_newest_script():
+    # upgrade_to_head trusts HEAD_REVISION to recognise a database at head without
+    # Alembic: a new migration that does not move it would be skipped at every start.
+    assert head_revision() == HEAD_REVISION
+    newest = sorted(p.stem for p in (SCRIPT_LOCATION / "versions").glob("0*.py"))[-1]
+    assert newest == HEAD_REVISION
+
+
+def test_a_database_at_head_is_recognised_without_importing_alembic(db_url):
+    upgrade_to_head(db_url, backup=False)  # the real migrations, from empty
+    program = (
+        "import sys\n"
+        "import parley_chat.server.__main__\n"
+        "from parley_chat.server.store import upgrade_to_head\n"
+        f"report = upgrade_to_head({db_url!r}, backup=True)\n"
+        "assert not report.changed and report.backup_path is None, report\n"
+        "print(report.to_revision, sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [HEAD_REVISION, "[]"]
+
+
+def test_a_database_one_revision_behind_is_upgraded_by_alembic(sqlite_url):
+    # The plain SELECT reads what Alembic wrote; any revision but head goes to Alembic.
+    upgrade_to_head(sqlite_url)
+    command.downgrade(alembic_config(sqlite_url), "0004_e2e")
+    assert current_revision(sqlite_url) == ("0004_e2e", True)
+    report = upgrade_to_head(sqlite_url, backup=False)
+    assert (report.from_revision, report.to_revision) == ("0004_e2e", HEAD_REVISION)
+    assert current_revision(sqlite_url) == (HEAD_REVISION, True)

@@ -41,9 +41,11 @@ for _module in (test_replay, test_moderation, test_keys):
 
 
 @pytest.fixture
-def db_url(pg_url: str) -> str:
-    """Every server of these tests on a fresh PostgreSQL database."""
-    return pg_url
+def db_url(pg_head_url: str) -> str:
+    """Every server of these tests on a fresh PostgreSQL database, at head (a copy of
+    the session's migrated template: migrating PostgreSQL from empty is tested in
+    test_migrations.py and test_server_on_postgresql.py)."""
+    return pg_head_url
 
 
 def _pg_rows(server: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
