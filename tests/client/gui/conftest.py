@@ -31,11 +31,21 @@ GUI_KEY_PASSPHRASE = "gui test key passphrase"
 
 class _NoCollect:
     """server/memory.py's `gc` during a GUI test: collect() frees nothing (the fixture
-    below collects on the Tk thread once the windows are shut); the rest is gc's."""
+    below collects on the Tk thread once the windows are shut), and freeze() and
+    unfreeze() do nothing either: a window's garbage frozen now would be freed by
+    some later server's full settle, on that server's thread."""
 
     @staticmethod
     def collect(generation: int = 2) -> int:
         return 0
+
+    @staticmethod
+    def freeze() -> None:
+        pass
+
+    @staticmethod
+    def unfreeze() -> None:
+        pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(gc, name)
