@@ -20,6 +20,10 @@ from pathlib import Path
 
 import pytest
 
+# The desktop client's package imports customtkinter without rewriting the
+# font files in ~/.fonts (client/gui/fonts.py): imported here, before any test
+# module, so no worker's import truncates a font another worker's window maps.
+import parley_chat.client.gui
 import parley_chat.server
 from parley_chat.certs import generate
 from parley_chat.server.chat_server import ChatServer
@@ -28,37 +32,6 @@ from parley_chat.server.store import upgrade_to_head
 from parley_chat.server.store.engine import database_path, is_postgresql
 from tests import budget
 from tests.pgserver import PgServer, PostgresUnavailable
-
-
-def _import_customtkinter_without_rewriting_its_fonts() -> None:
-    """Import customtkinter once per test process, its font copy skipped where an
-    identical file is already in ~/.fonts.
-
-    customtkinter copies its fonts into ~/.fonts at every import, and
-    shutil.copy truncates the file first: another xdist worker whose window has
-    that font mapped then dies of SIGBUS in a Tk call (seen twice). The first
-    copy on a fresh machine still happens, at collection, before any window."""
-    import filecmp
-
-    copy = shutil.copy
-
-    def copy_unless_same(src: str, dst: str, *args: object, **kwargs: object) -> object:
-        target = os.path.join(dst, os.path.basename(src)) if os.path.isdir(dst) else dst
-        if os.path.isfile(target) and filecmp.cmp(src, target, shallow=False):
-            return target
-        return copy(src, dst, *args, **kwargs)  # type: ignore[arg-type]
-
-    shutil.copy = copy_unless_same  # type: ignore[assignment]
-    try:
-        import customtkinter  # noqa: F401
-    except ImportError:  # the GUI extra is not installed: the GUI tests skip
-        pass
-    finally:
-        shutil.copy = copy
-
-
-_import_customtkinter_without_rewriting_its_fonts()
-
 
 ROOT = Path(__file__).resolve().parents[1]
 

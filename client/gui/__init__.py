@@ -12,5 +12,10 @@ de-duplication; no widgets), settings (the per-user files), commands (the
 input line's /commands), e2e and key_dialog (end-to-end encryption: its
 commands, the passphrase and key file dialogs), theme (colours per kind per
 mode), and the views: connect_page, sidebar, chat_view, userlist, composer,
-statusbar.
+statusbar. fonts imports customtkinter without rewriting its font files
+(done here, before any module of the package imports it).
 """
+
+from .fonts import import_customtkinter
+
+import_customtkinter()
