@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from parley_chat.protocol import fold
@@ -129,19 +129,11 @@ _ACCOUNT_BY_ID = select(User.id, User.nick, User.operator, User.locked_at, User.
 def account_by_id(s: Session, user_id: int) -> Account | None:
     """The live account with this id, or None (deleted accounts too)."""
     row = s.connection().execute(_ACCOUNT_BY_ID, {"id": user_id}).first()
-    if row is None:
-        return None
-    return Account(
-        row.id,
-        row.nick,
-        bool(row.operator),
-        row.locked_at is not None,
-        row.lock_reason,
-        row.locked_at,
-    )
+    return None if row is None else _account(row)
 
 
-def _account(u: User) -> Account:
+def _account(u: User | Row[Any]) -> Account:
+    # A User, or a row of _ACCOUNT_BY_ID's columns (the same names).
     return Account(
         u.id, u.nick, bool(u.operator), u.locked_at is not None, u.lock_reason, u.locked_at
     )
@@ -154,23 +146,9 @@ def room_by_name(s: Session, name: str) -> Room | None:
 
 def room_settings(s: Session, room: Room | str) -> RoomSettings | None:
     """A room's topic, privacy and roles (by room or by name), or None if there is no such room."""
-    r = room_by_name(s, room) if isinstance(room, str) else room
-    if r is None:
-        return None
-    owner = s.scalar(select(User.nick).where(User.id == r.owner_id)) if r.owner_id else None
-    mods = s.scalars(
-        select(User.nick)
-        .join(RoomModerator, RoomModerator.user_id == User.id)
-        .where(RoomModerator.room_id == r.id, User.deleted_at.is_(None))
-        .order_by(User.nick_key)
-    ).all()
-    ops = s.scalars(
-        select(User.nick)
-        .join(RoomMember, RoomMember.user_id == User.id)
-        .where(RoomMember.room_id == r.id, User.operator.is_(True), User.deleted_at.is_(None))
-        .order_by(User.nick_key)
-    ).all()
-    return RoomSettings(r.id, r.name, r.topic, bool(r.private), owner, tuple(mods), tuple(ops))
+    s.flush()  # rooms_settings reads with Core: changes made through the ORM first
+    found = rooms_settings(s, [room if isinstance(room, str) else room.name])
+    return found[0] if found else None
 
 
 # rooms_settings()'s statements, built once: it runs at every login, and
@@ -201,7 +179,7 @@ _MEMBERSHIPS = select(RoomMember.room_id, RoomMember.user_id).where(
 
 
 def rooms_settings(s: Session, names: list[str]) -> list[RoomSettings]:
-    """room_settings() of many rooms (those that exist, in the order given) in at
+    """The settings of many rooms (those that exist, in the order given) in at
     most four queries, whatever their number: a login sends one `roominfo` per room.
 
     No query walks a room's members: the operators (a handful server-wide) are
