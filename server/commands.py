@@ -75,7 +75,7 @@ from .auth import LoginThrottle, PasswordHasher, RateWindow, new_token, token_ha
 from .bus import Cluster, NoCluster
 from .config import ServerConfig
 from .flood import MAX_TRACKED_KEYS, TokenBucket
-from .hub import Hub, message_frame, presence_pages
+from .hub import Hub, Poster, message_frame, presence_pages
 from .store import (
     DEFERRED,
     IdReused,
@@ -116,6 +116,10 @@ class Client(Protocol):
     @property
     def logged_in(self) -> bool:
         """True once a hello was accepted."""
+
+    @property
+    def loop(self) -> Poster | None:
+        """The loop its deliveries are handed to (see Hub's Peer)."""
 
     def send_frame(self, frame: Frame) -> None:
         """Queue a reply."""

@@ -164,6 +164,11 @@ class Connection:
         """Called by the loop that adopts this connection, on its thread."""
         self._loop = loop
 
+    @property
+    def loop(self) -> IOLoop | None:
+        """The loop that serves this connection (None until one adopts it)."""
+        return self._loop
+
     def fileno_obj(self) -> socket.socket:
         """The object the loop's selector waits on."""
         assert self._stream is not None
@@ -212,7 +217,46 @@ class Connection:
         """Queue *data*, shared with other connections; *chunks* split it per message
         for a connection that holds deliveries back while it replays."""
         # Once per member per committed group: the hand-over's busiest call.
+        loop = self._loop
+        if loop is not None and loop.handing_over():
+            self._write_shared(data, chunks, loop)
+            return
         self._deliver_group(chunks, [data], len(data))
+
+    def _write_shared(
+        self, data: bytes, chunks: list[tuple[int | None, bytes]], loop: IOLoop
+    ) -> None:
+        # On the loop thread, inside a hand-over: when nothing waits ahead of
+        # *data* (queued, held, replaying, closing, or unwritten in the stream),
+        # write it at once, without the queue and a turn of the loop. Measured
+        # at 500 members: the Python around each member's TLS write was a third
+        # of the hand-over.
+        stream = self._stream
+        assert stream is not None
+        with self._lock:
+            if self._dead:
+                return
+            direct = (
+                not self._queue
+                and not self._holding
+                and self._close_request is None
+                and self._replay is None
+                and self._closing is None
+                and not stream.wants_write
+                and len(data) <= self._cfg.send_queue_bytes
+            )
+        if direct:
+            try:
+                if stream.write(data):
+                    return  # all written: nothing waits, the interest is unchanged
+            except StreamClosed as exc:
+                loop.drop(self, exc.reason)  # as service() would have: the peer is gone
+                return
+            self._wire_pending = stream.pending_bytes
+        else:
+            self._deliver_group(chunks, [data], len(data))
+            return
+        loop.serve(self)
 
     def _deliver_group(
         self, chunks: list[tuple[int | None, bytes]], out: list[bytes], size: int

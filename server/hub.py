@@ -7,8 +7,10 @@ Rules this module keeps:
 2. A message is encoded once and the same bytes go to every recipient.
 3. Inside batch() (the store's writer wraps each committed group in one),
    deliveries are gathered per connection and handed over once at the end:
-   one queue append and at most one loop wake-up per connection per group,
-   and so one coalesced TLS write, instead of one per message.
+   one queue append per connection per group, and so one coalesced TLS
+   write, instead of one per message. A connection served by an I/O loop
+   gets its share on that loop's thread (one post per loop and group), so
+   the writer's part of a hand-over does not grow with the audience.
 4. A private message reaches the connections of its sender and its
    recipient, and nobody else.
 5. Presence travels as deltas (`joined` / `left`) to a room's members; the
@@ -42,8 +44,19 @@ from .store.records import StoredMessage
 PRESENCE_PAGE = MAX_ONLINE_LISTED
 
 
+class Poster(Protocol):
+    """A thread that runs steps in the order they were posted (an I/O loop)."""
+
+    def post(self, step: Callable[[], None]) -> None:
+        """Run *step* on that thread soon; never blocks."""
+
+
 class Peer(Protocol):
     """What the hub needs of a connection."""
+
+    @property
+    def loop(self) -> Poster | None:
+        """The thread its deliveries are handed to (None: hand them over at once)."""
 
     def deliver(self, data: bytes, message_id: int | None = None, *, lazy: bool = False) -> None:
         """Queue *data* for sending; never blocks. *message_id* lets a replay de-duplicate;
@@ -113,6 +126,7 @@ class _Run:
     epoch: int
     audience: list[tuple[Peer, int]]  # (connection, its user id), snapshot under the lock
     by_user: dict[int, list[Peer]]  # the audience's connections per user id
+    by_loop: dict[Poster | None, list[Peer]]  # the audience's connections per loop
     chunks: list[tuple[int | None, bytes]] = field(default_factory=list)  # plain copies
     seqs: list[int] = field(default_factory=list)  # each chunk's place in the batch
     own: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> (sender, copy)
@@ -128,6 +142,56 @@ class _Batch:
     runs: list[_Run] = field(default_factory=list)
     open_runs: dict[str, _Run] = field(default_factory=dict)  # fold(room) -> its latest run
     after: list[Callable[[], None]] = field(default_factory=list)  # run after the hand-over
+
+
+@dataclass(eq=False)
+class _Part:
+    """One loop's part of a batch's hand-over, applied on that loop's thread."""
+
+    runs: list[tuple[bytes, list[tuple[int | None, bytes]], list[Peer]]] = field(
+        default_factory=list
+    )  # (shared bytes, its chunks, the connections that get it)
+    shares: list[tuple[Peer, list[tuple[int, int | None, bytes]]]] = field(
+        default_factory=list
+    )  # a connection's own list: (place in the batch, message id, bytes)
+    done: _Countdown | None = None
+
+    def apply(self) -> None:
+        """Queue every delivery of this part, then count it done."""
+        try:
+            for blob, chunks, conns in self.runs:
+                for conn in conns:
+                    conn.deliver_shared(blob, chunks)
+            for conn, items in self.shares:
+                if len(items) == 1:
+                    conn.deliver(items[0][2], items[0][1])
+                else:
+                    items.sort(key=lambda item: item[0])
+                    conn.deliver_many([(mid, data) for _, mid, data in items])
+        finally:
+            if self.done is not None:
+                self.done.count()
+
+
+class _Countdown:
+    """Runs a batch's after-steps once every loop has applied its part."""
+
+    def __init__(self, parts: int, after: list[Callable[[], None]]) -> None:
+        self._left = parts
+        self._after = after
+        self._lock = threading.Lock()
+
+    def count(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            _run_steps(self._after)
+
+
+def _run_steps(steps: list[Callable[[], None]]) -> None:
+    for step in steps:
+        step()
 
 
 def message_frame(msg: StoredMessage, ref: str | None = None) -> Message:
@@ -200,6 +264,13 @@ def presence_pages(room: str, online: list[str], tag: str | None = None) -> list
     return out
 
 
+#: A room's audience as of one epoch: (epoch, [(connection, user id)],
+#: connections per user id, connections per loop).
+_Audience = tuple[
+    int, list[tuple[Peer, int]], dict[int, list[Peer]], dict[Poster | None, list[Peer]]
+]
+
+
 class Hub:
     """Online users, their rooms and their connections; delivers encoded frames."""
 
@@ -227,7 +298,7 @@ class Hub:
         self._pseq = 0  # numbers presence deltas and room arrivals, in order
         # fold(room) -> (epoch, audience, by user): a room's audience is built
         # once per epoch, not once per committed group (a thousand tuples).
-        self._audiences: dict[str, tuple[int, list[tuple[Peer, int]], dict[int, list[Peer]]]] = {}
+        self._audiences: dict[str, _Audience] = {}
         #: Set when several nodes share the database (server/bus_node.py).
         self.sequencer: Sequencer | None = None
         self.observer: Observer | None = None
@@ -525,16 +596,13 @@ class Hub:
             yield
         finally:
             self._local.pending = None
-            try:
-                self._hand_over(pending)
-            finally:
-                for step in pending.after:
-                    step()
+            self._hand_over(pending)
 
     def after_batch(self, step: Callable[[], None]) -> None:
-        """Run *step* once this thread's current batch has been handed over (at once
-        outside a batch): a caller that must know its deliveries are queued (the IRC
-        gateway answers a command only after its echo) waits for it."""
+        """Run *step* once this thread's current batch has been queued on every
+        connection it reaches (at once outside a batch; on a loop's thread when
+        loops take the hand-over): a caller that must know its deliveries are
+        queued (the IRC gateway answers a command only after its echo) waits for it."""
         pending: _Batch | None = getattr(self._local, "pending", None)
         if pending is None:
             step()
@@ -542,12 +610,16 @@ class Hub:
             pending.after.append(step)
 
     def _hand_over(self, b: _Batch) -> None:
-        """Give each connection its share of a batch, in the batch's order, in one call.
+        """Give each connection its share of a batch, in the batch's order, then run
+        the batch's after-steps.
 
         A connection that only reads one run (the common case: a member of a
         busy room that sent nothing in this group) gets the run's bytes as one
         string shared by all such members. The others (senders, connections
         with replies, members of several runs) get their own list, in order.
+        Connections served by a loop get their shares on the loop's thread, one
+        post per loop (_Part); the after-steps run once every part is queued.
+        Peers without a loop get theirs here, at once.
         """
         special: set[Peer] = set(b.direct)
         if len(b.runs) == 1:
@@ -563,30 +635,50 @@ class Hub:
                     if conn in seen or uid in senders:
                         special.add(conn)
                     seen.add(conn)
+        parts: dict[Poster | None, _Part] = {}
         for run in b.runs:
             blob = b"".join(data for _, data in run.chunks)
-            for conn, _uid in run.audience:
-                if conn not in special:
-                    conn.deliver_shared(blob, run.chunks)
-        if not special:
+            for loop, conns in run.by_loop.items():
+                targets = [c for c in conns if c not in special] if special else conns
+                if targets:
+                    part = parts.get(loop)
+                    if part is None:
+                        part = parts[loop] = _Part()
+                    part.runs.append((blob, run.chunks, targets))
+        if special:
+            share: dict[Peer, list[tuple[int, int | None, bytes]]] = {
+                conn: list(items) for conn, items in b.direct.items()
+            }
+            for run in b.runs:
+                for conn, uid in run.audience:
+                    if conn not in special:
+                        continue
+                    out = share.setdefault(conn, [])
+                    for seq, (mid, data) in zip(run.seqs, run.chunks, strict=True):
+                        mine = run.own.get(mid) if mid is not None else None
+                        out.append((seq, mid, mine[1] if mine and mine[0] == uid else data))
+            for conn, items in share.items():
+                loop = conn.loop
+                part = parts.get(loop)
+                if part is None:
+                    part = parts[loop] = _Part()
+                part.shares.append((conn, items))
+        here = parts.pop(None, None)
+        if not parts:
+            try:
+                if here is not None:
+                    here.apply()
+            finally:
+                _run_steps(b.after)
             return
-        share: dict[Peer, list[tuple[int, int | None, bytes]]] = {
-            conn: list(items) for conn, items in b.direct.items()
-        }
-        for run in b.runs:
-            for conn, uid in run.audience:
-                if conn not in special:
-                    continue
-                out = share.setdefault(conn, [])
-                for seq, (mid, data) in zip(run.seqs, run.chunks, strict=True):
-                    mine = run.own.get(mid) if mid is not None else None
-                    out.append((seq, mid, mine[1] if mine and mine[0] == uid else data))
-        for conn, items in share.items():
-            if len(items) == 1:
-                conn.deliver(items[0][2], items[0][1])
-            else:
-                items.sort(key=lambda item: item[0])
-                conn.deliver_many([(mid, data) for _, mid, data in items])
+        done = _Countdown(len(parts) + (here is not None), b.after)
+        for loop, part in parts.items():
+            part.done = done
+            assert loop is not None
+            loop.post(part.apply)
+        if here is not None:
+            here.done = done
+            here.apply()
 
     def _send(self, conn: Peer, data: bytes, message_id: int | None = None) -> None:
         pending: _Batch | None = getattr(self._local, "pending", None)
@@ -740,7 +832,7 @@ class Hub:
             if run is None or run.epoch != self._epoch:
                 cached = self._audiences.get(key)
                 if cached is not None and cached[0] == self._epoch:
-                    _, audience, by_user = cached
+                    _, audience, by_user, by_loop = cached
                 else:
                     members = self._members.get(key)
                     audience = (
@@ -749,11 +841,13 @@ class Hub:
                         else []
                     )
                     by_user = {}
+                    by_loop = {}
                     for c, uid in audience:
                         by_user.setdefault(uid, []).append(c)
+                        by_loop.setdefault(c.loop, []).append(c)
                     if members:
-                        self._audiences[key] = (self._epoch, audience, by_user)
-                run = _Run(key, self._epoch, audience, by_user)
+                        self._audiences[key] = (self._epoch, audience, by_user, by_loop)
+                run = _Run(key, self._epoch, audience, by_user, by_loop)
                 b.runs.append(run)
                 b.open_runs[key] = run
         b.seq += 1

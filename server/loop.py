@@ -16,6 +16,10 @@ Rules this module keeps:
    hashing, no blocking socket call. Handlers that need those run on a worker
    pool (server/workers.py).
 4. A failure in one connection's code closes that connection, never the loop.
+5. post(step) runs *step* on the loop thread at the start of its next turn,
+   in the order steps were posted: the hub hands a committed group over that
+   way (one post per loop instead of one queue append and notify per member,
+   done by the writer while the loop waits for the GIL to write).
 """
 
 from __future__ import annotations
@@ -95,6 +99,11 @@ class IOLoop:
         self._adopted: list[Connection] = []
         # Notified from other threads: appended without a lock, emptied by the loop.
         self._inbox: deque[Connection] = deque()
+        # Steps to run on the loop thread (post()), appended without a lock.
+        self._posted: deque[Callable[[], None]] = deque()
+        # Loop thread only: True while posted steps run, and when they began.
+        self._writing_through = False
+        self._posted_at = 0.0
         self._dirty: set[Connection] = set()  # notified on the loop thread itself
         self._lazy: set[Connection] = set()  # output queued that can wait LAZY_FLUSH
         self._wake_pending = False
@@ -128,11 +137,36 @@ class IOLoop:
     def notify(self, conn: Connection) -> None:
         """*conn* has new output or a request: serve it soon. Never blocks, takes no lock."""
         if threading.get_ident() == self._thread.ident:
+            if self._writing_through and conn in self._conns:
+                # A posted hand-over: write now, so the first member's bytes go
+                # out before the last member's are queued.
+                self._guard(conn, conn.service, self._posted_at)
+                return
             # On the loop thread: the loop looks at _dirty before it sleeps.
             self._dirty.add(conn)
             return
         self._inbox.append(conn)
         self._wake_once()
+
+    def post(self, step: Callable[[], None]) -> None:
+        """Run *step* on the loop thread at the start of its next turn, after the
+        steps posted before it. Never blocks, takes no lock. A step that raises
+        is logged; the steps after it still run."""
+        self._posted.append(step)
+        if threading.get_ident() != self._thread.ident:
+            self._wake_once()
+
+    def handing_over(self) -> bool:
+        """True on this loop's thread while it runs posted steps (a hand-over)."""
+        return self._writing_through and threading.get_ident() == self._thread.ident
+
+    def serve(self, conn: Connection) -> None:
+        """Serve *conn* now (write what it has queued), on this loop's thread."""
+        self._guard(conn, conn.service, self._posted_at)
+
+    def drop(self, conn: Connection, reason: str) -> None:
+        """Close *conn* at once (its socket broke), on this loop's thread."""
+        self._finish(conn, reason)
 
     def _wake_once(self) -> None:
         # After the append: the loop clears the flag before it empties the
@@ -174,7 +208,7 @@ class IOLoop:
             while True:
                 now = time.monotonic()
                 with self._lock:
-                    queued = bool(self._dirty or self._inbox or self._adopted)
+                    queued = bool(self._dirty or self._inbox or self._adopted or self._posted)
                     lazy = bool(self._lazy) or self._hook_due
                 if self._again or queued:
                     timeout = 0.0
@@ -197,6 +231,22 @@ class IOLoop:
                 inbox = self._inbox
                 while inbox:
                     dirty.add(inbox.popleft())
+                posted = self._posted
+                if posted:
+                    self._writing_through = True
+                    self._posted_at = time.monotonic()
+                    try:
+                        while posted:
+                            step = posted.popleft()
+                            try:
+                                step()
+                            except Exception:
+                                log.exception("a step posted to %s failed", self.name)
+                    finally:
+                        self._writing_through = False
+                    # What they queued for our own connections (on this thread: _dirty).
+                    dirty |= self._dirty
+                    self._dirty = set()
                 with self._lock:
                     stopping = self._stopping
                     adopted, self._adopted = self._adopted, []

@@ -43,6 +43,9 @@ class Recorder:
     """A connection that keeps the message ids it was given, in order, and the
     other frames' bytes (presence)."""
 
+    #: No I/O loop: the hub hands deliveries over at once, on the calling thread.
+    loop = None
+
     def __init__(self) -> None:
         self.ids: list[int] = []
         self.other: list[bytes] = []

@@ -35,6 +35,9 @@ from parley_chat.server.workers import WorkerPool
 class FakeClient:
     """A connection as the handlers see it: what it was sent, and whether it was closed."""
 
+    #: No I/O loop: the hub hands deliveries over at once, on the calling thread.
+    loop = None
+
     def __init__(self, ip: str = "10.0.0.9") -> None:
         self.peer_ip, self.peer = ip, f"{ip}:40000"
         self.user_id: int | None = None

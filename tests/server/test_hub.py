@@ -10,6 +10,9 @@ from parley_chat.server.store.records import StoredMessage
 
 
 class FakePeer:
+    #: No I/O loop: the hub hands deliveries over at once, on the calling thread.
+    loop = None
+
     def __init__(self):
         self.frames = []
 
@@ -336,3 +339,88 @@ def test_linger_lists_a_user_the_restart_cut_off_until_expiry():
     assert hub.linger(7, "dora", ["#lobby"]) is None  # already known
     assert hub.attach(FakePeer(), 7, "dora", ["#lobby"]) is False
     assert hub.expire(7, token) is None
+
+
+class FakeLoop:
+    """A loop that keeps what the hub posts until the test runs it."""
+
+    def __init__(self):
+        self.steps = []
+
+    def post(self, step):
+        self.steps.append(step)
+
+    def run(self):
+        steps, self.steps = self.steps, []
+        for step in steps:
+            step()
+
+
+class LoopPeer(SharingPeer):
+    """A connection served by a (fake) loop."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self.loop = loop
+
+
+def test_connections_on_a_loop_get_their_share_when_the_loop_runs_its_step():
+    loop = FakeLoop()
+    hub = Hub()
+    peers = {f"u{i}": LoopPeer(loop) for i in range(3)}
+    for i, (nick, peer) in enumerate(peers.items()):
+        hub.attach(peer, i + 1, nick, ["#lobby"])
+    offline = FakePeer()  # no loop: handed over at once
+    hub.attach(offline, 9, "nine", ["#lobby"])
+    with hub.batch():
+        hub.deliver_message(_msg(60, sender="u0", cid="c"), sender_id=1, ref="c")
+        hub.reply(peers["u0"], b'{"type":"ack","ref":"c","id":60,"ts":"t"}\n')
+    # One step for the whole group, whatever the audience.
+    assert len(loop.steps) == 1
+    assert all(p.calls == 0 for p in peers.values()), "queued only on the loop's thread"
+    assert [f["id"] for f in offline.frames] == [60]
+    loop.run()
+    assert [f["id"] for f in peers["u1"].frames] == [60] == [f["id"] for f in peers["u2"].frames]
+    assert peers["u1"].shared[0] is peers["u2"].shared[0]
+    assert [(f["type"], f.get("ref")) for f in peers["u0"].frames] == [
+        ("message", "c"),
+        ("ack", "c"),
+    ]
+
+
+def test_after_steps_wait_until_every_loop_has_queued_its_part():
+    loops = [FakeLoop(), FakeLoop()]
+    hub = Hub()
+    peers = [LoopPeer(loops[i % 2]) for i in range(4)]
+    for i, peer in enumerate(peers):
+        hub.attach(peer, i + 1, f"u{i}", ["#lobby"])
+    done = []
+    with hub.batch():
+        hub.deliver_message(_msg(70), sender_id=None, ref=None)
+        hub.after_batch(lambda: done.append([len(p.frames) for p in peers]))
+    assert done == [] and all(len(lp.steps) == 1 for lp in loops)
+    loops[1].run()
+    assert done == [], "one loop has not queued its part yet"
+    loops[0].run()
+    # Run once, and only when every connection had the message queued.
+    assert done == [[1, 1, 1, 1]]
+
+
+def test_consecutive_batches_reach_a_loop_connection_in_commit_order():
+    loop = FakeLoop()
+    hub = Hub()
+    reader, sender = LoopPeer(loop), LoopPeer(loop)
+    hub.attach(reader, 1, "reader", ["#lobby"])
+    hub.attach(sender, 2, "sender", ["#lobby"])
+    with hub.batch():
+        hub.deliver_message(_msg(80), sender_id=None, ref=None)
+    with hub.batch():  # the reader is special here: its own reply rides along
+        hub.deliver_message(_msg(81, sender="reader", cid="r"), sender_id=1, ref="r")
+        hub.reply(reader, b'{"type":"ack","ref":"r","id":81,"ts":"t"}\n')
+    loop.run()
+    assert [(f["type"], f.get("id")) for f in reader.frames] == [
+        ("message", 80),
+        ("message", 81),
+        ("ack", 81),
+    ]
+    assert [f["id"] for f in sender.frames] == [80, 81]

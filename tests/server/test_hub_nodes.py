@@ -13,6 +13,9 @@ from parley_chat.server.store.records import StoredMessage
 class Conn:
     """A recording connection."""
 
+    #: No I/O loop: the hub hands deliveries over at once, on the calling thread.
+    loop = None
+
     def __init__(self) -> None:
         self.data: list[bytes] = []
 

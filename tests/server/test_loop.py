@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from parley_chat.server.loop import IOLoop
 
@@ -102,5 +103,67 @@ def test_a_notify_on_the_loop_thread_is_served_on_the_next_turn() -> None:
         loop.notify(first)  # type: ignore[arg-type]
         with second.changed:
             assert second.changed.wait_for(lambda: second.seen >= 1, 10)
+    finally:
+        loop.stop()
+
+
+def test_posted_steps_run_on_the_loop_thread_in_order_past_a_failing_one() -> None:
+    loop = IOLoop("test-loop-post")
+    loop.start()
+    ran: list[tuple[int, bool]] = []
+    finished = threading.Event()
+    try:
+
+        def step(i: int) -> None:
+            ran.append((i, loop.handing_over()))
+            if i == 2:
+                raise RuntimeError("a broken step")  # logged; the next ones still run
+            if i == 4:
+                finished.set()
+
+        for i in range(5):
+            loop.post(lambda i=i: step(i))  # type: ignore[misc]
+        assert finished.wait(10)
+        # handing_over() is True only on the loop's thread, inside a posted step.
+        assert ran == [(0, True), (1, True), (2, True), (3, True), (4, True)]
+        assert not loop.handing_over()
+    finally:
+        loop.stop()
+
+
+def test_a_connection_notified_inside_a_posted_step_is_served_at_once() -> None:
+    loop = IOLoop("test-loop-through")
+    loop.start()
+    first, second = _Stub(), _Stub()
+    order: list[str] = []
+    done = threading.Event()
+    try:
+        for stub in (first, second):
+            loop.adopt(stub)  # type: ignore[arg-type]
+            with stub.lock:
+                stub.wanted += 1
+            loop.notify(stub)  # type: ignore[arg-type]
+            with stub.changed:  # served once: adopted
+                assert stub.changed.wait_for(lambda s=stub: s.seen >= 1, 10)
+        for stub, name in ((first, "first"), (second, "second")):
+            original = stub.service
+
+            def served(now: float, original: Any = original, name: str = name) -> None:
+                original(now)
+                order.append(f"served {name}")
+
+            stub.service = served  # type: ignore[method-assign]
+
+        def hand_over() -> None:
+            for stub, name in ((first, "first"), (second, "second")):
+                order.append(f"queued {name}")
+                loop.notify(stub)  # type: ignore[arg-type]
+            done.set()
+
+        loop.post(hand_over)
+        assert done.wait(10)
+        # Each is written before the next is queued: the first member's bytes
+        # do not wait for the last member's.
+        assert order == ["queued first", "served first", "queued second", "served second"]
     finally:
         loop.stop()
