@@ -157,7 +157,8 @@ class IOLoop:
             self._wake_once()
 
     def handing_over(self) -> bool:
-        """True on this loop's thread while it runs posted steps (a hand-over)."""
+        """True on this loop's thread while it runs the last posted step waiting (a
+        hand-over that writes as it goes)."""
         return self._writing_through and threading.get_ident() == self._thread.ident
 
     def serve(self, conn: Connection) -> None:
@@ -233,11 +234,14 @@ class IOLoop:
                     dirty.add(inbox.popleft())
                 posted = self._posted
                 if posted:
-                    self._writing_through = True
                     self._posted_at = time.monotonic()
                     try:
                         while posted:
                             step = posted.popleft()
+                            # Write through only in the last step waiting: the
+                            # ones before it queue, and the last one's writes
+                            # take everything queued for a connection at once.
+                            self._writing_through = not posted
                             try:
                                 step()
                             except Exception:

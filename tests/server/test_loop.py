@@ -111,22 +111,29 @@ def test_posted_steps_run_on_the_loop_thread_in_order_past_a_failing_one() -> No
     loop = IOLoop("test-loop-post")
     loop.start()
     ran: list[tuple[int, bool]] = []
-    finished = threading.Event()
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
     try:
 
         def step(i: int) -> None:
             ran.append((i, loop.handing_over()))
+            if i == 0:  # hold the loop until the others are posted behind it
+                started.set()
+                assert release.wait(10)
             if i == 2:
                 raise RuntimeError("a broken step")  # logged; the next ones still run
             if i == 4:
                 finished.set()
 
-        for i in range(5):
+        loop.post(lambda: step(0))
+        assert started.wait(10)
+        for i in range(1, 5):
             loop.post(lambda i=i: step(i))  # type: ignore[misc]
+        release.set()
         assert finished.wait(10)
-        # handing_over() is True only on the loop's thread, inside a posted step.
-        assert ran == [(0, True), (1, True), (2, True), (3, True), (4, True)]
-        assert not loop.handing_over()
+        # In order; and only a step with nothing posted behind it writes through
+        # (step 0 had none when it began; 1-3 had; 4 is the last).
+        assert ran == [(0, True), (1, False), (2, False), (3, False), (4, True)]
+        assert not loop.handing_over(), "never on another thread"
     finally:
         loop.stop()
 
