@@ -127,6 +127,7 @@ class _Run:
     audience: list[tuple[Peer, int]]  # (connection, its user id), snapshot under the lock
     by_user: dict[int, list[Peer]]  # the audience's connections per user id
     by_loop: dict[Poster | None, list[Peer]]  # the audience's connections per loop
+    uid_of: dict[Peer, int]  # each audience connection's user id
     chunks: list[tuple[int | None, bytes]] = field(default_factory=list)  # plain copies
     seqs: list[int] = field(default_factory=list)  # each chunk's place in the batch
     own: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> (sender, copy)
@@ -148,9 +149,9 @@ class _Batch:
 class _Part:
     """One loop's part of a batch's hand-over, applied on that loop's thread."""
 
-    runs: list[tuple[bytes, list[tuple[int | None, bytes]], list[Peer]]] = field(
+    runs: list[tuple[bytes, list[tuple[int | None, bytes]], list[Peer], set[Peer]]] = field(
         default_factory=list
-    )  # (shared bytes, its chunks, the connections that get it)
+    )  # (shared bytes, its chunks, the loop's audience, those of it that get their own share)
     shares: list[tuple[Peer, list[tuple[int, int | None, bytes]]]] = field(
         default_factory=list
     )  # a connection's own list: (place in the batch, message id, bytes)
@@ -159,9 +160,14 @@ class _Part:
     def apply(self) -> None:
         """Queue every delivery of this part, then count it done."""
         try:
-            for blob, chunks, conns in self.runs:
-                for conn in conns:
-                    conn.deliver_shared(blob, chunks)
+            for blob, chunks, conns, skip in self.runs:
+                if skip:
+                    for conn in conns:
+                        if conn not in skip:
+                            conn.deliver_shared(blob, chunks)
+                else:
+                    for conn in conns:
+                        conn.deliver_shared(blob, chunks)
             for conn, items in self.shares:
                 if len(items) == 1:
                     conn.deliver(items[0][2], items[0][1])
@@ -265,9 +271,13 @@ def presence_pages(room: str, online: list[str], tag: str | None = None) -> list
 
 
 #: A room's audience as of one epoch: (epoch, [(connection, user id)],
-#: connections per user id, connections per loop).
+#: connections per user id, connections per loop, each connection's user id).
 _Audience = tuple[
-    int, list[tuple[Peer, int]], dict[int, list[Peer]], dict[Poster | None, list[Peer]]
+    int,
+    list[tuple[Peer, int]],
+    dict[int, list[Peer]],
+    dict[Poster | None, list[Peer]],
+    dict[Peer, int],
 ]
 
 
@@ -635,28 +645,30 @@ class Hub:
                     if conn in seen or uid in senders:
                         special.add(conn)
                     seen.add(conn)
+        # O(runs + special connections) here, not O(audience): the loop skips
+        # the special ones as it goes (the writer waits for none of it).
         parts: dict[Poster | None, _Part] = {}
         for run in b.runs:
             blob = b"".join(data for _, data in run.chunks)
             for loop, conns in run.by_loop.items():
-                targets = [c for c in conns if c not in special] if special else conns
-                if targets:
-                    part = parts.get(loop)
-                    if part is None:
-                        part = parts[loop] = _Part()
-                    part.runs.append((blob, run.chunks, targets))
+                part = parts.get(loop)
+                if part is None:
+                    part = parts[loop] = _Part()
+                part.runs.append((blob, run.chunks, conns, special))
         if special:
             share: dict[Peer, list[tuple[int, int | None, bytes]]] = {
                 conn: list(items) for conn, items in b.direct.items()
             }
             for run in b.runs:
-                for conn, uid in run.audience:
-                    if conn not in special:
-                        continue
+                uid_of = run.uid_of
+                for conn in special:
+                    member = uid_of.get(conn)
+                    if member is None:
+                        continue  # not in this run's audience
                     out = share.setdefault(conn, [])
                     for seq, (mid, data) in zip(run.seqs, run.chunks, strict=True):
                         mine = run.own.get(mid) if mid is not None else None
-                        out.append((seq, mid, mine[1] if mine and mine[0] == uid else data))
+                        out.append((seq, mid, mine[1] if mine and mine[0] == member else data))
             for conn, items in share.items():
                 loop = conn.loop
                 part = parts.get(loop)
@@ -832,7 +844,7 @@ class Hub:
             if run is None or run.epoch != self._epoch:
                 cached = self._audiences.get(key)
                 if cached is not None and cached[0] == self._epoch:
-                    _, audience, by_user, by_loop = cached
+                    _, audience, by_user, by_loop, uid_of = cached
                 else:
                     members = self._members.get(key)
                     audience = (
@@ -845,9 +857,10 @@ class Hub:
                     for c, uid in audience:
                         by_user.setdefault(uid, []).append(c)
                         by_loop.setdefault(c.loop, []).append(c)
+                    uid_of = dict(audience)
                     if members:
-                        self._audiences[key] = (self._epoch, audience, by_user, by_loop)
-                run = _Run(key, self._epoch, audience, by_user, by_loop)
+                        self._audiences[key] = (self._epoch, audience, by_user, by_loop, uid_of)
+                run = _Run(key, self._epoch, audience, by_user, by_loop, uid_of)
                 b.runs.append(run)
                 b.open_runs[key] = run
         b.seq += 1

@@ -19,7 +19,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import ssl
-from collections import deque
 
 #: Bytes asked of one recv(): a TLS record holds at most 16 KiB of plaintext,
 #: so this takes several records per call.
@@ -56,7 +55,7 @@ class TLSStream:
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self.sock = sock
-        self._out: deque[bytes] = deque()
+        self._out: list[bytes] = []  # a list: nothing pops from its front
         self._out_bytes = 0
         self._wbuf: bytes | memoryview = b""
         self._wpos = 0

@@ -27,6 +27,7 @@ from parley_chat.protocol import (
     Who,
     encode,
 )
+from parley_chat.server.connection import Connection
 from tests.support import RawClient, barrier, messages_in, online
 from tests.support import db_rows as _rows
 
@@ -461,15 +462,18 @@ def test_a_message_is_encoded_once_and_its_bytes_shared_by_every_recipient(
             f = c.recv()
             if isinstance(f, Presence) and f.joined in waiting:
                 waiting.discard(f.joined)
-    # The real connections, watched: what the hub hands each one as shared bytes.
+    # The real connections, watched: what the hub hands each one as shared bytes
+    # (on the class: a Connection has slots, so no method of its own can be set).
     handed: dict[str, list[bytes]] = {}
-    for conn in server.hub.all_connections():
+    watched = set(server.hub.all_connections())
+    deliver_shared = Connection.deliver_shared
 
-        def spy(data, chunks, _deliver=conn.deliver_shared, _nick=conn.nick):
-            handed.setdefault(_nick, []).append(data)
-            _deliver(data, chunks)
+    def spy(self, data, chunks):
+        if self in watched:
+            handed.setdefault(self.nick, []).append(data)
+        deliver_shared(self, data, chunks)
 
-        monkeypatch.setattr(conn, "deliver_shared", spy)
+    monkeypatch.setattr(Connection, "deliver_shared", spy)
 
     clients[0].send(Send(id="all", text="hello everyone", room="#lobby"))
     own = clients[0].recv_until(lambda f: isinstance(f, Ack))
