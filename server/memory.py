@@ -8,7 +8,7 @@ connection counts from the maintenance thread and, once a burst is over (a
 couple of quiet looks in a row), runs the cyclic collector, freezes what
 survives (settle_heap: the collector's own full passes then skip it) and calls
 glibc's `malloc_trim(0)`. Elsewhere (macOS, Windows, musl) it collects and
-freezes only.
+freezes only. `limit_malloc_arenas` caps glibc's per-thread arenas at start.
 """
 
 from __future__ import annotations
@@ -40,6 +40,34 @@ FULL_SETTLE_EVERY = 8
 #: after 1000 logins, a trim at once returned 2 MB and one 4 s later 15 MB more
 #: (what the burst queued for its clients is freed only once sent and settled).
 FOLLOW_UP_LOOKS = 8
+
+
+#: glibc malloc arenas the server may use (M_ARENA_MAX). Left alone, glibc gives
+#: each thread that allocates its own arena, up to eight per core, and each keeps
+#: the free memory of its thread's bursts (the handshake thread's TLS state, the
+#: login workers' reads). Measured at 1000 idle clients: 86.4 MB with glibc's
+#: default, 84.3 MB with 2, 83.4 MB with 1; logins no slower. Two keep the I/O
+#: loop and the writer from waiting on one arena's lock.
+MALLOC_ARENAS = 2
+
+#: mallopt's parameter number for M_ARENA_MAX (glibc's malloc.h).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for the threads started from now on (call it
+    before they start). True if the allocator took it; False elsewhere (macOS,
+    Windows, musl), where there is nothing to cap."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt  # glibc and musl both have it; musl ignores the parameter
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def _malloc_trim() -> Callable[[int], int] | None:

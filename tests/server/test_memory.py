@@ -87,3 +87,51 @@ def test_every_few_trims_one_is_full(monkeypatch: pytest.MonkeyPatch) -> None:
         trimmer.trim()
     every = memory.FULL_SETTLE_EVERY
     assert seen == ([False] * (every - 1) + [True]) * 2
+
+
+_ARENAS_PROBE = """
+import sys, threading
+from parley_chat.server.memory import limit_malloc_arenas
+if sys.argv[1] != "default":
+    assert limit_malloc_arenas(int(sys.argv[1]))
+go = threading.Barrier(9)
+def work():
+    keep = [bytearray(4096) for _ in range(200)]  # malloc, not pymalloc: over 512 bytes
+    go.wait()
+    go.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for t in threads:
+    t.start()
+go.wait()  # all eight hold their allocations now
+# glibc's thread arenas are anonymous mappings aligned to their 64 MiB reservation.
+heaps = 0
+for line in open("/proc/self/maps"):
+    fields = line.split()
+    start = int(fields[0].split("-")[0], 16)
+    if len(fields) == 5 and start % (64 << 20) == 0 and fields[1].startswith("rw"):
+        heaps += 1
+go.wait()
+for t in threads:
+    t.join()
+print(heaps)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
+def test_the_arena_cap_keeps_allocating_threads_to_the_arenas_asked() -> None:
+    import subprocess
+
+    def heaps(arg: str) -> int:
+        out = subprocess.run(
+            [sys.executable, "-c", _ARENAS_PROBE, arg],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return int(out.stdout.split()[-1])
+
+    # Eight threads allocating at once get arenas of their own by default; with
+    # the cap they share the main one and one more.
+    assert heaps("default") >= 4
+    assert heaps("2") <= 1
