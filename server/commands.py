@@ -402,15 +402,6 @@ class Commands:
             now=now,
             expires_at=expires,
         )
-        try:
-            if login.stored.result(WRITE_WAIT) is DEFERRED:
-                log.warning(
-                    "%s: the database refuses writes; session %d is recorded later",
-                    conn.peer,
-                    login.session_id,
-                )
-        except (StoreError, StoreConflict, StoreRejected, FutureTimeout) as exc:
-            log.warning("%s: session %d not recorded yet: %s", conn.peer, login.session_id, exc)
         session_id = login.session_id
         conn.user_id, conn.nick, conn.session_id = user.id, user.nick, session_id
         if len(rooms) > MAX_ROOMS_LISTED:
@@ -428,26 +419,15 @@ class Commands:
         # nothing twice, replay first.
         conn.hold_live()
         first = self.hub.attach(conn, user.id, user.nick, rooms)
-        conn.send_frame(
-            Welcome(
-                version=PROTOCOL_VERSION,
-                nick=user.nick,
-                token=token,
-                rooms=rooms[:MAX_ROOMS_LISTED],
-                server=self.cfg.server_name,
-                created=created,
-                session=session_id,
-                max_text=self.cfg.max_text_chars,
-                flood={"rate": self.cfg.flood_rate, "burst": self.cfg.flood_burst},
-            )
-        )
         # A new read session, after attach(): its snapshot starts now, so every
         # message is either in it or was delivered (held) live. Sharing the
-        # rooms' session would lose what was committed in between.
+        # rooms' session would lose what was committed in between. It reads
+        # while the writer commits the session row: the welcome (which hands
+        # out the token) waits for that commit, the reads do not.
         with self.store.read() as s:
             # The conversation list goes first (right after the welcome), from the
             # same snapshot as the replay that follows it.
-            conn.send_bytes(conversation_pages(queries.conversations(s, user.id), user.nick))
+            conversations = conversation_pages(queries.conversations(s, user.id), user.nick)
             if f.last_seen is not None:
                 messages, gap = queries.replay_after(s, user.id, f.last_seen, self.cfg.replay_cap)
                 target = None
@@ -468,6 +448,29 @@ class Commands:
             if f.last_seen is not None:  # deletions and edits while it was away
                 roominfo += moderation.catch_up_bytes(s, user.id, f.last_seen)
         parts, up_to = self._replay_parts(messages, user.nick, gap=gap, target=target)
+        try:
+            if login.stored.result(WRITE_WAIT) is DEFERRED:
+                log.warning(
+                    "%s: the database refuses writes; session %d is recorded later",
+                    conn.peer,
+                    session_id,
+                )
+        except (StoreError, StoreConflict, StoreRejected, FutureTimeout) as exc:
+            log.warning("%s: session %d not recorded yet: %s", conn.peer, session_id, exc)
+        conn.send_frame(
+            Welcome(
+                version=PROTOCOL_VERSION,
+                nick=user.nick,
+                token=token,
+                rooms=rooms[:MAX_ROOMS_LISTED],
+                server=self.cfg.server_name,
+                created=created,
+                session=session_id,
+                max_text=self.cfg.max_text_chars,
+                flood={"rate": self.cfg.flood_rate, "burst": self.cfg.flood_burst},
+            )
+        )
+        conn.send_bytes(conversations)
         conn.send_replay(parts, up_to)
         for room in rooms:
             for page in presence_pages(room, self.hub.online_in(room)):
