@@ -114,9 +114,13 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
 # cost more than the SQL there); PostgreSQL through exec_driver_sql with named
 # placeholders (psycopg refuses `?`), so its errors arrive wrapped by SQLAlchemy
 # like every other write's.
+# The room, the sender's membership and the sender's nick in one statement: each
+# statement is a trip out of the GIL, and the writer waits to get it back while
+# the I/O loop writes a pass to a thousand members (decisions.md).
 _ROOM_AND_MEMBERSHIP = (
     "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
-    " WHERE m.room_id = r.id AND m.user_id = ?) FROM rooms AS r WHERE r.name_key = ?"
+    " WHERE m.room_id = r.id AND m.user_id = ?), (SELECT nick FROM users WHERE id = ?)"
+    " FROM rooms AS r WHERE r.name_key = ?"
 )
 _NICKS = "SELECT (SELECT nick FROM users WHERE id = ?), (SELECT nick FROM users WHERE id = ?)"
 _INSERT = (
@@ -135,7 +139,8 @@ _EXISTING = (
 #: fault) instead of compared as a numeric that matches nothing.
 _PG_ROOM_AND_MEMBERSHIP = (
     "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
-    " WHERE m.room_id = r.id AND m.user_id = %(user)s::bigint) FROM rooms AS r"
+    " WHERE m.room_id = r.id AND m.user_id = %(user)s::bigint),"
+    " (SELECT nick FROM users WHERE id = %(user)s::bigint) FROM rooms AS r"
     " WHERE r.name_key = %(key)s"
 )
 _PG_NICKS = (
@@ -177,7 +182,8 @@ class _HotPath:
 
     def room(self, sender_id: int | None, key: str) -> _Row:
         if self.sqlite:
-            return self._raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, key)).fetchone()  # type: ignore[no-any-return]
+            row = self._raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, sender_id, key))
+            return row.fetchone()  # type: ignore[no-any-return]
         return self._pg(_PG_ROOM_AND_MEMBERSHIP, {"user": sender_id, "key": key})
 
     def existing(self, sender_id: int, client_msg_id: str) -> _Row:
@@ -263,11 +269,14 @@ def add_message(
         return original, True
 
     room_id, room_name = None, None
+    nicks: tuple[str | None, str | None] | None = None
     if room is not None:
         row = db.room(sender_id, fold(room))
         if row is None:
             raise NoSuchRoom(f"there is no room {room}")
-        room_id, room_name, member = row
+        room_id, room_name, member, sender_nick = row
+        if recipient_id is None:
+            nicks = (sender_nick, None)
         if sender_id is not None and not member:
             # A re-send of a message stored before the sender left still gets its ack.
             again = duplicate(room_id)
@@ -290,7 +299,7 @@ def add_message(
         again = duplicate(room_id)
         assert again is not None
         return again
-    sender, recipient = db.nicks(sender_id, recipient_id)
+    sender, recipient = nicks if nicks is not None else db.nicks(sender_id, recipient_id)
     stored = StoredMessage(
         id=new_id,
         created_at=now,
