@@ -8,6 +8,7 @@ must not have effects outside the database: callbacks after COMMIT do the rest.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -128,6 +129,18 @@ _INSERT = (
     " client_msg_id, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sender_id, client_msg_id) DO NOTHING RETURNING id"
 )
+#: SQLite: a room message in one statement when it can be stored as it is (the
+#: room exists, the sender is a member or it is a notice, its id is fresh); no
+#: row back means one of those failed, and the statements above say which.
+_INSERT_INTO_ROOM = (
+    "INSERT INTO messages (created_at, kind, room_id, sender_id, recipient_id, body,"
+    " client_msg_id, envelope) SELECT ?, ?, r.id, ?, NULL, ?, ?, ? FROM rooms AS r"
+    " WHERE r.name_key = ? AND (? IS NULL OR EXISTS (SELECT 1 FROM room_members AS m"
+    " WHERE m.room_id = r.id AND m.user_id = ?))"
+    " ON CONFLICT (sender_id, client_msg_id) DO NOTHING"
+    " RETURNING id, (SELECT name FROM rooms WHERE id = room_id),"
+    " (SELECT nick FROM users WHERE id = sender_id)"
+)
 _EXISTING = (
     "SELECT id, kind, room_id, recipient_id, body, envelope FROM messages"
     " WHERE sender_id = ? AND client_msg_id = ?"
@@ -201,6 +214,37 @@ class _HotPath:
             row = self._pg(_PG_INSERT, params)
         return None if row is None else int(row[0])
 
+    def insert_into_room(
+        self, key: str, values: tuple[Any, ...]
+    ) -> tuple[int, str, str | None] | None:
+        """SQLite only: _INSERT_INTO_ROOM; (id, room name, sender's nick) or None.
+
+        None also when the database refused the write but the transaction is
+        still open: the checks that follow report a missing room or membership
+        first, as they would on a writable database, and their own INSERT meets
+        the refusal again if there is nothing else to report."""
+        created_at, kind, sender_id, body, client_msg_id, envelope = values
+        try:
+            row = self._raw.execute(
+                _INSERT_INTO_ROOM,
+                (
+                    db_time(created_at),
+                    kind,
+                    sender_id,
+                    body,
+                    client_msg_id,
+                    envelope,
+                    key,
+                    sender_id,
+                    sender_id,
+                ),
+            ).fetchone()
+        except sqlite3.OperationalError:
+            if not self._raw.in_transaction:
+                raise  # SQLite rolled the group back itself: the writer must know
+            return None
+        return None if row is None else (int(row[0]), row[1], row[2])
+
     def execute(self, sqlite_sql: str, pg_sql: str, params: dict[str, Any]) -> None:
         """One statement without a result: SQLite's `?` form takes the values in
         *params*' order, PostgreSQL's named form takes them by name."""
@@ -268,6 +312,25 @@ def add_message(
         assert original is not None
         return original, True
 
+    if db.sqlite and room is not None and recipient_id is None:
+        # The common case in one statement; when it stores nothing, the checks
+        # below find out why (no room, not a member, a re-send).
+        fast = db.insert_into_room(
+            fold(room), (now, kind, sender_id, body, client_msg_id, envelope)
+        )
+        if fast is not None:
+            message = StoredMessage(
+                id=fast[0],
+                created_at=now,
+                kind=kind,
+                room=fast[1],
+                sender=fast[2],
+                recipient=None,
+                body=body,
+                client_msg_id=client_msg_id,
+                envelope=envelope,
+            )
+            return message, False
     room_id, room_name = None, None
     nicks: tuple[str | None, str | None] | None = None
     if room is not None:
