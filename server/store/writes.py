@@ -109,15 +109,17 @@ def delete_user(s: Session, nick: str, now: datetime) -> UserRecord:
 
 
 # add_message is the hot path (every chat line), so it speaks SQL directly:
-# three short statements instead of the ORM's dozen, which measured ~4x faster
-# (bench/load.py). The text is still the store's alone. SQLite runs it on the
+# a few short statements instead of the ORM's dozen, which measured ~4x faster
+# (bench/load.py); on SQLite a room message that can be stored as it is takes
+# one (_INSERT_INTO_ROOM). Each statement is a trip out of the GIL, and the
+# writer waits to get it back while the I/O loop writes a pass to a thousand
+# members (decisions.md, "What bounds one process"). The text is still the
+# store's alone. SQLite runs it on the
 # driver's own connection with `?` placeholders (SQLAlchemy's result objects
 # cost more than the SQL there); PostgreSQL through exec_driver_sql with named
 # placeholders (psycopg refuses `?`), so its errors arrive wrapped by SQLAlchemy
 # like every other write's.
-# The room, the sender's membership and the sender's nick in one statement: each
-# statement is a trip out of the GIL, and the writer waits to get it back while
-# the I/O loop writes a pass to a thousand members (decisions.md).
+# The room, the sender's membership and the sender's nick, in one statement.
 _ROOM_AND_MEMBERSHIP = (
     "SELECT r.id, r.name, EXISTS (SELECT 1 FROM room_members AS m"
     " WHERE m.room_id = r.id AND m.user_id = ?), (SELECT nick FROM users WHERE id = ?)"
