@@ -93,7 +93,8 @@ class Connection:
 
     # A thousand idle connections: slots instead of a dict, lists (taken whole)
     # instead of deques for the outbound queues, and the closed event made only
-    # when someone waits for it save about 3 KB each (measured with tracemalloc).
+    # when someone waits for it save about 4 KB each (tracemalloc and RSS at
+    # 1000 idle clients).
     __slots__ = (
         "__weakref__",
         "_backlog",
