@@ -103,9 +103,13 @@ sysdeps:
 # one commit, 233 s on three, 239 s on four, 284 s on two; 194 s on three and 266 s on two
 # on a later one (docs/decisions.md).
 # PYTHONHASHSEED=0: every worker must collect the tests in one order.
+# PYTHONDONTWRITEBYTECODE is dropped: the suite starts hundreds of Python processes
+# (servers, clients, the admin and logs tools) that import the same modules, and each
+# worker's collection rewrites every test module's asserts; without byte code caches
+# each of them compiles it all again (collection alone: 8.7 s of CPU a worker, 2.4 s).
 PYTEST_WORKERS ?= 3
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
-	env -u DISPLAY PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+	env -u DISPLAY -u PYTHONDONTWRITEBYTECODE PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # The property-based tests (hypothesis) with the deep profile (tests/budget.py): 30 times
 # the examples `make test` draws, for a long look at the protocol's decoders.

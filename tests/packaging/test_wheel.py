@@ -27,7 +27,9 @@ import pytest
 from filelock import FileLock
 from uv import find_uv_bin
 
-pytestmark = pytest.mark.slow
+# One worker runs all of them (make test: --dist loadgroup), so the wheel is built and
+# installed once, not once per worker that got one of them.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = ("parley-server", "parley", "parley-cli", "parley-certs", "parley-admin", "parley-logs")
