@@ -101,7 +101,9 @@ sysdeps:
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
 # Three on this two-core machine, as many tests wait on sockets and processes: measured on
 # one commit, 233 s on three, 239 s on four, 284 s on two; 194 s on three and 266 s on two
-# on a later one (docs/decisions.md).
+# on a later one (docs/decisions.md). --dist loadgroup: one queue, a test at a time to the
+# worker that has two or fewer, the long ones first (tests/conftest.py START_FIRST), and
+# the tests of one xdist_group (the wheel's) on one worker.
 # PYTHONHASHSEED=0: every worker must collect the tests in one order.
 # PYTHONDONTWRITEBYTECODE is dropped: the suite starts hundreds of Python processes
 # (servers, clients, the admin and logs tools) that import the same modules, and each
