@@ -99,13 +99,19 @@ sysdeps:
 	fi
 
 # The suite runs on PYTEST_WORKERS processes (pytest-xdist; 1 = one process, no xdist).
-# Three on this two-core machine, as many tests wait on sockets and processes: measured on
-# one commit, 233 s on three, 239 s on four, 284 s on two; 194 s on three and 266 s on two
-# on a later one (docs/decisions.md).
+# Four on this two-core machine, as many tests wait on sockets and processes: on the quiet
+# machine, 159 s on four and 169 s on three (main before: 182 s on three); earlier, 233 s
+# on three, 239 s on four, 284 s on two (docs/decisions.md). --dist loadgroup: one queue, a test at a time to the
+# worker that has two or fewer, the long ones first (tests/conftest.py START_FIRST), and
+# the tests of one xdist_group (the wheel's) on one worker.
 # PYTHONHASHSEED=0: every worker must collect the tests in one order.
-PYTEST_WORKERS ?= 3
+# PYTHONDONTWRITEBYTECODE is dropped: the suite starts hundreds of Python processes
+# (servers, clients, the admin and logs tools) that import the same modules, and each
+# worker's collection rewrites every test module's asserts; without byte code caches
+# each of them compiles it all again (collection alone: 8.7 s of CPU a worker, 2.4 s).
+PYTEST_WORKERS ?= 4
 test: $(DEV_STAMP) sysdeps $(SSLYZE_STAMP)
-	env -u DISPLAY PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS)) $(PYTEST_ARGS)
+	env -u DISPLAY -u PYTHONDONTWRITEBYTECODE PYTHONHASHSEED=0 $(PY) -m pytest $(if $(filter 1,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 # The property-based tests (hypothesis) with the deep profile (tests/budget.py): 30 times
 # the examples `make test` draws, for a long look at the protocol's decoders.

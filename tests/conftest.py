@@ -51,6 +51,57 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+#: Tests that take seconds of wall time each (measured, docs/decisions.md "The suite's
+#: time"), by node id prefix: a whole file, or one test (and its parameters). On several
+#: workers they run first, longest first, so none is left to run alone at the end while
+#: the other workers have finished; most of them wait on processes and sockets, so the
+#: short CPU-bound tests fill the cores meanwhile. Only the order depends on this list:
+#: a test missing from it (or a figure gone stale) still runs, only later.
+START_FIRST: dict[str, float] = {
+    "tests/packaging/test_wheel.py": 30.0,  # one worker builds and installs the wheel
+    "tests/battery/test_accounts.py::test_a_hundred_wrong_passwords_cost_five": 8.0,
+    "tests/integration/test_mdns.py": 10.0,
+    "tests/client/gui/test_connect_page.py::test_trust_on_first_use": 6.0,
+    "tests/integration/test_scale.py::test_300_connections": 9.0,
+    "tests/cluster/test_nodes.py": 5.0,
+    "tests/client/test_cli_e2e.py": 4.0,
+    "tests/client/test_cli_trust.py": 4.0,
+    "tests/server/test_main.py": 4.0,
+    "tests/client/gui/test_e2e_window.py": 4.0,
+    "tests/client/gui/test_conversations.py": 4.0,
+    "tests/client/gui/test_connect_lan.py": 4.0,
+    "tests/client/test_cli.py": 3.0,
+    "tests/server/test_admin.py": 3.0,
+    "tests/client/gui/test_screenshots.py": 3.0,
+    "tests/cluster/test_presence.py": 2.5,
+    "tests/client/test_cli_terminal.py": 2.5,
+    "tests/server/store/test_commit_order.py": 2.5,
+    "tests/integration/test_stress.py": 2.5,
+    "tests/battery/test_load.py": 2.5,
+    "tests/server/test_announce.py": 2.0,
+    "tests/server/test_presence_grace.py": 2.0,
+    "tests/client/gui/test_chat_window.py": 2.0,
+    "tests/client/gui/test_chat_features.py": 1.5,
+}
+
+
+def _expected_seconds(item: pytest.Item) -> float:
+    """The START_FIRST figure of the longest prefix of *item*'s node id (0 if none)."""
+    best, figure = -1, 0.0
+    for prefix, seconds in START_FIRST.items():
+        if item.nodeid.startswith(prefix) and len(prefix) > best:
+            best, figure = len(prefix), seconds
+    return figure
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Only on xdist workers (and the same on each: the controller checks every worker
+    # collected one order). The sort is stable: a file keeps its tests in order and
+    # together, so its module-scoped fixtures are made once per worker, not per test.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: -_expected_seconds(item))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     # Every server a test starts collects garbage at start (server/memory.py: its
     # heap trim), and a full collection walks everything this process holds: the

@@ -277,6 +277,25 @@ def db_rows(server: ChatServer, sql: str, *args: object) -> list[tuple[Any, ...]
         con.close()
 
 
+def wait_session_ended(server: ChatServer, nick: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+    """The end reason of *nick*'s latest session, once the store has written its end.
+
+    The server takes a dropped connection offline first and writes its session's end
+    through the store's writer afterwards: this waits (with a deadline) for that row,
+    asking again each time after a no-op went through the writer (it is FIFO)."""
+    deadline = time.monotonic() + timeout
+    sql = (
+        "SELECT s.ended_at, s.end_reason FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE u.nick = ? ORDER BY s.id DESC LIMIT 1"
+    )
+    while True:
+        rows = db_rows(server, sql, nick)
+        if rows and rows[0][0] is not None:
+            return str(rows[0][1])
+        assert time.monotonic() < deadline, f"{nick}'s session did not end in time"
+        server.store.submit(lambda s: None).result(max(0.1, deadline - time.monotonic()))
+
+
 # --- waiting on a ChatClient's event queue (every wait has a deadline) -------------
 
 

@@ -1,6 +1,7 @@
 # The terminal client's two ways of reading input, against a real server:
 # - scripting: piped lines are sent at the pace the server announces, so a long
-#   script is stored whole under the default flood limits and exits 0;
+#   script is stored whole and exits 0 (a real process at a tenfold rate; the
+#   default limits on a clock of the test's own, against the server's bucket);
 # - a real terminal (a pseudo-terminal): a prompt_toolkit prompt where lines
 #   that arrive while the user types do not break the line being typed, with
 #   history (Up) and line editing.
@@ -25,6 +26,8 @@ import pytest
 from parley_chat.client import Acked, ChatClient, MessageReceived
 from parley_chat.client.cli import EXIT_OK, PASSWORD_ENV, Pacer
 from parley_chat.client.events import BatchEnded
+from parley_chat.server.config import ServerConfig
+from parley_chat.server.flood import TokenBucket
 from tests.support import collect_until, wait_for_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,11 +110,32 @@ def test_no_announced_pace_means_no_waiting():
     assert all(pacer.wait() == 0.0 for _ in range(1000)) and not clock.slept
 
 
-# --- scripting: a long pipe under the default flood limits -------------------------------------
+# --- scripting: a long pipe at the server's flood pace -----------------------------------------
+
+
+def test_130_lines_at_the_default_flood_limits_are_never_held_back_by_the_server():
+    """The default pace, on a clock of the test's own: the CLI's pacer against the
+    server's own token bucket at ServerConfig's defaults (5/s after a burst of 10).
+    No line of a 130-line script (nor one ping between them) finds the server's
+    bucket empty, and the script takes the ~25 s the pace implies, not less."""
+    cfg = ServerConfig()
+    clock = _Clock()
+    server_bucket = TokenBucket(cfg.flood_burst, cfg.flood_rate, clock=clock)
+    assert server_bucket.take()  # the login's hello
+    pacer = Pacer(cfg.flood_rate, cfg.flood_burst, clock=clock, sleep=clock.sleep)
+    started = clock.now
+    for i in range(130):
+        pacer.wait()
+        assert server_bucket.take(), f"line {i} would wait for the server's bucket"
+        if i == 60:  # the library's own ping: the pacer keeps a frame spare for it
+            assert server_bucket.take(), "the ping would wait for the server's bucket"
+    assert clock.now - started >= (130 - cfg.flood_burst) / cfg.flood_rate * 0.9
 
 
 def test_130_piped_lines_are_all_stored_and_the_exit_code_is_0(make_server, ca_file):
-    server = make_server(flood_rate=5.0, flood_burst=10, flood_backlog=200)
+    # The real process at ten times the default rate (the pace it keeps is the one
+    # the server announces in welcome; the default pace is checked above): ~2.5 s.
+    server = make_server(flood_rate=50.0, flood_burst=10, flood_backlog=200)
     lines = [f"line {i:03}" for i in range(130)]
     started = time.monotonic()
     result = subprocess.run(
@@ -125,8 +149,8 @@ def test_130_piped_lines_are_all_stored_and_the_exit_code_is_0(make_server, ca_f
     )
     assert result.returncode == EXIT_OK, result.stderr
     assert _stored(server, "scripter") == lines
-    # Paced, not flooded: 130 frames at 5/s after a burst take about 25 s.
-    assert time.monotonic() - started >= (130 - 10) / 5.0 * 0.9
+    # Paced, not flooded: 130 frames at 50/s after a burst take about 2.5 s.
+    assert time.monotonic() - started >= (130 - 10) / 50.0 * 0.9
     assert "not acknowledged" not in result.stderr
 
 

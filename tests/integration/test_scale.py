@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -123,9 +122,12 @@ def test_a_slow_reader_is_dropped_without_delaying_the_others(make_server, ca_fi
     sender = RawClient(server.address, ca_file)
     sender.login("sender")
     readers = _login_many(server, ca_file, 20, prefix="r")
-    # The slow reader shrinks its receive buffer and then never reads.
-    slow = RawClient(server.address, ca_file)
-    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    # The slow reader has a small receive buffer and never reads. The buffer is set
+    # before connect, so TCP sizes its segments to the window from the start: shrunk
+    # afterwards, a window smaller than one loopback segment is only reopened by the
+    # server's persist probes, backing off to seconds apiece, and reading to the EOF
+    # below took 16 s.
+    slow = RawClient(server.address, ca_file, rcvbuf=4096)
     slow.login("slowpoke")
     text = "x" * 3000
     views = {nick: _View() for nick, _ in readers}

@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import nacl.pwhash.argon2id
 import pytest
 
 from parley_chat.client import ChatClient
+from parley_chat.client.e2e import keystore
 from parley_chat.client.e2e.files import PASSPHRASE_ENV
 from parley_chat.server import memory
 from tests.client.gui.helpers import pump
@@ -81,6 +83,22 @@ def key_passphrase_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Windows made without open_app protect their end-to-end keys with
     GUI_KEY_PASSPHRASE too, rather than stopping at the key dialog."""
     monkeypatch.setenv(PASSPHRASE_ENV, GUI_KEY_PASSPHRASE)
+
+
+@pytest.fixture(autouse=True)
+def cheap_key_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key files written during a desktop test are sealed with argon2id at libsodium's
+    minimum cost, not the interactive one (0.09 s of CPU each time a window protects
+    its keys, and again each time one opens them), as the test servers hash passwords
+    with a cheap scrypt: the same derivation, the same file (which records its cost,
+    so opening it is as cheap). The function's own keyword defaults are replaced, so
+    every module that imported it gets them. tests/client/test_e2e_crypto.py tests
+    the key files themselves; the terminal client's processes keep the default cost."""
+    monkeypatch.setattr(
+        keystore.encrypt_keys,
+        "__kwdefaults__",
+        {"ops": nacl.pwhash.argon2id.OPSLIMIT_MIN, "mem": nacl.pwhash.argon2id.MEMLIMIT_MIN},
+    )
 
 
 @pytest.fixture(scope="session")
