@@ -124,10 +124,9 @@ class _Run:
 
     key: str
     epoch: int
-    audience: list[tuple[Peer, int]]  # (connection, its user id), snapshot under the lock
+    audience: dict[Peer, int]  # connection -> its user id, snapshot under the lock
     by_user: dict[int, list[Peer]]  # the audience's connections per user id
     by_loop: dict[Poster | None, list[Peer]]  # the audience's connections per loop
-    uid_of: dict[Peer, int]  # each audience connection's user id
     chunks: list[tuple[int | None, bytes]] = field(default_factory=list)  # plain copies
     seqs: list[int] = field(default_factory=list)  # each chunk's place in the batch
     own: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # id -> (sender, copy)
@@ -161,12 +160,8 @@ class _Part:
         """Queue every delivery of this part, then count it done."""
         try:
             for blob, chunks, conns, skip in self.runs:
-                if skip:
-                    for conn in conns:
-                        if conn not in skip:
-                            conn.deliver_shared(blob, chunks)
-                else:
-                    for conn in conns:
+                for conn in conns:
+                    if conn not in skip:
                         conn.deliver_shared(blob, chunks)
             for conn, items in self.shares:
                 if len(items) == 1:
@@ -270,15 +265,9 @@ def presence_pages(room: str, online: list[str], tag: str | None = None) -> list
     return out
 
 
-#: A room's audience as of one epoch: (epoch, [(connection, user id)],
-#: connections per user id, connections per loop, each connection's user id).
-_Audience = tuple[
-    int,
-    list[tuple[Peer, int]],
-    dict[int, list[Peer]],
-    dict[Poster | None, list[Peer]],
-    dict[Peer, int],
-]
+#: A room's audience as of one epoch: (epoch, connection -> user id,
+#: connections per user id, connections per loop).
+_Audience = tuple[int, dict[Peer, int], dict[int, list[Peer]], dict[Poster | None, list[Peer]]]
 
 
 class Hub:
@@ -641,7 +630,7 @@ class Hub:
             seen: set[Peer] = set()
             for run in b.runs:
                 senders = {sender for sender, _ in run.own.values()}
-                for conn, uid in run.audience:
+                for conn, uid in run.audience.items():
                     if conn in seen or uid in senders:
                         special.add(conn)
                     seen.add(conn)
@@ -660,9 +649,8 @@ class Hub:
                 conn: list(items) for conn, items in b.direct.items()
             }
             for run in b.runs:
-                uid_of = run.uid_of
                 for conn in special:
-                    member = uid_of.get(conn)
+                    member = run.audience.get(conn)
                     if member is None:
                         continue  # not in this run's audience
                     out = share.setdefault(conn, [])
@@ -675,22 +663,16 @@ class Hub:
                 if part is None:
                     part = parts[loop] = _Part()
                 part.shares.append((conn, items))
-        here = parts.pop(None, None)
         if not parts:
-            try:
-                if here is not None:
-                    here.apply()
-            finally:
-                _run_steps(b.after)
+            _run_steps(b.after)
             return
-        done = _Countdown(len(parts) + (here is not None), b.after)
+        done = _Countdown(len(parts), b.after)
         for loop, part in parts.items():
             part.done = done
-            assert loop is not None
-            loop.post(part.apply)
-        if here is not None:
-            here.done = done
-            here.apply()
+            if loop is None:
+                part.apply()  # peers without a loop: at once, on this thread
+            else:
+                loop.post(part.apply)
 
     def _send(self, conn: Peer, data: bytes, message_id: int | None = None) -> None:
         pending: _Batch | None = getattr(self._local, "pending", None)
@@ -844,23 +826,20 @@ class Hub:
             if run is None or run.epoch != self._epoch:
                 cached = self._audiences.get(key)
                 if cached is not None and cached[0] == self._epoch:
-                    _, audience, by_user, by_loop, uid_of = cached
+                    _, audience, by_user, by_loop = cached
                 else:
                     members = self._members.get(key)
                     audience = (
-                        [(c, u.user_id) for u in members.values() for c in u.conns]
-                        if members
-                        else []
+                        {c: u.user_id for u in members.values() for c in u.conns} if members else {}
                     )
                     by_user = {}
                     by_loop = {}
-                    for c, uid in audience:
+                    for c, uid in audience.items():
                         by_user.setdefault(uid, []).append(c)
                         by_loop.setdefault(c.loop, []).append(c)
-                    uid_of = dict(audience)
                     if members:
-                        self._audiences[key] = (self._epoch, audience, by_user, by_loop, uid_of)
-                run = _Run(key, self._epoch, audience, by_user, by_loop, uid_of)
+                        self._audiences[key] = (self._epoch, audience, by_user, by_loop)
+                run = _Run(key, self._epoch, audience, by_user, by_loop)
                 b.runs.append(run)
                 b.open_runs[key] = run
         b.seq += 1

@@ -140,7 +140,7 @@ class IOLoop:
             if self._writing_through and conn in self._conns:
                 # A posted hand-over: write now, so the first member's bytes go
                 # out before the last member's are queued.
-                self._guard(conn, conn.service, self._posted_at)
+                self.serve(conn)
                 return
             # On the loop thread: the loop looks at _dirty before it sleeps.
             self._dirty.add(conn)

@@ -58,26 +58,35 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Cap glibc's malloc arenas for the threads started from now on (call it
     before they start). True if the allocator took it; False elsewhere (macOS,
     Windows, musl), where there is nothing to cap."""
-    if not sys.platform.startswith("linux"):
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt  # glibc and musl both have it; musl ignores the parameter
-    except (OSError, AttributeError):
+    except AttributeError:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc() -> ctypes.CDLL | None:
+    """The C library on Linux (None elsewhere, or if it cannot be loaded)."""
     if not sys.platform.startswith("linux"):
         return None
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = _libc()
+    if libc is None:
+        return None
+    try:
         trim = libc.malloc_trim  # glibc only; musl has none
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

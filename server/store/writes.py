@@ -314,6 +314,22 @@ def add_message(
         assert original is not None
         return original, True
 
+    def stored(
+        new_id: int, room_name: str | None, sender: str | None, recipient: str | None
+    ) -> tuple[StoredMessage, bool]:
+        message = StoredMessage(
+            id=new_id,
+            created_at=now,
+            kind=kind,
+            room=room_name,
+            sender=sender,
+            recipient=recipient,
+            body=body,
+            client_msg_id=client_msg_id,
+            envelope=envelope,
+        )
+        return message, False
+
     if db.sqlite and room is not None and recipient_id is None:
         # The common case in one statement; when it stores nothing, the checks
         # below find out why (no room, not a member, a re-send).
@@ -321,18 +337,7 @@ def add_message(
             fold(room), (now, kind, sender_id, body, client_msg_id, envelope)
         )
         if fast is not None:
-            message = StoredMessage(
-                id=fast[0],
-                created_at=now,
-                kind=kind,
-                room=fast[1],
-                sender=fast[2],
-                recipient=None,
-                body=body,
-                client_msg_id=client_msg_id,
-                envelope=envelope,
-            )
-            return message, False
+            return stored(fast[0], fast[1], fast[2], None)
     room_id, room_name = None, None
     nicks: tuple[str | None, str | None] | None = None
     if room is not None:
@@ -365,18 +370,7 @@ def add_message(
         assert again is not None
         return again
     sender, recipient = nicks if nicks is not None else db.nicks(sender_id, recipient_id)
-    stored = StoredMessage(
-        id=new_id,
-        created_at=now,
-        kind=kind,
-        room=room_name,
-        sender=sender,
-        recipient=recipient,
-        body=body,
-        client_msg_id=client_msg_id,
-        envelope=envelope,
-    )
-    return stored, False
+    return stored(new_id, room_name, sender, recipient)
 
 
 #: Login bookkeeping (two inserts per login, one update per logout) runs as
