@@ -134,7 +134,11 @@ class ChatServer:
         self.migration: store_pkg.MigrationReport | None = None
         self._listener: Listener | None = None
         self._loops = [
-            IOLoop(f"io-{i}", self.hub.flush_presence if i == 0 else None)
+            IOLoop(
+                f"io-{i}",
+                self.hub.flush_presence if i == 0 else None,
+                self.store.gathering,
+            )
             for i in range(config.io_threads)
         ]
         self._next_loop = 0

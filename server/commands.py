@@ -610,7 +610,7 @@ class Commands:
                 client_msg_id=f.id,
                 envelope=f.e2e,
             )
-        self.store.submit(op, partial(self._committed, conn, f))
+        self.store.submit_gathered(op, partial(self._committed, conn, f))
 
     def _committed(
         self,

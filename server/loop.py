@@ -31,6 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 from .errors import ConnectionClosed
@@ -87,11 +88,19 @@ class Waker:
 class IOLoop:
     """One I/O thread, its selector, its wake-up socket pair and its connections."""
 
-    def __init__(self, name: str, on_lazy_flush: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_lazy_flush: Callable[[], None] | None = None,
+        read_scope: Callable[[], AbstractContextManager[object]] | None = None,
+    ) -> None:
         """*on_lazy_flush* runs on this loop at a lazy flush that request_lazy_flush() asked for
-        (the hub's gathered presence deltas)."""
+        (the hub's gathered presence deltas). *read_scope* is entered around each
+        turn's reads (the store's gathering(): the turn's room messages commit
+        as one group at its end)."""
         self.name = name
         self._on_lazy_flush = on_lazy_flush
+        self._read_scope = read_scope
         self._hook_due = False
         self._sel = selectors.DefaultSelector()
         self._waker = Waker(self._sel)
@@ -287,9 +296,11 @@ class IOLoop:
                     self._paused.discard(conn)
                     readable.add(conn)
                     serve.add(conn)
-                for conn in readable:
-                    if conn in self._conns:
-                        self._guard(conn, conn.on_readable, now)
+                if readable:
+                    with self._read_scope() if self._read_scope is not None else nullcontext():
+                        for conn in readable:
+                            if conn in self._conns:
+                                self._guard(conn, conn.on_readable, now)
                 for conn in serve:
                     if conn in self._conns:
                         self._guard(conn, conn.service, now)

@@ -4,7 +4,11 @@ backlog of bookkeeping writes that wait while the database refuses writes.
 
 Why one writer: SQLite allows one writer at a time anyway, and a commit under
 synchronous=FULL costs an fsync; taking every pending write into one
-transaction (group commit) gives ~30x the single-row rate.
+transaction (group commit) gives ~30x the single-row rate. One group at a
+time, always: an I/O loop may commit the room messages it read in one turn
+itself (gathering()), but only while the writer thread has nothing queued or
+in hand, and under the same lock, so groups still commit one after another
+and in the order they were submitted.
 
 Isolation: each operation runs in its own SAVEPOINT. Whatever one operation
 raises (a conflict, a lone surrogate in a text, an int beyond 64 bits, a bad
@@ -81,6 +85,13 @@ RETRY_INTERVAL: Final = 2.0
 
 #: Backlog operations per transaction when catching up.
 BACKLOG_CHUNK: Final = 500
+
+#: A group committed on a gathering thread (an I/O loop) slower than this many
+#: seconds means a slow disk or a held write lock: the loop must not wait on the
+#: next one. Measured here: 0.3-0.5 ms a group.
+INLINE_SLOW: Final = 0.05
+#: Seconds the gathering threads then leave every group to the writer thread.
+INLINE_PAUSE: Final = 10.0
 
 
 class _Deferred:
@@ -380,6 +391,7 @@ class Store:
         backlog_max: int = BACKLOG_MAX,
         callback_scope: Callable[[], AbstractContextManager[object]] = nullcontext,
         node: str = "main",
+        inline_slow: float = INLINE_SLOW,
     ) -> None:
         self.url = url
         #: The server node this store writes for (sessions.node).
@@ -408,6 +420,18 @@ class Store:
         self._token_ids = _IdSource(self, ResumeToken.id)
         self._pending_tokens: dict[str, _PendingToken] = {}
         self._pending_lock = threading.Lock()
+        # Held around every group, on the writer thread or on a thread that
+        # commits its own gathered group (gathering()).
+        self._group_lock = threading.Lock()
+        # Jobs enqueued and jobs handled (under self._lock): equal when the
+        # writer has nothing in hand or queued.
+        self._submitted = 0
+        self._handled = 0
+        self._local = threading.local()
+        #: A gathered group slower than this (seconds) pauses committing on the
+        #: gathering thread (see gathering()).
+        self.inline_slow = inline_slow
+        self._inline_after = 0.0  # monotonic time before which gathered groups go to the writer
 
     @property
     def database_path(self) -> Path | None:
@@ -468,6 +492,77 @@ class Store:
         `op` may run more than once (see the module comment): database only.
         """
         return self._enqueue(_Job(op, on_done, what or _op_name(op)))
+
+    def submit_gathered(self, op: Op[T], on_done: Done[T], *, what: str | None = None) -> Future[T]:
+        """submit(), but inside gathering() on this thread the op waits for the end
+        of the scope and commits with the others gathered there, as one group.
+
+        For callers that never wait on the future (they would wait for the end
+        of their own scope): the room messages an I/O loop reads."""
+        job = _Job(op, on_done, what or _op_name(op))
+        gathered: list[_Job[Any]] | None = getattr(self._local, "gathered", None)
+        if gathered is None:
+            return self._enqueue(job)
+        gathered.append(job)
+        return job.future
+
+    @contextmanager
+    def gathering(self) -> Iterator[None]:
+        """Gather this thread's submit_gathered() ops until the scope ends, then
+        commit them as one group on this thread if the writer is idle (nothing
+        queued or in hand), or queue them for the writer, in order.
+
+        An I/O loop wraps each turn's reads in it (SQLite only: on PostgreSQL a
+        commit is a round trip, which a loop must not wait for). A room message
+        is then committed and handed to the hub in the turn that read it,
+        without waking the writer thread and waiting for it to get the GIL.
+        A group that took longer than `inline_slow` seconds (a slow disk,
+        another process holding the write lock) sends the next ones to the
+        writer for INLINE_PAUSE seconds, so a loop waits on a slow disk once."""
+        if self.shared or getattr(self._local, "gathered", None) is not None:
+            yield
+            return
+        gathered: list[_Job[Any]] = []
+        self._local.gathered = gathered
+        try:
+            yield
+        finally:
+            self._local.gathered = None
+            if gathered:
+                self._commit_here(gathered)
+
+    def _commit_here(self, jobs: list[_Job[Any]]) -> None:
+        if time.monotonic() >= self._inline_after and self._group_lock.acquire(blocking=False):
+            try:
+                with self._lock:
+                    idle = (
+                        self._handled == self._submitted
+                        and not self._backlog
+                        and not self._closed.is_set()
+                        and self._thread is not None
+                    )
+                    if idle:
+                        self._submitted += len(jobs)
+                if idle:
+                    began = time.monotonic()
+                    try:
+                        self._guarded(self._process, jobs)
+                    finally:
+                        with self._lock:
+                            self._handled += len(jobs)
+                    took = time.monotonic() - began
+                    if took > self.inline_slow:
+                        self._inline_after = time.monotonic() + INLINE_PAUSE
+                        log.info(
+                            "a group took %.0f ms: the writer thread commits alone for %g s",
+                            took * 1000,
+                            INLINE_PAUSE,
+                        )
+                    return
+            finally:
+                self._group_lock.release()
+        for job in jobs:
+            self._enqueue(job)
 
     def submit_bookkeeping(self, op: Op[T], *, what: str | None = None) -> Future[T | _Deferred]:
         """Write *op* now if the database accepts writes, or later, in order.
@@ -559,11 +654,20 @@ class Store:
         return user, pending.token_id
 
     def _enqueue(self, job: _Job[T]) -> Future[T]:
+        gathered: list[_Job[Any]] | None = getattr(self._local, "gathered", None)
+        if gathered:
+            # This thread gathered ops before this one: they go first (FIFO).
+            self._local.gathered = []
+            for earlier in gathered:
+                self._enqueue(earlier)
+            self._local.gathered = gathered
+            gathered.clear()
         with self._lock:
             if self._closed.is_set() or self._thread is None:
                 self._finish(job, None, StoreError("the store is closed"))
                 return job.future
             self._queue.put(job)
+            self._submitted += 1
         return job.future
 
     @contextmanager
@@ -585,7 +689,8 @@ class Store:
             try:
                 first = self._queue.get(timeout=self.retry_interval if self._backlog else None)
             except queue.Empty:
-                self._guarded(self._drain_backlog, [])
+                with self._group_lock:
+                    self._guarded(self._drain_backlog, [])
                 continue
             if first is _STOP:
                 break
@@ -599,7 +704,10 @@ class Store:
                     stopping = True
                     break
                 jobs.append(item)  # type: ignore[arg-type]
-            self._guarded(self._process, jobs)
+            with self._group_lock:
+                self._guarded(self._process, jobs)
+            with self._lock:
+                self._handled += len(jobs)
         if self._backlog:
             self._guarded(self._drain_backlog, [])
         if self._backlog:

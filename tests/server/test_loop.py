@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from parley_chat.server.loop import IOLoop
@@ -174,3 +176,32 @@ def test_a_connection_notified_inside_a_posted_step_is_served_at_once() -> None:
         assert order == ["queued first", "served first", "queued second", "served second"]
     finally:
         loop.stop()
+
+
+def test_reads_run_inside_the_read_scope_and_a_step_posted_at_its_end_runs() -> None:
+    events: list[str] = []
+    posted = threading.Event()
+
+    def step() -> None:
+        events.append("posted")
+        posted.set()
+
+    @contextmanager
+    def scope() -> Iterator[None]:
+        events.append("enter")
+        yield
+        # Where the store commits what the reads gathered: the hand-over posts
+        # to this loop from its own thread, which does not wake it.
+        events.append("exit")
+        loop.post(step)
+
+    loop = IOLoop("test-loop-scope", read_scope=scope)
+    stub = _Stub()
+    stub.on_readable = lambda now: events.append("read")  # type: ignore[method-assign]
+    loop.start()
+    try:
+        loop.adopt(stub)  # type: ignore[arg-type]  # an adopted connection is read at once
+        assert posted.wait(10)
+    finally:
+        loop.stop()
+    assert events[:4] == ["enter", "read", "exit", "posted"]

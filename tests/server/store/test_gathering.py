@@ -1,0 +1,147 @@
+"""Store.gathering(): a thread's room messages committed at the end of its scope,
+on that thread while the writer is idle, and by the writer, in order, otherwise."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from parley_chat.server.store import Store, StoreError, writes
+from tests.server.store.conftest import NOW
+
+
+def _message(users: dict[str, int], body: str, seen: list[tuple[str, int]]) -> Any:
+    def op(s: Any) -> Any:
+        seen.append((body, threading.get_ident()))
+        return writes.add_message(
+            s, kind="public", body=body, now=NOW, room="#lobby", sender_id=users["alice"]
+        )
+
+    return op
+
+
+def _record(done: list[tuple[str, int]], body: str) -> Callable[[Any, Any], None]:
+    return lambda result, exc: done.append((body, threading.get_ident()))
+
+
+def test_gathered_messages_commit_on_the_gathering_thread_as_one_group(sqlite_store, users):
+    seen: list[tuple[str, int]] = []
+    done: list[tuple[str, int]] = []
+    with sqlite_store.gathering():
+        futures = [
+            sqlite_store.submit_gathered(_message(users, b, seen), _record(done, b))
+            for b in ("one", "two", "three")
+        ]
+        assert seen == [] and not any(f.done() for f in futures)  # nothing before the end
+    me = threading.get_ident()
+    # Committed before gathering() returned, here, in order, callbacks included.
+    assert all(f.done() for f in futures)
+    assert seen == [("one", me), ("two", me), ("three", me)]
+    assert done == [("one", me), ("two", me), ("three", me)]
+    ids = [f.result(0)[0].id for f in futures]
+    assert ids == sorted(ids)
+
+
+def test_while_the_writer_is_busy_gathered_messages_queue_behind_its_work(sqlite_store, users):
+    gate = threading.Event()
+    busy = sqlite_store.submit(lambda s: gate.wait(5))
+    seen: list[tuple[str, int]] = []
+    with sqlite_store.gathering():
+        late = sqlite_store.submit_gathered(_message(users, "late", seen), lambda r, e: None)
+    assert seen == []  # not run here: the writer had work in hand
+    gate.set()
+    assert busy.result(5) is True
+    assert late.result(5)[0].body == "late"
+    assert seen[0][1] != threading.get_ident()
+
+
+def test_a_plain_submit_in_the_scope_goes_after_what_was_gathered(sqlite_store, users):
+    ran: list[tuple[str, int]] = []
+    done: list[tuple[str, int]] = []
+    with sqlite_store.gathering():
+        first = sqlite_store.submit_gathered(
+            _message(users, "gathered", ran), _record(done, "gathered")
+        )
+        second = sqlite_store.submit(
+            lambda s: ran.append(("plain", threading.get_ident())), _record(done, "plain")
+        )
+        second.result(5)  # a plain submit is not held by the scope
+    assert first.result(5)[0].body == "gathered"
+    # Queued for the writer ahead of the plain one: ops and callbacks in that order.
+    assert [body for body, _ in ran] == ["gathered", "plain"]
+    assert [body for body, _ in done] == ["gathered", "plain"]
+
+
+def test_a_slow_group_leaves_the_next_ones_to_the_writer(tmp_path: Path, to_head, users_of):
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    to_head(url)
+    store = Store(url, inline_slow=0.0)  # every group counts as slow
+    store.start()
+    try:
+        users = users_of(store)
+        seen: list[tuple[str, int]] = []
+        for body in ("first", "second"):
+            with store.gathering():
+                f = store.submit_gathered(_message(users, body, seen), lambda r, e: None)
+            f.result(5)
+        me = threading.get_ident()
+        assert seen[0] == ("first", me)
+        assert seen[1][0] == "second" and seen[1][1] != me
+    finally:
+        store.close()
+
+
+def test_on_postgresql_the_writer_commits_what_is_gathered(pg_store, users_of):
+    users = users_of(pg_store)
+    seen: list[tuple[str, int]] = []
+    with pg_store.gathering():
+        f = pg_store.submit_gathered(_message(users, "pg", seen), lambda r, e: None)
+    assert f.result(5)[0].body == "pg"
+    assert seen[0][1] != threading.get_ident()
+
+
+def test_a_closed_store_refuses_what_was_gathered(sqlite_store, users):
+    with sqlite_store.gathering():
+        f = sqlite_store.submit_gathered(_message(users, "x", []), lambda r, e: None)
+        sqlite_store.close()
+    with pytest.raises(StoreError, match="closed"):
+        f.result(1)
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str, to_head: Callable[[str], None]) -> Iterator[Store]:
+    to_head(sqlite_url)
+    s = Store(sqlite_url)
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def pg_store(pg_url: str, to_head: Callable[[str], None]) -> Iterator[Store]:
+    to_head(pg_url)
+    s = Store(pg_url)
+    s.start()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def users(sqlite_store: Store, users_of: Callable[[Store], dict[str, int]]) -> dict[str, int]:
+    return users_of(sqlite_store)
+
+
+@pytest.fixture
+def users_of() -> Callable[[Store], dict[str, int]]:
+    def make(store: Store) -> dict[str, int]:
+        uid = store.submit(lambda s: writes.create_user(s, "alice", "scrypt$x", NOW)).result(5).id
+        return {"alice": uid}
+
+    return make
