@@ -474,6 +474,9 @@ class Store:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        # A group a gathering thread began before the close ends first.
+        if self._group_lock.acquire(timeout=timeout):
+            self._group_lock.release()
         for engine in (self._writer_engine, self._reader_engine):
             if engine is not None:
                 engine.dispose()
@@ -535,8 +538,11 @@ class Store:
         if time.monotonic() >= self._inline_after and self._group_lock.acquire(blocking=False):
             try:
                 with self._lock:
+                    # A database refusing writes stays the writer thread's
+                    # business: its failures can take the busy timeout.
                     idle = (
                         self._handled == self._submitted
+                        and self._writable
                         and not self._backlog
                         and not self._closed.is_set()
                         and self._thread is not None

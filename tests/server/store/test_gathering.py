@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from parley_chat.server.store import Store, StoreError, writes
+from parley_chat.server.store import Store, StoreError, StoreUnwritable, writes
 from tests.server.store.conftest import NOW
+from tests.server.store.test_bookkeeping import ReadOnlySwitch
 
 
 def _message(users: dict[str, int], body: str, seen: list[tuple[str, int]]) -> Any:
@@ -93,6 +94,27 @@ def test_a_slow_group_leaves_the_next_ones_to_the_writer(tmp_path: Path, to_head
         assert seen[1][0] == "second" and seen[1][1] != me
     finally:
         store.close()
+
+
+def test_while_the_database_refuses_writes_the_writer_commits_what_is_gathered(sqlite_store, users):
+    switch = ReadOnlySwitch(sqlite_store)
+    switch.on = True
+    with pytest.raises(StoreUnwritable):
+        sqlite_store.submit(lambda s: writes.create_user(s, "dave", "h", NOW)).result(5)
+    seen: list[tuple[str, int]] = []
+    with sqlite_store.gathering():
+        refused = sqlite_store.submit_gathered(_message(users, "refused", seen), lambda r, e: None)
+    with pytest.raises(StoreUnwritable):
+        refused.result(5)
+    assert seen and all(thread != threading.get_ident() for _, thread in seen)
+    # Writable again once a commit works; then gathered groups commit here again.
+    switch.on = False
+    sqlite_store.submit(lambda s: writes.create_user(s, "dave", "h", NOW)).result(5)
+    seen.clear()
+    with sqlite_store.gathering():
+        ok = sqlite_store.submit_gathered(_message(users, "ok", seen), lambda r, e: None)
+    assert ok.result(0)[0].body == "ok"
+    assert seen == [("ok", threading.get_ident())]
 
 
 def test_on_postgresql_the_writer_commits_what_is_gathered(pg_store, users_of):
