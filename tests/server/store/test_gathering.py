@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -77,12 +77,9 @@ def test_a_plain_submit_in_the_scope_goes_after_what_was_gathered(sqlite_store, 
     assert [body for body, _ in done] == ["gathered", "plain"]
 
 
-def test_a_slow_group_leaves_the_next_ones_to_the_writer(tmp_path: Path, to_head, users_of):
-    url = f"sqlite:///{tmp_path / 'chat.db'}"
-    to_head(url)
-    store = Store(url, inline_slow=0.0)  # every group counts as slow
-    store.start()
-    try:
+def test_a_slow_group_leaves_the_next_ones_to_the_writer(sqlite_url, to_head, users_of):
+    # inline_slow=0: every group counts as slow.
+    with _started(sqlite_url, to_head, inline_slow=0.0) as store:
         users = users_of(store)
         seen: list[tuple[str, int]] = []
         for body in ("first", "second"):
@@ -92,8 +89,6 @@ def test_a_slow_group_leaves_the_next_ones_to_the_writer(tmp_path: Path, to_head
         me = threading.get_ident()
         assert seen[0] == ("first", me)
         assert seen[1][0] == "second" and seen[1][1] != me
-    finally:
-        store.close()
 
 
 def test_while_the_database_refuses_writes_the_writer_commits_what_is_gathered(sqlite_store, users):
@@ -137,22 +132,27 @@ def test_a_closed_store_refuses_what_was_gathered(sqlite_store, users):
 # --- fixtures -------------------------------------------------------------------------
 
 
+@contextmanager
+def _started(url: str, to_head: Callable[[str], None], **options: Any) -> Iterator[Store]:
+    to_head(url)
+    store = Store(url, **options)
+    store.start()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def sqlite_store(sqlite_url: str, to_head: Callable[[str], None]) -> Iterator[Store]:
-    to_head(sqlite_url)
-    s = Store(sqlite_url)
-    s.start()
-    yield s
-    s.close()
+    with _started(sqlite_url, to_head) as store:
+        yield store
 
 
 @pytest.fixture
 def pg_store(pg_url: str, to_head: Callable[[str], None]) -> Iterator[Store]:
-    to_head(pg_url)
-    s = Store(pg_url)
-    s.start()
-    yield s
-    s.close()
+    with _started(pg_url, to_head) as store:
+        yield store
 
 
 @pytest.fixture
