@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import sys
@@ -70,8 +71,12 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     return bool(mallopt(_M_ARENA_MAX, arenas))
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    """The C library on Linux (None elsewhere, or if it cannot be loaded)."""
+    """The C library on Linux (None elsewhere, or if it cannot be loaded).
+
+    Looked up once per process: find_library runs `ldconfig -p` in a child
+    process, and every server start asks twice (the arena cap, the trim)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
