@@ -14,7 +14,11 @@ Rules this module keeps:
    group and a lock shared with the loop made it wait for the loop's turn.
 3. A loop never blocks on anything but its selector: no SQL, no password
    hashing, no blocking socket call. Handlers that need those run on a worker
-   pool (server/workers.py).
+   pool (server/workers.py). One exception, on SQLite: the room messages a
+   turn read are committed at the end of its reads on the loop itself, when
+   the store's writer thread is idle (the read scope, Store.gathering). It
+   saves two thread hand-offs per message, and a commit slower than
+   INLINE_SLOW sends the next ones back to the writer thread for a while.
 4. A failure in one connection's code closes that connection, never the loop.
 5. post(step) runs *step* on the loop thread at the start of its next turn,
    in the order steps were posted: the hub hands a committed group over that
