@@ -37,7 +37,7 @@ from .irc.connection import IrcConnection
 from .irc.gateway import IrcGateway
 from .listener import Listener, bind
 from .loop import IOLoop
-from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer, limit_malloc_arenas
+from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer, limit_malloc_arenas, space_young_collections
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, utcnow, writes
@@ -171,6 +171,7 @@ class ChatServer:
         """Lock and migrate the database, start the writer, bind and accept."""
         _raise_nofile_limit()
         limit_malloc_arenas()  # before the server's threads start (server/memory.py)
+        space_young_collections()
         sys.setswitchinterval(self.config.switch_interval)
         self._lock_database()
         try:

@@ -6,7 +6,12 @@ import weakref
 
 import pytest
 
-from parley_chat.server.memory import HeapTrimmer, settle_heap
+from parley_chat.server.memory import (
+    GC_YOUNG_THRESHOLD,
+    HeapTrimmer,
+    settle_heap,
+    space_young_collections,
+)
 
 
 def _trimmer(threshold=10, quiet_looks=2):
@@ -135,3 +140,26 @@ def test_the_arena_cap_keeps_allocating_threads_to_the_arenas_asked() -> None:
     # the cap they share the main one and one more.
     assert heaps("default") >= 4
     assert heaps("2") <= 1
+
+
+def test_young_collections_are_spaced_and_never_made_more_frequent() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        space_young_collections(10_000)
+        assert gc.get_threshold() == (10_000, 10, 10)
+        gc.set_threshold(50_000, 5, 5)  # someone chose rarer ones already
+        space_young_collections(10_000)
+        assert gc.get_threshold() == (50_000, 5, 5)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_a_started_server_spaces_young_collections(make_server) -> None:
+    before = gc.get_threshold()
+    gc.set_threshold(700, before[1], before[2])
+    try:
+        make_server()
+        assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD
+    finally:
+        gc.set_threshold(*before)
