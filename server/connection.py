@@ -294,17 +294,16 @@ class Connection:
                 and not stream.wants_write
                 and len(data) <= self._cfg.send_queue_bytes
             )
-        if direct:
-            try:
-                if stream.write(data):
-                    return  # all written: nothing waits, the interest is unchanged
-            except StreamClosed as exc:
-                loop.drop(self, exc.reason)  # as service() would have: the peer is gone
-                return
-            self._wire_pending = stream.pending_bytes
-        else:
+        if not direct:
             self._deliver_group(chunks, [data], len(data))
             return
+        try:
+            if stream.write(data):
+                return  # all written: nothing waits, the interest is unchanged
+        except StreamClosed as exc:
+            loop.drop(self, exc.reason)  # as service() would have: the peer is gone
+            return
+        self._wire_pending = stream.pending_bytes
         loop.serve(self)
 
     def _deliver_group(

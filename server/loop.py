@@ -104,7 +104,7 @@ class IOLoop:
         as one group at its end)."""
         self.name = name
         self._on_lazy_flush = on_lazy_flush
-        self._read_scope = read_scope
+        self._read_scope = read_scope or nullcontext
         self._hook_due = False
         self._sel = selectors.DefaultSelector()
         self._waker = Waker(self._sel)
@@ -301,7 +301,7 @@ class IOLoop:
                     readable.add(conn)
                     serve.add(conn)
                 if readable:
-                    with self._read_scope() if self._read_scope is not None else nullcontext():
+                    with self._read_scope():
                         for conn in readable:
                             if conn in self._conns:
                                 self._guard(conn, conn.on_readable, now)

@@ -537,38 +537,48 @@ class Store:
     def _commit_here(self, jobs: list[_Job[Any]]) -> None:
         if time.monotonic() >= self._inline_after and self._group_lock.acquire(blocking=False):
             try:
-                with self._lock:
-                    # A database refusing writes stays the writer thread's
-                    # business: its failures can take the busy timeout.
-                    idle = (
-                        self._handled == self._submitted
-                        and self._writable
-                        and not self._backlog
-                        and not self._closed.is_set()
-                        and self._thread is not None
-                    )
-                    if idle:
-                        self._submitted += len(jobs)
-                if idle:
-                    began = time.monotonic()
-                    try:
-                        self._guarded(self._process, jobs)
-                    finally:
-                        with self._lock:
-                            self._handled += len(jobs)
-                    took = time.monotonic() - began
-                    if took > self.inline_slow:
-                        self._inline_after = time.monotonic() + INLINE_PAUSE
-                        log.info(
-                            "a group took %.0f ms: the writer thread commits alone for %g s",
-                            took * 1000,
-                            INLINE_PAUSE,
-                        )
+                if self._claim_idle(len(jobs)):
+                    self._commit_claimed(jobs)
                     return
             finally:
                 self._group_lock.release()
-        for job in jobs:
-            self._enqueue(job)
+        self._enqueue_all(jobs)
+
+    def _claim_idle(self, count: int) -> bool:
+        """Whether the writer thread has nothing queued or in hand (and the
+        database takes writes); if so, count *count* jobs as submitted."""
+        with self._lock:
+            # A database refusing writes stays the writer thread's business:
+            # its failures can take the busy timeout.
+            idle = (
+                self._handled == self._submitted
+                and self._writable
+                and not self._backlog
+                and not self._closed.is_set()
+                and self._thread is not None
+            )
+            if idle:
+                self._submitted += count
+            return idle
+
+    def _commit_claimed(self, jobs: list[_Job[Any]]) -> None:
+        began = time.monotonic()
+        try:
+            self._guarded(self._process, jobs)
+        finally:
+            self._count_handled(len(jobs))
+        took = time.monotonic() - began
+        if took > self.inline_slow:
+            self._inline_after = time.monotonic() + INLINE_PAUSE
+            log.info(
+                "a group took %.0f ms: the writer thread commits alone for %g s",
+                took * 1000,
+                INLINE_PAUSE,
+            )
+
+    def _count_handled(self, count: int) -> None:
+        with self._lock:
+            self._handled += count
 
     def submit_bookkeeping(self, op: Op[T], *, what: str | None = None) -> Future[T | _Deferred]:
         """Write *op* now if the database accepts writes, or later, in order.
@@ -663,18 +673,22 @@ class Store:
         gathered: list[_Job[Any]] | None = getattr(self._local, "gathered", None)
         if gathered:
             # This thread gathered ops before this one: they go first (FIFO).
-            self._local.gathered = []
-            for earlier in gathered:
-                self._enqueue(earlier)
-            self._local.gathered = gathered
+            jobs = [*gathered, job]
             gathered.clear()
+            self._enqueue_all(jobs)
+        else:
+            self._enqueue_all([job])
+        return job.future
+
+    def _enqueue_all(self, jobs: list[_Job[Any]]) -> None:
         with self._lock:
             if self._closed.is_set() or self._thread is None:
-                self._finish(job, None, StoreError("the store is closed"))
-                return job.future
-            self._queue.put(job)
-            self._submitted += 1
-        return job.future
+                for job in jobs:
+                    self._finish(job, None, StoreError("the store is closed"))
+                return
+            for job in jobs:
+                self._queue.put(job)
+            self._submitted += len(jobs)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -712,8 +726,7 @@ class Store:
                 jobs.append(item)  # type: ignore[arg-type]
             with self._group_lock:
                 self._guarded(self._process, jobs)
-            with self._lock:
-                self._handled += len(jobs)
+            self._count_handled(len(jobs))
         if self._backlog:
             self._guarded(self._drain_backlog, [])
         if self._backlog:
