@@ -18,10 +18,11 @@ from .errors import (
 )
 from .migrate import MigrationReport, current_revision, head_revision, upgrade_to_head
 from .records import RoomInfo, StoredMessage, UserRecord, utcnow
-from .writer import DEFERRED, LoginRecord, Store, is_database_wide
+from .writer import DEFERRED, Direct, LoginRecord, Store, is_database_wide
 
 __all__ = [
     "DEFERRED",
+    "Direct",
     "IdReused",
     "LoginRecord",
     "MigrationReport",

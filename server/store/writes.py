@@ -187,7 +187,8 @@ class _HotPath:
             # The driver's own connection, inside the session's transaction.
             raw = conn.connection.dbapi_connection
             assert raw is not None
-            self._raw: Any = raw
+            #: The driver's own connection (SQLite only).
+            self.raw: Any = raw
         else:
             self._conn = conn
 
@@ -197,71 +198,78 @@ class _HotPath:
 
     def room(self, sender_id: int | None, key: str) -> _Row:
         if self.sqlite:
-            row = self._raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, sender_id, key))
+            row = self.raw.execute(_ROOM_AND_MEMBERSHIP, (sender_id, sender_id, key))
             return row.fetchone()  # type: ignore[no-any-return]
         return self._pg(_PG_ROOM_AND_MEMBERSHIP, {"user": sender_id, "key": key})
 
     def existing(self, sender_id: int, client_msg_id: str) -> _Row:
         if self.sqlite:
-            return self._raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()  # type: ignore[no-any-return]
+            return self.raw.execute(_EXISTING, (sender_id, client_msg_id)).fetchone()  # type: ignore[no-any-return]
         return self._pg(_PG_EXISTING, {"sender": sender_id, "cid": client_msg_id})
 
     def insert(self, values: tuple[Any, ...]) -> int | None:
         if self.sqlite:
             created_at, *rest = values
-            row = self._raw.execute(_INSERT, (db_time(created_at), *rest)).fetchone()
+            row = self.raw.execute(_INSERT, (db_time(created_at), *rest)).fetchone()
         else:
             names = ("created_at", "kind", "room_id", "sender_id", "recipient_id", "body")
             params = dict(zip((*names, "client_msg_id", "envelope"), values, strict=True))
             row = self._pg(_PG_INSERT, params)
         return None if row is None else int(row[0])
 
-    def insert_into_room(
-        self, key: str, values: tuple[Any, ...]
-    ) -> tuple[int, str, str | None] | None:
-        """SQLite only: _INSERT_INTO_ROOM; (id, room name, sender's nick) or None.
-
-        None also when the database refused the write but the transaction is
-        still open: the checks that follow report a missing room or membership
-        first, as they would on a writable database, and their own INSERT meets
-        the refusal again if there is nothing else to report."""
-        created_at, kind, sender_id, body, client_msg_id, envelope = values
-        try:
-            row = self._raw.execute(
-                _INSERT_INTO_ROOM,
-                (
-                    db_time(created_at),
-                    kind,
-                    sender_id,
-                    body,
-                    client_msg_id,
-                    envelope,
-                    key,
-                    sender_id,
-                    sender_id,
-                ),
-            ).fetchone()
-        except sqlite3.OperationalError:
-            if not self._raw.in_transaction:
-                raise  # SQLite rolled the group back itself: the writer must know
-            return None
-        return None if row is None else (int(row[0]), row[1], row[2])
-
     def execute(self, sqlite_sql: str, pg_sql: str, params: dict[str, Any]) -> None:
         """One statement without a result: SQLite's `?` form takes the values in
         *params*' order, PostgreSQL's named form takes them by name."""
         if self.sqlite:
-            self._raw.execute(sqlite_sql, tuple(params.values()))
+            self.raw.execute(sqlite_sql, tuple(params.values()))
         else:
             self._conn.exec_driver_sql(pg_sql, params)
 
     def nicks(self, a: int | None, b: int | None) -> tuple[str | None, str | None]:
         if self.sqlite:
-            found = self._raw.execute(_NICKS, (a, b)).fetchone()
+            found = self.raw.execute(_NICKS, (a, b)).fetchone()
         else:
             found = self._pg(_PG_NICKS, {"a": a, "b": b})
         assert found is not None
         return found[0], found[1]
+
+
+def add_room_message_direct(
+    raw: sqlite3.Connection,
+    *,
+    kind: MessageKind,
+    body: str,
+    now: datetime,
+    room: str,
+    sender_id: int | None = None,
+    client_msg_id: str | None = None,
+    envelope: str | None = None,
+) -> tuple[StoredMessage, bool] | None:
+    """SQLite: store a room message that can be stored as it is (the room exists,
+    the sender is a member or it is a notice, its id is fresh), in one statement
+    on the driver's connection *raw*, inside a transaction the caller began.
+
+    Returns what add_message() would, or None when nothing was stored:
+    add_message() then says why (no room, not a member, a re-send). The
+    writer's direct path runs it without an ORM session (Store.submit_gathered);
+    a driver error propagates."""
+    values = (db_time(now), kind, sender_id, body, client_msg_id, envelope)
+    key = fold(room)
+    row = raw.execute(_INSERT_INTO_ROOM, (*values, key, sender_id, sender_id)).fetchone()
+    if row is None:
+        return None
+    message = StoredMessage(
+        id=int(row[0]),
+        created_at=now,
+        kind=MessageKind(kind),
+        room=row[1],
+        sender=row[2],
+        recipient=None,
+        body=body,
+        client_msg_id=client_msg_id,
+        envelope=envelope,
+    )
+    return message, False
 
 
 def db_time(now: datetime) -> str:
@@ -333,11 +341,27 @@ def add_message(
     if db.sqlite and room is not None and recipient_id is None:
         # The common case in one statement; when it stores nothing, the checks
         # below find out why (no room, not a member, a re-send).
-        fast = db.insert_into_room(
-            fold(room), (now, kind, sender_id, body, client_msg_id, envelope)
-        )
+        try:
+            fast = add_room_message_direct(
+                db.raw,
+                kind=kind,
+                body=body,
+                now=now,
+                room=room,
+                sender_id=sender_id,
+                client_msg_id=client_msg_id,
+                envelope=envelope,
+            )
+        except sqlite3.OperationalError:
+            # A refused write with the transaction still open: the checks below
+            # report a missing room or membership first, as they would on a
+            # writable database, and their own INSERT meets the refusal again
+            # if there is nothing else to report.
+            if not db.raw.in_transaction:
+                raise  # SQLite rolled the group back itself: the writer must know
+            fast = None
         if fast is not None:
-            return stored(fast[0], fast[1], fast[2], None)
+            return fast
     room_id, room_name = None, None
     nicks: tuple[str | None, str | None] | None = None
     if room is not None:

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from parley_chat.server.store import Store, StoreError, StoreUnwritable, writes
+from parley_chat.server.store import (
+    NotVisible,
+    Store,
+    StoreError,
+    StoreRejected,
+    StoreUnwritable,
+    queries,
+    writes,
+)
 from tests.server.store.conftest import NOW
 from tests.server.store.test_bookkeeping import ReadOnlySwitch
 
@@ -127,6 +135,112 @@ def test_a_closed_store_refuses_what_was_gathered(sqlite_store, users):
         sqlite_store.close()
     with pytest.raises(StoreError, match="closed"):
         f.result(1)
+
+
+# --- the direct path: a group's room messages on the driver's connection ---------------
+
+
+def _both(
+    users: dict[str, int],
+    body: str,
+    ran: list[tuple[str, str]],
+    *,
+    sender: str = "alice",
+    **kw: Any,
+) -> tuple[Any, Any]:
+    """A room message as an op (through the ORM session) and as its direct call,
+    each recording (path, body) when it runs."""
+    args: dict[str, Any] = {
+        "kind": "public",
+        "body": body,
+        "now": NOW,
+        "room": "#lobby",
+        "sender_id": users[sender],
+        "client_msg_id": body,
+    }
+    args.update(kw)
+
+    def op(s: Any) -> Any:
+        ran.append(("op", body))
+        return writes.add_message(s, **args)
+
+    def direct(raw: Any) -> Any:
+        ran.append(("direct", body))
+        return writes.add_room_message_direct(raw, **args)
+
+    return op, direct
+
+
+def _gather(store: Store, pairs: list[tuple[Any, Any]], done: list[Any]) -> list[Any]:
+    with store.gathering():
+        return [
+            store.submit_gathered(op, lambda r, e: done.append((r, e)), direct=direct)
+            for op, direct in pairs
+        ]
+
+
+def test_a_group_whose_jobs_all_have_direct_calls_commits_through_them(sqlite_store, users):
+    ran: list[tuple[str, str]] = []
+    done: list[Any] = []
+    futures = _gather(sqlite_store, [_both(users, b, ran) for b in ("one", "two")], done)
+    assert ran == [("direct", "one"), ("direct", "two")]  # no op ran
+    results = [f.result(0) for f in futures]
+    assert [(m.body, m.room, m.sender, m.kind, dup) for m, dup in results] == [
+        ("one", "#lobby", "alice", "public", False),
+        ("two", "#lobby", "alice", "public", False),
+    ]
+    assert [r for r, _ in done] == results  # callbacks in order, after the commit
+    # Committed: a reader sees the same rows, and a re-send is recognised.
+    with sqlite_store.read() as s:
+        stored = [queries.get_message(s, m.id) for m, _ in results]
+    assert [(m.body, m.sender, m.client_msg_id) for m in stored if m] == [
+        ("one", "alice", "one"),
+        ("two", "alice", "two"),
+    ]
+
+
+def test_a_direct_call_that_stores_nothing_hands_its_job_to_the_op(sqlite_store, users):
+    bob = sqlite_store.submit(lambda s: writes.create_user(s, "bob", "scrypt$x", NOW)).result(5).id
+    sqlite_store.submit(lambda s: writes.join_room(s, users["alice"], "#dev", NOW)).result(5)
+    users = {**users, "bob": bob}
+    ran: list[tuple[str, str]] = []
+    first = _gather(sqlite_store, [_both(users, "hello", ran)], [])[0].result(0)[0]
+    ran.clear()
+    done: list[Any] = []
+    futures = _gather(
+        sqlite_store,
+        [
+            _both(users, "hello", ran),  # a re-send of the message above
+            _both(users, "fresh", ran),
+            _both(users, "intruder", ran, sender="bob", room="#dev"),  # bob is not in #dev
+        ],
+        done,
+    )
+    again, duplicate = futures[0].result(0)
+    assert (again.id, duplicate) == (first.id, True)
+    assert futures[1].result(0)[0].body == "fresh"
+    with pytest.raises(NotVisible):
+        futures[2].result(0)
+    # Only the ones the direct calls did not store ran their ops (the group's
+    # retry with savepoints may run an op twice); the stored one's callback
+    # comes first.
+    assert {body for path, body in ran if path == "op"} == {"hello", "intruder"}
+    assert done[0][0][0].body == "fresh"
+
+
+def test_a_failing_direct_call_keeps_nothing_and_every_job_runs_its_op(sqlite_store, users):
+    ran: list[tuple[str, str]] = []
+    done: list[Any] = []
+    broken = "bad \udc80 text"  # a lone surrogate: the driver cannot bind it
+    pairs = [_both(users, "good", ran), _both(users, broken, ran, client_msg_id="bad")]
+    futures = _gather(sqlite_store, pairs, done)
+    assert futures[0].result(0)[0].body == "good"
+    with pytest.raises(StoreRejected):
+        futures[1].result(0)
+    assert ("op", "good") in ran  # the direct call's insert was rolled back: stored once
+    with sqlite_store.read() as s:
+        page, _ = queries.history(s, users["alice"], room="#lobby")
+    assert [m.body for m in page] == ["good"]
 
 
 # --- fixtures -------------------------------------------------------------------------
