@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from parley_chat.server.store import (
     NotVisible,
@@ -241,6 +242,34 @@ def test_a_failing_direct_call_keeps_nothing_and_every_job_runs_its_op(sqlite_st
     with sqlite_store.read() as s:
         page, _ = queries.history(s, users["alice"], room="#lobby")
     assert [m.body for m in page] == ["good"]
+
+
+def test_a_refused_direct_group_is_reported_by_the_ops_and_stops_the_direct_path(
+    sqlite_store, users
+):
+    # The writer's connection refuses writes from its checkout on, as a file
+    # turned read-only would: the direct transaction fails, and the ops' path
+    # reports it and marks the database unwritable.
+    refusing = {"on": True}
+    engine = sqlite_store._writer_engine
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA query_only = {'ON' if refusing['on'] else 'OFF'}")
+
+    event.listen(engine, "checkout", checkout)
+    ran: list[tuple[str, str]] = []
+    refused = _gather(sqlite_store, [_both(users, "refused", ran)], [])[0]
+    with pytest.raises(StoreUnwritable):
+        refused.result(5)
+    assert ran == []  # refused at BEGIN IMMEDIATE, on both paths: nothing ran
+    assert not sqlite_store.writable
+    # Writable again once a commit works; then the direct path is taken again.
+    refusing["on"] = False
+    sqlite_store.submit(lambda s: writes.create_user(s, "dave", "h", NOW)).result(5)
+    ran.clear()
+    ok = _gather(sqlite_store, [_both(users, "ok", ran)], [])[0]
+    assert ok.result(0)[0].body == "ok"
+    assert ran == [("direct", "ok")]
 
 
 # --- fixtures -------------------------------------------------------------------------
