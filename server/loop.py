@@ -36,6 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from threading import get_ident
 from typing import TYPE_CHECKING
 
 from .errors import ConnectionClosed
@@ -126,6 +127,9 @@ class IOLoop:
         self._again: set[Connection] = set()  # must be served next turn without an event
         self._paused: set[Connection] = set()  # flood-paused: read again at paused_until
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        # The loop thread's identity once it runs (Thread.ident is a property:
+        # handing_over() asks once per member of every hand-over).
+        self._ident: int | None = None
 
     # --- from any thread ----------------------------------------------------------
 
@@ -149,7 +153,7 @@ class IOLoop:
 
     def notify(self, conn: Connection) -> None:
         """*conn* has new output or a request: serve it soon. Never blocks, takes no lock."""
-        if threading.get_ident() == self._thread.ident:
+        if get_ident() == self._ident:
             if self._writing_through and conn in self._conns:
                 # A posted hand-over: write now, so the first member's bytes go
                 # out before the last member's are queued.
@@ -166,13 +170,13 @@ class IOLoop:
         steps posted before it. Never blocks, takes no lock. A step that raises
         is logged; the steps after it still run."""
         self._posted.append(step)
-        if threading.get_ident() != self._thread.ident:
+        if get_ident() != self._ident:
             self._wake_once()
 
     def handing_over(self) -> bool:
         """True on this loop's thread while it runs the last posted step waiting (a
         hand-over that writes as it goes)."""
-        return self._writing_through and threading.get_ident() == self._thread.ident
+        return self._writing_through and get_ident() == self._ident
 
     def serve(self, conn: Connection) -> None:
         """Serve *conn* now (write what it has queued), on this loop's thread."""
@@ -216,6 +220,7 @@ class IOLoop:
     # --- the loop thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        self._ident = get_ident()
         next_tick = time.monotonic() + TIMER_TICK
         next_lazy = time.monotonic() + LAZY_FLUSH
         try:
