@@ -536,11 +536,15 @@ class ChatServer:
         self.heap.trim()
         next_check = time.monotonic() + self.config.revocation_check_interval
         tick = min(TRIM_CHECK_INTERVAL, self.config.revocation_check_interval)
+        submitted = self.store.jobs_submitted
         while not self._stopping.wait(tick):
             with self._conns_lock:
                 counts = (len(self._conns), sum(c.session_id is not None for c in self._conns))
                 busy = self._handshakes > 0 or bool(self._waiting)
-            self.heap.look(*counts, busy)
+            # Chat traffic since the last look: a due trim waits for a lull.
+            seen = self.store.jobs_submitted
+            traffic, submitted = seen != submitted, seen
+            self.heap.look(*counts, busy, traffic)
             if time.monotonic() < next_check:
                 continue
             next_check = time.monotonic() + self.config.revocation_check_interval

@@ -459,6 +459,12 @@ class Store:
         return None if self._writable else self._last_write_error
 
     @property
+    def jobs_submitted(self) -> int:
+        """Writes submitted so far: a count that rises with chat traffic (and
+        logins' rows), for a caller that wants to know whether any flowed."""
+        return self._submitted
+
+    @property
     def pending_bookkeeping(self) -> int:
         """How many bookkeeping writes wait in the backlog for a writable database."""
         return len(self._backlog)

@@ -56,6 +56,32 @@ def test_leaving_counts_as_a_burst_too():
     assert trimmer.look(0, 0, busy=False) and calls == [0]
 
 
+def test_a_due_trim_waits_for_a_lull_in_chat_traffic_but_not_for_ever():
+    calls: list[int] = []
+    trimmer = HeapTrimmer(10, 2, trim=lambda pad: calls.append(pad) or 1, traffic_defer_looks=5)
+    trimmer.look(0, 0, busy=False)
+    trimmer.look(20, 20, busy=False)  # a burst of logins
+    # Chat flows: the trim waits (its collection would hold the messages up)...
+    assert not any(trimmer.look(20, 20, busy=False, traffic=True) for _ in range(5))
+    assert calls == []
+    # ...at most the looks asked; then it runs although traffic goes on.
+    looks = [trimmer.look(20, 20, busy=False, traffic=True) for _ in range(2)]
+    assert looks == [False, True] and calls == [0]
+    # The next burst waits for a lull again, and a lull lets it run at once.
+    trimmer.look(40, 40, busy=False)
+    assert not trimmer.look(40, 40, busy=False, traffic=True)
+    assert not trimmer.look(40, 40, busy=False)
+    assert trimmer.look(40, 40, busy=False) and len(calls) == 2
+
+
+def test_traffic_alone_never_makes_a_trim_due():
+    trimmer, calls = _trimmer()
+    trimmer.look(5, 5, busy=False)
+    for _ in range(50):
+        trimmer.look(5, 5, busy=False, traffic=True)
+    assert calls == []
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim is Linux's")
 def test_the_real_allocator_can_be_trimmed_here():
     trimmer = HeapTrimmer()
