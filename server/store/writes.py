@@ -184,10 +184,9 @@ class _HotPath:
         conn = s.connection()
         self.sqlite = conn.dialect.name == "sqlite"
         if self.sqlite:
-            # The driver's own connection, inside the session's transaction.
             raw = conn.connection.dbapi_connection
             assert raw is not None
-            #: The driver's own connection (SQLite only).
+            #: SQLite only: the driver's own connection, inside the session's transaction.
             self.raw: Any = raw
         else:
             self._conn = conn
