@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> int:
     import customtkinter as ctk
 
     from parley_chat.client.gui.app import App
-    from parley_chat.client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.settings import Settings, SettingsStore
 
     ctk.set_appearance_mode("light")
     settings = Settings(

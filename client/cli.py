@@ -91,7 +91,7 @@ from .events import (
     RoomLeft,
     RoomsListed,
 )
-from .gui.settings import Pin, SettingsStore, config_dir
+from .settings import Pin, SettingsStore, config_dir
 from .tls import is_ca_certificate, probe_server_certificate
 from .trust import anchor_for_invite, describe_anchor, upgraded_pin
 

@@ -1,6 +1,6 @@
 """Where a device keeps its end-to-end state, and opening it for a ChatClient.
 
-Per server and account, under the data folder (gui.settings.data_dir):
+Per server and account, under the data folder (client.settings.data_dir):
 e2e/<host>_<port>/<nick>/ holds keys.json (the account keys, encrypted: a
 passphrase or the OS keyring), pins.json (peers' pinned keys) and local.db (the
 decrypted private messages, each sealed under a key derived from the account
@@ -17,7 +17,7 @@ from pathlib import Path
 from parley_chat.protocol import fold
 
 from ..connection import ChatClient
-from ..gui.settings import data_dir
+from ..settings import data_dir
 from .crypto import AccountKeys, E2EError
 from .keystore import (
     decrypt_keys,
@@ -125,7 +125,7 @@ def open_session(
     root: Path | None = None,
 ) -> tuple[E2ESession, DeviceKeys]:
     """An E2ESession for *client* with this device's keys, pins and local store, kept
-    under *root* (default: the data folder, gui.settings.data_dir).
+    under *root* (default: the data folder, client.settings.data_dir).
 
     Raises E2EError when the key file cannot be opened (wrong passphrase, no keyring).
     """

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from .settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
+from ..settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
 #: How long the process waits, after the window closed, for the goodbye to the

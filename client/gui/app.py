@@ -53,6 +53,7 @@ from parley_chat.protocol import DEFAULT_ROOM, Message, ProtocolError, fold
 from parley_chat.protocol.vocab import BatchKind
 
 from ..e2e.session import E2ENotice
+from ..settings import Pin, Settings, SettingsStore
 from . import commands, moderation, theme
 from .chat_view import ChatView
 from .composer import Composer
@@ -64,7 +65,6 @@ from .e2e import DesktopE2E, session_of
 from .jobs import Jobs
 from .model import SEARCH_KEY, ChatModel, Conversation, Line, room_key
 from .notify import Backend, Notifier
-from .settings import Pin, Settings, SettingsStore
 from .sidebar import Sidebar
 from .statusbar import StatusBar
 from .userlist import UserList

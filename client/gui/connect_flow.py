@@ -17,10 +17,10 @@ from parley_chat.client import ChatClient, ProbedCertificate, probe_server_certi
 from parley_chat.client.tls import is_ca_certificate
 from parley_chat.client.trust import anchor_for_invite, upgraded_pin
 
+from ..settings import Pin, SettingsStore
 from .connect_page import ConnectPage
 from .connect_policy import ConnectForm, Problem, build_client, check_form, describe_failure
 from .jobs import Jobs
-from .settings import Pin, SettingsStore
 
 #: Opens the end-to-end keys for a client before it connects: (client, data
 #: folder, then) -> None; it calls *then* when the keys are settled (gui/e2e.py).

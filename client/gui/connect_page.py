@@ -24,6 +24,7 @@ from parley_chat.client.addresses import parse_addresses
 from parley_chat.client.discovery import DiscoveredServer, ServerBrowser
 from parley_chat.protocol.invite import InviteError, looks_like_invite, parse_invite
 
+from ..settings import Settings
 from . import theme
 from .connect_policy import (
     ConnectForm,
@@ -32,7 +33,6 @@ from .connect_policy import (
     format_short_fingerprint,
     initial_ca_file,
 )
-from .settings import Settings
 
 #: How often the list of servers found is refreshed from the browser (ms).
 FOUND_POLL_MS = 500

@@ -40,7 +40,7 @@ from parley_chat.client import (
 from parley_chat.protocol import valid_nick
 
 from ..addresses import Address, format_addresses, parse_addresses
-from .settings import Pin
+from ..settings import Pin
 
 #: The name the desktop client gives the server in `hello`.
 CLIENT_NAME = "parley-desktop"

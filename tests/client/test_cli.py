@@ -354,6 +354,37 @@ def test_help_lists_commands_and_exit_codes():
     assert PASSWORD_ENV in result.stdout
 
 
+def test_the_terminal_client_and_the_library_never_load_the_gui_toolkit(tmp_path):
+    # A headless machine may have no Tk at all, and customtkinter's import
+    # copies fonts into ~/.fonts: neither belongs to the terminal client.
+    probe = (
+        "import sys, parley_chat.client.cli, parley_chat.client.connection\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tkinter', '_tkinter', 'customtkinter') or m.startswith('parley_chat.client.gui')))"
+    )
+    env = {**cli_env(None), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    helped = subprocess.run(
+        [sys.executable, "-m", "parley_chat.client.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+        env=env,
+    )
+    assert helped.returncode == 0, helped.stderr
+    assert not (tmp_path / ".fonts").exists()
+
+
 def test_wrong_ca_exits_4_with_the_offered_fingerprint(server, tmp_path):
     other = tmp_path / "other"
     generate(other)

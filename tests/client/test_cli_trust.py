@@ -17,7 +17,7 @@ import pytest
 
 from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
-from parley_chat.client.gui.settings import server_key
+from parley_chat.client.settings import server_key
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60

@@ -153,7 +153,7 @@ def open_app(
     environment); None leaves it out, so the window asks in its key dialog (or
     uses the OS keyring, unless *prefer_passphrase*: the setting of that name)."""
     from parley_chat.client.gui.app import App
-    from parley_chat.client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.settings import Settings, SettingsStore
 
     apps: list[Any] = []
 

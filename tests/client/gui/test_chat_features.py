@@ -365,7 +365,7 @@ def test_notifications_for_private_messages_and_mentions_while_unfocused(
     ctk, gui_server, ca_file, tmp_path, chat_client, monkeypatch
 ):
     from parley_chat.client.gui.app import App
-    from parley_chat.client.gui.settings import Settings, SettingsStore
+    from parley_chat.client.settings import Settings, SettingsStore
 
     backend = FakeBackend()
     host, port = gui_server.address

@@ -12,7 +12,7 @@ import pytest
 
 from parley_chat.client.gui.app import App
 from parley_chat.client.gui.connect_policy import ConnectForm, build_client, check_form
-from parley_chat.client.gui.settings import Settings, SettingsStore
+from parley_chat.client.settings import Settings, SettingsStore
 from tests.client.gui.helpers import pump
 
 

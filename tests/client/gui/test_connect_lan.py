@@ -15,7 +15,7 @@ from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.discovery import DiscoveredServer
 from parley_chat.client.gui.app import App
 from parley_chat.client.gui.connect_policy import DEFAULT_CA_FILE
-from parley_chat.client.gui.settings import Pin, Settings, SettingsStore, server_key
+from parley_chat.client.settings import Pin, Settings, SettingsStore, server_key
 from parley_chat.protocol.invite import format_invite
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig

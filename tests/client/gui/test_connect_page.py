@@ -11,7 +11,7 @@ import pytest
 
 from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.gui.app import App
-from parley_chat.client.gui.settings import Settings, SettingsStore, server_key
+from parley_chat.client.settings import Settings, SettingsStore, server_key
 from parley_chat.server.chat_server import ChatServer
 from parley_chat.server.config import ServerConfig
 from tests.client.gui.helpers import idle, pump

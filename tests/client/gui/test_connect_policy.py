@@ -21,7 +21,7 @@ from parley_chat.client.gui.connect_policy import (
     format_fingerprint,
     initial_ca_file,
 )
-from parley_chat.client.gui.settings import Pin
+from parley_chat.client.settings import Pin
 
 FP = "ab" * 32
 

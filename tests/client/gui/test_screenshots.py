@@ -15,7 +15,7 @@ from parley_chat.certs import fingerprint_sha256, generate
 from parley_chat.client import Acked, RoomJoined
 from parley_chat.client.gui import theme
 from parley_chat.client.gui.model import SEARCH_KEY, dm_key, room_key
-from parley_chat.client.gui.settings import Pin, SettingsStore
+from parley_chat.client.settings import Pin, SettingsStore
 from tests.client.gui.helpers import idle, pump, type_into, wait_event
 
 pytestmark = pytest.mark.gui
@@ -293,7 +293,7 @@ def test_screenshot_a_notification(shots, ctk, gui_server, ca_file, tmp_path, ch
     from PIL import ImageGrab
 
     from parley_chat.client.gui.app import App
-    from parley_chat.client.gui.settings import Settings
+    from parley_chat.client.settings import Settings
 
     host, port = gui_server.address
     holder: list[Any] = []

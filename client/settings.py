@@ -1,5 +1,9 @@
-"""Everything the desktop client remembers between runs,
-as small JSON files in the user's folders. Pure: no Tk, no sockets.
+"""Everything parley's clients remember between runs, as small JSON files in
+the user's folders. Pure: no Tk, no sockets. The desktop client keeps its
+form and window here; both clients share the pins and the last-seen ids (so
+trusting a server once covers both), which is why this module lives beside
+the client library and not in client/gui: importing it never loads the GUI
+toolkit.
 
 Files, in the folders platformdirs gives for the app "parley" (config_dir()
 and data_dir(); docs/gui.md lists them per system):

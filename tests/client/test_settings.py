@@ -1,4 +1,4 @@
-# client/gui/settings.py: the per-user files and their folders (no display needed).
+# client/settings.py: the per-user files and their folders (no display needed).
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from parley_chat.client.gui.settings import (
+from parley_chat.client.settings import (
     Pin,
     Settings,
     SettingsStore,
