@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from parley_chat import __version__
+import parley_chat
 
 #: Which extra brings each third-party top-level module a command may import.
 _EXTRA_OF = {
@@ -48,7 +48,7 @@ def _missing(command: str, module: str) -> str | None:
     """What to tell the user when *module* is not installed (None: not ours to explain)."""
     if module in _EXTRA_OF:
         extra = _EXTRA_OF[module]
-        wheel = f"parley_chat-{__version__}-py3-none-any.whl"
+        wheel = f"parley_chat-{parley_chat.__version__}-py3-none-any.whl"
         return (
             f"{command}: needs {module}, which comes with parley-chat's '{extra}' extra; "
             f"reinstall with it, e.g. pipx install --force './{wheel}[{extra}]' "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,18 @@ def test_a_missing_extra_is_named_not_a_traceback(tmp_path, function, command, h
     assert done.returncode == 1
     assert done.stderr.startswith(f"{command}: needs {hidden}, which comes with parley-chat's")
     assert f"[{extra}]" in done.stderr and "Traceback" not in done.stderr
+    assert f"parley_chat-{version('parley-chat')}-py3-none-any.whl" in done.stderr
+
+
+def test_the_namespace_reads_its_version_only_when_asked():
+    # importlib.metadata (and the email package under it) cost every command ~30 ms.
+    probe = (
+        "import sys, parley_chat\n"
+        "print('importlib.metadata' in sys.modules, parley_chat.__version__)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", version("parley-chat")]
 
 
 def test_a_python_without_tk_says_what_to_install(tmp_path):
