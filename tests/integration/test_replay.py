@@ -4,6 +4,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from itertools import pairwise
+
 from parley_chat.protocol import (
     Ack,
     Batch,
@@ -18,6 +22,7 @@ from parley_chat.protocol import (
     Search,
     Send,
     Who,
+    encode,
 )
 from tests.support import RawClient, barrier, messages_in, online
 from tests.support import read_batch as _batch_frames
@@ -215,3 +220,60 @@ def test_a_replay_is_written_as_one_coalesced_write(make_server, ca_file, monkey
     _, frames = bob.login("bob", last_seen=1)
     assert len(messages_in(frames)) == 50
     assert len(writes) == 1 and writes[0].count(b'"type":"message"') == 50
+
+
+def test_a_member_of_two_busy_rooms_and_a_private_chat_gets_every_id_in_order(server, ca_file):
+    # A client's last_seen is the greatest id it was given, and a rejoin asks for
+    # what came after it: a newer id that overtook an older one on the way would
+    # make a dropped client skip the older one for good. So one connection gets
+    # its rooms' and private messages in id (commit) order, whichever path each
+    # took (groups the loop commits itself, the writer thread's, direct copies).
+    carol = online(server, ca_file, "carol")
+    carol.send(Join(room="#dev"))
+    carol.expect(Presence, room="#dev")
+    alice = online(server, ca_file, "alice")  # #lobby
+    bob = online(server, ca_file, "bob")
+    bob.send(Join(room="#dev"))
+    bob.expect(Presence, room="#dev")
+    dave = online(server, ca_file, "dave")  # writes to carol privately
+    per_sender = 150
+    plans = [
+        (alice, [Send(id=f"a{i}", text=f"lobby {i}", room="#lobby") for i in range(per_sender)]),
+        (bob, [Send(id=f"b{i}", text=f"dev {i}", room="#dev") for i in range(per_sender)]),
+        (dave, [Send(id=f"d{i}", text=f"private {i}", to="carol") for i in range(per_sender)]),
+    ]
+    acked: list[int] = []
+    a_ids: set[int] = set()  # alice's (#lobby)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def pour(client: RawClient, frames: list[Send]) -> None:
+        # A few at a time, each few on its acks: the three senders' groups interleave.
+        try:
+            for start in range(0, len(frames), 5):
+                chunk = frames[start : start + 5]
+                client.send(b"".join(encode(f) for f in chunk))
+                ids = [client.expect(Ack, timeout=30).id for _ in chunk]
+                if client is alice:
+                    a_ids.update(ids)
+                with lock:
+                    acked.extend(ids)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pour, args=plan) for plan in plans]
+    for t in threads:
+        t.start()
+    got: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(got) < 3 * per_sender:
+        frame = carol.recv(max(0.0, deadline - time.monotonic()))
+        if isinstance(frame, Message) and frame.kind != "system":
+            got.append(frame.id)
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert got == sorted(got) and len(set(got)) == len(got)  # ascending, none twice
+    assert set(got) == set(acked)
+    # The senders did interleave (else the order above would prove little).
+    assert sum((x in a_ids) != (y in a_ids) for x, y in pairwise(got)) >= 10
