@@ -17,6 +17,7 @@ import pytest
 
 from parley_chat.certs import fingerprint_sha256, generate, short_fingerprint
 from parley_chat.client.cli import EXIT_OK, EXIT_TLS, EXIT_USAGE, PASSWORD_ENV, main
+from parley_chat.client.e2e.files import PASSPHRASE_ENV
 from parley_chat.client.settings import server_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +153,14 @@ def test_on_a_terminal_the_first_use_asks_with_the_short_ca_fingerprint(
         stdin=_Tty(f"{answer}\nhello\n"),
         stdout=out,
         stderr=err,
-        environ={PASSWORD_ENV: "secret-pw", "PARLEY_CONFIG_DIR": str(tmp_path / "cfg")},
+        # The key passphrase from the environment: otherwise getpass would ask the
+        # real terminal (or warn and read pytest's stdin), not this test.
+        environ={
+            PASSWORD_ENV: "secret-pw",
+            PASSPHRASE_ENV: "a key passphrase",
+            "PARLEY_CONFIG_DIR": str(tmp_path / "cfg"),
+            "PARLEY_DATA_DIR": str(tmp_path / "data"),
+        },
     )
     ca_fp = fingerprint_sha256(ca_file.read_bytes())
     assert short_fingerprint(ca_fp) in err.getvalue()
