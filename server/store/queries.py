@@ -427,43 +427,61 @@ def room_id_of(s: Session, name: str) -> int | None:
 
 
 def _conversation_statements() -> dict[str, Any]:
-    """The conversation list's queries, built once with the user as a bound parameter
-    (every login runs all of them: building them per call cost more than running them)."""
+    """The conversation list's queries, built once with the user as a bound parameter.
+
+    Three statements: the rooms with their latest message id, read marker and
+    unread count; the private peers with the same; the latest messages
+    themselves. Every login runs them, and each statement costs SQLAlchemy
+    more than SQLite (seven separate ones took a quarter of a login's handler).
+    """
     uid = _UID
     # Deleted messages are neither a conversation's latest nor unread.
     chat = and_(Message.kind != MessageKind.SYSTEM, Message.deleted_at.is_(None))
     from_others = or_(Message.sender_id.is_(None), Message.sender_id != uid)
+    room_read = (
+        select(ReadMarker.message_id)
+        .where(ReadMarker.user_id == uid, ReadMarker.room_id == Room.id)
+        .scalar_subquery()
+    )
+    room_last = select(func.max(Message.id)).where(Message.room_id == Room.id, chat)
+    # The marker again, correlated with the counted message's room (a subquery
+    # nested in another correlates only with its immediate enclosing query).
+    read_here = (
+        select(ReadMarker.message_id)
+        .where(ReadMarker.user_id == uid, ReadMarker.room_id == Message.room_id)
+        .scalar_subquery()
+    )
+    room_unread = (
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.room_id == Room.id,
+            chat,
+            from_others,
+            Message.id > func.coalesce(read_here, 0),
+        )
+    )
     peer = case((Message.sender_id == uid, Message.recipient_id), else_=Message.sender_id)
     mine = and_(
         Message.kind == MessageKind.PRIVATE,
         Message.deleted_at.is_(None),
         or_(Message.sender_id == uid, Message.recipient_id == uid),
     )
-    return {
-        "rooms": select(Room.id, Room.name)
-        .join(RoomMember, RoomMember.room_id == Room.id)
-        .where(RoomMember.user_id == uid)
-        .order_by(Room.name_key),
-        "markers": select(ReadMarker.room_id, ReadMarker.peer_id, ReadMarker.message_id).where(
-            ReadMarker.user_id == uid
-        ),
-        "room_last": select(Message.room_id, func.max(Message.id))
-        .where(Message.room_id.in_(_member_rooms(uid)), chat)
-        .group_by(Message.room_id),
-        "room_unread": select(Message.room_id, func.count())
-        .outerjoin(
-            ReadMarker,
-            and_(ReadMarker.user_id == uid, ReadMarker.room_id == Message.room_id),
-        )
-        .where(
-            Message.room_id.in_(_member_rooms(uid)),
-            chat,
-            from_others,
-            Message.id > func.coalesce(ReadMarker.message_id, 0),
-        )
-        .group_by(Message.room_id),
-        "peer_last": select(peer, func.max(Message.id)).where(mine).group_by(peer),
-        "peer_unread": select(Message.sender_id, func.count())
+    by_peer = (
+        select(peer.label("peer_id"), func.max(Message.id).label("last_id"))
+        .where(mine)
+        .group_by(peer)
+        .subquery()
+    )
+    peer_read = (
+        select(ReadMarker.message_id)
+        .where(ReadMarker.user_id == uid, ReadMarker.peer_id == by_peer.c.peer_id)
+        .scalar_subquery()
+    )
+    # Unread per peer as one grouped pass over the messages to the user (a count
+    # correlated with each peer would walk them once per peer).
+    unread_from = (
+        select(Message.sender_id.label("peer_id"), func.count().label("unread"))
         .outerjoin(
             ReadMarker,
             and_(ReadMarker.user_id == uid, ReadMarker.peer_id == Message.sender_id),
@@ -475,10 +493,32 @@ def _conversation_statements() -> dict[str, Any]:
             Message.deleted_at.is_(None),
             Message.id > func.coalesce(ReadMarker.message_id, 0),
         )
-        .group_by(Message.sender_id),
-        "peers": select(User.id, User.nick).where(
-            User.id.in_(bindparam("ids", expanding=True)), User.deleted_at.is_(None)
-        ),
+        .group_by(Message.sender_id)
+        .subquery()
+    )
+    return {
+        "rooms": select(
+            Room.id,
+            Room.name,
+            room_last.scalar_subquery(),
+            room_read,
+            room_unread.scalar_subquery(),
+        )
+        .join(RoomMember, RoomMember.room_id == Room.id)
+        .where(RoomMember.user_id == uid)
+        .order_by(Room.name_key),
+        # Most recent first; a deleted peer's conversation is not listed.
+        "peers": select(
+            User.id,
+            User.nick,
+            by_peer.c.last_id,
+            peer_read,
+            unread_from.c.unread,
+        )
+        .join(by_peer, by_peer.c.peer_id == User.id)
+        .outerjoin(unread_from, unread_from.c.peer_id == User.id)
+        .where(User.deleted_at.is_(None))
+        .order_by(by_peer.c.last_id.desc()),
         "last": message_select().where(Message.id.in_(bindparam("ids", expanding=True))),
     }
 
@@ -499,15 +539,8 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
     q = _CONVERSATIONS
     me = {"uid": user_id}
     rooms = conn.execute(q["rooms"], me).all()
-    markers = conn.execute(q["markers"], me).all()
-    room_read = {r: m for r, _, m in markers if r is not None}
-    peer_read = {p: m for _, p, m in markers if p is not None}
-    room_last = {r: m for r, m in conn.execute(q["room_last"], me).all()}
-    room_unread = {r: n for r, n in conn.execute(q["room_unread"], me).all()}
-    peer_last = {p: m for p, m in conn.execute(q["peer_last"], me).all()}
-    peer_unread = {p: n for p, n in conn.execute(q["peer_unread"], me).all()}
-    peers = conn.execute(q["peers"], {"ids": list(peer_last)}).all() if peer_last else []
-    wanted = [i for i in (*room_last.values(), *peer_last.values()) if i is not None]
+    peers = conn.execute(q["peers"], me).all()
+    wanted = [row[2] for row in (*rooms, *peers) if row[2] is not None]
     last = (
         {m.id: m for m in to_records(conn.execute(q["last"], {"ids": wanted}).all())}
         if wanted
@@ -517,22 +550,22 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
         ConversationRecord(
             kind=ConversationKind.ROOM,
             name=name,
-            last=last.get(room_last.get(rid, 0) or 0),
-            unread=int(room_unread.get(rid, 0)),
-            read=int(room_read.get(rid, 0)),
+            last=last.get(last_id) if last_id is not None else None,
+            unread=int(unread or 0),
+            read=int(read or 0),
         )
-        for rid, name in rooms
+        for _, name, last_id, read, unread in rooms
     ]
-    for pid, nick in sorted(peers, key=lambda p: -peer_last[p[0]]):
-        out.append(
-            ConversationRecord(
-                kind=ConversationKind.PRIVATE,
-                name=nick,
-                last=last.get(peer_last[pid]),
-                unread=int(peer_unread.get(pid, 0)),
-                read=int(peer_read.get(pid, 0)),
-            )
+    out.extend(
+        ConversationRecord(
+            kind=ConversationKind.PRIVATE,
+            name=nick,
+            last=last.get(last_id),
+            unread=int(unread or 0),
+            read=int(read or 0),
         )
+        for _, nick, last_id, read, unread in peers
+    )
     return out
 
 

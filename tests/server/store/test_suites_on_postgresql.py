@@ -1,5 +1,5 @@
 """The server-level suites that exercise the store most (replay and search, moderation,
-the key directory), run again with the server on PostgreSQL: their tests are collected
+the key directory, the conversation list and read markers), run again with the server on PostgreSQL: their tests are collected
 here too, where `db_url` is a PostgreSQL database, and the moderation suite's row helper
 reads PostgreSQL. The few that open the SQLite file themselves are left to the SQLite run."""
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration import test_replay
-from tests.server import test_keys, test_moderation
+from tests.server import test_conversations, test_keys, test_moderation
 
 
 def _is_fixture(obj: object) -> bool:
@@ -36,7 +36,7 @@ def _collect(module: object) -> dict[str, object]:
     return out
 
 
-for _module in (test_replay, test_moderation, test_keys):
+for _module in (test_replay, test_moderation, test_keys, test_conversations):
     globals().update(_collect(_module))
 
 
@@ -59,3 +59,4 @@ def _pg_rows(server: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 def _rows_on_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
     # The moderation suite checks rows through its helper: read them on PostgreSQL.
     monkeypatch.setattr(test_moderation, "rows", _pg_rows)
+    monkeypatch.setattr(test_conversations, "_rows", _pg_rows)
