@@ -438,19 +438,18 @@ def _conversation_statements() -> dict[str, Any]:
     # Deleted messages are neither a conversation's latest nor unread.
     chat = and_(Message.kind != MessageKind.SYSTEM, Message.deleted_at.is_(None))
     from_others = or_(Message.sender_id.is_(None), Message.sender_id != uid)
+    # The marker is correlated with the room (explicitly: inside the count it is
+    # two levels down), so for the count it is one value and the index on
+    # (room_id, id) starts at it. Correlated with the counted message instead, it
+    # was looked up for every message of the room: 250 ms for a user 34,000
+    # messages behind in a 300,000-message database, against 10 ms.
     room_read = (
         select(ReadMarker.message_id)
         .where(ReadMarker.user_id == uid, ReadMarker.room_id == Room.id)
+        .correlate(Room)
         .scalar_subquery()
     )
     room_last = select(func.max(Message.id)).where(Message.room_id == Room.id, chat)
-    # The marker again, correlated with the counted message's room (a subquery
-    # nested in another correlates only with its immediate enclosing query).
-    read_here = (
-        select(ReadMarker.message_id)
-        .where(ReadMarker.user_id == uid, ReadMarker.room_id == Message.room_id)
-        .scalar_subquery()
-    )
     room_unread = (
         select(func.count())
         .select_from(Message)
@@ -458,7 +457,7 @@ def _conversation_statements() -> dict[str, Any]:
             Message.room_id == Room.id,
             chat,
             from_others,
-            Message.id > func.coalesce(read_here, 0),
+            Message.id > func.coalesce(room_read, 0),
         )
     )
     peer = case((Message.sender_id == uid, Message.recipient_id), else_=Message.sender_id)
