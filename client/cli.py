@@ -44,6 +44,7 @@ from typing import TextIO
 from parley_chat.certs import short_fingerprint
 from parley_chat.protocol import (
     DEFAULT_ROOM,
+    UNREAD_CAP,
     LocalProtocolError,
     Message,
     fold,
@@ -271,6 +272,12 @@ def format_message(message: Message, now: datetime | None = None) -> str:
     return "\n".join(lines)
 
 
+def unread_text(count: int) -> str:
+    """An unread count as shown: the server counts up to UNREAD_CAP, which means
+    that many or more."""
+    return f"{UNREAD_CAP}+" if count >= UNREAD_CAP else str(count)
+
+
 def conversations_text(items: Sequence[ConversationSummary], me: str = "") -> str:
     """The answer to /conversations: one line per room and private conversation,
     with its unread count and the latest message, flat and cut to PREVIEW_CHARS
@@ -280,7 +287,7 @@ def conversations_text(items: Sequence[ConversationSummary], me: str = "") -> st
     lines = []
     for c in items:
         name = _name(c.name) if c.kind == "room" else f"{_name(c.name)} (private)"
-        line = f"{name}: {c.unread} unread" if c.unread else f"{name}: read"
+        line = f"{name}: {unread_text(c.unread)} unread" if c.unread else f"{name}: read"
         if c.last is not None:
             who = "you" if me and fold(c.last.from_ or "") == fold(me) else _name(c.last.from_)
             text = " ".join(_printable(c.last.text).split())
@@ -558,7 +565,7 @@ class _Printer:
             if event.tag == "conversations":
                 self.err(conversations_text(event.items, client.nick if client else ""))
                 return
-            unread = [f"{c.name} {c.unread}" for c in event.items if c.unread]
+            unread = [f"{c.name} {unread_text(c.unread)}" for c in event.items if c.unread]
             if unread:
                 self.err(f"unread: {', '.join(unread)}")
         elif isinstance(event, BatchStarted):

@@ -112,6 +112,11 @@ MAX_ROOMS_LISTED = 700
 MAX_CONVERSATIONS_LISTED = 32
 MAX_PREVIEW_CHARS = 200
 
+#: The most a `conversations` entry's `unread` says: a count at this value means
+#: this many or more (clients show "1000+"). Counting stops there, so a login's
+#: cost does not grow with how far behind its user is in a busy room.
+UNREAD_CAP = 1000
+
 #: Most nicks in a presence `online` list (at most 27 bytes each on the wire).
 MAX_ONLINE_LISTED = 2000
 

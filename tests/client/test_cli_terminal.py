@@ -405,7 +405,7 @@ def test_pacer_try_take_never_waits_and_shares_the_budget():
 def test_conversations_text_lines():
     from parley_chat.client.cli import conversations_text
     from parley_chat.client.events import ConversationSummary
-    from parley_chat.protocol import Message, format_ts
+    from parley_chat.protocol import UNREAD_CAP, Message, format_ts
 
     last = Message(
         id=4,
@@ -428,10 +428,12 @@ def test_conversations_text_lines():
             ConversationSummary("room", "#dev", last, 0, 4),
             ConversationSummary("private", "bob", pm, 2, 0),
             ConversationSummary("room", "#empty", None, 0, 0),
+            ConversationSummary("room", "#busy", None, UNREAD_CAP, 0),
         ),
         me="alice",
     )
-    dev, bob_line, empty = text.split("\n")
+    dev, bob_line, empty, busy = text.split("\n")
+    assert busy == f"#busy: {UNREAD_CAP}+ unread"  # the server stops counting there
     assert dev == "#dev: read \u00b7 you: line one line two"
     assert bob_line.startswith("bob (private): 2 unread \u00b7 bob: \u2068")  # an isolated run
     assert bob_line.endswith("\u2026\u2069")

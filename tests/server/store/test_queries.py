@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
+from parley_chat.protocol import UNREAD_CAP
 from parley_chat.server.store import queries, writes
 from parley_chat.server.store.queries import fts_query, like_pattern, search_terms
 from tests.server.store.conftest import NOW, post
@@ -105,6 +106,70 @@ def test_latest_for_a_fresh_login(store, users, chat):
     with store.read() as s:
         got = queries.latest_for_user(s, users["alice"], per_room=1, private_limit=1)
     assert _ids(got) == [chat["dev1"].id, chat["pm2"].id, chat["lobby2"].id]
+
+
+def _bulk(store, count, *, body="m", **kw):
+    """Store *count* messages in one transaction; their ids, oldest first."""
+    return store.submit(
+        lambda s: [
+            writes.add_message(s, now=NOW, body=f"{body} {i}", **kw)[0].id for i in range(count)
+        ]
+    ).result(30)
+
+
+def _hide(store, message_id):
+    """Mark one message deleted, as a moderator's delete does."""
+    store.submit(
+        lambda s: s.execute(
+            text("UPDATE messages SET deleted_at = :now WHERE id = :id"),
+            {"now": NOW, "id": message_id},
+        )
+    ).result(5)
+
+
+def test_latest_for_a_fresh_login_is_the_newest_of_each_room_and_of_the_private_ones(store, users):
+    a, b = users["alice"], users["bob"]
+    lobby = _bulk(store, 120, kind="public", room="#lobby", sender_id=b)
+    dev = _bulk(store, 5, kind="public", room="#dev", sender_id=b)
+    sent = _bulk(store, 30, kind="private", sender_id=a, recipient_id=b)
+    post(store, kind="system", body="bob joined", room="#lobby")  # never listed
+    got_back = _bulk(store, 30, kind="private", sender_id=b, recipient_id=a)
+    _hide(store, lobby[-1])
+    with store.read() as s:
+        got = _ids(queries.latest_for_user(s, a, per_room=50, private_limit=40))
+    private = sorted(sent + got_back)[-40:]
+    assert got == sorted(lobby[-51:-1] + dev + private)
+
+
+def test_replay_far_behind_is_the_newest_window_of_everything_visible(store, users):
+    a, b, c = users["alice"], users["bob"], users["carol"]
+    lobby = _bulk(store, 400, kind="public", room="#lobby", sender_id=b)
+    dev = _bulk(store, 50, kind="public", room="#dev", sender_id=b)
+    theirs = _bulk(store, 40, kind="private", sender_id=b, recipient_id=c)  # not alice's
+    mine = _bulk(store, 60, kind="private", sender_id=b, recipient_id=a)
+    _hide(store, mine[-1])
+    visible = sorted(lobby + dev + mine[:-1])
+    with store.read() as s:
+        got, gap = queries.replay_after(s, a, lobby[10], 100)
+        assert gap and _ids(got) == visible[-100:]
+        # From near the end: everything after, no gap.
+        rest, gap2 = queries.replay_after(s, a, visible[-7], 100)
+        assert not gap2 and _ids(rest) == visible[-6:]
+        assert not set(_ids(got)) & set(theirs)
+
+
+def test_unread_counts_stop_at_the_cap(store, users):
+    a, b = users["alice"], users["bob"]
+    _bulk(store, UNREAD_CAP + 5, kind="public", room="#lobby", sender_id=b)
+    _bulk(store, 3, kind="public", room="#dev", sender_id=b)
+    _bulk(store, UNREAD_CAP + 2, kind="private", sender_id=b, recipient_id=a)
+    with store.read() as s:
+        listed = {(c.kind, c.name): c.unread for c in queries.conversations(s, a)}
+    assert listed == {
+        ("room", "#dev"): 3,
+        ("room", "#lobby"): UNREAD_CAP,
+        ("private", "bob"): UNREAD_CAP,
+    }
 
 
 def test_search_terms_are_quoted_never_parsed():
