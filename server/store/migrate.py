@@ -33,7 +33,7 @@ SCRIPT_LOCATION = Path(migrations_pkg.__file__).resolve().parent
 #: The newest revision in migrations/versions, written out so that a start on a
 #: database already there needs no Alembic. A new migration must change it:
 #: tests/server/store/test_migrations.py proves it equal to Alembic's own head.
-HEAD_REVISION = "0005_postgres"
+HEAD_REVISION = "0006_change_indexes"
 
 #: Alembic's bookkeeping table (its default name; env.py does not change it).
 VERSION_TABLE = "alembic_version"

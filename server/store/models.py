@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false
@@ -164,6 +165,20 @@ class Message(Base):
         Index("ix_messages_room_id_id", "room_id", "id"),
         Index("ix_messages_recipient_id_id", "recipient_id", "id"),
         Index("ix_messages_sender_id_id", "sender_id", "id"),
+        # Only deleted or edited messages: a rejoin's catch-up asks for those
+        # changed since the user's last session (migration 0006).
+        Index(
+            "ix_messages_deleted_at",
+            "deleted_at",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_messages_edited_at",
+            "edited_at",
+            sqlite_where=text("edited_at IS NOT NULL"),
+            postgresql_where=text("edited_at IS NOT NULL"),
+        ),
         {"sqlite_autoincrement": True},
     )
 

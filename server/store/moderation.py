@@ -556,17 +556,22 @@ def changed_since(
             or_(Message.sender_id == user_id, Message.recipient_id == user_id),
         ),
     )
+    # The candidates come from the partial indexes on deleted_at and edited_at
+    # (migration 0006), then the visibility rule filters them: written as one
+    # WHERE, the rule's OR made SQLite walk every visible message up to *upto*.
+    deleted_here = select(Message.id).where(Message.deleted_at >= since, Message.id <= upto)
+    edited_here = select(Message.id).where(Message.edited_at >= since, Message.id <= upto)
     deleted = s.execute(
         select(Message.id, Room.name)
         .outerjoin(Room, Room.id == Message.room_id)
-        .where(Message.id <= upto, Message.deleted_at >= since, seen)
+        .where(Message.id.in_(deleted_here), seen)
         .order_by(Message.id.desc())
         .limit(limit)
     ).all()
     edited = to_records(
         s.execute(
             message_select()
-            .where(Message.id <= upto, Message.edited_at >= since, _visible_to(user_id))
+            .where(Message.id.in_(edited_here), _visible_to(user_id))
             .order_by(Message.id.desc())
             .limit(limit)
         ).all()

@@ -228,9 +228,32 @@ def test_0004_e2e_adds_the_key_directory_and_envelopes_and_goes_back(sqlite_url)
     assert current_revision(db_url) == (head_revision(), True)
 
 
+def test_0006_indexes_only_changed_messages_for_the_catch_up_and_goes_back(sqlite_url):
+    upgrade_to_head(sqlite_url)
+    con = sqlite3.connect(database_path(sqlite_url))
+    sql = dict(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"))
+    for column in ("deleted_at", "edited_at"):
+        assert f"WHERE {column} IS NOT NULL" in sql[f"ix_messages_{column}"]
+    # The catch-up's question (changed since a time, at or below an id) takes the index.
+    plan = " ".join(
+        row[3]
+        for row in con.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE id <= 100 AND deleted_at >= ?",
+            ("2026-01-01",),
+        )
+    )
+    assert "ix_messages_deleted_at" in plan, plan
+    con.close()
+    command.downgrade(alembic_config(sqlite_url), "0005_postgres")
+    con = sqlite3.connect(database_path(sqlite_url))
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not names & {"ix_messages_deleted_at", "ix_messages_edited_at"}
+    con.close()
+
+
 def test_the_schema_on_postgresql_has_the_view_trigram_index_and_counter(pg_url):
     report = upgrade_to_head(pg_url)
-    assert report.to_revision == "0005_postgres" and report.backup_path is None
+    assert report.to_revision == head_revision() and report.backup_path is None
     engine = create_engine(pg_url)
     with engine.connect() as conn:
         cols = conn.execute(
@@ -247,6 +270,12 @@ def test_the_schema_on_postgresql_has_the_view_trigram_index_and_counter(pg_url)
             text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_body_trgm'")
         ).scalar()
         assert "gin" in index and "gin_trgm_ops" in index
+        for column in ("deleted_at", "edited_at"):  # partial: only changed messages
+            index = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
+                {"n": f"ix_messages_{column}"},
+            ).scalar()
+            assert index is not None and f"WHERE ({column} IS NOT NULL)" in index
         assert conn.execute(text("SELECT pos FROM message_counter")).scalar() == 0
         assert conn.execute(text("SELECT name FROM rooms")).all() == [("#lobby",)]
         # Every integer column is BIGINT: ids up to 2**63 - 1, as on SQLite.
