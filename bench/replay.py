@@ -6,7 +6,10 @@ triggers run, as in production), then a real server replays to a real TLS
 client (the client library, as users run it). Reported: the replay query
 alone (through the store, the same call the server makes), the whole rejoin
 as a user sees it (TLS connect, login, the end of the replay batch received
-as events), and the number of SQL statements the replay query issued.
+as events), and the number of SQL statements the replay query issued. Then
+the other reads of a login, through the store: a replay far behind (last_seen
+at half the history: 500 of far more, with the gap flag), a fresh login's
+latest messages (no last_seen) and the conversation list.
 
   python -m bench.replay [--sizes 10000 1000000] [--runs 20]
 """
@@ -114,6 +117,33 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:8.2f} {p95 * 1000:8.2f}"
 
 
+def login_reads(db_url: str, runs: int) -> dict[str, str]:
+    """p50/p95 of a login's other reads for u0: a replay from half-way, the
+    latest messages of a fresh login, the conversation list."""
+    store = Store(db_url)
+    store.start()
+    with store.read() as s:
+        top = s.connection().exec_driver_sql("SELECT max(id) FROM messages").scalar() or 0
+    reads = {
+        "far": lambda s: queries.replay_after(s, 1, top // 2, REPLAY),
+        "fresh": lambda s: queries.latest_for_user(s, 1, per_room=50, private_limit=50),
+        "conversations": lambda s: queries.conversations(s, 1),
+    }
+    out = {}
+    try:
+        for name, read in reads.items():
+            times = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                with store.read() as s:
+                    read(s)
+                times.append(time.perf_counter() - t)
+            out[name] = _ms(times)
+    finally:
+        store.close()
+    return out
+
+
 def measure(db_url: str, certs_dir: Path, runs: int) -> tuple[str, str, int, int]:
     """(query p50/p95, rejoin p50/p95, SQL statements per replay, messages replayed)."""
     store = Store(db_url)
@@ -185,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"replay of {REPLAY} messages after last_seen (p50 / p95 over {args.runs} runs, ms)")
         print(
             f"{'messages in db':>15} {'fill s':>7} {'query p50':>9} {'p95':>8} "
-            f"{'rejoin p50':>10} {'p95':>8} {'SQL stmts':>9} {'replayed':>8}"
+            f"{'rejoin p50':>10} {'p95':>8} {'SQL stmts':>9} {'replayed':>8} "
+            f"{'far p50':>8} {'p95':>8} {'fresh p50':>9} {'p95':>8} {'convs p50':>9} {'p95':>8}"
         )
         for size in args.sizes:
             db = root / f"bench-{size}.db"
@@ -197,12 +228,19 @@ def main(argv: list[str] | None = None) -> int:
             q, r, stmts, replayed = measure(url, root / "certs", args.runs)
             q50, q95 = q.split()
             r50, r95 = r.split()
+            other = login_reads(url, args.runs)
+            f50, f95 = other["far"].split()
+            n50, n95 = other["fresh"].split()
+            c50, c95 = other["conversations"].split()
             print(
                 f"{size:>15,} {fill_s:>7.1f} {q50:>9} {q95:>8} {r50:>10} {r95:>8} "
-                f"{stmts:>9} {replayed:>8}",
+                f"{stmts:>9} {replayed:>8} {f50:>8} {f95:>8} {n50:>9} {n95:>8} {c50:>9} {c95:>8}",
                 flush=True,
             )
     print("rejoin = TLS connect + login (scrypt n=16) + replay batch received, one client")
+    print(
+        "far = replay after half the history; fresh = a login without last_seen; convs = the list"
+    )
     return 0
 
 
