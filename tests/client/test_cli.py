@@ -363,24 +363,21 @@ def test_the_terminal_client_and_the_library_never_load_the_gui_toolkit(tmp_path
         "('tkinter', '_tkinter', 'customtkinter') or m.startswith('parley_chat.client.gui')))"
     )
     env = {**cli_env(None), "HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
-        env=env,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            cwd=ROOT,
+            env=env,
+        )
+
+    result = run("-c", probe)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-    helped = subprocess.run(
-        [sys.executable, "-m", "parley_chat.client.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        cwd=ROOT,
-        env=env,
-    )
+    helped = run("-m", "parley_chat.client.cli", "--help")
     assert helped.returncode == 0, helped.stderr
     assert not (tmp_path / ".fonts").exists()
 
