@@ -251,6 +251,8 @@ def _visible_to(user_id: int | ColumnElement[int]) -> ColumnElement[bool]:
     SQL still has it, marked), and a room the user is banned from shows nothing
     (a ban also ends the membership; this holds even if a row says otherwise).
     Private rooms need no rule of their own: only members see a room's messages.
+    _room_window and _private_window apply the same rule in the shape an index
+    range needs (replay, a fresh login): a change here belongs there too.
     """
     return and_(
         Message.deleted_at.is_(None),
@@ -614,7 +616,7 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
         ConversationRecord(
             kind=ConversationKind.ROOM,
             name=name,
-            last=last.get(last_id) if last_id is not None else None,
+            last=last.get(last_id),
             unread=int(unread or 0),
             read=int(read or 0),
         )
@@ -625,7 +627,8 @@ def conversations(s: Session, user_id: int) -> list[ConversationRecord]:
             kind=ConversationKind.PRIVATE,
             name=nick,
             last=last.get(last_id),
-            unread=min(int(unread or 0), UNREAD_CAP),  # a private count is not cut short
+            # Counted in full by SQL (one grouped pass): capped here, as the rooms' are.
+            unread=min(int(unread or 0), UNREAD_CAP),
             read=int(read or 0),
         )
         for _, nick, last_id, read, unread in peers
