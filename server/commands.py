@@ -222,6 +222,11 @@ class Commands:
         if where == LOOP:
             self._run(spec.handler, conn, frame)
             return
+        # What this turn gathered (room messages, committed when the loop's
+        # reads end) goes to the writer first: a write the job submits from its
+        # pool thread must not overtake them, or a sender's messages would get
+        # ids out of the order sent.
+        self.store.queue_gathered()
         conn.begin_job()
 
         def job() -> None:

@@ -534,6 +534,20 @@ class Store:
         gathered.append(job)
         return job.future
 
+    def queue_gathered(self) -> None:
+        """Queue for the writer thread what this thread gathered so far.
+
+        For a gathering thread about to hand work to another thread that may
+        submit writes (an I/O loop dispatching a handler to a pool): those
+        writes then commit after the ops gathered before them, so one
+        connection's messages get ids in the order it sent them. Outside
+        gathering(), or with nothing gathered, it does nothing."""
+        gathered: list[_Job[Any]] | None = getattr(self._local, "gathered", None)
+        if gathered:
+            jobs = gathered[:]
+            gathered.clear()
+            self._enqueue_all(jobs)
+
     @contextmanager
     def gathering(self) -> Iterator[None]:
         """Gather this thread's submit_gathered() ops until the scope ends, then

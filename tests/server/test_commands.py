@@ -258,3 +258,25 @@ def test_accounts_created_per_address_are_throttled(make_commands):
     # Another address may still register, and existing accounts still log in.
     _login(commands, "u4", ip="10.0.0.10")
     _login(commands, "u1")
+
+
+def test_a_senders_private_message_after_room_ones_in_one_turn_is_stored_after_them(
+    make_commands,
+):
+    # The I/O loop gathers a turn's room messages and commits them when the
+    # turn's reads end; a private send runs on the request pool (it looks the
+    # recipient up). The sender's messages must still get ids in the order
+    # sent: history shows them in id order, and a client's last_seen is the
+    # greatest id it was given.
+    commands = make_commands()
+    alice = _login(commands, "alice")
+    _login(commands, "bob")
+    with commands.store.gathering():  # as the I/O loop wraps a turn's reads
+        commands.dispatch(alice, Send(id="r1", text="room first", room="#lobby"))
+        commands.dispatch(alice, Send(id="r2", text="room second", room="#lobby"))
+        commands.dispatch(alice, Send(id="p3", text="private third", to="bob"))
+        # The private message is committed before the turn ends.
+        alice.wait_for(lambda c: any(a["ref"] == "p3" for a in c.of_type("ack")))
+    alice.wait_for(lambda c: len(c.of_type("ack")) == 3)
+    ids = {a["ref"]: a["id"] for a in alice.of_type("ack")}
+    assert ids["r1"] < ids["r2"] < ids["p3"]

@@ -86,6 +86,26 @@ def test_a_plain_submit_in_the_scope_goes_after_what_was_gathered(sqlite_store, 
     assert [body for body, _ in done] == ["gathered", "plain"]
 
 
+def test_what_was_gathered_can_be_queued_ahead_of_another_threads_write(sqlite_store, users):
+    # An I/O loop hands a job to a pool after gathering room messages: the
+    # job's write, submitted on the pool's thread, must commit after them.
+    ran: list[tuple[str, int]] = []
+    with sqlite_store.gathering():
+        first = sqlite_store.submit_gathered(_message(users, "gathered", ran), lambda r, e: None)
+        sqlite_store.queue_gathered()
+        results: list[Any] = []
+        other = threading.Thread(
+            target=lambda: results.append(
+                sqlite_store.submit(_message(users, "other", ran)).result(5)
+            )
+        )
+        other.start()
+        other.join(5)
+        assert first.done()  # committed by the writer, not held to the scope's end
+    assert [body for body, _ in ran] == ["gathered", "other"]
+    assert first.result(5)[0].id < results[0][0].id
+
+
 def test_a_slow_group_leaves_the_next_ones_to_the_writer(sqlite_url, to_head, users_of):
     # inline_slow=0: every group counts as slow.
     with _started(sqlite_url, to_head, inline_slow=0.0) as store:
