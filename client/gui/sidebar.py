@@ -17,12 +17,18 @@ from collections.abc import Callable, Sequence
 import customtkinter as ctk
 
 from . import emoji, richtext, theme
+from .elide import ELLIPSIS, elide
 from .model import Conversation, display_text
 
 #: The key button's icon (the end-to-end key menu).
 KEY_ICON = "\U0001f511"
 #: The width of a row's preview line, in pixels (the sidebar is 240 wide).
 PREVIEW_WIDTH = 178
+#: The width of a row's name, in pixels, without and with its unread badge.
+ROW_NAME_WIDTH = 186
+ROW_NAME_WIDTH_BESIDE_BADGE = 156
+#: The width of the nick on the user's card, left of its three icon buttons.
+CARD_NAME_WIDTH = 52
 _SKIN_TONES = re.compile("[\U0001f3fb-\U0001f3ff]")
 
 
@@ -36,17 +42,12 @@ def preview_line(who: str, text: str, fits: Callable[[str], bool]) -> str:
     # which cannot hold the chat's emoji images: the hint goes without it.
     flat = display_text(_SKIN_TONES.sub("", " ".join(text.split())))
     head = f"{display_text(who)}: " if who else ""
+    if head and not fits(head + ELLIPSIS):
+        # A name too long for the line: cut it too, so the hint still fits.
+        head = elide(display_text(who), lambda t: fits(f"{t}: {ELLIPSIS}")) + ": "
     if not flat:
         return head.rstrip()
-    if not fits(head + flat):
-        lo, hi = 0, len(flat)  # the longest start of the text that fits with the ellipsis
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if fits(head + flat[:mid].rstrip() + "\u2026"):
-                lo = mid
-            else:
-                hi = mid - 1
-        flat = flat[:lo].rstrip() + "\u2026"
+    flat = elide(flat, lambda t: fits(head + t))
     return head + richtext.visual(flat)
 
 
@@ -83,6 +84,12 @@ class _Row:
         )
         self.preview.bind("<Button-1>", lambda _e: on_select(key))
         self._font = tkinter.font.Font(master, family=theme.FONT_FAMILY, size=-theme.SIZE_SMALL)
+        self._name_fonts = {
+            weight: tkinter.font.Font(
+                master, family=theme.FONT_FAMILY, size=-theme.SIZE_BODY, weight=weight
+            )
+            for weight in ("normal", "bold")
+        }
         self.preview_text = ""
         self.button = ctk.CTkButton(
             self.frame,
@@ -140,11 +147,14 @@ class _Row:
         self.preview.configure(
             text_color=theme.pair("text") if strong and unread else theme.pair("muted")
         )
+        weight = "bold" if strong else "normal"
+        width = ROW_NAME_WIDTH_BESIDE_BADGE if unread > 0 else ROW_NAME_WIDTH
+        font = self._name_fonts[weight]
         self.button.configure(
-            text=label,
+            text=elide(label, lambda t: font.measure(t) <= width),
             fg_color="transparent",
             text_color=theme.pair("text") if strong else theme.pair("muted"),
-            font=(theme.FONT_FAMILY, theme.SIZE_BODY, "bold" if strong else "normal"),
+            font=(theme.FONT_FAMILY, theme.SIZE_BODY, weight),
         )
         if unread > 0:
             self.badge.configure(
@@ -231,6 +241,10 @@ class Sidebar(ctk.CTkFrame):
         card.grid_columnconfigure(1, weight=1)
         self._card = card
         self.avatar: ctk.CTkLabel | None = None
+        self._nick: str | None = None
+        self._card_font = tkinter.font.Font(
+            card, family=theme.FONT_FAMILY, size=-theme.SIZE_BODY, weight="bold"
+        )
         self.nick_label = ctk.CTkLabel(
             card,
             text="",
@@ -315,12 +329,16 @@ class Sidebar(ctk.CTkFrame):
     def set_user(self, nick: str, server: str | None, status: str) -> None:
         """Show who is logged in where (None keeps the server shown), and the
         connection state in words."""
-        if self.avatar is None or self.nick_label.cget("text") != nick:
+        if self.avatar is None or self._nick != nick:
             if self.avatar is not None:
                 self.avatar.destroy()
+            self._nick = nick
             self.avatar = make_avatar(self._card, nick or "?", 34)
             self.avatar.grid(row=0, column=0, rowspan=2, padx=(14, 10), pady=10)
-            self.nick_label.configure(text=nick)
+            font = self._card_font
+            self.nick_label.configure(
+                text=elide(nick, lambda t: font.measure(t) <= CARD_NAME_WIDTH)
+            )
         if server is not None and self.server_label.cget("text") != server:
             self.server_label.configure(text=server)
         if self.presence_label.cget("text") != status:

@@ -7,6 +7,7 @@ changes, so presence traffic in a busy room stays cheap.
 
 from __future__ import annotations
 
+import tkinter.font
 from collections.abc import Callable, Mapping, Sequence
 
 import customtkinter as ctk
@@ -14,18 +15,35 @@ import customtkinter as ctk
 from parley_chat.protocol.vocab import Role
 
 from . import theme
+from .elide import elide
 from .sidebar import make_avatar
+
+#: The width of a name in the list, in pixels: the list is 220 wide, and the
+#: avatar, the online dot and the scroll bar take the rest.
+NAME_WIDTH = 118
+#: The fewest characters of a nick kept before a role mark is shortened to its star.
+MIN_NICK = 6
+#: The width of the list's header ("ONLINE IN #ROOM — 12"), in pixels.
+HEADER_WIDTH = 184
 
 
 class _UserRow:
-    def __init__(self, master: ctk.CTkBaseClass, nick: str, me: bool) -> None:
+    """One user: an avatar, the nick (with "(you)" and a role mark, which a long
+    nick is cut to make room for) and the online dot."""
+
+    def __init__(
+        self, master: ctk.CTkBaseClass, nick: str, me: bool, font: tkinter.font.Font
+    ) -> None:
+        self.nick, self.me, self._font = nick, me, font
+        #: The role mark shown after the nick ("\u2605 owner"), or "".
+        self.mark = ""
         self.frame = ctk.CTkFrame(master, fg_color="transparent", corner_radius=6, height=34)
         self.frame.grid_columnconfigure(1, weight=1)
         self.avatar = make_avatar(self.frame, nick, 26)
         self.avatar.grid(row=0, column=0, padx=(8, 10), pady=3)
         self.label = ctk.CTkLabel(
             self.frame,
-            text=f"{nick}  (you)" if me else nick,
+            text=self._fitted(),
             anchor="w",
             font=(theme.FONT_FAMILY, theme.SIZE_BODY),
             text_color=theme.pair("text"),
@@ -35,6 +53,23 @@ class _UserRow:
             self.frame, width=8, height=8, corner_radius=4, fg_color=theme.pair("system")
         )
         self.dot.grid(row=0, column=2, padx=(4, 10))
+
+    def set_mark(self, mark: str) -> None:
+        """Show *mark* (a role, "" for none) after the nick."""
+        if mark != self.mark:
+            self.mark = mark
+            self.label.configure(text=self._fitted())
+
+    def _fitted(self) -> str:
+        def fits(text: str) -> bool:
+            return self._font.measure(text) <= NAME_WIDTH
+
+        you = "  (you)" if self.me else ""
+        shown = elide(self.nick, fits, suffix=you + (f"  {self.mark}" if self.mark else ""))
+        if self.mark and not shown.startswith(self.nick[:MIN_NICK]):
+            # The role's name left too little of the nick: its star alone.
+            shown = elide(self.nick, fits, suffix=f"{you}  {self.mark.split(' ', 1)[0]}")
+        return shown
 
 
 class UserList(ctk.CTkFrame):
@@ -46,6 +81,9 @@ class UserList(ctk.CTkFrame):
         self.grid_propagate(False)
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(1, weight=1)
+        self._header_font = tkinter.font.Font(
+            self, family=theme.FONT_FAMILY, size=-11, weight="bold"
+        )
         self.header = ctk.CTkLabel(
             self,
             text="ONLINE",
@@ -73,6 +111,7 @@ class UserList(ctk.CTkFrame):
         )
         self.hint.grid(row=2, column=0, sticky="ew", padx=18, pady=(4, 14))
         self.rows: dict[str, _UserRow] = {}
+        self._font = tkinter.font.Font(self, family=theme.FONT_FAMILY, size=-theme.SIZE_BODY)
         self._shown: tuple[str, ...] | None = None
         self._room = ""
         self._offline = False
@@ -87,14 +126,23 @@ class UserList(ctk.CTkFrame):
         if offline:
             self.header.configure(text="OFFLINE")
         else:
-            self.header.configure(text=f"ONLINE IN {room.upper()} \u2014 {len(online)}")
+            font = self._header_font
+            self.header.configure(
+                text=elide(
+                    f"ONLINE IN {room.upper()}",
+                    lambda t: font.measure(t) <= HEADER_WIDTH,
+                    suffix=f" \u2014 {len(online)}",
+                )
+            )
         for nick in list(self.rows):
             if nick not in online:
                 self.rows.pop(nick).frame.destroy()
         for i, nick in enumerate(online):
             row = self.rows.get(nick)
             if row is None:
-                row = self.rows[nick] = _UserRow(self.scroll, nick, me=nick.lower() == me.lower())
+                row = self.rows[nick] = _UserRow(
+                    self.scroll, nick, me=nick.lower() == me.lower(), font=self._font
+                )
                 for widget in (row.frame, row.label, row.avatar):
                     widget.bind("<Double-Button-1>", lambda _e, n=nick: self._on_open(n))
             row.frame.grid(row=i, column=0, sticky="ew", pady=1)
@@ -108,12 +156,8 @@ class UserList(ctk.CTkFrame):
         self._roles = dict(roles)
         self._marked = tuple(self.rows)
         for nick, row in self.rows.items():
-            base = row.label.cget("text").split("  \u2605")[0].split("  \u2606")[0]
             role = roles.get(nick.lower())
-            mark = ROLE_MARKS[role] if role is not None else ""
-            text = f"{base}  {mark}" if mark else base
-            if row.label.cget("text") != text:
-                row.label.configure(text=text)
+            row.set_mark(ROLE_MARKS[role] if role is not None else "")
 
     def _rows_changed(self) -> bool:
         return tuple(self.rows) != getattr(self, "_marked", ())
@@ -121,13 +165,9 @@ class UserList(ctk.CTkFrame):
     def role_of(self, nick: str) -> str | None:
         """The role mark shown beside *nick* (tests), or None."""
         row = self.rows.get(nick)
-        if row is None:
+        if row is None or not row.mark:
             return None
-        text = row.label.cget("text")
-        for mark in ("\u2605", "\u2606"):
-            if mark in text:
-                return text.split(mark, 1)[1].strip()
-        return None
+        return row.mark.split(" ", 1)[1]  # "\u2605 owner" -> "owner"
 
     def nicks(self) -> tuple[str, ...]:
         """The nicks listed, in order."""

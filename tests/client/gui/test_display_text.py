@@ -109,3 +109,6 @@ def test_the_sidebar_preview_is_one_flat_line_cut_to_fit_and_bidi_safe():
     assert shown == "bob: " + visual(f"<U+202E>{hebrew}")
     assert preview_line("bob", "   ", fits) == "bob:"
     assert preview_line("bob", "ok \U0001f44d\U0001f3fd", fits) == "bob: ok \U0001f44d"
+    # A name too long for the line is cut too, and the line still fits.
+    long = preview_line("Bartholomew_Featherstone", "hello", fits)
+    assert long.startswith("Barthol") and "\u2026: " in long and fits(long)

@@ -75,3 +75,29 @@ def test_the_context_menu_edits_and_deletes_and_every_window_follows(open_app, c
     carol.delete_message(mine)
     wait_event(carol, lambda e: isinstance(e, ModerationDone))
     pump(alice, lambda: not shows(alice, "carol's own line"))
+
+
+def _not_clipped(label) -> bool:
+    inner = label._label  # the tkinter label CTkLabel draws its text in
+    inner.update_idletasks()
+    return inner.winfo_reqwidth() <= inner.winfo_width()
+
+
+def test_a_long_nick_is_cut_with_an_ellipsis_and_keeps_its_you_and_role(open_app, chat_client):
+    # Tk clips a label silently: a 24-character nick lost "(you)" and its role.
+    nick, other = "Maximiliana-Wolkenstein1", "Bartholomew_Featherstone"
+    alice = open_app(nick)
+    type_into(alice, "/join #team")
+    pump(alice, lambda: alice.model.current == room_key("#team"), what="alice in #team")
+    bob = chat_client(other)
+    bob.join("#team")
+    pump(alice, lambda: other in alice.userlist.nicks(), what="the long-named member listed")
+    pump(alice, lambda: alice.userlist.role_of(nick) == "owner", what="the owner marked")
+    mine = alice.userlist.rows[nick].label
+    shown = mine.cget("text")
+    assert "\u2026" in shown and "(you)" in shown and "\u2605" in shown, shown
+    assert _not_clipped(mine), shown
+    theirs = alice.userlist.rows[other].label
+    assert theirs.cget("text").startswith(other[:6]) and _not_clipped(theirs)
+    card = alice.sidebar.nick_label
+    assert card.cget("text").endswith("\u2026") and _not_clipped(card)
