@@ -806,7 +806,9 @@ class KeysGet(Frame):
 
 @dataclass(frozen=True, slots=True)
 class Keys(Frame):
-    """A user's public keys: {nick, sign?, box?, sig?, tag?}; none of the three: no keys."""
+    """A user's public keys: {nick, sign?, box?, sig?, tag?, no_account?}; none of the
+    three: no keys. `no_account: true` says there is no such account at all (the
+    nick is free or deleted), so a client can say that instead of "no keys"."""
 
     TYPE: ClassVar[str] = "keys"
     CHARS: ClassVar[dict[str, tuple[int, int]]] = {
@@ -821,11 +823,14 @@ class Keys(Frame):
     box: str | None = None
     sig: str | None = None
     tag: str | None = None
+    no_account: bool | None = None
 
     def check(self) -> None:
         _check_nick(self.nick)
         if len({self.sign is None, self.box is None, self.sig is None}) != 1:
             _fail(ErrorCode.BAD_FRAME, "keys has all of 'sign', 'box', 'sig' or none")
+        if self.no_account and self.sign is not None:
+            _fail(ErrorCode.BAD_FRAME, "keys with 'no_account' has no keys")
         for name in ("sign", "box", "sig"):
             _check_b64(getattr(self, name), name)
 

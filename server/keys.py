@@ -19,6 +19,7 @@ from parley_chat.protocol import Error, ErrorCode, Keys, KeysGet, KeysPut, Link,
 from parley_chat.protocol.vocab import LinkOp
 
 from .store import keys as key_store
+from .store import queries
 from .store.errors import StoreConflict, StoreError
 
 if TYPE_CHECKING:
@@ -83,9 +84,15 @@ def _keys_frame(nick: str, record: key_store.KeyRecord | None, tag: str | None) 
 
 
 def keys_get(cmds: Commands, conn: Client, f: KeysGet) -> None:
-    """keys_get {nick, tag?}: the published keys (a keys frame without keys: none)."""
+    """keys_get {nick, tag?}: the published keys (a keys frame without keys: none;
+    with `no_account`: there is no such account)."""
     with cmds.store.read() as s:
         record = key_store.get_keys(s, f.nick)
+        # A deleted account frees its nick (nick_key is cleared): not found either.
+        missing = record is None and queries.get_user(s, f.nick) is None
+    if missing:
+        conn.send_frame(Keys(nick=f.nick, tag=f.tag, no_account=True))
+        return
     conn.send_frame(_keys_frame(f.nick, record, f.tag))
 
 

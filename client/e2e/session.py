@@ -7,7 +7,8 @@ E2ESession attaches to a ChatClient (ChatClient.attach_e2e) and then
   store (client/e2e/localstore.py);
 - sends private messages encrypted (send_private) when both accounts have keys,
   refusing with KeyChanged when the peer's key is not the pinned one, and with
-  NoPeerKeys when the peer has none (the caller then says so and may send plainly);
+  NoPeerKeys when the peer has none (the caller then says so and may send plainly),
+  and with NoSuchUser when there is no such account (nothing is sent);
 - publishes the account's public keys (publish), and links devices (the new one:
   start_link / its LinkWaiting; the old one: fetch_link, then confirm_link).
 
@@ -76,6 +77,14 @@ class NoPeerKeys(E2EError):
             f"{nick} has no end-to-end encryption keys (an older client, or never logged in "
             "with one): messages to them are NOT end-to-end encrypted; the server can read them"
         )
+        self.nick = nick
+
+
+class NoSuchUser(E2EError):
+    """There is no account by that nick: nothing can be sent to it, encrypted or not."""
+
+    def __init__(self, nick: str) -> None:
+        super().__init__(f"no user named {nick}")
         self.nick = nick
 
 
@@ -209,11 +218,14 @@ class E2ESession:
         return pending
 
     def lookup(self, nick: str, timeout: float = DEFAULT_WAIT) -> PublicKeys | None:
-        """*nick*'s published keys (signature verified), or None when they have none."""
+        """*nick*'s published keys (signature verified), or None when they have none;
+        NoSuchUser when there is no such account."""
         tag = f"e2e{next(self._tags)}"
         pending = self._wait(tag, lambda: self.client.request(KeysGet(nick=nick, tag=tag)), timeout)
         frame = pending.frame
         assert isinstance(frame, Keys)
+        if frame.no_account:
+            raise NoSuchUser(nick)
         if frame.sign is None or frame.box is None or frame.sig is None:
             return None
         return PublicKeys.from_wire(frame.sign, frame.box, frame.sig)
@@ -257,7 +269,8 @@ class E2ESession:
     def peer_keys(self, nick: str, timeout: float = DEFAULT_WAIT) -> PublicKeys | None:
         """*nick*'s current keys, checked against the pin (pinned on first contact).
 
-        None when they have none; KeyChanged when they differ from the pin.
+        None when they have none; KeyChanged when they differ from the pin;
+        NoSuchUser when there is no such account.
         """
         found = self.lookup(nick, timeout)
         if found is not None:
@@ -308,7 +321,7 @@ class E2ESession:
 
     def send_private(self, to: str, text: str, timeout: float = DEFAULT_WAIT) -> str:
         """Send *text* to *to* end-to-end encrypted; its client id. Nothing is sent on
-        NoPeerKeys, KeyChanged, NotReady or any other E2EError."""
+        NoPeerKeys, NoSuchUser, KeyChanged, NotReady or any other E2EError."""
         return self.client.send_envelope(to, self.seal_for(to, text, timeout))
 
     def open(self, m: Message) -> tuple[Message, str | None]:

@@ -479,11 +479,18 @@ class ChatModel:
         return f"{m.from_} \u2192 {m.to}"
 
     def note(self, text: str, kind: str = "notice", key: str | None = None) -> Added | None:
-        """A local notice (help, a refused command) in conversation *key* (default: the open one)."""
+        """A local notice (help, a refused command) in conversation *key* (default: the open one).
+
+        An error the line just above already says is not said again (nothing
+        is added): "Not sent: no user named bob", then the server's own "no
+        user named bob" for the same mistake, would read as two failures."""
         key = key or self.current
         conv = self.conversations.get(key)
         if conv is None:
             return None
+        last = conv.lines[-1] if conv.lines else None
+        if kind == "error" and last is not None and last.kind == "error" and text in last.text:
+            return Added(key, (), False)
         line = Line(kind=kind, text=text)
         conv.lines.append(line)
         return Added(key, (line,), False, self._trim(conv))

@@ -77,9 +77,16 @@ def test_two_terminal_clients_talk_end_to_end_encrypted(server, ca_file, tmp_pat
         ca_file,
         tmp_path / "alice",
         "alice",
-        [f"/msg bob {SECRET}", "/safety bob", "/msg carol hello in the clear"],
+        [
+            f"/msg bob {SECRET}",
+            "/safety bob",
+            "/msg carol hello in the clear",
+            "/msg nobody are you there",
+        ],
     )
     assert sent.returncode == 0, sent.stderr
+    assert "not sent: no user named nobody" in sent.stderr
+    assert "nobody has no end-to-end" not in sent.stderr
     number = re.search(r"safety number with bob: ((?:\d{5} ){11}\d{5})", sent.stderr)
     assert number is not None, sent.stderr
     assert "carol has no end-to-end encryption keys" in sent.stderr

@@ -17,7 +17,7 @@ from parley_chat.client import BatchEnded, ChatClient, ConversationsListed, Mess
 from parley_chat.client.e2e.crypto import AccountKeys, E2EError
 from parley_chat.client.e2e.localstore import LocalStore
 from parley_chat.client.e2e.pins import KeyChanged, PinStore
-from parley_chat.client.e2e.session import E2ENotice, E2ESession, NoPeerKeys
+from parley_chat.client.e2e.session import E2ENotice, E2ESession, NoPeerKeys, NoSuchUser
 from parley_chat.client.events import Acked
 from parley_chat.server.logs import main as logs_main
 from tests.support import collect_until, wait_for_event
@@ -199,6 +199,15 @@ def test_a_peer_without_keys_is_said_plainly_and_nothing_is_sent(devices):
     devices("dave", None)  # dave's client has no end-to-end encryption
     with pytest.raises(NoPeerKeys, match="NOT end-to-end encrypted"):
         alice.e2e.send_private("dave", SECRET)
+    assert alice.client.pending == {}
+
+
+def test_no_such_account_is_said_as_that_and_nothing_is_sent(devices):
+    # Not "nobody has no keys, the server can read it": there is nobody to read it.
+    alice = devices("alice", AccountKeys.generate())
+    alice.e2e.start()
+    with pytest.raises(NoSuchUser, match="no user named nobody"):
+        alice.e2e.send_private("nobody", SECRET)
     assert alice.client.pending == {}
 
 

@@ -26,6 +26,7 @@ from parley_chat.protocol import (
     Search,
     Send,
 )
+from parley_chat.server.store import utcnow, writes
 from tests.support import RawClient, online
 
 
@@ -49,10 +50,10 @@ def connect(server, ca_file):
         client.close()
 
 
-def test_published_keys_are_handed_out_and_other_keys_need_replace(connect):
+def test_published_keys_are_handed_out_and_other_keys_need_replace(connect, server):
     alice, bob = connect("alice"), connect("bob")
     bob.send(KeysGet(nick="alice", tag="t1"))
-    assert bob.expect(Keys, tag="t1") == Keys(nick="alice", tag="t1")  # none yet
+    assert bob.expect(Keys, tag="t1") == Keys(nick="alice", tag="t1")  # none yet, an account
     alice.send(KeysPut(sign=_key(1), box=_key(2), sig=_key(3, 64)))
     assert alice.expect(Keys).sign == _key(1)
     bob.send(KeysGet(nick="ALICE", tag="t2"))
@@ -68,8 +69,11 @@ def test_published_keys_are_handed_out_and_other_keys_need_replace(connect):
     assert alice.expect(Keys).sign == _key(4)
     bob.send(KeysGet(nick="alice", tag="t3"))
     assert bob.expect(Keys, tag="t3").sign == _key(4)
-    bob.send(KeysGet(nick="nobody", tag="t4"))
-    assert bob.expect(Keys, tag="t4").sign is None
+    bob.send(KeysGet(nick="nobody", tag="t4"))  # no account at all: said so
+    assert bob.expect(Keys, tag="t4") == Keys(nick="nobody", tag="t4", no_account=True)
+    server.store.submit(lambda s: writes.delete_user(s, "alice", utcnow())).result(10)
+    bob.send(KeysGet(nick="alice", tag="t5"))  # a deleted account: its keys went with it
+    assert bob.expect(Keys, tag="t5") == Keys(nick="alice", tag="t5", no_account=True)
 
 
 def test_link_frames_are_relayed_only_within_one_account(connect):

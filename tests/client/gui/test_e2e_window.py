@@ -146,6 +146,11 @@ def test_a_private_message_between_two_windows_is_end_to_end_encrypted(
     assert "insecure" in alice.chat_view.tags_at_text("no keys over here")
     assert alice.chat_view.tagged_count("lock") == 0
 
+    # To a nick with no account: said as that, and nothing is sent (no "no keys" warning).
+    type_into(alice, "/msg nobody are you there")
+    pump(alice, lambda: shows(alice, "Not sent: no user named nobody"))
+    assert "nobody has no end-to-end" not in alice.chat_view.content()
+
     bob.select(dm_key("alice"))
     type_into(bob, "/search pangolin")
     pump(bob, lambda: bob.model.current == SEARCH_KEY and shows(bob, "pangolin is 42"))

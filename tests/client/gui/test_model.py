@@ -201,3 +201,15 @@ def test_leaving_the_open_room_opens_the_lobby():
     m.select("#dev")
     m.remove("#dev")
     assert m.current == "#lobby" and "#dev" not in m.conversations
+
+
+def test_an_error_the_line_above_already_says_is_not_said_again():
+    m = model()
+    m.note("Not sent: no user named bob", "error")
+    assert m.note("no user named bob", "error").lines == ()  # the server's word for it
+    m.note("bob left", "notice")
+    assert m.note("no user named bob", "error").lines  # not right after it: said
+    assert m.note("no user named bob", "notice").lines  # a notice is never held back
+    texts = [ln.text for ln in m.conversations["#lobby"].lines]
+    said = "no user named bob"
+    assert texts == ["Not sent: no user named bob", "bob left", said, said]
