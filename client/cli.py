@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import io
 import os
 import queue
 import re
@@ -48,6 +49,7 @@ from parley_chat.protocol import (
     LocalProtocolError,
     Message,
     fold,
+    has_surrogate,
     parse_ts,
     valid_nick,
 )
@@ -754,6 +756,14 @@ class _Session:
 
     def handle(self, line: str) -> bool:
         """Act on one input line. Returns False when the user asked to leave."""
+        if has_surrogate(line):
+            # Python reads bytes that are not UTF-8 as lone surrogates
+            # (surrogateescape): nothing can send them, so say what is wrong.
+            self.printer.err(
+                "not sent: the line holds bytes that are not UTF-8 text "
+                "(save the file as UTF-8, or set the terminal to UTF-8)"
+            )
+            return True
         command = commands.parse(line, Client.TERMINAL)
         if command is None:
             return True
@@ -866,6 +876,11 @@ def main(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     """Run the terminal client; returns the exit code."""
+    if stdin is None and isinstance(sys.stdin, io.TextIOWrapper):
+        # A UTF-8 locale reads stdin strictly: one byte that is not UTF-8 in a
+        # piped file would end the client with a traceback. Read such bytes as
+        # lone surrogates instead; _Session.handle refuses that line alone.
+        sys.stdin.reconfigure(errors="surrogateescape")
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr

@@ -204,7 +204,10 @@ class Hello(Frame):
             _fail(ErrorCode.BAD_FRAME, "hello needs exactly one of 'password' or 'token'")
 
 
-def _check_text(text: str) -> None:
+def check_text(text: str) -> None:
+    """Refuse (LocalProtocolError: bad-text, text-too-long) a message text no
+    `send` could carry; a client sealing an end-to-end encrypted text, which the
+    server cannot read, keeps the same rule with it."""
     if not text.strip():
         _fail(ErrorCode.BAD_TEXT, "message text is empty")
     if len(text) > MAX_TEXT_CHARS:
@@ -214,6 +217,10 @@ def _check_text(text: str) -> None:
             ErrorCode.BAD_TEXT,
             "message text contains control characters (only newline and tab are allowed)",
         )
+    if has_surrogate(text):
+        # Built here, not parsed: text read with surrogateescape (undecodable
+        # bytes) would otherwise fail only when encoded, on the I/O thread.
+        _fail(ErrorCode.BAD_TEXT, "message text is not valid Unicode (a lone surrogate)")
 
 
 def _check_room(room: str) -> None:
@@ -264,7 +271,7 @@ class Send(Frame):
     def check(self) -> None:
         _check_target(self.room, self.to)
         if self.e2e is None:
-            _check_text(self.text)
+            check_text(self.text)
         else:
             _check_envelope(self.e2e, self.to, self.text)
 
@@ -1033,6 +1040,8 @@ def _check_bounds(frame: Frame, specs: tuple[_Spec, ...]) -> None:
                     _fail(ErrorCode.BAD_FRAME, f"{where} is {lo} to {hi} characters")
                 if not spec.controls_ok and has_control(text):
                     _fail(ErrorCode.BAD_FRAME, f"{where} must not contain control characters")
+                if has_surrogate(text):
+                    _fail(ErrorCode.BAD_FRAME, f"{where} is not valid Unicode (a lone surrogate)")
 
 
 def _check_ts(ts: str) -> None:

@@ -34,11 +34,11 @@ from .frames import (
     Frame,
     _check_nick,
     _check_room,
-    _check_text,
     _check_ts,
     _fail,
     _word,
     _words,
+    check_text,
 )
 from .limits import (
     MAX_MODERATED_CHARS,
@@ -145,7 +145,7 @@ class Moderate(Frame):
                 if "\n" in self.text or has_forbidden_control(self.text):
                     _fail(ErrorCode.BAD_TEXT, "a topic is one line without control characters")
             elif self.action in (Action.EDIT, Action.ANNOUNCE):
-                _check_text(self.text)
+                check_text(self.text)
 
 
 @dataclass(frozen=True, slots=True)

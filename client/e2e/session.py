@@ -37,8 +37,10 @@ from parley_chat.protocol import (
     KeysPut,
     Link,
     LinkOp,
+    LocalProtocolError,
     Message,
     MessageKind,
+    check_text,
     fold,
 )
 
@@ -308,6 +310,10 @@ class E2ESession:
                 "this device cannot encrypt yet: link it from a device that has your keys "
                 "(/link), or import your exported key file"
             )
+        try:
+            check_text(text)  # the rule of a plain send: blank, controls, not Unicode, length
+        except LocalProtocolError as exc:
+            raise E2EError(exc.message) from exc
         if len(text) > self.client.max_text:
             # The server cannot count what it cannot read: its text limit is kept here.
             raise E2EError(f"the message is over {self.client.max_text} characters")

@@ -471,3 +471,30 @@ def test_a_bad_host_list_is_a_usage_error(server, ca_file):
     result = run_cli(args, ["hi"])
     assert result.returncode == EXIT_USAGE
     assert "bad --host" in result.stderr and "empty server address" in result.stderr
+
+
+@pytest.mark.parametrize("io_encoding", ["utf-8:strict", "utf-8:surrogateescape"])
+def test_a_piped_line_that_is_not_utf8_is_refused_alone_and_the_rest_is_sent(
+    server, ca_file, bob, io_encoding
+):
+    # A Latin-1 "café" in a UTF-8 pipe. Read strictly (a UTF-8 locale) it ended
+    # the client with a traceback; read with surrogateescape (the C locale) it
+    # reached the I/O thread, failed to encode there and dropped the connection.
+    env = cli_env() | {"PYTHONIOENCODING": io_encoding}
+    result = subprocess.run(
+        cli_args(server, ca_file, "alice", "--register", "--no-e2e"),
+        input=b"caf\xe9 au lait\n/msg bob caf\xe9\nafter the bad lines\n",
+        capture_output=True,
+        timeout=RUN_TIMEOUT,
+        cwd=ROOT,
+        env=env,
+    )
+    stderr = result.stderr.decode(errors="replace")
+    assert result.returncode == EXIT_OK, stderr
+    assert stderr.count("not sent: the line holds bytes that are not UTF-8 text") == 2, stderr
+    assert "Traceback" not in stderr and "internal" not in stderr, stderr
+    got = collect_until(
+        bob, lambda e: isinstance(e, MessageReceived) and e.message.text == "after the bad lines"
+    )
+    texts = [e.message.text for e in got if isinstance(e, MessageReceived) and e.message.from_]
+    assert texts == ["after the bad lines"]  # nothing of the refused lines went out

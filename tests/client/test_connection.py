@@ -134,6 +134,13 @@ def test_send_text_refuses_what_the_protocol_refuses(ca_file):
         client.send_text("bell\x07")
     with pytest.raises(LocalProtocolError):
         client.send_text("x" * (client.max_text + 1))
+    # Undecodable input (read with surrogateescape) is refused here, in the
+    # caller's thread: it once reached the I/O thread, failed to encode there
+    # and took the connection down.
+    with pytest.raises(LocalProtocolError, match="not valid Unicode"):
+        client.send_text("caf\udce9")
+    with pytest.raises(LocalProtocolError, match="not valid Unicode"):
+        client.search("caf\udce9")
     assert client.pending == {}
 
 

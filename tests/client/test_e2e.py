@@ -292,3 +292,17 @@ def test_the_servers_text_limit_is_kept_for_encrypted_messages(devices):
     with pytest.raises(E2EError, match=f"over {alice.client.max_text} characters"):
         alice.e2e.send_private("bob", "x" * (alice.client.max_text + 1))
     assert alice.client.pending == {}
+
+
+def test_an_encrypted_text_keeps_the_rule_of_a_plain_one(devices):
+    # The server cannot read an envelope, so the sender checks the text as the
+    # server checks a plain one: nothing blank, no controls, valid Unicode.
+    alice, _ = _pair(devices)
+    for text, why in (
+        ("   ", "empty"),
+        ("bell\x07", "control"),
+        ("caf\udce9", "not valid Unicode"),
+    ):
+        with pytest.raises(E2EError, match=why):
+            alice.e2e.send_private("bob", text)
+    assert alice.client.pending == {}

@@ -16,6 +16,7 @@ from parley_chat.protocol import (
     LocalProtocolError,
     Message,
     RemoteProtocolError,
+    Search,
     Send,
     StreamError,
     decode_client_line,
@@ -255,9 +256,15 @@ def test_raw_utf8_encoded_surrogates_are_bad_utf8():
     assert _refused(b'{"type":"ping","token":"\xed\xa0\x80"}').code == ErrorCode.BAD_UTF8
 
 
-def test_a_frame_built_locally_with_a_surrogate_fails_to_encode_as_a_local_error():
-    with pytest.raises(LocalProtocolError):
-        encode(Send(id="c1", text="x\ud800", room="#a"))
+def test_a_frame_built_locally_with_a_surrogate_is_refused_when_built_as_a_local_error():
+    # Refused where it is built (the caller's thread), not when an I/O thread
+    # encodes it: text read with surrogateescape once killed the client's I/O.
+    with pytest.raises(LocalProtocolError) as text:
+        Send(id="c1", text="x\udcff", room="#a")
+    assert text.value.code == ErrorCode.BAD_TEXT and "not valid Unicode" in text.value.message
+    with pytest.raises(LocalProtocolError) as other:
+        Search(words="caf\udce9")
+    assert other.value.code == ErrorCode.BAD_FRAME and "'words'" in other.value.message
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
