@@ -299,6 +299,25 @@ def _confirm_with(stdin: TextIO, out: TextIO, yes: bool) -> Callable[[str], bool
     return confirm
 
 
+#: The subcommands that may create the database: setting a server up before its
+#: first start (an operator's account, closed registration).
+_CREATING = frozenset({("add", None), ("registration", "open"), ("registration", "closed")})
+
+
+def _refuse_a_missing_database(args: argparse.Namespace) -> None:
+    """AdminError when *args* name a SQLite file that does not exist and the
+    subcommand only reads or changes what is already there: a mistyped --db
+    must not answer "0 account(s)" from a new, empty database it just made."""
+    if (args.command, getattr(args, "action", None)) in _CREATING:
+        return
+    path = database_path(args.db)
+    if path is not None and not path.exists():
+        raise AdminError(
+            f"no database at {path} (check --db or PARLEY_DB; the server creates it when it "
+            "first starts, and `parley-admin add` does too)"
+        )
+
+
 def _migrate(url: str, err: TextIO, backup_first: bool) -> None:
     path = database_path(url)
     existed = path is not None and path.exists()
@@ -350,6 +369,7 @@ def main(
             return EXIT_OK
         if args.command == "add":
             check_nick(args.nick)  # before the database is touched (or created)
+        _refuse_a_missing_database(args)
         _migrate(args.db, err, cfg.backup_before_migrate)
         store = Store(args.db)
         store.start()

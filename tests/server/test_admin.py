@@ -13,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic import command as alembic_command
 
 from parley_chat.protocol import PROTOCOL_VERSION, Ack, Error, ErrorCode, Hello, Send, Welcome
 from parley_chat.server import admin, logs
 from parley_chat.server.store import Store, queries, upgrade_to_head, writes
+from parley_chat.server.store.migrate import alembic_config
 from tests.support import RawClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -196,6 +198,7 @@ def test_passwd_of_an_unknown_account_fails_before_asking(tmp_path):
     def prompt(_text: str) -> str:
         raise AssertionError("asked for a password for an account that does not exist")
 
+    upgrade_to_head(url, backup=False)
     code, _out, err = run_main(url, "passwd", "nobody", stdin=FakeTty(), prompt=prompt)
     assert code == 1 and "no account named nobody" in err
 
@@ -318,7 +321,29 @@ def test_usage_errors_exit_2(tmp_path):
 
 @pytest.mark.parametrize("command", [["users"], ["registration", "status"]])
 def test_the_database_is_migrated_first(tmp_path, command):
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    alembic_command.upgrade(alembic_config(url), "0001")
     code, _out, err = run_main(url, *command)
-    assert code == 0 and "created the database" in err
+    assert code == 0 and "upgraded the database 0001" in err, err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["users"], ["registration", "status"], ["operators"], ["op", "alice"], ["lock", "alice"]],
+)
+def test_a_missing_database_is_said_and_not_created_by_what_reads_or_changes_it(tmp_path, command):
+    # A mistyped --db must not answer "0 account(s)" from a database it just made.
+    url = f"sqlite:///{tmp_path / 'typo.db'}"
+    code, out, err = run_main(url, *command)
+    assert code == 1 and f"no database at {tmp_path / 'typo.db'}" in err and out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["add", "alice"], ["registration", "closed"], ["registration", "open"]]
+)
+def test_setting_a_server_up_before_its_first_start_creates_the_database(tmp_path, command):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code, _out, err = run_main(url, *command, environ={"PARLEY_PASSWORD": "pw"})
+    assert code == 0 and "created the database" in err, err
     assert (tmp_path / "fresh.db").exists()
