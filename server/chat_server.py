@@ -21,6 +21,8 @@ from collections import Counter, deque
 from datetime import datetime, timedelta
 from functools import partial
 
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
 from parley_chat.protocol import Error, ErrorCode
 
 from . import store as store_pkg
@@ -31,6 +33,7 @@ from .commands import WRITE_WAIT, Commands
 from .config import ServerConfig
 from .connection import Connection
 from .database_file import DatabaseFile
+from .errors import DatabaseUnavailable
 from .handshake import Handshaker
 from .hub import Hub
 from .irc.connection import IrcConnection
@@ -41,6 +44,7 @@ from .memory import TRIM_CHECK_INTERVAL, HeapTrimmer, limit_malloc_arenas, space
 from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, utcnow, writes
+from .store.engine import display_url
 from .store.models import REASON_CHARS
 from .store.vocab import EndReason
 from .tls import server_context
@@ -175,10 +179,13 @@ class ChatServer:
         sys.setswitchinterval(self.config.switch_interval)
         self._lock_database()
         try:
-            self.migration = store_pkg.upgrade_to_head(
-                self.database.url, backup=self.config.backup_before_migrate
-            )
-            self.store.start()
+            try:
+                self.migration = store_pkg.upgrade_to_head(
+                    self.database.url, backup=self.config.backup_before_migrate
+                )
+                self.store.start()
+            except SQLAlchemyError as exc:
+                raise DatabaseUnavailable(_cannot_open(self.database.url, exc)) from exc
             started = utcnow()
             ended = self.store.submit_bookkeeping(
                 # On a shared (PostgreSQL) database, the other nodes' sessions are live.
@@ -587,3 +594,13 @@ class ChatServer:
                         "account; log in again with the new password",
                     ),
                 )
+
+
+def _cannot_open(url: str, exc: SQLAlchemyError) -> str:
+    """What the operator reads when the database at *url* cannot be opened or upgraded."""
+    reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+    return (
+        f"cannot open the database {display_url(url)}: {' '.join(reason.split())}; check "
+        "that --db (or PARLEY_DB, db_url) names a parley database the server can read "
+        "and write"
+    )

@@ -27,8 +27,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from sqlalchemy.engine import make_url
 
-from .errors import DatabaseLocked
-from .store.engine import database_path, is_postgresql, normalized_url
+from .errors import DatabaseLocked, DatabaseUnavailable
+from .store.engine import database_path, display_url, is_postgresql, normalized_url
 from .store.node_lock import NodeLock, NodeLockTaken
 
 log = logging.getLogger("parley.server")
@@ -75,22 +75,36 @@ class DatabaseFile:
                 "%s is not a SQLite file: one server per database is not enforced", self.url
             )
             return
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
         # thread_local=False: stop() may run on another thread than start().
         lock = FileLock(lock_path, timeout=0, thread_local=False, on_acquired=_write_pid)
         try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
             lock.acquire()
         except Timeout as exc:
+            # filelock also times out when the file cannot be made at all: say that instead.
+            problem = _cannot_create(lock_path)
+            if problem is not None:
+                raise DatabaseUnavailable(_unwritable(lock_path, problem)) from exc
             raise DatabaseLocked(
                 f"another parley server ({_holder(lock_path)}) is already using {self.path}; "
                 "stop it first, or give this one its own --db"
             ) from exc
+        except OSError as exc:
+            raise DatabaseUnavailable(_unwritable(lock_path, exc)) from exc
         self._lock = lock
 
     def _acquire_node_lock(self) -> None:
+        import psycopg
+
         lock = NodeLock(self.url, self.node)
         try:
             lock.acquire()
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())  # libpq's message spans lines
+            raise DatabaseUnavailable(
+                f"cannot reach the database {display_url(self.url)}: {reason.rstrip('.?')}; "
+                "check that PostgreSQL runs there and that --db (or PARLEY_DB, db_url) is right"
+            ) from exc
         except NodeLockTaken as exc:
             raise DatabaseLocked(
                 f"another parley server ({exc}) is already serving node {self.node!r} of this "
@@ -116,6 +130,24 @@ def _write_pid(fd: int) -> None:
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, f"pid {os.getpid()}\n".encode())
+
+
+def _cannot_create(lock_path: Path) -> OSError | None:
+    """Why *lock_path* cannot be created, or None when it exists or can be."""
+    if lock_path.exists():
+        return None
+    try:
+        os.close(os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _unwritable(lock_path: Path, exc: OSError) -> str:
+    return (
+        f"cannot create {lock_path} beside the database: {exc.strerror or exc}; the "
+        "database's folder must be one the server can write in (check --db or PARLEY_DB)"
+    )
 
 
 def _holder(lock_path: Path) -> str:

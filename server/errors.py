@@ -5,6 +5,7 @@ server/store/errors.py; wire errors are protocol.ProtocolError).
   x StartupError                    the server cannot start: the operator must act
     + AddressInUse                  the port is taken (another server, or another program)
     + DatabaseLocked                another parley server already serves this database
+    + DatabaseUnavailable           the database cannot be reached, created or opened
     + CertificateMissing            no server.pem/server.key in the certs directory
   x ConnectionClosed                a connection ended; `.reason` says why
     + PeerGone                      the peer hung up or the network failed (their side)
@@ -27,6 +28,11 @@ class AddressInUse(StartupError):
 
 class DatabaseLocked(StartupError):
     """Another parley server holds this database's lock file."""
+
+
+class DatabaseUnavailable(StartupError):
+    """The database cannot be reached (PostgreSQL down), created (its folder is not
+    writable) or opened (not a database): the URL or the machine needs fixing."""
 
 
 class CertificateMissing(StartupError):

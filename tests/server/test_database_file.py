@@ -6,6 +6,7 @@ the in-memory server is a real TLS server a real client talks to.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 
 from parley_chat.protocol import Ack, Message, Send
 from parley_chat.server.database_file import DatabaseFile, is_memory_url
-from parley_chat.server.errors import DatabaseLocked
+from parley_chat.server.errors import DatabaseLocked, DatabaseUnavailable
 from tests.support import RawClient
 
 _HOLDER = textwrap.dedent(
@@ -50,6 +51,33 @@ def test_a_second_process_on_the_same_database_is_refused_with_its_pid(tmp_path:
     again = DatabaseFile(url)
     again.acquire()
     again.release()
+
+
+def test_a_folder_the_lock_cannot_be_made_in_is_said_and_not_blamed_on_another_server(
+    tmp_path: Path,
+):
+    # The database's "folder" is a file: nothing can be created there.
+    (tmp_path / "notes").write_text("not a folder")
+    with pytest.raises(DatabaseUnavailable, match=r"cannot create .*beside the database"):
+        DatabaseFile(f"sqlite:///{tmp_path / 'notes' / 'chat.db'}").acquire()
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+def test_a_lock_file_that_cannot_be_created_is_not_taken_for_a_held_lock():
+    # filelock reports a lock file it cannot create as a timeout, like a held one:
+    # the server said "another parley server is already using /proc/chat.db".
+    with pytest.raises(DatabaseUnavailable, match=r"cannot create /proc/chat\.db\.lock"):
+        DatabaseFile("sqlite:////proc/chat.db").acquire()
+
+
+def test_a_postgresql_server_that_is_not_there_is_said_plainly():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://parley:secret@127.0.0.1:{port}/chat"
+    with pytest.raises(DatabaseUnavailable, match="cannot reach the database") as refused:
+        DatabaseFile(url).acquire()
+    assert "secret" not in str(refused.value)  # the URL's password is never shown
 
 
 def test_release_frees_the_lock_for_the_next_server_in_this_process(tmp_path: Path):

@@ -79,6 +79,26 @@ def test_missing_certificates_are_a_clear_error(tmp_path):
     assert "parley-certs" in out.stderr or "make certs" in out.stderr
 
 
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path, certs_dir):
+    # Once a traceback from deep in SQLAlchemy; a folder given as the database too.
+    (tmp_path / "notes.db").write_bytes(os.urandom(8192))
+    (tmp_path / "folder.db").mkdir()
+    for name, why in (("notes.db", "file is not a database"), ("folder.db", "unable to open")):
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "parley_chat.server", "--port", "0"),
+                *("--db", f"sqlite:///{tmp_path / name}", "--certs", str(certs_dir)),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stderr
+        assert f"cannot start: cannot open the database sqlite:///{tmp_path / name}" in out.stderr
+        assert why in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
 def test_alembic_upgrade_head_by_hand(tmp_path):
     db = tmp_path / "by-hand.db"
     subprocess.run(
