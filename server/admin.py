@@ -51,6 +51,7 @@ from .store import (
 )
 from .store.copy import CopyRefused
 from .store.engine import database_path
+from .store.errors import database_said
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -397,7 +398,7 @@ def main(
         print(f"{_PROG}: {exc}", file=err)
         return exc.exit_code
     except (SQLAlchemyError, StoreError, OSError) as exc:
-        print(f"{_PROG}: the database failed: {exc}", file=err)
+        print(f"{_PROG}: the database failed: {database_said(exc)}", file=err)
         return EXIT_ERROR
     except (KeyboardInterrupt, EOFError):
         print(f"\n{_PROG}: interrupted", file=err)

@@ -21,7 +21,7 @@ from collections import Counter, deque
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from parley_chat.protocol import Error, ErrorCode
 
@@ -45,6 +45,7 @@ from .presence import GraceTimers
 from .reasons import stored_reason
 from .store import DEFERRED, Store, queries, utcnow, writes
 from .store.engine import display_url
+from .store.errors import database_said
 from .store.models import REASON_CHARS
 from .store.vocab import EndReason
 from .tls import server_context
@@ -598,9 +599,8 @@ class ChatServer:
 
 def _cannot_open(url: str, exc: SQLAlchemyError) -> str:
     """What the operator reads when the database at *url* cannot be opened or upgraded."""
-    reason = str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
     return (
-        f"cannot open the database {display_url(url)}: {' '.join(reason.split())}; check "
+        f"cannot open the database {display_url(url)}: {database_said(exc)}; check "
         "that --db (or PARLEY_DB, db_url) names a parley database the server can read "
         "and write"
     )

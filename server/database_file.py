@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 
 from .errors import DatabaseLocked, DatabaseUnavailable
 from .store.engine import database_path, display_url, is_postgresql, normalized_url
+from .store.errors import database_said
 from .store.node_lock import NodeLock, NodeLockTaken
 
 log = logging.getLogger("parley.server")
@@ -100,9 +101,8 @@ class DatabaseFile:
         try:
             lock.acquire()
         except psycopg.OperationalError as exc:
-            reason = " ".join(str(exc).split())  # libpq's message spans lines
             raise DatabaseUnavailable(
-                f"cannot reach the database {display_url(self.url)}: {reason.rstrip('.?')}; "
+                f"cannot reach the database {display_url(self.url)}: {database_said(exc)}; "
                 "check that PostgreSQL runs there and that --db (or PARLEY_DB, db_url) is right"
             ) from exc
         except NodeLockTaken as exc:

@@ -14,7 +14,13 @@ caller's problem; retrying the same input will not help either.
 
 Every one of them means: nothing of that operation was written, and no other
 caller's operation was affected.
+
+database_said(exc) gives an operator the driver's own words for a failure.
 """
+
+from __future__ import annotations
+
+from sqlalchemy.exc import DBAPIError
 
 
 class StoreError(Exception):
@@ -53,3 +59,10 @@ class NotVisible(StoreConflict):
 class IdReused(StoreConflict):
     """A message with this sender's client id is stored with another kind, target
     or text: the new message was not stored (use a fresh id for a new message)."""
+
+
+def database_said(exc: BaseException) -> str:
+    """What the database driver said about *exc*, on one line: SQLAlchemy's
+    wrapper, the failed SQL and its help link left out (an operator's message)."""
+    said = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return " ".join(str(said).split()).rstrip(".?")

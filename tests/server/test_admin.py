@@ -347,3 +347,10 @@ def test_setting_a_server_up_before_its_first_start_creates_the_database(tmp_pat
     code, _out, err = run_main(url, *command, environ={"PARLEY_PASSWORD": "pw"})
     assert code == 0 and "created the database" in err, err
     assert (tmp_path / "fresh.db").exists()
+
+
+def test_a_file_that_is_not_a_database_is_said_in_the_drivers_words(tmp_path):
+    (tmp_path / "notes.db").write_bytes(os.urandom(8192))
+    code, out, err = run_main(f"sqlite:///{tmp_path / 'notes.db'}", "users")
+    assert code == 1 and out == ""
+    assert err == "parley-admin: the database failed: file is not a database\n"  # no SQL, no link
