@@ -89,6 +89,33 @@ def default_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: One label of a host name (RFC 1123), in its ASCII form.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def san_name(name: str) -> str:
+    """*name* as a server certificate can cover it: an IP address as given, a host
+    name in ASCII (an international name in its xn-- form, a leading "*." kept).
+    ValueError, saying why, for anything else (a space, a "!", an empty label)."""
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    host = name.strip().rstrip(".")
+    wildcard = host.startswith("*.")
+    try:
+        ascii_host = host.removeprefix("*.").encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{name!r} is neither an IP address nor a host name (letters, digits and '-' "
+            "between dots, like chat.school.lan)"
+        )
+    return ("*." if wildcard else "") + ascii_host.lower()
+
+
 def _general_name(name: str) -> x509.GeneralName:
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
@@ -250,6 +277,7 @@ def generate(
     """
     if not 1 <= days <= MAX_SERVER_DAYS:
         raise ValueError(f"days must be between 1 and {MAX_SERVER_DAYS}")
+    extra_sans = [san_name(n) for n in extra_sans]  # before any file is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {n: out / n for n in ("ca.pem", "ca.key", "server.pem", "server.key")}
@@ -343,6 +371,7 @@ def generate_node(
         )
     if not 1 <= days <= MAX_SERVER_DAYS:
         raise ValueError(f"days must be between 1 and {MAX_SERVER_DAYS}")
+    names = [san_name(n) for n in names]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)

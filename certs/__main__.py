@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
             paths = generate(args.out, args.san, force=args.force, renew=renew, days=args.days)
         else:
             node = generate_node(args.out, args.node, args.san, renew=renew, days=args.days)
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"certs: cannot write{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
         print(f"certs: {exc}", file=sys.stderr)
         return 1
     if args.node is None:

@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from parley_chat.certs import check_server_certificate, fingerprint_sha256, generate
+from parley_chat.certs import check_server_certificate, fingerprint_sha256, generate, san_name
 
 
 def _load(path):
@@ -114,3 +114,23 @@ def test_cli_prints_fingerprints_and_paths(tmp_path):
     assert "lan-host" in _load(tmp_path / "server.pem").extensions.get_extension_for_class(
         x509.SubjectAlternativeName
     ).value.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.parametrize("bad", ["bad host!", "two..dots", "-dash.lan", "x" * 64 + ".lan", ""])
+def test_a_name_no_certificate_can_cover_is_refused_before_anything_is_written(tmp_path, bad):
+    (tmp_path / "kept").mkdir()
+    kept = generate(tmp_path / "kept")
+    before = {p: p.read_bytes() for p in (kept.ca_cert, kept.server_cert, kept.server_key)}
+    with pytest.raises(ValueError, match="neither an IP address nor a host name"):
+        generate(tmp_path / "kept", [bad], renew=True)
+    assert {p: p.read_bytes() for p in before} == before  # the old certificate stands
+    with pytest.raises(ValueError, match="neither an IP address nor a host name"):
+        generate(tmp_path / "new", [bad])
+    assert not (tmp_path / "new").exists()
+
+
+def test_names_are_covered_in_the_form_a_client_asks_for():
+    assert san_name("10.1.2.3") == "10.1.2.3" and san_name("fe80::1") == "fe80::1"
+    assert san_name("Chat.School.LAN.") == "chat.school.lan"
+    assert san_name("*.school.lan") == "*.school.lan"
+    assert san_name("schüle.lan") == "xn--schle-mva.lan"  # an international name: its xn-- form
