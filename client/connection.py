@@ -106,6 +106,21 @@ _BYE_GRACE = 0.5
 _NAME_MISMATCH_CODES = frozenset({62, 64})
 #: X509_V_ERR_CERT_NOT_YET_VALID (9) and X509_V_ERR_CERT_HAS_EXPIRED (10).
 _EXPIRED_CODES = frozenset({9, 10})
+#: OpenSSL's reasons when what answered does not speak TLS at all (a web server,
+#: another service on that port): "wrong version number" says nothing to a user.
+_NOT_TLS_REASONS = frozenset(
+    {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"}
+)
+#: ... and when it speaks TLS but shares no version or cipher with this client.
+_NO_COMMON_TLS_REASONS = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "NO_PROTOCOLS_AVAILABLE",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+    }
+)
 #: The longest bye reason sent (the server keeps it in the session row).
 _BYE_REASON_CHARS = 200
 
@@ -682,6 +697,16 @@ class ChatClient:
             raise ServerUnreachable(f"no TLS handshake with {where} in time") from exc
         except ssl.SSLError as exc:
             raw.close()
+            if exc.reason in _NOT_TLS_REASONS:
+                raise ServerUnreachable(
+                    f"{where} does not answer in TLS: it is not a parley server, or the "
+                    "port is wrong"
+                ) from exc
+            if exc.reason in _NO_COMMON_TLS_REASONS:
+                raise ConnectionLost(
+                    f"the TLS handshake with {where} failed: the server offers no TLS version "
+                    "or cipher this client accepts (parley needs TLS 1.2 or newer)"
+                ) from exc
             raise ConnectionLost(
                 f"the TLS handshake with {where} failed: {exc.reason or exc}"
             ) from exc

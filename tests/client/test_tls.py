@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import re
 import sqlite3
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from parley_chat.client import (
     ChatClient,
     Connected,
     HostnameMismatch,
+    ServerUnreachable,
     TrustStoreError,
     client_context,
     fingerprint_sha256,
@@ -186,3 +189,26 @@ def test_a_different_pinned_certificate_is_refused(server, other_certs):
     with pytest.raises(CertificateNotTrusted):
         client.connect()
     assert count_rows(server, "users") == 0
+
+
+@pytest.fixture
+def web_server():
+    """A real plaintext HTTP server on a loopback port: not TLS, not parley."""
+    httpd = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(10)
+
+
+def test_a_service_that_does_not_speak_tls_is_said_in_words_not_opensslese(web_server, ca_file):
+    # It was "the TLS handshake failed: WRONG_VERSION_NUMBER".
+    host, port = web_server.server_address[:2]
+    client = ChatClient(host, port, nick="alice", password="pw", ca_file=ca_file)
+    with pytest.raises(
+        ServerUnreachable, match="does not answer in TLS: it is not a parley server"
+    ):
+        client.connect()
+    client.close(timeout=1.0)
