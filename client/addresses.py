@@ -65,6 +65,6 @@ def _parse_one(entry: str, default_port: int) -> Address:
             raise ValueError(f"bad server address {entry!r}: no host")
     if not port_text and ":" not in entry.split("]")[-1]:
         return host, default_port
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not port_text.isdecimal() or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad port in server address {entry!r}: a number from 1 to 65535")
     return host, int(port_text)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from parley_chat.protocol import MAX_PAGE, valid_nick, valid_room
+from parley_chat.protocol import MAX_ID, MAX_PAGE, MAX_SEARCH_CHARS, valid_nick, valid_room
 from parley_chat.protocol.vocab import Action
 
 
@@ -289,7 +289,7 @@ def _optional_room(make: Callable[[str | None], Command]) -> ArgParser:
 def _history(name: str, rest: str) -> Command:
     if not rest:
         return ShowHistory(None)
-    if not rest.isdigit() or int(rest) < 1:
+    if not rest.isdecimal() or int(rest) < 1:
         raise Usage(usage="/history [N]", hint=" (how many messages: 1 or more)")
     return ShowHistory(min(MAX_PAGE, int(rest)))
 
@@ -297,6 +297,8 @@ def _history(name: str, rest: str) -> Command:
 def _search(name: str, rest: str) -> Command:
     if not rest:
         raise Usage(usage="/search WORDS")
+    if len(rest) > MAX_SEARCH_CHARS:
+        raise Usage(usage="/search WORDS", hint=f" (at most {MAX_SEARCH_CHARS} characters)")
     return SearchMessages(rest)
 
 
@@ -349,7 +351,8 @@ def _on_nick(*, timed: bool = False, reason: bool = True, server_wide: bool = Fa
 
 
 def _message_id(word: str, usage: str) -> int:
-    if not word.isdigit() or int(word) < 1:
+    # isdecimal, not isdigit: int() refuses "\u00b2", which isdigit accepts.
+    if not word.isdecimal() or not 1 <= int(word) <= MAX_ID:
         raise Usage(usage=usage, hint=" (the id is the message's number)")
     return int(word)
 

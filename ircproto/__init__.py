@@ -24,6 +24,7 @@ from .message import (
     escape_tag_value,
     format_message,
     parse,
+    sendable,
     unescape_tag_value,
 )
 from .sasl import ChunkAssembler, SaslError, chunks, parse_plain
@@ -48,5 +49,6 @@ __all__ = [
     "numerics",
     "parse",
     "parse_plain",
+    "sendable",
     "unescape_tag_value",
 ]

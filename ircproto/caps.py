@@ -26,7 +26,7 @@ class CapNegotiation:
     def ls(self, version: str | None) -> list[list[str]]:
         """CAP LS [version]: the parameter lists (after the target) of the replies."""
         self.negotiating = True
-        if version is not None and version.isdigit():
+        if version is not None and version.isdecimal():
             self.version = max(self.version, int(version))
         if self.version >= 302:
             self.enabled.add("cap-notify")  # implied by 302 (the specification)

@@ -120,6 +120,24 @@ def format_message(msg: Message) -> str:
     return format_tags(msg.tags) + " ".join(parts)
 
 
+def _sendable_middle(param: str) -> bool:
+    return bool(param) and " " not in param and not param.startswith(":")
+
+
+def sendable(msg: Message) -> Message:
+    """*msg* with each middle parameter that cannot be sent as one (empty, holding a
+    space or starting with ``:``) replaced by ``*``, IRC's word for "none".
+
+    For replies that echo a client's own words back: `JOIN :x y` names a
+    channel no reply can repeat as it was given, yet the client still gets its
+    403. The last parameter is left as it is (it can carry anything)."""
+    middles = msg.params[:-1]
+    if all(_sendable_middle(p) for p in middles):
+        return msg
+    fixed = tuple(p if _sendable_middle(p) else "*" for p in middles)
+    return Message(msg.command, (*fixed, msg.params[-1]), msg.source, msg.tags)
+
+
 def encode(msg: Message) -> bytes:
     """The UTF-8 bytes of *msg* with CR LF (CR and LF inside are replaced by spaces)."""
     text = format_message(msg)

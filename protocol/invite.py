@@ -96,7 +96,7 @@ def _host(host: str) -> str:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not text.isdecimal() or not 0 < int(text) < 65536:
         raise InviteError(f"the port {text!r} is not a number from 1 to 65535")
     return int(text)
 

@@ -28,6 +28,7 @@ from parley_chat.ircproto import (
     LineDecoder,
     Message,
     encode,
+    sendable,
 )
 from parley_chat.protocol import Error, Frame, Ping, fold
 
@@ -262,9 +263,13 @@ class IrcConnection(Connection):
         return steps
 
     def reply(self, *msgs: Message) -> None:
-        """Add lines to the current command's reply (or send them at once)."""
+        """Add lines to the current command's reply (or send them at once).
+
+        Replies often repeat what the client sent (a channel, a nick, a
+        subcommand), which need not fit in a middle parameter: sendable()."""
+        sent = [sendable(m) for m in msgs]
         command = self._command
         if command is not None:
-            command.lines.extend(msgs)
+            command.lines.extend(sent)
         else:
-            self.send_bytes(b"".join(encode(m) for m in msgs))
+            self.send_bytes(b"".join(encode(m) for m in sent))

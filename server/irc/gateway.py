@@ -23,7 +23,7 @@ from typing import Any
 
 from parley_chat.ircproto import BadEncoding, Message, ParseError, TooLong, parse
 from parley_chat.ircproto import numerics as n
-from parley_chat.protocol import Error, ErrorCode, fold
+from parley_chat.protocol import Error, ErrorCode, LocalProtocolError, fold
 from parley_chat.protocol.limits import MAX_TOPIC_CHARS
 
 from ..auth import PasswordHasher
@@ -260,6 +260,10 @@ class IrcGateway:
         conn.current_target = msg.params[0] if msg.params else None
         try:
             spec.handler(self, conn, msg)
+        except LocalProtocolError as exc:
+            # A parley frame the client's own words cannot make (a topic over its
+            # cap, a nick with a space): their mistake, said as a refusal is.
+            conn.reply(*self.error_reply(conn, Error(code=exc.code, message=exc.message)))
         except StoreError as exc:
             log.error("store failure handling %s from %s: %s", msg.command, conn.peer, exc)
             conn.reply(self.fail(msg.command, "DATABASE", f"the server's database failed: {exc}"))

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from parley_chat.ircproto import Message
-from parley_chat.protocol import format_ts, message_wire
+from parley_chat.protocol import MAX_ID, format_ts, message_wire
 
 from ..hub import message_frame
 from ..store import chathistory as ch
@@ -50,7 +50,8 @@ def parse_ref(text: str) -> ch.Bound:
         raise _BadParams(f"bad message reference {text}")
     if kind == "msgid":
         head = value.split("-", 1)[0]
-        if not head.isdigit():
+        # isdecimal, not isdigit: int() refuses "²", which isdigit accepts.
+        if not head.isdecimal() or int(head) > MAX_ID:
             raise _BadParams(f"unknown msgid {value}")
         return ch.Bound(id=int(head))
     if kind == "timestamp":
@@ -59,7 +60,7 @@ def parse_ref(text: str) -> ch.Bound:
 
 
 def _limit(text: str) -> int:
-    if not text.isdigit():
+    if not text.isdecimal():
         raise _BadParams(f"bad limit {text}")
     return min(int(text), CHATHISTORY_MAX)
 

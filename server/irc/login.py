@@ -435,7 +435,7 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
     parts: list[bytes] = []
     up_to = 0
     replayed = 0
-    if not conn.caps.has("draft/chathistory") and seen is not None and seen.isdigit():
+    if not conn.caps.has("draft/chathistory") and seen is not None and seen.isdecimal():
         with gw.store.read() as s:
             messages, _gap = queries.replay_after(s, user.id, int(seen), cfg.replay_cap)
         lines: list[bytes] = []
@@ -455,7 +455,7 @@ def start_session(gw: IrcGateway, conn: IrcConnection, user: UserRecord, device:
         parts = [b"".join(reversed(kept))] if kept else []
         up_to = max((m.id for m in messages), default=0)
         replayed = len(messages)
-    conn.baseline = max(int(seen) if seen and seen.isdigit() else 0, newest)
+    conn.baseline = max(int(seen) if seen and seen.isdecimal() else 0, newest)
     conn.end_command()  # the welcome goes out before the replay
     conn.send_replay(parts, up_to)
     with gw.store.read() as s:

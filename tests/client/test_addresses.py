@@ -28,6 +28,7 @@ def test_a_bare_ipv6_literal_takes_the_default_port():
         ("a.lan,,b.lan", "empty server address"),
         ("a.lan:", "bad port"),
         ("a.lan:http", "bad port"),
+        ("a.lan:\u00b2", "bad port"),  # a digit to isdigit(), not to int()
         ("a.lan:0", "bad port"),
         ("a.lan:65536", "bad port"),
         (":5555", "no host"),

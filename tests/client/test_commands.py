@@ -125,9 +125,15 @@ def test_a_mistake_keeps_a_quoted_name_as_typed():
 
 
 def test_terminal_history_refuses_what_is_not_a_count():
-    for line in ("/history x", "/history 0", "/history -3"):
+    for line in ("/history x", "/history 0", "/history -3", "/history \u00b2"):
         command = c.parse(line, T)
         assert isinstance(command, c.Invalid) and "usage: /history [N]" in command.message
+    # "\u00b2" is a digit to str.isdigit() but not to int(): it once raised out of parse.
+    for line in ("/delete \u00b2", "/delete 99999999999999999999"):  # past 2**63 - 1 too
+        deleting = c.parse(line, T)
+        assert isinstance(deleting, c.Invalid) and "usage: /delete ID" in deleting.message
+    searching = c.parse("/search " + "w " * 150, T)
+    assert isinstance(searching, c.Invalid) and "at most 200 characters" in searching.message
 
 
 def test_an_unknown_command_carries_its_name_and_arguments_for_extensions():

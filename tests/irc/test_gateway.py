@@ -4,6 +4,7 @@ messages between IRC and parley clients, history, replay, bad input."""
 from __future__ import annotations
 
 import base64
+import random
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from parley_chat.protocol import Ack, Join, Message, Ping, Pong, Send
 from parley_chat.server.chat_server import ChatServer
+from tests.irc.conftest import free_port
 from tests.irc.ircclient import IrcClient
 from tests.support import RawClient
 
@@ -234,6 +236,128 @@ def test_overlong_line_and_bad_utf8_get_clear_errors(
     assert c.sync()[0].command == "403"
     c.send("PRIVMSG nobody-here :hi")
     assert c.sync()[0].command == "401"
+
+
+def test_words_a_reply_cannot_repeat_and_numbers_int_refuses_are_the_clients_error(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    # Each of these once ended in "FAIL ... INTERNAL" or dropped the connection
+    # with "internal server error": the reply echoed "x y" as a middle
+    # parameter, "²" passed isdigit() but not int(), a msgid past 2**63 reached
+    # SQLite, a topic over its cap failed to make its parley frame.
+    parley(irc_server, ca_file, "bea").close()
+    c = irc_connect()
+    c.login("bea", "secret-pw", caps=("draft/chathistory", "batch", "message-tags"))
+    c.sync()
+    answers = {}
+    for line in (
+        "JOIN :x y",
+        "WHOIS :x y",
+        "CAP :x y",
+        "CHATHISTORY LATEST #lobby * \u00b2",
+        "CHATHISTORY BEFORE #lobby msgid=\u00b2 10",
+        "CHATHISTORY BEFORE #lobby msgid=99999999999999999999999 10",
+        "TOPIC #lobby :" + "t" * 400,
+    ):
+        c.send(line)
+        answers[line] = c.sync()
+    for line, got in answers.items():
+        assert got, f"no answer to {line!r}"
+        assert not any("INTERNAL" in m.params for m in got), (line, got)
+    (no_channel,) = answers["JOIN :x y"]
+    assert no_channel.command == "403" and no_channel.params[1] == "*"
+    for line, got in answers.items():
+        if line.startswith("CHATHISTORY"):
+            assert got[0].command == "FAIL" and got[0].params[1] == "INVALID_PARAMS", got
+    topic = answers["TOPIC #lobby :" + "t" * 400]
+    assert "at most 300 characters" in topic[0].params[-1], topic
+    c.send("CAP LS \u00b2")  # a version int() refuses
+    assert c.sync()[0].command == "CAP"
+
+
+def test_a_seeded_battery_of_odd_commands_never_reaches_an_internal_error(
+    make_server: Callable[..., ChatServer], ca_file: Path
+) -> None:
+    # The commands and parameters that found the errors above, drawn at random
+    # (seeded, so a failure replays): every line is answered and the
+    # connection stays, with nothing the server calls its own failure.
+    server = make_server(irc_port=free_port(), flood_rate=1e6, flood_burst=1_000_000)
+    parley(server, ca_file, "bea").close()
+    assert server.irc_address is not None
+    c = IrcClient(server.irc_address, ca_file)
+    try:
+        c.login("bea", "secret-pw", caps=("draft/chathistory", "batch", "message-tags"))
+        c.sync()
+        rng = random.Random(20261202)
+        for _ in range(300):
+            words = [rng.choice(_ODD_PARAMS) for _ in range(rng.randint(0, 4))]
+            c.send(" ".join([rng.choice(_COMMANDS), *words])[:500])
+        got = c.sync(timeout=60)
+    finally:
+        c.close()
+    failures = [m for m in got if m.command == "FAIL" and "INTERNAL" in m.params]
+    assert failures == [] and not any(m.command == "ERROR" for m in got)
+
+
+_COMMANDS = [
+    "PRIVMSG",
+    "NOTICE",
+    "JOIN",
+    "NAMES",
+    "WHO",
+    "WHOIS",
+    "TOPIC",
+    "KICK",
+    "MODE",
+    "LIST",
+    "AWAY",
+    "CHATHISTORY",
+    "TAGMSG",
+    "INVITE",
+    "MONITOR",
+    "ISON",
+    "USERHOST",
+    "PONG",
+    "CAP",
+    "MARKREAD",
+    "SETNAME",
+    "OPER",
+    "STATS",
+    "HELP",
+    "BATCH",
+]
+_ODD_PARAMS = (
+    "\u00b2",
+    "\u0661\u0662",
+    "99999999999999999999999",
+    "-1",
+    "0",
+    "*",
+    "#lobby",
+    "#x",
+    "bea",
+    "nobody",
+    "msgid=\u00b2",
+    "msgid=999999999999999999999",
+    "timestamp=2026-13-45T00:00:00Z",
+    ":",
+    "::",
+    ":x y",
+    "+o bea",
+    "+b *!*@*",
+    "+l 99999999999999999",
+    "%tcuhnfdar,99999999999999",
+    "LATEST",
+    "BEFORE",
+    "TARGETS",
+    "AROUND",
+    "x" * 300,
+    "\u202e",
+    "LS 999999999999999999",
+    "REQ :sasl",
+    "bea,nobody,#lobby",
+    ">\u00b2",
+)
 
 
 # --- guests ------------------------------------------------------------------------------

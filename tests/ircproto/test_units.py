@@ -125,3 +125,14 @@ def test_client_tag_limit_4096() -> None:
     at_limit = b"@+x=" + b"a" * (4096 - 5) + b" TAGMSG #a"
     assert d.feed(at_limit + b"\r\n") == [at_limit.decode()]
     assert isinstance(d.feed(b"@+x=" + b"a" * 4092 + b" TAGMSG #a\r\n")[0], TooLong)
+
+
+def test_sendable_stars_what_cannot_be_a_middle_parameter_and_keeps_the_rest():
+    from parley_chat.ircproto import Message, encode, sendable
+
+    reply = Message("403", ("bea", "x y", "No such channel"), "srv")
+    assert encode(sendable(reply)) == b":srv 403 bea * :No such channel\r\n"
+    for bad in ("", ":x", "a b"):
+        assert sendable(Message("401", ("bea", bad, "No such nick"))).params[1] == "*"
+    fine = Message("403", ("bea", "#x", "trailing: may hold anything"))
+    assert sendable(fine) is fine

@@ -46,6 +46,7 @@ def test_optional_parts_and_lenient_spelling():
         ("parley://chat:0", "port"),
         ("parley://chat:99999", "port"),
         ("parley://chat:http", "port"),
+        ("parley://chat:\u00b2", "port"),  # a digit to isdigit(), not to int()
         ("parley://[::1", "closing ]"),
         ("parley://[::1]x", "unexpected"),
         ("parley://user@chat", "only a host"),
