@@ -650,12 +650,13 @@ class App(ctk.CTk):
             return
         if isinstance(action, commands.Invalid):
             self._note(action.message, "error")
+            self.give_back(text)
         elif isinstance(action, commands.Say):
             self._say(action.text)
             self.chat_view.scroll_to_bottom()  # your message is where you will look
         elif isinstance(action, commands.PrivateMessage):
             self.open_private(action.nick)
-            self._send(action.text, to=action.nick)
+            self._send(action.text, to=action.nick, typed=text)
         elif isinstance(action, commands.JoinRoom):
             key = room_key(action.room)
             if key in self.model.conversations:
@@ -954,19 +955,31 @@ class App(ctk.CTk):
         else:
             self._send(text, to=conv.name)
 
-    def _send(self, text: str, room: str | None = None, to: str | None = None) -> None:
+    def _send(
+        self, text: str, room: str | None = None, to: str | None = None, typed: str | None = None
+    ) -> None:
+        """Send *text*; *typed* is the input it came from ("/msg bob hi"), given back
+        if the message is refused (default: *text*)."""
         client = self._client
         if client is None:
             return
-        if to is not None and self.e2e.send_private(client, text, to):
+        if to is not None and self.e2e.send_private(client, text, to, typed=typed or text):
             return
         try:
             client.send_text(text, room=room, to=to)
         except (ProtocolError, ValueError) as exc:
             self._note(f"Not sent: {getattr(exc, 'message', exc)}", "error")
+            self.give_back(typed or text)
             return
         if not client.connected:
             self._note("You are offline: this message will be sent when you rejoin.", "notice")
+
+    def give_back(self, text: str) -> None:
+        """Put refused *text* back in the input, unless something new was typed
+        there meanwhile: what the user wrote is never lost to a refusal (too
+        long, a usage mistake), and needs only fixing, not typing again."""
+        if not self.composer.get().strip():
+            self.composer.set_text(text)
 
     def _request(self, call: Callable[[ChatClient], object]) -> None:
         client = self._client

@@ -77,6 +77,8 @@ class _App(Protocol):
 
     def prefers_key_passphrase(self) -> bool: ...
 
+    def give_back(self, text: str) -> None: ...
+
 
 class KeysLocked(E2EError):
     """The peer has keys but this device's are locked: the message is not sent."""
@@ -301,10 +303,13 @@ class DesktopE2E:
 
     # --- sending -----------------------------------------------------------------------------
 
-    def send_private(self, client: ChatClient, text: str, to: str) -> bool:
+    def send_private(
+        self, client: ChatClient, text: str, to: str, *, typed: str | None = None
+    ) -> bool:
         """Send *text* to *to* (a job): encrypted when both have keys, plainly (said
         once) when *to* has none, not at all when this device cannot encrypt for a
-        peer that has keys. True when E2E took it over."""
+        peer that has keys. True when E2E took it over. *typed* (the input it came
+        from) goes back into the input when it is not sent."""
         session = session_of(client)
         if session is None:
             return False
@@ -337,7 +342,14 @@ class DesktopE2E:
                 self._told.add(peer)
                 self._app._note(warning, "notice", where)
 
-        self._job("e2e-send", work, done, failed="Not sent", where=where)
+        self._job(
+            "e2e-send",
+            work,
+            done,
+            failed="Not sent",
+            where=where,
+            on_failed=lambda: self._app.give_back(typed or text),
+        )
         return True
 
     def conversation_opened(self, client: ChatClient | None, nick: str) -> None:
@@ -659,10 +671,13 @@ class DesktopE2E:
         done: Callable[[Any], None],
         failed: str = "End-to-end encryption",
         where: str | None = None,
+        on_failed: Callable[[], None] | None = None,
     ) -> None:
         def finished(result: Any, exc: BaseException | None) -> None:
             if exc is not None:
                 self._app._note(f"{failed}: {_why(exc)}", "error", where)
+                if on_failed is not None:
+                    on_failed()
             else:
                 done(result)
 

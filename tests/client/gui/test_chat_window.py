@@ -53,6 +53,23 @@ def test_send_button_sends(open_app, chat_client):
     assert event.message.text == "sent with the button" and event.message.from_ == "alice"
 
 
+def test_what_is_refused_goes_back_into_the_input_to_be_fixed(open_app):
+    # A message over the cap and a usage mistake were gone from the input with
+    # the refusal: the user had to know Up recalls them, or type them again.
+    alice = open_app("alice")
+    long = "x" * (alice._client.max_text + 1)
+    type_into(alice, long)
+    pump(alice, lambda: shows(alice, "Not sent: message text is over"))
+    assert alice.composer.get() == long
+    alice.composer.set_text("")
+    type_into(alice, "/msg bob")
+    pump(alice, lambda: shows(alice, "usage: /msg nick text"))
+    assert alice.composer.get() == "/msg bob"
+    type_into(alice, "a new line")  # sent: nothing is given back over it
+    pump(alice, lambda: shows(alice, "a new line"))
+    assert alice.composer.get() == ""
+
+
 def test_private_message_is_purple_and_reaches_its_recipient_only(open_app):
     alice = open_app("alice")
     bob = open_app("bob")
