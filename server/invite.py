@@ -1,57 +1,57 @@
 """`parley-server invite`: print the one line a user pastes
 into the connect screen or gives the terminal client (protocol/invite.py).
 
-It takes the server's own --host, --port and --certs (and their PARLEY_*
-variables), so `parley-server invite` beside `python -m parley_chat.server --host
-0.0.0.0` names an address the running server is reachable at and its
-certificate covers. It reads certificates only: no server needs to run.
+It reads the server's own configuration, exactly as `parley-server` does
+(defaults < parley.toml or --config < PARLEY_* variables < flags such as
+--host, --port and --certs), so the invite names the port and certificate the
+server really uses, and an address its certificate covers when it listens on
+0.0.0.0. It reads certificates only: no server needs to run.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from parley_chat.protocol.invite import format_invite
 
 from .announce import certificate_names, client_addresses, invite_host, trust_anchor
-from .config import DEFAULT_PORT
+from .config_file import load
+from .config_schema import ConfigError
+
+HELP = """usage: parley-server invite [--config FILE] [--host HOST] [--port PORT] [--certs DIR] [...]
+
+Print an invite: one line with the server's address, port and the fingerprint
+of the certificate clients pin, to paste into a parley client.
+
+It takes the server's own settings, the same way `parley-server` does: its
+configuration file (parley.toml here, or --config FILE, or PARLEY_CONFIG), the
+PARLEY_* variables and the same flags. Give it what you give the server. With
+--host 0.0.0.0 the invite names this machine's first LAN address the
+certificate covers; any other address is used as it is.
+"""
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """Print the invite line on stdout; exit 0, or 2 with a reason on stderr."""
-    env = os.environ if environ is None else environ
-    parser = argparse.ArgumentParser(
-        prog="parley-server invite",
-        description="Print an invite: one line with the server's address, port and the "
-        "fingerprint of the certificate clients pin, to paste into a parley client.",
-    )
-    parser.add_argument(
-        "--host",
-        default=env.get("PARLEY_HOST", "127.0.0.1"),
-        help="the address the server listens on, as given to `parley-server`; with "
-        "0.0.0.0 the invite names this machine's first LAN address its certificate "
-        "covers; any other address is used as it is (env PARLEY_HOST)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=int(env.get("PARLEY_PORT", DEFAULT_PORT)),
-        help=f"the server's TCP port (default {DEFAULT_PORT}, env PARLEY_PORT)",
-    )
-    parser.add_argument(
-        "--certs",
-        default=env.get("PARLEY_CERTS", "certs"),
-        help="directory holding server.pem and ca.pem (default certs, env PARLEY_CERTS)",
-    )
-    args = parser.parse_args(argv)
-    certs = Path(args.certs)
-    cert_file, ca_file = certs / "server.pem", certs / "ca.pem"
-    if not 0 < args.port < 65536:
-        print("parley invite: the port is a number from 1 to 65535", file=sys.stderr)
+    args = list(sys.argv[2:] if argv is None else argv)
+    if {"-h", "--help"} & set(args):
+        print(HELP, end="")
+        return 0
+    try:
+        cfg = load(args, environ).config
+    except ConfigError as exc:
+        print(f"parley invite: config error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # argparse refused a flag and printed why
+        return int(exc.code or 2)
+    cert_file, ca_file, certs = cfg.cert_file, cfg.ca_file, cfg.certs_dir
+    if not 0 < cfg.port < 65536:
+        print(
+            f"parley invite: the server's port is {cfg.port}: an invite needs a fixed port "
+            "from 1 to 65535 (--port, or port in the configuration file)",
+            file=sys.stderr,
+        )
         return 2
     try:
         dns, ips = certificate_names(cert_file)
@@ -64,12 +64,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             file=sys.stderr,
         )
         return 2
-    addresses = client_addresses(args.host, dns, ips)
+    addresses = client_addresses(cfg.host, dns, ips)
     if not addresses:
         print(
-            f"parley invite: warning: the certificate does not cover {args.host}; clients "
+            f"parley invite: warning: the certificate does not cover {cfg.host}; clients "
             "will fail its host name check (run `parley-certs --renew` or --san ADDRESS)",
             file=sys.stderr,
         )
-    print(format_invite(invite_host(addresses, args.host), args.port, anchor.fingerprint))
+    print(format_invite(invite_host(addresses, cfg.host), cfg.port, anchor.fingerprint))
     return 0

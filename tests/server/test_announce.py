@@ -134,6 +134,20 @@ def test_invite_command_prints_one_line_the_clients_parse(tmp_path):
     assert parse_invite(by_env.stdout).port == 6002
 
 
+def test_invite_command_reads_the_servers_configuration_file(tmp_path):
+    # It took only --port and PARLEY_PORT: a server on port 6003 from its
+    # parley.toml got invites for 5555, which no client could use.
+    generate(tmp_path / "c")
+    config = tmp_path / "parley.toml"
+    config.write_text(f'[server]\nport = 6003\n[tls]\ncerts_dir = "{tmp_path / "c"}"\n')
+    result = _run(["invite", "--config", str(config)])
+    assert result.returncode == 0, result.stderr
+    assert parse_invite(result.stdout).port == 6003
+    config.write_text("[network]\nport = 6003\n")  # refused as the server refuses it
+    wrong = _run(["invite", "--config", str(config)])
+    assert wrong.returncode == 2 and "unknown table [network]" in wrong.stderr
+
+
 def test_invite_command_without_certificates_says_how_to_make_them(tmp_path):
     result = _run(["invite", "--certs", str(tmp_path / "none")])
     assert result.returncode == 2
