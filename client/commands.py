@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from parley_chat.protocol import MAX_ID, MAX_PAGE, MAX_SEARCH_CHARS, valid_nick, valid_room
+from parley_chat.protocol.limits import MAX_SANCTION_MINUTES
 from parley_chat.protocol.vocab import Action
 
 
@@ -336,6 +337,11 @@ def _on_nick(*, timed: bool = False, reason: bool = True, server_wide: bool = Fa
         if timed and tail:
             word, _, after = tail.partition(" ")
             minutes = parse_duration(word)
+            if minutes is not None and minutes > MAX_SANCTION_MINUTES:
+                raise Usage(
+                    f"a /{name} lasts at most a year ({MAX_SANCTION_MINUTES} minutes); "
+                    "leave the duration out for one without an end"
+                )
             if minutes is not None:
                 tail = after.strip()
         return Moderate(

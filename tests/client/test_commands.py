@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley_chat.client import commands as c
 from parley_chat.client.commands import Client
 from parley_chat.protocol import MAX_PAGE
+from parley_chat.protocol.limits import MAX_SANCTION_MINUTES
+from tests.budget import examples
 
 T, G = Client.TERMINAL, Client.GUI
 
@@ -132,6 +136,8 @@ def test_terminal_history_refuses_what_is_not_a_count():
     for line in ("/delete \u00b2", "/delete 99999999999999999999"):  # past 2**63 - 1 too
         deleting = c.parse(line, T)
         assert isinstance(deleting, c.Invalid) and "usage: /delete ID" in deleting.message
+    banning = c.parse("/ban bob 9999999d spam", T)
+    assert isinstance(banning, c.Invalid) and "at most a year" in banning.message
     searching = c.parse("/search " + "w " * 150, T)
     assert isinstance(searching, c.Invalid) and "at most 200 characters" in searching.message
 
@@ -187,3 +193,35 @@ def test_the_table_can_be_extended_with_a_new_command():
 def test_every_name_is_unique_across_the_table():
     names = [name for spec in c.COMMANDS for name in spec.names]
     assert len(names) == len(set(names))
+
+
+# Any line at all: a command, a usage mistake or text, never an exception (a
+# "\u00b2" once passed isdigit() and raised out of int()).
+_ODD = ["\u00b2", "\u0661\u0662", "99999999999999999999", "9999999d", "-1", "0", "", "#", "x y"]
+_NAMES = sorted({n for spec in c.COMMANDS for n in spec.names} | {"frob"})
+
+
+def _parsed_or_refused(line: str, client: Client) -> None:
+    command = c.parse(line, client)
+    assert isinstance(command, c.Command | c.Invalid | c.UnknownCommand), command
+    if isinstance(command, c.Moderate) and command.minutes is not None:
+        assert 1 <= command.minutes <= MAX_SANCTION_MINUTES  # a frame can carry it
+
+
+@pytest.mark.parametrize("client", list(Client))
+def test_every_command_with_odd_arguments_is_parsed_or_refused(client):
+    # Every command, each odd word first, second and third: about 2,000 lines.
+    for name in _NAMES:
+        for odd in _ODD:
+            for args in ([odd], ["bob", odd], ["#a", "bob", odd], [odd, "text"]):
+                _parsed_or_refused(" ".join([f"/{name}", *args]), client)
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    name=st.sampled_from(_NAMES),
+    args=st.lists(st.one_of(st.text(max_size=12), st.sampled_from(_ODD)), max_size=4),
+    client=st.sampled_from(list(Client)),
+)
+def test_no_line_makes_the_parser_raise(name, args, client):
+    _parsed_or_refused(" ".join([f"/{name}", *args]), client)
