@@ -42,6 +42,7 @@ from parley_chat.protocol import (
     MessageKind,
     check_text,
     fold,
+    valid_nick,
 )
 
 from ..connection import E2E_PLACEHOLDER, ChatClient
@@ -222,6 +223,8 @@ class E2ESession:
     def lookup(self, nick: str, timeout: float = DEFAULT_WAIT) -> PublicKeys | None:
         """*nick*'s published keys (signature verified), or None when they have none;
         NoSuchUser when there is no such account."""
+        if not valid_nick(nick):  # a typed "/safety x y": said, not a frame that fails to build
+            raise E2EError(f"{nick!r} is not a nick (1 to 24 letters, digits, '_' or '-')")
         tag = f"e2e{next(self._tags)}"
         pending = self._wait(tag, lambda: self.client.request(KeysGet(nick=nick, tag=tag)), timeout)
         frame = pending.frame

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from parley_chat.protocol import Message, fold
+from parley_chat.protocol import LocalProtocolError, Message, fold
 
 from .crypto import E2EError, group_digits
 from .files import PASSPHRASE_ENV, DeviceKeys
@@ -158,6 +158,8 @@ class TerminalE2E:
             handler(arg)
         except E2EError as exc:
             self._err(f"error: {exc}")
+        except LocalProtocolError as exc:  # an argument no frame can carry
+            self._err(f"error: {exc.message}")
         return True
 
     def _safety(self, arg: str) -> None:

@@ -82,10 +82,12 @@ def test_two_terminal_clients_talk_end_to_end_encrypted(server, ca_file, tmp_pat
             "/safety bob",
             "/msg carol hello in the clear",
             "/msg nobody are you there",
+            "/safety x y",  # no frame can carry that nick: it once ended the client
         ],
     )
     assert sent.returncode == 0, sent.stderr
     assert "not sent: no user named nobody" in sent.stderr
+    assert "error: 'x y' is not a nick" in sent.stderr and "Traceback" not in sent.stderr
     assert "nobody has no end-to-end" not in sent.stderr
     number = re.search(r"safety number with bob: ((?:\d{5} ){11}\d{5})", sent.stderr)
     assert number is not None, sent.stderr
