@@ -767,21 +767,28 @@ class _Session:
         command = commands.parse(line, Client.TERMINAL)
         if command is None:
             return True
-        if (
-            isinstance(command, UnknownCommand)
-            and self.e2e is not None
-            and self.e2e.command(command.name, command.args)  # /keys, /trust, ...
-        ):
-            return True
-        if isinstance(command, Invalid):
-            self.printer.err(command.message)
-            return True
         try:
+            if (
+                isinstance(command, UnknownCommand)
+                and self.e2e is not None
+                and self.e2e.command(command.name, command.args)  # /keys, /trust, ...
+            ):
+                return True
+            if isinstance(command, Invalid):
+                self.printer.err(command.message)
+                return True
             return self._run(command)
         except LocalProtocolError as exc:
             self.printer.err(f"error {exc.code}: {exc.message}")
         except ClientError as exc:
             self.printer.err(f"error: {exc}")
+        except Exception as exc:
+            # A bug of ours. One line, and the session goes on: ending it would
+            # lose the connection and whatever comes after this line.
+            self.printer.err(
+                f"error: parley could not do that ({type(exc).__name__}: {exc}); "
+                "this is a bug in parley, please report it"
+            )
         return True
 
     def _run(self, command: Command) -> bool:

@@ -498,3 +498,26 @@ def test_a_piped_line_that_is_not_utf8_is_refused_alone_and_the_rest_is_sent(
     )
     texts = [e.message.text for e in got if isinstance(e, MessageReceived) and e.message.from_]
     assert texts == ["after the bad lines"]  # nothing of the refused lines went out
+
+
+def test_a_bug_behind_one_command_is_one_error_line_and_the_session_goes_on(server, ca_file, bob):
+    # Fault injection: /who raises as a bug would. The client says so in a line
+    # and carries on (the next line is still sent), rather than end with a
+    # traceback and lose the connection.
+    inject = (
+        "import sys\n"
+        "from parley_chat.client.connection import ChatClient\n"
+        "def who(self, *args, **kwargs): raise RuntimeError('injected')\n"
+        "ChatClient.who = who\n"
+        "from parley_chat.client.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    args = cli_args(server, ca_file, "alice", "--register", "--no-e2e")
+    result = run_cli([sys.executable, "-c", inject, *args[3:]], ["/who", "after the bug"])
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "error: parley could not do that (RuntimeError: injected)" in result.stderr
+    assert "Traceback" not in result.stderr
+    got = collect_until(
+        bob, lambda e: isinstance(e, MessageReceived) and e.message.text == "after the bug"
+    )
+    assert got
