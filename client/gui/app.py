@@ -113,6 +113,8 @@ class App(ctk.CTk):
         self.settings = settings or self.store.load()
         ctk.set_appearance_mode(self.settings.appearance)  # never "system" (it polls)
         super().__init__(fg_color=theme.pair("chat_bg"))
+        #: What report_callback_exception caught (tests fail a window that has any).
+        self.callback_errors: list[str] = []
         self._base_title = title
         self.title(title)
         self.geometry(self.settings.geometry)
@@ -1230,6 +1232,25 @@ class App(ctk.CTk):
     def on_close(self) -> None:
         """The window is closing: remember size and last seen, leave gracefully, go."""
         self.shutdown(timeout=2.0)
+
+    def report_callback_exception(
+        self, exc: type[BaseException], val: BaseException, tb: Any
+    ) -> None:
+        """A bug in one of the window's callbacks (Tk calls this instead of raising).
+
+        Tk's default prints a traceback to a console that a desktop user does not
+        have, and the click or key seems to do nothing. The traceback goes to the
+        log; the user gets a line saying something failed, and the window goes on."""
+        log.error("a window callback failed", exc_info=(exc, val, tb))
+        self.callback_errors.append(f"{exc.__name__}: {val}")
+        try:
+            self._note(
+                f"Something went wrong ({exc.__name__}: {val}). This is a bug in parley; "
+                "the window goes on.",
+                "error",
+            )
+        except Exception:  # the note itself failed: the log has it
+            log.exception("the bug could not be shown in the window")
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Save state, destroy the window at once, and close the connection on a

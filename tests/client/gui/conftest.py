@@ -214,6 +214,9 @@ def open_app(
             pass
     for app in apps:
         assert app.wait_closed(10), "a window's connection was not closed"
+    # A callback that raised is a bug even when what the test checks came out right.
+    errors = [e for app in apps for e in app.callback_errors]
+    assert errors == [], f"window callbacks failed: {errors}"
 
 
 @pytest.fixture

@@ -385,3 +385,19 @@ def test_closing_the_window_is_at_once_and_the_goodbye_goes_off_the_tk_thread(
     # It says goodbye: bob sees alice leave (a graceful close, not a timeout).
     wait_event(bob, lambda e: isinstance(e, PresenceChanged) and e.left == "alice")
     assert alice.wait_closed(10)
+
+
+def test_a_bug_in_a_window_callback_is_said_in_the_window_which_goes_on(open_app):
+    # Tk's default printed the traceback to a console a desktop user has not got,
+    # and the click or key seemed to do nothing.
+    alice = open_app("alice")
+
+    def broken() -> None:
+        raise RuntimeError("injected")
+
+    alice.after(0, broken)  # a Tk callback, as a click, a key or a timer runs one
+    pump(alice, lambda: shows(alice, "Something went wrong (RuntimeError: injected)"))
+    assert alice.callback_errors == ["RuntimeError: injected"]
+    type_into(alice, "still typing")
+    pump(alice, lambda: shows(alice, "still typing"))
+    alice.callback_errors.clear()  # expected here; the fixture fails any other
