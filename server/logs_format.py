@@ -183,15 +183,18 @@ def parse_time(text: str, *, end_of_day: bool = False) -> str:
         pass
     else:
         start = datetime(day.year, day.month, day.day)
+        if end_of_day and day == date.max:  # no next midnight to end on
+            return datetime.max.strftime(DB_TIME_FORMAT)
         return (start + timedelta(days=1) if end_of_day else start).strftime(DB_TIME_FORMAT)
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError as exc:
+        if moment.tzinfo is not None:
+            # 0001-01-01T00:00+14:00 is before year 1 in UTC: OverflowError.
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
         raise ValueError(
             f"cannot read the time {text!r}: use ISO 8601, e.g. 2026-11-25 or 2026-11-25T09:30Z"
         ) from exc
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment.strftime(DB_TIME_FORMAT)
 
 

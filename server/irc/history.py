@@ -36,10 +36,11 @@ def parse_time(text: str) -> datetime:
     value = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
         moment = datetime.fromisoformat(value)
-    except ValueError as exc:
+        if moment.tzinfo is not None:
+            # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError.
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+    except (ValueError, OverflowError) as exc:
         raise _BadParams(f"bad timestamp {text}") from exc
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 

@@ -257,6 +257,7 @@ def test_words_a_reply_cannot_repeat_and_numbers_int_refuses_are_the_clients_err
         "CHATHISTORY LATEST #lobby * \u00b2",
         "CHATHISTORY BEFORE #lobby msgid=\u00b2 10",
         "CHATHISTORY BEFORE #lobby msgid=99999999999999999999999 10",
+        "CHATHISTORY BEFORE #lobby timestamp=0001-01-01T00:00:00+14:00 10",  # before year 1
         "TOPIC #lobby :" + "t" * 400,
     ):
         c.send(line)

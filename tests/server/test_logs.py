@@ -687,6 +687,10 @@ def test_parse_time_is_utc_text():
     assert parse_time("2026-11-25T01:00:00-02:00") == "2026-11-25 03:00:00.000000"
     with pytest.raises(ValueError):
         parse_time("tomorrow")
+    # Past the calendar's ends: an error to read (or the end of time), not an OverflowError.
+    with pytest.raises(ValueError, match="cannot read the time"):
+        parse_time("0001-01-01T00:00:00+14:00")
+    assert parse_time("9999-12-31", end_of_day=True) == "9999-12-31 23:59:59.999999"
 
 
 # --- display safety ----------------------------------------------------------------------
