@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -157,7 +158,18 @@ class Settings:
             settings.appearance = defaults.appearance
         if not 0 < settings.port < 65536:
             settings.port = defaults.port
+        if not valid_geometry(settings.geometry):  # Tk would refuse to open the window
+            settings.geometry = defaults.geometry
         return settings
+
+
+#: A window geometry Tk takes: WIDTHxHEIGHT, then optionally +X+Y (either may be -).
+_GEOMETRY = re.compile(r"[0-9]{1,5}x[0-9]{1,5}(?:[+-]-?[0-9]{1,6}[+-]-?[0-9]{1,6})?")
+
+
+def valid_geometry(text: str) -> bool:
+    """True for a window size Tk accepts ("1120x720", "1120x720+40+30")."""
+    return _GEOMETRY.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)

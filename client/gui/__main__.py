@@ -14,12 +14,18 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 
-from ..settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore
+from ..settings import CONFIG_DIR_ENV, DATA_DIR_ENV, SettingsStore, valid_geometry
 
 PASSWORD_ENV = "PARLEY_PASSWORD"
 #: How long the process waits, after the window closed, for the goodbye to the
 #: server (App.shutdown gives the close 2 s; a little more for the thread).
 CLOSE_WAIT = 3.0
+
+
+def _geometry(text: str) -> str:
+    if not valid_geometry(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window size like 1200x760")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--title", default="parley", help="window title (default parley)")
     parser.add_argument("--appearance", choices=("light", "dark"), help="light or dark")
-    parser.add_argument("--geometry", help="window size, e.g. 1200x760")
+    parser.add_argument("--geometry", type=_geometry, help="window size, e.g. 1200x760")
     return parser
 
 

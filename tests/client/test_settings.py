@@ -165,6 +165,13 @@ def test_bad_or_foreign_values_fall_back_to_defaults(tmp_path):
     )
     (tmp_path / "settings.json").write_text("{not json")
     assert SettingsStore(tmp_path).load() == Settings()
+    # A geometry Tk refuses would stop the window from opening at all.
+    for bad in ("huge", "1200", "x720", "1200x720+a+b", ""):
+        (tmp_path / "settings.json").write_text(json.dumps({"geometry": bad}))
+        assert SettingsStore(tmp_path).load().geometry == Settings().geometry, bad
+    for good in ("1200x760", "1200x760+40+30", "900x600-0+-20"):
+        (tmp_path / "settings.json").write_text(json.dumps({"geometry": good}))
+        assert SettingsStore(tmp_path).load().geometry == good
 
 
 def test_pins_are_per_host_and_port_and_never_silently_replaced(tmp_path):
