@@ -415,8 +415,9 @@ class Search(Frame):
     tag: str | None = None
 
     def check(self) -> None:
-        if not self.words.strip():
-            _fail(ErrorCode.BAD_FRAME, f"search 'words' are 1 to {MAX_SEARCH_CHARS} characters")
+        # Typed by a person: said in words, before the generic bounds say it in field names.
+        if not self.words.strip() or len(self.words) > MAX_SEARCH_CHARS:
+            _fail(ErrorCode.BAD_FRAME, f"search words are 1 to {MAX_SEARCH_CHARS} characters")
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,6 +138,9 @@ class Moderate(Frame):
             _check_nick(self.nick)
         if self.minutes is not None and self.action not in TIMED_ACTIONS:
             _fail(ErrorCode.BAD_FRAME, "only ban and mute take 'minutes'")
+        if self.reason is not None and len(self.reason) > MAX_REASON_CHARS:
+            # Typed by a person: said in words, not as the generic "'reason' of 'moderate'".
+            _fail(ErrorCode.BAD_FRAME, f"a reason is at most {MAX_REASON_CHARS} characters")
         if self.text is not None:
             if self.action is Action.TOPIC:
                 if len(self.text) > MAX_TOPIC_CHARS:

@@ -211,3 +211,13 @@ def test_welcome_flood_is_a_positive_rate_and_burst(flood):
     assert ok.flood == {"rate": 5.0, "burst": 10}  # type: ignore[attr-defined]
     with pytest.raises(RemoteProtocolError):
         parse_server_frame({**welcome, "flood": flood})
+
+
+def test_what_a_person_types_too_long_is_said_in_words_not_field_names():
+    from parley_chat.protocol import LocalProtocolError, Search
+    from parley_chat.protocol.moderation import Moderate
+
+    with pytest.raises(LocalProtocolError, match=r"search words are 1 to 200 characters$"):
+        Search(words="w" * 201)
+    with pytest.raises(LocalProtocolError, match=r"a reason is at most 200 characters$"):
+        Moderate(action="kick", room="#a", nick="bob", reason="r" * 201)
