@@ -50,6 +50,7 @@ from pathlib import Path
 
 from parley_chat.protocol import (
     DEFAULT_ROOM,
+    MAX_PASSWORD_CHARS,
     Bye,
     Error,
     ErrorCode,
@@ -241,6 +242,9 @@ class ChatClient:
             raise ValueError("give a password or a resume token")
         if password is not None and not password:
             raise ValueError("the password is empty")
+        if password is not None and len(password) > MAX_PASSWORD_CHARS:
+            # Said here: the hello that would carry it fails to build mid-connect.
+            raise ValueError(f"a password is at most {MAX_PASSWORD_CHARS} characters")
         self._addresses = _addresses(host, port)
         self._current = 0  # index of the address in use (or tried first next)
         self._ctx = client_context(ca_file, pinned_cert_pem)

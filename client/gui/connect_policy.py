@@ -37,7 +37,7 @@ from parley_chat.client import (
     ServerUnreachable,
     TrustStoreError,
 )
-from parley_chat.protocol import valid_nick
+from parley_chat.protocol import MAX_PASSWORD_CHARS, valid_nick
 
 from ..addresses import Address, format_addresses, parse_addresses
 from ..settings import Pin
@@ -127,6 +127,10 @@ def check_form(form: ConnectForm) -> Problem | None:
         )
     if not form.password:
         return Problem("Enter your password", "The password of your account (or of the new one).")
+    if len(form.password) > MAX_PASSWORD_CHARS:
+        return Problem(
+            "Check the password", f"A password is at most {MAX_PASSWORD_CHARS} characters."
+        )
     if form.uses_ca and not Path(form.ca_file).expanduser().is_file():
         return Problem(
             "CA file not found",

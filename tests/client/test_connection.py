@@ -124,6 +124,9 @@ def test_constructor_checks_credentials_and_nick(ca_file):
         ChatClient("127.0.0.1", 1, nick="bad nick", password="x", ca_file=ca_file)
     with pytest.raises(ValueError):
         ChatClient("127.0.0.1", 1, nick="alice", password="", ca_file=ca_file)
+    # Refused here: the hello carrying it failed to build in the middle of connect().
+    with pytest.raises(ValueError, match="at most 1024 characters"):
+        ChatClient("127.0.0.1", 1, nick="alice", password="p" * 1025, ca_file=ca_file)
 
 
 def test_send_text_refuses_what_the_protocol_refuses(ca_file):

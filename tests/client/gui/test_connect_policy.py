@@ -45,6 +45,8 @@ def test_form_checks(tmp_path):
     assert "port" in check_form(form(port=0)).title
     assert "nick" in check_form(form(nick="no spaces")).title
     assert "password" in check_form(form(password="")).title
+    too_long = check_form(form(password="p" * 1025))  # once a bad-frame from the hello
+    assert "password" in too_long.title and "at most 1024" in too_long.detail
     missing = check_form(form(ca_file=str(tmp_path / "nope.pem")))
     assert missing.title == "CA file not found" and "trust on first use" in missing.detail
     ca = tmp_path / "ca.pem"
