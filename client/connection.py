@@ -72,6 +72,7 @@ from parley_chat.protocol import (
     Who,
     decode_server_line,
     encode,
+    has_surrogate,
     valid_nick,
 )
 from parley_chat.protocol.vocab import ConversationKind
@@ -245,6 +246,9 @@ class ChatClient:
         if password is not None and len(password) > MAX_PASSWORD_CHARS:
             # Said here: the hello that would carry it fails to build mid-connect.
             raise ValueError(f"a password is at most {MAX_PASSWORD_CHARS} characters")
+        if password is not None and has_surrogate(password):
+            # An environment variable holding bytes that are not UTF-8 (surrogateescape).
+            raise ValueError("the password holds bytes that are not UTF-8 text")
         self._addresses = _addresses(host, port)
         self._current = 0  # index of the address in use (or tried first next)
         self._ctx = client_context(ca_file, pinned_cert_pem)

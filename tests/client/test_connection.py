@@ -127,6 +127,8 @@ def test_constructor_checks_credentials_and_nick(ca_file):
     # Refused here: the hello carrying it failed to build in the middle of connect().
     with pytest.raises(ValueError, match="at most 1024 characters"):
         ChatClient("127.0.0.1", 1, nick="alice", password="p" * 1025, ca_file=ca_file)
+    with pytest.raises(ValueError, match="not UTF-8"):  # PARLEY_PASSWORD with a stray byte
+        ChatClient("127.0.0.1", 1, nick="alice", password="pw\udcff", ca_file=ca_file)
 
 
 def test_send_text_refuses_what_the_protocol_refuses(ca_file):
