@@ -31,7 +31,11 @@ MEMLIMIT = nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
 def _passphrase_key(passphrase: str, salt: bytes, ops: int, mem: int) -> bytes:
     if not passphrase:
         raise E2EError("the passphrase is empty")
-    return nacl.pwhash.argon2id.kdf(SecretBox.KEY_SIZE, passphrase.encode(), salt, ops, mem)
+    try:
+        secret = passphrase.encode()
+    except UnicodeEncodeError as exc:  # an environment variable with bytes that are not UTF-8
+        raise E2EError("the passphrase holds bytes that are not UTF-8 text") from exc
+    return nacl.pwhash.argon2id.kdf(SecretBox.KEY_SIZE, secret, salt, ops, mem)
 
 
 def encrypt_keys(

@@ -149,6 +149,9 @@ def test_keys_at_rest_need_the_passphrase(alice):
         decrypt_keys(data, "wrong horse")
     with pytest.raises(E2EError, match="needs its passphrase"):
         decrypt_keys(data)
+    # PARLEY_KEY_PASSPHRASE with a byte that is not UTF-8: said, not a UnicodeEncodeError.
+    with pytest.raises(E2EError, match="not UTF-8"):
+        decrypt_keys(data, "horse\udcff")
 
 
 def test_pins_are_kept_and_a_changed_key_is_refused(tmp_path, alice, bob):
