@@ -32,7 +32,8 @@ from typing import TextIO, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from parley_chat.protocol import DEFAULT_ROOM, valid_nick
+# The hello frame's cap: a longer password could be set here but never typed at login.
+from parley_chat.protocol import DEFAULT_ROOM, MAX_PASSWORD_CHARS, has_surrogate, valid_nick
 
 from . import admin_migrate, admin_moderation
 from .auth import PasswordHasher
@@ -57,10 +58,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 #: The server_settings key the server reads at each login ("true" / "false").
 REGISTRATION_KEY = "registration_open"
-
-#: The protocol's hello frame carries passwords of 1 to 1024 characters; a
-#: longer one could be set here but never typed at login.
-MAX_PASSWORD_CHARS = 1024
 
 #: How long to wait for the writer (it may queue behind the server's own writes).
 WRITE_TIMEOUT = 30.0
@@ -102,6 +99,8 @@ def read_password(
             raise AdminError("the two passwords differ; nothing was changed")
     if not 1 <= len(password) <= MAX_PASSWORD_CHARS:
         raise AdminUsage(f"a password is 1 to {MAX_PASSWORD_CHARS} characters")
+    if has_surrogate(password):  # PARLEY_PASSWORD with bytes that are not UTF-8
+        raise AdminUsage("the password holds bytes that are not UTF-8 text")
     return password
 
 

@@ -144,6 +144,12 @@ def test_add_refuses_invalid_and_taken_nicks(tmp_path):
     assert code == 1 and "already taken" in err
 
 
+def test_a_password_that_is_not_utf8_is_refused_in_words(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    code, _out, err = run_main(url, "add", "zed", environ={"PARLEY_PASSWORD": "pw\udcff"})
+    assert code == 2 and "not UTF-8" in err
+
+
 def test_the_password_never_comes_from_the_command_line(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.db'}"
     proc = run_admin(url, "add", "alice")  # no PARLEY_PASSWORD, stdin not a terminal
