@@ -45,11 +45,13 @@ from typing import TextIO
 from parley_chat.certs import short_fingerprint
 from parley_chat.protocol import (
     DEFAULT_ROOM,
+    EMOTE_PREFIX,
     UNREAD_CAP,
     LocalProtocolError,
     Message,
     fold,
     has_surrogate,
+    is_emote,
     parse_ts,
     valid_nick,
 )
@@ -262,13 +264,20 @@ def format_message(message: Message, now: datetime | None = None) -> str:
     when = parse_ts(message.ts).astimezone()
     today = (now or datetime.now().astimezone()).date()
     stamp = when.strftime("%H:%M:%S" if when.date() == today else "%Y-%m-%d %H:%M:%S")
+    text = message.text
+    emote = message.kind != "system" and message.from_ is not None and is_emote(text)
+    if emote:
+        text = text.removeprefix(EMOTE_PREFIX)
     if message.kind == "private":
         head = f"*{_name(message.from_)} -> {_name(message.to)}*"
+        head += f" * {_name(message.from_)}" if emote else ""
     elif message.kind == "system" or message.from_ is None:
         head = f"{_name(message.room)} -!-".lstrip()
+    elif emote:
+        head = f"{_name(message.room)} * {_name(message.from_)}"
     else:
         head = f"{_name(message.room)} <{_name(message.from_)}>"
-    first, *rest = _printable(message.text).split("\n")
+    first, *rest = _printable(text).split("\n")
     lines = [f"{stamp} {head} {isolate_text(first)}"]
     lines += [f"    {isolate_text(line)}" for line in rest]
     return "\n".join(lines)

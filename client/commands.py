@@ -25,7 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from parley_chat.protocol import MAX_ID, MAX_PAGE, MAX_SEARCH_CHARS, valid_nick, valid_room
+from parley_chat.protocol import (
+    EMOTE_PREFIX,
+    MAX_ID,
+    MAX_PAGE,
+    MAX_SEARCH_CHARS,
+    valid_nick,
+    valid_room,
+)
 from parley_chat.protocol.limits import MAX_SANCTION_MINUTES
 from parley_chat.protocol.vocab import Action
 
@@ -385,6 +392,12 @@ def _announce(name: str, rest: str) -> Command:
     return Moderate(Action.ANNOUNCE, text=rest, needs_room=False)
 
 
+def _me(name: str, rest: str) -> Command:
+    if not rest.strip():
+        raise Usage(usage="/me TEXT")
+    return Say(EMOTE_PREFIX + rest.strip())  # the text carries it: protocol.EMOTE_PREFIX
+
+
 # --- the table ------------------------------------------------------------------------------
 
 _MOD = "moderation"
@@ -392,6 +405,7 @@ _MOD = "moderation"
 #: Every command, in the order /help lists them. Append a Spec (or call add) to extend.
 COMMANDS: list[Spec] = [
     Spec(("msg", "m", "query"), "/msg NICK TEXT", "private message", _msg),
+    Spec(("me",), "/me TEXT", "say what you do: shown as * yournick TEXT", _me),
     Spec(
         ("join", "j"),
         "/join #ROOM",

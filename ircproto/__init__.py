@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import numerics
 from .caps import CapNegotiation
+from .ctcp import action, parse_ctcp, strip_formatting
 from .isupport import isupport_lines
 from .lines import (
     MAX_CLIENT_TAG_BYTES,
@@ -41,6 +42,7 @@ __all__ = [
     "ParseError",
     "SaslError",
     "TooLong",
+    "action",
     "chunks",
     "encode",
     "escape_tag_value",
@@ -48,7 +50,9 @@ __all__ = [
     "isupport_lines",
     "numerics",
     "parse",
+    "parse_ctcp",
     "parse_plain",
     "sendable",
+    "strip_formatting",
     "unescape_tag_value",
 ]

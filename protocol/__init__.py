@@ -79,6 +79,7 @@ from .limits import (
 )
 from .timefmt import format_ts, parse_ts, valid_ts
 from .vocab import (
+    EMOTE_PREFIX,
     Action,
     BatchKind,
     BatchState,
@@ -87,11 +88,13 @@ from .vocab import (
     MessageKind,
     NoticeKind,
     Role,
+    is_emote,
 )
 
 __all__ = [
     "CLIENT_FRAMES",
     "DEFAULT_ROOM",
+    "EMOTE_PREFIX",
     "MAX_CLIENT_ID_CHARS",
     "MAX_CLIENT_NAME_CHARS",
     "MAX_CONVERSATIONS_LISTED",
@@ -168,6 +171,7 @@ __all__ = [
     "has_control",
     "has_forbidden_control",
     "has_surrogate",
+    "is_emote",
     "message_wire",
     "parse_client_frame",
     "parse_server_frame",

@@ -23,6 +23,18 @@ class MessageKind(StrEnum):
     SYSTEM = "system"
 
 
+#: A message text starting with this is an emote, what the sender does ("/me
+#: waves": shown as "* bob waves"). A convention of the text, not a kind: the
+#: server stores and searches it as any text, and IRC clients get it as a CTCP
+#: ACTION (and send theirs as one).
+EMOTE_PREFIX = "/me "
+
+
+def is_emote(text: str) -> bool:
+    """True when *text* is an emote: EMOTE_PREFIX, then something done."""
+    return text.startswith(EMOTE_PREFIX) and bool(text[len(EMOTE_PREFIX) :].strip())
+
+
 class BatchKind(StrEnum):
     """What a `batch` of messages answers: the replay at login, a history page, a search."""
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
-from parley_chat.protocol.vocab import MessageKind
+from parley_chat.protocol.vocab import EMOTE_PREFIX, MessageKind, is_emote
 
 from . import emoji, richtext, theme
 from .model import (
@@ -217,6 +217,8 @@ def segments(
             out.append((f"{where}  ", ("where", "head", *base)))
         out.append((sender, (line.kind, "nick", "head", *base)))
         out.append((f"   {when}\n", ("ts", "head", *base)))
+    if line.sender and is_emote(line.text):  # "/me waves" reads "* bob waves"
+        text_of = f"* {sender} {display_text(line.text.removeprefix(EMOTE_PREFIX))}"
     for text in text_of.split("\n"):
         out.extend(_text_runs(text, ("body", f"{line.kind}-body", *base), line.hits, wrap))
         out.append(("\n", ("body", *base)))

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from parley_chat.ircproto import Message
+from parley_chat.ircproto import Message, parse_ctcp, strip_formatting
 from parley_chat.ircproto import numerics as n
-from parley_chat.protocol import fold
+from parley_chat.protocol import EMOTE_PREFIX, fold, has_forbidden_control
 from parley_chat.protocol.vocab import MessageKind
 
 from ..store import IdReused, StoreConflict, StoreError, StoreRejected, queries, utcnow, writes
@@ -69,6 +69,17 @@ def _send_one(
     if len(text) > cfg.max_text_chars:
         return gw.numeric(conn, n.ERR_INPUTTOOLONG, f"Message over {cfg.max_text_chars} characters")
     if any(ch in text for ch in "\0\r\n"):
+        return gw.numeric(conn, n.ERR_CANNOTSENDTOCHAN, target, "Control characters in text")
+    ctcp = parse_ctcp(text)
+    if ctcp is not None:
+        command, argument = ctcp
+        if command != "ACTION" or not argument.strip():
+            return None  # VERSION, PING, TIME...: queries between IRC clients, not chat
+        text = EMOTE_PREFIX + argument  # "/me waves", as parley clients write it
+    text = strip_formatting(text)  # bold, colours: codes plain-text chat cannot show
+    if not text.strip():
+        return None
+    if has_forbidden_control(text):
         return gw.numeric(conn, n.ERR_CANNOTSENDTOCHAN, target, "Control characters in text")
     now = utcnow()
     ref = conn.new_ref()

@@ -22,7 +22,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from parley_chat.ircproto import Message
+from parley_chat.ircproto import Message, action
+from parley_chat.protocol import EMOTE_PREFIX, is_emote
 
 #: PRIVMSG text is cut into pieces of at most this many UTF-8 bytes, so that a
 #: line with its tags' body, source and target stays inside 512 bytes.
@@ -187,6 +188,10 @@ class Renderer:
         command = "NOTICE" if self.v.is_notice(mid) else "PRIVMSG"
         # What fits in one 512-byte line after this source and target.
         room_left = 510 - len(f":{source} {command} {target} :".encode())
+        if is_emote(text) and "\n" not in text and command == "PRIVMSG":
+            emote = action(text.removeprefix(EMOTE_PREFIX))  # "* bob waves" in IRC clients
+            if len(emote.encode()) <= min(TEXT_BYTES, room_left):  # one line: never cut in two
+                text = emote
         data = text.encode("utf-8")
         if "\n" not in text and room_left < len(data) <= 510 - len(f"{command} {target} "):
             # A text that fit in the sender's IRC line: cut to fit, as IRC servers do.

@@ -76,6 +76,10 @@ def test_format_public_private_and_system_lines():
     assert format_message(public, now) == f"{local} #lobby <alice> hello, lobby"
     assert format_message(private, now) == f"{local} *alice -> bob* are you there?"
     assert format_message(system, now) == f"{local} #lobby -!- alice joined"
+    emote = _message("/me waves", ts=ts, from_="alice", room="#lobby")
+    assert format_message(emote, now) == f"{local} #lobby * alice waves"
+    nod = _message("/me nods", ts=ts, kind="private", from_="alice", to="bob")
+    assert format_message(nod, now) == f"{local} *alice -> bob* * alice nods"
 
 
 def test_format_multiline_other_day_and_control_characters():

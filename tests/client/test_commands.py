@@ -56,6 +56,7 @@ T, G = Client.TERMINAL, Client.GUI
             c.Moderate("edit", message_id=12, text="better text", needs_room=False),
         ),
         ("/announce Back at 3", c.Moderate("announce", text="Back at 3", needs_room=False)),
+        ("/me waves", c.Say("/me waves")),  # an emote: the text carries it
         (
             "/disconnect bob bye",
             c.Moderate("disconnect", nick="bob", reason="bye", needs_room=False),

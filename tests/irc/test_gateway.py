@@ -93,6 +93,33 @@ def test_plaintext_client_gets_one_error_line(irc_server: ChatServer) -> None:
 # --- channels and private messages, both ways -------------------------------------------
 
 
+def test_actions_formatting_and_ctcp_queries_between_irc_and_parley(
+    irc_server: ChatServer, irc_connect: Connect, ca_file: Path
+) -> None:
+    # An IRC /me was stored as "\x01ACTION waves\x01", shown to parley users with
+    # two replacement characters; a CTCP VERSION query became a chat message;
+    # mIRC colour codes reached the database as control characters.
+    p = parley(irc_server, ca_file, "pat")
+    barrier(p)
+    parley(irc_server, ca_file, "ian").close()
+    i = irc_connect()
+    i.login("ian", "secret-pw")
+    i.sync()
+    i.send("PRIVMSG #lobby :\x01ACTION waves\x01")
+    i.send("PRIVMSG pat :\x01VERSION\x01")  # a query between IRC clients: not chat
+    i.send("PRIVMSG #lobby :\x02bold\x02 and \x0304,01red\x03 words")
+    i.send("PRIVMSG #lobby :a bell\x07")
+    refused = i.sync()
+    assert [m.command for m in refused] == ["404"], refused  # the bell: said, not stored
+    got = [p.expect(Message), p.expect(Message)]
+    assert [m.text for m in got] == ["/me waves", "bold and red words"]  # type: ignore[attr-defined]
+    p.send(Send(id="m1", room="#lobby", text="/me nods"))
+    p.expect(Ack, ref="m1")
+    nod = i.expect("PRIVMSG")
+    assert nod.params == ("#lobby", "\x01ACTION nods\x01")  # "* pat nods" in the IRC client
+    p.close()
+
+
 def test_channel_messages_between_irc_and_parley(
     irc_server: ChatServer, irc_connect: Connect, ca_file: Path
 ) -> None:

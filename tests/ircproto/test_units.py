@@ -136,3 +136,19 @@ def test_sendable_stars_what_cannot_be_a_middle_parameter_and_keeps_the_rest():
         assert sendable(Message("401", ("bea", bad, "No such nick"))).params[1] == "*"
     fine = Message("403", ("bea", "#x", "trailing: may hold anything"))
     assert sendable(fine) is fine
+
+
+def test_ctcp_actions_queries_and_formatting_codes():
+    from parley_chat.ircproto import action, parse_ctcp, strip_formatting
+
+    assert parse_ctcp("\x01ACTION waves\x01") == ("ACTION", "waves")
+    assert parse_ctcp("\x01action waves") == ("ACTION", "waves")  # no closing delimiter
+    assert parse_ctcp("\x01VERSION\x01") == ("VERSION", "")
+    assert parse_ctcp("plain words") is None
+    assert action("nods") == "\x01ACTION nods\x01"
+    assert strip_formatting(
+        "\x02b\x02 \x0304,01red\x03 \x0312blue \x1dit\x1d \x0f\x04ff0000hex"
+    ) == ("b red blue it hex")
+    assert (
+        strip_formatting("10\x03 o'clock, 3,5 x") == "10 o'clock, 3,5 x"
+    )  # digits after a bare \x03 only

@@ -112,3 +112,11 @@ def test_the_sidebar_preview_is_one_flat_line_cut_to_fit_and_bidi_safe():
     # A name too long for the line is cut too, and the line still fits.
     long = preview_line("Bartholomew_Featherstone", "hello", fits)
     assert long.startswith("Barthol") and "\u2026: " in long and fits(long)
+
+
+def test_an_emote_reads_as_what_its_sender_does():
+    line = Line(kind="public", text="/me waves", sender="bob", id=2, epoch=EPOCH)
+    body = [text for text, tags in _drawn(line) if "body" in tags]
+    assert "".join(body).strip() == "* bob waves"
+    plain = Line(kind="public", text="/me", sender="bob", id=3, epoch=EPOCH)  # nothing done
+    assert "/me" in "".join(text for text, _ in _drawn(plain))
