@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import customtkinter as ctk
 
+from parley_chat.protocol import EMOTE_PREFIX, is_emote
+
 from . import emoji, richtext, theme
 from .elide import ELLIPSIS, elide
 from .model import Conversation, display_text
@@ -40,11 +42,16 @@ def preview_line(who: str, text: str, fits: Callable[[str], bool]) -> str:
     name before it; the cut is made in reading order, before reordering."""
     # Tk draws a skin tone apart from its emoji (a brown square) in a label,
     # which cannot hold the chat's emoji images: the hint goes without it.
+    emote = bool(who) and is_emote(text)  # "/me waves": "* bob waves"
+    if emote:
+        text = text.removeprefix(EMOTE_PREFIX)
     flat = display_text(_SKIN_TONES.sub("", " ".join(text.split())))
-    head = f"{display_text(who)}: " if who else ""
+    before, after = ("* ", " ") if emote else ("", ": ")
+    head = f"{before}{display_text(who)}{after}" if who else ""
     if head and not fits(head + ELLIPSIS):
         # A name too long for the line: cut it too, so the hint still fits.
-        head = elide(display_text(who), lambda t: fits(f"{t}: {ELLIPSIS}")) + ": "
+        head = before + elide(display_text(who), lambda t: fits(f"{before}{t}{after}{ELLIPSIS}"))
+        head += after
     if not flat:
         return head.rstrip()
     flat = elide(flat, lambda t: fits(head + t))

@@ -112,6 +112,7 @@ def test_the_sidebar_preview_is_one_flat_line_cut_to_fit_and_bidi_safe():
     # A name too long for the line is cut too, and the line still fits.
     long = preview_line("Bartholomew_Featherstone", "hello", fits)
     assert long.startswith("Barthol") and "\u2026: " in long and fits(long)
+    assert preview_line("bob", "/me waves", fits) == "* bob waves"  # an emote
 
 
 def test_an_emote_reads_as_what_its_sender_does():
