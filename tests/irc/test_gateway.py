@@ -27,6 +27,17 @@ def parley(server: ChatServer, ca_file: Path, nick: str, password: str = "secret
     return c
 
 
+def irc_user(
+    server: ChatServer, connect: Connect, ca_file: Path, nick: str, caps: tuple[str, ...] = ()
+) -> IrcClient:
+    """An IRC connection logged in as *nick* (the account made over parley), synced."""
+    parley(server, ca_file, nick).close()
+    c = connect()
+    c.login(nick, "secret-pw", caps=caps)
+    c.sync()
+    return c
+
+
 def barrier(c: RawClient) -> None:
     """Everything the server queued for *c* before now has been read."""
     c.send(Ping(token="barrier"))
@@ -101,10 +112,7 @@ def test_actions_formatting_and_ctcp_queries_between_irc_and_parley(
     # mIRC colour codes reached the database as control characters.
     p = parley(irc_server, ca_file, "pat")
     barrier(p)
-    parley(irc_server, ca_file, "ian").close()
-    i = irc_connect()
-    i.login("ian", "secret-pw")
-    i.sync()
+    i = irc_user(irc_server, irc_connect, ca_file, "ian")
     i.send("PRIVMSG #lobby :\x01ACTION waves\x01")
     i.send("PRIVMSG pat :\x01VERSION\x01")  # a query between IRC clients: not chat
     i.send("PRIVMSG #lobby :\x02bold\x02 and \x0304,01red\x03 words")
@@ -126,10 +134,9 @@ def test_channel_messages_between_irc_and_parley(
     p = parley(irc_server, ca_file, "pat")
     p.send(Join(room="#dev"))
     barrier(p)
-    parley(irc_server, ca_file, "ian").close()
-    i = irc_connect()
-    i.login("ian", "secret-pw", caps=("echo-message", "server-time", "message-tags"))
-    i.sync()
+    i = irc_user(
+        irc_server, irc_connect, ca_file, "ian", ("echo-message", "server-time", "message-tags")
+    )
     i.send("JOIN #dev")
     joined = i.sync()
     assert joined[0].command == "JOIN" and joined[0].params == ("#dev",)
@@ -177,10 +184,9 @@ def test_private_messages_reach_only_their_two_parties(
 def test_labeled_response_and_echo(
     irc_server: ChatServer, irc_connect: Connect, ca_file: Path
 ) -> None:
-    parley(irc_server, ca_file, "lea").close()
-    c = irc_connect()
-    c.login("lea", "secret-pw", caps=("labeled-response", "batch", "echo-message"))
-    c.sync()
+    c = irc_user(
+        irc_server, irc_connect, ca_file, "lea", ("labeled-response", "batch", "echo-message")
+    )
     c.send("@label=one PRIVMSG #lobby :hi")
     echo = c.sync()
     assert [m.tags.get("label") for m in echo] == ["one"]
@@ -196,10 +202,13 @@ def test_labeled_response_and_echo(
 def test_chathistory_latest_before_after_between(
     irc_server: ChatServer, irc_connect: Connect, ca_file: Path
 ) -> None:
-    parley(irc_server, ca_file, "hal").close()
-    c = irc_connect()
-    c.login("hal", "secret-pw", caps=("draft/chathistory", "batch", "echo-message", "message-tags"))
-    c.sync()
+    c = irc_user(
+        irc_server,
+        irc_connect,
+        ca_file,
+        "hal",
+        ("draft/chathistory", "batch", "echo-message", "message-tags"),
+    )
     ids = []
     for k in range(6):
         c.send(f"PRIVMSG #lobby :m{k}")
@@ -248,10 +257,7 @@ def test_replay_after_reconnect_per_device(
 def test_overlong_line_and_bad_utf8_get_clear_errors(
     irc_server: ChatServer, irc_connect: Connect, ca_file: Path
 ) -> None:
-    parley(irc_server, ca_file, "bea").close()
-    c = irc_connect()
-    c.login("bea", "secret-pw")
-    c.sync()
+    c = irc_user(irc_server, irc_connect, ca_file, "bea")
     c.send("PRIVMSG #lobby :" + "x" * 600)
     assert c.sync()[0].command == "417"
     c.send(b"PRIVMSG #lobby :\xff\xfe\r\n")
@@ -272,10 +278,9 @@ def test_words_a_reply_cannot_repeat_and_numbers_int_refuses_are_the_clients_err
     # with "internal server error": the reply echoed "x y" as a middle
     # parameter, "²" passed isdigit() but not int(), a msgid past 2**63 reached
     # SQLite, a topic over its cap failed to make its parley frame.
-    parley(irc_server, ca_file, "bea").close()
-    c = irc_connect()
-    c.login("bea", "secret-pw", caps=("draft/chathistory", "batch", "message-tags"))
-    c.sync()
+    c = irc_user(
+        irc_server, irc_connect, ca_file, "bea", ("draft/chathistory", "batch", "message-tags")
+    )
     answers = {}
     for line in (
         "JOIN :x y",
@@ -483,10 +488,7 @@ def test_flood_control_is_the_parley_ports(
 
 
 def test_who_and_whox(irc_server: ChatServer, irc_connect: Connect, ca_file: Path) -> None:
-    parley(irc_server, ca_file, "wes").close()
-    c = irc_connect()
-    c.login("wes", "secret-pw")
-    c.sync()
+    c = irc_user(irc_server, irc_connect, ca_file, "wes")
     c.send("WHO #lobby")
     reply = c.sync()
     assert [m.command for m in reply] == ["352", "315"] and reply[0].params[5] == "wes"
