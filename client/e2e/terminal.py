@@ -202,19 +202,23 @@ class TerminalE2E:
             self._err("usage: /keys export FILE | /keys import FILE")
             return
         path = Path(os.path.expanduser(name.strip()))
-        passphrase = self._export_passphrase(what)
+        # What can fail without the passphrase is checked before asking for it.
         if what == "export":
             keys = self.session.keys
             if keys is None:
                 raise E2EError("this device has no keys to export")
-            write_private(path, encrypt_keys(keys, passphrase))
+            sealed = encrypt_keys(keys, self._export_passphrase(what))
+            try:
+                write_private(path, sealed)
+            except OSError as exc:
+                raise E2EError(f"cannot write {path}: {exc.strerror or exc}") from exc
             self._err(f"keys written to {path}; keep it and its passphrase safe")
             return
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise E2EError(f"cannot read {path}: {exc.strerror}") from exc
-        keys = decrypt_keys(data, passphrase)
+        keys = decrypt_keys(data, self._export_passphrase(what))
         self.session.adopt(keys)
         self._err(f"keys imported from {path}")
         self.settle()

@@ -72,6 +72,7 @@ def test_two_terminal_clients_talk_end_to_end_encrypted(server, ca_file, tmp_pat
     key_file = next((tmp_path / "bob").rglob("keys.json"))
     assert key_file.stat().st_mode & 0o077 == 0 and b"argon2id" in key_file.read_bytes()
 
+    (tmp_path / "a-file").write_text("not a folder")
     sent = run(
         server,
         ca_file,
@@ -83,11 +84,16 @@ def test_two_terminal_clients_talk_end_to_end_encrypted(server, ca_file, tmp_pat
             "/msg carol hello in the clear",
             "/msg nobody are you there",
             "/safety x y",  # no frame can carry that nick: it once ended the client
+            f"/keys export {tmp_path / 'a-file' / 'keys.bin'}",  # a file where a folder goes
+            f"/keys import {tmp_path / 'missing.bin'}",  # said before any passphrase is asked
         ],
+        PARLEY_EXPORT_PASSPHRASE="export passphrase",
     )
     assert sent.returncode == 0, sent.stderr
     assert "not sent: no user named nobody" in sent.stderr
     assert "error: 'x y' is not a nick" in sent.stderr and "Traceback" not in sent.stderr
+    assert f"error: cannot write {tmp_path / 'a-file' / 'keys.bin'}" in sent.stderr
+    assert f"error: cannot read {tmp_path / 'missing.bin'}" in sent.stderr
     assert "nobody has no end-to-end" not in sent.stderr
     number = re.search(r"safety number with bob: ((?:\d{5} ){11}\d{5})", sent.stderr)
     assert number is not None, sent.stderr
