@@ -47,7 +47,7 @@ from tqdm import tqdm
 from . import logs_audit
 from .config import add_db_argument, operator_config
 from .logs_errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, LogsError, ReadOnlyViolation, UsageError
-from .logs_format import FORMATS, parse_time, write_rows, write_table
+from .logs_format import FORMATS, parse_time, positive_int, write_rows, write_table
 from .logs_pg import PgReadOnlyDatabase, pg_dump
 from .store.backup import BackupFailed, copy_sqlite, remove_partial
 from .store.engine import BUSY_TIMEOUT_MS, database_path, is_postgresql, normalized_url
@@ -707,16 +707,6 @@ def _time_arg(end_of_day: bool) -> Callable[[str], str]:
     return parse
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `parley-logs`."""
     parser = argparse.ArgumentParser(
@@ -772,7 +762,7 @@ def build_parser() -> argparse.ArgumentParser:
         "first. Each word must appear, case-insensitively; punctuation is literal.",
     )
     s.add_argument("text", nargs="+", help="the words to find")
-    s.add_argument("--limit", type=_positive, default=50, help="most rows shown (default 50)")
+    s.add_argument("--limit", type=positive_int, default=50, help="most rows shown (default 50)")
 
     sub.add_parser(
         "stats",
@@ -869,6 +859,11 @@ def main(
         # flush from complaining about the closed pipe.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_ERROR
+    except OSError as exc:  # --out or a backup's target in a folder that is missing or closed
+        # The file that failed is the hidden .partial beside the target: name its folder.
+        where = f" in {Path(str(exc.filename)).parent}" if exc.filename else ""
+        print(f"{_PROG}: cannot write{where}: {exc.strerror or exc}", file=err)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from .logs_format import write_table
+from .logs_format import positive_int, write_table
 
 #: The columns shown, in order.
 AUDIT_COLUMNS = ("id", "ts", "actor", "action", "room", "target", "message", "reason", "until")
@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
     )
     a.add_argument("--room", help="only this room (case-insensitive; the # is optional)")
     a.add_argument("--nick", help="only actions by or on this account")
-    a.add_argument("--limit", type=int, default=50, help="most rows shown (default 50)")
+    a.add_argument("--limit", type=positive_int, default=50, help="most rows shown (default 50)")
 
 
 def run(db: Any, args: argparse.Namespace, out: TextIO) -> int:

@@ -19,6 +19,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -203,3 +204,14 @@ def short_time(value: Any) -> str:
     if value is None:
         return ""
     return str(value)[:19]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (--limit)."""
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

@@ -435,6 +435,16 @@ def test_export_csv_to_a_private_file(chat_db, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]  # no partial file left
 
 
+def test_export_to_a_folder_that_cannot_be_written_is_said_not_a_traceback(chat_db, tmp_path):
+    url, _path, _ids = chat_db
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run_cli(
+        "--db", url, "export", "--format", "csv", "--out", str(tmp_path / "a-file" / "out.csv")
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"cannot write in {tmp_path / 'a-file'}: Not a directory" in proc.stderr
+
+
 def test_export_refuses_to_overwrite_the_database(chat_db):
     url, path, _ids = chat_db
     before = snapshot(path)

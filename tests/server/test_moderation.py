@@ -412,6 +412,9 @@ def test_every_action_is_in_the_audit_log_and_the_logs_tool_shows_it(server, db_
         logs.main(["--db", db_url, "audit", "--room", "a"], environ={}, stdout=out, stderr=err) == 0
     )
     assert "kick" in out.getvalue() and "testing" in out.getvalue()
+    # A negative --limit meant no limit at all to SQLite: a usage error now.
+    with pytest.raises(SystemExit):
+        logs.build_parser().parse_args(["audit", "--limit", "-5"])
 
 
 def test_bad_requests_get_clear_errors_not_internal_ones(server, trio):
