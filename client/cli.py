@@ -254,6 +254,17 @@ def status_text(text: str) -> str:
     return "\n".join(neutralise_bidi(line) for line in _printable(text).split("\n"))
 
 
+def _silence(stream: TextIO) -> None:
+    """Point a closed pipe's descriptor at /dev/null, so that flushing it at exit
+    does not fail again (as Python's own docs advise for SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real descriptor (a test's StringIO)
+        pass
+
+
 def format_message(message: Message, now: datetime | None = None) -> str:
     """The stdout form of *message*: one line, plus indented continuation lines.
 
@@ -445,6 +456,8 @@ class _Printer:
         self._read_due: float | None = None
         self.auto_read = False
         self.pacer: Pacer | None = None  # read frames keep to the input's pace
+        #: Standard output was closed (`parley-cli ... | head`): nothing more is printed there.
+        self.stdout_gone = False
         self.thread = threading.Thread(target=self._run, name="cli-printer", daemon=True)
 
     def start(self) -> None:
@@ -470,9 +483,22 @@ class _Printer:
         return self._join_result
 
     def out(self, text: str) -> None:
-        """A line (or lines) on stdout."""
+        """A line (or lines) on stdout (nothing once its reader has gone)."""
         with self._lock:
-            print(text, file=self._out, flush=True)
+            if self.stdout_gone:
+                return
+            try:
+                print(text, file=self._out, flush=True)
+            except BrokenPipeError:
+                # The reader left (`| head`): say it once, then print nothing more
+                # there; the session goes on, so what the input sends still counts.
+                self.stdout_gone = True
+                _silence(self._out)
+                print(
+                    "(standard output was closed: messages are no longer printed)",
+                    file=self._err,
+                    flush=True,
+                )
 
     def err(self, text: str) -> None:
         """A status line on stderr (room names and server messages in it are made safe)."""

@@ -525,3 +525,36 @@ def test_a_bug_behind_one_command_is_one_error_line_and_the_session_goes_on(serv
         bob, lambda e: isinstance(e, MessageReceived) and e.message.text == "after the bug"
     )
     assert got
+
+
+def test_a_closed_standard_output_is_said_once_and_the_session_goes_on(server, ca_file, bob):
+    # `parley-cli ... | head -1`: every later event printed "(could not show an
+    # event: [Errno 32] Broken pipe)" on stderr.
+    last = bob.send_text("something to print")
+    collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == last)
+    proc = subprocess.Popen(
+        cli_args(server, ca_file, "alice", "--register", "--no-e2e"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=cli_env(),
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline()  # the first line, as `head -1` reads it
+    proc.stdout.close()  # ... and goes away
+    proc.stdin.write("/history 50\nstill sent\n")
+    proc.stdin.close()
+    try:
+        assert proc.wait(RUN_TIMEOUT) == EXIT_OK
+    finally:
+        proc.kill()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    assert stderr.count("standard output was closed") == 1, stderr
+    assert "could not show" not in stderr and "Traceback" not in stderr
+    got = collect_until(
+        bob, lambda e: isinstance(e, MessageReceived) and e.message.text == "still sent"
+    )
+    assert got
