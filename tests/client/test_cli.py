@@ -263,6 +263,19 @@ def run_cli(
     )
 
 
+def start_cli(args: list[str]) -> subprocess.Popen[str]:
+    """The client as a running process with all three streams piped (text)."""
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=cli_env(),
+    )
+
+
 @pytest.fixture
 def bob(server, ca_file):
     host, port = server.address
@@ -413,15 +426,7 @@ def test_wrong_password_exits_5_with_code_and_message(server, ca_file, bob):
 
 def test_messages_left_unacked_exit_6(make_server, ca_file):
     server = make_server()
-    proc = subprocess.Popen(
-        [*cli_args(server, ca_file, "alice", "--register"), "--ack-wait", "1"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(),
-    )
+    proc = start_cli([*cli_args(server, ca_file, "alice", "--register"), "--ack-wait", "1"])
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stderr is not None and proc.stdin is not None
     reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)
@@ -532,15 +537,7 @@ def test_a_closed_standard_output_is_said_once_and_the_session_goes_on(server, c
     # event: [Errno 32] Broken pipe)" on stderr.
     last = bob.send_text("something to print")
     collect_until(bob, lambda e: isinstance(e, Acked) and e.client_id == last)
-    proc = subprocess.Popen(
-        cli_args(server, ca_file, "alice", "--register", "--no-e2e"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=cli_env(),
-    )
+    proc = start_cli(cli_args(server, ca_file, "alice", "--register", "--no-e2e"))
     assert proc.stdout is not None and proc.stdin is not None
     assert proc.stdout.readline()  # the first line, as `head -1` reads it
     proc.stdout.close()  # ... and goes away
