@@ -49,7 +49,7 @@ from .config import add_db_argument, operator_config
 from .logs_errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, LogsError, ReadOnlyViolation, UsageError
 from .logs_format import FORMATS, parse_time, positive_int, write_rows, write_table
 from .logs_pg import PgReadOnlyDatabase, pg_dump
-from .store.backup import BackupFailed, copy_sqlite, remove_partial
+from .store.backup import BackupFailed, copy_sqlite, open_partial, remove_partial
 from .store.engine import BUSY_TIMEOUT_MS, database_path, is_postgresql, normalized_url
 from .store.queries import fts_query, like_pattern, search_terms
 
@@ -427,9 +427,16 @@ def export(
 
 def _private_file(target: Path) -> tuple[Path, TextIO]:
     """A new temporary file beside *target*, mode 0600 (logs hold private messages)."""
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp, fd = _partial(target)
     return tmp, open(fd, "w", encoding="utf-8", newline="")  # closed by the caller
+
+
+def _partial(target: Path) -> tuple[Path, int]:
+    """store.backup.open_partial, its failure said as this tool's error."""
+    try:
+        return open_partial(target)
+    except BackupFailed as exc:
+        raise LogsError(str(exc)) from exc
 
 
 # --- never write over the live database ------------------------------------------------
@@ -669,8 +676,8 @@ def backup_postgresql(url: str, target: Path, *, force: bool = False) -> BackupR
     _check_target(target, force)
     with PgReadOnlyDatabase(url) as db:
         messages = db.scalar("SELECT count(*) FROM messages")
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    tmp, fd = _partial(target)
+    os.close(fd)
     try:
         pg_dump(url, tmp)
         os.replace(tmp, target)
@@ -859,11 +866,6 @@ def main(
         # flush from complaining about the closed pipe.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_ERROR
-    except OSError as exc:  # --out or a backup's target in a folder that is missing or closed
-        # The file that failed is the hidden .partial beside the target: name its folder.
-        where = f" in {Path(str(exc.filename)).parent}" if exc.filename else ""
-        print(f"{_PROG}: cannot write{where}: {exc.strerror or exc}", file=err)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

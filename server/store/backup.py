@@ -38,15 +38,26 @@ class SqliteCopy:
     messages: int | None
 
 
+def open_partial(target: Path) -> tuple[Path, int]:
+    """A new empty file beside *target*, mode 0600, to write a copy into and then
+    rename over *target*: its path and an open descriptor. BackupFailed, naming
+    the folder, when nothing can be created there (missing, closed, a file)."""
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise BackupFailed(f"cannot write in {target.parent}: {exc.strerror or exc}") from exc
+
+
 def copy_sqlite(source: Path, target: Path) -> SqliteCopy:
     """Copy the live SQLite database *source* to *target* (replaced if it exists).
 
     BackupFailed if SQLite refuses or the copy is not sound. The caller decides
     whether *target* may be replaced and that it is not the live database itself.
     """
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    tmp, fd = open_partial(target)
+    os.close(fd)
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         src = sqlite3.connect(
             source.resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
         )
