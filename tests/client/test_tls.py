@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import re
+import socket
 import sqlite3
 import ssl
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from parley_chat.client import (
     CertificateNotTrusted,
     ChatClient,
     Connected,
+    ConnectionLost,
     HostnameMismatch,
     ServerUnreachable,
     TrustStoreError,
@@ -212,3 +216,31 @@ def test_a_service_that_does_not_speak_tls_is_said_in_words_not_opensslese(web_s
     ):
         client.connect()
     client.close(timeout=1.0)
+
+
+def test_a_server_with_no_tls_version_in_common_is_said_so(certs_dir, ca_file):
+    # A real TLS server that speaks only TLS 1.0/1.1, which this client never accepts.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(certs_dir / "server.pem", certs_dir / "server.key")
+    with warnings.catch_warnings():  # the old versions are deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn, contextlib.suppress(OSError):  # the handshake fails on both sides
+                ctx.wrap_socket(conn, server_side=True)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        client = ChatClient("127.0.0.1", port, nick="alice", password="pw", ca_file=ca_file)
+        with pytest.raises(ConnectionLost, match=r"parley needs TLS 1\.2 or newer"):
+            client.connect()
+        client.close(timeout=1.0)
+        thread.join(10)
