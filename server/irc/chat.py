@@ -77,8 +77,8 @@ def _send_one(
             return None  # VERSION, PING, TIME...: queries between IRC clients, not chat
         text = EMOTE_PREFIX + argument  # "/me waves", as parley clients write it
     text = strip_formatting(text)  # bold, colours: codes plain-text chat cannot show
-    if not text.strip():
-        return None
+    if not text.strip():  # formatting codes and nothing else
+        return gw.numeric(conn, n.ERR_NOTEXTTOSEND, "No text to send")
     if has_forbidden_control(text):
         return gw.numeric(conn, n.ERR_CANNOTSENDTOCHAN, target, "Control characters in text")
     now = utcnow()

@@ -117,8 +117,9 @@ def test_actions_formatting_and_ctcp_queries_between_irc_and_parley(
     i.send("PRIVMSG pat :\x01VERSION\x01")  # a query between IRC clients: not chat
     i.send("PRIVMSG #lobby :\x02bold\x02 and \x0304,01red\x03 words")
     i.send("PRIVMSG #lobby :a bell\x07")
+    i.send("PRIVMSG #lobby :\x02\x0304\x0f")  # formatting and nothing else
     refused = i.sync()
-    assert [m.command for m in refused] == ["404"], refused  # the bell: said, not stored
+    assert [m.command for m in refused] == ["404", "412"], refused  # said, not stored
     got = [p.expect(Message), p.expect(Message)]
     assert [m.text for m in got] == ["/me waves", "bold and red words"]  # type: ignore[attr-defined]
     p.send(Send(id="m1", room="#lobby", text="/me nods"))
