@@ -23,8 +23,9 @@ from .sidebar import make_avatar
 NAME_WIDTH = 118
 #: The fewest characters of a nick kept before a role mark is shortened to its star.
 MIN_NICK = 6
-#: The width of the list's header ("ONLINE IN #ROOM — 12"), in pixels.
+#: The width of the list's header ("ONLINE IN #ROOM — 12"), in pixels, and its type size.
 HEADER_WIDTH = 184
+HEADER_SIZE = 11
 
 
 class _UserRow:
@@ -81,14 +82,15 @@ class UserList(ctk.CTkFrame):
         self.grid_propagate(False)
         self.grid_columnconfigure(0, weight=1)
         self.grid_rowconfigure(1, weight=1)
+        # The header's font, and the same one to measure it in (elide).
         self._header_font = tkinter.font.Font(
-            self, family=theme.FONT_FAMILY, size=-11, weight="bold"
+            self, family=theme.FONT_FAMILY, size=-HEADER_SIZE, weight="bold"
         )
         self.header = ctk.CTkLabel(
             self,
             text="ONLINE",
             anchor="w",
-            font=(theme.FONT_FAMILY, 11, "bold"),
+            font=(theme.FONT_FAMILY, HEADER_SIZE, "bold"),
             text_color=theme.pair("muted"),
         )
         self.header.grid(row=0, column=0, sticky="ew", padx=18, pady=(20, 4))
