@@ -72,12 +72,30 @@ def make_avatar(master: ctk.CTkBaseClass, nick: str, size: int = 28) -> ctk.CTkL
     )
 
 
+class _RowFonts:
+    """The fonts a row's texts are measured in (elide), made once for all rows:
+    the preview's, and the name's in each weight."""
+
+    def __init__(self, master: ctk.CTkBaseClass) -> None:
+        self.preview = tkinter.font.Font(master, family=theme.FONT_FAMILY, size=-theme.SIZE_SMALL)
+        self.name = {
+            weight: tkinter.font.Font(
+                master, family=theme.FONT_FAMILY, size=-theme.SIZE_BODY, weight=weight
+            )
+            for weight in ("normal", "bold")
+        }
+
+
 class _Row:
     """One conversation row: a button with the name, an unread badge, and a
     line previewing the latest message (when there is one)."""
 
     def __init__(
-        self, master: ctk.CTkBaseClass, key: str, on_select: Callable[[str], None]
+        self,
+        master: ctk.CTkBaseClass,
+        key: str,
+        on_select: Callable[[str], None],
+        fonts: _RowFonts,
     ) -> None:
         self.frame = ctk.CTkFrame(master, fg_color="transparent", corner_radius=6, height=34)
         self.frame.grid_columnconfigure(0, weight=1)
@@ -90,13 +108,7 @@ class _Row:
             text_color=theme.pair("muted"),
         )
         self.preview.bind("<Button-1>", lambda _e: on_select(key))
-        self._font = tkinter.font.Font(master, family=theme.FONT_FAMILY, size=-theme.SIZE_SMALL)
-        self._name_fonts = {
-            weight: tkinter.font.Font(
-                master, family=theme.FONT_FAMILY, size=-theme.SIZE_BODY, weight=weight
-            )
-            for weight in ("normal", "bold")
-        }
+        self._fonts = fonts
         self.preview_text = ""
         self.button = ctk.CTkButton(
             self.frame,
@@ -142,7 +154,9 @@ class _Row:
         who, text = preview
         shown = ""
         if text.strip():
-            shown = preview_line(who, text, lambda t: self._font.measure(t) <= PREVIEW_WIDTH)
+            shown = preview_line(
+                who, text, lambda t: self._fonts.preview.measure(t) <= PREVIEW_WIDTH
+            )
         if shown != self.preview_text:
             self.preview_text = shown
             if shown:
@@ -156,7 +170,7 @@ class _Row:
         )
         weight = "bold" if strong else "normal"
         width = ROW_NAME_WIDTH_BESIDE_BADGE if unread > 0 else ROW_NAME_WIDTH
-        font = self._name_fonts[weight]
+        font = self._fonts.name[weight]
         self.button.configure(
             text=elide(label, lambda t: font.measure(t) <= width),
             fg_color="transparent",
@@ -240,6 +254,7 @@ class Sidebar(ctk.CTkFrame):
         self._dms_header = self._section("DIRECT MESSAGES", None)
         self._search_header = self._section("SEARCH", None)
         self._rows: dict[str, _Row] = {}
+        self._row_fonts = _RowFonts(self)
         self._order: list[str] | None = None
 
         # the user's card
@@ -372,7 +387,9 @@ class Sidebar(ctk.CTkFrame):
         for conv in [*rooms, *dms, *([search] if search else [])]:
             row = self._rows.get(conv.key)
             if row is None:
-                row = self._rows[conv.key] = _Row(self.scroll, conv.key, self._on_select)
+                row = self._rows[conv.key] = _Row(
+                    self.scroll, conv.key, self._on_select, self._row_fonts
+                )
             loud = conv.mentioned and conv.key not in muted
             label = self.label_of(conv) + ("  \u00b7 muted" if conv.key in muted else "")
             row.show(
